@@ -1,0 +1,212 @@
+package core
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// EncryptMode is the message encryption mode set in the Official Account
+// admin console: Normal (明文), Compatible (兼容) or Safe (安全).
+type EncryptMode string
+
+// The three message encryption modes.
+const (
+	Normal     EncryptMode = "normal"     // plaintext messages only
+	Compatible EncryptMode = "compatible" // plaintext and encrypted fields side by side
+	Safe       EncryptMode = "safe"       // encrypted messages only
+)
+
+// TokenAPI selects how Conf obtains access tokens from WeChat.
+type TokenAPI int
+
+const (
+	// StableToken uses POST /cgi-bin/stable_token, the default. It returns
+	// the same token while that token is valid instead of invalidating the
+	// one every other user of the AppID holds (another service, the admin
+	// console, a script), its quota is far larger than the classic call's,
+	// and the AppSecret travels in the request body, not in the URL.
+	StableToken TokenAPI = iota
+	// ClassicToken uses GET /cgi-bin/token. Every call issues a new token
+	// and invalidates the previous one after a short overlap; the
+	// TokenStore's lock is what keeps a fleet from breaking itself.
+	ClassicToken
+)
+
+func (a TokenAPI) String() string {
+	switch a {
+	case StableToken:
+		return "stable_token"
+	case ClassicToken:
+		return "token"
+	}
+	return fmt.Sprintf("TokenAPI(%d)", int(a))
+}
+
+// DefaultBaseURL is the WeChat API host Conf calls unless Config.BaseURL
+// names another (a regional host such as https://api2.weixin.qq.com, or a
+// wxtest server).
+const DefaultBaseURL = "https://api.weixin.qq.com"
+
+// Config is everything New needs. Every field is optional and its zero value
+// means the documented default; a method that needs a missing field says
+// which one. The AppSecret is never printed: Config's String, GoString and
+// LogValue methods redact it.
+type Config struct {
+	// Basic information from the admin console (the seed's token, appid,
+	// appsecret, encrypt_mode, encoding_aes_key).
+	Token          string      // the server-configuration Token used to sign pushed messages
+	AppID          string      // required for access tokens and tickets
+	AppSecret      string      // required to fetch access tokens (not in the worker form of FuncStore)
+	EncryptMode    EncryptMode // "" means Safe when EncodingAESKey is set, Normal otherwise
+	EncodingAESKey string      // 43 characters; requires Token and AppID
+
+	// Initial values (the seed's way 1): written to the store when it holds
+	// nothing newer, on first use. Read them back with AccessToken,
+	// JSAPITicket and CardTicket to persist them yourself.
+	AccessToken Token
+	JSAPITicket Token
+	CardTicket  Token
+
+	// Store keeps the credentials and serialises their refresh; nil means
+	// a new MemoryStore (one process).
+	Store TokenStore
+	// KeyPrefix starts every store key: "<KeyPrefix>/<AppID>/access_token",
+	// ".../jsapi_ticket", ".../wx_card_ticket". Default "wechatconf". Give
+	// each environment its own prefix when they share a store.
+	KeyPrefix string
+
+	// TokenAPI selects stable_token (default) or the classic token call.
+	TokenAPI TokenAPI
+	// BaseURL of the WeChat API, default DefaultBaseURL.
+	BaseURL string
+	// HTTPClient makes the calls; default a client with a 15 s timeout.
+	HTTPClient *http.Client
+	// Logger receives refresh and retry events (never a credential); nil
+	// is silent.
+	Logger *slog.Logger
+
+	// RefreshAhead is how long before ExpiresAt a background refresh starts
+	// while callers keep being served the valid token. Default 5 minutes.
+	RefreshAhead time.Duration
+	// ExpiryMargin is how long before ExpiresAt a token stops being served
+	// at all (clock skew, network time). Default 1 minute.
+	ExpiryMargin time.Duration
+	// RefreshTimeout bounds one refresh (store lock wait + fetch), which
+	// runs detached from the caller so that one caller giving up does not
+	// fail the others. Default 30 seconds.
+	RefreshTimeout time.Duration
+	// MaxRetries is how many times a call answered with -1 (busy), 45011,
+	// HTTP 5xx or a network error is retried, within the caller's context.
+	// Default 3; a negative value disables retries.
+	MaxRetries int
+	// RetryBackoff is the first retry's delay, doubled for each further
+	// retry up to 16 times it, with jitter. Default 200 ms.
+	RetryBackoff time.Duration
+
+	// Now is the clock used to compute and judge expiry; default time.Now.
+	// Tests point it at a wxtest server's clock.
+	Now func() time.Time
+}
+
+// String returns a description of c with the AppSecret redacted.
+func (c Config) String() string {
+	return fmt.Sprintf("core.Config{AppID: %q, AppSecret: %s, Token: %s, EncryptMode: %q, EncodingAESKey: %s, KeyPrefix: %q, TokenAPI: %v, BaseURL: %q}",
+		c.AppID, redactedIfSet(c.AppSecret), redactedIfSet(c.Token), c.EncryptMode, redactedIfSet(c.EncodingAESKey), c.KeyPrefix, c.TokenAPI, c.BaseURL)
+}
+
+// GoString is String, so that %#v redacts the AppSecret too.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue lets log/slog print a Config without its secrets.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("app_id", c.AppID),
+		slog.String("app_secret", redactedIfSet(c.AppSecret)),
+		slog.String("encrypt_mode", string(c.EncryptMode)),
+		slog.String("token_api", c.TokenAPI.String()),
+		slog.String("base_url", c.BaseURL),
+	)
+}
+
+func redactedIfSet(s string) string {
+	if s == "" {
+		return `""`
+	}
+	return redacted
+}
+
+// validate checks the basic information the way the seed's WechatConf does
+// and fills in defaults. It returns the decoded AES key, if any.
+func (c *Config) validate() (aesKey []byte, err error) {
+	switch c.EncryptMode {
+	case "":
+		c.EncryptMode = Normal
+		if c.EncodingAESKey != "" {
+			c.EncryptMode = Safe
+		}
+	case Normal, Compatible, Safe:
+	default:
+		return nil, fmt.Errorf("wechatconf: unknown EncryptMode %q (want %q, %q or %q)", c.EncryptMode, Normal, Compatible, Safe)
+	}
+	if c.EncodingAESKey != "" {
+		if c.Token == "" || c.AppID == "" {
+			return nil, errors.New("wechatconf: an EncodingAESKey requires Token and AppID")
+		}
+		if len(c.EncodingAESKey) != 43 {
+			return nil, fmt.Errorf("wechatconf: EncodingAESKey must be 43 characters, got %d", len(c.EncodingAESKey))
+		}
+		aesKey, err = base64.StdEncoding.DecodeString(c.EncodingAESKey + "=")
+		if err != nil || len(aesKey) != 32 {
+			return nil, errors.New("wechatconf: EncodingAESKey is not 43 base64 characters decoding to 32 bytes")
+		}
+	}
+	switch c.TokenAPI {
+	case StableToken, ClassicToken:
+	default:
+		return nil, fmt.Errorf("wechatconf: unknown TokenAPI %d", int(c.TokenAPI))
+	}
+	if c.Store == nil {
+		c.Store = NewMemoryStore()
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "wechatconf"
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	for len(c.BaseURL) > 0 && c.BaseURL[len(c.BaseURL)-1] == '/' {
+		c.BaseURL = c.BaseURL[:len(c.BaseURL)-1]
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&c.RefreshAhead, 5*time.Minute)
+	setDefault(&c.ExpiryMargin, time.Minute)
+	setDefault(&c.RefreshTimeout, 30*time.Second)
+	setDefault(&c.RetryBackoff, 200*time.Millisecond)
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 3
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return aesKey, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// errMissing is the error of a method that needs a Config field left empty.
+func errMissing(field, need string) error {
+	return fmt.Errorf("wechatconf: Config.%s is required to %s", field, need)
+}

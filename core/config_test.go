@@ -1,0 +1,102 @@
+package core
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// aesKeyA is the EncodingAESKey of Tencent's published sample (WECHAT.md, vector A).
+const aesKeyA = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+func TestNewValidatesLikeTheSeed(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string // substring; "" means success
+		mode    EncryptMode
+	}{
+		{name: "empty config is valid", cfg: Config{}, mode: Normal},
+		{name: "basic info only", cfg: Config{Token: "t", AppID: "wx1", AppSecret: "s"}, mode: Normal},
+		{name: "key defaults mode to safe", cfg: Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA}, mode: Safe},
+		{name: "explicit normal", cfg: Config{EncryptMode: Normal}, mode: Normal},
+		{name: "explicit compatible", cfg: Config{Token: "t", AppID: "wx1", EncryptMode: Compatible, EncodingAESKey: aesKeyA}, mode: Compatible},
+		{name: "explicit safe", cfg: Config{Token: "t", AppID: "wx1", EncryptMode: Safe, EncodingAESKey: aesKeyA}, mode: Safe},
+		{name: "unknown mode", cfg: Config{EncryptMode: "secure"}, wantErr: `unknown EncryptMode "secure"`},
+		{name: "mode is case sensitive", cfg: Config{EncryptMode: "Safe"}, wantErr: "unknown EncryptMode"},
+		{name: "key without token", cfg: Config{AppID: "wx1", EncodingAESKey: aesKeyA}, wantErr: "requires Token and AppID"},
+		{name: "key without appid", cfg: Config{Token: "t", EncodingAESKey: aesKeyA}, wantErr: "requires Token and AppID"},
+		{name: "key too short", cfg: Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA[:42]}, wantErr: "must be 43 characters, got 42"},
+		{name: "key too long", cfg: Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA + "A"}, wantErr: "must be 43 characters, got 44"},
+		{name: "key not base64", cfg: Config{Token: "t", AppID: "wx1", EncodingAESKey: "!" + aesKeyA[1:]}, wantErr: "not 43 base64 characters"},
+		{name: "unknown token api", cfg: Config{TokenAPI: 7}, wantErr: "unknown TokenAPI 7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(tt.cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("New(%v) error = %v, want one containing %q", tt.cfg, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("New(%v): %v", tt.cfg, err)
+			}
+			if c.EncryptMode() != tt.mode {
+				t.Errorf("EncryptMode() = %q, want %q", c.EncryptMode(), tt.mode)
+			}
+		})
+	}
+}
+
+func TestNewDecodesTheAESKey(t *testing.T) {
+	c, err := New(Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.aesKey) != 32 {
+		t.Fatalf("decoded key is %d bytes, want 32", len(c.aesKey))
+	}
+}
+
+func TestMissingFieldIsNamed(t *testing.T) {
+	c, err := New(Config{AppSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AccessToken(t.Context()); err == nil || !strings.Contains(err.Error(), "Config.AppID is required") {
+		t.Errorf("AccessToken without AppID: error = %v, want it to name Config.AppID", err)
+	}
+	c, err = New(Config{AppID: "wx1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AccessToken(t.Context()); err == nil || !strings.Contains(err.Error(), "Config.AppSecret is required") {
+		t.Errorf("AccessToken without AppSecret: error = %v, want it to name Config.AppSecret", err)
+	}
+}
+
+func TestConfigNeverPrintsTheSecret(t *testing.T) {
+	const secret = "s3cr3t-app-secret-value"
+	cfg := Config{AppID: "wx1", AppSecret: secret, Token: "tok", EncodingAESKey: aesKeyA}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "cfg", cfg)
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "cfg", cfg)
+	for _, s := range []string{
+		fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%v", &cfg),
+		fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), logged.String(),
+	} {
+		if strings.Contains(s, secret) || strings.Contains(s, aesKeyA) {
+			t.Errorf("printed form leaks a secret: %s", s)
+		}
+		if !strings.Contains(s, "wx1") {
+			t.Errorf("printed form lost the AppID: %s", s)
+		}
+	}
+}

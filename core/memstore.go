@@ -1,0 +1,190 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultLease is how long a refresh lock is held at most when a store is
+// built without WithLease: the fetch runs with a context bounded by it, and a
+// holder that dies frees the lock within it. Every store in this project uses
+// it as its default.
+const DefaultLease = 15 * time.Second
+
+// MaxKeyLen is the longest key, in bytes, that every TokenStore accepts.
+const MaxKeyLen = 256
+
+// ValidateKey reports whether key is a key every TokenStore must accept:
+// non-empty, valid UTF-8, without NUL, at most MaxKeyLen bytes. Stores call it
+// first so that a bad key is the same clear error everywhere.
+func ValidateKey(key string) error {
+	switch {
+	case key == "":
+		return errors.New("wechatconf: empty key")
+	case len(key) > MaxKeyLen:
+		return fmt.Errorf("wechatconf: key of %d bytes is longer than %d", len(key), MaxKeyLen)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("wechatconf: key %q is not valid UTF-8", key)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] == 0 {
+			return fmt.Errorf("wechatconf: key %q contains NUL", key)
+		}
+	}
+	return nil
+}
+
+// StoreOption configures the stores built in this package (NewMemoryStore,
+// NewFuncStore). Backends in other modules have options of their own with
+// the same names.
+type StoreOption func(*storeOptions)
+
+type storeOptions struct {
+	lease time.Duration
+}
+
+func buildStoreOptions(opts []StoreOption) storeOptions {
+	o := storeOptions{lease: DefaultLease}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithLease sets how long the refresh lock may be held (default
+// DefaultLease): fetch runs with a context bounded by it, and a holder still
+// inside fetch when it runs out loses the lock and its write is refused with
+// ErrLockLost. A value <= 0 keeps the default.
+func WithLease(d time.Duration) StoreOption {
+	return func(o *storeOptions) {
+		if d > 0 {
+			o.lease = d
+		}
+	}
+}
+
+// MemoryStore is a TokenStore that lives in this process's memory: the store
+// for a single process, and the one Conf uses when Config.Store is nil.
+// Refresh takes a per-key lock; waiters wake the moment it is released.
+// Two MemoryStore values share nothing: to let several Confs in one process
+// share tokens, give them the same *MemoryStore.
+//
+// A MemoryStore is safe for concurrent use. Its zero value is not usable;
+// build it with NewMemoryStore.
+type MemoryStore struct {
+	lease time.Duration
+	locks keyLocks
+
+	mu     sync.RWMutex
+	tokens map[string]Token
+}
+
+// NewMemoryStore returns an empty in-memory TokenStore.
+func NewMemoryStore(opts ...StoreOption) *MemoryStore {
+	o := buildStoreOptions(opts)
+	return &MemoryStore{lease: o.lease, tokens: make(map[string]Token)}
+}
+
+// Get implements TokenStore.
+func (m *MemoryStore) Get(ctx context.Context, key string) (Token, error) {
+	if err := checkCall(ctx, key); err != nil {
+		return Token{}, fmt.Errorf("memorystore: get: %w", err)
+	}
+	t, ok := m.load(key)
+	if !ok {
+		return Token{}, fmt.Errorf("memorystore: get %q: %w", key, ErrNotFound)
+	}
+	return t, nil
+}
+
+// Set implements TokenStore.
+func (m *MemoryStore) Set(ctx context.Context, key string, t Token) error {
+	if err := checkCall(ctx, key); err != nil {
+		return fmt.Errorf("memorystore: set: %w", err)
+	}
+	m.store(key, t)
+	return nil
+}
+
+// Refresh implements TokenStore: see its rules. The lock is per key and
+// in-process; the lease bounds fetch and fences the write.
+func (m *MemoryStore) Refresh(ctx context.Context, key, stale string, fetch FetchFunc) (Token, error) {
+	if err := checkCall(ctx, key); err != nil {
+		return Token{}, fmt.Errorf("memorystore: refresh: %w", err)
+	}
+	t, err := m.locks.refresh(ctx, key, stale, m.lease, fetch,
+		func(context.Context) (Token, bool, error) { t, ok := m.load(key); return t, ok, nil },
+		func(_ context.Context, t Token) error { m.store(key, t); return nil })
+	if err != nil {
+		return Token{}, fmt.Errorf("memorystore: refresh %q: %w", key, err)
+	}
+	return t, nil
+}
+
+func (m *MemoryStore) load(key string) (Token, bool) {
+	m.mu.RLock()
+	t, ok := m.tokens[key]
+	m.mu.RUnlock()
+	return t, ok
+}
+
+func (m *MemoryStore) store(key string, t Token) {
+	t.ExpiresAt = t.ExpiresAt.Round(0) // drop the monotonic reading: ExpiresAt is a wall-clock instant
+	m.mu.Lock()
+	m.tokens[key] = t
+	m.mu.Unlock()
+}
+
+// checkCall is the argument check every store method starts with.
+func checkCall(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return ValidateKey(key)
+}
+
+// refresh runs rules 1–4 of TokenStore.Refresh over the in-process lock, with
+// get and set doing the storage. get reports (token, found, error); an error
+// aborts the refresh, because fetching while the store cannot be read would
+// let every process fetch.
+func (l *keyLocks) refresh(ctx context.Context, key, stale string, lease time.Duration, fetch FetchFunc,
+	get func(context.Context) (Token, bool, error), set func(context.Context, Token) error) (Token, error) {
+	gen, err := l.acquire(ctx, key, lease)
+	if err != nil {
+		return Token{}, fmt.Errorf("waiting for the lock: %w", err)
+	}
+	defer l.release(key, gen)
+
+	cur, found, err := get(ctx)
+	if err != nil {
+		return Token{}, err
+	}
+	if found && cur.Value != stale {
+		return cur, nil
+	}
+
+	fctx, cancel := context.WithTimeout(ctx, lease)
+	t, err := fetch(fctx)
+	leaseOver := fctx.Err() != nil && ctx.Err() == nil
+	cancel()
+	if err != nil {
+		if leaseOver {
+			return Token{}, fmt.Errorf("fetch outlived the %v lease: %w: %w", lease, ErrLockLost, err)
+		}
+		return Token{}, err
+	}
+	if t.Value == "" {
+		return Token{}, errors.New("fetch returned an empty token")
+	}
+	if !l.pin(key, gen) {
+		return Token{}, fmt.Errorf("fetch outlived the %v lease, write refused: %w", lease, ErrLockLost)
+	}
+	if err := set(ctx, t); err != nil {
+		return Token{}, err
+	}
+	return t, nil
+}

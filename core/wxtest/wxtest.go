@@ -1,0 +1,388 @@
+// Package wxtest is an in-process simulation of the WeChat Official Account
+// API, for tests, demos and examples that must run without credentials or
+// network access.
+//
+// [New] starts an [httptest.Server] that answers the credential endpoints
+// ([PathToken], [PathStableToken], [PathTicket]) and two ordinary APIs
+// ([PathAPI], [PathSend]) the way WeChat does, including the rules that
+// production fleets trip over:
+//
+//   - Every successful classic /cgi-bin/token call mints a new access_token;
+//     the previous classic token keeps working for [Options.Overlap] more,
+//     then answers errcode 40001. Two processes that each fetch a classic
+//     token therefore break each other.
+//   - /cgi-bin/stable_token returns the same token while it has more than
+//     Overlap to live; during its last Overlap a call gets the next token, and
+//     both work until the old one expires. force_refresh mints a new token at
+//     once and the old one answers 40001 immediately. Classic and stable
+//     tokens never invalidate each other.
+//   - Tokens and tickets expire [Options.ExpiresIn] after they were issued
+//     (errcode 42001 for an expired token); tickets need a valid token; token
+//     mints are limited per simulated day ([Options.DailyQuota], errcode
+//     45009); wrong or missing credentials get WeChat's error codes.
+//
+// Errors are HTTP 200 with a {"errcode":N,"errmsg":"..."} body, as from
+// WeChat, with realistic errmsg texts ending in " rid: ...".
+//
+// # Pointing a client at the server
+//
+// WeChat has regional hosts, so every client has a configurable base URL: use
+// [Server.URL] wherever https://api.weixin.qq.com would go, and
+// [Server.Client] (or any HTTP client: the server speaks plain HTTP). The
+// [Server.Handler] can also be mounted in a server of one's own.
+//
+// # Simulated time
+//
+// Token and ticket lifetimes follow the server's own clock, which is manual:
+// it starts at [Options.Start] and moves only when [Server.Advance] is
+// called, so a test can cross a two-hour expiry instantly and
+// deterministically. [Options.Now] replaces it with a clock of the caller's.
+// Only [Options.Latency] is real time.
+//
+// # Inspection, faults and gates
+//
+// [Server.Calls], [Server.TokensIssued] and [Server.LastBody] tell a test what
+// its client did; [Server.TokenValid], [Server.TicketValid] and [Server.Revoke]
+// inspect and change the server's state. [Server.InjectFault] makes the next
+// requests to a path fail in a chosen way (system busy, malformed JSON, an
+// HTTP 5xx, any errcode), and [Server.Block] holds requests until the test
+// releases them, so concurrency tests synchronise on channels instead of
+// sleeps.
+//
+// A Server is safe for concurrent use.
+package wxtest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Paths of the simulated endpoints, relative to [Server.URL].
+const (
+	// PathToken is the classic access_token endpoint:
+	// GET ?grant_type=client_credential&appid=APPID&secret=SECRET.
+	PathToken = "/cgi-bin/token"
+	// PathStableToken is the stable access_token endpoint: POST with the JSON
+	// body {"grant_type","appid","secret","force_refresh"}.
+	PathStableToken = "/cgi-bin/stable_token"
+	// PathTicket issues JS-SDK and card tickets:
+	// GET ?access_token=TOKEN&type=jsapi or type=wx_card.
+	PathTicket = "/cgi-bin/ticket/getticket"
+	// PathAPI is an ordinary API that needs a valid token:
+	// GET ?access_token=TOKEN answers {"ip_list":["127.0.0.1"]}.
+	PathAPI = "/cgi-bin/getcallbackip"
+	// PathSend is an ordinary API with a request body:
+	// POST ?access_token=TOKEN with a JSON body answers
+	// {"errcode":0,"errmsg":"ok"}. The body is available from
+	// [Server.LastBody].
+	PathSend = "/cgi-bin/message/custom/send"
+)
+
+// Defaults for the zero values of [Options].
+const (
+	// DefaultExpiresIn is the lifetime of tokens and tickets, as WeChat
+	// announces it (expires_in 7200).
+	DefaultExpiresIn = 7200 * time.Second
+	// DefaultOverlap is how long a superseded classic token keeps working,
+	// and how long before its expiry stable_token hands over to the next
+	// token.
+	DefaultOverlap = 5 * time.Minute
+)
+
+// maxBody bounds the request bodies the server reads.
+const maxBody = 1 << 20
+
+// Options configures a [Server]. The zero value is usable: it accepts any
+// non-empty credentials and uses WeChat's lifetimes.
+type Options struct {
+	// AppID and AppSecret are the credentials the token endpoints accept;
+	// anything else gets errcode 40013 (invalid appid) or 40125 (invalid
+	// appsecret). An empty AppID accepts any non-empty appid, an empty
+	// AppSecret any non-empty secret. Each distinct appid has its own tokens
+	// and quota, as on WeChat.
+	AppID, AppSecret string
+
+	// ExpiresIn is the lifetime of tokens and tickets; zero or negative means
+	// DefaultExpiresIn. Replies announce it in whole seconds.
+	ExpiresIn time.Duration
+
+	// Overlap is how long a superseded classic token keeps working after the
+	// next classic fetch, and the hand-over window of stable_token: during
+	// the last Overlap of a stable token's life a normal call returns the
+	// next token. Zero means DefaultOverlap; a negative Overlap means none (a
+	// superseded classic token fails at once, stable_token hands over only
+	// when the token expires).
+	Overlap time.Duration
+
+	// Start is the initial time of the simulated clock; the zero value
+	// means time.Now() when New is called. Ignored when Now is set.
+	Start time.Time
+
+	// Now, if set, replaces the manual clock: the server reads the time from
+	// it and Server.Advance panics. It is called with the server's lock
+	// held, so it must not call methods of the Server; it must be safe for
+	// concurrent use.
+	Now func() time.Time
+
+	// Latency is a real-time delay added to every request before it is
+	// handled, as network delay would be. A request whose context ends
+	// during the delay is dropped. See also Server.SetLatency.
+	Latency time.Duration
+
+	// DailyQuota is how many access tokens (classic and stable together) an
+	// appid can mint per simulated day (the UTC date of the server's clock)
+	// before the token endpoints answer errcode 45009. A stable_token call
+	// that returns the current token mints nothing and is not counted. Zero
+	// means unlimited.
+	DailyQuota int
+
+	// ForceRefreshDailyLimit is how many stable_token force_refresh calls an
+	// appid may make per simulated day before errcode 45009 (WeChat allows
+	// about 20). Zero means unlimited.
+	ForceRefreshDailyLimit int
+
+	// ForceRefreshInterval is the least simulated time between two
+	// force_refresh calls of an appid; a call made sooner gets errcode 45011
+	// (WeChat requires about 30 s). Zero means no limit.
+	ForceRefreshInterval time.Duration
+}
+
+// Server is a running simulation of the WeChat API, created by [New]. Its
+// methods are safe for concurrent use.
+type Server struct {
+	// URL is the server's base URL, of the form http://127.0.0.1:PORT with no
+	// trailing slash: use it in place of https://api.weixin.qq.com.
+	URL string
+
+	srv       *httptest.Server
+	handler   http.Handler
+	opts      Options // normalised: ExpiresIn > 0, Overlap >= 0
+	latency   atomic.Int64
+	closing   chan struct{}
+	closeOnce sync.Once
+
+	mu            sync.Mutex
+	clock         time.Time // the manual clock, unused when opts.Now is set
+	apps          map[string]*app
+	tokens        map[string]*token
+	tickets       map[string]*ticket
+	calls         map[string]int
+	bodies        map[string][]byte
+	faults        map[string][]queuedFault
+	gates         map[string]*Gate
+	tokensIssued  int
+	ticketsIssued int
+}
+
+// New starts a simulated WeChat API server configured by opts. Call
+// [Server.Close] when done with it.
+func New(opts Options) *Server {
+	if opts.ExpiresIn <= 0 {
+		opts.ExpiresIn = DefaultExpiresIn
+	}
+	switch {
+	case opts.Overlap == 0:
+		opts.Overlap = DefaultOverlap
+	case opts.Overlap < 0:
+		opts.Overlap = 0
+	}
+	if opts.Start.IsZero() {
+		opts.Start = time.Now()
+	}
+	s := &Server{
+		opts:    opts,
+		closing: make(chan struct{}),
+		clock:   opts.Start,
+		apps:    make(map[string]*app),
+		tokens:  make(map[string]*token),
+		tickets: make(map[string]*ticket),
+		calls:   make(map[string]int),
+		bodies:  make(map[string][]byte),
+		faults:  make(map[string][]queuedFault),
+		gates:   make(map[string]*Gate),
+	}
+	s.latency.Store(int64(opts.Latency))
+	s.handler = http.HandlerFunc(s.serveHTTP)
+	s.srv = httptest.NewServer(s.handler)
+	s.URL = s.srv.URL
+	return s
+}
+
+// Close shuts the server down and blocks until its outstanding requests have
+// completed. Requests held by a [Gate] or by the latency delay are answered
+// with HTTP 503 at once. Close is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.srv.Close()
+	})
+}
+
+// Handler returns the handler that serves the simulated API, for mounting in
+// a server of one's own (for example under http.StripPrefix). It shares the
+// Server's state: tokens, clock, counters, faults and gates.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Client returns an HTTP client configured for requests to the server. It is
+// closed, with its idle connections, by [Server.Close].
+func (s *Server) Client() *http.Client { return s.srv.Client() }
+
+// Now returns the current simulated time.
+func (s *Server) Now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nowLocked()
+}
+
+func (s *Server) nowLocked() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return s.clock
+}
+
+// Advance moves the simulated clock forward by d. It panics if d is negative
+// or if the server was created with [Options.Now] (then that clock is the
+// one to move).
+func (s *Server) Advance(d time.Duration) {
+	if s.opts.Now != nil {
+		panic("wxtest: Server.Advance called on a server whose Options.Now is set; advance that clock instead")
+	}
+	if d < 0 {
+		panic("wxtest: Server.Advance called with a negative duration " + d.String())
+	}
+	s.mu.Lock()
+	s.clock = s.clock.Add(d)
+	s.mu.Unlock()
+}
+
+// SetLatency changes the real-time delay added to every request from now on
+// (see [Options.Latency]). Zero or negative means none.
+func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
+
+// Calls returns how many requests reached path since the server started or
+// since [Server.ResetCounters]: every request, including rejected ones,
+// faulted ones, held ones and ones whose client gave up.
+func (s *Server) Calls(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[path]
+}
+
+// TokensIssued returns how many new access tokens the server minted (classic
+// and stable together) since it started or since [Server.ResetCounters]. A
+// stable_token call that returned the current token minted nothing.
+func (s *Server) TokensIssued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokensIssued
+}
+
+// TicketsIssued returns how many tickets (jsapi and wx_card together) the
+// server minted since it started or since [Server.ResetCounters].
+func (s *Server) TicketsIssued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ticketsIssued
+}
+
+// ResetCounters sets [Server.Calls], [Server.TokensIssued] and
+// [Server.TicketsIssued] back to zero. Tokens, tickets, quotas, recorded
+// bodies, faults and gates are left as they are.
+func (s *Server) ResetCounters() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.calls)
+	s.tokensIssued = 0
+	s.ticketsIssued = 0
+}
+
+// ResetQuota forgets the daily quota and force_refresh use of every appid,
+// as WeChat's clear_quota API does.
+func (s *Server) ResetQuota() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.apps {
+		a.quotaDay, a.quotaUsed = "", 0
+		a.forceDay, a.forceUsed, a.lastForce = "", 0, time.Time{}
+	}
+}
+
+// LastBody returns a copy of the body of the most recent request that reached
+// path (empty for a request without one), or nil if none did.
+func (s *Server) LastBody(path string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.bodies[path])
+}
+
+// serveHTTP counts and records the request, applies the latency, the gate and
+// any injected fault, then hands it to the endpoint.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	body, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+
+	s.mu.Lock()
+	s.calls[path]++
+	s.bodies[path] = body
+	g := s.gates[path]
+	s.mu.Unlock()
+
+	if !s.sleep(r.Context(), time.Duration(s.latency.Load())) {
+		s.dropped(w)
+		return
+	}
+	if g != nil && !g.hold(r.Context(), s.closing) {
+		s.dropped(w)
+		return
+	}
+	if f, ok := s.takeFault(path); ok {
+		f.write(w)
+		return
+	}
+	switch path {
+	case PathToken:
+		s.serveToken(w, r)
+	case PathStableToken:
+		s.serveStableToken(w, r, body)
+	case PathTicket:
+		s.serveTicket(w, r)
+	case PathAPI:
+		s.serveAPI(w, r)
+	case PathSend:
+		s.serveSend(w, r, body)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// sleep waits d in real time. It reports false if ctx ended or the server
+// closed first.
+func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.closing:
+		return false
+	}
+}
+
+// dropped answers a request abandoned by its client (nobody reads the reply)
+// or cut short by Close.
+func (s *Server) dropped(w http.ResponseWriter) {
+	http.Error(w, "wxtest: request abandoned or server closed", http.StatusServiceUnavailable)
+}
