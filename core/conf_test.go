@@ -52,7 +52,9 @@ func same(a, b core.Token) bool { return a.Value == b.Value && a.ExpiresAt.Equal
 func classic(c *core.Config) { c.TokenAPI = core.ClassicToken }
 
 // tokenCalls counts both token endpoints.
-func tokenCalls(s *wxtest.Server) int { return s.Calls(wxtest.PathToken) + s.Calls(wxtest.PathStableToken) }
+func tokenCalls(s *wxtest.Server) int {
+	return s.Calls(wxtest.PathToken) + s.Calls(wxtest.PathStableToken)
+}
 
 func TestAccessTokenFetchesOnceThenServesFromMemory(t *testing.T) {
 	for _, api := range []core.TokenAPI{core.StableToken, core.ClassicToken} {
