@@ -212,7 +212,7 @@ func (c *Conf) fetchAccessToken(ctx context.Context) (Token, error) {
 	if c.cfg.AppSecret == "" {
 		return Token{}, errMissing("AppSecret", "fetch an access_token")
 	}
-	start := c.cfg.Now()
+	start := c.now()
 	var req request
 	if c.cfg.TokenAPI == ClassicToken {
 		req = request{method: http.MethodGet, path: pathToken, query: url.Values{
@@ -239,7 +239,7 @@ func (c *Conf) fetchAccessToken(ctx context.Context) (Token, error) {
 // token and retries once, as Do does.
 func (c *Conf) ticketFetcher(typ string) FetchFunc {
 	return func(ctx context.Context) (Token, error) {
-		start := c.cfg.Now()
+		start := c.now()
 		var r expiringReply
 		req := request{method: http.MethodGet, path: pathTicket, query: url.Values{"type": {typ}}}
 		if err := c.doWithToken(ctx, req, &r); err != nil {

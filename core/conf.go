@@ -31,6 +31,7 @@ import (
 type Conf struct {
 	cfg    Config
 	aesKey []byte
+	base   time.Time // the clock's reading at New; deadlines are kept as offsets from it
 
 	access, jsapi, card *credential
 }
@@ -43,6 +44,7 @@ func New(cfg Config) (*Conf, error) {
 		return nil, err
 	}
 	c := &Conf{cfg: cfg, aesKey: aesKey}
+	c.base = c.now()
 	base := cfg.KeyPrefix + "/" + cfg.AppID + "/"
 	c.access = &credential{conf: c, name: "access_token", key: base + "access_token", initial: cfg.AccessToken, fetch: c.fetchAccessToken}
 	c.jsapi = &credential{conf: c, name: "jsapi_ticket", key: base + "jsapi_ticket", initial: cfg.JSAPITicket, fetch: c.ticketFetcher("jsapi")}
@@ -55,6 +57,24 @@ func (c *Conf) String() string { return "core.Conf" + c.cfg.String()[len("core.C
 
 // GoString is String, so that %#v redacts the AppSecret too.
 func (c *Conf) GoString() string { return c.String() }
+
+// now reads the clock.
+func (c *Conf) now() time.Time {
+	if c.cfg.Now != nil {
+		return c.cfg.Now()
+	}
+	return time.Now()
+}
+
+// elapsed returns the clock's reading as an offset from c.base, the unit of
+// the hot path's deadlines. On the system clock it reads only the monotonic
+// clock (time.Since), which costs half of time.Now.
+func (c *Conf) elapsed() int64 {
+	if c.cfg.Now != nil {
+		return int64(c.cfg.Now().Sub(c.base))
+	}
+	return int64(time.Since(c.base))
+}
 
 // AppID returns the configured AppID.
 func (c *Conf) AppID() string { return c.cfg.AppID }
@@ -93,17 +113,18 @@ type credential struct {
 	cur       atomic.Pointer[held] // the in-process copy, nil until first load
 	seeded    atomic.Bool          // initial value handled
 	bgRunning atomic.Bool          // a background refresh is in flight
-	bgNotTill atomic.Int64         // unix nanos before which no background refresh starts
+	bgNotTill atomic.Int64         // elapsed() before which no background refresh starts
 
 	mu     sync.Mutex
 	flight *flight // the refresh in flight, nil if none
 }
 
-// held is the in-process copy of a token with its two deadlines precomputed.
+// held is the in-process copy of a token with its two deadlines
+// precomputed as Conf.elapsed() offsets.
 type held struct {
 	Token
-	refreshAt time.Time // ExpiresAt - RefreshAhead: background refresh from here
-	expireAt  time.Time // ExpiresAt - ExpiryMargin: not served from here
+	refreshAt int64 // ExpiresAt - RefreshAhead: background refresh from here
+	expireAt  int64 // ExpiresAt - ExpiryMargin: not served from here
 }
 
 // flight is one refresh of a credential, shared by every caller that asks
@@ -119,40 +140,50 @@ type flight struct {
 // background refresh after one failed or brought no newer token.
 const bgRetryInterval = 15 * time.Second
 
-// get is the hot path.
+// get is the hot path, kept small enough to be inlined: a fresh copy is
+// returned at once, anything else goes to getSlow.
 func (cr *credential) get(ctx context.Context) (Token, error) {
-	if h := cr.cur.Load(); h != nil {
-		now := cr.conf.cfg.Now()
-		if now.Before(h.expireAt) {
-			if !now.Before(h.refreshAt) {
-				cr.refreshAhead(h, now)
-			}
-			return h.Token, nil
-		}
-		return cr.refresh(ctx, h.Value)
+	if h := cr.cur.Load(); h != nil && cr.conf.elapsed() < h.refreshAt {
+		return h.Token, nil
 	}
-	return cr.refresh(ctx, "")
+	return cr.getSlow(ctx)
+}
+
+// getSlow serves a copy inside its refresh-ahead window (starting the
+// background refresh) and refreshes a missing or expired one.
+func (cr *credential) getSlow(ctx context.Context) (Token, error) {
+	h := cr.cur.Load()
+	if h == nil {
+		return cr.refresh(ctx, "")
+	}
+	now := cr.conf.elapsed()
+	if now < h.expireAt {
+		if now >= h.refreshAt {
+			cr.refreshAhead(h, now)
+		}
+		return h.Token, nil
+	}
+	return cr.refresh(ctx, h.Value)
 }
 
 // refreshAhead starts one background refresh of h unless one is running or
 // the last one was too recent.
-func (cr *credential) refreshAhead(h *held, now time.Time) {
-	if now.UnixNano() < cr.bgNotTill.Load() || !cr.bgRunning.CompareAndSwap(false, true) {
+func (cr *credential) refreshAhead(h *held, now int64) {
+	if now < cr.bgNotTill.Load() || !cr.bgRunning.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
 		defer cr.bgRunning.Store(false)
 		t, err := cr.refresh(context.Background(), h.Value)
-		now := cr.conf.cfg.Now()
 		switch {
 		case err != nil:
 			cr.conf.cfg.Logger.Warn("wechatconf: background refresh failed; serving the current token", "credential", cr.name, "expires_at", h.ExpiresAt, "error", err)
-		case !now.Before(t.ExpiresAt.Add(-cr.conf.cfg.RefreshAhead)):
+		case !cr.conf.now().Before(t.ExpiresAt.Add(-cr.conf.cfg.RefreshAhead)):
 			cr.conf.cfg.Logger.Info("wechatconf: background refresh brought no newer token", "credential", cr.name, "expires_at", t.ExpiresAt)
 		default:
 			return
 		}
-		cr.bgNotTill.Store(now.Add(bgRetryInterval).UnixNano())
+		cr.bgNotTill.Store(cr.conf.elapsed() + int64(bgRetryInterval))
 	}()
 }
 
@@ -163,7 +194,7 @@ func (cr *credential) refreshAhead(h *held, now time.Time) {
 func (cr *credential) refresh(ctx context.Context, stale string) (Token, error) {
 	for joined := false; ; joined = true {
 		cr.mu.Lock()
-		if h := cr.cur.Load(); h != nil && h.Value != stale && cr.conf.cfg.Now().Before(h.expireAt) {
+		if h := cr.cur.Load(); h != nil && h.Value != stale && cr.conf.elapsed() < h.expireAt {
 			cr.mu.Unlock()
 			return h.Token, nil // replaced while we were on our way here
 		}
@@ -206,11 +237,14 @@ func (cr *credential) run(ctx context.Context, f *flight) {
 
 // adopt makes tok the in-process copy.
 func (cr *credential) adopt(tok Token) {
-	cfg := &cr.conf.cfg
+	c := cr.conf
+	now := c.now()
+	at := int64(now.Sub(c.base))
+	left := int64(tok.ExpiresAt.Sub(now)) // wall-clock time to expiry
 	cr.cur.Store(&held{
 		Token:     tok,
-		refreshAt: tok.ExpiresAt.Add(-cfg.RefreshAhead),
-		expireAt:  tok.ExpiresAt.Add(-cfg.ExpiryMargin),
+		refreshAt: at + left - int64(c.cfg.RefreshAhead),
+		expireAt:  at + left - int64(c.cfg.ExpiryMargin),
 	})
 }
 
@@ -240,14 +274,14 @@ func (cr *credential) load(ctx context.Context, stale string) (Token, error) {
 		cfg.Logger.Warn("wechatconf: reading the store failed; refreshing through it", "credential", cr.name, "key", cr.key, "error", err)
 		stored = Token{}
 	}
-	if stored = cr.seed(ctx, stored); stored.Value != stale && cr.usable(stored, cfg.Now()) {
+	if stored = cr.seed(ctx, stored); stored.Value != stale && cr.usable(stored, cr.conf.now()) {
 		return stored, nil
 	}
 	if stored.Value != "" {
 		stale = stored.Value // the value the store holds is the one to replace
 	}
 	tok, err := store.Refresh(ctx, cr.key, stale, cr.fetch)
-	if err == nil && !cr.usable(tok, cfg.Now()) && tok.Value != stale {
+	if err == nil && !cr.usable(tok, cr.conf.now()) && tok.Value != stale {
 		// The store returned a token someone else wrote, but it is too old
 		// to serve: replace that one.
 		tok, err = store.Refresh(ctx, cr.key, tok.Value, cr.fetch)
@@ -255,7 +289,7 @@ func (cr *credential) load(ctx context.Context, stale string) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("wechatconf: refresh %s: %w", cr.name, err)
 	}
-	if !cr.usable(tok, cfg.Now()) {
+	if !cr.usable(tok, cr.conf.now()) {
 		return Token{}, fmt.Errorf("wechatconf: refresh %s: the store returned a token that expires at %v, too soon to serve", cr.name, tok.ExpiresAt)
 	}
 	cfg.Logger.Info("wechatconf: refreshed", "credential", cr.name, "expires_at", tok.ExpiresAt)
@@ -270,7 +304,7 @@ func (cr *credential) seed(ctx context.Context, stored Token) Token {
 	if init.Value == "" || cr.seeded.Load() || !cr.seeded.CompareAndSwap(false, true) {
 		return stored
 	}
-	if !cr.usable(init, cr.conf.cfg.Now()) || (stored.Value != "" && !stored.ExpiresAt.Before(init.ExpiresAt)) {
+	if !cr.usable(init, cr.conf.now()) || (stored.Value != "" && !stored.ExpiresAt.Before(init.ExpiresAt)) {
 		return stored
 	}
 	if err := cr.conf.cfg.Store.Set(ctx, cr.key, init); err != nil {

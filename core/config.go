@@ -107,8 +107,10 @@ type Config struct {
 	// retry up to 16 times it, with jitter. Default 200 ms.
 	RetryBackoff time.Duration
 
-	// Now is the clock used to compute and judge expiry; default time.Now.
-	// Tests point it at a wxtest server's clock.
+	// Now is the clock used to compute and judge expiry; nil means the
+	// system clock (read on the hot path through the monotonic clock only,
+	// which is about twice as fast as time.Now). Tests point it at a wxtest
+	// server's clock.
 	Now func() time.Time
 }
 
@@ -193,9 +195,6 @@ func (c *Config) validate() (aesKey []byte, err error) {
 	setDefault(&c.RetryBackoff, 200*time.Millisecond)
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 3
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	return aesKey, nil
 }
