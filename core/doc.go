@@ -1,0 +1,57 @@
+// Package core keeps WeChat Official Account credentials — the
+// access_token, the jsapi_ticket and the wx_card api_ticket — valid for one
+// process or a whole fleet, through a TokenStore the team already runs.
+//
+//	conf, err := core.New(core.Config{
+//		AppID:     os.Getenv("WECHAT_APPID"),
+//		AppSecret: os.Getenv("WECHAT_APPSECRET"),
+//		Store:     store, // nil: in-process memory; or a file, Redis, PostgreSQL or etcd store
+//	})
+//	tok, err := conf.AccessToken(ctx)   // value + expiry, as the seed's get_access_token()
+//	err = conf.Do(ctx, "GET", "/cgi-bin/getcallbackip", nil, nil, &out)
+//
+// # The store decides the topology
+//
+// A TokenStore keeps tokens and serialises their refresh: whoever takes the
+// store's lock first is the master for that one refresh, and everyone else
+// gets the token it fetched. NewMemoryStore (the default) serves one
+// process. The modules under store/ serve a machine (file) or a fleet
+// (Redis, PostgreSQL, etcd). NewFuncStore adapts user functions: Get + Set
+// for the seed's single-machine way 2, Get + Refresh for a worker whose
+// master (a token server) does the refresh, the seed's way 3. The seed's
+// way 1 — initial values passed in and read back — is Config.AccessToken and
+// friends plus Conf.AccessToken.
+//
+// # What Conf does on each call
+//
+// A valid in-process copy is served with no I/O (about 40 ns, no
+// allocation). Within Config.RefreshAhead of expiry one background refresh
+// starts while callers keep the valid copy. With no valid copy the store is
+// read, and only if it holds nothing usable is Store.Refresh called with
+// the stale value, one call in flight per credential per Conf. A token
+// WeChat rejects (40001, 40014, 42001) is replaced by a compare-and-refresh
+// (Conf.RefreshAccessToken), so a fleet that sees the same bad token
+// fetches once. Deadlines are judged on the monotonic clock, so a wall-clock
+// step does not expire or revive a token.
+//
+// # Decisions
+//
+//   - Conf is configured with a Config struct whose zero values are the
+//     defaults (like pgxpool.Config); stores take functional options
+//     (WithLease), because they have few knobs and New(client) alone is
+//     complete.
+//   - The default token call is stable_token (see StableToken): it does not
+//     invalidate tokens other users of the AppID hold, has a larger quota,
+//     and keeps the AppSecret out of URLs. ClassicToken is available.
+//   - A refresh runs detached from the caller that started it (bounded by
+//     Config.RefreshTimeout): one caller giving up does not fail the others
+//     waiting for the same refresh; each waits with its own ctx.
+//   - -1, 45011, HTTP 5xx and network errors are retried with capped
+//     exponential backoff within ctx; configuration errors (40013, 40125,
+//     40164, 41002, 41004, 89503) and 45009 never are, and say what to fix.
+//   - The AppSecret never appears in an error, a log line or a printed
+//     Config: URLs inside *url.Error are redacted, replies echoing it are
+//     scrubbed, and Config/Conf print it as REDACTED.
+//
+// Package wxtest simulates the WeChat API for tests and demos.
+package core

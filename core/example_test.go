@@ -1,0 +1,121 @@
+package core_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+
+	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/wxtest"
+)
+
+// A Conf on the default in-memory store, pointed at the simulated WeChat
+// API. In production leave BaseURL, HTTPClient and Now unset.
+func ExampleNew() {
+	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
+	defer wechat.Close()
+
+	conf, err := core.New(core.Config{
+		AppID:     "wx0123456789abcdef",
+		AppSecret: "secret",
+		BaseURL:   wechat.URL,
+		Now:       wechat.Now,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var out struct {
+		IPList []string `json:"ip_list"`
+	}
+	if err := conf.Do(context.Background(), http.MethodGet, "/cgi-bin/getcallbackip", nil, nil, &out); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out.IPList)
+	// Output: [127.0.0.1]
+}
+
+// AccessToken returns the token and its expiry (the seed's
+// get_access_token()); the second call is served from memory.
+func ExampleConf_AccessToken() {
+	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
+	defer wechat.Close()
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	tok, err := conf.AccessToken(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, _ := conf.AccessToken(ctx)
+	fmt.Println("valid for", tok.ExpiresAt.Sub(wechat.Now()))
+	fmt.Println("same token:", again.Value == tok.Value, "fetches:", wechat.Calls(wxtest.PathStableToken))
+	// Output:
+	// valid for 2h0m0s
+	// same token: true fetches: 1
+}
+
+// The seed's way 3: a worker whose refresh goes to a master (here a
+// MemoryStore standing in for an HTTP call to a token server). The master
+// receives stale, so it refreshes only if it still holds that value.
+func ExampleNewFuncStore() {
+	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
+	defer wechat.Close()
+	master, _ := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+
+	worker, err := core.NewFuncStore(core.StoreFuncs{
+		Get: func(ctx context.Context, key string) (core.Token, error) {
+			return master.AccessToken(ctx) // e.g. GET https://tokens.internal/access_token
+		},
+		Refresh: func(ctx context.Context, key, stale string) (core.Token, error) {
+			return master.RefreshAccessToken(ctx, stale) // e.g. POST .../refresh {"stale": stale}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	conf, _ := core.New(core.Config{AppID: "wx0123456789abcdef", Store: worker, BaseURL: wechat.URL, Now: wechat.Now})
+	tok, err := conf.AccessToken(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("worker has a token:", tok.Value != "", "— the worker has no AppSecret")
+	// Output: worker has a token: true — the worker has no AppSecret
+}
+
+// The seed's way 2: tokens kept wherever the user's functions put them.
+func ExampleStoreFuncs() {
+	saved := map[string]core.Token{} // a file, a database, a cache…
+	store, err := core.NewFuncStore(core.StoreFuncs{
+		Get: func(ctx context.Context, key string) (core.Token, error) { return saved[key], nil },
+		Set: func(ctx context.Context, key string, t core.Token) error { saved[key] = t; return nil },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = store // core.Config{Store: store, ...}
+	fmt.Println("ok")
+	// Output: ok
+}
+
+// RefreshAccessToken is a compare-and-refresh: call it with the token WeChat
+// rejected.
+func ExampleConf_RefreshAccessToken() {
+	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
+	defer wechat.Close()
+	conf, _ := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+	ctx := context.Background()
+	tok, _ := conf.AccessToken(ctx)
+	wechat.Revoke(tok.Value) // WeChat now answers 40001 for it
+	fresh, err := conf.RefreshAccessToken(ctx, tok.Value)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A second caller that saw the same rejected token gets the new one
+	// without another fetch.
+	again, _ := conf.RefreshAccessToken(ctx, tok.Value)
+	fmt.Println(fresh.Value != tok.Value, again.Value == fresh.Value, wechat.TokensIssued())
+	// Output: true true 2
+}
