@@ -192,6 +192,9 @@ func (cr *credential) refreshAhead(h *held, now int64) {
 // Config.RefreshTimeout) so that a caller that gives up does not fail the
 // others; ctx only bounds this caller's wait.
 func (cr *credential) refresh(ctx context.Context, stale string) (Token, error) {
+	if err := ctx.Err(); err != nil {
+		return Token{}, fmt.Errorf("wechatconf: %s: %w", cr.name, err)
+	}
 	for joined := false; ; joined = true {
 		cr.mu.Lock()
 		if h := cr.cur.Load(); h != nil && h.Value != stale && cr.conf.elapsed() < h.expireAt {
