@@ -1,0 +1,118 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+)
+
+// Benchmark measures the store that h builds, with allocations reported:
+//
+//   - Get: Get of a stored token;
+//   - Set: Set of a token;
+//   - RefreshUncontended: Refresh whose stale differs from the stored value,
+//     the fast path with no fetch;
+//   - RefreshFetch: Refresh whose stale equals the stored value, one fetch
+//     (which returns at once) per operation;
+//   - RefreshContended: goroutines (b.RunParallel) refreshing one key, each
+//     with the last value it saw as stale, so that most calls find a value
+//     another goroutine fetched; fetches/op tells how many calls fetched.
+func Benchmark(b *testing.B, h Harness) {
+	h = h.normalize(b)
+	ctx := context.Background()
+	runID := fmt.Sprintf("%08x", rand.Uint32())
+	key := func(b *testing.B) string { return h.KeyPrefix + "cf" + runID + "/" + b.Name() }
+	tok := core.Token{Value: pattern("bench-", 512), ExpiresAt: time.Now().Add(2 * time.Hour)}
+
+	b.Run("Get", func(b *testing.B) {
+		s, k := h.NewStore(b), key(b)
+		if err := s.Set(ctx, k, tok); err != nil {
+			b.Fatalf("Set(%q): %v", k, err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Get(ctx, k); err != nil {
+				b.Fatalf("Get(%q): %v", k, err)
+			}
+		}
+	})
+
+	b.Run("Set", func(b *testing.B) {
+		s, k := h.NewStore(b), key(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := s.Set(ctx, k, tok); err != nil {
+				b.Fatalf("Set(%q): %v", k, err)
+			}
+		}
+	})
+
+	b.Run("RefreshUncontended", func(b *testing.B) {
+		s, k := h.NewStore(b), key(b)
+		if err := s.Set(ctx, k, tok); err != nil {
+			b.Fatalf("Set(%q): %v", k, err)
+		}
+		var fetches atomic.Int64
+		fetch := func(context.Context) (core.Token, error) { fetches.Add(1); return tok, nil }
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Refresh(ctx, k, "older", fetch); err != nil {
+				b.Fatalf("Refresh(%q, stale=%q): %v", k, "older", err)
+			}
+		}
+		if n := fetches.Load(); n != 0 {
+			b.Fatalf("Refresh(%q, stale=%q): fetch ran %d times, want 0 (rule 2)", k, "older", n)
+		}
+	})
+
+	b.Run("RefreshFetch", func(b *testing.B) {
+		s, k := h.NewStore(b), key(b)
+		var n int
+		fetch := func(context.Context) (core.Token, error) {
+			n++
+			return core.Token{Value: "fetched-" + strconv.Itoa(n), ExpiresAt: tok.ExpiresAt}, nil
+		}
+		stale, ops := "", 0
+		b.ReportAllocs()
+		for b.Loop() {
+			ops++
+			t, err := s.Refresh(ctx, k, stale, fetch)
+			if err != nil {
+				b.Fatalf("Refresh(%q, stale=%q): %v", k, stale, err)
+			}
+			stale = t.Value
+		}
+		if n != ops {
+			b.Fatalf("Refresh(%q) with stale = the stored value: fetch ran %d times in %d calls, want one per call (rule 3)", k, n, ops)
+		}
+	})
+
+	b.Run("RefreshContended", func(b *testing.B) {
+		s, k := h.NewStore(b), key(b)
+		var fetches atomic.Int64
+		fetch := func(context.Context) (core.Token, error) {
+			n := fetches.Add(1)
+			return core.Token{Value: "fetched-" + strconv.FormatInt(n, 10), ExpiresAt: tok.ExpiresAt}, nil
+		}
+		b.ReportAllocs()
+		b.SetParallelism(4) // 4×GOMAXPROCS goroutines, so that some wait for the lock
+		b.RunParallel(func(pb *testing.PB) {
+			stale := ""
+			for pb.Next() {
+				t, err := s.Refresh(ctx, k, stale, fetch)
+				if err != nil {
+					b.Errorf("Refresh(%q, stale=%q): %v", k, stale, err)
+					return
+				}
+				stale = t.Value
+			}
+		})
+		b.ReportMetric(float64(fetches.Load())/float64(b.N), "fetches/op")
+	})
+}

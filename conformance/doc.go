@@ -1,0 +1,89 @@
+// Package conformance checks that a core.TokenStore keeps the TokenStore
+// contract: the same suite runs on every store of this project and on any
+// store a user writes.
+//
+// # What it checks
+//
+// Run runs one subtest per rule, each on fresh keys, each with a watchdog:
+//
+//   - storage: Set/Get round trip, ErrNotFound for a missing key, overwrite,
+//     ExpiresAt kept to the millisecond, values of 1 byte to 4 KiB kept whole;
+//   - keys: hostile keys ("a/b", "../../etc/passwd", "{tag}", "a:b", quotes,
+//     "%", spaces, unicode, 256 bytes) and keys that are prefixes of one
+//     another each get their own storage and their own lock;
+//   - Refresh rules 1–4: no fetch when the stored value differs from stale, a
+//     fetch when it equals stale or nothing is stored, a failed fetch writes
+//     nothing and its error still matches with errors.Is and errors.As;
+//   - several store values: a token written through one is seen through
+//     another; a herd of callers on several store values fetches exactly once;
+//     waiters wake promptly when the holder finishes (rule 6);
+//   - ctx: a waiter whose ctx ends returns at once without leaking the lock,
+//     and every method refuses an already cancelled ctx;
+//   - the lease: fetch's context ends with the lease, and a holder that
+//     outlives its lease loses the lock and its write (fencing, ErrLockLost);
+//   - a crash (rule 5): a holder in another OS process is killed with SIGKILL
+//     and the lock is free again within the lease.
+//
+// Benchmark measures Get, Set and Refresh on its fast path, its fetch path
+// and under contention.
+//
+// # Testing your own store
+//
+// In a _test.go file of the store's package:
+//
+//	func TestConformance(t *testing.T) {
+//		addr := os.Getenv("MYSTORE_ADDR") // set in the crash check's child
+//		if addr == "" {
+//			addr = startServer(t)
+//		}
+//		conformance.Run(t, conformance.Harness{
+//			NewStore: func(t testing.TB) core.TokenStore {
+//				s := mystore.New(mystore.Dial(addr), mystore.WithLease(time.Second))
+//				t.Cleanup(func() { s.Close() })
+//				return s
+//			},
+//			Lease:    time.Second,
+//			ChildEnv: []string{"MYSTORE_ADDR=" + addr},
+//		})
+//	}
+//
+// NewStore must build the stores with the Lease given in the Harness. Each
+// value it returns stands for a separate process: over a shared backend,
+// return a new client (or connection) each time. A store whose lock lives in
+// its own memory (core.MemoryStore, core.FuncStore) must return the same value
+// every time, since two such values share nothing, and sets
+// Harness.SingleProcess.
+//
+// # The crash check
+//
+// RefreshSurvivesCrashedHolder starts the test binary again (os.Args[0],
+// -test.run selecting the test that called Run) with Harness.ChildEnv added
+// to the environment and an internal variable that makes Run in the child
+// play the holder only: it builds a store with NewStore, enters Refresh with a
+// fetch that reports on stdout and never returns, and is killed by the parent
+// with SIGKILL. The child therefore runs the same test function, and TestMain
+// if there is one: both must reach the parent's backend through ChildEnv
+// instead of starting one of their own. A store without a backend another
+// process can reach declares it with Harness.SingleProcess; the check is then
+// skipped with that reason. It is also skipped on Windows and Plan 9.
+//
+// # Reading failures
+//
+// Subtest names are stable and name the rule
+// (TestMyStore/RefreshHerdFetchesOnce); Run's documentation lists them with
+// their rules. Messages name the operation, the key and the rule, for
+// example
+//
+//	Refresh("cf1a2b3c4d/RefreshHerdFetchesOnce/k", stale="old"): fetch ran 3 times, want 1 (rules 1–2: 100 callers on 4 store values)
+//
+// A rule number refers to the TokenStore documentation in core.
+//
+// Timing checks log what they measured (the wake latency, how long the
+// takeover of a killed holder's lock took); run with -v to see it.
+//
+// A check still running 30s + 4×Lease after it started fails with a
+// "watchdog:" message naming it, and its context is cancelled so that a
+// store that honours ctx lets the run go on. A store method that ignores ctx
+// even then makes Run panic with the check's name rather than hang until go
+// test's -timeout.
+package conformance
