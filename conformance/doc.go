@@ -27,6 +27,12 @@
 // Benchmark measures Get, Set and Refresh on its fast path, its fetch path
 // and under contention.
 //
+// ProcessHerd is the fleet check, run from a test of its own: several OS
+// processes (the test binary started again, like the crash check's child)
+// each build a core.Conf over the store and call AccessToken from many
+// goroutines at once against one simulated WeChat API in classic mode;
+// exactly one token fetch may reach it.
+//
 // # Testing your own store
 //
 // In a _test.go file of the store's package:

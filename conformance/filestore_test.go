@@ -39,6 +39,8 @@ func init() {
 // finds the directory through ChildEnv.
 func TestFileStore(t *testing.T) { conformance.Run(t, fileHarness(true)(t)) }
 
+func TestFileStoreProcessHerd(t *testing.T) { conformance.ProcessHerd(t, fileHarness(true)(t), 8, 50) }
+
 // fileHarness returns the harness of a fileStore; with expire false, its
 // locks have no lease (a dead holder keeps its lock forever).
 func fileHarness(expire bool) func(testing.TB) conformance.Harness {
