@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wechatconf/wechatconf/core/msgcrypt"
 )
 
 // Conf keeps an Official Account's credentials valid — the access_token,
@@ -29,9 +31,12 @@ import (
 //     compare-and-refresh, so a thousand workers that see the same token
 //     rejected cause one fetch. Do calls it by itself on 40001/40014/42001.
 type Conf struct {
-	cfg    Config
-	aesKey []byte
-	base   time.Time // the clock's reading at New; deadlines are kept as offsets from it
+	cfg  Config
+	base time.Time // the clock's reading at New; deadlines are kept as offsets from it
+
+	// crypt and prevCrypt encrypt and decrypt pushed messages with
+	// EncodingAESKey and PreviousEncodingAESKey; nil when not configured.
+	crypt, prevCrypt *msgcrypt.Crypter
 
 	access, jsapi, card *credential
 }
@@ -39,11 +44,21 @@ type Conf struct {
 // New validates cfg the way the seed's WechatConf does and returns a Conf.
 // It does no I/O: initial values are written to the store on first use.
 func New(cfg Config) (*Conf, error) {
-	aesKey, err := cfg.validate()
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Conf{cfg: cfg, aesKey: aesKey}
+	c := &Conf{cfg: cfg}
+	var err error
+	if cfg.EncodingAESKey != "" {
+		if c.crypt, err = msgcrypt.New(cfg.Token, cfg.EncodingAESKey, cfg.AppID); err != nil {
+			return nil, fmt.Errorf("wechatconf: EncodingAESKey: %w", err)
+		}
+	}
+	if cfg.PreviousEncodingAESKey != "" {
+		if c.prevCrypt, err = msgcrypt.New(cfg.Token, cfg.PreviousEncodingAESKey, cfg.AppID); err != nil {
+			return nil, fmt.Errorf("wechatconf: PreviousEncodingAESKey: %w", err)
+		}
+	}
 	c.base = c.now()
 	base := cfg.KeyPrefix + "/" + cfg.AppID + "/"
 	c.access = &credential{conf: c, name: "access_token", key: base + "access_token", initial: cfg.AccessToken, fetch: c.fetchAccessToken}

@@ -1,12 +1,13 @@
 package core
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/wechatconf/wechatconf/core/msgcrypt"
 )
 
 // EncryptMode is the message encryption mode set in the Official Account
@@ -63,6 +64,24 @@ type Config struct {
 	AppSecret      string      // required to fetch access tokens (not in the worker form of FuncStore)
 	EncryptMode    EncryptMode // "" means Safe when EncodingAESKey is set, Normal otherwise
 	EncodingAESKey string      // 43 characters; requires Token and AppID
+
+	// Receiving messages (see Conf.ReadMessage).
+
+	// PreviousEncodingAESKey is the EncodingAESKey in use before the
+	// current one. While it is set, a push that does not decrypt with
+	// EncodingAESKey is tried with it, and the reply is encrypted with the
+	// key that worked, as WeChat asks of servers during a key change. It is
+	// validated like EncodingAESKey and requires it. Default none.
+	PreviousEncodingAESKey string
+	// MaxMessageBytes bounds the body of a pushed message; a larger body is
+	// refused (msgcrypt.ErrTooLarge) without being read in full. Default
+	// DefaultMaxMessageBytes (1 MiB); negative is invalid.
+	MaxMessageBytes int64
+	// TimestampWindow is how far a push's or URL verification's timestamp
+	// may be from the Conf's clock, either way, before it is refused as a
+	// replay (msgcrypt.ErrTimestamp). Default DefaultTimestampWindow
+	// (5 minutes); a negative value disables the check.
+	TimestampWindow time.Duration
 
 	// Initial values (the seed's way 1): written to the store when it holds
 	// nothing newer, on first use. Read them back with AccessToken,
@@ -142,8 +161,8 @@ func redactedIfSet(s string) string {
 }
 
 // validate checks the basic information the way the seed's WechatConf does
-// and fills in defaults. It returns the decoded AES key, if any.
-func (c *Config) validate() (aesKey []byte, err error) {
+// and fills in defaults.
+func (c *Config) validate() error {
 	switch c.EncryptMode {
 	case "":
 		c.EncryptMode = Normal
@@ -152,24 +171,37 @@ func (c *Config) validate() (aesKey []byte, err error) {
 		}
 	case Normal, Compatible, Safe:
 	default:
-		return nil, fmt.Errorf("wechatconf: unknown EncryptMode %q (want %q, %q or %q)", c.EncryptMode, Normal, Compatible, Safe)
+		return fmt.Errorf("wechatconf: unknown EncryptMode %q (want %q, %q or %q)", c.EncryptMode, Normal, Compatible, Safe)
 	}
 	if c.EncodingAESKey != "" {
 		if c.Token == "" || c.AppID == "" {
-			return nil, errors.New("wechatconf: an EncodingAESKey requires Token and AppID")
+			return errors.New("wechatconf: an EncodingAESKey requires Token and AppID")
 		}
-		if len(c.EncodingAESKey) != 43 {
-			return nil, fmt.Errorf("wechatconf: EncodingAESKey must be 43 characters, got %d", len(c.EncodingAESKey))
+		if err := checkAESKey("EncodingAESKey", c.EncodingAESKey); err != nil {
+			return err
 		}
-		aesKey, err = base64.StdEncoding.DecodeString(c.EncodingAESKey + "=")
-		if err != nil || len(aesKey) != 32 {
-			return nil, errors.New("wechatconf: EncodingAESKey is not 43 base64 characters decoding to 32 bytes")
+	}
+	if c.PreviousEncodingAESKey != "" {
+		if c.EncodingAESKey == "" {
+			return errors.New("wechatconf: a PreviousEncodingAESKey requires an EncodingAESKey")
 		}
+		if err := checkAESKey("PreviousEncodingAESKey", c.PreviousEncodingAESKey); err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.MaxMessageBytes < 0:
+		return fmt.Errorf("wechatconf: MaxMessageBytes must not be negative, got %d", c.MaxMessageBytes)
+	case c.MaxMessageBytes == 0:
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.TimestampWindow == 0 {
+		c.TimestampWindow = DefaultTimestampWindow
 	}
 	switch c.TokenAPI {
 	case StableToken, ClassicToken:
 	default:
-		return nil, fmt.Errorf("wechatconf: unknown TokenAPI %d", int(c.TokenAPI))
+		return fmt.Errorf("wechatconf: unknown TokenAPI %d", int(c.TokenAPI))
 	}
 	if c.Store == nil {
 		c.Store = NewMemoryStore()
@@ -196,7 +228,18 @@ func (c *Config) validate() (aesKey []byte, err error) {
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 3
 	}
-	return aesKey, nil
+	return nil
+}
+
+// checkAESKey says what is wrong with an EncodingAESKey in the named field.
+func checkAESKey(field, key string) error {
+	if len(key) != msgcrypt.EncodingAESKeyLen {
+		return fmt.Errorf("wechatconf: %s must be %d characters, got %d", field, msgcrypt.EncodingAESKeyLen, len(key))
+	}
+	if _, err := msgcrypt.DecodeKey(key); err != nil {
+		return fmt.Errorf("wechatconf: %s is not %d base64 characters decoding to 32 bytes", field, msgcrypt.EncodingAESKeyLen)
+	}
+	return nil
 }
 
 func setDefault(d *time.Duration, def time.Duration) {

@@ -51,13 +51,13 @@ func TestNewValidatesLikeTheSeed(t *testing.T) {
 	}
 }
 
-func TestNewDecodesTheAESKey(t *testing.T) {
-	c, err := New(Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA})
+func TestNewBuildsTheCrypters(t *testing.T) {
+	c, err := New(Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA, PreviousEncodingAESKey: aesKeyA})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.aesKey) != 32 {
-		t.Fatalf("decoded key is %d bytes, want 32", len(c.aesKey))
+	if c.crypt == nil || c.prevCrypt == nil || c.crypt.AppID() != "wx1" {
+		t.Fatalf("New did not build the message crypters from the keys")
 	}
 }
 

@@ -53,5 +53,15 @@
 //     Config: URLs inside *url.Error are redacted, replies echoing it are
 //     scrubbed, and Config/Conf print it as REDACTED.
 //
+// # Messages and JS-SDK
+//
+// The same Conf guards the endpoint WeChat pushes messages to: VerifyURL
+// answers URL verification, ParseMessage and ReadMessage verify, decrypt
+// (normal, compatible and safe mode, with key rotation through
+// Config.PreviousEncodingAESKey) and replay-check a push, and Message.Reply
+// encrypts the answer exactly when the push was encrypted. JSSDKConfig
+// signs a page for wx.config with the jsapi_ticket the Conf keeps valid.
+// Package msgcrypt has the cryptography alone.
+//
 // Package wxtest simulates the WeChat API for tests and demos.
 package core

@@ -1,0 +1,76 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// JSSDKConfig is what a web page passes to wx.config to use the JS-SDK
+// (with debug and jsApiList added by the page). It marshals to JSON with
+// the field names wx.config takes.
+type JSSDKConfig struct {
+	AppID     string `json:"appId"`     // Config.AppID
+	Timestamp int64  `json:"timestamp"` // Unix seconds, from the Conf's clock
+	NonceStr  string `json:"nonceStr"`  // 16 random characters
+	Signature string `json:"signature"` // JSSDKSignature of the above and the page URL
+}
+
+// JSSDKConfig returns the wx.config parameters for the page at pageURL:
+// the AppID, a fresh timestamp and nonceStr, and their signature made with
+// the jsapi_ticket that c keeps valid (see JSAPITicket). pageURL is the
+// page's full URL as the browser has it (location.href); its #fragment, if
+// any, is removed, and nothing else is changed. Config.AppID is required,
+// and whatever JSAPITicket needs.
+func (c *Conf) JSSDKConfig(ctx context.Context, pageURL string) (JSSDKConfig, error) {
+	pageURL = stripFragment(pageURL)
+	if pageURL == "" {
+		return JSSDKConfig{}, errors.New("wechatconf: JSSDKConfig: the page URL is empty")
+	}
+	if c.cfg.AppID == "" {
+		return JSSDKConfig{}, errMissing("AppID", "sign JS-SDK configurations")
+	}
+	ticket, err := c.JSAPITicket(ctx)
+	if err != nil {
+		return JSSDKConfig{}, fmt.Errorf("wechatconf: JSSDKConfig: %w", err)
+	}
+	nonce := rand.Text()[:16]
+	ts := c.now().Unix()
+	return JSSDKConfig{
+		AppID:     c.cfg.AppID,
+		Timestamp: ts,
+		NonceStr:  nonce,
+		Signature: JSSDKSignature(ticket.Value, nonce, ts, pageURL),
+	}, nil
+}
+
+// JSSDKSignature returns the JS-SDK signature of a page:
+// hex(sha1("jsapi_ticket=T&noncestr=N&timestamp=TS&url=U")), with the
+// #fragment removed from pageURL. Conf.JSSDKConfig calls it with a valid
+// ticket; use it directly to check a signature or with a ticket kept
+// elsewhere.
+func JSSDKSignature(ticket, nonceStr string, timestamp int64, pageURL string) string {
+	h := sha1.New()
+	for _, s := range [...]string{
+		"jsapi_ticket=", ticket,
+		"&noncestr=", nonceStr,
+		"&timestamp=", strconv.FormatInt(timestamp, 10),
+		"&url=", stripFragment(pageURL),
+	} {
+		io.WriteString(h, s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func stripFragment(u string) string {
+	if i := strings.IndexByte(u, '#'); i >= 0 {
+		return u[:i]
+	}
+	return u
+}
