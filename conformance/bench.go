@@ -27,7 +27,13 @@ func Benchmark(b *testing.B, h Harness) {
 	h = h.normalize(b)
 	ctx := context.Background()
 	runID := fmt.Sprintf("%08x", rand.Uint32())
-	key := func(b *testing.B) string { return h.KeyPrefix + "cf" + runID + "/" + b.Name() }
+	// A key of its own for every run of a sub-benchmark (the testing package
+	// runs each several times, and -count more), so no run sees another's
+	// token.
+	var runs atomic.Int64
+	key := func(b *testing.B) string {
+		return fmt.Sprintf("%scf%s/%s/%d", h.KeyPrefix, runID, b.Name(), runs.Add(1))
+	}
 	tok := core.Token{Value: pattern("bench-", 512), ExpiresAt: time.Now().Add(2 * time.Hour)}
 
 	b.Run("Get", func(b *testing.B) {

@@ -1,0 +1,82 @@
+// Package filestore is a core.TokenStore on a local directory, shared by the
+// processes of one machine — a web server, a cron job, a CLI — with one token
+// fetch per refresh among all of them.
+//
+//	store, err := filestore.New("/var/lib/myapp/wechat") // created 0700 if missing
+//	conf, err := core.New(core.Config{AppID: appID, AppSecret: secret, Store: store})
+//	tok, err := conf.AccessToken(ctx)
+//
+// It is the seed's single-machine way of working (方式 1/2 - 单机环境) without
+// writing the get/set functions: point every process at the same directory.
+//
+// # Files
+//
+// A key becomes a file name that cannot leave the directory: up to 40
+// readable bytes of the key (letters, digits, "_" and "-"; anything else
+// becomes "_") followed by the SHA-256 of the whole key in hex, so "../x",
+// "/", unicode and 256-byte keys are all safe and short enough for Linux,
+// macOS and Windows. Each key has four files:
+//
+//   - NAME.token holds the token as small versioned JSON,
+//     {"v":1,"key":…,"value":…,"expires_at":RFC 3339}. The full key is kept in
+//     it and checked on every read. It is replaced atomically and durably
+//     (temporary file in the directory, fsync, rename, fsync of the
+//     directory) and is readable by nobody but its owner (0600).
+//   - NAME.lock is flocked for a few microseconds around every look at or
+//     change of the lease record, and around the fenced write.
+//   - NAME.lease is the lease record of the refresh lock: the holder's id,
+//     the wall-clock instant its lease ends, and whether it holds NAME.held.
+//   - NAME.held is flocked by the live holder for as long as it holds the
+//     refresh lock.
+//
+// Do not delete the .lock, .lease or .held files while processes use the
+// directory; deleting .token files is fine (the token is fetched again).
+//
+// # The refresh lock, the lease and the fence
+//
+// The refresh lock of a key is the lease record, not a flock held across the
+// fetch: a flock cannot be taken away from a live process that hangs, and
+// the TokenStore contract requires that a holder outliving its lease lose
+// the lock. Refresh takes the lock by writing its own record (a random
+// owner id and now+lease) under the flock of NAME.lock when the record is
+// free, expired, or names a holder that died. The fetch runs with a context
+// that ends with the lease. The fetched token is written only if, under the
+// same flock, the record still names this holder and its lease (measured on
+// its monotonic clock) has not run out: the check and the rename are one
+// critical section, so a late holder can never overwrite the token of the
+// holder that took over; it gets an error wrapping core.ErrLockLost.
+//
+// A dead holder is noticed at once, not after its lease: while it holds the
+// lock, a holder also keeps NAME.held flocked, and the operating system
+// drops that flock the moment the process dies (SIGKILL included). A waiter
+// that finds the record held but NAME.held free takes over immediately. A
+// live holder that hangs past its lease keeps its flock of NAME.held, so
+// the waiter that takes over from it records that it holds no flock, and
+// its own crash, should it happen, is noticed when its lease runs out.
+//
+// Waiters look at the record again after a short backoff with jitter
+// (1 ms doubling up to WithWaitBackoff, 5 ms by default); waiters in the
+// same Store value wake the moment a Refresh of that value releases the
+// lock, and only one of them polls the files at a time.
+//
+// # Caveats
+//
+//   - The directory must be on a local filesystem. flock semantics on
+//     network filesystems (NFS, SMB, some FUSE and container volume drivers)
+//     are unreliable: locks may be emulated per host, silently ignored, or
+//     lost when a server restarts. Processes on different machines sharing a
+//     directory get no exclusion; use the Redis, PostgreSQL or etcd store.
+//   - Leases are judged on the wall clock when another process looks at
+//     them: a step of the system clock forward can end a live holder's lease
+//     early (its write is then refused, safely, with ErrLockLost), a step
+//     back can lengthen a hung holder's lease. A holder judges its own lease
+//     on the monotonic clock.
+//   - New creates the directory with mode 0700 when it is missing and leaves
+//     the mode of an existing directory as it is: keep it private, the files
+//     hold credentials.
+//   - On Windows, files are locked with LockFileEx, the directory is not
+//     fsynced (Windows cannot), and a rename that collides with a reader is
+//     retried for a short while.
+//
+// A Store holds no open files between calls and needs no Close.
+package filestore
