@@ -73,7 +73,9 @@ func ProcessHerd(t *testing.T, h Harness, procs, perProc int) {
 	for i := range children {
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run="+runPattern(t.Name()))
 		cmd.Env = append(os.Environ(), h.ChildEnv...)
-		cmd.Env = append(cmd.Env, herdURLEnv+"="+wechat.URL, herdPrefixEnv+"="+prefix, herdNEnv+"="+strconv.Itoa(perProc))
+		cmd.Env = append(cmd.Env, herdURLEnv+"="+wechat.URL, herdPrefixEnv+"="+prefix, herdNEnv+"="+strconv.Itoa(perProc),
+			// A -race child would otherwise sleep 1 s at exit, inflating the herd's time.
+			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 		c := &child{cmd: cmd, out: &markerWriter{marker: herdReady, seen: make(chan struct{})}, done: make(chan error, 1)}
 		cmd.Stdout, cmd.Stderr = c.out, c.out
 		var err error

@@ -1,0 +1,111 @@
+// Package redisstore is a core.TokenStore on Redis — standalone, Sentinel or
+// Cluster — that lets every instance of a fleet refresh a WeChat token with
+// one fetch among all of them.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", ContextTimeoutEnabled: true})
+//	store := redisstore.New(rdb) // never closes rdb
+//	conf, err := core.New(core.Config{AppID: appID, AppSecret: secret, Store: store})
+//	tok, err := conf.AccessToken(ctx)
+//
+// Every instance is a worker; whichever takes a key's lock first is the
+// master (中控) for that one refresh. No token server is needed.
+//
+// # Keys
+//
+// A user key becomes three Redis names sharing one hash tag, the hex of the
+// first 128 bits of the key's SHA-256:
+//
+//	PREFIX{3f0c…}:token   a hash: v (format version "1"), k (the user key),
+//	                      t (the token), e (ExpiresAt in Unix ms, "" if zero)
+//	PREFIX{3f0c…}:lock    the refresh lock: the holder's random owner token, PX lease
+//	PREFIX{3f0c…}:wake    the Pub/Sub channel on which releases are announced
+//
+// PREFIX is DefaultPrefix unless WithPrefix says otherwise. Whatever the key
+// holds ("{", "}", ":", "/", unicode, 256 bytes), its three names are short,
+// safe and on one Cluster slot, so the scripts below always run on one node.
+// The token hash keeps the full user key and every read
+// checks it, so a collision, or foreign data, would be detected, not
+// served. The hash expires (PEXPIREAT) one minute (WithExpiryGrace) after
+// the token's ExpiresAt, so keys that are no longer used leave nothing
+// behind; a token written already expired is kept for the grace from the
+// write, and one with a zero ExpiresAt until it is overwritten. Store.RedisKeys
+// names the keys of a user key for operators.
+//
+// A stored value that cannot be decoded (not a hash, a format version this
+// package does not know, the token of another key) makes Get fail with an
+// error naming the Redis key (not core.ErrNotFound); Refresh treats it as
+// absent and replaces it.
+//
+// # The refresh lock, the lease and the fence
+//
+// Refresh runs a first script (lua/acquire.lua) that, atomically, returns
+// the stored token if it differs from stale — somebody already refreshed,
+// no lock is taken — and otherwise takes the lock (inside the script, the
+// equivalent of SET lock owner NX PX lease, with a random owner token per
+// call; an attempt that go-redis sends again after a lost reply recognises
+// its own token), or reports the lock's PTTL. The holder fetches with a
+// context that ends with its lease (measured from before the script was
+// sent, so it ends before the server's), then runs lua/write.lua: only if
+// the lock still holds its owner token does it replace the token, delete
+// the lock and publish on the wake channel. A holder whose lease ran out,
+// or whose lock was deleted or overwritten, writes nothing and gets an
+// error wrapping core.ErrLockLost. A holder whose fetch fails runs
+// lua/release.lua, which deletes the lock only if it still holds the
+// holder's token. A fetched token is written even if the caller's ctx ends
+// after the fetch: in WeChat's classic mode the previous token is already
+// invalid, so losing the new one would cost another fetch. The scripts are embedded and run with EVALSHA, falling
+// back to EVAL after a restart or failover empties the script cache.
+//
+// A holder that dies frees the lock when its lease (WithLease, default
+// core.DefaultLease) runs out: the lease is the longest a fetch may take
+// and the longest a dead holder blocks a key.
+//
+// # Waking the waiters
+//
+// A caller that finds the lock held subscribes (SUBSCRIBE) to the key's wake
+// channel, waits for the server's confirmation, and only then tries again,
+// so a release between its first attempt and its subscription cannot be
+// missed; then it sleeps until a release message arrives. The callers of
+// one Store waiting on one key share one subscription connection, opened
+// for the wait and closed after it. Messages can be lost (a connection cut,
+// a Cluster node down), so a waiter also retries on a timer: just after the
+// holder's remaining lease (the PTTL the script returned) — which is how a
+// dead holder's lock is taken over promptly — or after WithWaitBackoff
+// (200 ms, at most a quarter of the lease) with jitter, whichever is
+// sooner. A woken waiter usually finds the new token and returns without
+// taking the lock.
+//
+// Plain PUBLISH/SUBSCRIBE is used, not the sharded SPUBLISH/SSUBSCRIBE of
+// Redis 7: it works on every Redis version this package supports (4.0 and
+// later, as the scripts use multi-field HSET; tested on 7), on Sentinel
+// setups and in Cluster
+// mode, where the server forwards the message to every node. Releases are
+// rare — one per refresh, a few per hour — so the broadcast costs nothing
+// that matters.
+//
+// # Caveats
+//
+//   - Failover: Redis replicates asynchronously. If the master fails after
+//     granting a lock and before a replica received it, the promoted
+//     replica has no lock and a second caller may take it while the first
+//     is still fetching: two fetches can happen (in WeChat's classic mode
+//     the second invalidates the first token, which core handles by
+//     refreshing on the rejection). The fence still holds on the new
+//     master: the first holder's write finds no lock of its own and is
+//     refused with core.ErrLockLost. Writes that reach a replica fail with
+//     a READONLY error that says so; use redis.NewFailoverClient or a
+//     Cluster client so that go-redis follows the master.
+//   - A restart without persistence loses tokens and locks: the next
+//     Refresh fetches, once.
+//   - Context deadlines: go-redis bounds a command by its ReadTimeout and
+//     WriteTimeout unless the client is built with ContextTimeoutEnabled,
+//     in which case ctx deadlines apply too. Every method checks ctx first,
+//     and a waiter returns as soon as its ctx ends.
+//   - Errors from Redis (connection refused, timeouts, READONLY, MOVED after
+//     go-redis ran out of redirects) are returned wrapped with the
+//     operation and the key; Refresh does not retry them, since a caller
+//     (core.Conf) has its own retry policy.
+//   - Expiry uses the clock of the process that writes (PEXPIREAT is an
+//     absolute time); only garbage collection depends on it, never a
+//     decision about a token.
+package redisstore

@@ -1,0 +1,64 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wechatconf/wechatconf/core"
+	redisstore "github.com/wechatconf/wechatconf/store/redis"
+)
+
+// A fleet shares one Redis: every instance builds its Conf over a Store on
+// the client it already has, and one fetch serves them all.
+func ExampleNew() {
+	rdb := redis.NewClient(&redis.Options{
+		Addr:                  "localhost:6379",
+		ContextTimeoutEnabled: true, // let ctx deadlines bound each command
+	})
+	defer rdb.Close() // the Store never closes it
+
+	store := redisstore.New(rdb,
+		redisstore.WithPrefix("myapp:wechat:"),
+		redisstore.WithLease(10*time.Second), // the longest a fetch may take
+	)
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "app-secret", Store: store})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tok, err := conf.AccessToken(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("access_token expires at", tok.ExpiresAt)
+}
+
+// On a Redis Cluster the same Store works unchanged: each key's token,
+// lock and channel share a hash tag, so its scripts run on one slot.
+func ExampleNew_cluster() {
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                 []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
+		ContextTimeoutEnabled: true,
+	})
+	defer rdb.Close()
+	store := redisstore.New(rdb)
+	_ = store // core.Config{Store: store, …}
+}
+
+// Behind Sentinel, a failover client follows the master, so the lock and
+// the fenced write always reach it.
+func ExampleNew_sentinel() {
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:            "mymaster",
+		SentinelAddrs:         []string{"sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"},
+		ContextTimeoutEnabled: true,
+	})
+	defer rdb.Close()
+	store := redisstore.New(rdb)
+	_ = store
+}
