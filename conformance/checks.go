@@ -660,7 +660,7 @@ func testMethodsHonourCanceledContext(t *testing.T, f *fixture) {
 func testRefreshFetchContextEndsWithLease(t *testing.T, f *fixture) {
 	s := f.store()
 	key := f.key("k")
-	bound := f.h.Lease + leaseSlack
+	bound := f.h.Lease + leaseSlack(f.h.Lease)
 	var elapsed time.Duration
 	_, err := s.Refresh(f.ctx, key, "", func(ctx context.Context) (core.Token, error) {
 		start := time.Now()
@@ -704,7 +704,7 @@ func testRefreshFencesLateHolder(t *testing.T, f *fixture) {
 		tok, err := b.Refresh(f.ctx, key, old.Value, c.returning(newer))
 		second <- result{tok, err, time.Now()}
 	}()
-	bound := f.h.Lease + leaseSlack
+	bound := f.h.Lease + leaseSlack(f.h.Lease)
 	var r result
 	select {
 	case r = <-second:

@@ -98,7 +98,7 @@ func testRefreshSurvivesCrashedHolder(t *testing.T, f *fixture) {
 
 	kill()
 	killedAt := time.Now()
-	deadline := locked.Add(f.h.Lease + leaseSlack)
+	deadline := locked.Add(f.h.Lease + leaseSlack(f.h.Lease))
 	ctx, cancel = context.WithDeadline(f.ctx, deadline)
 	defer cancel()
 	fresh := token("after-crash")
@@ -106,7 +106,7 @@ func testRefreshSurvivesCrashedHolder(t *testing.T, f *fixture) {
 	got, err := s.Refresh(ctx, key, "", c.returning(fresh))
 	switch {
 	case err != nil:
-		t.Errorf("Refresh(%q, stale=%q) after the holder was killed: %v; want a fetch within the %v lease (+%v) of its taking the lock (rule 5)", key, "", err, f.h.Lease, leaseSlack)
+		t.Errorf("Refresh(%q, stale=%q) after the holder was killed: %v; want a fetch within the %v lease (+%v) of its taking the lock (rule 5)", key, "", err, f.h.Lease, leaseSlack(f.h.Lease))
 	case c.n() != 1 || !sameToken(got, fresh):
 		t.Errorf("Refresh(%q, stale=%q) after the holder was killed = %s, fetch ran %d times; want the fetched %s (rule 5)", key, "", fmtToken(got), c.n(), fmtToken(fresh))
 	default:

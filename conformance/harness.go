@@ -58,11 +58,14 @@ const (
 	wakeBound = 100 * time.Millisecond
 	// slowFetch is how long the holder's fetch takes in the wake check.
 	slowFetch = 200 * time.Millisecond
-	// leaseSlack is how long after the lease ran out the lease and crash
-	// checks wait for the store to act on it.
-	leaseSlack = time.Second
-	maxPrefix  = 64
+	maxPrefix = 64
 )
+
+// leaseSlack is how long after the lease ran out the lease and crash checks
+// wait for the store to act on it: a second, plus half the lease for
+// backends that expire leases on a coarse tick (etcd checks every 500 ms and
+// rounds leases up to whole seconds).
+func leaseSlack(lease time.Duration) time.Duration { return time.Second + lease/2 }
 
 // watchdogTimeout is how long one check may run before its watchdog fails
 // it and cancels its context; a variable so that the suite's own tests can

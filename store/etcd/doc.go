@@ -1,0 +1,110 @@
+// Package etcdstore is a core.TokenStore on etcd v3, for fleets that
+// already run etcd: linearizable reads, a refresh lock held on an etcd
+// lease, and writes fenced by the lock's revision.
+//
+//	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+//	defer cli.Close() // yours: the store never closes it
+//	store, err := etcdstore.New(cli, etcdstore.WithPrefix("myapp/wechat/"))
+//	conf, err := core.New(core.Config{AppID: appID, AppSecret: secret, Store: store})
+//	tok, err := conf.AccessToken(ctx)
+//
+// Every instance builds the same Store (same prefix) over its own client;
+// whichever instance needs a new token first refreshes it for all of them,
+// with one fetch from WeChat per refresh across the fleet.
+//
+// # Keys
+//
+// Under the prefix P (WithPrefix, default "wechatconf/"), a key K is
+// stored as P+"token/"+b64(K), where b64 is unpadded base64url: any key —
+// "/", "..", "{tag}", unicode, 256 bytes — maps to one etcd key of its own.
+// The token is small versioned JSON ({"v":1,"key":…,"value":…,
+// "expires_at":RFC 3339}), overwritten in place by Set and Refresh: one
+// etcd key per token, whatever the number of refreshes. K's refresh lock is
+// the concurrency.Mutex on P+"lock/"+b64(K); its queue keys
+// (P+"lock/"+b64(K)+"/"+lease ID) live on leases and vanish with them.
+// Since b64 never produces "/", no key's lock prefix is a prefix of
+// another key's.
+//
+// Get is a linearizable read (clientv3's default; never serializable), so
+// it sees every write acknowledged before it, through any member. A stored
+// value that cannot be decoded is an error for Get (not core.ErrNotFound);
+// Refresh treats it as absent and overwrites it.
+//
+// # The refresh lock, the lease and the fence
+//
+// Each Refresh that needs the lock grants a lease of its own (WithLease,
+// rounded up to whole seconds) and queues on the key's
+// concurrency.Mutex through a concurrency.Session on that lease. While the
+// caller waits in the queue, the session keeps the lease alive, so a waiter
+// that dies leaves the queue within the lease. The moment the lock is taken
+// the keepalive is stopped and the lease renewed once: from then on the
+// lease runs out TTL seconds later whatever the holder does. A plain
+// Session would renew it for as long as the process lives, and a hung
+// holder would keep the lock forever.
+//
+// fetch runs with a context that ends when the lease does, measured on the
+// holder's own clock from before the renewal (so it ends no later than the
+// server's lease, even if etcd cannot be reached). The fetched token is
+// written by a Txn whose only condition is the mutex's IsOwner compare
+// (the create revision of the holder's queue key): once the lease has run
+// out, etcd has deleted that key, and the write is refused; Refresh then
+// returns an error wrapping core.ErrLockLost and the token of whoever took
+// over survives. The server decides, not the holder's clock: a write that
+// reaches etcd while the lease still lives is the lock holder's write. A
+// fetch that ends with its context's deadline is reported as ErrLockLost
+// too (wrapping the context error), and nothing is written.
+//
+// The lock is released by revoking the lease, which deletes the holder's
+// queue key. A holder that dies (killed, partitioned, its machine gone)
+// frees the lock when its lease runs out: TTL seconds after it took the
+// lock, plus up to half a second for the leader's expiry check.
+//
+// # Waking waiters
+//
+// No polling. A waiter waits on two etcd watches at once: the mutex's
+// (the deletion of the queue key ahead of it), and one on the token's key
+// from the revision it last read. When the holder writes the new token,
+// every waiter, in every process, sees the write on its watch and returns
+// that token at once, instead of being woken one after the other down the
+// mutex queue; it leaves the queue in the background (its queue key and
+// lease are removed). If the holder fails or dies, the mutex hands the lock
+// to the next waiter in line.
+//
+// # Operational notes
+//
+//   - Lease rounding: etcd leases are whole seconds, so WithLease(500ms)
+//     asks for 1s and WithLease(1500ms) for 2s. The server raises a TTL
+//     below its minimum, 1.5 × its election timeout rounded up (2s with
+//     the default 1s election timeout), to that minimum, and the store
+//     follows the TTL the server granted. The default is
+//     core.DefaultLease (15s).
+//   - Leader changes: a new leader extends every lease by its election
+//     timeout, so after a failover a holder may keep the lock up to one
+//     election timeout past its TTL, and a dead holder's lock is freed that
+//     much later. Fencing is unaffected: the write is allowed exactly while
+//     the server says the lease lives.
+//   - Unavailable members: clientv3 retries reads by itself. The store
+//     retries the fenced write and the lease revocation (both idempotent)
+//     and a failed lock acquisition on "unavailable" errors (a member down,
+//     no leader, a leader change), with a short backoff, for at most one
+//     lease and never past ctx. Other errors — auth, permission, the
+//     context's end — come back at once, wrapped as
+//     "etcdstore: refresh "key": …" and matchable with errors.Is (the
+//     client's rpctypes errors, context.DeadlineExceeded).
+//   - Cost: a Refresh that finds a newer token is one linearizable read. One
+//     that refreshes is about seven round trips (read, lease grant, queue
+//     Txn, renewal, read under the lock, fenced Txn, revoke; the keepalive
+//     and the watch are streams), four of them Raft writes; core.Conf calls
+//     it once per credential per process per expiry.
+//   - History: every Set and refresh adds a revision of the token key.
+//     Tokens change every couple of hours, so this is tiny, but etcd keeps
+//     history until compacted: run etcd with --auto-compaction-retention as
+//     usual. A waiter whose watch start revision was compacted falls back
+//     to the mutex queue.
+//   - Credentials: tokens are stored in clear text; protect the prefix with
+//     etcd's auth and roles (read/write on the prefix range) and TLS on the
+//     client, both configured on the clientv3.Client you pass in.
+//
+// A Store holds no resources of its own: it has no Close, and it never
+// closes the client it was given.
+package etcdstore

@@ -1,0 +1,43 @@
+package etcdstore_test
+
+import (
+	"context"
+	"log"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/wechatconf/wechatconf/core"
+	etcdstore "github.com/wechatconf/wechatconf/store/etcd"
+)
+
+// A fleet of instances shares WeChat credentials through etcd: every
+// instance builds the same Store over its own client, and whichever asks
+// first refreshes the token for all of them.
+func ExampleNew() {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{"http://etcd-0:2379", "http://etcd-1:2379", "http://etcd-2:2379"},
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cli.Close() // the store never closes it
+
+	store, err := etcdstore.New(cli,
+		etcdstore.WithPrefix("myapp/wechat/"),
+		etcdstore.WithLease(10*time.Second), // the longest a refresh may hold the lock
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", Store: store})
+	if err != nil {
+		log.Fatal(err)
+	}
+	tok, err := conf.AccessToken(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("access_token valid until %v", tok.ExpiresAt)
+}
