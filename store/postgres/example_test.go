@@ -1,0 +1,69 @@
+package pgstore_test
+
+import (
+	"context"
+	"log"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wechatconf/wechatconf/core"
+	pgstore "github.com/wechatconf/wechatconf/store/postgres"
+)
+
+// Every instance of the fleet builds its Conf over the same database: the
+// access token is fetched by one of them and shared by all.
+func ExampleNew() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close() // the store never closes the pool
+
+	store, err := pgstore.New(ctx, pool, pgstore.WithLease(10*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	conf, err := core.New(core.Config{
+		AppID:     os.Getenv("WECHAT_APPID"),
+		AppSecret: os.Getenv("WECHAT_APPSECRET"),
+		Store:     store,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	tok, err := conf.AccessToken(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("access token valid until %v", tok.ExpiresAt)
+}
+
+// A team that manages its schema with migrations creates the table itself
+// (with the DDL of the package documentation), in a schema of its own, and
+// tells New not to create it; behind PgBouncer in transaction mode, pgx is
+// told not to cache prepared statements.
+func ExampleWithTable() {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+
+	store, err := pgstore.New(ctx, pool,
+		pgstore.WithTable(pgx.Identifier{"wechat", "tokens"}),
+		pgstore.WithCreateTable(false))
+	if err != nil {
+		log.Fatal(err) // e.g. the table is missing: the error says so
+	}
+	_ = store
+}
