@@ -58,7 +58,7 @@ func NewFuncStore(f StoreFuncs, opts ...StoreOption) (*FuncStore, error) {
 
 // Get implements TokenStore by calling StoreFuncs.Get.
 func (s *FuncStore) Get(ctx context.Context, key string) (Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := CheckCall(ctx, key); err != nil {
 		return Token{}, fmt.Errorf("funcstore: get: %w", err)
 	}
 	t, found, err := s.get(ctx, key)
@@ -74,7 +74,7 @@ func (s *FuncStore) Get(ctx context.Context, key string) (Token, error) {
 // Set implements TokenStore by calling StoreFuncs.Set. In the worker form
 // (no Set function) it returns an error: the master owns the tokens.
 func (s *FuncStore) Set(ctx context.Context, key string, t Token) error {
-	if err := checkCall(ctx, key); err != nil {
+	if err := CheckCall(ctx, key); err != nil {
 		return fmt.Errorf("funcstore: set: %w", err)
 	}
 	if s.f.Set == nil {
@@ -90,7 +90,7 @@ func (s *FuncStore) Set(ctx context.Context, key string, t Token) error {
 // given, and otherwise runs Get → fetch → Set under an in-process per-key
 // lock with a lease.
 func (s *FuncStore) Refresh(ctx context.Context, key, stale string, fetch FetchFunc) (Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := CheckCall(ctx, key); err != nil {
 		return Token{}, fmt.Errorf("funcstore: refresh: %w", err)
 	}
 	if s.f.Refresh != nil {

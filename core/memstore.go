@@ -91,7 +91,7 @@ func NewMemoryStore(opts ...StoreOption) *MemoryStore {
 
 // Get implements TokenStore.
 func (m *MemoryStore) Get(ctx context.Context, key string) (Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := CheckCall(ctx, key); err != nil {
 		return Token{}, fmt.Errorf("memorystore: get: %w", err)
 	}
 	t, ok := m.load(key)
@@ -103,7 +103,7 @@ func (m *MemoryStore) Get(ctx context.Context, key string) (Token, error) {
 
 // Set implements TokenStore.
 func (m *MemoryStore) Set(ctx context.Context, key string, t Token) error {
-	if err := checkCall(ctx, key); err != nil {
+	if err := CheckCall(ctx, key); err != nil {
 		return fmt.Errorf("memorystore: set: %w", err)
 	}
 	m.store(key, t)
@@ -113,7 +113,7 @@ func (m *MemoryStore) Set(ctx context.Context, key string, t Token) error {
 // Refresh implements TokenStore: see its rules. The lock is per key and
 // in-process; the lease bounds fetch and fences the write.
 func (m *MemoryStore) Refresh(ctx context.Context, key, stale string, fetch FetchFunc) (Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := CheckCall(ctx, key); err != nil {
 		return Token{}, fmt.Errorf("memorystore: refresh: %w", err)
 	}
 	t, err := m.locks.refresh(ctx, key, stale, m.lease, fetch,
@@ -137,14 +137,6 @@ func (m *MemoryStore) store(key string, t Token) {
 	m.mu.Lock()
 	m.tokens[key] = t
 	m.mu.Unlock()
-}
-
-// checkCall is the argument check every store method starts with.
-func checkCall(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return ValidateKey(key)
 }
 
 // refresh runs rules 1–4 of TokenStore.Refresh over the in-process lock, with

@@ -46,7 +46,10 @@ var ErrLockLost = errors.New("wechatconf: refresh lock lost before the write")
 // Keys are opaque, non-empty UTF-8 strings of at most 256 bytes. They may
 // contain "/", ":", "{", "}", "..", spaces, quotes, "%" and any other
 // character except NUL; a store maps them safely (no path traversal, no
-// injection, no two keys sharing storage). Values may be up to 4 KiB and are
+// injection, no two keys sharing storage; CheckCall does the argument checks
+// every method starts with, and EncodeToken/DecodeToken are a versioned
+// encoding for stores that keep a token as one blob). Values may be up to
+// 4 KiB and are
 // stored and compared whole. ExpiresAt round-trips to at least millisecond
 // precision. Every method honours ctx: once ctx is done a method returns an
 // error that wraps ctx.Err(). Stores are safe for concurrent use, and two
@@ -68,7 +71,7 @@ var ErrLockLost = errors.New("wechatconf: refresh lock lost before the write")
 //  2. Read the stored token. If one is stored and its Value differs from
 //     stale, somebody else already refreshed: release the lock and return the
 //     stored token without calling fetch. A stored value that cannot be
-//     decoded (corrupt) counts as absent.
+//     decoded (ErrCorrupt) counts as absent.
 //  3. Otherwise call fetch with a context bounded by the lock's lease, and on
 //     success write the result, but only while the lock is still held (a
 //     fenced write, an atomic compare in the backend). A holder whose lease
@@ -91,7 +94,7 @@ var ErrLockLost = errors.New("wechatconf: refresh lock lost before the write")
 type TokenStore interface {
 	// Get returns the token stored under key, or an error wrapping
 	// ErrNotFound when there is none. A stored value that cannot be decoded
-	// is a descriptive error that does not wrap ErrNotFound.
+	// is a descriptive error wrapping ErrCorrupt (not ErrNotFound).
 	Get(ctx context.Context, key string) (Token, error)
 	// Set stores t under key unconditionally, replacing what was there.
 	// It does not take the refresh lock.

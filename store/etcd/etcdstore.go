@@ -88,7 +88,7 @@ func (s *Store) lockPrefix(key string) string { return s.prefix + lockSegment + 
 // Get implements core.TokenStore with a linearizable read. A stored value
 // that cannot be decoded is an error that does not wrap core.ErrNotFound.
 func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("etcdstore: get: %w", err)
 	}
 	t, found, _, err := s.read(ctx, key)
@@ -104,10 +104,10 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 // Set implements core.TokenStore: it overwrites the key's token in place,
 // without taking the refresh lock.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return fmt.Errorf("etcdstore: set: %w", err)
 	}
-	b, err := encodeToken(key, t)
+	b, err := core.EncodeToken(key, t)
 	if err != nil {
 		return fmt.Errorf("etcdstore: set %q: %w", key, err)
 	}
@@ -120,7 +120,7 @@ func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 // Refresh implements core.TokenStore: see its rules and the package
 // documentation for how the lock, the lease and the fenced write work.
 func (s *Store) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("etcdstore: refresh: %w", err)
 	}
 	t, err := s.refresh(ctx, key, stale, fetch)
@@ -175,7 +175,7 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 	if t.Value == "" {
 		return core.Token{}, errors.New("fetch returned an empty token")
 	}
-	b, err := encodeToken(key, t)
+	b, err := core.EncodeToken(key, t)
 	if err != nil {
 		return core.Token{}, err
 	}
@@ -191,7 +191,7 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 
 // read is a linearizable Get of key's token. It reports the token, whether
 // one is stored, and the revision of the read; a value that cannot be
-// decoded is an error wrapping errCorrupt.
+// decoded is an error wrapping core.ErrCorrupt.
 func (s *Store) read(ctx context.Context, key string) (t core.Token, found bool, rev int64, err error) {
 	resp, err := s.cli.Get(ctx, s.tokenKey(key))
 	if err != nil {
@@ -201,7 +201,7 @@ func (s *Store) read(ctx context.Context, key string) (t core.Token, found bool,
 	if len(resp.Kvs) == 0 {
 		return core.Token{}, false, rev, nil
 	}
-	t, err = decodeToken(resp.Kvs[0].Value, key)
+	t, err = core.DecodeToken(resp.Kvs[0].Value, key)
 	if err != nil {
 		return core.Token{}, false, rev, fmt.Errorf("%s: %w", resp.Kvs[0].Key, err)
 	}
@@ -212,18 +212,10 @@ func (s *Store) read(ctx context.Context, key string) (t core.Token, found bool,
 // fenced write repairs it).
 func (s *Store) readTolerant(ctx context.Context, key string) (core.Token, bool, int64, error) {
 	t, found, rev, err := s.read(ctx, key)
-	if errors.Is(err, errCorrupt) {
+	if errors.Is(err, core.ErrCorrupt) {
 		return core.Token{}, false, rev, nil
 	}
 	return t, found, rev, err
-}
-
-// checkCall is the argument check every method starts with.
-func checkCall(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return core.ValidateKey(key)
 }
 
 // ctxErr makes sure an error caused by the end of ctx wraps ctx.Err().

@@ -1,7 +1,6 @@
 package etcdstore
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -55,33 +54,6 @@ func TestLeaseTTL(t *testing.T) {
 	} {
 		if got := leaseTTL(c.d); got != c.want {
 			t.Errorf("leaseTTL(%v) = %ds, want %ds", c.d, got, c.want)
-		}
-	}
-}
-
-// TestTokenRoundTrip tests the stored format: value and instant kept,
-// and every kind of damage reported as errCorrupt.
-func TestTokenRoundTrip(t *testing.T) {
-	at := time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.FixedZone("UTC+8", 8*3600))
-	for _, v := range []string{"", "x", strings.Repeat("v", 4096), `quote " and \ and <html> &`, "ünï"} {
-		b, err := encodeToken("k", core.Token{Value: v, ExpiresAt: at})
-		if err != nil {
-			t.Fatalf("encodeToken(%q): %v", v, err)
-		}
-		got, err := decodeToken(b, "k")
-		if err != nil || got.Value != v || !got.ExpiresAt.Equal(at) {
-			t.Errorf("decodeToken(encodeToken(%q)) = %+v, %v; want the same value and instant", v, got, err)
-		}
-	}
-	if _, err := encodeToken("k", core.Token{Value: "\xff"}); err == nil {
-		t.Error("encodeToken of a non-UTF-8 value: nil error, want one")
-	}
-	good, _ := encodeToken("k", core.Token{Value: "x", ExpiresAt: at})
-	for _, bad := range []string{"", "{", "null", `{"v":2}`, `{"key":"k","value":"x"}`, `{"v":1,"value":"x","expires_at":"2031-01-01T00:00:00Z"}`,
-		`{"v":1,"key":"k","expires_at":"2031-01-01T00:00:00Z"}`, `{"v":1,"key":"k","value":"x","expires_at":"tomorrow"}`,
-		strings.Replace(string(good), `"key":"k"`, `"key":"other"`, 1), strings.Repeat(" ", maxValue+1)} {
-		if got, err := decodeToken([]byte(bad), "k"); !errors.Is(err, errCorrupt) {
-			t.Errorf("decodeToken(%.40q) = %+v, %v; want an error wrapping errCorrupt", bad, got, err)
 		}
 	}
 }

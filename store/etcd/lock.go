@@ -111,7 +111,7 @@ func (s *Store) lockOnce(ctx context.Context, key, stale string, rev int64) (*he
 				if ev.Type != clientv3.EventTypePut {
 					continue
 				}
-				t, err := decodeToken(ev.Kv.Value, key)
+				t, err := core.DecodeToken(ev.Kv.Value, key)
 				if err == nil && t.Value != stale {
 					giveUp()
 					return nil, t, nil

@@ -129,7 +129,7 @@ func (s *Store) Dir() string { return s.dir }
 // is an error naming the file that does not wrap core.ErrNotFound; Refresh
 // repairs it.
 func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("filestore: get: %w", err)
 	}
 	t, err := readToken(s.paths(key).token, key)
@@ -145,7 +145,7 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 // Set implements core.TokenStore: it replaces the token file atomically and
 // durably, without taking the refresh lock.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return fmt.Errorf("filestore: set: %w", err)
 	}
 	p := s.paths(key)
@@ -163,7 +163,7 @@ func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 // documentation for the lock. A token file that cannot be decoded counts as
 // absent and is replaced.
 func (s *Store) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("filestore: refresh: %w", err)
 	}
 	t, err := s.refresh(ctx, key, stale, fetch)
@@ -188,7 +188,7 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 		if cur.Value != stale {
 			return cur, nil
 		}
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errCorrupt):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, core.ErrCorrupt):
 		// Absent, or corrupt and to be repaired: fetch.
 	default:
 		// Fetching while the file cannot be read would let every process
@@ -285,14 +285,6 @@ func (ks *keyState) wake() {
 	close(ks.released)
 	ks.released = make(chan struct{})
 	ks.mu.Unlock()
-}
-
-// checkCall is the argument check every method starts with.
-func checkCall(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return core.ValidateKey(key)
 }
 
 // removeStaleTemps removes the temporary files in dir older than

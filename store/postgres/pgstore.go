@@ -204,7 +204,7 @@ func (s *Store) createTable(ctx context.Context) error {
 // empty value, a NULL or infinite expires_at: only possible with a table
 // altered by hand) is an error that does not wrap core.ErrNotFound.
 func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("pgstore: get: %w", err)
 	}
 	tok, st, err := s.read(ctx, s.pool, key)
@@ -222,7 +222,7 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 // Set implements core.TokenStore. It does not take the refresh lock. A
 // token with an empty Value is refused: an empty value means "no token".
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return fmt.Errorf("pgstore: set: %w", err)
 	}
 	if t.Value == "" {
@@ -237,7 +237,7 @@ func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 // Refresh implements core.TokenStore: see its rules, and the package
 // documentation for the lock, the lease and the fence.
 func (s *Store) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("pgstore: refresh: %w", err)
 	}
 	if fetch == nil {
@@ -409,11 +409,11 @@ func scanToken(row pgx.Row) (core.Token, rowState, error) {
 	}
 	switch {
 	case !value.Valid || value.String == "":
-		return core.Token{}, stateCorrupt, errors.New("corrupt row: the value is NULL or empty")
+		return core.Token{}, stateCorrupt, fmt.Errorf("%w: the row's value is NULL or empty", core.ErrCorrupt)
 	case !exp.Valid:
-		return core.Token{}, stateCorrupt, errors.New("corrupt row: expires_at is NULL")
+		return core.Token{}, stateCorrupt, fmt.Errorf("%w: the row's expires_at is NULL", core.ErrCorrupt)
 	case exp.InfinityModifier != pgtype.Finite:
-		return core.Token{}, stateCorrupt, errors.New("corrupt row: expires_at is infinite")
+		return core.Token{}, stateCorrupt, fmt.Errorf("%w: the row's expires_at is infinite", core.ErrCorrupt)
 	}
 	return core.Token{Value: value.String, ExpiresAt: exp.Time}, stateFound, nil
 }
@@ -437,14 +437,6 @@ func txGone(tx pgx.Tx, err error) bool {
 		}
 	}
 	return false
-}
-
-// checkCall is the argument check every method starts with.
-func checkCall(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return core.ValidateKey(key)
 }
 
 // wrapCtx makes an error caused by ctx's end match ctx.Err() with

@@ -25,10 +25,6 @@ const (
 	fieldExpiresAt = "e" // ExpiresAt in Unix milliseconds, "" for the zero time
 )
 
-// errCorrupt is wrapped by the errors of a stored token that cannot be
-// decoded.
-var errCorrupt = errors.New("corrupt token")
-
 // errNotStored is what decode returns when no field is stored: the key is
 // absent.
 var errNotStored = errors.New("not stored")
@@ -85,14 +81,14 @@ func expireAt(at time.Time, grace time.Duration) string {
 
 // decode returns the token of key from the fields v, k, t and e of its hash,
 // as go-redis returns them (string or nil). It returns errNotStored when no
-// field is set, and an error wrapping errCorrupt when the fields do not
+// field is set, and an error wrapping core.ErrCorrupt when the fields do not
 // make a token of key.
 func decode(key string, v, k, t, e any) (core.Token, error) {
 	if v == nil && k == nil && t == nil && e == nil {
 		return core.Token{}, errNotStored
 	}
 	corrupt := func(format string, args ...any) (core.Token, error) {
-		return core.Token{}, fmt.Errorf("%w: %s", errCorrupt, fmt.Sprintf(format, args...))
+		return core.Token{}, fmt.Errorf("%w: %s", core.ErrCorrupt, fmt.Sprintf(format, args...))
 	}
 	vs, ok := v.(string)
 	switch {

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wechatconf/wechatconf/core"
 )
 
 // TestDecode tests the decoding of the fields of a token hash: absent, a
 // good token (with and without an expiry), and each kind of corruption,
-// which wraps errCorrupt and says what is wrong.
+// which wraps core.ErrCorrupt and says what is wrong.
 func TestDecode(t *testing.T) {
 	const key = "app/{x}/access_token"
 	at := time.UnixMilli(1_900_000_000_123)
@@ -42,8 +44,8 @@ func TestDecode(t *testing.T) {
 		{"overflowing expiry", "1", key, "tok", "99999999999999999999", "bad expiry"},
 	} {
 		_, err := decode(key, c.v, c.k, c.t, c.e)
-		if !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), c.says) {
-			t.Errorf("decode(%s): %v; want an error wrapping errCorrupt that says %q", c.name, err, c.says)
+		if !errors.Is(err, core.ErrCorrupt) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("decode(%s): %v; want an error wrapping core.ErrCorrupt that says %q", c.name, err, c.says)
 		}
 	}
 }

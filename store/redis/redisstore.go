@@ -143,7 +143,7 @@ func (s *Store) RedisKeys(key string) (token, lock string) {
 // key) is an error naming the Redis key that does not wrap core.ErrNotFound;
 // Refresh repairs it.
 func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("redisstore: get: %w", err)
 	}
 	n := s.names(key)
@@ -153,7 +153,7 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 	}
 	if err != nil {
 		if isWrongType(err) {
-			return core.Token{}, fmt.Errorf("redisstore: get %q: redis key %q: %w: it is not a hash (%v)", key, n.token, errCorrupt, err)
+			return core.Token{}, fmt.Errorf("redisstore: get %q: redis key %q: %w: it is not a hash (%v)", key, n.token, core.ErrCorrupt, err)
 		}
 		return core.Token{}, fmt.Errorf("redisstore: get %q: %w", key, redisErr(ctx, err))
 	}
@@ -173,7 +173,7 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 // ExpiresAt is kept until it is overwritten or deleted. A token with an
 // empty Value is refused.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return fmt.Errorf("redisstore: set: %w", err)
 	}
 	if t.Value == "" {
@@ -192,7 +192,7 @@ func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 // documentation for the lock. A stored value that cannot be decoded counts
 // as absent and is replaced.
 func (s *Store) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("redisstore: refresh: %w", err)
 	}
 	t, err := s.refresh(ctx, key, stale, fetch)
@@ -347,14 +347,6 @@ func (s *Store) retryDelay(pttl int64) time.Duration {
 		}
 	}
 	return s.backoff*3/4 + mrand.N(s.backoff/2+1)
-}
-
-// checkCall is the argument check every method starts with.
-func checkCall(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return core.ValidateKey(key)
 }
 
 // redisErr returns err, from a call with ctx, in the form the Store

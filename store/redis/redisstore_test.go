@@ -235,7 +235,7 @@ func testCorrupt(t *testing.T, dial func() redis.UniversalClient) {
 			plant()
 			_, err := s.Get(ctx, key)
 			switch {
-			case err == nil || errors.Is(err, core.ErrNotFound) || !errors.Is(err, errCorrupt):
+			case err == nil || errors.Is(err, core.ErrNotFound) || !errors.Is(err, core.ErrCorrupt):
 				t.Errorf("Get(%q) of a corrupt value (%s): %v; want a corrupt-token error, not ErrNotFound", key, c.name, err)
 			case !strings.Contains(err.Error(), c.errText) || !strings.Contains(err.Error(), tokenKey):
 				t.Errorf("Get(%q) of a corrupt value (%s): %q; want it to say %q and name %q", key, c.name, err, c.errText, tokenKey)

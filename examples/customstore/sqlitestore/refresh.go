@@ -18,7 +18,7 @@ import (
 // across every process sharing the database, and returns the token now
 // stored.
 func (s *Store) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("sqlitestore: refresh: %w", err)
 	}
 	t, err := s.refresh(ctx, key, stale, fetch)

@@ -160,7 +160,7 @@ func (s *Store) Close() error {
 // core.ErrNotFound when nothing is stored under key, and a descriptive error
 // (not ErrNotFound) when the row cannot be decoded.
 func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("sqlitestore: get: %w", err)
 	}
 	t, err := s.read(ctx, key)
@@ -173,7 +173,7 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 // Set implements core.TokenStore: it replaces the token under key
 // unconditionally and does not take the refresh lock.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := checkCall(ctx, key); err != nil {
+	if err := core.CheckCall(ctx, key); err != nil {
 		return fmt.Errorf("sqlitestore: set: %w", err)
 	}
 	if _, err := s.db.ExecContext(ctx, setSQL, key, t.Value, t.ExpiresAt.UnixMilli()); err != nil {
@@ -234,6 +234,9 @@ func (e *CorruptError) Error() string {
 	return fmt.Sprintf("corrupt row in wechatconf_tokens for key %q: %s", e.Key, e.Reason)
 }
 
+// Unwrap makes errors.Is(err, core.ErrCorrupt) hold, as for every store.
+func (e *CorruptError) Unwrap() error { return core.ErrCorrupt }
+
 // sqlType names the SQLite type a column scanned into any arrived as.
 func sqlType(v any) string {
 	switch v := v.(type) {
@@ -250,15 +253,6 @@ func sqlType(v any) string {
 	default:
 		return fmt.Sprintf("%T", v)
 	}
-}
-
-// checkCall is the argument check every method starts with: a done ctx and
-// a key the contract does not allow fail before any I/O.
-func checkCall(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return core.ValidateKey(key)
 }
 
 // ctxErr makes sure that an error caused by ctx ending wraps ctx.Err(), as
