@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wechatconf/wechatconf/conformance/containers"
+)
+
+// TestMain makes the test binary a fleet worker when the parent (run, in a
+// test) re-executes it as one.
+func TestMain(m *testing.M) {
+	if spec, ok := os.LookupEnv(workerEnv); ok {
+		os.Exit(workerMain(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// smokeArgs is a short run: 4 processes, 8 simulated hours in 4 s.
+var smokeArgs = []string{"-procs", "4", "-sim", "8h", "-duration", "4s", "-json"}
+
+// runFleet runs the program with args and returns its JSON summary.
+func runFleet(t *testing.T, env map[string]string, args ...string) Summary {
+	t.Helper()
+	var stdout, stderr syncBuffer
+	err := run(t.Context(), append(append([]string(nil), smokeArgs...), args...),
+		func(k string) string { return env[k] }, &stdout, &stderr)
+	t.Logf("fleet %s: stderr:\n%s", strings.Join(args, " "), stderr.String())
+	if err != nil {
+		t.Fatalf("run: %v\nstdout: %s", err, stdout.String())
+	}
+	var s Summary
+	dec := json.NewDecoder(strings.NewReader(stdout.String()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("stdout is not the JSON summary: %v\n%s", err, stdout.String())
+	}
+	t.Logf("summary: %+v", s)
+	if s.Calls == 0 || s.AccessTokenP50NS <= 0 || s.AccessTokenP99NS < s.AccessTokenP50NS {
+		t.Errorf("no calls or no latencies measured: %+v", s)
+	}
+	return s
+}
+
+// checkShared asserts what a shared store gives a fleet: no caller sees a
+// 40001, and the fleet fetches about as often as one process would.
+func checkShared(t *testing.T, s Summary) {
+	t.Helper()
+	if s.ExpectedFetches != 5 { // 8h / (2h − 5m) + 1
+		t.Errorf("expected_fetches = %d, want 5", s.ExpectedFetches)
+	}
+	if s.Errors40001 != 0 {
+		t.Errorf("callers saw %d 40001 errors through a shared store, want 0", s.Errors40001)
+	}
+	if d := s.Fetches - s.ExpectedFetches; d < -1 || d > 1 {
+		t.Errorf("%d token fetches, want %d ± 1", s.Fetches, s.ExpectedFetches)
+	}
+}
+
+func TestSharedFileStoreVersusNaive(t *testing.T) {
+	shared := runFleet(t, nil, "-store=file")
+	if shared.Store != "file" || shared.Naive || shared.Procs != 4 || shared.SimHours != 8 {
+		t.Errorf("summary does not describe the run: %+v", shared)
+	}
+	checkShared(t, shared)
+
+	naive := runFleet(t, nil, "-naive")
+	if naive.Store != "memory" || !naive.Naive {
+		t.Errorf("summary does not describe the naive run: %+v", naive)
+	}
+	t.Logf("shared file store: %d fetches, %d 40001s of %d calls; naive: %d fetches, %d 40001s of %d calls",
+		shared.Fetches, shared.Errors40001, shared.Calls, naive.Fetches, naive.Errors40001, naive.Calls)
+	if naive.Fetches <= shared.Fetches && naive.Errors40001 <= shared.Errors40001 {
+		t.Errorf("the naive fleet did no worse than the shared store: naive %+v, shared %+v", naive, shared)
+	}
+}
+
+func TestSharedRedisStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis container")
+	}
+	rdb := containers.StartRedis(t)
+	s := runFleet(t, map[string]string{"WECHATCONF_REDIS_ADDR": rdb.Addr}, "-store=redis")
+	if s.Store != "redis" {
+		t.Errorf("store = %q, want redis", s.Store)
+	}
+	checkShared(t, s)
+}
+
+func TestTextSummary(t *testing.T) {
+	var stdout, stderr syncBuffer
+	err := run(t.Context(), []string{"-procs", "2", "-callers", "2", "-sim", "4h", "-duration", "1s", "-warmup", "500ms"},
+		func(string) string { return "" }, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"token fetches", "expected 3", "40001 errors", "calls", "AccessToken    p50"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if !strings.Contains(stderr.String(), "sim 04:00 / 04:00") {
+		t.Errorf("no final progress line on stderr:\n%s", stderr.String())
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-store=redis"}, "-redis"},
+		{[]string{"-store=postgres"}, "-postgres"},
+		{[]string{"-store=etcd"}, "-etcd"},
+		{[]string{"-store=mongo"}, "unknown -store"},
+		{[]string{"-procs", "0"}, "-procs"},
+		{[]string{"-duration", "0s"}, "-duration"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		var stdout, stderr syncBuffer
+		err := run(t.Context(), tc.args, func(string) string { return "" }, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run %q: error %v, want one naming %q", tc.args, err, tc.want)
+		}
+	}
+	var stdout, stderr syncBuffer
+	if err := run(t.Context(), []string{"-h"}, func(string) string { return "" }, &stdout, &stderr); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
+}
+
+func TestUnreachableStoreIsOneClearError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var stdout, stderr syncBuffer
+	err := run(ctx, []string{"-store=redis", "-redis=127.0.0.1:1"}, func(string) string { return "" }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "cannot reach Redis at 127.0.0.1:1") {
+		t.Errorf("error %v, want one saying Redis cannot be reached", err)
+	}
+}
+
+func TestInterrupt(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var stdout, stderr syncBuffer
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"-procs", "2", "-sim", "24h", "-duration", "60s", "-warmup", "200ms", "-json"},
+			func(string) string { return "" }, &stdout, &stderr)
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	begin := time.Now()
+	cancel()
+	err := <-errc
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("stopping took %v", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("error %v, want an interruption", err)
+	}
+	var s Summary
+	if jerr := json.Unmarshal([]byte(stdout.String()), &s); jerr != nil || s.Calls == 0 {
+		t.Errorf("no partial summary after the interruption (%v): %s\nstderr: %s", jerr, stdout.String(), stderr.String())
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h hist
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * time.Microsecond)
+	}
+	for _, tc := range []struct {
+		q    float64
+		want int64
+	}{{0.5, 500_000}, {0.99, 990_000}, {1, 1_000_000}} {
+		got := h.quantile(tc.q)
+		if diff := float64(got-tc.want) / float64(tc.want); diff < -0.04 || diff > 0.04 {
+			t.Errorf("quantile(%v) = %d, want %d ± 4%%", tc.q, got, tc.want)
+		}
+	}
+	var back hist
+	back.addSparse(h.sparse())
+	if back != h {
+		t.Error("histogram does not survive sparse encoding")
+	}
+	for v := int64(0); v < 1<<20; v += 7 {
+		if lo := bucketValue(bucket(v)); float64(lo-v) > 0.04*float64(v)+1 || float64(v-lo) > 0.04*float64(v)+1 {
+			t.Fatalf("bucketValue(bucket(%d)) = %d", v, lo)
+		}
+	}
+	if b := bucket(1<<63 - 1); b >= histBuckets {
+		t.Errorf("bucket(MaxInt64) = %d, out of range", b)
+	}
+}
+
+func TestClock(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	real0 := time.Now().Add(-time.Second)
+	c := newClock(start.UnixNano(), real0.UnixNano(), 3600)
+	if d := c.now().Sub(start); d < time.Hour || d > 2*time.Hour {
+		t.Errorf("one real second at ×3600 gave %v of simulated time", d)
+	}
+	if got := c.realAt(2 * time.Hour); got.Sub(real0).Round(time.Millisecond) != 2*time.Second {
+		t.Errorf("realAt(2h) = real0 + %v, want 2s", got.Sub(real0))
+	}
+	future := newClock(start.UnixNano(), time.Now().Add(time.Hour).UnixNano(), 3600)
+	if !future.now().Equal(start) {
+		t.Errorf("before startReal the clock reads %v, want %v", future.now(), start)
+	}
+}
+
+func TestExpectedFetches(t *testing.T) {
+	for sim, want := range map[time.Duration]int{24 * time.Hour: 13, 8 * time.Hour: 5, time.Hour: 1, 115 * time.Minute: 2} {
+		if got := expectedFetches(sim); got != want {
+			t.Errorf("expectedFetches(%v) = %d, want %d", sim, got, want)
+		}
+	}
+}
+
+// syncBuffer is a strings.Builder safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
