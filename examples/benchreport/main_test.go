@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fixture is testdata/full: every kind of raw output scripts/bench writes,
+// with a backend skipped for lack of Docker, one not selected, a failed
+// benchmark run and a failed herd run among them.
+func fixture(t *testing.T) inputs {
+	t.Helper()
+	f, err := readDir(filepath.Join("testdata", "full"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// row returns the table row of the report that begins with "| first |".
+func row(t *testing.T, report, first string) string {
+	t.Helper()
+	for line := range strings.Lines(report) {
+		if strings.HasPrefix(line, "| "+first+" |") {
+			return strings.TrimSpace(line)
+		}
+	}
+	t.Fatalf("no row %q in the report:\n%s", first, report)
+	return ""
+}
+
+func TestReportTables(t *testing.T) {
+	report := render(fixture(t))
+	for _, tc := range []struct{ first, want string }{
+		// Stores: medians of 3 runs (memory Get 40, 44, 90 → 44 ns), ratios over memory.
+		{"memory", "| memory | 44 ns | 110 ns | 200 ns | 1 µs | 0 | ×1 | ×1 | 1 ¹ | 2.9 ms ¹ | 100 µs |"},
+		{"function store", "| function store | 60 ns | 150 ns | 300 ns | 2 µs | 0 | ×1.4 | ×2 | n/a (one process) | n/a (one process) | 150 µs |"},
+		{"file", "| file | 20 µs | 500 µs | 62 µs | 800 µs | 34 | ×453 | ×800 | 1 | 15 ms | 7.3 ms |"},
+		{"Redis (standalone)", "| Redis (standalone) | skipped: no Docker | — | — | — | — | — | — | — | — | — |"},
+		// A failed benchmark run, a herd whose second run fetched twice, no wake output.
+		{"PostgreSQL", "| PostgreSQL | failed (exit 1) | — | — | — | — | — | — | 1, 2 ⚠ (FAIL) | 590 ms | n/a |"},
+		{"etcd (1 member)", "| etcd (1 member) | 200 µs | 1.5 ms | 250 µs | 7 ms | 150 | ×4545 | ×7000 | 1 | 45 ms | 4.5 ms |"},
+		{"SQLite (custom store)", "| SQLite (custom store) | skipped: not selected | — | — | — | — | — | — | — | — | — |"},
+		// Fleet day.
+		{"wechatconf", "| wechatconf | file | 8 | 24 | 13 | 13 | ×1 | 0 | 1,234,567 | 250 ns | 12 µs | 20.3 s |"},
+		{"naive (-naive)", "| naive (-naive) | memory | 8 | 24 | 104 | 13 | ×8 | 5,821 | 1,200,000 | 240 ns | 9 ms | 20.1 s |"},
+		// Hot path.
+		{"BenchmarkAccessTokenHot", "| BenchmarkAccessTokenHot | 28 ns | 0 | 0 | ×1 |"},
+		{"BenchmarkAccessTokenHotParallel", "| BenchmarkAccessTokenHotParallel | 14.2 ns | 0 | 0 | ×0.5 |"},
+		// Machine.
+		{"CPU", "| CPU | AMD EPYC 7B13 |"},
+		{"Cores (nproc)", "| Cores (nproc) | 2 |"},
+		{"Go", "| Go | go1.26.8 linux/amd64 |"},
+		{"Kernel", "| Kernel | Linux 6.1.0-27-cloud-amd64 x86_64 |"},
+		{"Date", "| Date | 2026-11-25 14:30 UTC |"},
+	} {
+		if got := row(t, report, tc.first); got != tc.want {
+			t.Errorf("row %s:\n got %s\nwant %s", tc.first, got, tc.want)
+		}
+	}
+	for _, want := range []string{
+		"# Benchmarks\n\nProcess herd (400 callers in 8 processes): more than 1 token fetch on PostgreSQL (1, 2 ⚠); exactly 1 on file, etcd.",
+		"A Get costs ×1.4 (function store) to ×4545 (etcd) a memory-store Get (44 ns).",
+		"Waiters wake 100 µs–7.3 ms after the holder's fetch ends.",
+		"Fleet day (8 processes, 24 simulated hours): wechatconf on the file store 13 fetches (13 expected) and 0 caller-visible 40001s " +
+			"vs naive 104 fetches (×8) and 5,821 caller-visible 40001s.",
+		"Hot path: AccessToken 28 ns, 0 allocs/op (14.2 ns under RunParallel).",
+		"Figures are medians of 3 runs.", "time/op and allocs/op, medians of 3 runs.",
+		"```sh\n(cd core && go test -run '^$' -bench '^BenchmarkAccessTokenHot(Parallel)?$' -benchmem -count 3 .)\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	// The sections come in order.
+	last := -1
+	for _, h := range []string{"# Benchmarks", "## Machine", "## Stores", "## Fleet day", "## Hot path", "## Commands"} {
+		i := strings.Index(report, h)
+		if i <= last {
+			t.Errorf("section %q at %d, after the previous one at %d", h, i, last)
+		}
+		last = i
+	}
+}
+
+func TestReportHerdAllOnce(t *testing.T) {
+	f := fixture(t)
+	delete(f, "postgres.herd.txt")
+	delete(f, "postgres.herd.exit")
+	report := render(f)
+	want := "Every multi-process backend measured (file, etcd): exactly 1 token fetch for 400 callers in 8 processes, " +
+		"the herd done 13 ms–45 ms after WeChat's 50 ms answer."
+	if !strings.Contains(report, want) {
+		t.Errorf("report lacks %q:\n%s", want, report)
+	}
+	if got, want := row(t, report, "PostgreSQL"), "| PostgreSQL | failed (exit 1) | — | — | — | — | — | — | n/a | n/a | n/a |"; got != want {
+		t.Errorf("PostgreSQL row:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestReportEmpty: with nothing at all, every figure is n/a and the report
+// is still written.
+func TestReportEmpty(t *testing.T) {
+	report := render(inputs{})
+	for _, tc := range []struct{ first, want string }{
+		{"memory", "| memory | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"},
+		{"file", "| file | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"},
+		{"BenchmarkAccessTokenHot", "| BenchmarkAccessTokenHot | n/a | — | — | — |"},
+		{"CPU", "| CPU | n/a |"},
+	} {
+		if got := row(t, report, tc.first); got != tc.want {
+			t.Errorf("row %s:\n got %s\nwant %s", tc.first, got, tc.want)
+		}
+	}
+	for _, want := range []string{
+		"No process herd was measured.",
+		"Fleet day: not measured (no fleet output).",
+		"## Fleet day\n\nNot measured: no fleet output.\n",
+		"## Commands\n\nn/a (no commands.txt)\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+}
+
+// TestReportSkips: what scripts/bench writes when there is no Docker, no
+// fleet demo, and only some sections were selected.
+func TestReportSkips(t *testing.T) {
+	f := fixture(t)
+	for _, k := range sortedKeys(f) {
+		if strings.HasPrefix(k, "fleet") || strings.HasPrefix(k, "core.") || strings.HasPrefix(k, "postgres.") {
+			delete(f, k)
+		}
+	}
+	f["fleet.skip"] = "fleet demo not built (no examples/fleet)\n"
+	f["core.skip"] = "not selected\n"
+	f["postgres.skip"] = "no Docker\n"
+	report := render(f)
+	for _, want := range []string{
+		"Fleet day: not measured (fleet demo not built (no examples/fleet)).",
+		"## Fleet day\n\nNot measured: fleet demo not built (no examples/fleet).\n",
+		"## Hot path\n\nNot measured: not selected.\n",
+		"| PostgreSQL | skipped: no Docker | — |",
+		"| memory | 44 ns | 110 ns | 200 ns | 1 µs | 0 | ×1 | ×1 | not selected | not selected | 100 µs |",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "Hot path:") {
+		t.Errorf("headline mentions the hot path, which was not measured:\n%s", report)
+	}
+}
+
+func TestParseBench(t *testing.T) {
+	text := `goos: linux
+cpu: AMD EPYC
+BenchmarkStore/Get-2         	   12068	     19952 ns/op	    4048 B/op	      34 allocs/op
+BenchmarkStore/Get-2         	   12904	     18231 ns/op	    4048 B/op	      36 allocs/op
+BenchmarkStore/RefreshFetch-16 	     264	   1107150 ns/op	    7648 B/op	      93 allocs/op
+BenchmarkHerd-2   	       4	  53350981 ns/op	         1.000 fetches/op	         3.349 herd-ms-over-fetch	   69036 B/op	     618 allocs/op
+BenchmarkBroken-2   	       4	  abc ns/op
+BenchmarkNoFields
+--- FAIL: BenchmarkX
+    BenchmarkStore/Get-2 is not a result line either
+PASS`
+	res := parseBench(text)
+	var names []string
+	for k := range res {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	if want := []string{"BenchmarkHerd", "BenchmarkStore/Get", "BenchmarkStore/RefreshFetch"}; strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("benchmarks %v, want %v", names, want)
+	}
+	get, ok := find(res, "Get")
+	if !ok {
+		t.Fatal("find(Get) found nothing")
+	}
+	if m, _ := get.median("ns/op"); m != (19952+18231)/2.0 {
+		t.Errorf("Get median ns/op = %v, want %v", m, (19952+18231)/2.0)
+	}
+	if m, _ := get.median("allocs/op"); m != 35 {
+		t.Errorf("Get median allocs/op = %v, want 35", m)
+	}
+	herd, ok := find(res, "BenchmarkHerd")
+	if !ok {
+		t.Fatal("find(BenchmarkHerd) found nothing")
+	}
+	if m, _ := herd.median("herd-ms-over-fetch"); m != 3.349 {
+		t.Errorf("herd-ms-over-fetch = %v, want 3.349", m)
+	}
+	if _, ok := find(res, "Set"); ok {
+		t.Error("find(Set) found a benchmark, want none")
+	}
+	if _, ok := get.median("MB/s"); ok {
+		t.Error("median of a unit never reported is ok")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		xs   []float64
+		want float64
+		ok   bool
+	}{
+		{nil, 0, false},
+		{[]float64{5}, 5, true},
+		{[]float64{9, 1, 5}, 5, true},
+		{[]float64{4, 1, 3, 2}, 2.5, true},
+		{[]float64{100, 1, 2}, 2, true},
+	} {
+		in := append([]float64(nil), tc.xs...)
+		got, ok := median(in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("median(%v) = %v, %v; want %v, %v", tc.xs, got, ok, tc.want, tc.ok)
+		}
+		if !sort.Float64sAreSorted(tc.xs) && sort.Float64sAreSorted(in) {
+			t.Errorf("median(%v) sorted its argument", tc.xs)
+		}
+	}
+}
+
+func TestParseHerdAndWake(t *testing.T) {
+	text := `=== RUN   TestStandalone/ProcessHerd
+    redisstore_test.go:82: ProcessHerd: 8 processes × 50 goroutines: 1 token fetch(es), herd done 65ms after release (WeChat latency 50ms)
+    redisstore_test.go:82: ProcessHerd: 8 processes × 50 goroutines: 3 token fetch(es), herd done 1.5s after release (WeChat latency 50ms)
+    redisstore_test.go:82: ProcessHerd: 8 processes × 50 goroutines: x token fetch(es), herd done 1s after release (WeChat latency 50ms)
+    checks.go:564: wake latency: 2.615387ms (max over 20 waiters on 4 store values of return time − end of the holder's 200ms fetch)
+    checks.go:564: wake latency: 850µs (max over 20 waiters on 4 store values of return time − end of the holder's 200ms fetch)
+    checks.go:564: wake latency: soon (max over …)
+`
+	herd := parseHerd(text)
+	want := []herdRun{{8, 50, 1, 65 * time.Millisecond, 50 * time.Millisecond}, {8, 50, 3, 1500 * time.Millisecond, 50 * time.Millisecond}}
+	if len(herd) != len(want) || herd[0] != want[0] || herd[1] != want[1] {
+		t.Errorf("parseHerd = %+v, want %+v", herd, want)
+	}
+	if got := herdFetches(herd); got != "1, 3 ⚠" {
+		t.Errorf("herdFetches = %q, want %q", got, "1, 3 ⚠")
+	}
+	wake := parseWake(text)
+	if len(wake) != 2 || wake[0] != 2615387*time.Nanosecond || wake[1] != 850*time.Microsecond {
+		t.Errorf("parseWake = %v, want [2.615387ms 850µs]", wake)
+	}
+	if m, _ := medianDuration(wake); fmtDuration(m) != "1.7 ms" {
+		t.Errorf("median wake = %s, want 1.7 ms", fmtDuration(m))
+	}
+}
+
+func TestParseFleet(t *testing.T) {
+	good := `{"store":"file","naive":false,"procs":8,"sim_hours":24,"duration_s":60.1,"fetches":13,"expected_fetches":13,"errors_40001":0,"calls":123456,"access_token_p50_ns":250,"access_token_p99_ns":12000}`
+	for _, tc := range []struct {
+		name, text string
+		ok         bool
+	}{
+		{"alone", good, true},
+		{"after other lines", "fleet: starting 8 processes\n{\"not\": \"it\"}\n" + good + "\n", true},
+		{"indented", "{\n  \"fetches\": 13,\n  \"store\": \"file\"\n}\n", true},
+		{"empty", "", false},
+		{"no fetches", `{"store":"file"}`, false},
+		{"garbage", "panic: boom\n\ngoroutine 1 [running]:\n", false},
+	} {
+		d, err := parseFleet(tc.text)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: parseFleet error %v, want ok=%v", tc.name, err, tc.ok)
+			continue
+		}
+		if !tc.ok {
+			continue
+		}
+		if v, ok := d.num("fetches"); !ok || v != 13 {
+			t.Errorf("%s: fetches = %v, %v; want 13", tc.name, v, ok)
+		}
+		if v, ok := d.str("store"); !ok || v != "file" {
+			t.Errorf("%s: store = %q, %v; want file", tc.name, v, ok)
+		}
+	}
+	d, _ := parseFleet(good)
+	if _, ok := d.num("store"); ok {
+		t.Error(`num("store") of a string is ok`)
+	}
+	if _, ok := d.num("missing"); ok {
+		t.Error(`num("missing") is ok`)
+	}
+}
+
+// TestFleetFailures: a mode whose run failed, or printed no JSON, gets a
+// row saying so; the other mode's row stays.
+func TestFleetFailures(t *testing.T) {
+	f := fixture(t)
+	f["fleet-naive.json"] = "exit status 2\n"
+	f["fleet-naive.exit"] = "1\n"
+	f["fleet-wechatconf.json"] = `{"store":"file","fetches":13}` + "\n"
+	report := render(f)
+	for _, want := range []string{
+		"| naive (-naive) | failed (exit 1) | — |",
+		"| wechatconf | file | n/a | n/a | 13 | n/a | ×1 | n/a | n/a | n/a | n/a | n/a |",
+		"Fleet day: wechatconf on the file store 13 fetches vs naive n/a.",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+}
+
+// TestStream: the same files concatenated by tail -n +1 give the same report.
+func TestStream(t *testing.T) {
+	f := fixture(t)
+	var stream bytes.Buffer
+	stream.WriteString("ignored preamble\n")
+	for i, name := range sortedKeys(f) {
+		if i > 0 {
+			stream.WriteString("\n")
+		}
+		stream.WriteString("==> /tmp/wechatconf-bench.abc/" + name + " <==\n" + f[name])
+	}
+	var out bytes.Buffer
+	if err := run("", "", &stream, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := render(f); out.String() != want {
+		t.Errorf("report from stdin differs from the report from the directory:\n%s\n----\n%s", out.String(), want)
+	}
+}
+
+func TestRunWritesFile(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := run(filepath.Join("testdata", "full"), out, strings.NewReader(""), nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := render(fixture(t)); string(b) != want {
+		t.Errorf("%s differs from render's report", out)
+	}
+	if err := run(filepath.Join(t.TempDir(), "missing"), out, nil, nil); err == nil {
+		t.Error("run with a missing -in directory: no error")
+	}
+}
+
+func TestFormat(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{fmtNs(0), "0 ns"},
+		{fmtNs(1.234), "1.23 ns"},
+		{fmtNs(27.96), "28 ns"},
+		{fmtNs(14.23), "14.2 ns"},
+		{fmtNs(999), "999 ns"},
+		{fmtNs(425.4), "425 ns"},
+		{fmtNs(19952), "20 µs"},
+		{fmtNs(123456), "123 µs"},
+		{fmtNs(7.25e6), "7.2 ms"},
+		{fmtNs(2.5e9), "2.5 s"},
+		{fmtRatio(45, 44), "×1"},
+		{fmtRatio(200000, 44), "×4545"},
+		{fmtRatio(14, 28), "×0.5"},
+		{fmtRatio(28, 200000), "×0"},
+		{fmtRatio(1, 0), "n/a"},
+		{fmtCount(1234567), "1,234,567"},
+		{fmtCount(13), "13"},
+		{fmtCount(-1000), "-1,000"},
+		{fmtCount(1.5), "1.5"},
+		{escapeCell("a|b\nc"), `a\|b c`},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+// FuzzRender: whatever the raw outputs hold, the report is written.
+func FuzzRender(f *testing.F) {
+	fix, err := readDir(filepath.Join("testdata", "full"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range sortedKeys(fix) {
+		f.Add(name, fix[name])
+	}
+	f.Fuzz(func(t *testing.T, name, text string) {
+		in := inputs{}
+		for k, v := range fix {
+			in[k] = v
+		}
+		in[name] = text
+		if report := render(in); !strings.HasPrefix(report, "# Benchmarks\n") {
+			t.Errorf("report begins %q", firstLine(report))
+		}
+		if _, err := readStream(strings.NewReader(text)); err != nil {
+			t.Logf("readStream: %v", err) // a line over 16 MiB; not a crash
+		}
+	})
+}
