@@ -2,7 +2,6 @@ package core
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,13 +108,4 @@ func decodeToken(b []byte, key string) (Token, error) {
 		return Token{}, fmt.Errorf(`bad "expires_at": %v`, err)
 	}
 	return Token{Value: *et.Value, ExpiresAt: exp}, nil
-}
-
-// CheckCall is the check every TokenStore method starts with: an error
-// wrapping ctx.Err() once ctx is done, then ValidateKey(key).
-func CheckCall(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return ValidateKey(key)
 }

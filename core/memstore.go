@@ -159,18 +159,9 @@ func (l *keyLocks) refresh(ctx context.Context, key, stale string, lease time.Du
 		return cur, nil
 	}
 
-	fctx, cancel := context.WithTimeout(ctx, lease)
-	t, err := fetch(fctx)
-	leaseOver := fctx.Err() != nil && ctx.Err() == nil
-	cancel()
+	t, err := FetchUntil(ctx, time.Now().Add(lease), fetch)
 	if err != nil {
-		if leaseOver {
-			return Token{}, fmt.Errorf("fetch outlived the %v lease: %w: %w", lease, ErrLockLost, err)
-		}
 		return Token{}, err
-	}
-	if t.Value == "" {
-		return Token{}, errors.New("fetch returned an empty token")
 	}
 	if !l.pin(key, gen) {
 		return Token{}, fmt.Errorf("fetch outlived the %v lease, write refused: %w", lease, ErrLockLost)

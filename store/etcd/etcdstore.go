@@ -162,18 +162,9 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 
 	// Rule 3: fetch within the lease, then write only while still the
 	// owner.
-	fctx, cancel := context.WithDeadline(ctx, h.deadline)
-	t, err := fetch(fctx)
-	leaseOver := fctx.Err() != nil && ctx.Err() == nil
-	cancel()
+	t, err := core.FetchUntil(ctx, h.deadline, fetch)
 	if err != nil {
-		if leaseOver {
-			return core.Token{}, fmt.Errorf("fetch outlived the %ds lease: %w: %w", h.ttl, core.ErrLockLost, err)
-		}
 		return core.Token{}, err
-	}
-	if t.Value == "" {
-		return core.Token{}, errors.New("fetch returned an empty token")
 	}
 	b, err := core.EncodeToken(key, t)
 	if err != nil {

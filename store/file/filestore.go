@@ -196,20 +196,10 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 		return core.Token{}, err
 	}
 
-	fctx, cancel := context.WithDeadline(ctx, h.start.Add(s.lease))
-	t, err := fetch(fctx)
-	leaseOver := fctx.Err() != nil && ctx.Err() == nil
-	cancel()
+	t, err := core.FetchUntil(ctx, h.start.Add(s.lease), fetch)
 	if err != nil {
-		if leaseOver {
-			return core.Token{}, fmt.Errorf("fetch outlived the %v lease: %w: %w", s.lease, core.ErrLockLost, err)
-		}
 		return core.Token{}, err
 	}
-	if t.Value == "" {
-		return core.Token{}, errors.New("fetch returned an empty token")
-	}
-	t.ExpiresAt = t.ExpiresAt.Round(0) // a wall-clock instant, as stored
 	tmp, err := s.writeTemp(p, key, t)
 	if err != nil {
 		return core.Token{}, err

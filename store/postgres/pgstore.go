@@ -315,18 +315,9 @@ func (s *Store) refreshLocked(ctx context.Context, key, stale string, fetch core
 		return tok, true, nil // rule 2; the deferred rollback releases the lock
 	}
 
-	fctx, cancel := context.WithTimeout(ctx, s.lease)
-	t, err := fetch(fctx)
-	leaseOver := fctx.Err() != nil && ctx.Err() == nil
-	cancel()
+	t, err := core.FetchUntil(ctx, time.Now().Add(s.lease), fetch)
 	if err != nil {
-		if leaseOver {
-			return core.Token{}, true, fmt.Errorf("fetch outlived the %v lease: %w: %w", s.lease, core.ErrLockLost, err)
-		}
 		return core.Token{}, true, err
-	}
-	if t.Value == "" {
-		return core.Token{}, true, errors.New("fetch returned an empty token")
 	}
 
 	// The fenced write: the INSERT runs in the transaction that holds the

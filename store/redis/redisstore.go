@@ -292,20 +292,10 @@ func (s *Store) hold(ctx context.Context, n names, key, owner string, start time
 			s.release(ctx, n, owner)
 		}
 	}()
-	fctx, cancel := context.WithDeadline(ctx, start.Add(s.lease))
-	t, err := fetch(fctx)
-	leaseOver := fctx.Err() != nil && ctx.Err() == nil
-	cancel()
+	t, err := core.FetchUntil(ctx, start.Add(s.lease), fetch)
 	if err != nil {
-		if leaseOver {
-			return core.Token{}, fmt.Errorf("fetch outlived the %v lease: %w: %w", s.lease, core.ErrLockLost, err)
-		}
 		return core.Token{}, err
 	}
-	if t.Value == "" {
-		return core.Token{}, errors.New("fetch returned an empty token")
-	}
-	t.ExpiresAt = t.ExpiresAt.Round(0) // a wall-clock instant, as stored
 
 	// The token is fetched (and, in WeChat's classic mode, the previous one
 	// is already invalid): write it even if ctx ends now.

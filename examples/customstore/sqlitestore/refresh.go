@@ -67,20 +67,12 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 	}
 
 	// Rule 3: fetch with a ctx that ends with the lease at the latest.
-	fctx, cancel := context.WithDeadline(ctx, l.deadline)
-	t, err := fetch(fctx)
-	leaseOver := fctx.Err() != nil && ctx.Err() == nil
-	cancel()
+	// core.FetchUntil also does rule 4's part: fetch's error comes back
+	// wrapped (with core.ErrLockLost if the lease ran out), nothing is
+	// written, and the deferred unlock releases the lock.
+	t, err := core.FetchUntil(ctx, l.deadline, fetch)
 	if err != nil {
-		// Rule 4: nothing written, the deferred unlock releases the lock,
-		// fetch's error is returned wrapped (errors.Is/As still match).
-		if leaseOver {
-			return core.Token{}, fmt.Errorf("fetch outlived the %v lease: %w: %w", s.lease, core.ErrLockLost, err)
-		}
 		return core.Token{}, err
-	}
-	if t.Value == "" {
-		return core.Token{}, errors.New("fetch returned an empty token")
 	}
 
 	// Rule 3's fenced write: stored only if the lock is still ours and its

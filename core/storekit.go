@@ -1,0 +1,44 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The steps every TokenStore takes the same way, for backends to call
+// rather than rewrite (see also EncodeToken and DecodeToken).
+
+// CheckCall is the check every TokenStore method starts with: an error
+// wrapping ctx.Err() once ctx is done, then ValidateKey(key).
+func CheckCall(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return ValidateKey(key)
+}
+
+// FetchUntil is rule 3's fetch: it calls fetch with a context that ends at
+// deadline (the end of the caller's lock lease) or when ctx ends, whichever
+// comes first. fetch's error comes back as is (errors.Is and errors.As still
+// match it), wrapped together with ErrLockLost when the lease ran out first;
+// an empty token is an error; the token's ExpiresAt comes back without a
+// monotonic clock reading, as the wall-clock instant a store keeps. The
+// fenced write that follows is the store's own.
+func FetchUntil(ctx context.Context, deadline time.Time, fetch FetchFunc) (Token, error) {
+	fctx, cancel := context.WithDeadline(ctx, deadline)
+	t, err := fetch(fctx)
+	leaseOver := fctx.Err() != nil && ctx.Err() == nil
+	cancel()
+	switch {
+	case err != nil && leaseOver:
+		return Token{}, fmt.Errorf("fetch outlived the lock's lease: %w: %w", ErrLockLost, err)
+	case err != nil:
+		return Token{}, err
+	case t.Value == "":
+		return Token{}, errors.New("fetch returned an empty token")
+	}
+	t.ExpiresAt = t.ExpiresAt.Round(0)
+	return t, nil
+}
