@@ -19,6 +19,18 @@ func CheckCall(ctx context.Context, key string) error {
 	return ValidateKey(key)
 }
 
+// ContextError returns err as a store method returns it: once ctx is done,
+// an error that wraps ctx.Err() as well as err, whatever the client library
+// reported (a closed connection, "interrupted"), so that errors.Is(err,
+// context.Canceled) or DeadlineExceeded holds as the contract asks; err
+// unchanged otherwise.
+func ContextError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); err != nil && cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	return err
+}
+
 // FetchUntil is rule 3's fetch: it calls fetch with a context that ends at
 // deadline (the end of the caller's lock lease) or when ctx ends, whichever
 // comes first. fetch's error comes back as is (errors.Is and errors.As still

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -28,5 +29,24 @@ func TestFetchUntil(t *testing.T) {
 	})
 	if err != nil || got.Value != "v" || got.ExpiresAt != got.ExpiresAt.Round(0) {
 		t.Errorf("FetchUntil = %v, %v; want the token without a monotonic reading", got, err)
+	}
+}
+
+func TestContextError(t *testing.T) {
+	boom := errors.New("connection closed")
+	if got := ContextError(t.Context(), boom); got != boom {
+		t.Errorf("ContextError with a live ctx = %v, want the error unchanged", got)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	got := ContextError(ctx, boom)
+	if !errors.Is(got, context.Canceled) || !errors.Is(got, boom) {
+		t.Errorf("ContextError with a done ctx = %v, want it to wrap context.Canceled and the error", got)
+	}
+	if already := fmt.Errorf("x: %w", context.Canceled); ContextError(ctx, already) != already {
+		t.Error("ContextError wrapped an error that already matches ctx.Err()")
+	}
+	if ContextError(ctx, nil) != nil {
+		t.Error("ContextError(ctx, nil) is not nil")
 	}
 }

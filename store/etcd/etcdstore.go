@@ -112,7 +112,7 @@ func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 		return fmt.Errorf("etcdstore: set %q: %w", key, err)
 	}
 	if _, err := s.cli.Put(ctx, s.tokenKey(key), string(b)); err != nil {
-		return fmt.Errorf("etcdstore: set %q: %w", key, ctxErr(ctx, err))
+		return fmt.Errorf("etcdstore: set %q: %w", key, core.ContextError(ctx, err))
 	}
 	return nil
 }
@@ -186,7 +186,7 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 func (s *Store) read(ctx context.Context, key string) (t core.Token, found bool, rev int64, err error) {
 	resp, err := s.cli.Get(ctx, s.tokenKey(key))
 	if err != nil {
-		return core.Token{}, false, 0, ctxErr(ctx, err)
+		return core.Token{}, false, 0, core.ContextError(ctx, err)
 	}
 	rev = resp.Header.Revision
 	if len(resp.Kvs) == 0 {
@@ -207,12 +207,4 @@ func (s *Store) readTolerant(ctx context.Context, key string) (core.Token, bool,
 		return core.Token{}, false, rev, nil
 	}
 	return t, found, rev, err
-}
-
-// ctxErr makes sure an error caused by the end of ctx wraps ctx.Err().
-func ctxErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%w (%v)", cerr, err)
-	}
-	return err
 }

@@ -51,7 +51,7 @@ func (s *Store) lock(ctx context.Context, key, stale string, rev int64) (*held, 
 func (s *Store) lockOnce(ctx context.Context, key, stale string, rev int64) (*held, core.Token, error) {
 	g, err := s.cli.Grant(ctx, s.ttl)
 	if err != nil {
-		return nil, core.Token{}, fmt.Errorf("grant lease: %w", ctxErr(ctx, err))
+		return nil, core.Token{}, fmt.Errorf("grant lease: %w", core.ContextError(ctx, err))
 	}
 	// While it waits in the queue, the waiter's lease is kept alive (a
 	// waiter that dies leaves the queue within the lease); keepCancel stops
@@ -61,7 +61,7 @@ func (s *Store) lockOnce(ctx context.Context, key, stale string, rev int64) (*he
 	if err != nil {
 		keepCancel()
 		s.revoke(ctx, g.ID, g.TTL)
-		return nil, core.Token{}, fmt.Errorf("lease keepalive: %w", ctxErr(ctx, err))
+		return nil, core.Token{}, fmt.Errorf("lease keepalive: %w", core.ContextError(ctx, err))
 	}
 	mu := concurrency.NewMutex(sess, s.lockPrefix(key))
 
@@ -92,7 +92,7 @@ func (s *Store) lockOnce(ctx context.Context, key, stale string, rev int64) (*he
 			if err != nil {
 				locked <- err // for giveUp
 				giveUp()
-				return nil, core.Token{}, ctxErr(ctx, err)
+				return nil, core.Token{}, core.ContextError(ctx, err)
 			}
 			lockCancel() // ends the watch
 			h, err := s.hold(ctx, g.ID, mu, keepCancel, sess)
@@ -137,7 +137,7 @@ func (s *Store) hold(ctx context.Context, id clientv3.LeaseID, mu *concurrency.M
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return nil, fmt.Errorf("the lease ran out as the lock was taken: %w", core.ErrLockLost)
 		}
-		return nil, fmt.Errorf("renew lease: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("renew lease: %w", core.ContextError(ctx, err))
 	}
 	return &held{
 		s:        s,
@@ -162,7 +162,7 @@ func (h *held) write(ctx context.Context, tokenKey string, b []byte) (owned bool
 		owned = resp.Succeeded
 		return nil
 	})
-	return owned, ctxErr(ctx, err)
+	return owned, core.ContextError(ctx, err)
 }
 
 // release frees the lock by revoking its lease, which deletes the owner
@@ -206,7 +206,7 @@ func retry(ctx context.Context, budget time.Duration, op func(context.Context) e
 			return err
 		}
 		if serr := sleep(ctx, backoff); serr != nil {
-			return ctxErr(ctx, err)
+			return core.ContextError(ctx, err)
 		}
 		backoff = min(2*backoff, 250*time.Millisecond)
 	}

@@ -108,7 +108,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	s := newStore(pool, o)
 	if o.create {
 		if err := s.createTable(ctx); err != nil {
-			return nil, fmt.Errorf("pgstore: creating table %s: %w", s.table, wrapCtx(ctx, err))
+			return nil, fmt.Errorf("pgstore: creating table %s: %w", s.table, core.ContextError(ctx, err))
 		}
 	}
 	if _, err := pool.Exec(ctx, s.checkSQL, s.table); err != nil {
@@ -117,7 +117,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42703" || pgErr.Code == "3F000") {
 			hint = " (create it with the DDL in the pgstore package documentation, or leave WithCreateTable on)"
 		}
-		return nil, fmt.Errorf("pgstore: checking table %s%s: %w", s.table, hint, wrapCtx(ctx, err))
+		return nil, fmt.Errorf("pgstore: checking table %s%s: %w", s.table, hint, core.ContextError(ctx, err))
 	}
 	return s, nil
 }
@@ -212,7 +212,7 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 	case err != nil && st == stateCorrupt:
 		return core.Token{}, fmt.Errorf("pgstore: get %q: %w", key, err)
 	case err != nil:
-		return core.Token{}, fmt.Errorf("pgstore: get %q: %w", key, wrapCtx(ctx, err))
+		return core.Token{}, fmt.Errorf("pgstore: get %q: %w", key, core.ContextError(ctx, err))
 	case st == stateAbsent:
 		return core.Token{}, fmt.Errorf("pgstore: get %q: %w", key, core.ErrNotFound)
 	}
@@ -229,7 +229,7 @@ func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 		return fmt.Errorf("pgstore: set %q: empty token value", key)
 	}
 	if _, err := s.pool.Exec(ctx, s.setSQL, key, t.Value, t.ExpiresAt); err != nil {
-		return fmt.Errorf("pgstore: set %q: %w", key, wrapCtx(ctx, err))
+		return fmt.Errorf("pgstore: set %q: %w", key, core.ContextError(ctx, err))
 	}
 	return nil
 }
@@ -248,7 +248,7 @@ func (s *Store) Refresh(ctx context.Context, key, stale string, fetch core.Fetch
 		// stale is what Refresh would return after taking the lock anyway.
 		tok, st, err := s.read(ctx, s.pool, key)
 		if err != nil && st != stateCorrupt {
-			return core.Token{}, fmt.Errorf("pgstore: refresh %q: reading: %w", key, wrapCtx(ctx, err))
+			return core.Token{}, fmt.Errorf("pgstore: refresh %q: reading: %w", key, core.ContextError(ctx, err))
 		}
 		if st == stateFound && tok.Value != stale {
 			return tok, nil
@@ -279,7 +279,7 @@ func (s *Store) refreshLocked(ctx context.Context, key, stale string, fetch core
 	// start of the transaction.
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
-		return core.Token{}, false, fmt.Errorf("beginning the transaction: %w", wrapCtx(ctx, err))
+		return core.Token{}, false, fmt.Errorf("beginning the transaction: %w", core.ContextError(ctx, err))
 	}
 	// Rolls back unless committed; with ctx done pgx closes the connection
 	// instead, which ends the transaction all the same.
@@ -306,7 +306,7 @@ func (s *Store) refreshLocked(ctx context.Context, key, stale string, fetch core
 		err = cerr
 	}
 	if err != nil {
-		return core.Token{}, false, fmt.Errorf("taking the lock: %w", wrapCtx(ctx, err))
+		return core.Token{}, false, fmt.Errorf("taking the lock: %w", core.ContextError(ctx, err))
 	}
 	if !locked {
 		return core.Token{}, false, nil
@@ -327,7 +327,7 @@ func (s *Store) refreshLocked(ctx context.Context, key, stale string, fetch core
 	if _, err := tx.Exec(ctx, s.setSQL, key, t.Value, t.ExpiresAt); err != nil {
 		switch {
 		case ctx.Err() != nil:
-			return core.Token{}, true, fmt.Errorf("writing the token: %w", wrapCtx(ctx, err))
+			return core.Token{}, true, fmt.Errorf("writing the token: %w", core.ContextError(ctx, err))
 		case txGone(tx, err):
 			return core.Token{}, true, fmt.Errorf("write refused, the transaction holding the lock ended (lease %v over, backend terminated or connection lost): %w: %w", s.lease, core.ErrLockLost, err)
 		}
@@ -338,9 +338,9 @@ func (s *Store) refreshLocked(ctx context.Context, key, stale string, fetch core
 		case !pgconn.SafeToRetry(err):
 			// COMMIT may have reached the server: whether the token
 			// was written is unknown.
-			return core.Token{}, true, fmt.Errorf("committing the token (it may or may not have been written): %w", wrapCtx(ctx, err))
+			return core.Token{}, true, fmt.Errorf("committing the token (it may or may not have been written): %w", core.ContextError(ctx, err))
 		case ctx.Err() != nil:
-			return core.Token{}, true, fmt.Errorf("committing the token: %w", wrapCtx(ctx, err))
+			return core.Token{}, true, fmt.Errorf("committing the token: %w", core.ContextError(ctx, err))
 		}
 		return core.Token{}, true, fmt.Errorf("write refused, the transaction holding the lock ended before COMMIT: %w: %w", core.ErrLockLost, err)
 	}
@@ -358,7 +358,7 @@ func (s *Store) waitUnlocked(ctx context.Context, key string) error {
 		return nil
 	}
 	if ctx.Err() != nil {
-		return wrapCtx(ctx, err)
+		return core.ContextError(ctx, err)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "57014") {
@@ -428,13 +428,4 @@ func txGone(tx pgx.Tx, err error) bool {
 		}
 	}
 	return false
-}
-
-// wrapCtx makes an error caused by ctx's end match ctx.Err() with
-// errors.Is, whatever pgx returned.
-func wrapCtx(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%w: %w", cerr, err)
-	}
-	return err
 }

@@ -344,8 +344,8 @@ func (s *Store) retryDelay(pttl int64) time.Duration {
 // matches context.Canceled or DeadlineExceeded whatever go-redis returned,
 // and with the fix for a write to a replica.
 func redisErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%w (%v)", cerr, err)
+	if ctx.Err() != nil {
+		return core.ContextError(ctx, err)
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "READONLY ") {

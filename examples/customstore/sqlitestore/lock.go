@@ -102,7 +102,7 @@ func (s *Store) lock(ctx context.Context, key, stale string) (*heldLock, core.To
 		deadline := now.Add(s.lease)
 		res, err := s.db.ExecContext(ctx, tryLockSQL, key, owner, deadline.UnixMilli(), now.UnixMilli())
 		if err != nil {
-			return nil, core.Token{}, fmt.Errorf("taking the lock: %w", ctxErr(ctx, err))
+			return nil, core.Token{}, fmt.Errorf("taking the lock: %w", core.ContextError(ctx, err))
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return nil, core.Token{}, fmt.Errorf("taking the lock: %w", err)
@@ -142,7 +142,7 @@ func (s *Store) unlock(ctx context.Context, l *heldLock) {
 func (s *Store) writeFenced(ctx context.Context, l *heldLock, t core.Token) error {
 	res, err := s.db.ExecContext(ctx, fencedSetSQL, l.key, t.Value, t.ExpiresAt.UnixMilli(), l.owner, time.Now().UnixMilli())
 	if err != nil {
-		return fmt.Errorf("writing the fetched token: %w", ctxErr(ctx, err))
+		return fmt.Errorf("writing the fetched token: %w", core.ContextError(ctx, err))
 	}
 	n, err := res.RowsAffected()
 	if err != nil {

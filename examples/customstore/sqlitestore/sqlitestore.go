@@ -177,7 +177,7 @@ func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 		return fmt.Errorf("sqlitestore: set: %w", err)
 	}
 	if _, err := s.db.ExecContext(ctx, setSQL, key, t.Value, t.ExpiresAt.UnixMilli()); err != nil {
-		return fmt.Errorf("sqlitestore: set %q: %w", key, ctxErr(ctx, err))
+		return fmt.Errorf("sqlitestore: set %q: %w", key, core.ContextError(ctx, err))
 	}
 	return nil
 }
@@ -195,7 +195,7 @@ func (s *Store) read(ctx context.Context, key string) (core.Token, error) {
 		return core.Token{}, core.ErrNotFound // translate the backend's "absent" into the sentinel
 	}
 	if err != nil {
-		return core.Token{}, ctxErr(ctx, err)
+		return core.Token{}, core.ContextError(ctx, err)
 	}
 	return decode(key, value, ms)
 }
@@ -253,14 +253,4 @@ func sqlType(v any) string {
 	default:
 		return fmt.Sprintf("%T", v)
 	}
-}
-
-// ctxErr makes sure that an error caused by ctx ending wraps ctx.Err(), as
-// the contract asks: a statement interrupted by the driver may report only
-// "interrupted".
-func ctxErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%w (%v)", cerr, err)
-	}
-	return err
 }
