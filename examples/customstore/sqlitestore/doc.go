@@ -45,9 +45,11 @@
 // precision). Keys are arbitrary strings of up to 256 bytes ("../x",
 // "a'b", "{tag}", "%"): pass them as bound parameters, never in the SQL
 // text, and compare them byte for byte. Start every method with
-// core.ValidateKey and a check of ctx. Translate the backend's "absent"
-// (sql.ErrNoRows) into core.ErrNotFound; make an undecodable row a clear
-// error of its own. Write the constructors: New over a client the user
+// core.CheckCall (ctx, then core.ValidateKey), and pass errors through
+// core.ContextError so that a cancelled call matches ctx.Err(). Translate
+// the backend's "absent" (sql.ErrNoRows) into core.ErrNotFound; make an
+// undecodable row a clear error that wraps core.ErrCorrupt. (A backend that
+// keeps a token as one blob can use core.EncodeToken/DecodeToken.) Write the constructors: New over a client the user
 // already has (never close it), Open when the store opens its own (then it
 // has Close).
 //
@@ -64,8 +66,9 @@
 // it has one (Redis pub/sub, PostgreSQL's lock queue, an etcd watch).
 //
 // Step 3, Refresh (refresh.go): lock (rule 1) → read and compare with stale
-// (rule 2) → fetch with a context that ends with the lease (rule 3) →
-// fenced write → release. The fenced write is one statement that stores the
+// (rule 2) → fetch with a context that ends with the lease (rule 3:
+// core.FetchUntil does this part, and reports a fetch cut by the lease as
+// core.ErrLockLost) → fenced write → release. The fenced write is one statement that stores the
 // token only if the lock row still names our owner with a deadline in the
 // future, the atomic compare in the backend that rule 3 asks for; no row
 // changed means core.ErrLockLost and nothing written. A failed fetch
