@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -148,13 +149,21 @@ func TestUnreachableStoreIsOneClearError(t *testing.T) {
 
 func TestInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr syncBuffer
+	var stdout syncBuffer
+	// Interrupt once a progress line reports served calls: the run is under way.
+	stderr := &signalBuffer{match: regexp.MustCompile(`calls [1-9]`), seen: make(chan struct{})}
 	errc := make(chan error, 1)
 	go func() {
 		errc <- run(ctx, []string{"-procs", "2", "-sim", "24h", "-duration", "60s", "-warmup", "200ms", "-json"},
-			func(string) string { return "" }, &stdout, &stderr)
+			func(string) string { return "" }, &stdout, stderr)
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	select {
+	case <-stderr.seen:
+	case err := <-errc:
+		t.Fatalf("the run ended before serving calls: %v\nstderr: %s", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no progress line with served calls within 30s; stderr: %s", stderr.String())
+	}
 	begin := time.Now()
 	cancel()
 	err := <-errc
@@ -239,4 +248,20 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// signalBuffer is a syncBuffer that closes seen once its content matches.
+type signalBuffer struct {
+	syncBuffer
+	match *regexp.Regexp
+	seen  chan struct{}
+	once  sync.Once
+}
+
+func (b *signalBuffer) Write(p []byte) (int, error) {
+	n, err := b.syncBuffer.Write(p)
+	if b.match.MatchString(b.String()) {
+		b.once.Do(func() { close(b.seen) })
+	}
+	return n, err
 }
