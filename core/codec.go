@@ -39,8 +39,12 @@ type encodedToken struct {
 // It is the format of the stores that keep a token as one blob (the file
 // and etcd stores), offered to a new backend so that it need not invent one.
 // The key is kept inside so that DecodeToken can tell a value copied from
-// another key. Values must be valid UTF-8 (WeChat's are ASCII).
+// another key. Values must be non-empty (ErrEmptyToken) and valid UTF-8
+// (WeChat's are ASCII).
 func EncodeToken(key string, t Token) ([]byte, error) {
+	if t.Value == "" {
+		return nil, ErrEmptyToken
+	}
 	if !utf8.ValidString(t.Value) {
 		return nil, errors.New("wechatconf: token value is not valid UTF-8")
 	}
@@ -102,6 +106,8 @@ func decodeToken(b []byte, key string) (Token, error) {
 		return Token{}, fmt.Errorf("holds key %q, want %q (copied from another key?)", *et.Key, key)
 	case et.Value == nil:
 		return Token{}, errors.New(`no "value"`)
+	case *et.Value == "":
+		return Token{}, errors.New(`empty "value"`)
 	}
 	exp, err := time.Parse(time.RFC3339Nano, et.ExpiresAt)
 	if err != nil {

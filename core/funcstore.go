@@ -74,8 +74,8 @@ func (s *FuncStore) Get(ctx context.Context, key string) (Token, error) {
 // Set implements TokenStore by calling StoreFuncs.Set. In the worker form
 // (no Set function) it returns an error: the master owns the tokens.
 func (s *FuncStore) Set(ctx context.Context, key string, t Token) error {
-	if err := CheckCall(ctx, key); err != nil {
-		return fmt.Errorf("funcstore: set: %w", err)
+	if err := CheckSet(ctx, key, t); err != nil {
+		return fmt.Errorf("funcstore: set %q: %w", key, err)
 	}
 	if s.f.Set == nil {
 		return fmt.Errorf("funcstore: set %q: this store has no Set function (worker form: the master writes tokens)", key)

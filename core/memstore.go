@@ -103,8 +103,8 @@ func (m *MemoryStore) Get(ctx context.Context, key string) (Token, error) {
 
 // Set implements TokenStore.
 func (m *MemoryStore) Set(ctx context.Context, key string, t Token) error {
-	if err := CheckCall(ctx, key); err != nil {
-		return fmt.Errorf("memorystore: set: %w", err)
+	if err := CheckSet(ctx, key, t); err != nil {
+		return fmt.Errorf("memorystore: set %q: %w", key, err)
 	}
 	m.store(key, t)
 	return nil

@@ -36,6 +36,12 @@ var ErrNotFound = errors.New("wechatconf: token not found")
 // Test for it with errors.Is.
 var ErrLockLost = errors.New("wechatconf: refresh lock lost before the write")
 
+// ErrEmptyToken is wrapped by the error TokenStore.Set returns for a Token
+// whose Value is empty: "no token" is never stored, on any store, so that a
+// reader can never mistake it for a credential. Nothing is written. Test for
+// it with errors.Is.
+var ErrEmptyToken = errors.New("wechatconf: refusing to store a token with an empty value")
+
 // TokenStore keeps tokens under string keys and serialises their refresh
 // across every process that shares the store. The store decides the
 // topology: a memory store serves one process, a file store one machine, and
@@ -49,8 +55,10 @@ var ErrLockLost = errors.New("wechatconf: refresh lock lost before the write")
 // injection, no two keys sharing storage; CheckCall does the argument checks
 // every method starts with, and EncodeToken/DecodeToken are a versioned
 // encoding for stores that keep a token as one blob). Values may be up to
-// 4 KiB and are
-// stored and compared whole. ExpiresAt round-trips to at least millisecond
+// 4 KiB and are stored and compared whole. An empty value is never stored:
+// Set refuses it with an error wrapping ErrEmptyToken (CheckSet does that
+// check), and a stored value that reads back empty (written by something
+// else, or hand-edited) is corrupt: Get wraps ErrCorrupt. ExpiresAt round-trips to at least millisecond
 // precision. Every method honours ctx: once ctx is done a method returns an
 // error that wraps ctx.Err(). Stores are safe for concurrent use, and two
 // store values built over the same backend behave like two processes: they

@@ -19,6 +19,18 @@ func CheckCall(ctx context.Context, key string) error {
 	return ValidateKey(key)
 }
 
+// CheckSet is the check TokenStore.Set starts with: CheckCall, then an
+// error wrapping ErrEmptyToken when t has no Value.
+func CheckSet(ctx context.Context, key string, t Token) error {
+	if err := CheckCall(ctx, key); err != nil {
+		return err
+	}
+	if t.Value == "" {
+		return ErrEmptyToken
+	}
+	return nil
+}
+
 // ContextError returns err as a store method returns it: once ctx is done,
 // an error that wraps ctx.Err() as well as err, whatever the client library
 // reported (a closed connection, "interrupted"), so that errors.Is(err,
