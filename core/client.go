@@ -80,7 +80,7 @@ func (c *Conf) doWithToken(ctx context.Context, req request, out any) error {
 			return err
 		}
 		c.cfg.Logger.Info("wechatconf: access_token rejected; compare-and-refresh", "path", req.path, "errcode", asAPIError(err).Code)
-		if _, rerr := c.RefreshAccessToken(ctx, tok.Value); rerr != nil {
+		if _, rerr := c.access.refresh(ctx, tok.Value, reasonRejected, err); rerr != nil {
 			return fmt.Errorf("%w (refreshing after errcode %d)", rerr, asAPIError(err).Code)
 		}
 	}
@@ -196,7 +196,9 @@ type expiringReply struct {
 }
 
 // token turns a reply into a Token: a reply without a value or without a
-// positive expires_in is malformed, never an empty or eternal token.
+// positive expires_in is malformed, never an empty or eternal token. An
+// expires_in beyond maxTrustedLifetime is trusted only that far (computed
+// without overflow).
 func (r *expiringReply) token(path, value string, start time.Time) (Token, error) {
 	switch {
 	case value == "":
@@ -204,11 +206,16 @@ func (r *expiringReply) token(path, value string, start time.Time) (Token, error
 	case r.ExpiresIn <= 0:
 		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: fmt.Sprintf("expires_in is %d", r.ExpiresIn)}
 	}
-	return Token{Value: value, ExpiresAt: start.Add(time.Duration(r.ExpiresIn) * time.Second).Round(0)}, nil
+	life := maxTrustedLifetime
+	if r.ExpiresIn < int64(maxTrustedLifetime/time.Second) {
+		life = time.Duration(r.ExpiresIn) * time.Second
+	}
+	return Token{Value: value, ExpiresAt: start.Add(life).Round(0)}, nil
 }
 
-// fetchAccessToken is the FetchFunc of the access_token.
-func (c *Conf) fetchAccessToken(ctx context.Context) (Token, error) {
+// fetchAccessToken makes one access_token call: classic /cgi-bin/token or
+// /cgi-bin/stable_token, with "force_refresh":true when force is set.
+func (c *Conf) fetchAccessToken(ctx context.Context, _ Token, force bool) (Token, error) {
 	if c.cfg.AppSecret == "" {
 		return Token{}, errMissing("AppSecret", "fetch an access_token")
 	}
@@ -220,7 +227,7 @@ func (c *Conf) fetchAccessToken(ctx context.Context) (Token, error) {
 		}}
 	} else {
 		body, err := json.Marshal(map[string]any{
-			"grant_type": "client_credential", "appid": c.cfg.AppID, "secret": c.cfg.AppSecret, "force_refresh": false,
+			"grant_type": "client_credential", "appid": c.cfg.AppID, "secret": c.cfg.AppSecret, "force_refresh": force,
 		})
 		if err != nil {
 			return Token{}, err
@@ -234,15 +241,16 @@ func (c *Conf) fetchAccessToken(ctx context.Context) (Token, error) {
 	return r.token(req.path, r.AccessToken, start)
 }
 
-// ticketFetcher returns the FetchFunc of a ticket of type typ ("jsapi" or
-// "wx_card"). A ticket fetch rejected for its access_token refreshes the
-// token and retries once, as Do does.
-func (c *Conf) ticketFetcher(typ string) FetchFunc {
-	return func(ctx context.Context) (Token, error) {
+// ticketFetcher returns the fetch of a ticket of type typ ("jsapi" or
+// "wx_card"), made with the access_token the credential engine got before
+// taking the ticket's lock (a rejection of it is returned, and the engine
+// refreshes the token outside the lock and tries once more).
+func (c *Conf) ticketFetcher(typ string) func(context.Context, Token, bool) (Token, error) {
+	return func(ctx context.Context, access Token, _ bool) (Token, error) {
 		start := c.now()
 		var r expiringReply
-		req := request{method: http.MethodGet, path: pathTicket, query: url.Values{"type": {typ}}}
-		if err := c.doWithToken(ctx, req, &r); err != nil {
+		req := request{method: http.MethodGet, path: pathTicket, query: url.Values{"type": {typ}, "access_token": {access.Value}}}
+		if err := c.call(ctx, req, &r); err != nil {
 			return Token{}, err
 		}
 		return r.token(pathTicket, r.Ticket, start)

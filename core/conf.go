@@ -61,9 +61,12 @@ func New(cfg Config) (*Conf, error) {
 	}
 	c.base = c.now()
 	base := cfg.KeyPrefix + "/" + cfg.AppID + "/"
-	c.access = &credential{conf: c, name: "access_token", key: base + "access_token", initial: cfg.AccessToken, fetch: c.fetchAccessToken}
-	c.jsapi = &credential{conf: c, name: "jsapi_ticket", key: base + "jsapi_ticket", initial: cfg.JSAPITicket, fetch: c.ticketFetcher("jsapi")}
-	c.card = &credential{conf: c, name: "wx_card_ticket", key: base + "wx_card_ticket", initial: cfg.CardTicket, fetch: c.ticketFetcher("wx_card")}
+	c.access = &credential{conf: c, name: "access_token", key: base + "access_token", initial: cfg.AccessToken,
+		fetch: c.fetchAccessToken, canForce: cfg.TokenAPI == StableToken}
+	c.jsapi = &credential{conf: c, name: "jsapi_ticket", key: base + "jsapi_ticket", initial: cfg.JSAPITicket,
+		fetch: c.ticketFetcher("jsapi"), dep: c.access}
+	c.card = &credential{conf: c, name: "wx_card_ticket", key: base + "wx_card_ticket", initial: cfg.CardTicket,
+		fetch: c.ticketFetcher("wx_card"), dep: c.access}
 	return c, nil
 }
 
@@ -113,8 +116,36 @@ func (c *Conf) CardTicket(ctx context.Context) (Token, error) { return c.card.ge
 // another goroutine, process or machine already replaced it, the newer token
 // is returned and WeChat is not called. Call it when you use the token
 // yourself and WeChat rejects it; Do calls it for you.
+//
+// If WeChat's normal token call hands the rejected token back (a stable
+// token that was revoked, leaked, or force-refreshed elsewhere), the same
+// refresh escalates once to force_refresh, under the store's lock, so a
+// fleet that sees the same rejected token makes one forced call. Refreshes
+// that rejections trigger are rate-limited (Config.RejectedRefreshInterval),
+// forced ones too (Config.ForceRefreshInterval, ForceRefreshDailyLimit):
+// a limit returns a *LimitError without calling WeChat.
 func (c *Conf) RefreshAccessToken(ctx context.Context, rejected string) (Token, error) {
-	return c.access.refresh(ctx, rejected)
+	return c.access.refresh(ctx, rejected, reasonRejected, nil)
+}
+
+// ForceRefreshAccessToken replaces the access_token with a brand-new one
+// that invalidates the old one at WeChat at once: stable_token with
+// "force_refresh":true (with ClassicToken, a classic call, which always
+// issues a new token). Use it to rotate a leaked token. stale is the token
+// to replace ("" means the one held now); if the store already holds
+// another, that one is returned and WeChat is not called, so a fleet asking
+// together rotates once. WeChat allows about 20 forced calls a day, 30 s
+// apart: Config.ForceRefreshDailyLimit and ForceRefreshInterval keep this
+// Conf inside them, returning a *LimitError when they are used up.
+func (c *Conf) ForceRefreshAccessToken(ctx context.Context, stale string) (Token, error) {
+	if stale == "" {
+		cur, err := c.access.get(ctx)
+		if err != nil {
+			return Token{}, err
+		}
+		stale = cur.Value
+	}
+	return c.access.refresh(ctx, stale, reasonForced, nil)
 }
 
 // credential is one credential a Conf keeps valid.
@@ -123,12 +154,20 @@ type credential struct {
 	name    string // for errors and logs
 	key     string // the store key
 	initial Token  // Config's initial value, checked against the store once
-	fetch   FetchFunc
+	// fetch makes one token call to WeChat: with force, one that issues a
+	// brand-new token (stable_token's force_refresh). dep is a valid token
+	// of the dep credential, fetched before the store lock was taken.
+	fetch    func(ctx context.Context, dep Token, force bool) (Token, error)
+	canForce bool        // fetch(force) differs from a normal fetch
+	dep      *credential // the credential fetch needs (a ticket's access_token); nil if none
 
-	cur       atomic.Pointer[held] // the in-process copy, nil until first load
-	seeded    atomic.Bool          // initial value handled
-	bgRunning atomic.Bool          // a background refresh is in flight
-	bgNotTill atomic.Int64         // elapsed() before which no background refresh starts
+	cur        atomic.Pointer[held] // the in-process copy, nil until first load
+	seeded     atomic.Bool          // initial value handled
+	bgRunning  atomic.Bool          // a background refresh is in flight
+	bgNotTill  atomic.Int64         // elapsed() before which no background refresh starts
+	shortLived atomic.Bool          // the last fetch brought a token living no longer than RefreshAhead
+
+	lim limits
 
 	mu     sync.Mutex
 	flight *flight // the refresh in flight, nil if none
@@ -145,7 +184,9 @@ type held struct {
 // flight is one refresh of a credential, shared by every caller that asks
 // while it runs.
 type flight struct {
-	stale string
+	stale string // the value to replace
+	why   reason
+	cause error         // the rejection behind a reasonRejected flight, if known
 	done  chan struct{} // closed when tok and err are set
 	tok   Token
 	err   error
@@ -169,7 +210,7 @@ func (cr *credential) get(ctx context.Context) (Token, error) {
 func (cr *credential) getSlow(ctx context.Context) (Token, error) {
 	h := cr.cur.Load()
 	if h == nil {
-		return cr.refresh(ctx, "")
+		return cr.refresh(ctx, "", reasonExpiry, nil)
 	}
 	now := cr.conf.elapsed()
 	if now < h.expireAt {
@@ -178,7 +219,7 @@ func (cr *credential) getSlow(ctx context.Context) (Token, error) {
 		}
 		return h.Token, nil
 	}
-	return cr.refresh(ctx, h.Value)
+	return cr.refresh(ctx, h.Value, reasonExpiry, nil)
 }
 
 // refreshAhead starts one background refresh of h unless one is running or
@@ -189,11 +230,11 @@ func (cr *credential) refreshAhead(h *held, now int64) {
 	}
 	go func() {
 		defer cr.bgRunning.Store(false)
-		t, err := cr.refresh(context.Background(), h.Value)
+		t, err := cr.refresh(context.Background(), h.Value, reasonExpiry, nil)
 		switch {
 		case err != nil:
 			cr.conf.cfg.Logger.Warn("wechatconf: background refresh failed; serving the current token", "credential", cr.name, "expires_at", h.ExpiresAt, "error", err)
-		case !cr.conf.now().Before(t.ExpiresAt.Add(-cr.conf.cfg.RefreshAhead)):
+		case t.Value == h.Value:
 			cr.conf.cfg.Logger.Info("wechatconf: background refresh brought no newer token", "credential", cr.name, "expires_at", t.ExpiresAt)
 		default:
 			return
@@ -205,8 +246,9 @@ func (cr *credential) refreshAhead(h *held, now int64) {
 // refresh returns a valid token other than stale, joining the refresh in
 // flight or starting one. The refresh runs detached from ctx (bounded by
 // Config.RefreshTimeout) so that a caller that gives up does not fail the
-// others; ctx only bounds this caller's wait.
-func (cr *credential) refresh(ctx context.Context, stale string) (Token, error) {
+// others; ctx only bounds this caller's wait. why and cause say what
+// started it (see reason).
+func (cr *credential) refresh(ctx context.Context, stale string, why reason, cause error) (Token, error) {
 	if err := ctx.Err(); err != nil {
 		return Token{}, fmt.Errorf("wechatconf: %s: %w", cr.name, err)
 	}
@@ -218,7 +260,7 @@ func (cr *credential) refresh(ctx context.Context, stale string) (Token, error) 
 		}
 		f := cr.flight
 		if f == nil {
-			f = &flight{stale: stale, done: make(chan struct{})}
+			f = &flight{stale: stale, why: why, cause: cause, done: make(chan struct{})}
 			cr.flight = f
 			go cr.run(context.WithoutCancel(ctx), f)
 		}
@@ -229,51 +271,89 @@ func (cr *credential) refresh(ctx context.Context, stale string) (Token, error) 
 		case <-ctx.Done():
 			return Token{}, fmt.Errorf("wechatconf: %s: %w", cr.name, ctx.Err())
 		}
-		// A flight started for another stale value can bring back the very
-		// token this caller saw rejected: then start one of our own, once.
-		if f.err == nil && stale != "" && f.tok.Value == stale && f.stale != stale && !joined {
+		// A flight started for another stale value, or for a weaker reason
+		// (an expiry refresh cannot force), can bring back the very token
+		// this caller saw rejected: then start one of our own, once.
+		if f.err == nil && stale != "" && f.tok.Value == stale && (f.stale != stale || f.why < why) && !joined {
 			continue
 		}
 		return f.tok, f.err
 	}
 }
 
-// run performs flight f and publishes its result.
+// run performs flight f and publishes its result. The flight ends at
+// Config.RefreshTimeout whatever the store does: a load still running then
+// is left to finish in the background (its ctx is cancelled; what it writes
+// to the store is read by the next refresh).
 func (cr *credential) run(ctx context.Context, f *flight) {
 	ctx, cancel := context.WithTimeout(ctx, cr.conf.cfg.RefreshTimeout)
 	defer cancel()
-	tok, err := cr.load(ctx, f.stale)
-	cr.mu.Lock()
-	if err == nil {
-		cr.adopt(tok)
+	type result struct {
+		tok Token
+		err error
 	}
-	f.tok, f.err = tok, err
+	done := make(chan result, 1)
+	go func() {
+		tok, err := cr.load(ctx, f)
+		done <- result{tok, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		r.err = fmt.Errorf("wechatconf: refresh %s: the store did not answer within RefreshTimeout (%v): %w", cr.name, cr.conf.cfg.RefreshTimeout, ctx.Err())
+	}
+	cr.mu.Lock()
+	if r.err == nil {
+		cr.adopt(r.tok)
+	}
+	f.tok, f.err = r.tok, r.err
 	cr.flight = nil
 	cr.mu.Unlock()
 	close(f.done)
 }
+
+// margins returns RefreshAhead and ExpiryMargin as they apply now: both
+// zero while the credential is short-lived (its tokens live no longer than
+// RefreshAhead), which is then served until its real expiry instead of
+// being fetched in a loop.
+func (cr *credential) margins() (ahead, margin time.Duration) {
+	if cr.shortLived.Load() {
+		return 0, 0
+	}
+	return cr.conf.cfg.RefreshAhead, cr.conf.cfg.ExpiryMargin
+}
+
+// maxHeld bounds the time to expiry that the hot path's deadlines are
+// computed from, so that an ExpiresAt centuries ahead cannot overflow them.
+const maxHeld = 100 * 365 * 24 * time.Hour
 
 // adopt makes tok the in-process copy.
 func (cr *credential) adopt(tok Token) {
 	c := cr.conf
 	now := c.now()
 	at := int64(now.Sub(c.base))
-	left := int64(tok.ExpiresAt.Sub(now)) // wall-clock time to expiry
+	left := int64(max(min(tok.ExpiresAt.Sub(now), maxHeld), -maxHeld)) // wall-clock time to expiry
+	ahead, margin := cr.margins()
 	cr.cur.Store(&held{
 		Token:     tok,
-		refreshAt: at + left - int64(c.cfg.RefreshAhead),
-		expireAt:  at + left - int64(c.cfg.ExpiryMargin),
+		refreshAt: at + left - int64(ahead),
+		expireAt:  at + left - int64(margin),
 	})
 }
 
 // usable reports whether t may be served at now.
 func (cr *credential) usable(t Token, now time.Time) bool {
-	return t.Value != "" && now.Before(t.ExpiresAt.Add(-cr.conf.cfg.ExpiryMargin))
+	_, margin := cr.margins()
+	return t.Value != "" && now.Before(t.ExpiresAt.Add(-margin))
 }
 
-// load reads the store and, if it holds nothing usable other than stale,
-// refreshes through it.
-func (cr *credential) load(ctx context.Context, stale string) (Token, error) {
+// load reads the store and, if it holds nothing usable other than f.stale,
+// refreshes through it. A credential with a dep (a ticket) gets a valid dep
+// token before it takes its own lock, so that no store lock is held while
+// waiting for another; if the ticket call rejects that token, the lock is
+// left, the token is refreshed and the refresh is tried once more.
+func (cr *credential) load(ctx context.Context, f *flight) (Token, error) {
 	cfg := &cr.conf.cfg
 	if cfg.AppID == "" {
 		return Token{}, errMissing("AppID", "keep a "+cr.name)
@@ -292,26 +372,100 @@ func (cr *credential) load(ctx context.Context, stale string) (Token, error) {
 		cfg.Logger.Warn("wechatconf: reading the store failed; refreshing through it", "credential", cr.name, "key", cr.key, "error", err)
 		stored = Token{}
 	}
-	if stored = cr.seed(ctx, stored); stored.Value != stale && cr.usable(stored, cr.conf.now()) {
+	if stored = cr.seed(ctx, stored); stored.Value != f.stale && cr.usable(stored, cr.conf.now()) {
 		return stored, nil
 	}
+	stale := f.stale
 	if stored.Value != "" {
 		stale = stored.Value // the value the store holds is the one to replace
 	}
-	tok, err := store.Refresh(ctx, cr.key, stale, cr.fetch)
+	var dep Token
+	for retried := false; ; retried = true {
+		if cr.dep != nil {
+			if dep, err = cr.dep.get(ctx); err != nil {
+				return Token{}, fmt.Errorf("wechatconf: refresh %s: %w", cr.name, err)
+			}
+		}
+		var tok Token
+		tok, err = cr.refreshStore(ctx, f, stale, dep)
+		if err == nil || retried || cr.dep == nil || !IsInvalidCredential(err) {
+			if err != nil {
+				return Token{}, fmt.Errorf("wechatconf: refresh %s: %w", cr.name, err)
+			}
+			cfg.Logger.Info("wechatconf: refreshed", "credential", cr.name, "expires_at", tok.ExpiresAt)
+			return tok, nil
+		}
+		cfg.Logger.Info("wechatconf: "+cr.dep.name+" rejected while fetching; compare-and-refresh", "credential", cr.name, "errcode", asAPIError(err).Code)
+		if _, rerr := cr.dep.refresh(ctx, dep.Value, reasonRejected, err); rerr != nil {
+			return Token{}, fmt.Errorf("wechatconf: refresh %s: %w (refreshing the %s after errcode %d)", cr.name, rerr, cr.dep.name, asAPIError(err).Code)
+		}
+	}
+}
+
+// refreshStore is Store.Refresh with the credential's time and lease
+// policy: a token someone else wrote that is too old to serve is replaced
+// once, and a lock lost to another holder is not the caller's problem — the
+// store is read again (waiting out the new holder's lock) and its newer
+// token returned; only when there is none is the error returned.
+func (cr *credential) refreshStore(ctx context.Context, f *flight, stale string, dep Token) (Token, error) {
+	store := cr.conf.cfg.Store
+	tok, err := store.Refresh(ctx, cr.key, stale, cr.fetcher(f, stale, dep))
 	if err == nil && !cr.usable(tok, cr.conf.now()) && tok.Value != stale {
 		// The store returned a token someone else wrote, but it is too old
 		// to serve: replace that one.
-		tok, err = store.Refresh(ctx, cr.key, tok.Value, cr.fetch)
+		tok, err = store.Refresh(ctx, cr.key, tok.Value, cr.fetcher(f, tok.Value, dep))
+	}
+	if errors.Is(err, ErrLockLost) {
+		lost := err
+		cr.conf.cfg.Logger.Info("wechatconf: refresh lock lost; reading the new holder's token", "credential", cr.name, "error", err)
+		tok, err = store.Refresh(ctx, cr.key, stale, func(context.Context) (Token, error) { return Token{}, lost })
 	}
 	if err != nil {
-		return Token{}, fmt.Errorf("wechatconf: refresh %s: %w", cr.name, err)
+		return Token{}, err
 	}
 	if !cr.usable(tok, cr.conf.now()) {
-		return Token{}, fmt.Errorf("wechatconf: refresh %s: the store returned a token that expires at %v, too soon to serve", cr.name, tok.ExpiresAt)
+		return Token{}, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
 	}
-	cfg.Logger.Info("wechatconf: refreshed", "credential", cr.name, "expires_at", tok.ExpiresAt)
 	return tok, nil
+}
+
+// fetcher returns the FetchFunc Store.Refresh calls for flight f, under the
+// store's lock: it applies the limits, makes the token call and, for a
+// rejected token that WeChat hands back unchanged, escalates once to a
+// forced call. Because it runs under the lock and only while the store
+// still holds the stale value, a fleet escalates once per rejected token.
+// stored is the value the store holds (the Refresh call's stale).
+func (cr *credential) fetcher(f *flight, stored string, dep Token) FetchFunc {
+	cfg := &cr.conf.cfg
+	return func(ctx context.Context) (Token, error) {
+		now := cr.conf.now()
+		if err := cr.lim.admit(cfg, cr.name, f.why, f.cause, now); err != nil {
+			return Token{}, err
+		}
+		force := f.why == reasonForced && cr.canForce
+		if force {
+			if err := cr.lim.takeForce(cfg, cr.name, now); err != nil {
+				return Token{}, err
+			}
+		}
+		tok, err := cr.fetch(ctx, dep, force)
+		cr.lim.result(cfg, err, force, now)
+		if err == nil && !force && f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale && cr.canForce {
+			cfg.Logger.Warn("wechatconf: WeChat handed back the token it rejected; forcing a new one", "credential", cr.name)
+			if err := cr.lim.takeForce(cfg, cr.name, now); err != nil {
+				return Token{}, err
+			}
+			tok, err = cr.fetch(ctx, dep, true)
+			cr.lim.result(cfg, err, true, now)
+		}
+		if err == nil && tok.Value != stored {
+			// A newly issued token: its time to expiry is its lifetime
+			// (stable_token hands back a current token with what it has
+			// left, which says nothing about the lifetime).
+			cr.shortLived.Store(tok.ExpiresAt.Sub(now) <= cfg.RefreshAhead)
+		}
+		return tok, err
+	}
 }
 
 // seed handles the initial value of Config (the seed's way 1) the first

@@ -109,15 +109,54 @@ type Config struct {
 	Logger *slog.Logger
 
 	// RefreshAhead is how long before ExpiresAt a background refresh starts
-	// while callers keep being served the valid token. Default 5 minutes.
+	// while callers keep being served the valid token. Default 5 minutes;
+	// it must not be shorter than ExpiryMargin (New says so).
 	RefreshAhead time.Duration
 	// ExpiryMargin is how long before ExpiresAt a token stops being served
-	// at all (clock skew, network time). Default 1 minute.
+	// at all (clock skew, network time). Default 1 minute. With StableToken
+	// it must be shorter than StableTokenHandover (5 minutes): before that
+	// WeChat hands back the same token, which could then never be replaced
+	// in time. A credential whose whole lifetime is not longer than
+	// RefreshAhead is served until its real expiry instead (see the package
+	// doc, "Time").
 	ExpiryMargin time.Duration
 	// RefreshTimeout bounds one refresh (store lock wait + fetch), which
 	// runs detached from the caller so that one caller giving up does not
-	// fail the others. Default 30 seconds.
+	// fail the others. It holds whatever the store does: a store call still
+	// running then is left to finish in the background and the refresh
+	// fails with context.DeadlineExceeded. Default 30 seconds.
 	RefreshTimeout time.Duration
+
+	// Limits on token calls (see the package doc, "Limits"). A *LimitError
+	// is returned, without a request to WeChat, when one holds a call back.
+	// Each is counted per credential in this Conf; across a fleet, the
+	// store's compare-and-refresh makes one instance the caller per stale
+	// token.
+
+	// ForceRefreshInterval is the least time between two force_refresh
+	// calls (stable_token with "force_refresh":true) of this Conf. Default
+	// DefaultForceRefreshInterval (30 s, WeChat's own limit).
+	ForceRefreshInterval time.Duration
+	// ForceRefreshDailyLimit is how many force_refresh calls this Conf
+	// makes per day (days end at midnight Beijing time, as WeChat's quotas
+	// do). Default DefaultForceRefreshDailyLimit (20, WeChat's own limit);
+	// a negative value never forces a refresh.
+	ForceRefreshDailyLimit int
+	// RejectedRefreshInterval is the least time between two token fetches
+	// of a credential that a rejection (40001, 40014, 42001) triggered:
+	// inside it, a refresh for a rejected token that the store still holds
+	// returns a *LimitError wrapping the last rejection, and an API that
+	// rejects every token cannot make the library burn the daily quota (or,
+	// with ClassicToken, invalidate the fleet's token again and again).
+	// Default DefaultRejectedRefreshInterval (30 s); negative disables it.
+	RejectedRefreshInterval time.Duration
+	// ErrorBackoff is how long a token call that WeChat refused with a
+	// configuration error (40013, 40125, 40164, 41002, 41004, 89503) or a
+	// quota error (45009) is not made again: every refresh in that window
+	// returns a *LimitError wrapping that error at once. A token another
+	// instance put in the store is still served. Default
+	// DefaultErrorBackoff (1 minute); negative disables it.
+	ErrorBackoff time.Duration
 	// MaxRetries is how many times a call answered with -1 (busy), 45011,
 	// HTTP 5xx or a network error is retried, within the caller's context.
 	// Default 3; a negative value disables retries.
@@ -225,8 +264,24 @@ func (c *Config) validate() error {
 	setDefault(&c.ExpiryMargin, time.Minute)
 	setDefault(&c.RefreshTimeout, 30*time.Second)
 	setDefault(&c.RetryBackoff, 200*time.Millisecond)
+	setDefault(&c.ForceRefreshInterval, DefaultForceRefreshInterval)
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 3
+	}
+	if c.ForceRefreshDailyLimit == 0 {
+		c.ForceRefreshDailyLimit = DefaultForceRefreshDailyLimit
+	}
+	if c.RejectedRefreshInterval == 0 {
+		c.RejectedRefreshInterval = DefaultRejectedRefreshInterval
+	}
+	if c.ErrorBackoff == 0 {
+		c.ErrorBackoff = DefaultErrorBackoff
+	}
+	switch {
+	case c.RefreshAhead < c.ExpiryMargin:
+		return fmt.Errorf("wechatconf: RefreshAhead (%v) is shorter than ExpiryMargin (%v): a token would be served inside the margin before any refresh starts; make RefreshAhead at least ExpiryMargin", c.RefreshAhead, c.ExpiryMargin)
+	case c.TokenAPI == StableToken && c.ExpiryMargin >= StableTokenHandover:
+		return fmt.Errorf("wechatconf: ExpiryMargin (%v) is not shorter than stable_token's %v hand-over: WeChat returns the same token until its last %v, so a token would stop being served before a new one can be had; use an ExpiryMargin under %v or ClassicToken", c.ExpiryMargin, StableTokenHandover, StableTokenHandover, StableTokenHandover)
 	}
 	return nil
 }

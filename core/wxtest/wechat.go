@@ -74,11 +74,25 @@ type token struct {
 	value   string
 	expires time.Time
 	dead    time.Time // when a superseded token stops working; zero if not superseded
-	revoked bool
+	revoked bool      // APIs answer 40001, and stable_token stops returning it
+	// rejected: APIs answer 40001, but a normal stable_token call keeps
+	// returning it until it hands over or a force_refresh replaces it.
+	rejected bool
 }
 
 // status is the errcode an API answers for t at now, 0 if t is accepted.
 func (t *token) status(now time.Time) int {
+	switch {
+	case t.revoked, t.rejected:
+		return codeInvalidCredential
+	}
+	return t.lifeStatus(now)
+}
+
+// lifeStatus is status without the rejection: whether t has expired or was
+// superseded past its overlap. stable_token's normal mode looks only at
+// this, so a rejected stable token keeps being handed back.
+func (t *token) lifeStatus(now time.Time) int {
 	switch {
 	case t.revoked:
 		return codeInvalidCredential
@@ -274,7 +288,7 @@ func (s *Server) stableLocked(a *app, force bool, now time.Time) (*token, int) {
 	// Forget the tokens that no longer work.
 	live := a.stables[:0]
 	for _, t := range a.stables {
-		if t.status(now) == 0 {
+		if t.lifeStatus(now) == 0 {
 			live = append(live, t)
 		}
 	}
@@ -282,7 +296,7 @@ func (s *Server) stableLocked(a *app, force bool, now time.Time) (*token, int) {
 	a.stables = live
 
 	if !force {
-		if cur := a.stable; cur != nil && cur.status(now) == 0 && cur.expires.Sub(now) > s.opts.Overlap {
+		if cur := a.stable; cur != nil && cur.lifeStatus(now) == 0 && cur.expires.Sub(now) > s.opts.Overlap {
 			return cur, 0
 		}
 		// No usable token, or the current one is in its last Overlap: hand
@@ -309,6 +323,7 @@ func (s *Server) stableLocked(a *app, force bool, now time.Time) (*token, int) {
 	}
 	a.forceUsed++
 	a.lastForce = now
+	s.forceRefreshes++
 	// Every earlier stable token of the appid, including one still in its
 	// hand-over window, stops working at once.
 	for _, t := range a.stables {
@@ -413,6 +428,21 @@ func (s *Server) tokenStatusLocked(value string, now time.Time) int {
 // was issued by this server, has not expired, was not revoked and was not
 // superseded past its overlap.
 func (s *Server) TokenValid(token string) bool { return s.tokenStatus(token) == 0 }
+
+// Reject makes every API answer errcode 40001 to the access token from now
+// on, while a normal-mode stable_token call keeps handing it back (until its
+// hand-over window or a force_refresh replaces it): what WeChat does with a
+// leaked or revoked stable token, or after a force_refresh elsewhere that the
+// normal call has not caught up with. Only force_refresh gets a working
+// token. For a classic token it is the same as [Server.Revoke]. Unknown
+// values are ignored.
+func (s *Server) Reject(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tokens[token]; t != nil {
+		t.rejected = true
+	}
+}
 
 // TicketValid reports whether ticket was issued by this server, has not
 // expired and was not revoked.

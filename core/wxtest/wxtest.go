@@ -41,9 +41,10 @@
 //
 // # Inspection, faults and gates
 //
-// [Server.Calls], [Server.TokensIssued] and [Server.LastBody] tell a test what
-// its client did; [Server.TokenValid], [Server.TicketValid] and [Server.Revoke]
-// inspect and change the server's state. [Server.InjectFault] makes the next
+// [Server.Calls], [Server.TokensIssued], [Server.ForceRefreshes] and
+// [Server.LastBody] tell a test what its client did; [Server.TokenValid],
+// [Server.TicketValid], [Server.Revoke] and [Server.Reject] inspect and
+// change the server's state. [Server.InjectFault] makes the next
 // requests to a path fail in a chosen way (system busy, malformed JSON, an
 // HTTP 5xx, any errcode), and [Server.Block] holds requests until the test
 // releases them, so concurrency tests synchronise on channels instead of
@@ -167,17 +168,18 @@ type Server struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 
-	mu            sync.Mutex
-	clock         time.Time // the manual clock, unused when opts.Now is set
-	apps          map[string]*app
-	tokens        map[string]*token
-	tickets       map[string]*ticket
-	calls         map[string]int
-	bodies        map[string][]byte
-	faults        map[string][]queuedFault
-	gates         map[string]*Gate
-	tokensIssued  int
-	ticketsIssued int
+	mu             sync.Mutex
+	clock          time.Time // the manual clock, unused when opts.Now is set
+	apps           map[string]*app
+	tokens         map[string]*token
+	tickets        map[string]*ticket
+	calls          map[string]int
+	bodies         map[string][]byte
+	faults         map[string][]queuedFault
+	gates          map[string]*Gate
+	tokensIssued   int
+	ticketsIssued  int
+	forceRefreshes int
 }
 
 // New starts a simulated WeChat API server configured by opts. Call
@@ -284,6 +286,15 @@ func (s *Server) TokensIssued() int {
 	return s.tokensIssued
 }
 
+// ForceRefreshes returns how many stable_token calls with force_refresh:true
+// minted a token since the server started or since [Server.ResetCounters]
+// (a call refused by the force_refresh limits is not counted).
+func (s *Server) ForceRefreshes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.forceRefreshes
+}
+
 // TicketsIssued returns how many tickets (jsapi and wx_card together) the
 // server minted since it started or since [Server.ResetCounters].
 func (s *Server) TicketsIssued() int {
@@ -292,8 +303,8 @@ func (s *Server) TicketsIssued() int {
 	return s.ticketsIssued
 }
 
-// ResetCounters sets [Server.Calls], [Server.TokensIssued] and
-// [Server.TicketsIssued] back to zero. Tokens, tickets, quotas, recorded
+// ResetCounters sets [Server.Calls], [Server.TokensIssued],
+// [Server.TicketsIssued] and [Server.ForceRefreshes] back to zero. Tokens, tickets, quotas, recorded
 // bodies, faults and gates are left as they are.
 func (s *Server) ResetCounters() {
 	s.mu.Lock()
@@ -301,6 +312,7 @@ func (s *Server) ResetCounters() {
 	clear(s.calls)
 	s.tokensIssued = 0
 	s.ticketsIssued = 0
+	s.forceRefreshes = 0
 }
 
 // ResetQuota forgets the daily quota and force_refresh use of every appid,
