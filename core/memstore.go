@@ -143,31 +143,58 @@ func (m *MemoryStore) store(key string, t Token) {
 // get and set doing the storage. get reports (token, found, error); an error
 // aborts the refresh, because fetching while the store cannot be read would
 // let every process fetch.
+//
+// The lease runs from the moment the lock is taken: get and fetch share it
+// (a slow get leaves fetch less time, never a second lease). The write is
+// fenced by pinning the lock, and set gets one more lease of its own: a set
+// that has not returned by then (a user function that ignores ctx) is left
+// running and the lock is released with an error, never held forever.
 func (l *keyLocks) refresh(ctx context.Context, key, stale string, lease time.Duration, fetch FetchFunc,
 	get func(context.Context) (Token, bool, error), set func(context.Context, Token) error) (Token, error) {
 	gen, err := l.acquire(ctx, key, lease)
 	if err != nil {
 		return Token{}, fmt.Errorf("waiting for the lock: %w", err)
 	}
+	deadline := time.Now().Add(lease)
 	defer l.release(key, gen)
 
-	cur, found, err := get(ctx)
-	if err != nil {
+	gctx, cancel := context.WithDeadline(ctx, deadline)
+	cur, found, err := get(gctx)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil && gctx.Err() != nil:
+		return Token{}, fmt.Errorf("reading the stored token outlived the %v lease: %w: %w", lease, ErrLockLost, err)
+	case err != nil:
 		return Token{}, err
-	}
-	if found && cur.Value != stale {
+	case found && cur.Value != stale:
 		return cur, nil
 	}
 
-	t, err := FetchUntil(ctx, time.Now().Add(lease), fetch)
+	t, err := FetchUntil(ctx, deadline, fetch)
 	if err != nil {
 		return Token{}, err
 	}
 	if !l.pin(key, gen) {
 		return Token{}, fmt.Errorf("fetch outlived the %v lease, write refused: %w", lease, ErrLockLost)
 	}
-	if err := set(ctx, t); err != nil {
+	if err := setWithin(ctx, lease, t, set); err != nil {
 		return Token{}, err
 	}
 	return t, nil
+}
+
+// setWithin calls set with a ctx that ends after lease and returns its
+// error, or an error wrapping context.DeadlineExceeded once lease has passed
+// without set returning (set goes on in the background).
+func setWithin(ctx context.Context, lease time.Duration, t Token, set func(context.Context, Token) error) error {
+	sctx, cancel := context.WithTimeout(ctx, lease)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- set(sctx, t) }()
+	select {
+	case err := <-done:
+		return err
+	case <-sctx.Done():
+		return fmt.Errorf("writing the token did not finish within the %v lease; lock released: %w", lease, sctx.Err())
+	}
 }

@@ -44,14 +44,24 @@ func ContextError(ctx context.Context, err error) error {
 }
 
 // FetchUntil is rule 3's fetch: it calls fetch with a context that ends at
-// deadline (the end of the caller's lock lease) or when ctx ends, whichever
-// comes first. fetch's error comes back as is (errors.Is and errors.As still
+// deadline (the end of the caller's lock lease, counted from when the lock
+// was taken) or when ctx ends, whichever comes first; if either has already
+// passed, fetch is not called (ErrLockLost, or ctx's error). fetch's error comes back as is (errors.Is and errors.As still
 // match it), wrapped together with ErrLockLost when the lease ran out first;
 // an empty token is an error; the token's ExpiresAt comes back without a
 // monotonic clock reading, as the wall-clock instant a store keeps. The
 // fenced write that follows is the store's own.
 func FetchUntil(ctx context.Context, deadline time.Time, fetch FetchFunc) (Token, error) {
 	fctx, cancel := context.WithDeadline(ctx, deadline)
+	if fctx.Err() != nil {
+		// The lease ended (or ctx did) before fetch could start: a fetch now
+		// would be a second one under what is already another's lock.
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return Token{}, err
+		}
+		return Token{}, fmt.Errorf("the lock's lease ended before fetch started: %w", ErrLockLost)
+	}
 	t, err := fetch(fctx)
 	leaseOver := fctx.Err() != nil && ctx.Err() == nil
 	cancel()
