@@ -34,6 +34,58 @@
 // fetches once. Deadlines are judged on the monotonic clock, so a wall-clock
 // step does not expire or revive a token.
 //
+// # Time
+//
+// Three settings and one WeChat rule decide when a token is replaced:
+//
+//   - Config.RefreshAhead (default 5 minutes): from ExpiresAt - RefreshAhead,
+//     one background refresh runs while callers keep the valid token.
+//   - Config.ExpiryMargin (default 1 minute): from ExpiresAt - ExpiryMargin
+//     the token is never served; callers wait for the refresh. RefreshAhead
+//     must be at least ExpiryMargin, or a token would be served inside the
+//     margin before any refresh started: New refuses it.
+//   - WeChat's stable_token hand-over (StableTokenHandover, 5 minutes): a
+//     normal stable_token call returns the same token until its last
+//     5 minutes, then the next one. With StableToken, ExpiryMargin must be
+//     shorter than that (New refuses it otherwise), and a RefreshAhead
+//     longer than it only brings the same token back (logged; retried
+//     every 15 s) until the hand-over starts.
+//
+// A credential whose whole lifetime is not longer than RefreshAhead (an
+// expires_in of 20 s, say) cannot fit the margins: it is served until its
+// real expiry and fetched again then, once per lifetime. expires_in is
+// trusted for at most 24 hours, and deadlines are computed without
+// overflow whatever ExpiresAt a store holds. A refresh ends at
+// Config.RefreshTimeout whatever the store does.
+//
+// # Rejections, forced refreshes and limits
+//
+// A token WeChat rejects is replaced by a compare-and-refresh: the store
+// fetches only while it still holds the rejected value, so a fleet fetches
+// once. If the normal stable_token call hands back the very token that was
+// rejected (it was revoked or leaked, or force-refreshed elsewhere and the
+// normal call has not caught up), that same fetch escalates once, under the
+// store's lock, to force_refresh, which invalidates the old token at
+// WeChat. Conf.ForceRefreshAccessToken asks for that on purpose (rotating a
+// leaked token). Forced calls keep to WeChat's limits,
+// Config.ForceRefreshInterval (30 s) and Config.ForceRefreshDailyLimit (20
+// per day, days ending at midnight Beijing time).
+//
+// Two more limits keep a misbehaving API or configuration from turning
+// every call into a token call: rejection-triggered fetches of a credential
+// are at most one per Config.RejectedRefreshInterval (30 s), and a token
+// call refused with a configuration or quota error is not made again for
+// Config.ErrorBackoff (1 minute). A limit answers with a *LimitError,
+// without a request to WeChat, wrapping the error that started it. The
+// limits are counted per Conf; a fleet shares the store's compare-and-
+// refresh, so only the instance holding the lock for a stale value calls.
+//
+// A lock lost to another holder (ErrLockLost: the fetch outlived the
+// store's lease) is not the caller's problem: the store is read again,
+// waiting out the new holder, and its token returned. A ticket refresh gets
+// a valid access_token before it takes the ticket's lock, so no store lock
+// (for PostgreSQL, no pooled connection) is held while waiting for another.
+//
 // # Decisions
 //
 //   - Conf is configured with a Config struct whose zero values are the
@@ -48,7 +100,8 @@
 //     waiting for the same refresh; each waits with its own ctx.
 //   - -1, 45011, HTTP 5xx and network errors are retried with capped
 //     exponential backoff within ctx; configuration errors (40013, 40125,
-//     40164, 41002, 41004, 89503) and 45009 never are, and say what to fix.
+//     40164, 41002, 41004, 89503) and 45009 never are, say what to fix, and
+//     start Config.ErrorBackoff.
 //   - The AppSecret never appears in an error, a log line or a printed
 //     Config: URLs inside *url.Error are redacted, replies echoing it are
 //     scrubbed, and Config/Conf print it as REDACTED.

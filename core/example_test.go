@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -118,4 +119,38 @@ func ExampleConf_RefreshAccessToken() {
 	again, _ := conf.RefreshAccessToken(ctx, tok.Value)
 	fmt.Println(fresh.Value != tok.Value, again.Value == fresh.Value, wechat.TokensIssued())
 	// Output: true true 2
+}
+
+// Rotating a leaked access_token: ForceRefreshAccessToken makes WeChat issue
+// a new one at once and invalidate the old one; asking again for the same
+// leaked token (another instance, a retry) returns the new one without a
+// call. A second rotation inside ForceRefreshInterval is held back with a
+// *core.LimitError.
+func ExampleConf_ForceRefreshAccessToken() {
+	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
+	defer wechat.Close()
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	leaked, err := conf.AccessToken(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	rotated, err := conf.ForceRefreshAccessToken(ctx, leaked.Value)
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, _ := conf.ForceRefreshAccessToken(ctx, leaked.Value)
+	fmt.Println("leaked still works:", wechat.TokenValid(leaked.Value))
+	fmt.Println("same rotation:", again.Value == rotated.Value, "forced calls:", wechat.ForceRefreshes())
+
+	_, err = conf.ForceRefreshAccessToken(ctx, rotated.Value)
+	var limit *core.LimitError
+	fmt.Println("held back:", errors.As(err, &limit), limit.Limit)
+	// Output:
+	// leaked still works: false
+	// same rotation: true forced calls: 1
+	// held back: true ForceRefreshInterval
 }
