@@ -267,7 +267,7 @@ func (h *holdFirst) RoundTrip(r *http.Request) (*http.Response, error) {
 // wrote, not the error.
 func TestLeaseLostReadsTheNewerToken(t *testing.T) {
 	s := newServer(t)
-	store := core.NewMemoryStore(core.WithLease(300 * time.Millisecond))
+	store := core.NewMemoryStore(core.WithLease(time.Second))
 	slow := &holdFirst{base: s.Client().Transport, entered: make(chan struct{}), release: make(chan struct{})}
 	a := newConf(t, s, func(c *core.Config) {
 		c.Store = store
@@ -465,7 +465,7 @@ func TestFuncStoreLeaseCountsFromAcquisition(t *testing.T) {
 			stored[key] = t
 			return nil
 		},
-	}, core.WithLease(200*time.Millisecond))
+	}, core.WithLease(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +505,7 @@ func TestFuncStoreStuckSetReleasesTheLock(t *testing.T) {
 			}
 			return nil
 		},
-	}, core.WithLease(200*time.Millisecond))
+	}, core.WithLease(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
