@@ -60,7 +60,7 @@ func FetchUntil(ctx context.Context, deadline time.Time, fetch FetchFunc) (Token
 		if err := ctx.Err(); err != nil {
 			return Token{}, err
 		}
-		return Token{}, fmt.Errorf("the lock's lease ended before fetch started: %w", ErrLockLost)
+		return Token{}, fmt.Errorf("the lock's lease ended before fetch started: %w: %w", ErrLockLost, fctx.Err())
 	}
 	t, err := fetch(fctx)
 	leaseOver := fctx.Err() != nil && ctx.Err() == nil
