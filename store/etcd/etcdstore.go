@@ -102,10 +102,11 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 }
 
 // Set implements core.TokenStore: it overwrites the key's token in place,
-// without taking the refresh lock.
+// without taking the refresh lock. A token with an empty Value is refused
+// with an error wrapping core.ErrEmptyToken, and nothing is written.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := core.CheckCall(ctx, key); err != nil {
-		return fmt.Errorf("etcdstore: set: %w", err)
+	if err := core.CheckSet(ctx, key, t); err != nil {
+		return fmt.Errorf("etcdstore: set %q: %w", key, err)
 	}
 	b, err := core.EncodeToken(key, t)
 	if err != nil {

@@ -143,10 +143,11 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 }
 
 // Set implements core.TokenStore: it replaces the token file atomically and
-// durably, without taking the refresh lock.
+// durably, without taking the refresh lock. A token with an empty Value is
+// refused with an error wrapping core.ErrEmptyToken, and nothing is written.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := core.CheckCall(ctx, key); err != nil {
-		return fmt.Errorf("filestore: set: %w", err)
+	if err := core.CheckSet(ctx, key, t); err != nil {
+		return fmt.Errorf("filestore: set %q: %w", key, err)
 	}
 	p := s.paths(key)
 	tmp, err := s.writeTemp(p, key, t)

@@ -220,13 +220,12 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 }
 
 // Set implements core.TokenStore. It does not take the refresh lock. A
-// token with an empty Value is refused: an empty value means "no token".
+// token with an empty Value is refused with an error wrapping
+// core.ErrEmptyToken (an empty value means "no token"), and nothing is
+// written.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := core.CheckCall(ctx, key); err != nil {
-		return fmt.Errorf("pgstore: set: %w", err)
-	}
-	if t.Value == "" {
-		return fmt.Errorf("pgstore: set %q: empty token value", key)
+	if err := core.CheckSet(ctx, key, t); err != nil {
+		return fmt.Errorf("pgstore: set %q: %w", key, err)
 	}
 	if _, err := s.pool.Exec(ctx, s.setSQL, key, t.Value, t.ExpiresAt); err != nil {
 		return fmt.Errorf("pgstore: set %q: %w", key, core.ContextError(ctx, err))

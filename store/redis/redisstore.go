@@ -171,13 +171,11 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 // atomic script, without taking the refresh lock. The token expires in
 // Redis the grace (WithExpiryGrace) after its ExpiresAt; a token with a zero
 // ExpiresAt is kept until it is overwritten or deleted. A token with an
-// empty Value is refused.
+// empty Value is refused with an error wrapping core.ErrEmptyToken, and
+// nothing is written.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := core.CheckCall(ctx, key); err != nil {
-		return fmt.Errorf("redisstore: set: %w", err)
-	}
-	if t.Value == "" {
-		return fmt.Errorf("redisstore: set %q: empty token value (a Token with an empty Value is no token)", key)
+	if err := core.CheckSet(ctx, key, t); err != nil {
+		return fmt.Errorf("redisstore: set %q: %w", key, err)
 	}
 	n := s.names(key)
 	err := setScript.Run(ctx, s.client, []string{n.token},

@@ -45,13 +45,16 @@
 // precision). Keys are arbitrary strings of up to 256 bytes ("../x",
 // "a'b", "{tag}", "%"): pass them as bound parameters, never in the SQL
 // text, and compare them byte for byte. Start every method with
-// core.CheckCall (ctx, then core.ValidateKey), and pass errors through
-// core.ContextError so that a cancelled call matches ctx.Err(). Translate
-// the backend's "absent" (sql.ErrNoRows) into core.ErrNotFound; make an
-// undecodable row a clear error that wraps core.ErrCorrupt. (A backend that
-// keeps a token as one blob can use core.EncodeToken/DecodeToken.) Write the constructors: New over a client the user
-// already has (never close it), Open when the store opens its own (then it
-// has Close).
+// core.CheckCall (ctx, then core.ValidateKey), and Set with core.CheckSet,
+// which also refuses a token with an empty Value (core.ErrEmptyToken: an
+// empty value is never stored, and one that reads back empty is corrupt).
+// Pass errors through core.ContextError so that a cancelled call matches
+// ctx.Err(). Translate the backend's "absent" (sql.ErrNoRows) into
+// core.ErrNotFound; make an undecodable row a clear error that wraps
+// core.ErrCorrupt. (A backend that keeps a token as one blob can use
+// core.EncodeToken/DecodeToken.) Write the constructors: New over a client
+// the user already has (never close it), Open when the store opens its own
+// (then it has Close).
 //
 // Step 2, the lock with a lease (lock.go). The lock of a key is a row:
 // owner (random, one per Refresh call) and deadline (now + lease). Taking

@@ -171,10 +171,12 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 }
 
 // Set implements core.TokenStore: it replaces the token under key
-// unconditionally and does not take the refresh lock.
+// unconditionally and does not take the refresh lock. A token with an empty
+// Value is refused with an error wrapping core.ErrEmptyToken, and nothing
+// is written.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
-	if err := core.CheckCall(ctx, key); err != nil {
-		return fmt.Errorf("sqlitestore: set: %w", err)
+	if err := core.CheckSet(ctx, key, t); err != nil {
+		return fmt.Errorf("sqlitestore: set %q: %w", key, err)
 	}
 	if _, err := s.db.ExecContext(ctx, setSQL, key, t.Value, t.ExpiresAt.UnixMilli()); err != nil {
 		return fmt.Errorf("sqlitestore: set %q: %w", key, core.ContextError(ctx, err))
