@@ -184,9 +184,13 @@ func TestHostileTableName(t *testing.T) {
 	mustExec(t, admin, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
 	t.Cleanup(func() { mustExec(t, admin, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`) })
 
-	qualified := newStore(t, testDSN, nil, pgstore.WithTable(pgx.Identifier{schema, table}))
+	// The holder below must keep the lock however long the machine takes:
+	// a lease that cannot run out during the test.
+	qualified := newStore(t, testDSN, nil, pgstore.WithTable(pgx.Identifier{schema, table}), pgstore.WithLease(faultLease))
+	pathApp := fmt.Sprintf("pgstore-path-%08x", rand.Uint32())
 	viaPath := newStore(t, testDSN, func(c *pgxpool.Config) {
 		c.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
+		withAppName(pathApp)(c)
 	}, pgstore.WithTable(pgx.Identifier{table}))
 
 	var n int
@@ -204,12 +208,24 @@ func TestHostileTableName(t *testing.T) {
 	}
 
 	// The lock is shared too: while the qualified store holds it, the other
-	// waits, then returns the holder's token without fetching.
+	// waits for it (the server shows its session queued on the advisory
+	// lock) until its ctx ends, then returns the holder's token without
+	// fetching.
 	h := startHolder(t, qualified, key, "shared")
-	waitCtx, cancel := context.WithTimeout(ctx, testLease/4)
-	_, err := viaPath.Refresh(waitCtx, key, "shared", failFetch(t))
+	waitCtx, cancel := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	go func() { _, err := viaPath.Refresh(waitCtx, key, "shared", failFetch(t)); waited <- err }()
+	eventually(t, 30*time.Second, "the store reaching the table through search_path waits for the lock the qualified store holds", func() (bool, error) {
+		select {
+		case err := <-waited:
+			t.Fatalf("Refresh(%q) through search_path while the qualified store holds the lock returned %v, want it to wait", key, err)
+		default:
+		}
+		n, err := waitingSessions(ctx, admin, pathApp)
+		return n == 1, err
+	})
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
+	if err := <-waited; !errors.Is(err, context.Canceled) {
 		t.Errorf("Refresh(%q) through search_path while the qualified store holds the lock: %v, want it to wait until its ctx ends", key, err)
 	}
 	if r := h.finish(tok("fresh")); r.err != nil {
@@ -360,7 +376,12 @@ func TestSessionDefaultsDoNotBreakTheLock(t *testing.T) {
 		c.ConnConfig.RuntimeParams["lock_timeout"] = "50ms"
 		c.ConnConfig.RuntimeParams["statement_timeout"] = "100ms"
 	}
-	a, b := newStore(t, testDSN, cfg), newStore(t, testDSN, cfg)
+	waiterApp := fmt.Sprintf("pgstore-defaults-%08x", rand.Uint32())
+	// The holder's lease cannot run out during the test, however slow the
+	// machine: the test is about the waiter.
+	a := newStore(t, testDSN, cfg, pgstore.WithLease(faultLease))
+	b := newStore(t, testDSN, func(c *pgxpool.Config) { cfg(c); withAppName(waiterApp)(c) })
+	admin := newPool(t, testDSN, nil)
 	ctx := context.Background()
 	key := uniqueKey(t)
 	if err := a.Set(ctx, key, tok("old")); err != nil {
@@ -372,13 +393,29 @@ func TestSessionDefaultsDoNotBreakTheLock(t *testing.T) {
 		got, err := b.Refresh(ctx, key, "old", failFetch(t))
 		waiter <- result{got, err}
 	}()
-	// Let the waiter outlast both timeouts a few times over before the
-	// holder commits.
+	// The waiter must outlast both timeouts a few times over, waiting, before
+	// the holder commits: the server shows it queued on the lock, then it is
+	// still waiting (and still queued) 3 statement_timeouts later.
+	const outlast = 300 * time.Millisecond
+	waiterReturned := func() {
+		select {
+		case r := <-waiter:
+			t.Fatalf("waiter Refresh(%q) returned %+v, %v while the holder held the lock", key, r.tok, r.err)
+		default:
+		}
+	}
+	queued := func() (bool, error) {
+		waiterReturned()
+		n, err := waitingSessions(ctx, admin, waiterApp)
+		return n == 1, err
+	}
+	eventually(t, 30*time.Second, "the waiter queues on the lock", queued)
 	select {
 	case r := <-waiter:
 		t.Fatalf("waiter Refresh(%q) returned %+v, %v while the holder held the lock", key, r.tok, r.err)
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(outlast): // how long the waiter must keep waiting, not a synchronisation
 	}
+	eventually(t, 30*time.Second, "the waiter is still queued on the lock after "+outlast.String(), queued)
 	if r := h.finish(tok("fresh")); r.err != nil {
 		t.Fatalf("holder Refresh(%q): %v", key, r.err)
 	}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -160,9 +161,14 @@ func testHerdAcrossRestart(t *testing.T, r *containers.Redis) {
 	}
 
 	containers.Start(t, r.Container)
-	waitFor(t, 30*time.Second, "the restarted server to answer", func() bool {
-		return clients[0].Ping(ctx).Err() == nil
-	})
+	// Every client must answer, not just one: a go-redis pool whose dials
+	// failed while the server was down keeps returning the last dial error
+	// until its background probe (once a second) reaches the server again.
+	for i, c := range clients {
+		waitFor(t, 30*time.Second, fmt.Sprintf("the restarted server to answer client %d", i), func() bool {
+			return c.Ping(ctx).Err() == nil
+		})
+	}
 	errs = herd("after")
 	if len(errs) > 0 {
 		t.Errorf("herd after the restart: %d of %d callers failed, the first with: %v", len(errs), nStores*perStore, errs[0])
@@ -190,6 +196,11 @@ func subs(s *Store) int {
 	return len(s.hub.subs)
 }
 
+// goroutineSettle bounds waitNoGoroutines: generous, since it only ends a
+// wait for goroutines that are on their way out (a go-redis pool's dial
+// probe sleeps a second between tries), and a leaked goroutine never goes.
+const goroutineSettle = 30 * time.Second
+
 // waitNoGoroutines waits (a bounded settle loop) until no goroutine runs
 // code of this package's Store, and, if clientsClosed, none runs go-redis
 // code either; it fails the test with their stacks if some remain.
@@ -200,7 +211,7 @@ func waitNoGoroutines(t testing.TB, clientsClosed bool) {
 		markers = append(markers, "github.com/redis/go-redis/")
 	}
 	var left []string
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(goroutineSettle)
 	for {
 		left = left[:0]
 		buf := make([]byte, 1<<20)

@@ -458,6 +458,7 @@ func testRetryWithoutMessage(t *testing.T, dial func() redis.UniversalClient) {
 	a, rdb := testStore(t, dial, WithLease(lease))
 	b, _ := testStore(t, dial, WithLease(lease))
 	key := uniqueKey(t, "k")
+	locked := time.Now() // the lock is taken after this
 	h := startHolder(ctx, a, key, "")
 	<-h.entered
 	fetched := make(chan time.Time, 1)
@@ -475,14 +476,24 @@ func testRetryWithoutMessage(t *testing.T, dial func() redis.UniversalClient) {
 	if err := rdb.Del(ctx, lock).Err(); err != nil {
 		t.Fatal(err)
 	}
-	const bound = 2 * time.Second // the backoff is 200ms; the lease 10s
+	// A waiter that relied on the lease would look again only when the
+	// lock's time to live (10s from its taking) ran out; one that retries
+	// after its backoff (200ms) takes it long before. The bound lies half
+	// way, on the holder's lease: the waiter must fetch before half of the
+	// lease that was left when the lock was deleted has passed, whatever
+	// the load of the machine adds to the 200ms.
+	var at time.Time
 	select {
-	case at := <-fetched:
-		t.Logf("waiter took the lock %v after it was deleted without a message", at.Sub(deleted))
+	case at = <-fetched:
 	case err := <-waiter:
 		t.Fatalf("waiter returned %v without fetching", err)
-	case <-time.After(bound):
-		t.Fatalf("waiter did not take a lock freed without a message within %v (backoff %v, lease %v)", bound, b.backoff, lease)
+	case <-ctx.Done():
+		t.Fatalf("waiter did not take a lock freed without a message before the test's ctx ended (backoff %v, lease %v)", b.backoff, lease)
+	}
+	took, bound := at.Sub(deleted), (lease-deleted.Sub(locked))/2
+	t.Logf("waiter took the lock %v after it was deleted without a message (backoff %v, bound %v)", took, b.backoff, bound)
+	if took > bound {
+		t.Errorf("waiter took a lock freed without a message %v after it was deleted, want within %v: half the %v lease left, where a waiter without the backoff retry would wait (backoff %v)", took, bound, lease, b.backoff)
 	}
 	if err := <-waiter; err != nil {
 		t.Errorf("waiter: %v", err)
