@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,8 +9,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"net/url"
+	"sort"
 	"time"
 )
 
@@ -20,26 +25,121 @@ const (
 	pathTicket      = "/cgi-bin/ticket/getticket"
 )
 
-// maxReply bounds how much of a reply body is read.
+// maxReply bounds how much of a JSON reply body is read.
 const maxReply = 8 << 20
+
+// peekErrcode bounds how much of a content reply (a file) that starts with
+// "{" is buffered to see whether it is a JSON error.
+const peekErrcode = 64 << 10
 
 // request is one WeChat API call, replayable for retries.
 type request struct {
-	method string
-	path   string
-	query  url.Values
-	body   []byte // JSON, nil for none
+	method      string
+	path        string
+	query       url.Values
+	body        []byte // nil for none
+	contentType string // of body; "" means JSON
+	// token is the access_token the request carries, redacted from every
+	// error and log line like the AppSecret.
+	token string
+}
+
+// Media is a reply that is content rather than JSON: a file from
+// /cgi-bin/media/get, /cgi-bin/material/get_material, a QR code image.
+// Pass a *Media as Do's out to receive it. A JSON object with a non-zero
+// errcode is an *APIError instead, whatever its Content-Type.
+type Media struct {
+	Body        []byte      // the whole body
+	ContentType string      // the Content-Type header, e.g. "image/jpeg"
+	Filename    string      // from Content-Disposition, "" if none
+	Header      http.Header // every header of the reply
+}
+
+// Multipart is a multipart/form-data request body, for the upload APIs
+// (/cgi-bin/media/upload, /cgi-bin/material/add_material,
+// /cgi-bin/media/uploadimg). Pass it (or a pointer to it) as Do's body.
+// Files are held in memory so that a retried or re-sent request carries
+// the same body.
+type Multipart struct {
+	// Fields are plain form fields, e.g. "description" with the JSON a
+	// video upload needs.
+	Fields map[string]string
+	// Files are the file parts; WeChat's upload APIs take one, in the
+	// field "media".
+	Files []File
+}
+
+// File is one file part of a Multipart body.
+type File struct {
+	Field       string // the form field, "media" for WeChat's upload APIs
+	Name        string // the file name sent, e.g. "photo.jpg"
+	ContentType string // "" means application/octet-stream
+	Data        []byte
+}
+
+// encode returns the body and its Content-Type (with the boundary).
+func (m *Multipart) encode() ([]byte, string, error) {
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	keys := make([]string, 0, len(m.Fields))
+	for k := range m.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := w.WriteField(k, m.Fields[k]); err != nil {
+			return nil, "", err
+		}
+	}
+	for _, f := range m.Files {
+		h := make(textproto.MIMEHeader)
+		h.Set("Content-Disposition", mime.FormatMediaType("form-data", map[string]string{"name": f.Field, "filename": f.Name}))
+		ct := f.ContentType
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		h.Set("Content-Type", ct)
+		part, err := w.CreatePart(h)
+		if err != nil {
+			return nil, "", err
+		}
+		if _, err := part.Write(f.Data); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, "", err
+	}
+	return buf.Bytes(), w.FormDataContentType(), nil
 }
 
 // Do calls the WeChat API at path (e.g. "/cgi-bin/user/info") with the
-// current access_token added to query. body, if not nil, is sent as JSON:
-// a []byte or json.RawMessage as is, anything else marshalled (without HTML
-// escaping, which WeChat does not undo). The reply is decoded into out when
-// out is not nil. A reply with a non-zero errcode is an *APIError. When
-// WeChat rejects the token (40001, 40014, 42001), Do calls
-// RefreshAccessToken with the token it used and retries once; busy replies
-// (-1, 45011), HTTP 5xx and network errors are retried with backoff within
-// ctx.
+// Conf's access_token added to query, and decodes the reply into out.
+//
+// body is nil (no body), a []byte or json.RawMessage (sent as JSON, as is),
+// a Multipart or *Multipart (sent as multipart/form-data), or anything else,
+// marshalled to JSON without HTML escaping (which WeChat does not undo).
+// Every kind is replayable, so retries resend the same body.
+//
+// out decides how the reply is read:
+//
+//	out                   a JSON object with errcode != 0   any other reply
+//	nil                   *APIError                         JSON checked, discarded; not JSON: *ReplyError
+//	*T (struct, map, …)   *APIError                         JSON decoded into out; not JSON: *ReplyError
+//	*[]byte               *APIError                         the body, whatever it is (a file)
+//	*Media                *APIError                         body, Content-Type, file name, headers
+//	io.Writer             *APIError                         the body, streamed; only a body starting
+//	                                                        with "{" is buffered (up to 64 KiB) to look for errcode
+//
+// A reply whose HTTP status is not 200 is a *ReplyError carrying the start
+// of its body (credentials removed). When WeChat rejects the Conf's token
+// (40001, 40014, 42001), Do calls RefreshAccessToken with the token it
+// used and retries once; busy replies (-1, 45011), HTTP 5xx and network
+// errors are retried with backoff within ctx.
+//
+// If query already carries an access_token (a user's OAuth token for
+// /sns/userinfo, another account's token), Do sends it unchanged and does
+// not refresh it on a rejection: it is not a token this Conf keeps.
 func (c *Conf) Do(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	req := request{method: method, path: path, query: query}
 	switch b := body.(type) {
@@ -48,6 +148,14 @@ func (c *Conf) Do(ctx context.Context, method, path string, query url.Values, bo
 		req.body = b
 	case json.RawMessage:
 		req.body = b
+	case Multipart:
+		return c.Do(ctx, method, path, query, &b, out)
+	case *Multipart:
+		data, ct, err := b.encode()
+		if err != nil {
+			return fmt.Errorf("wechatconf: %s %s: encoding the multipart body: %w", method, path, err)
+		}
+		req.body, req.contentType = data, ct
 	default:
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -56,6 +164,10 @@ func (c *Conf) Do(ctx context.Context, method, path string, query url.Values, bo
 			return fmt.Errorf("wechatconf: %s %s: encoding the body: %w", method, path, err)
 		}
 		req.body = bytes.TrimRight(buf.Bytes(), "\n")
+	}
+	if query.Has("access_token") {
+		req.token = query.Get("access_token")
+		return c.call(ctx, req, out)
 	}
 	return c.doWithToken(ctx, req, out)
 }
@@ -74,7 +186,7 @@ func (c *Conf) doWithToken(ctx context.Context, req request, out any) error {
 		}
 		q.Set("access_token", tok.Value)
 		r := req
-		r.query = q
+		r.query, r.token = q, tok.Value
 		err = c.call(ctx, r, out)
 		if retried || !IsInvalidCredential(err) {
 			return err
@@ -126,6 +238,9 @@ func retryable(err error) bool {
 	return errors.As(err, &ue) // transport errors: refused, reset, timeout
 }
 
+// secrets are the values no error or log line about req may contain.
+func (c *Conf) secrets(req request) []string { return []string{c.cfg.AppSecret, req.token} }
+
 // once makes req a single time and decodes the reply.
 func (c *Conf) once(ctx context.Context, req request, out any) error {
 	u := c.cfg.BaseURL + req.path
@@ -138,54 +253,129 @@ func (c *Conf) once(ctx context.Context, req request, out any) error {
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.method, u, body)
 	if err != nil {
-		return secretFree(fmt.Errorf("wechatconf: %s: %w", req.path, err), c.cfg.AppSecret)
+		return fmt.Errorf("wechatconf: %s %s: %s", req.method, req.path, redactText(err.Error(), c.secrets(req)...))
 	}
 	if req.body != nil {
-		hr.Header.Set("Content-Type", "application/json; charset=utf-8")
+		ct := req.contentType
+		if ct == "" {
+			ct = "application/json; charset=utf-8"
+		}
+		hr.Header.Set("Content-Type", ct)
 	}
 	resp, err := c.cfg.HTTPClient.Do(hr)
 	if err != nil {
-		return secretFree(err, c.cfg.AppSecret)
+		return redactError(err, c.secrets(req)...)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
-	if err != nil {
-		return secretFree(fmt.Errorf("wechatconf: %s: reading the reply: %w", req.path, err), c.cfg.AppSecret)
-	}
-	return c.decode(req.path, resp.StatusCode, data, out)
+	return c.decode(req, resp, out)
 }
 
-// decode turns a reply into out, an *APIError or a *ReplyError.
-func (c *Conf) decode(path string, status int, data []byte, out any) error {
-	bad := func(reason string) error {
-		snippet := data
-		if len(snippet) > 200 {
-			snippet = snippet[:200]
+// decode reads resp into out (see Do), an *APIError or a *ReplyError.
+func (c *Conf) decode(req request, resp *http.Response, out any) error {
+	secrets := c.secrets(req)
+	bad := func(status int, reason string, data []byte) error {
+		return &ReplyError{Path: req.path, StatusCode: status, Reason: reason, Body: redactBody(data, secrets...)}
+	}
+	readErr := func(err error) error {
+		return fmt.Errorf("wechatconf: %s: reading the reply: %s", req.path, redactText(err.Error(), secrets...))
+	}
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, redactWindow))
+		return bad(resp.StatusCode, "HTTP status is not 200", data)
+	}
+	switch o := out.(type) {
+	case *[]byte, *Media, io.Writer:
+		br := bufio.NewReaderSize(resp.Body, 512)
+		var head []byte
+		if first, err := peekNonSpace(br); err == nil && first == '{' {
+			var rerr error
+			head, rerr = io.ReadAll(io.LimitReader(br, peekErrcode))
+			if rerr != nil {
+				return readErr(rerr)
+			}
+			if e := apiError(req.path, head, secrets); e != nil && len(head) < peekErrcode {
+				return e
+			}
 		}
-		return secretFree(&ReplyError{Path: path, StatusCode: status, Reason: reason, Body: string(snippet)}, c.cfg.AppSecret)
+		rest := io.MultiReader(bytes.NewReader(head), br)
+		switch o := o.(type) {
+		case *[]byte:
+			data, err := io.ReadAll(rest)
+			if err != nil {
+				return readErr(err)
+			}
+			*o = data
+		case *Media:
+			data, err := io.ReadAll(rest)
+			if err != nil {
+				return readErr(err)
+			}
+			*o = Media{Body: data, ContentType: resp.Header.Get("Content-Type"), Header: resp.Header}
+			if _, params, err := mime.ParseMediaType(resp.Header.Get("Content-Disposition")); err == nil {
+				o.Filename = params["filename"]
+			}
+		case io.Writer:
+			if _, err := io.Copy(o, rest); err != nil {
+				return fmt.Errorf("wechatconf: %s: copying the reply: %s", req.path, redactText(err.Error(), secrets...))
+			}
+		}
+		return nil
 	}
-	switch {
-	case status != http.StatusOK:
-		return bad("HTTP status is not 200")
-	case len(data) > maxReply:
-		return bad(fmt.Sprintf("longer than %d bytes", maxReply))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
+	if err != nil {
+		return readErr(err)
 	}
+	if len(data) > maxReply {
+		return bad(http.StatusOK, fmt.Sprintf("longer than %d bytes", maxReply), data)
+	}
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal(data, &env); err != nil {
+		return bad(http.StatusOK, "not a JSON object: "+err.Error(), data)
+	}
+	if e := apiError(req.path, data, secrets); e != nil {
+		return e
+	}
+	if r, ok := out.(*expiringReply); ok {
+		r.raw = data
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return bad(http.StatusOK, "unexpected JSON: "+err.Error(), data)
+		}
+	}
+	return nil
+}
+
+// apiError returns the *APIError that data holds, if it is a JSON object
+// with a non-zero errcode, and nil otherwise.
+func apiError(path string, data []byte, secrets []string) *APIError {
 	var env struct {
 		ErrCode *int   `json:"errcode"`
 		ErrMsg  string `json:"errmsg"`
 	}
-	if err := json.Unmarshal(data, &env); err != nil {
-		return bad("not a JSON object: " + err.Error())
+	if json.Unmarshal(data, &env) != nil || env.ErrCode == nil || *env.ErrCode == 0 {
+		return nil
 	}
-	if env.ErrCode != nil && *env.ErrCode != 0 {
-		return secretFree(&APIError{Code: *env.ErrCode, Message: env.ErrMsg, Path: path}, c.cfg.AppSecret)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return bad("unexpected JSON: " + err.Error())
+	return &APIError{Code: *env.ErrCode, Message: redactText(env.ErrMsg, secrets...), Path: path}
+}
+
+// peekNonSpace returns the first byte of br that is not JSON white space,
+// without consuming anything.
+func peekNonSpace(br *bufio.Reader) (byte, error) {
+	for n := 1; ; n++ {
+		b, err := br.Peek(n)
+		if len(b) < n {
+			return 0, err
+		}
+		switch c := b[n-1]; c {
+		case ' ', '\t', '\r', '\n':
+			if n == br.Size() {
+				return c, nil
+			}
+		default:
+			return c, nil
 		}
 	}
-	return nil
 }
 
 // expiringReply is the shape of the token and ticket replies.
@@ -193,6 +383,7 @@ type expiringReply struct {
 	AccessToken string `json:"access_token"`
 	Ticket      string `json:"ticket"`
 	ExpiresIn   int64  `json:"expires_in"`
+	raw         []byte // the body, for a *ReplyError
 }
 
 // token turns a reply into a Token: a reply without a value or without a
@@ -202,9 +393,9 @@ type expiringReply struct {
 func (r *expiringReply) token(path, value string, start time.Time) (Token, error) {
 	switch {
 	case value == "":
-		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: "no credential and no errcode in the reply"}
+		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: "no credential and no errcode in the reply", Body: redactBody(r.raw)}
 	case r.ExpiresIn <= 0:
-		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: fmt.Sprintf("expires_in is %d", r.ExpiresIn)}
+		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: fmt.Sprintf("expires_in is %d", r.ExpiresIn), Body: redactBody(r.raw)}
 	}
 	life := maxTrustedLifetime
 	if r.ExpiresIn < int64(maxTrustedLifetime/time.Second) {

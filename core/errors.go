@@ -1,12 +1,9 @@
 package core
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
-	"strings"
 )
 
 // APIError is an error reply from the WeChat API: HTTP 200 with a non-zero
@@ -139,63 +136,3 @@ type ReplyError struct {
 func (e *ReplyError) Error() string {
 	return fmt.Sprintf("wechat %s: malformed reply: %s (HTTP %d, body %q)", e.Path, e.Reason, e.StatusCode, e.Body)
 }
-
-// redacted is the text that replaces credentials in errors and logs.
-const redacted = "REDACTED"
-
-// credentialParams are the query parameters whose values never appear in an
-// error or a log line.
-var credentialParams = []string{"secret", "access_token", "appsecret"}
-
-// redactURL replaces the values of credential parameters in a URL string.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	q := u.Query()
-	changed := false
-	for _, p := range credentialParams {
-		if q.Has(p) {
-			q.Set(p, redacted)
-			changed = true
-		}
-	}
-	if changed {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
-
-// secretFree returns err with every trace of secret removed: the URL of a
-// *url.Error is redacted, and an error whose text still contains the secret
-// is replaced by a copy of its text with the secret cut out (keeping only
-// the context errors in its chain, so errors.Is(err, context.Canceled) and
-// DeadlineExceeded still work).
-func secretFree(err error, secret string) error {
-	if err == nil {
-		return nil
-	}
-	if ue, ok := err.(*url.Error); ok && ue.URL != redactURL(ue.URL) {
-		err = &url.Error{Op: ue.Op, URL: redactURL(ue.URL), Err: ue.Err}
-	}
-	if secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
-	}
-	msg := strings.ReplaceAll(err.Error(), secret, redacted)
-	switch {
-	case errors.Is(err, context.Canceled):
-		return &scrubbedError{msg, context.Canceled}
-	case errors.Is(err, context.DeadlineExceeded):
-		return &scrubbedError{msg, context.DeadlineExceeded}
-	}
-	return &scrubbedError{msg, nil}
-}
-
-type scrubbedError struct {
-	msg   string
-	cause error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.cause }

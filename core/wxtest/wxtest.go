@@ -4,7 +4,8 @@
 //
 // [New] starts an [httptest.Server] that answers the credential endpoints
 // ([PathToken], [PathStableToken], [PathTicket]) and two ordinary APIs
-// ([PathAPI], [PathSend]) the way WeChat does, including the rules that
+// ([PathAPI], [PathSend]) and the temporary media APIs ([PathMediaUpload],
+// [PathMediaGet]) the way WeChat does, including the rules that
 // production fleets trip over:
 //
 //   - Every successful classic /cgi-bin/token call mints a new access_token;
@@ -83,6 +84,17 @@ const (
 	// {"errcode":0,"errmsg":"ok"}. The body is available from
 	// [Server.LastBody].
 	PathSend = "/cgi-bin/message/custom/send"
+	// PathMediaUpload uploads a temporary media file: POST
+	// ?access_token=TOKEN&type=image|voice|video|thumb with a
+	// multipart/form-data body whose file is in the field "media"; it
+	// answers {"type":"image","media_id":"...","created_at":1234567890}.
+	PathMediaUpload = "/cgi-bin/media/upload"
+	// PathMediaGet downloads a temporary media file: GET
+	// ?access_token=TOKEN&media_id=ID answers the file itself, with its
+	// Content-Type and a Content-Disposition naming it; errors are JSON
+	// labelled text/plain, as WeChat sends them (40007 for an unknown
+	// media_id).
+	PathMediaGet = "/cgi-bin/media/get"
 )
 
 // Defaults for the zero values of [Options].
@@ -173,6 +185,7 @@ type Server struct {
 	apps           map[string]*app
 	tokens         map[string]*token
 	tickets        map[string]*ticket
+	media          map[string]*mediaFile
 	calls          map[string]int
 	bodies         map[string][]byte
 	faults         map[string][]queuedFault
@@ -204,6 +217,7 @@ func New(opts Options) *Server {
 		apps:    make(map[string]*app),
 		tokens:  make(map[string]*token),
 		tickets: make(map[string]*ticket),
+		media:   make(map[string]*mediaFile),
 		calls:   make(map[string]int),
 		bodies:  make(map[string][]byte),
 		faults:  make(map[string][]queuedFault),
@@ -370,6 +384,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAPI(w, r)
 	case PathSend:
 		s.serveSend(w, r, body)
+	case PathMediaUpload:
+		s.serveMediaUpload(w, r)
+	case PathMediaGet:
+		s.serveMediaGet(w, r)
 	default:
 		http.NotFound(w, r)
 	}
