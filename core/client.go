@@ -165,11 +165,17 @@ func (c *Conf) Do(ctx context.Context, method, path string, query url.Values, bo
 		}
 		req.body = bytes.TrimRight(buf.Bytes(), "\n")
 	}
+	var err error
 	if query.Has("access_token") {
 		req.token = query.Get("access_token")
-		return c.call(ctx, req, out)
+		err = c.call(ctx, req, out)
+	} else {
+		err = c.doWithToken(ctx, req, out)
 	}
-	return c.doWithToken(ctx, req, out)
+	if err != nil {
+		return wrapErr(err, "")
+	}
+	return nil
 }
 
 // doWithToken makes req with the current access_token, and on a rejected
@@ -193,7 +199,7 @@ func (c *Conf) doWithToken(ctx context.Context, req request, out any) error {
 		}
 		c.cfg.Logger.Info("wechatconf: access_token rejected; compare-and-refresh", "path", req.path, "errcode", asAPIError(err).Code)
 		if _, rerr := c.access.refresh(ctx, tok.Value, reasonRejected, err); rerr != nil {
-			return fmt.Errorf("%w (refreshing after errcode %d)", rerr, asAPIError(err).Code)
+			return wrapErr(rerr, "%s: refreshing the access_token after errcode %d", req.path, asAPIError(err).Code)
 		}
 	}
 }

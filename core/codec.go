@@ -13,7 +13,7 @@ import (
 // cannot decode: a truncated or hand-edited file, a value written by a
 // newer format, another key's token. Get reports it (it does not wrap
 // ErrNotFound); Refresh treats such a value as absent and replaces it.
-var ErrCorrupt = errors.New("wechatconf: corrupt stored token")
+var ErrCorrupt = errors.New("corrupt stored token")
 
 // TokenFormatVersion is the version of the encoding EncodeToken writes, its
 // "v" field. A later format bumps it; DecodeToken refuses a version it does
@@ -46,7 +46,7 @@ func EncodeToken(key string, t Token) ([]byte, error) {
 		return nil, ErrEmptyToken
 	}
 	if !utf8.ValidString(t.Value) {
-		return nil, errors.New("wechatconf: token value is not valid UTF-8")
+		return nil, errors.New("token value is not valid UTF-8")
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -61,7 +61,7 @@ func EncodeToken(key string, t Token) ([]byte, error) {
 		return nil, err
 	}
 	if buf.Len() > MaxEncodedToken {
-		return nil, fmt.Errorf("wechatconf: token value of %d bytes is too large", len(t.Value))
+		return nil, fmt.Errorf("token value of %d bytes is too large", len(t.Value))
 	}
 	return buf.Bytes(), nil
 }

@@ -70,6 +70,22 @@ func New(cfg Config) (*Conf, error) {
 	return c, nil
 }
 
+// Check verifies that c can do its job, for a service's start-up or health
+// check: New accepts a Config with fields left empty (the seed made every
+// field optional), so a missing AppID or a wrong AppSecret would otherwise
+// show only on the first request. Check reports a missing AppID, then gets
+// one access_token (from memory, the store, or WeChat) and returns what
+// stops it, typed: an *APIError (IsConfigError for a wrong AppID or
+// AppSecret, an IP outside the whitelist), a *LimitError, a store error,
+// ctx's error. nil means the Conf holds a valid access_token.
+func (c *Conf) Check(ctx context.Context) error {
+	if c.cfg.AppID == "" {
+		return errMissing("AppID", "keep an access_token")
+	}
+	_, err := c.AccessToken(ctx)
+	return err
+}
+
 // String describes c without its secrets.
 func (c *Conf) String() string { return "core.Conf" + c.cfg.String()[len("core.Config"):] }
 
@@ -250,7 +266,7 @@ func (cr *credential) refreshAhead(h *held, now int64) {
 // started it (see reason).
 func (cr *credential) refresh(ctx context.Context, stale string, why reason, cause error) (Token, error) {
 	if err := ctx.Err(); err != nil {
-		return Token{}, fmt.Errorf("wechatconf: %s: %w", cr.name, err)
+		return Token{}, wrapErr(err, cr.name)
 	}
 	for joined := false; ; joined = true {
 		cr.mu.Lock()
@@ -269,7 +285,7 @@ func (cr *credential) refresh(ctx context.Context, stale string, why reason, cau
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			return Token{}, fmt.Errorf("wechatconf: %s: %w", cr.name, ctx.Err())
+			return Token{}, wrapErr(ctx.Err(), cr.name)
 		}
 		// A flight started for another stale value, or for a weaker reason
 		// (an expiry refresh cannot force), can bring back the very token
@@ -301,7 +317,7 @@ func (cr *credential) run(ctx context.Context, f *flight) {
 	select {
 	case r = <-done:
 	case <-ctx.Done():
-		r.err = fmt.Errorf("wechatconf: refresh %s: the store did not answer within RefreshTimeout (%v): %w", cr.name, cr.conf.cfg.RefreshTimeout, ctx.Err())
+		r.err = wrapErr(ctx.Err(), "refresh %s: the store did not answer within RefreshTimeout (%v)", cr.name, cr.conf.cfg.RefreshTimeout)
 	}
 	cr.mu.Lock()
 	if r.err == nil {
@@ -356,7 +372,7 @@ func (cr *credential) usable(t Token, now time.Time) bool {
 func (cr *credential) load(ctx context.Context, f *flight) (Token, error) {
 	cfg := &cr.conf.cfg
 	if cfg.AppID == "" {
-		return Token{}, errMissing("AppID", "keep a "+cr.name)
+		return Token{}, errMissing("AppID", "keep the "+cr.name)
 	}
 	store := cfg.Store
 	stored, err := store.Get(ctx, cr.key)
@@ -365,7 +381,7 @@ func (cr *credential) load(ctx context.Context, f *flight) (Token, error) {
 	case errors.Is(err, ErrNotFound):
 		stored = Token{}
 	case ctx.Err() != nil:
-		return Token{}, fmt.Errorf("wechatconf: %s: reading the store: %w", cr.name, err)
+		return Token{}, wrapErr(err, "%s: reading the store", cr.name)
 	default:
 		// A corrupt value or a passing fault: Refresh decides, and repairs
 		// a corrupt value.
@@ -383,21 +399,21 @@ func (cr *credential) load(ctx context.Context, f *flight) (Token, error) {
 	for retried := false; ; retried = true {
 		if cr.dep != nil {
 			if dep, err = cr.dep.get(ctx); err != nil {
-				return Token{}, fmt.Errorf("wechatconf: refresh %s: %w", cr.name, err)
+				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
 		}
 		var tok Token
 		tok, err = cr.refreshStore(ctx, f, stale, dep)
 		if err == nil || retried || cr.dep == nil || !IsInvalidCredential(err) {
 			if err != nil {
-				return Token{}, fmt.Errorf("wechatconf: refresh %s: %w", cr.name, err)
+				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
 			cfg.Logger.Info("wechatconf: refreshed", "credential", cr.name, "expires_at", tok.ExpiresAt)
 			return tok, nil
 		}
 		cfg.Logger.Info("wechatconf: "+cr.dep.name+" rejected while fetching; compare-and-refresh", "credential", cr.name, "errcode", asAPIError(err).Code)
 		if _, rerr := cr.dep.refresh(ctx, dep.Value, reasonRejected, err); rerr != nil {
-			return Token{}, fmt.Errorf("wechatconf: refresh %s: %w (refreshing the %s after errcode %d)", cr.name, rerr, cr.dep.name, asAPIError(err).Code)
+			return Token{}, wrapErr(rerr, "refresh %s: refreshing the %s after errcode %d", cr.name, cr.dep.name, asAPIError(err).Code)
 		}
 	}
 }

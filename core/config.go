@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
@@ -209,6 +210,15 @@ func (c *Config) validate() error {
 			c.EncryptMode = Safe
 		}
 	case Normal, Compatible, Safe:
+		// Set on purpose: this Conf receives messages, which needs Token
+		// (every push is signed with it), and an EncodingAESKey in the
+		// modes that encrypt.
+		if c.Token == "" {
+			return fmt.Errorf("wechatconf: EncryptMode %q is set, so this Conf receives messages, which needs Config.Token (the server-configuration Token that signs every push)", c.EncryptMode)
+		}
+		if c.EncryptMode != Normal && c.EncodingAESKey == "" {
+			return fmt.Errorf("wechatconf: EncryptMode %q needs Config.EncodingAESKey (the 43-character key from the admin console) to decrypt pushes", c.EncryptMode)
+		}
 	default:
 		return fmt.Errorf("wechatconf: unknown EncryptMode %q (want %q, %q or %q)", c.EncryptMode, Normal, Compatible, Safe)
 	}
@@ -253,6 +263,9 @@ func (c *Config) validate() error {
 	}
 	for len(c.BaseURL) > 0 && c.BaseURL[len(c.BaseURL)-1] == '/' {
 		c.BaseURL = c.BaseURL[:len(c.BaseURL)-1]
+	}
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("wechatconf: BaseURL %q is not an http(s) URL of a host (like %s)", c.BaseURL, DefaultBaseURL)
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 15 * time.Second}

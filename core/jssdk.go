@@ -5,9 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -25,20 +25,21 @@ type JSSDKConfig struct {
 // JSSDKConfig returns the wx.config parameters for the page at pageURL:
 // the AppID, a fresh timestamp and nonceStr, and their signature made with
 // the jsapi_ticket that c keeps valid (see JSAPITicket). pageURL is the
-// page's full URL as the browser has it (location.href); its #fragment, if
-// any, is removed, and nothing else is changed. Config.AppID is required,
+// page's full URL as the browser has it (location.href), an absolute http
+// or https URL (anything else is an error); its #fragment, if any, is
+// removed, and nothing else is changed. Config.AppID is required,
 // and whatever JSAPITicket needs.
 func (c *Conf) JSSDKConfig(ctx context.Context, pageURL string) (JSSDKConfig, error) {
 	pageURL = stripFragment(pageURL)
-	if pageURL == "" {
-		return JSSDKConfig{}, errors.New("wechatconf: JSSDKConfig: the page URL is empty")
+	if u, err := url.Parse(pageURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return JSSDKConfig{}, fmt.Errorf("wechatconf: JSSDKConfig: the page URL %q is not an absolute http(s) URL (pass the page's location.href)", pageURL)
 	}
 	if c.cfg.AppID == "" {
 		return JSSDKConfig{}, errMissing("AppID", "sign JS-SDK configurations")
 	}
 	ticket, err := c.JSAPITicket(ctx)
 	if err != nil {
-		return JSSDKConfig{}, fmt.Errorf("wechatconf: JSSDKConfig: %w", err)
+		return JSSDKConfig{}, wrapErr(err, "JSSDKConfig")
 	}
 	nonce := rand.Text()[:16]
 	ts := c.now().Unix()

@@ -66,13 +66,15 @@ func TestJSSDKConfig(t *testing.T) {
 	}
 }
 
-// TestJSSDKConfigErrors tests that an empty URL and a missing AppID are
+// TestJSSDKConfigErrors tests that a URL that is not absolute http(s) and a missing AppID are
 // errors that say so, and that a ticket failure is passed on.
 func TestJSSDKConfigErrors(t *testing.T) {
 	s := newServer(t)
 	c := newConf(t, s, nil)
-	if _, err := c.JSSDKConfig(t.Context(), "#only-a-fragment"); err == nil || !strings.Contains(err.Error(), "page URL is empty") {
-		t.Errorf("JSSDKConfig(empty URL): %v", err)
+	for _, bad := range []string{"", "#only-a-fragment", "/relative/page", "mp.weixin.qq.com/page", "ftp://example.com/page", "javascript:alert(1)"} {
+		if _, err := c.JSSDKConfig(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "not an absolute http(s) URL") {
+			t.Errorf("JSSDKConfig(%q): %v, want an error naming an absolute http(s) URL", bad, err)
+		}
 	}
 	noApp := newConf(t, s, func(cfg *core.Config) { cfg.AppID = "" })
 	if _, err := noApp.JSSDKConfig(t.Context(), "https://example.com/"); err == nil || !strings.Contains(err.Error(), "Config.AppID is required") {

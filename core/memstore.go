@@ -24,15 +24,15 @@ const MaxKeyLen = 256
 func ValidateKey(key string) error {
 	switch {
 	case key == "":
-		return errors.New("wechatconf: empty key")
+		return errors.New("empty key")
 	case len(key) > MaxKeyLen:
-		return fmt.Errorf("wechatconf: key of %d bytes is longer than %d", len(key), MaxKeyLen)
+		return fmt.Errorf("key of %d bytes is longer than %d", len(key), MaxKeyLen)
 	case !utf8.ValidString(key):
-		return fmt.Errorf("wechatconf: key %q is not valid UTF-8", key)
+		return fmt.Errorf("key %q is not valid UTF-8", key)
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] == 0 {
-			return fmt.Errorf("wechatconf: key %q contains NUL", key)
+			return fmt.Errorf("key %q contains NUL", key)
 		}
 	}
 	return nil

@@ -83,7 +83,7 @@ func (c *Conf) VerifyURL(query url.Values) (echostr string, err error) {
 		return "", errMissing("Token", "verify signatures")
 	}
 	if err := c.checkSignature(query); err != nil {
-		return "", fmt.Errorf("wechatconf: verify URL: %w", err)
+		return "", wrapErr(err, "verify URL")
 	}
 	if !query.Has("echostr") {
 		return "", ErrNoEchostr
@@ -130,7 +130,7 @@ func (c *Conf) ParseMessage(r *http.Request) (*Message, error) {
 func (c *Conf) ReadMessage(query url.Values, body io.Reader) (*Message, error) {
 	m, err := c.readMessage(query, body)
 	if err != nil {
-		return nil, fmt.Errorf("wechatconf: receive message: %w", err)
+		return nil, wrapErr(err, "receive message")
 	}
 	return m, nil
 }
@@ -229,7 +229,7 @@ func (m *Message) Reply(plaintextXML []byte) ([]byte, error) {
 	ts := strconv.FormatInt(m.conf.now().Unix(), 10)
 	out, err := m.crypter.EncryptMessage(plaintextXML, ts, newNonce())
 	if err != nil {
-		return nil, fmt.Errorf("wechatconf: reply: %w", err)
+		return nil, wrapErr(err, "reply")
 	}
 	return out, nil
 }

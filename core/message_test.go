@@ -232,12 +232,10 @@ func TestReadMessageModes(t *testing.T) {
 		{"NormalEncryptedNoKey", core.Normal, noKey, pushA.query(true), pushA.body(), "", false, nil, "Config.EncodingAESKey is required to decrypt messages"},
 		{"CompatiblePlain", core.Compatible, nil, plainQ, plain, plain, false, nil, ""},
 		{"CompatibleEncrypted", core.Compatible, nil, pushA.query(true), compatBody, pushA.plain, true, nil, ""},
-		{"CompatibleEncryptedNoKey", core.Compatible, noKey, pushA.query(true), compatBody, "", false, nil, "Config.EncodingAESKey is required to decrypt messages"},
 		{"SafeEncrypted", core.Safe, nil, pushA.query(true), pushA.body(), pushA.plain, true, nil, ""},
 		{"SafeRefusesPlain", core.Safe, nil, plainQ, plain, "", false, msgcrypt.ErrNoEncrypt, ""},
 		{"SafeRefusesRaw", core.Safe, nil, withParam(plainQ, "encrypt_type", "raw"), plain, "", false, msgcrypt.ErrNoEncrypt, ""},
 		{"SafeRefusesPlainBodyMarkedAES", core.Safe, nil, pushA.query(true), plain, "", false, msgcrypt.ErrNoEncrypt, ""},
-		{"SafeNoKey", core.Safe, noKey, pushA.query(true), pushA.body(), "", false, nil, "Config.EncodingAESKey is required to receive messages in safe mode"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := msgConf(t, pushA, tt.mode, tt.edit)

@@ -28,19 +28,19 @@ type FetchFunc func(ctx context.Context) (Token, error)
 
 // ErrNotFound is returned (possibly wrapped) by TokenStore.Get when no token is
 // stored under the key. Test for it with errors.Is.
-var ErrNotFound = errors.New("wechatconf: token not found")
+var ErrNotFound = errors.New("token not found")
 
 // ErrLockLost is returned (wrapped) by TokenStore.Refresh when the caller's
 // lock expired or was taken over before the fetched token could be written.
 // Nothing was written: a newer token written by the new lock holder survives.
 // Test for it with errors.Is.
-var ErrLockLost = errors.New("wechatconf: refresh lock lost before the write")
+var ErrLockLost = errors.New("refresh lock lost before the write")
 
 // ErrEmptyToken is wrapped by the error TokenStore.Set returns for a Token
 // whose Value is empty: "no token" is never stored, on any store, so that a
 // reader can never mistake it for a credential. Nothing is written. Test for
 // it with errors.Is.
-var ErrEmptyToken = errors.New("wechatconf: refusing to store a token with an empty value")
+var ErrEmptyToken = errors.New("refusing to store a token with an empty value")
 
 // TokenStore keeps tokens under string keys and serialises their refresh
 // across every process that shares the store. The store decides the
