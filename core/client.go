@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
@@ -197,7 +198,7 @@ func (c *Conf) doWithToken(ctx context.Context, req request, out any) error {
 		if retried || !IsInvalidCredential(err) {
 			return err
 		}
-		c.cfg.Logger.Info("wechatconf: access_token rejected; compare-and-refresh", "path", req.path, "errcode", asAPIError(err).Code)
+		c.access.logEvent(slog.LevelInfo, EventRejected, slog.String("path", req.path), slog.Int("errcode", asAPIError(err).Code))
 		if _, rerr := c.access.refresh(ctx, tok.Value, reasonRejected, err); rerr != nil {
 			return wrapErr(rerr, "%s: refreshing the access_token after errcode %d", req.path, asAPIError(err).Code)
 		}
@@ -213,7 +214,7 @@ func (c *Conf) call(ctx context.Context, req request, out any) error {
 			return err
 		}
 		delay := c.backoff(attempt)
-		c.cfg.Logger.Debug("wechatconf: retrying", "path", req.path, "attempt", attempt+1, "delay", delay, "error", err)
+		c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, EventRetry, slog.String("path", req.path), slog.Int("attempt", attempt+1), slog.Duration("delay", delay), slog.String("error", err.Error()))
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

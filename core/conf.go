@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,9 +250,9 @@ func (cr *credential) refreshAhead(h *held, now int64) {
 		t, err := cr.refresh(context.Background(), h.Value, reasonExpiry, nil)
 		switch {
 		case err != nil:
-			cr.conf.cfg.Logger.Warn("wechatconf: background refresh failed; serving the current token", "credential", cr.name, "expires_at", h.ExpiresAt, "error", err)
+			cr.logEvent(slog.LevelWarn, EventBackgroundRefreshFailed, slog.Time("expires_at", h.ExpiresAt), slog.String("error", err.Error()))
 		case t.Value == h.Value:
-			cr.conf.cfg.Logger.Info("wechatconf: background refresh brought no newer token", "credential", cr.name, "expires_at", t.ExpiresAt)
+			cr.logEvent(slog.LevelDebug, EventNoNewer, slog.Time("expires_at", t.ExpiresAt))
 		default:
 			return
 		}
@@ -385,10 +386,11 @@ func (cr *credential) load(ctx context.Context, f *flight) (Token, error) {
 	default:
 		// A corrupt value or a passing fault: Refresh decides, and repairs
 		// a corrupt value.
-		cfg.Logger.Warn("wechatconf: reading the store failed; refreshing through it", "credential", cr.name, "key", cr.key, "error", err)
+		cr.logEvent(slog.LevelWarn, EventStoreError, append([]slog.Attr{slog.String("op", "get")}, errAttrs(err)...)...)
 		stored = Token{}
 	}
 	if stored = cr.seed(ctx, stored); stored.Value != f.stale && cr.usable(stored, cr.conf.now()) {
+		cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", stored.ExpiresAt))
 		return stored, nil
 	}
 	stale := f.stale
@@ -408,12 +410,12 @@ func (cr *credential) load(ctx context.Context, f *flight) (Token, error) {
 			if err != nil {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
-			cfg.Logger.Info("wechatconf: refreshed", "credential", cr.name, "expires_at", tok.ExpiresAt)
 			return tok, nil
 		}
-		cfg.Logger.Info("wechatconf: "+cr.dep.name+" rejected while fetching; compare-and-refresh", "credential", cr.name, "errcode", asAPIError(err).Code)
+		code := asAPIError(err).Code
+		cr.dep.logEvent(slog.LevelInfo, EventRejected, slog.String("path", asAPIError(err).Path), slog.Int("errcode", code))
 		if _, rerr := cr.dep.refresh(ctx, dep.Value, reasonRejected, err); rerr != nil {
-			return Token{}, wrapErr(rerr, "refresh %s: refreshing the %s after errcode %d", cr.name, cr.dep.name, asAPIError(err).Code)
+			return Token{}, wrapErr(rerr, "refresh %s: refreshing the %s after errcode %d", cr.name, cr.dep.name, code)
 		}
 	}
 }
@@ -425,19 +427,27 @@ func (cr *credential) load(ctx context.Context, f *flight) (Token, error) {
 // token returned; only when there is none is the error returned.
 func (cr *credential) refreshStore(ctx context.Context, f *flight, stale string, dep Token) (Token, error) {
 	store := cr.conf.cfg.Store
-	tok, err := store.Refresh(ctx, cr.key, stale, cr.fetcher(f, stale, dep))
+	var called bool // the fetch ran: its outcome is logged by the fetch
+	tok, err := store.Refresh(ctx, cr.key, stale, cr.fetcher(f, stale, dep, &called))
 	if err == nil && !cr.usable(tok, cr.conf.now()) && tok.Value != stale {
 		// The store returned a token someone else wrote, but it is too old
 		// to serve: replace that one.
-		tok, err = store.Refresh(ctx, cr.key, tok.Value, cr.fetcher(f, tok.Value, dep))
+		tok, err = store.Refresh(ctx, cr.key, tok.Value, cr.fetcher(f, tok.Value, dep, &called))
 	}
 	if errors.Is(err, ErrLockLost) {
 		lost := err
-		cr.conf.cfg.Logger.Info("wechatconf: refresh lock lost; reading the new holder's token", "credential", cr.name, "error", err)
-		tok, err = store.Refresh(ctx, cr.key, stale, func(context.Context) (Token, error) { return Token{}, lost })
+		cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
+		called = false
+		tok, err = store.Refresh(ctx, cr.key, stale, func(context.Context) (Token, error) { called = true; return Token{}, lost })
 	}
-	if err != nil {
+	switch {
+	case err != nil && !called:
+		cr.logEvent(slog.LevelWarn, EventStoreError, append([]slog.Attr{slog.String("op", "refresh")}, errAttrs(err)...)...)
 		return Token{}, err
+	case err != nil:
+		return Token{}, err
+	case !called:
+		cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt))
 	}
 	if !cr.usable(tok, cr.conf.now()) {
 		return Token{}, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
@@ -450,29 +460,30 @@ func (cr *credential) refreshStore(ctx context.Context, f *flight, stale string,
 // rejected token that WeChat hands back unchanged, escalates once to a
 // forced call. Because it runs under the lock and only while the store
 // still holds the stale value, a fleet escalates once per rejected token.
-// stored is the value the store holds (the Refresh call's stale).
-func (cr *credential) fetcher(f *flight, stored string, dep Token) FetchFunc {
+// stored is the value the store holds (the Refresh call's stale); *called
+// is set when the FetchFunc runs.
+func (cr *credential) fetcher(f *flight, stored string, dep Token, called *bool) FetchFunc {
 	cfg := &cr.conf.cfg
 	return func(ctx context.Context) (Token, error) {
+		*called = true
 		now := cr.conf.now()
 		if err := cr.lim.admit(cfg, cr.name, f.why, f.cause, now); err != nil {
-			return Token{}, err
+			return Token{}, cr.limited(err)
 		}
 		force := f.why == reasonForced && cr.canForce
 		if force {
 			if err := cr.lim.takeForce(cfg, cr.name, now); err != nil {
-				return Token{}, err
+				return Token{}, cr.limited(err)
 			}
+			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "requested"))
 		}
-		tok, err := cr.fetch(ctx, dep, force)
-		cr.lim.result(cfg, err, force, now)
+		tok, err := cr.call(ctx, f.why, dep, force, now)
 		if err == nil && !force && f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale && cr.canForce {
-			cfg.Logger.Warn("wechatconf: WeChat handed back the token it rejected; forcing a new one", "credential", cr.name)
 			if err := cr.lim.takeForce(cfg, cr.name, now); err != nil {
-				return Token{}, err
+				return Token{}, cr.limited(err)
 			}
-			tok, err = cr.fetch(ctx, dep, true)
-			cr.lim.result(cfg, err, true, now)
+			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "rejected token handed back"))
+			tok, err = cr.call(ctx, f.why, dep, true, now)
 		}
 		if err == nil && tok.Value != stored {
 			// A newly issued token: its time to expiry is its lifetime
@@ -482,6 +493,30 @@ func (cr *credential) fetcher(f *flight, stored string, dep Token) FetchFunc {
 		}
 		return tok, err
 	}
+}
+
+// call makes one token call, records its outcome for the limits and logs
+// it (EventFetched or EventFetchFailed).
+func (cr *credential) call(ctx context.Context, why reason, dep Token, force bool, now time.Time) (Token, error) {
+	start := time.Now()
+	tok, err := cr.fetch(ctx, dep, force)
+	latency := time.Since(start)
+	cr.lim.result(&cr.conf.cfg, err, force, now)
+	if err != nil {
+		cr.logEvent(slog.LevelWarn, EventFetchFailed, append(fetchAttrs(why, force, latency), errAttrs(err)...)...)
+		return Token{}, err
+	}
+	cr.logEvent(slog.LevelInfo, EventFetched, append(fetchAttrs(why, force, latency), slog.Time("expires_at", tok.ExpiresAt))...)
+	return tok, nil
+}
+
+// limited logs EventLimited for a *LimitError and returns it.
+func (cr *credential) limited(err error) error {
+	var le *LimitError
+	if errors.As(err, &le) {
+		cr.logEvent(slog.LevelWarn, EventLimited, slog.String("limit", le.Limit), slog.Time("until", le.Until), slog.String("error", err.Error()))
+	}
+	return err
 }
 
 // seed handles the initial value of Config (the seed's way 1) the first
@@ -496,7 +531,8 @@ func (cr *credential) seed(ctx context.Context, stored Token) Token {
 		return stored
 	}
 	if err := cr.conf.cfg.Store.Set(ctx, cr.key, init); err != nil {
-		cr.conf.cfg.Logger.Warn("wechatconf: could not write the initial value to the store; serving it from memory", "credential", cr.name, "error", err)
+		// Served from memory all the same.
+		cr.logEvent(slog.LevelWarn, EventStoreError, append([]slog.Attr{slog.String("op", "set")}, errAttrs(err)...)...)
 	}
 	return init
 }

@@ -105,8 +105,10 @@ type Config struct {
 	BaseURL string
 	// HTTPClient makes the calls; default a client with a 15 s timeout.
 	HTTPClient *http.Client
-	// Logger receives refresh and retry events (never a credential); nil
-	// is silent.
+	// Logger receives the Conf's events (see the package doc, "Events":
+	// EventFetched, EventAdopted, …; never a credential). nil sends the
+	// events of level Warn and above (failures) to slog.Default() and
+	// drops the rest.
 	Logger *slog.Logger
 
 	// RefreshAhead is how long before ExpiresAt a background refresh starts
@@ -271,7 +273,7 @@ func (c *Config) validate() error {
 		c.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.New(defaultWarnHandler{})
 	}
 	setDefault(&c.RefreshAhead, 5*time.Minute)
 	setDefault(&c.ExpiryMargin, time.Minute)

@@ -86,6 +86,33 @@
 // a valid access_token before it takes the ticket's lock, so no store lock
 // (for PostgreSQL, no pooled connection) is held while waiting for another.
 //
+// # Events
+//
+// A Conf logs what it does as distinct events through Config.Logger (a
+// *slog.Logger): the record's message is the event's name, its attributes
+// are documented with each name, and both are an interface that changes
+// only with a major version. Every event of a credential carries
+// "credential" and "key".
+//
+//	event                               level  when
+//	EventFetched (wechatconf.fetched)   Info   this Conf got a credential from WeChat ("reason", "forced", "latency", "expires_at")
+//	EventFetchFailed                    Warn   a token call failed ("reason", "forced", "latency", "error", "errcode")
+//	EventAdopted                        Info   a credential another instance wrote was taken from the store
+//	EventForced                         Warn   a force_refresh is made ("why")
+//	EventRejected                       Info   WeChat rejected a credential ("path", "errcode")
+//	EventLimited                        Warn   a limit held a token call back ("limit", "until", "error")
+//	EventStoreError                     Warn   the TokenStore failed ("op", "error")
+//	EventLockLost                       Info   the store's lock went to another holder ("error")
+//	EventBackgroundRefreshFailed        Warn   a refresh ahead of expiry failed ("expires_at", "error")
+//	EventNoNewer                        Debug  a refresh ahead of expiry brought the same credential back
+//	EventRetry                          Debug  a WeChat call is retried ("path", "attempt", "delay", "error")
+//
+// Across a fleet, EventFetched counts token calls: an instance that takes
+// a token another one fetched logs EventAdopted instead. With a nil Logger
+// the events of level Warn and above go to slog.Default() (failures are
+// visible by default) and the rest are dropped. No attribute holds a
+// credential.
+//
 // # Decisions
 //
 //   - Conf is configured with a Config struct whose zero values are the
@@ -102,9 +129,17 @@
 //     exponential backoff within ctx; configuration errors (40013, 40125,
 //     40164, 41002, 41004, 89503) and 45009 never are, say what to fix, and
 //     start Config.ErrorBackoff.
-//   - The AppSecret never appears in an error, a log line or a printed
-//     Config: URLs inside *url.Error are redacted, replies echoing it are
-//     scrubbed, and Config/Conf print it as REDACTED.
+//   - No secret (the AppSecret, an access_token, a ticket) appears in an
+//     error or a log line, whole or in part: what an error keeps of a reply
+//     or a URL is redacted before it is cut short (the values of every
+//     credential parameter, in query and JSON form, and every run of six
+//     or more characters of the AppSecret or the request's token), and the
+//     errors keep their types (*APIError, *ReplyError, *url.Error), so the
+//     predicates and retries still work. Config and Conf print the
+//     AppSecret as REDACTED.
+//   - Every error starts with "wechatconf: " once, however deep its chain;
+//     the sentinels (ErrNotFound, ErrLockLost, ErrCorrupt, ErrEmptyToken)
+//     carry no prefix of their own, since stores wrap them.
 //
 // # Messages and JS-SDK
 //

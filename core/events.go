@@ -1,0 +1,134 @@
+package core
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// The events a Conf logs: each is the message of one slog record, with the
+// attributes listed. They are an interface: names and attributes change
+// only with a new major version. No attribute ever holds a credential
+// (token, ticket, AppSecret); "error" values are redacted at the source.
+//
+// Every event of a credential carries "credential" ("access_token",
+// "jsapi_ticket" or "wx_card_ticket") and "key" (its store key).
+const (
+	// EventFetched (Info): this Conf got a new credential from WeChat.
+	// Across a fleet, counting these counts token calls. Attributes:
+	// "reason" ("expiry", "rejected" or "forced"), "forced" (bool:
+	// stable_token with force_refresh), "latency" (duration of the call,
+	// retries included), "expires_at" (time).
+	EventFetched = "wechatconf.fetched"
+	// EventFetchFailed (Warn): a token call failed. Attributes: "reason",
+	// "forced", "latency", "error", and "errcode" (int) for an *APIError.
+	EventFetchFailed = "wechatconf.fetch_failed"
+	// EventAdopted (Info): this Conf took a credential another instance
+	// (or an earlier run) wrote to the store, without a token call.
+	// Attributes: "expires_at".
+	EventAdopted = "wechatconf.adopted"
+	// EventForced (Warn): a forced refresh is about to be made. Attribute
+	// "why": "requested" (ForceRefreshAccessToken) or "rejected token
+	// handed back" (stable_token returned the token WeChat rejected).
+	EventForced = "wechatconf.forced"
+	// EventRejected (Info): WeChat rejected a credential (40001, 40014,
+	// 42001); a compare-and-refresh follows. Attributes: "path" (the API
+	// that rejected it), "errcode".
+	EventRejected = "wechatconf.rejected"
+	// EventLimited (Warn): a token call was held back by a limit (see
+	// LimitError). Attributes: "limit" (the Config field), "until" (time),
+	// "error".
+	EventLimited = "wechatconf.limited"
+	// EventStoreError (Warn): the TokenStore failed. Attributes: "op"
+	// ("get", "set" or "refresh"), "error".
+	EventStoreError = "wechatconf.store_error"
+	// EventLockLost (Info): this Conf's refresh lost the store's lock to
+	// another holder (ErrLockLost); the store is read again. Attribute
+	// "error".
+	EventLockLost = "wechatconf.lock_lost"
+	// EventBackgroundRefreshFailed (Warn): a refresh ahead of expiry failed;
+	// the current credential is still served until ExpiryMargin.
+	// Attributes: "expires_at" (of the current one), "error".
+	EventBackgroundRefreshFailed = "wechatconf.background_refresh_failed"
+	// EventNoNewer (Debug): a refresh ahead of expiry brought the same
+	// credential back (stable_token before its hand-over); retried in 15 s.
+	// Attribute "expires_at".
+	EventNoNewer = "wechatconf.no_newer"
+	// EventRetry (Debug): a WeChat call is retried after a busy reply, a
+	// 5xx or a network error. Attributes: "path", "attempt" (1 for the
+	// first retry), "delay", "error".
+	EventRetry = "wechatconf.retry"
+)
+
+// reasonName is the "reason" attribute of why.
+func (why reason) String() string {
+	switch why {
+	case reasonRejected:
+		return "rejected"
+	case reasonForced:
+		return "forced"
+	}
+	return "expiry"
+}
+
+// logEvent logs event for cr at level with attrs after the credential's.
+func (cr *credential) logEvent(level slog.Level, event string, attrs ...slog.Attr) {
+	l := cr.conf.cfg.Logger
+	ctx := context.Background()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	all := make([]slog.Attr, 0, len(attrs)+2)
+	all = append(all, slog.String("credential", cr.name), slog.String("key", cr.key))
+	l.LogAttrs(ctx, level, event, append(all, attrs...)...)
+}
+
+// errAttrs returns "error" and, for an *APIError, "errcode".
+func errAttrs(err error) []slog.Attr {
+	attrs := []slog.Attr{slog.String("error", err.Error())}
+	if e := asAPIError(err); e != nil {
+		attrs = append(attrs, slog.Int("errcode", e.Code))
+	}
+	return attrs
+}
+
+// fetchAttrs are the attributes of EventFetched and EventFetchFailed.
+func fetchAttrs(why reason, forced bool, latency time.Duration) []slog.Attr {
+	return []slog.Attr{slog.String("reason", why.String()), slog.Bool("forced", forced), slog.Duration("latency", latency)}
+}
+
+// defaultWarnHandler is the handler of a Conf built without a Logger: the
+// records of level Warn and above go to slog.Default() (read at each
+// record, so a later slog.SetDefault is followed); the rest are dropped.
+// Failures are thus visible by default, and the chatter is not.
+type defaultWarnHandler struct{}
+
+func (defaultWarnHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && slog.Default().Handler().Enabled(ctx, l)
+}
+
+func (defaultWarnHandler) Handle(ctx context.Context, r slog.Record) error {
+	return slog.Default().Handler().Handle(ctx, r)
+}
+
+func (defaultWarnHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevelHandler{slog.Default().Handler().WithAttrs(attrs)}
+}
+
+func (defaultWarnHandler) WithGroup(name string) slog.Handler {
+	return minLevelHandler{slog.Default().Handler().WithGroup(name)}
+}
+
+// minLevelHandler passes records of level Warn and above to h.
+type minLevelHandler struct{ h slog.Handler }
+
+func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && m.h.Enabled(ctx, l)
+}
+func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevelHandler{m.h.WithAttrs(attrs)}
+}
+func (m minLevelHandler) WithGroup(name string) slog.Handler {
+	return minLevelHandler{m.h.WithGroup(name)}
+}
