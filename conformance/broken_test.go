@@ -32,6 +32,7 @@ var brokenStores = []brokenCase{
 	{"IgnoresStale", inProcess(newTestStore(ignoresStale)), []string{"RefreshSkipsFetchWhenValueChanged"}},
 	{"SecondsExpiry", inProcess(secondsGet{newTestStore(lockedFenced)}), []string{"ExpiresAtMillisecondPrecision"}},
 	{"CoarsePoll", inProcess(newTestStore(coarsePoll)), []string{"RefreshWakesWaitersPromptly"}},
+	{"StoresEmpty", inProcess(&storesEmpty{TokenStore: newTestStore(lockedFenced)}), []string{"EmptyValueNeverStored"}},
 	// Waiters that miss the release hang until their ctx ends: the
 	// watchdog (shortened in the child) must fail the check and cancel it.
 	{"LostWakeup", inProcess(newTestStore(lostWakeup)), []string{"RefreshHerdFetchesOnce", "RefreshWakesWaitersPromptly"}},

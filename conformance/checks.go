@@ -343,6 +343,60 @@ func testRefreshFetchErrorWritesNothing(t *testing.T, f *fixture) {
 	}
 }
 
+// testEmptyValueNeverStored tests that an empty value is never stored: Set
+// of a Token with an empty Value, with or without an ExpiresAt, fails with
+// an error wrapping core.ErrEmptyToken and writes nothing (a stored token
+// stays, an absent key stays absent); a Refresh whose fetch returns a token
+// with an empty Value fails, writes nothing and releases the lock (the
+// next Refresh fetches promptly).
+func testEmptyValueNeverStored(t *testing.T, f *fixture) {
+	s := f.store()
+	absent, stored := f.key("absent"), f.key("stored")
+	old := token("old")
+	f.set(s, stored, old)
+	stales := map[string]string{absent: "", stored: old.Value}
+	empties := []core.Token{{}, {ExpiresAt: time.Now().Add(2 * time.Hour).Truncate(time.Second)}}
+
+	for _, key := range []string{absent, stored} {
+		for _, e := range empties {
+			if err := s.Set(f.ctx, key, e); !errors.Is(err, core.ErrEmptyToken) {
+				t.Errorf("Set(%q, %s): %v, want an error wrapping core.ErrEmptyToken (an empty value is never stored)", key, fmtToken(e), err)
+			}
+		}
+	}
+	f.wantNotFound(s, absent, "a Set of an empty value writes nothing")
+	f.wantStored(s, stored, old, "a Set of an empty value writes nothing")
+
+	for _, key := range []string{absent, stored} {
+		stale := stales[key]
+		for _, e := range empties {
+			var c fetchCounter
+			got, err := s.Refresh(f.ctx, key, stale, c.returning(e))
+			switch {
+			case c.n() != 1:
+				t.Errorf("Refresh(%q, stale=%q): fetch ran %d times, want 1 (rule 3: the stored value equals stale or is absent)", key, stale, c.n())
+			case err == nil:
+				t.Errorf("Refresh(%q, stale=%q) whose fetch returned %s = %s, nil; want an error (an empty value is never stored)", key, stale, fmtToken(e), fmtToken(got))
+			}
+		}
+	}
+	f.wantNotFound(s, absent, "a Refresh whose fetch returned an empty value writes nothing")
+	f.wantStored(s, stored, old, "a Refresh whose fetch returned an empty value writes nothing")
+
+	// The lock must be free: a Refresh now fetches at once, well before a
+	// leaked lock's lease would run out.
+	for _, key := range []string{absent, stored} {
+		stale := stales[key]
+		ctx, cancel := context.WithTimeout(f.ctx, f.h.Lease/2)
+		var c fetchCounter
+		_, err := s.Refresh(ctx, key, stale, c.returning(token("after-empty")))
+		cancel()
+		if err != nil || c.n() != 1 {
+			t.Errorf("Refresh(%q, stale=%q) after a fetch that returned an empty value: fetch ran %d times, err %v; want 1 fetch within %v (the lock is released)", key, stale, c.n(), err, f.h.Lease/2)
+		}
+	}
+}
+
 // holder is a Refresh running in the background whose fetch blocks until the
 // check lets it return.
 type holder struct {

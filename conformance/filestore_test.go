@@ -106,11 +106,14 @@ func (s *fileStore) Get(ctx context.Context, key string) (core.Token, error) {
 	if err := json.Unmarshal(b, &ft); err != nil {
 		return core.Token{}, fmt.Errorf("filestore: get %q: %v", key, err)
 	}
+	if ft.V == "" {
+		return core.Token{}, fmt.Errorf("filestore: get %q: %w: empty value", key, core.ErrCorrupt)
+	}
 	return core.Token{Value: ft.V, ExpiresAt: time.UnixMilli(ft.MS)}, nil
 }
 
 func (s *fileStore) Set(ctx context.Context, key string, t core.Token) error {
-	if err := check(ctx, key); err != nil {
+	if err := core.CheckSet(ctx, key, t); err != nil {
 		return err
 	}
 	return s.write(key, t)
@@ -150,7 +153,7 @@ func (s *fileStore) Refresh(ctx context.Context, key, stale string, fetch core.F
 	defer s.release(key, id)
 	cur, err := s.Get(ctx, key)
 	switch {
-	case errors.Is(err, core.ErrNotFound):
+	case errors.Is(err, core.ErrNotFound), errors.Is(err, core.ErrCorrupt):
 	case err != nil:
 		return core.Token{}, err
 	case cur.Value != stale:
@@ -161,6 +164,9 @@ func (s *fileStore) Refresh(ctx context.Context, key, stale string, fetch core.F
 	cancel()
 	if err != nil {
 		return core.Token{}, err
+	}
+	if t.Value == "" {
+		return core.Token{}, fmt.Errorf("filestore: refresh %q: fetch returned an empty token", key)
 	}
 	err = s.critical(func() error {
 		if holder, _ := s.readLock(key); holder != id {

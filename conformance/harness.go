@@ -97,6 +97,7 @@ var checks = []check{
 	{"RefreshFetchesWhenValueIsStale", testRefreshFetchesWhenValueIsStale},
 	{"RefreshFetchesWhenNothingStored", testRefreshFetchesWhenNothingStored},
 	{"RefreshFetchErrorWritesNothing", testRefreshFetchErrorWritesNothing},
+	{"EmptyValueNeverStored", testEmptyValueNeverStored},
 	{"RefreshLocksArePerKey", testRefreshLocksArePerKey},
 	{"RefreshHerdFetchesOnce", testRefreshHerdFetchesOnce},
 	{"RefreshWakesWaitersPromptly", testRefreshWakesWaitersPromptly},
@@ -131,6 +132,9 @@ var checks = []check{
 //   - RefreshFetchesWhenNothingStored: rule 3, one fetch when nothing is stored.
 //   - RefreshFetchErrorWritesNothing: rule 4, fetch's error is returned
 //     (errors.Is/As match), nothing is written, the lock is released.
+//   - EmptyValueNeverStored: Set of a token with an empty value fails with
+//     core.ErrEmptyToken, and a Refresh whose fetch returns one fails; both
+//     write nothing, and the lock is released.
 //   - RefreshLocksArePerKey: holding one key's lock does not block other keys.
 //   - RefreshHerdFetchesOnce: rules 1–2, 4 store values × 25 goroutines
 //     released together fetch exactly once and all get that token.
