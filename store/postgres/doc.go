@@ -15,8 +15,11 @@
 //
 // New creates the table when it is missing (turn that off with
 // WithCreateTable(false)); WithTable names another table, schema-qualified
-// if you like. For teams that manage the schema with migrations, the DDL,
-// with the default name:
+// if you like. It looks for the table before creating anything, so a role
+// that may use an existing table but may not create in its schema
+// (PostgreSQL 15's default for every role but the schema's owner) needs
+// nothing more than SELECT, INSERT and UPDATE on the table. For teams that
+// manage the schema with migrations, the DDL, with the default name:
 //
 //	CREATE TABLE IF NOT EXISTS wechatconf_tokens (
 //		key        text COLLATE "C" PRIMARY KEY,

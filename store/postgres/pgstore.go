@@ -63,10 +63,15 @@ func WithTable(name pgx.Identifier) Option {
 }
 
 // WithCreateTable sets whether New creates the table when it is missing
-// (CREATE TABLE IF NOT EXISTS; default true). With false, New only checks
-// that the table exists and has the expected columns, for teams that manage
-// the schema with their own migrations: the DDL is in the package
-// documentation.
+// (default true). New looks for the table first and only issues CREATE
+// TABLE when it is not there, so a role that may use an existing table but
+// may not create in its schema (PostgreSQL 15's default for every role but
+// the schema's owner) needs no option. With false, New never creates the
+// table and only checks that it exists and has the expected columns, for
+// teams that manage the schema with their own migrations: the DDL is in the
+// package documentation. When the table is missing and creating it is
+// refused, New's error says to create it that way and pass
+// WithCreateTable(false).
 func WithCreateTable(create bool) Option {
 	return func(o *options) { o.create = create }
 }
@@ -91,9 +96,10 @@ type Store struct {
 }
 
 // New returns a Store that keeps its tokens in a table of the database pool
-// connects to, creating the table first unless WithCreateTable(false) is
-// given. The Store uses pool but never closes it. ctx bounds only the work
-// New does (creating and checking the table).
+// connects to, creating the table first if it is missing, unless
+// WithCreateTable(false) is given. The Store uses pool but never closes it.
+// ctx bounds only the work New does (looking for, creating and checking the
+// table).
 func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	if pool == nil {
 		return nil, errors.New("pgstore: nil *pgxpool.Pool")
@@ -107,8 +113,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	}
 	s := newStore(pool, o)
 	if o.create {
-		if err := s.createTable(ctx); err != nil {
-			return nil, fmt.Errorf("pgstore: creating table %s: %w", s.table, core.ContextError(ctx, err))
+		if err := s.ensureTable(ctx); err != nil {
+			return nil, err
 		}
 	}
 	if _, err := pool.Exec(ctx, s.checkSQL, s.table); err != nil {
@@ -184,6 +190,35 @@ func ddl(t string) string {
 // once: run concurrently, that statement can fail on a unique violation in
 // the catalogue. It is an advisory lock in the two-int4 space, ('wcnf', 1).
 const createLock = `SELECT pg_advisory_xact_lock(2002939502, 1)`
+
+// ensureTable creates the table if it does not exist yet. It looks first,
+// because CREATE TABLE IF NOT EXISTS needs the CREATE privilege on the
+// schema even when the table is there, which a role that only uses the
+// table does not have.
+func (s *Store) ensureTable(ctx context.Context) error {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1::text) IS NOT NULL`, s.table).Scan(&exists); err != nil {
+		return fmt.Errorf("pgstore: looking for table %s: %w", s.table, core.ContextError(ctx, err))
+	}
+	if exists {
+		return nil
+	}
+	err := s.createTable(ctx)
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() == nil && errors.As(err, &pgErr) && pgErr.Code == "42501": // insufficient_privilege
+		// Another process may have created it since we looked.
+		if s.pool.QueryRow(ctx, `SELECT to_regclass($1::text) IS NOT NULL`, s.table).Scan(&exists) == nil && exists {
+			return nil
+		}
+		return fmt.Errorf("pgstore: table %s does not exist and this role may not create it: create it with the DDL in the pgstore package documentation as a role that may, grant this role SELECT, INSERT and UPDATE on it, and build the Store with WithCreateTable(false): %w", s.table, err)
+	case ctx.Err() == nil && errors.As(err, &pgErr):
+		return fmt.Errorf("pgstore: creating table %s (to manage it yourself, create it with the DDL in the pgstore package documentation and build the Store with WithCreateTable(false)): %w", s.table, err)
+	}
+	return fmt.Errorf("pgstore: creating table %s: %w", s.table, core.ContextError(ctx, err))
+}
 
 func (s *Store) createTable(ctx context.Context) error {
 	tx, err := s.pool.Begin(ctx)
