@@ -35,7 +35,8 @@ const childStartTimeout = 30 * time.Second
 // lease. The child (the test binary started again, see the package
 // documentation) takes the lock and blocks in fetch; while it lives, a
 // Refresh here must wait; once it is killed, a Refresh here fetches within
-// the lease (plus leaseSlack) of the child taking the lock.
+// the lease (plus leaseSlack, plus costMargin times what a Refresh costs on
+// this machine at that moment) of the child taking the lock.
 func testRefreshSurvivesCrashedHolder(t *testing.T, f *fixture) {
 	switch {
 	case f.h.SingleProcess != "":
@@ -44,6 +45,8 @@ func testRefreshSurvivesCrashedHolder(t *testing.T, f *fixture) {
 		t.Skipf("the crash check kills a process with SIGKILL, which %s lacks", runtime.GOOS)
 	}
 	key := f.key("k")
+	s := f.store()
+	cost := f.measureCost("crash", []core.TokenStore{s}, 0)
 	cmd := exec.Command(os.Args[0], "-test.run="+runPattern(f.runName))
 	cmd.Env = append(os.Environ(), f.h.ChildEnv...)
 	cmd.Env = append(cmd.Env, crashChildEnv+"="+key)
@@ -86,7 +89,6 @@ func testRefreshSurvivesCrashedHolder(t *testing.T, f *fixture) {
 
 	// While the child lives, its lock must hold here too; otherwise the
 	// child did not reach this backend and the check below proves nothing.
-	s := f.store()
 	probe := f.h.Lease / 4
 	ctx, cancel := context.WithTimeout(f.ctx, probe)
 	var c fetchCounter
@@ -98,7 +100,8 @@ func testRefreshSurvivesCrashedHolder(t *testing.T, f *fixture) {
 
 	kill()
 	killedAt := time.Now()
-	deadline := locked.Add(f.h.Lease + leaseSlack(f.h.Lease))
+	allowance := f.h.Lease + leaseSlack(f.h.Lease)
+	deadline := locked.Add(allowance + costMargin*cost)
 	ctx, cancel = context.WithDeadline(f.ctx, deadline)
 	defer cancel()
 	fresh := token("after-crash")
@@ -106,11 +109,11 @@ func testRefreshSurvivesCrashedHolder(t *testing.T, f *fixture) {
 	got, err := s.Refresh(ctx, key, "", c.returning(fresh))
 	switch {
 	case err != nil:
-		t.Errorf("Refresh(%q, stale=%q) after the holder was killed: %v; want a fetch within the %v lease (+%v) of its taking the lock (rule 5)", key, "", err, f.h.Lease, leaseSlack(f.h.Lease))
+		t.Errorf("Refresh(%q, stale=%q) after the holder was killed: %v; want a fetch within the %v lease (+%v) of its taking the lock (rule 5; %s)", key, "", err, f.h.Lease, leaseSlack(f.h.Lease), fmtCost(allowance, cost, deadline.Sub(locked)))
 	case c.n() != 1 || !sameToken(got, fresh):
 		t.Errorf("Refresh(%q, stale=%q) after the holder was killed = %s, fetch ran %d times; want the fetched %s (rule 5)", key, "", fmtToken(got), c.n(), fmtToken(fresh))
 	default:
-		t.Logf("lock of the killed holder taken over %v after the kill, %v after it was taken (lease %v)", time.Since(killedAt), time.Since(locked), f.h.Lease)
+		t.Logf("lock of the killed holder taken over %v after the kill, %v after it was taken (lease %v; %s)", time.Since(killedAt), time.Since(locked), f.h.Lease, fmtCost(allowance, cost, deadline.Sub(locked)))
 	}
 }
 

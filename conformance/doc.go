@@ -85,7 +85,14 @@
 // A rule number refers to the TokenStore documentation in core.
 //
 // Timing checks log what they measured (the wake latency, how long the
-// takeover of a killed holder's lock took); run with -v to see it.
+// takeover of a killed holder's lock took) and the bound they held it to;
+// run with -v to see it. No bound is a constant tuned on an idle machine: a
+// bound that is the point of a check is the rule's allowance plus a margin
+// scaled from what the same store values cost at that moment, measured in
+// the same check, and a lock is proved free by a fetch before the lease of
+// any lock that could have leaked would run out. So a busy machine (the race
+// detector, a loaded CI runner) does not fail a correct store, while a store
+// that polls on a coarse tick, or whose lock outlives its lease, still fails.
 //
 // A check still running 30s + 4×Lease after it started fails with a
 // "watchdog:" message naming it, and its context is cancelled so that a
