@@ -545,19 +545,32 @@ func testRefreshHerdFetchesOnce(t *testing.T, f *fixture) {
 // (or from its own call, had it come later) to its return; the largest must
 // stay within wakeBound plus costMargin times what the holder's write and
 // the waiters' own reads cost on this machine at that moment (measureCost,
-// before and after, the larger), so that a busy machine does not fail a
-// store that wakes its waiters, while one that polls a second apart still
-// fails. The latency and the bound are logged.
+// before and after, the larger), measured again in a new round if it does
+// not (withinBound): a busy machine's stall does not fail a store that wakes
+// its waiters, while one that polls a second apart fails every round. The
+// latencies and bounds are logged.
 func testRefreshWakesWaitersPromptly(t *testing.T, f *fixture) {
 	const perStore = 5
 	ss := f.stores(herdStores)
-	key := f.key("k")
+	// The first operations on new store values open their connections: not
+	// what a waiter costs once it waits.
+	f.measureCost("warm-up", ss, perStore)
+	f.withinBound("rule 6: waiters wake promptly, not on a coarse poll", func(round int) (bool, string) {
+		return wakeRound(t, f, ss, perStore, round)
+	})
+}
+
+// wakeRound is one round of testRefreshWakesWaitersPromptly on a key of its
+// own. It reports failures other than the latency itself, and returns
+// whether the latency kept to its bound, and what it measured.
+func wakeRound(t *testing.T, f *fixture, ss []core.TokenStore, perStore, round int) (bool, string) {
+	key := f.key(fmt.Sprintf("k%d", round))
 	old := token("old")
 	f.set(ss[0], key, old)
-	costBefore := f.measureCost("before", ss, perStore)
+	costBefore := f.measureCost(fmt.Sprintf("before-%d", round), ss, perStore)
 
 	fresh := token("fresh")
-	waiters := herdStores * perStore
+	waiters := len(ss) * perStore
 	var fetchEnd time.Time // written by fetch, read after the holder returned
 	var calling sync.WaitGroup
 	calling.Add(waiters)
@@ -637,16 +650,12 @@ func testRefreshWakesWaitersPromptly(t *testing.T, f *fixture) {
 		t.Errorf("Refresh(%q, stale=%q): %d of %d waiters got another token than the holder's %s, the first %s", key, old.Value, len(wrong), waiters, fmtToken(fresh), fmtToken(wrong[0]))
 	}
 	if len(errs)+len(wrong) == waiters {
-		return // no latency to measure
+		return true, "no latency to measure" // failed above
 	}
-	cost := max(costBefore, f.measureCost("after", ss, perStore))
+	cost := max(costBefore, f.measureCost(fmt.Sprintf("after-%d", round), ss, perStore))
 	bound := wakeBound + costMargin*cost
-	t.Logf("wake latency: %v (max over %d waiters on %d store values of return time − end of the holder's %v fetch); %s",
-		latency, waiters-len(errs)-len(wrong), herdStores, slowFetch, fmtCost(wakeBound, cost, bound))
-	if latency > bound {
-		t.Errorf("Refresh(%q, stale=%q): waiters returned up to %v after the holder's fetch ended, want at most %v (rule 6: waiters wake promptly, not on a coarse poll; %s)",
-			key, old.Value, latency, bound, fmtCost(wakeBound, cost, bound))
-	}
+	return latency <= bound, fmt.Sprintf("Refresh(%q, stale=%q): wake latency %v (max over %d waiters on %d store values of return time − end of the holder's %v fetch), %s",
+		key, old.Value, latency, waiters-len(errs)-len(wrong), len(ss), slowFetch, fmtCost(wakeBound, cost, bound))
 }
 
 // later returns the later of a and b.
@@ -664,11 +673,21 @@ func later(a, b time.Time) time.Time {
 // Refresh with the holder's token as stale fetches before a lock the waiter
 // took then could have run out of its lease. Promptly is within wakeBound
 // plus costMargin times what a Refresh costs on the waiter's store value at
-// that moment (measureCost).
+// that moment (measureCost), measured again in a new round if it is not
+// (withinBound).
 func testRefreshWaiterHonoursContext(t *testing.T, f *fixture) {
 	a, b := f.store(), f.store()
-	key := f.key("k")
-	cost := f.measureCost("waiter", []core.TokenStore{b}, 0)
+	f.withinBound("rule 1: a waiter returns promptly once its ctx is cancelled", func(round int) (bool, string) {
+		return cancelRound(t, f, a, b, round)
+	})
+}
+
+// cancelRound is one round of testRefreshWaiterHonoursContext on a key of
+// its own. It reports failures other than the latency itself, and returns
+// whether the latency kept to its bound, and what it measured.
+func cancelRound(t *testing.T, f *fixture, a, b core.TokenStore, round int) (bool, string) {
+	key := f.key(fmt.Sprintf("k%d", round))
+	cost := f.measureCost(fmt.Sprintf("waiter-%d", round), []core.TokenStore{b}, 0)
 	bound := wakeBound + costMargin*cost
 	held := f.startHolder(a, key, "")
 	defer held.finish(token("holder"))
@@ -687,6 +706,7 @@ func testRefreshWaiterHonoursContext(t *testing.T, f *fixture) {
 		cancelledAt <- returned // returned before the cancel: no latency to measure
 	}
 	cancelled := <-cancelledAt
+	kept := true
 	switch {
 	case c.n() != 0:
 		t.Errorf("Refresh(%q, stale=%q) while another store value holds the lock: fetch ran %d times, want 0 (rule 1)", key, "", c.n())
@@ -694,10 +714,8 @@ func testRefreshWaiterHonoursContext(t *testing.T, f *fixture) {
 		t.Errorf("Refresh(%q, stale=%q) with ctx cancelled while waiting = %s, nil; want an error wrapping context.Canceled (rule 1)", key, "", fmtToken(tok))
 	case !errors.Is(err, context.Canceled):
 		t.Errorf("Refresh(%q, stale=%q) with ctx cancelled while waiting: %v, want an error wrapping context.Canceled (rule 1)", key, "", err)
-	case returned.Sub(cancelled) > bound:
-		t.Errorf("Refresh(%q, stale=%q) returned %v after its ctx was cancelled, want at most %v (rule 1; %s)", key, "", returned.Sub(cancelled), bound, fmtCost(wakeBound, cost, bound))
 	default:
-		t.Logf("waiter returned %v after its ctx was cancelled; %s", returned.Sub(cancelled), fmtCost(wakeBound, cost, bound))
+		kept = returned.Sub(cancelled) <= bound
 	}
 
 	holderTok := token("holder")
@@ -706,6 +724,7 @@ func testRefreshWaiterHonoursContext(t *testing.T, f *fixture) {
 		t.Fatalf("Refresh(%q, stale=%q) of the holder: %v", key, "", r.err)
 	}
 	f.wantLockFree(b, key, holderTok.Value, releasedAfter, "the cancelled waiter must not leak the lock")
+	return kept, fmt.Sprintf("Refresh(%q, stale=%q) returned %v after its ctx was cancelled, %s", key, "", returned.Sub(cancelled), fmtCost(wakeBound, cost, bound))
 }
 
 // testMethodsHonourCanceledContext tests that Get, Set and Refresh called
@@ -803,6 +822,11 @@ func testRefreshFencesLateHolder(t *testing.T, f *fixture) {
 	key := f.key("k")
 	old := token("old")
 	f.set(a, key, old)
+	// The second store value's Refresh must return within the lease, plus
+	// leaseSlack, plus costMargin times what a Refresh costs on it now.
+	allowance := f.h.Lease + leaseSlack(f.h.Lease)
+	cost := f.measureCost("takeover", []core.TokenStore{b}, 0)
+	bound := allowance + costMargin*cost
 	late := f.startHolder(a, key, old.Value)
 	defer late.finish(token("late-cleanup"))
 
@@ -814,22 +838,12 @@ func testRefreshFencesLateHolder(t *testing.T, f *fixture) {
 		tok, err := b.Refresh(f.ctx, key, old.Value, c.returning(newer))
 		second <- result{tok, err, time.Now()}
 	}()
-	// The wait has no limit but the watchdog's; how long the second store
-	// value took is then held against the lease, plus leaseSlack, plus
-	// costMargin times what a Refresh costs on this machine now.
 	var r result
 	select {
 	case r = <-second:
-	case <-f.ctx.Done():
-		t.Fatalf("Refresh(%q, stale=%q) on a second store value did not return before the watchdog fired while the holder's fetch outlived its %v lease (rule 3: the lease bounds the lock)", key, old.Value, f.h.Lease)
-	}
-	allowance := f.h.Lease + leaseSlack(f.h.Lease)
-	cost := f.measureCost("takeover", []core.TokenStore{b}, 0)
-	if bound := allowance + costMargin*cost; r.at.Sub(started) > bound {
-		t.Errorf("Refresh(%q, stale=%q) on a second store value returned %v after it was called while the holder's fetch outlived its %v lease, want within %v (rule 3: the lease bounds the lock; %s)",
-			key, old.Value, r.at.Sub(started).Round(time.Millisecond), f.h.Lease, bound, fmtCost(allowance, cost, bound))
-	} else {
 		t.Logf("the second store value took the lock over %v after it was called (lease %v; %s)", r.at.Sub(started).Round(time.Millisecond), f.h.Lease, fmtCost(allowance, cost, bound))
+	case <-time.After(time.Until(started.Add(bound))):
+		t.Fatalf("Refresh(%q, stale=%q) on a second store value did not return within %v while the holder's fetch outlived its %v lease (rule 3: the lease bounds the lock; %s)", key, old.Value, bound, f.h.Lease, fmtCost(allowance, cost, bound))
 	}
 	switch {
 	case r.err != nil:
