@@ -291,15 +291,19 @@ func TestGarbledLeaseRecordIsFree(t *testing.T) {
 		t.Fatalf("lease files: %q, want one", leases)
 	}
 	for _, garbage := range []string{"1 someone", "2 someone 99999999999999999 1\n", "\x00\x00\x00", "1 a notanumber 1"} {
+		// "At once" means before a lease counted from the garbling could
+		// have freed it: a store that took the record for a live holder
+		// would wait at least that long (or for ever).
+		deadline := time.Now().Add(testLease)
 		if err := os.WriteFile(leases[0], []byte(garbage), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cctx, cancel := context.WithTimeout(ctx, testLease/2)
+		cctx, cancel := context.WithDeadline(ctx, deadline)
 		n.Store(0)
 		_, err := s.Refresh(cctx, "k", "v1", counting(&n, tok("v1")))
 		cancel()
 		if err != nil || n.Load() != 1 {
-			t.Errorf("Refresh over the lease record %q: fetch ran %d times, err %v; want 1 fetch at once", garbage, n.Load(), err)
+			t.Errorf("Refresh over the lease record %q: fetch ran %d times, err %v; want 1 fetch at once, before a %v lease from the garbling could have run out", garbage, n.Load(), err, testLease)
 		}
 	}
 }
@@ -347,8 +351,11 @@ func TestStoreValuesInOneProcessExclude(t *testing.T) {
 	}
 	b.Unlock()
 
-	s1, s2 := newStore(t, dir), newStore(t, dir)
+	// The holder's lease must not run out during the test, however slow
+	// the machine: what is tested is that the second value waits.
+	s1, s2 := newStore(t, dir, filestore.WithLease(time.Minute)), newStore(t, dir)
 	release, done := holdLock(t, s1, "k", "")
+	// How long the second value must keep waiting, not a synchronisation.
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	var n atomic.Int32
 	_, err := s2.Refresh(ctx, "k", "", counting(&n, tok("second")))
