@@ -22,9 +22,11 @@
 // ×1440), so a token lives 5 real seconds. The clock is start + (real time
 // since startReal) × speed, the same function in the parent (the
 // simulator's Options.Now) and in every worker (core.Config.Now), built
-// from three numbers passed in the environment. The clock starts -warmup
-// (1 s) after the workers are launched, so that they are all running when
-// it does.
+// from start and speed, passed in the environment, and startReal. The
+// clock starts once every worker has built its Conf and said it is ready
+// (however long that takes on a busy machine), and no sooner than -warmup
+// (1 s) after the workers were launched; the parent then writes startReal
+// to every worker's stdin, so that they are all running when it starts.
 //
 // Every second the parent prints a progress line to stderr (simulated
 // time, token fetches, 40001 errors and calls so far); at the end of the
@@ -73,8 +75,9 @@
 //	-sim       simulated time to run, default 24h
 //	-duration  real time the simulated time takes, default 60s
 //	-lease     the store's refresh-lock lease, real time, default 5s
-//	-warmup    real time between launching the workers and starting the
-//	           clock, default 1s
+//	-warmup    least real time between launching the workers and starting
+//	           the clock, which also waits for every worker to be ready;
+//	           default 1s
 //	-json      print the summary as one JSON object on stdout
 //
 // -store=redis, postgres or etcd without a connection is an error naming
@@ -146,6 +149,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -235,7 +239,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.sim, "sim", 24*time.Hour, "simulated time to run")
 	fs.DurationVar(&o.duration, "duration", 60*time.Second, "real time the simulated time takes")
 	fs.DurationVar(&o.lease, "lease", 5*time.Second, "the store's refresh-lock lease (real time)")
-	fs.DurationVar(&o.warmup, "warmup", time.Second, "real time between launching the workers and starting the clock")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "least real time between launching the workers and starting the clock (which also waits for every worker to be ready)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object on stdout")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -349,11 +353,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	errw := &syncWriter{w: stderr, term: isTerminal(stderr)}
 	speed := float64(o.sim) / float64(o.duration)
 	start := time.Now().Truncate(time.Second)
-	startReal := time.Now().Add(o.warmup)
-	clk := newClock(start.UnixNano(), startReal.UnixNano(), speed)
-	endReal := clk.realAt(o.sim)
+	// The clock stands still at start until every worker is ready.
+	var clkp atomic.Pointer[clock]
+	clkp.Store(&clock{start: start, startReal: time.Unix(0, math.MaxInt64), speed: speed})
 
-	wechat := wxtest.New(wxtest.Options{AppID: simAppID, AppSecret: simAppSecret, Now: clk.now})
+	wechat := wxtest.New(wxtest.Options{AppID: simAppID, AppSecret: simAppSecret, Now: func() time.Time { return clkp.Load().now() }})
 	defer wechat.Close()
 
 	procs := make([]*proc, o.procs)
@@ -364,9 +368,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 	}()
+	launched := time.Now()
 	for i := range procs {
 		cfg := workerConfig{
-			Index: i, Start: clk.start.UnixNano(), StartReal: clk.startReal.UnixNano(), Speed: speed, Sim: o.sim,
+			Index: i, Start: start.UnixNano(), Speed: speed, Sim: o.sim,
 			URL: wechat.URL, KeyPrefix: keyPrefix, Store: spec, Naive: o.naive, Callers: o.callers, Pause: o.pause,
 		}
 		if procs[i], err = startWorker(self, cfg, errw); err != nil {
@@ -393,12 +398,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		close(allExited)
 	}()
 
+	// The clock starts once every worker has said it is ready (or exited),
+	// and no sooner than -warmup after they were launched; each worker is
+	// told when.
+	interrupted := false
+	clk := *clkp.Load()
+	if err := awaitReady(ctx, procs, launched.Add(o.warmup)); err != nil {
+		if ctx.Err() == nil {
+			return err
+		}
+		interrupted = true // before the clock started: stoppedAt is 0
+	} else {
+		clk = newClock(start.UnixNano(), time.Now().UnixNano(), speed)
+		clkp.Store(&clk)
+		line := fmt.Sprintf("%s%d\n", startLine, clk.startReal.UnixNano())
+		for _, p := range procs {
+			io.WriteString(p.stdin, line) // a worker that exited reports at the end
+		}
+	}
+	startReal := clk.startReal
+	endReal := clk.realAt(o.sim)
+
 	// Progress until the simulated end, ctrl-C, or every worker gone.
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	endTimer := time.NewTimer(time.Until(endReal))
 	defer endTimer.Stop()
-	interrupted, lateChecked := false, false
 	progress := func(sim time.Duration) {
 		var calls, e40001 int64
 		for _, p := range procs {
@@ -411,15 +436,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			hhmm(min(sim, o.sim)), hhmm(o.sim), wechat.Calls(wxtest.PathToken), e40001, calls)
 	}
 loop:
-	for {
+	for !interrupted {
 		select {
 		case <-tick.C:
-			if !lateChecked && time.Now().After(startReal) {
-				lateChecked = true
-				if n := notReady(procs); n > 0 {
-					errw.printf("fleet: %d of %d workers were not ready when the clock started; raise -warmup\n", n, o.procs)
-				}
-			}
 			progress(clk.now().Sub(clk.start))
 		case <-endTimer.C:
 			break loop
@@ -453,7 +472,7 @@ loop:
 		}
 		<-allExited
 	}
-	elapsed := time.Since(startReal)
+	elapsed := max(time.Since(startReal), 0)
 	progress(stoppedAt) // with the workers' final counts
 	errw.endProgress()
 
@@ -566,11 +585,11 @@ func hhmm(d time.Duration) string {
 
 // proc is one worker process as the parent sees it.
 type proc struct {
-	index   int
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	last    atomic.Pointer[workerMsg] // the latest counters
-	readyAt atomic.Int64              // Unix nanoseconds of the ready line, 0 before
+	index int
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	last  atomic.Pointer[workerMsg] // the latest counters
+	ready chan struct{}             // closed at the ready line
 
 	final *workerMsg    // the final report, nil if none; set before done closes
 	err   error         // from Wait; set before done closes
@@ -589,7 +608,7 @@ func startWorker(self string, cfg workerConfig, errw *syncWriter) (*proc, error)
 		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	cmd.Stderr = &prefixWriter{w: errw, prefix: fmt.Sprintf("worker %d: ", cfg.Index)}
 	cmd.WaitDelay = time.Second
-	p := &proc{index: cfg.Index, cmd: cmd, done: make(chan struct{})}
+	p := &proc{index: cfg.Index, cmd: cmd, ready: make(chan struct{}), done: make(chan struct{})}
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, err
 	}
@@ -604,6 +623,7 @@ func startWorker(self string, cfg workerConfig, errw *syncWriter) (*proc, error)
 		defer close(p.done)
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		ready := false
 		for sc.Scan() {
 			var m workerMsg
 			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -612,7 +632,10 @@ func startWorker(self string, cfg workerConfig, errw *syncWriter) (*proc, error)
 			}
 			switch {
 			case m.Ready:
-				p.readyAt.Store(time.Now().UnixNano())
+				if !ready {
+					ready = true
+					close(p.ready)
+				}
 			case m.Final:
 				p.final = &m
 				p.last.Store(&m)
@@ -636,15 +659,32 @@ func (p *proc) kill() {
 	}
 }
 
-// notReady counts the workers that have not said they are ready.
-func notReady(procs []*proc) int {
-	n := 0
+// readyTimeout bounds how long the parent waits for its workers to be
+// ready: generous, since starting a process and opening a store can take
+// seconds on a busy machine, and the clock waits for the last of them.
+const readyTimeout = 2 * time.Minute
+
+// awaitReady waits until every worker has said it is ready or has exited,
+// and until notBefore; it fails when ctx ends first or after readyTimeout.
+func awaitReady(ctx context.Context, procs []*proc, notBefore time.Time) error {
+	limit := time.NewTimer(readyTimeout)
+	defer limit.Stop()
 	for _, p := range procs {
-		if p.readyAt.Load() == 0 {
-			n++
+		select {
+		case <-p.ready:
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-limit.C:
+			return fmt.Errorf("worker %d not ready within %v", p.index, readyTimeout)
 		}
 	}
-	return n
+	select {
+	case <-time.After(time.Until(notBefore)):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func exitStatus(err error) string {

@@ -164,18 +164,65 @@ func TestInterrupt(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no progress line with served calls within 30s; stderr: %s", stderr.String())
 	}
-	begin := time.Now()
 	cancel()
-	err := <-errc
-	if took := time.Since(begin); took > 5*time.Second {
-		t.Errorf("stopping took %v", took)
-	}
+	err := awaitStop(t, errc, stderr)
 	if err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Errorf("error %v, want an interruption", err)
 	}
 	var s Summary
 	if jerr := json.Unmarshal([]byte(stdout.String()), &s); jerr != nil || s.Calls == 0 {
 		t.Errorf("no partial summary after the interruption (%v): %s\nstderr: %s", jerr, stdout.String(), stderr.String())
+	}
+}
+
+// awaitStop returns run's error once it returns after an interruption, and
+// fails the test if the workers had to be killed (they must stop when told:
+// the parent kills those still running stopTimeout later, and says so).
+// The wait itself has a generous limit beyond that.
+func awaitStop(t *testing.T, errc <-chan error, stderr *signalBuffer) error {
+	t.Helper()
+	begin := time.Now()
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(stopTimeout + time.Minute):
+		t.Fatalf("run still running %v after its ctx was cancelled; stderr: %s", stopTimeout+time.Minute, stderr.String())
+	}
+	t.Logf("stopping took %v", time.Since(begin).Round(time.Millisecond))
+	if strings.Contains(stderr.String(), "did not stop within") {
+		t.Errorf("workers had to be killed after the interruption, want them to stop when told; stderr: %s", stderr.String())
+	}
+	return err
+}
+
+// TestInterruptBeforeTheClockStarts tests ctrl-C while the parent waits for
+// its workers (a -warmup far longer than the test): every worker stops and
+// reports, the summary covers no simulated time and no call.
+func TestInterruptBeforeTheClockStarts(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout syncBuffer
+	stderr := &signalBuffer{match: regexp.MustCompile(`fleet: 2 processes`), seen: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"-procs", "2", "-sim", "8h", "-duration", "4s", "-warmup", "1h", "-json"},
+			func(string) string { return "" }, &stdout, stderr)
+	}()
+	select {
+	case <-stderr.seen:
+	case err := <-errc:
+		t.Fatalf("the run ended before launching its workers: %v\nstderr: %s", err, stderr.String())
+	case <-time.After(time.Minute):
+		t.Fatalf("no workers launched within a minute; stderr: %s", stderr.String())
+	}
+	cancel()
+	err := awaitStop(t, errc, stderr)
+	if err == nil || !strings.Contains(err.Error(), "interrupted at simulated 00:00") {
+		t.Errorf("error %v, want an interruption at simulated 00:00", err)
+	}
+	var s Summary
+	if jerr := json.Unmarshal([]byte(stdout.String()), &s); jerr != nil || s.SimHours != 0 || s.Calls != 0 || s.Fetches != 0 {
+		t.Errorf("summary after an interruption before the clock started (%v): %s, want no simulated time, calls or fetches\nstderr: %s", jerr, stdout.String(), stderr.String())
 	}
 }
 

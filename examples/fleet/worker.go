@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +38,6 @@ const progressEvery = 250 * time.Millisecond
 type workerConfig struct {
 	Index     int           `json:"index"`
 	Start     int64         `json:"start"`      // simulated start, Unix nanoseconds
-	StartReal int64         `json:"start_real"` // real instant the simulated clock starts, Unix nanoseconds
 	Speed     float64       `json:"speed"`      // simulated seconds per real second
 	Sim       time.Duration `json:"sim"`        // how much simulated time to run
 	URL       string        `json:"url"`        // the simulated WeChat API
@@ -44,6 +47,11 @@ type workerConfig struct {
 	Callers   int           `json:"callers"`
 	Pause     time.Duration `json:"pause"`
 }
+
+// startLine begins the line the parent writes to every worker's stdin once
+// all of them are ready: "start " and the real instant the simulated clock
+// starts, Unix nanoseconds.
+const startLine = "start "
 
 // workerMsg is one line a worker writes to its stdout for the parent: a
 // ready line, progress lines and one final line.
@@ -81,15 +89,18 @@ func (c *workerCounters) fail(err error) {
 }
 
 // runWorker is a worker process: it keeps the access_token of the
-// simulated AppID through the store in spec and calls PathAPI from
-// cfg.Callers goroutines until the simulated run ends or stdin closes,
-// reporting to stdout.
+// simulated AppID through the store in spec and, from the start the parent
+// sends on stdin, calls PathAPI from cfg.Callers goroutines until the
+// simulated run ends or stdin closes, reporting to stdout.
 func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var cfg workerConfig
 	if err := json.Unmarshal([]byte(spec), &cfg); err != nil {
 		return fmt.Errorf("bad %s: %w", workerEnv, err)
 	}
-	clk := newClock(cfg.Start, cfg.StartReal, cfg.Speed)
+	// The clock stands still at the simulated start until the parent says
+	// when it starts.
+	var clk atomic.Pointer[clock]
+	clk.Store(&clock{start: time.Unix(0, cfg.Start), startReal: time.Unix(0, math.MaxInt64), speed: cfg.Speed})
 
 	be, err := cfg.Store.open(ctx, false)
 	if err != nil {
@@ -111,7 +122,7 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 		BaseURL:    cfg.URL,
 		HTTPClient: httpc,
 		Logger:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Now:        clk.now,
+		Now:        func() time.Time { return clk.Load().now() },
 		// RefreshAhead and ExpiryMargin: the defaults, 5 and 1 minutes of
 		// simulated time.
 	})
@@ -123,19 +134,31 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 	if err := out.send(workerMsg{Ready: true}); err != nil {
 		return err
 	}
+	in := bufio.NewReader(stdin)
+	line, err := in.ReadString('\n')
+	if err != nil { // stdin closed before the start: the run was stopped
+		final := workerMsg{Final: true}
+		return out.send(final)
+	}
+	startReal, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, startLine)), 10, 64)
+	if err != nil || !strings.HasPrefix(line, startLine) {
+		return fmt.Errorf("bad start line %q from the parent", line)
+	}
+	c := newClock(cfg.Start, startReal, cfg.Speed)
+	clk.Store(&c)
 
 	// The run ends at the simulated end, computed from the shared clock, or
 	// when the parent closes stdin (it does at the end, on ctrl-C, and by
 	// dying), whichever comes first.
-	ctx, cancel := context.WithDeadline(ctx, clk.realAt(cfg.Sim))
+	ctx, cancel := context.WithDeadline(ctx, c.realAt(cfg.Sim))
 	defer cancel()
 	go func() {
-		io.Copy(io.Discard, stdin)
+		io.Copy(io.Discard, in)
 		cancel()
 	}()
 
 	select { // wait for the clock to start
-	case <-time.After(time.Until(clk.startReal)):
+	case <-time.After(time.Until(c.startReal)):
 	case <-ctx.Done():
 	}
 

@@ -79,15 +79,19 @@ func TestCorruptRow(t *testing.T) {
 // integer (edited by hand) does not block Refresh forever.
 func TestOddLockRowIsExpired(t *testing.T) {
 	db := openDB(t)
-	s := newStore(t, db)
+	s := newStore(t, db) // core.DefaultLease
+	// The fetch must come before a lease counted from the row's insertion
+	// could have run out: a store that took the row for a live holder would
+	// wait at least that long, or for ever.
+	deadline := time.Now().Add(core.DefaultLease)
 	if _, err := db.Exec(`INSERT INTO wechatconf_locks VALUES ('k', 'someone', 'never')`); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	calls := 0
 	if _, err := s.Refresh(ctx, "k", "", fetchOf(core.Token{Value: "v", ExpiresAt: time.Now()}, &calls)); err != nil || calls != 1 {
-		t.Errorf("Refresh over a lock row with deadline 'never': %v, %d fetches; want 1 fetch", err, calls)
+		t.Errorf("Refresh over a lock row with deadline 'never': %v, %d fetches; want 1 fetch before a %v lease from the row's insertion could have run out", err, calls, core.DefaultLease)
 	}
 }
 
