@@ -42,6 +42,14 @@ const (
 // invalidates the previous token. Exactly one token fetch must reach WeChat,
 // and all procs × perProc callers must get the same token.
 //
+// One holder's fetch may legitimately be followed by another when the
+// holder outlives its lease (rule 5), which a busy machine can make happen
+// although WeChat answers in 50ms; that takes the herd at least the lease.
+// So a herd with more than one fetch that took at least Harness.Lease is run
+// again, up to herdRounds times, and only the last round's result counts;
+// one that took less fails at once (processes that each fetch do so
+// together, within WeChat's answer time).
+//
 // Call it from a test of its own, e.g.
 //
 //	func TestProcessHerd(t *testing.T) { conformance.ProcessHerd(t, harness(t), 8, 50) }
@@ -57,6 +65,25 @@ func ProcessHerd(t *testing.T, h Harness, procs, perProc int) {
 	if h.SingleProcess != "" {
 		t.Skipf("ProcessHerd needs a backend other processes can reach; Harness.SingleProcess says: %s", h.SingleProcess)
 	}
+	for round := 1; ; round++ {
+		fetches, elapsed := herdRound(t, h, procs, perProc, round == herdRounds)
+		if fetches <= 1 || elapsed < h.Lease || round == herdRounds || t.Failed() {
+			return
+		}
+		t.Logf("ProcessHerd round %d: %d token fetches, but the herd took %v, at least the %v lease: the holder may have lost its lock to the lease on a busy machine; running the herd again",
+			round, fetches, elapsed.Round(time.Millisecond), h.Lease)
+	}
+}
+
+// herdRounds is how many times ProcessHerd runs a herd at most.
+const herdRounds = 3
+
+// herdRound runs one herd of ProcessHerd and returns how many token
+// fetches reached WeChat and how long the herd took. It reports the
+// failures of the round, except extra fetches in a herd that took at least
+// the lease when it is not the last round.
+func herdRound(t *testing.T, h Harness, procs, perProc int, last bool) (int, time.Duration) {
+	t.Helper()
 	wechat := wxtest.New(wxtest.Options{AppID: herdAppID, AppSecret: herdAppSecret, Now: time.Now, Latency: herdLatency})
 	defer wechat.Close()
 	prefix := fmt.Sprintf("%sherd%08x", h.KeyPrefix, rand.Uint32())
@@ -122,14 +149,19 @@ func ProcessHerd(t *testing.T, h Harness, procs, perProc int) {
 	for _, n := range tokens {
 		got += n
 	}
-	if fetches := wechat.Calls(wxtest.PathToken); fetches != 1 {
+	fetches := wechat.Calls(wxtest.PathToken)
+	t.Logf("ProcessHerd: %d processes × %d goroutines: %d token fetch(es), herd done %v after release (WeChat latency %v)",
+		procs, perProc, fetches, elapsed.Round(time.Millisecond), herdLatency)
+	if fetches != 1 && elapsed >= h.Lease && !last {
+		return fetches, elapsed // inconclusive: run again
+	}
+	if fetches != 1 {
 		t.Errorf("ProcessHerd: %d processes × %d goroutines made %d token fetches, want 1", procs, perProc, fetches)
 	}
 	if len(tokens) != 1 || got != procs*perProc {
 		t.Errorf("ProcessHerd: callers got %d distinct tokens in %d answers, want 1 token in %d answers", len(tokens), got, procs*perProc)
 	}
-	t.Logf("ProcessHerd: %d processes × %d goroutines: %d token fetch(es), herd done %v after release (WeChat latency %v)",
-		procs, perProc, wechat.Calls(wxtest.PathToken), elapsed.Round(time.Millisecond), herdLatency)
+	return fetches, elapsed
 }
 
 // Lines a herd child writes: ready once its Conf is built, then one line
