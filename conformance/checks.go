@@ -478,10 +478,29 @@ const (
 // testRefreshHerdFetchesOnce tests rules 1 and 2 under contention: callers
 // on several store values (herdStores × herdPerStore goroutines), released
 // together, call Refresh with the same stale value; fetch runs exactly once
-// and every caller gets the token it fetched.
+// and every caller gets the token it fetched. A second fetch is legitimate
+// when the holder outlived its lease (rule 5), which only a stalled machine
+// makes happen and which takes the herd at least the lease (n fetches: n−1
+// leases): such a herd is run again on a new key (up to timingRounds times,
+// the last counts); one with extra fetches that took less fails at once.
 func testRefreshHerdFetchesOnce(t *testing.T, f *fixture) {
 	ss := f.stores(herdStores)
-	key := f.key("k")
+	for round := 1; ; round++ {
+		fetches, elapsed, conclusive := herdOnce(t, f, ss, round, round == timingRounds)
+		if conclusive || t.Failed() {
+			return
+		}
+		t.Logf("round %d: fetch ran %d times, but the herd took %v, at least a %v lease per extra fetch: each holder may have lost its lock to the lease on a busy machine; running the herd again",
+			round, fetches, elapsed.Round(time.Millisecond), f.h.Lease)
+	}
+}
+
+// herdOnce runs one herd of testRefreshHerdFetchesOnce on a key of its own
+// and reports its failures, unless it is inconclusive: extra fetches in a
+// herd that took at least the lease, when last is false. It returns how many
+// fetches ran and how long the herd took.
+func herdOnce(t *testing.T, f *fixture, ss []core.TokenStore, round int, last bool) (fetches int, elapsed time.Duration, conclusive bool) {
+	key := f.key(fmt.Sprintf("k%d", round))
 	old := token("old")
 	f.set(ss[0], key, old)
 
@@ -497,7 +516,7 @@ func testRefreshHerdFetchesOnce(t *testing.T, f *fixture) {
 		return token(fmt.Sprintf("herd-%d", n)), nil
 	}
 	start := make(chan struct{})
-	results := make(chan result, herdStores*herdPerStore)
+	results := make(chan result, len(ss)*herdPerStore)
 	var wg sync.WaitGroup
 	for _, s := range ss {
 		for range herdPerStore {
@@ -508,13 +527,18 @@ func testRefreshHerdFetchesOnce(t *testing.T, f *fixture) {
 			})
 		}
 	}
+	began := time.Now()
 	close(start)
 	wg.Wait()
+	elapsed = time.Since(began)
 	close(results)
 
-	callers := herdStores * herdPerStore
+	callers := len(ss) * herdPerStore
 	if n := c.n(); n != 1 {
-		t.Errorf("Refresh(%q, stale=%q): fetch ran %d times, want 1 (rules 1–2: %d callers on %d store values)", key, old.Value, n, callers, herdStores)
+		if !last && n > 1 && elapsed >= time.Duration(n-1)*f.h.Lease {
+			return n, elapsed, false // each extra fetch may follow a lease that ran out
+		}
+		t.Errorf("Refresh(%q, stale=%q): fetch ran %d times, want 1 (rules 1–2: %d callers on %d store values)", key, old.Value, n, callers, len(ss))
 	}
 	got := map[string]int{}
 	var errs []error
@@ -535,6 +559,7 @@ func testRefreshHerdFetchesOnce(t *testing.T, f *fixture) {
 		}
 		t.Errorf("Refresh(%q, stale=%q) in a herd of %d: callers got %s, want all %q (the one fetched token)", key, old.Value, callers, desc, "herd-1")
 	}
+	return c.n(), elapsed, true
 }
 
 // testRefreshWakesWaitersPromptly tests rule 6: callers waiting for the lock
