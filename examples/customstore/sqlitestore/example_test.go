@@ -49,9 +49,7 @@ func ExampleOpen() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		// To the minute: the second process reads the token a while after
-		// the first fetched it, longer on a busy machine.
-		fmt.Printf("%s: token valid for %v\n", process, tok.ExpiresAt.Sub(wechat.Now()).Round(time.Minute))
+		fmt.Printf("%s: token valid for %v\n", process, tok.ExpiresAt.Sub(wechat.Now()).Round(time.Second))
 		store.Close()
 	}
 	fmt.Println("token fetches:", wechat.Calls(wxtest.PathStableToken))
