@@ -303,7 +303,7 @@ func (e *fetchError) Unwrap() error { return errFetch }
 // returns an error that errors.Is and errors.As still match against fetch's
 // (also when fetch wrapped it), writes nothing (an absent key stays absent,
 // a stored token stays) and releases the lock (the next Refresh fetches
-// promptly).
+// before the failed one's lock could have run out of its lease).
 func testRefreshFetchErrorWritesNothing(t *testing.T, f *fixture) {
 	s := f.store()
 	absent, stored := f.key("absent"), f.key("stored")
@@ -439,7 +439,9 @@ func (h *holder) finish(tok core.Token) result {
 
 // testRefreshLocksArePerKey tests that the refresh lock is per key: while
 // one store value holds the lock of a key inside fetch, Refresh of keys that
-// are prefixes or decorations of it goes ahead at once.
+// are prefixes or decorations of it goes ahead: each fetches before the
+// holder's lock could have run out of its lease (wantLockFree), and the
+// holder then still writes.
 func testRefreshLocksArePerKey(t *testing.T, f *fixture) {
 	a, b := f.store(), f.store()
 	p := f.key("")
