@@ -178,7 +178,7 @@ func runHerdChild(t *testing.T, h Harness, url string) {
 		t.Fatalf("herd child: bad %s=%q", herdNEnv, os.Getenv(herdNEnv))
 	}
 	conf, err := core.New(core.Config{
-		AppID: herdAppID, AppSecret: herdAppSecret, TokenAPI: core.ClassicToken,
+		AppID: herdAppID, AppSecret: core.NewSecret(herdAppSecret), TokenAPI: core.ClassicToken,
 		BaseURL: url, KeyPrefix: os.Getenv(herdPrefixEnv), Store: h.NewStore(t),
 		RetryBackoff: 10 * time.Millisecond,
 	})

@@ -41,7 +41,7 @@ func BenchmarkAccessTokenHotParallel(b *testing.B) {
 func hotConf(b *testing.B) *core.Conf {
 	s := wxtest.New(wxtest.Options{AppID: appID, AppSecret: appSecret, Now: time.Now})
 	b.Cleanup(s.Close)
-	c, err := core.New(core.Config{AppID: appID, AppSecret: appSecret, BaseURL: s.URL, HTTPClient: s.Client()})
+	c, err := core.New(core.Config{AppID: appID, AppSecret: core.NewSecret(appSecret), BaseURL: s.URL, HTTPClient: s.Client()})
 	if err != nil {
 		b.Fatal(err)
 	}

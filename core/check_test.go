@@ -21,11 +21,11 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Check of an empty Config = %v, want it to name Config.AppID", err)
 	}
 	s := newServer(t)
-	noSecret := newConf(t, s, func(c *core.Config) { c.AppSecret = "" })
+	noSecret := newConf(t, s, func(c *core.Config) { c.AppSecret = core.NewSecret("") })
 	if err := noSecret.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "Config.AppSecret is required") {
 		t.Errorf("Check without an AppSecret = %v, want it to name Config.AppSecret", err)
 	}
-	wrong := newConf(t, s, func(c *core.Config) { c.AppSecret = "wrong" })
+	wrong := newConf(t, s, func(c *core.Config) { c.AppSecret = core.NewSecret("wrong") })
 	if err := wrong.Check(t.Context()); !core.IsConfigError(err) {
 		t.Errorf("Check with a wrong AppSecret = %v, want a config error", err)
 	}
@@ -47,7 +47,7 @@ func TestOnePrefixPerErrorChain(t *testing.T) {
 	_, err = noToken.VerifyURL(url.Values{})
 	add(err)
 
-	wrong := newConf(t, s, func(c *core.Config) { c.AppSecret = "wrong" })
+	wrong := newConf(t, s, func(c *core.Config) { c.AppSecret = core.NewSecret("wrong") })
 	_, err = wrong.JSSDKConfig(ctx, "https://example.com/page")
 	add(err)
 	_, err = wrong.CardTicket(ctx)

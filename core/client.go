@@ -246,7 +246,7 @@ func retryable(err error) bool {
 }
 
 // secrets are the values no error or log line about req may contain.
-func (c *Conf) secrets(req request) []string { return []string{c.cfg.AppSecret, req.token} }
+func (c *Conf) secrets(req request) []string { return []string{c.cfg.AppSecret.Reveal(), req.token} }
 
 // once makes req a single time and decodes the reply.
 func (c *Conf) once(ctx context.Context, req request, out any) error {
@@ -414,18 +414,18 @@ func (r *expiringReply) token(path, value string, start time.Time) (Token, error
 // fetchAccessToken makes one access_token call: classic /cgi-bin/token or
 // /cgi-bin/stable_token, with "force_refresh":true when force is set.
 func (c *Conf) fetchAccessToken(ctx context.Context, _ Token, force bool) (Token, error) {
-	if c.cfg.AppSecret == "" {
+	if c.cfg.AppSecret.IsZero() {
 		return Token{}, errMissing("AppSecret", "fetch an access_token")
 	}
 	start := c.now()
 	var req request
 	if c.cfg.TokenAPI == ClassicToken {
 		req = request{method: http.MethodGet, path: pathToken, query: url.Values{
-			"grant_type": {"client_credential"}, "appid": {c.cfg.AppID}, "secret": {c.cfg.AppSecret},
+			"grant_type": {"client_credential"}, "appid": {c.cfg.AppID}, "secret": {c.cfg.AppSecret.Reveal()},
 		}}
 	} else {
 		body, err := json.Marshal(map[string]any{
-			"grant_type": "client_credential", "appid": c.cfg.AppID, "secret": c.cfg.AppSecret, "force_refresh": force,
+			"grant_type": "client_credential", "appid": c.cfg.AppID, "secret": c.cfg.AppSecret.Reveal(), "force_refresh": force,
 		})
 		if err != nil {
 			return Token{}, err

@@ -50,13 +50,13 @@ func New(cfg Config) (*Conf, error) {
 	}
 	c := &Conf{cfg: cfg}
 	var err error
-	if cfg.EncodingAESKey != "" {
-		if c.crypt, err = msgcrypt.New(cfg.Token, cfg.EncodingAESKey, cfg.AppID); err != nil {
+	if !cfg.EncodingAESKey.IsZero() {
+		if c.crypt, err = msgcrypt.New(cfg.Token.Reveal(), cfg.EncodingAESKey.Reveal(), cfg.AppID); err != nil {
 			return nil, fmt.Errorf("wechatconf: EncodingAESKey: %w", err)
 		}
 	}
-	if cfg.PreviousEncodingAESKey != "" {
-		if c.prevCrypt, err = msgcrypt.New(cfg.Token, cfg.PreviousEncodingAESKey, cfg.AppID); err != nil {
+	if !cfg.PreviousEncodingAESKey.IsZero() {
+		if c.prevCrypt, err = msgcrypt.New(cfg.Token.Reveal(), cfg.PreviousEncodingAESKey.Reveal(), cfg.AppID); err != nil {
 			return nil, fmt.Errorf("wechatconf: PreviousEncodingAESKey: %w", err)
 		}
 	}

@@ -32,7 +32,7 @@ func newServer(t testing.TB) *wxtest.Server {
 func newConf(t testing.TB, s *wxtest.Server, edit func(*core.Config)) *core.Conf {
 	t.Helper()
 	cfg := core.Config{
-		AppID: appID, AppSecret: appSecret,
+		AppID: appID, AppSecret: core.NewSecret(appSecret),
 		BaseURL: s.URL, HTTPClient: s.Client(), Now: s.Now,
 		RetryBackoff: time.Millisecond,
 	}
@@ -564,7 +564,7 @@ func TestSecretNeverInErrorsOrLogs(t *testing.T) {
 	}
 
 	// A refused connection: the classic call carries the secret in its URL.
-	refused, err := core.New(core.Config{AppID: appID, AppSecret: appSecret, TokenAPI: core.ClassicToken,
+	refused, err := core.New(core.Config{AppID: appID, AppSecret: core.NewSecret(appSecret), TokenAPI: core.ClassicToken,
 		BaseURL: "http://127.0.0.1:1", RetryBackoff: time.Millisecond, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
@@ -578,7 +578,7 @@ func TestSecretNeverInErrorsOrLogs(t *testing.T) {
 
 	// An API error for a wrong secret, and a reply that echoes it.
 	s := newServer(t)
-	c := newConf(t, s, func(c *core.Config) { classic(c); c.AppSecret = appSecret + "x"; c.Logger = logger })
+	c := newConf(t, s, func(c *core.Config) { classic(c); c.AppSecret = core.NewSecret(appSecret + "x"); c.Logger = logger })
 	_, err = c.AccessToken(t.Context())
 	check("wrong secret", err)
 	if !core.IsConfigError(err) {

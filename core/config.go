@@ -55,16 +55,20 @@ const DefaultBaseURL = "https://api.weixin.qq.com"
 
 // Config is everything New needs. Every field is optional and its zero value
 // means the documented default; a method that needs a missing field says
-// which one. The AppSecret is never printed: Config's String, GoString and
-// LogValue methods redact it.
+// which one (and Conf.Check tells at start-up). The secrets (AppSecret,
+// Token, EncodingAESKey, PreviousEncodingAESKey) are Secret values: no
+// rendering of a Config — String, GoString, LogValue, JSON, or fmt's
+// reflection when a Config sits in an unexported field — shows them.
 type Config struct {
 	// Basic information from the admin console (the seed's token, appid,
 	// appsecret, encrypt_mode, encoding_aes_key).
-	Token          string      // the server-configuration Token used to sign pushed messages
+	// The secrets are Secret values (NewSecret(os.Getenv(…))), which no
+	// rendering prints.
+	Token          Secret      // the server-configuration Token used to sign pushed messages
 	AppID          string      // required for access tokens and tickets
-	AppSecret      string      // required to fetch access tokens (not in the worker form of FuncStore)
+	AppSecret      Secret      // required to fetch access tokens (not in the worker form of FuncStore)
 	EncryptMode    EncryptMode // "" means Safe when EncodingAESKey is set, Normal otherwise
-	EncodingAESKey string      // 43 characters; requires Token and AppID
+	EncodingAESKey Secret      // 43 characters; requires Token and AppID
 
 	// Receiving messages (see Conf.ReadMessage).
 
@@ -73,7 +77,7 @@ type Config struct {
 	// EncodingAESKey is tried with it, and the reply is encrypted with the
 	// key that worked, as WeChat asks of servers during a key change. It is
 	// validated like EncodingAESKey and requires it. Default none.
-	PreviousEncodingAESKey string
+	PreviousEncodingAESKey Secret
 	// MaxMessageBytes bounds the body of a pushed message; a larger body is
 	// refused (msgcrypt.ErrTooLarge) without being read in full. Default
 	// DefaultMaxMessageBytes (1 MiB); negative is invalid.
@@ -195,8 +199,8 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-func redactedIfSet(s string) string {
-	if s == "" {
+func redactedIfSet(s Secret) string {
+	if s.IsZero() {
 		return `""`
 	}
 	return redacted
@@ -208,35 +212,35 @@ func (c *Config) validate() error {
 	switch c.EncryptMode {
 	case "":
 		c.EncryptMode = Normal
-		if c.EncodingAESKey != "" {
+		if !c.EncodingAESKey.IsZero() {
 			c.EncryptMode = Safe
 		}
 	case Normal, Compatible, Safe:
 		// Set on purpose: this Conf receives messages, which needs Token
 		// (every push is signed with it), and an EncodingAESKey in the
 		// modes that encrypt.
-		if c.Token == "" {
+		if c.Token.IsZero() {
 			return fmt.Errorf("wechatconf: EncryptMode %q is set, so this Conf receives messages, which needs Config.Token (the server-configuration Token that signs every push)", c.EncryptMode)
 		}
-		if c.EncryptMode != Normal && c.EncodingAESKey == "" {
+		if c.EncryptMode != Normal && c.EncodingAESKey.IsZero() {
 			return fmt.Errorf("wechatconf: EncryptMode %q needs Config.EncodingAESKey (the 43-character key from the admin console) to decrypt pushes", c.EncryptMode)
 		}
 	default:
 		return fmt.Errorf("wechatconf: unknown EncryptMode %q (want %q, %q or %q)", c.EncryptMode, Normal, Compatible, Safe)
 	}
-	if c.EncodingAESKey != "" {
-		if c.Token == "" || c.AppID == "" {
+	if !c.EncodingAESKey.IsZero() {
+		if c.Token.IsZero() || c.AppID == "" {
 			return errors.New("wechatconf: an EncodingAESKey requires Token and AppID")
 		}
-		if err := checkAESKey("EncodingAESKey", c.EncodingAESKey); err != nil {
+		if err := checkAESKey("EncodingAESKey", c.EncodingAESKey.Reveal()); err != nil {
 			return err
 		}
 	}
-	if c.PreviousEncodingAESKey != "" {
-		if c.EncodingAESKey == "" {
+	if !c.PreviousEncodingAESKey.IsZero() {
+		if c.EncodingAESKey.IsZero() {
 			return errors.New("wechatconf: a PreviousEncodingAESKey requires an EncodingAESKey")
 		}
-		if err := checkAESKey("PreviousEncodingAESKey", c.PreviousEncodingAESKey); err != nil {
+		if err := checkAESKey("PreviousEncodingAESKey", c.PreviousEncodingAESKey.Reveal()); err != nil {
 			return err
 		}
 	}

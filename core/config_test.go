@@ -18,25 +18,25 @@ func TestNewValidatesLikeTheSeed(t *testing.T) {
 		mode    EncryptMode
 	}{
 		{name: "empty config is valid", cfg: Config{}, mode: Normal},
-		{name: "basic info only", cfg: Config{Token: "t", AppID: "wx1", AppSecret: "s"}, mode: Normal},
-		{name: "key defaults mode to safe", cfg: Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA}, mode: Safe},
-		{name: "explicit normal", cfg: Config{Token: "t", EncryptMode: Normal}, mode: Normal},
+		{name: "basic info only", cfg: Config{Token: NewSecret("t"), AppID: "wx1", AppSecret: NewSecret("s")}, mode: Normal},
+		{name: "key defaults mode to safe", cfg: Config{Token: NewSecret("t"), AppID: "wx1", EncodingAESKey: NewSecret(aesKeyA)}, mode: Safe},
+		{name: "explicit normal", cfg: Config{Token: NewSecret("t"), EncryptMode: Normal}, mode: Normal},
 		{name: "explicit normal without token", cfg: Config{EncryptMode: Normal}, wantErr: "needs Config.Token"},
-		{name: "safe without key", cfg: Config{Token: "t", AppID: "wx1", EncryptMode: Safe}, wantErr: "needs Config.EncodingAESKey"},
-		{name: "compatible without key", cfg: Config{Token: "t", AppID: "wx1", EncryptMode: Compatible}, wantErr: "needs Config.EncodingAESKey"},
-		{name: "safe without token", cfg: Config{AppID: "wx1", EncryptMode: Safe, EncodingAESKey: aesKeyA}, wantErr: "needs Config.Token"},
+		{name: "safe without key", cfg: Config{Token: NewSecret("t"), AppID: "wx1", EncryptMode: Safe}, wantErr: "needs Config.EncodingAESKey"},
+		{name: "compatible without key", cfg: Config{Token: NewSecret("t"), AppID: "wx1", EncryptMode: Compatible}, wantErr: "needs Config.EncodingAESKey"},
+		{name: "safe without token", cfg: Config{AppID: "wx1", EncryptMode: Safe, EncodingAESKey: NewSecret(aesKeyA)}, wantErr: "needs Config.Token"},
 		{name: "relative base URL", cfg: Config{BaseURL: "api.weixin.qq.com"}, wantErr: "BaseURL"},
 		{name: "base URL with a query", cfg: Config{BaseURL: "https://api.weixin.qq.com/?x=1"}, wantErr: "BaseURL"},
 		{name: "regional base URL", cfg: Config{BaseURL: "https://api2.weixin.qq.com/"}, mode: Normal},
-		{name: "explicit compatible", cfg: Config{Token: "t", AppID: "wx1", EncryptMode: Compatible, EncodingAESKey: aesKeyA}, mode: Compatible},
-		{name: "explicit safe", cfg: Config{Token: "t", AppID: "wx1", EncryptMode: Safe, EncodingAESKey: aesKeyA}, mode: Safe},
+		{name: "explicit compatible", cfg: Config{Token: NewSecret("t"), AppID: "wx1", EncryptMode: Compatible, EncodingAESKey: NewSecret(aesKeyA)}, mode: Compatible},
+		{name: "explicit safe", cfg: Config{Token: NewSecret("t"), AppID: "wx1", EncryptMode: Safe, EncodingAESKey: NewSecret(aesKeyA)}, mode: Safe},
 		{name: "unknown mode", cfg: Config{EncryptMode: "secure"}, wantErr: `unknown EncryptMode "secure"`},
 		{name: "mode is case sensitive", cfg: Config{EncryptMode: "Safe"}, wantErr: "unknown EncryptMode"},
-		{name: "key without token", cfg: Config{AppID: "wx1", EncodingAESKey: aesKeyA}, wantErr: "requires Token and AppID"},
-		{name: "key without appid", cfg: Config{Token: "t", EncodingAESKey: aesKeyA}, wantErr: "requires Token and AppID"},
-		{name: "key too short", cfg: Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA[:42]}, wantErr: "must be 43 characters, got 42"},
-		{name: "key too long", cfg: Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA + "A"}, wantErr: "must be 43 characters, got 44"},
-		{name: "key not base64", cfg: Config{Token: "t", AppID: "wx1", EncodingAESKey: "!" + aesKeyA[1:]}, wantErr: "not 43 base64 characters"},
+		{name: "key without token", cfg: Config{AppID: "wx1", EncodingAESKey: NewSecret(aesKeyA)}, wantErr: "requires Token and AppID"},
+		{name: "key without appid", cfg: Config{Token: NewSecret("t"), EncodingAESKey: NewSecret(aesKeyA)}, wantErr: "requires Token and AppID"},
+		{name: "key too short", cfg: Config{Token: NewSecret("t"), AppID: "wx1", EncodingAESKey: NewSecret(aesKeyA[:42])}, wantErr: "must be 43 characters, got 42"},
+		{name: "key too long", cfg: Config{Token: NewSecret("t"), AppID: "wx1", EncodingAESKey: NewSecret(aesKeyA + "A")}, wantErr: "must be 43 characters, got 44"},
+		{name: "key not base64", cfg: Config{Token: NewSecret("t"), AppID: "wx1", EncodingAESKey: NewSecret("!" + aesKeyA[1:])}, wantErr: "not 43 base64 characters"},
 		{name: "unknown token api", cfg: Config{TokenAPI: 7}, wantErr: "unknown TokenAPI 7"},
 	}
 	for _, tt := range tests {
@@ -59,7 +59,7 @@ func TestNewValidatesLikeTheSeed(t *testing.T) {
 }
 
 func TestNewBuildsTheCrypters(t *testing.T) {
-	c, err := New(Config{Token: "t", AppID: "wx1", EncodingAESKey: aesKeyA, PreviousEncodingAESKey: aesKeyA})
+	c, err := New(Config{Token: NewSecret("t"), AppID: "wx1", EncodingAESKey: NewSecret(aesKeyA), PreviousEncodingAESKey: NewSecret(aesKeyA)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestNewBuildsTheCrypters(t *testing.T) {
 }
 
 func TestMissingFieldIsNamed(t *testing.T) {
-	c, err := New(Config{AppSecret: "s"})
+	c, err := New(Config{AppSecret: NewSecret("s")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestMissingFieldIsNamed(t *testing.T) {
 
 func TestConfigNeverPrintsTheSecret(t *testing.T) {
 	const secret = "s3cr3t-app-secret-value"
-	cfg := Config{AppID: "wx1", AppSecret: secret, Token: "tok", EncodingAESKey: aesKeyA}
+	cfg := Config{AppID: "wx1", AppSecret: NewSecret(secret), Token: NewSecret("tok"), EncodingAESKey: NewSecret(aesKeyA)}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

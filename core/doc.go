@@ -4,7 +4,7 @@
 //
 //	conf, err := core.New(core.Config{
 //		AppID:     os.Getenv("WECHAT_APPID"),
-//		AppSecret: os.Getenv("WECHAT_APPSECRET"),
+//		AppSecret: core.NewSecret(os.Getenv("WECHAT_APPSECRET")),
 //		Store:     store, // nil: in-process memory; or a file, Redis, PostgreSQL or etcd store
 //	})
 //	tok, err := conf.AccessToken(ctx)   // value + expiry, as the seed's get_access_token()

@@ -25,9 +25,9 @@ const sampleEncrypt = "hyzAe4OzmOMbd6TvGdIOO6uBmdJoD0Fk53REIHvxYtJlE2B655HuD0m8K
 // its clock at the sample's time. In production leave Now unset.
 func sampleConf() *core.Conf {
 	conf, err := core.New(core.Config{
-		Token:          "spamtest",
+		Token:          core.NewSecret("spamtest"),
 		AppID:          "wx2c2769f8efd9abc2",
-		EncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+		EncodingAESKey: core.NewSecret("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
 		EncryptMode:    core.Safe,
 		Now:            func() time.Time { return time.Unix(1409735670, 0) },
 	})
@@ -160,7 +160,7 @@ func ExampleMessage_Reply() {
 func ExampleConf_JSSDKConfig() {
 	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
 	defer wechat.Close()
-	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), BaseURL: wechat.URL, Now: wechat.Now})
 	if err != nil {
 		log.Fatal(err)
 	}

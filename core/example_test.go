@@ -19,7 +19,7 @@ func ExampleNew() {
 
 	conf, err := core.New(core.Config{
 		AppID:     "wx0123456789abcdef",
-		AppSecret: "secret",
+		AppSecret: core.NewSecret("secret"),
 		BaseURL:   wechat.URL,
 		Now:       wechat.Now,
 	})
@@ -41,7 +41,7 @@ func ExampleNew() {
 func ExampleConf_AccessToken() {
 	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
 	defer wechat.Close()
-	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), BaseURL: wechat.URL, Now: wechat.Now})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func ExampleConf_AccessToken() {
 func ExampleNewFuncStore() {
 	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
 	defer wechat.Close()
-	master, _ := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+	master, _ := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), BaseURL: wechat.URL, Now: wechat.Now})
 
 	worker, err := core.NewFuncStore(core.StoreFuncs{
 		Get: func(ctx context.Context, key string) (core.Token, error) {
@@ -106,7 +106,7 @@ func ExampleStoreFuncs() {
 func ExampleConf_RefreshAccessToken() {
 	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
 	defer wechat.Close()
-	conf, _ := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+	conf, _ := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), BaseURL: wechat.URL, Now: wechat.Now})
 	ctx := context.Background()
 	tok, _ := conf.AccessToken(ctx)
 	wechat.Revoke(tok.Value) // WeChat now answers 40001 for it
@@ -129,7 +129,7 @@ func ExampleConf_RefreshAccessToken() {
 func ExampleConf_ForceRefreshAccessToken() {
 	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
 	defer wechat.Close()
-	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", BaseURL: wechat.URL, Now: wechat.Now})
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), BaseURL: wechat.URL, Now: wechat.Now})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -153,4 +153,17 @@ func ExampleConf_ForceRefreshAccessToken() {
 	// leaked still works: false
 	// same rotation: true forced calls: 1
 	// held back: true ForceRefreshInterval
+}
+
+// Secrets go into a Config as core.Secret values; however the Config is
+// printed or logged, they read REDACTED.
+func ExampleNewSecret() {
+	cfg := core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("the-app-secret")}
+	fmt.Println(cfg.AppSecret)
+	fmt.Printf("%+v\n", struct{ secret core.Secret }{cfg.AppSecret}.secret)
+	fmt.Println(len(cfg.AppSecret.Reveal()), "characters sent to WeChat")
+	// Output:
+	// REDACTED
+	// REDACTED
+	// 14 characters sent to WeChat
 }

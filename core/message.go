@@ -79,7 +79,7 @@ type xmlRoot struct {
 // msgcrypt.ErrSignature, msgcrypt.ErrTimestamp (outside
 // Config.TimestampWindow) or ErrNoEchostr; Config.Token is required.
 func (c *Conf) VerifyURL(query url.Values) (echostr string, err error) {
-	if c.cfg.Token == "" {
+	if c.cfg.Token.IsZero() {
 		return "", errMissing("Token", "verify signatures")
 	}
 	if err := c.checkSignature(query); err != nil {
@@ -136,7 +136,7 @@ func (c *Conf) ReadMessage(query url.Values, body io.Reader) (*Message, error) {
 }
 
 func (c *Conf) readMessage(query url.Values, body io.Reader) (*Message, error) {
-	if c.cfg.Token == "" {
+	if c.cfg.Token.IsZero() {
 		return nil, errMissing("Token", "verify signatures")
 	}
 	var encrypted bool
@@ -176,7 +176,7 @@ func (c *Conf) readMessage(query url.Values, body io.Reader) (*Message, error) {
 		return nil, fmt.Errorf("%w: encrypt_type=aes but no <Encrypt>", msgcrypt.ErrNoEncrypt)
 	}
 	ts, nonce := query.Get("timestamp"), query.Get("nonce")
-	if !msgcrypt.VerifyMsgSignature(c.cfg.Token, ts, nonce, enc, query.Get("msg_signature")) {
+	if !msgcrypt.VerifyMsgSignature(c.cfg.Token.Reveal(), ts, nonce, enc, query.Get("msg_signature")) {
 		return nil, fmt.Errorf("%w (msg_signature)", msgcrypt.ErrSignature)
 	}
 	if err := c.checkTimestamp(ts); err != nil {
@@ -237,7 +237,7 @@ func (m *Message) Reply(plaintextXML []byte) ([]byte, error) {
 // checkSignature checks a URL signature and its timestamp.
 func (c *Conf) checkSignature(query url.Values) error {
 	ts := query.Get("timestamp")
-	if !msgcrypt.VerifySignature(c.cfg.Token, ts, query.Get("nonce"), query.Get("signature")) {
+	if !msgcrypt.VerifySignature(c.cfg.Token.Reveal(), ts, query.Get("nonce"), query.Get("signature")) {
 		return fmt.Errorf("%w (signature)", msgcrypt.ErrSignature)
 	}
 	return c.checkTimestamp(ts)
@@ -250,7 +250,7 @@ func (c *Conf) checkTimestamp(ts string) error {
 // crypters returns the Crypter of the current key and, if configured, of
 // the previous one.
 func (c *Conf) crypters() (cur, prev *msgcrypt.Crypter, err error) {
-	if c.cfg.EncodingAESKey == "" {
+	if c.cfg.EncodingAESKey.IsZero() {
 		if c.cfg.EncryptMode == Safe {
 			return nil, nil, errMissing("EncodingAESKey", "receive messages in safe mode")
 		}

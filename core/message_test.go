@@ -56,7 +56,7 @@ func clockAt(ts string) func() time.Time {
 // ten seconds after v's timestamp; edit adjusts the Config.
 func msgConf(t testing.TB, v pushVector, mode core.EncryptMode, edit func(*core.Config)) *core.Conf {
 	t.Helper()
-	cfg := core.Config{Token: v.token, AppID: v.appID, EncodingAESKey: v.key, EncryptMode: mode, Now: clockAt(v.timestamp)}
+	cfg := core.Config{Token: core.NewSecret(v.token), AppID: v.appID, EncodingAESKey: core.NewSecret(v.key), EncryptMode: mode, Now: clockAt(v.timestamp)}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -164,7 +164,7 @@ func TestVerifyURL(t *testing.T) {
 		t.Errorf("VerifyURL(vector A) = %q, %v; want %q", got, err, echo)
 	}
 	// Vector E, in normal mode and with its own token.
-	e, err := core.New(core.Config{Token: "AAAAA", Now: clockAt("1714037059")})
+	e, err := core.New(core.Config{Token: core.NewSecret("AAAAA"), Now: clockAt("1714037059")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestReadMessageModes(t *testing.T) {
 	// A compatible-mode body: plaintext fields and <Encrypt> side by side.
 	// The plaintext fields here disagree with the ciphertext, which wins.
 	compatBody := "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><MsgType><![CDATA[forged]]></MsgType><Encrypt><![CDATA[" + pushA.encrypt + "]]></Encrypt></xml>"
-	noKey := func(cfg *core.Config) { cfg.EncodingAESKey = "" }
+	noKey := func(cfg *core.Config) { cfg.EncodingAESKey = core.NewSecret("") }
 	for _, tt := range []struct {
 		name      string
 		mode      core.EncryptMode
@@ -516,7 +516,7 @@ func TestReply(t *testing.T) {
 // the current key; a push with neither fails.
 func TestKeyRotation(t *testing.T) {
 	c := msgConf(t, pushA, core.Safe, func(cfg *core.Config) {
-		cfg.EncodingAESKey, cfg.PreviousEncodingAESKey = keyB, pushA.key
+		cfg.EncodingAESKey, cfg.PreviousEncodingAESKey = core.NewSecret(keyB), core.NewSecret(pushA.key)
 	})
 	now := clockAt(pushA.timestamp)().Unix()
 	for _, tt := range []struct {
@@ -558,7 +558,7 @@ func TestKeyRotation(t *testing.T) {
 		}
 	})
 	t.Run("NoPreviousKey", func(t *testing.T) {
-		c := msgConf(t, pushA, core.Safe, func(cfg *core.Config) { cfg.EncodingAESKey = keyB })
+		c := msgConf(t, pushA, core.Safe, func(cfg *core.Config) { cfg.EncodingAESKey = core.NewSecret(keyB) })
 		if m, err := c.ReadMessage(pushA.query(true), strings.NewReader(pushA.body())); m != nil || err == nil {
 			t.Errorf("ReadMessage(old key, no previous key configured) = %v, %v; want an error", m, err)
 		}
@@ -568,16 +568,18 @@ func TestKeyRotation(t *testing.T) {
 // TestMessageConfigValidation tests the new Config fields' validation, and
 // that no error or printed form shows a key.
 func TestMessageConfigValidation(t *testing.T) {
-	base := core.Config{Token: "t", AppID: "wx1", EncodingAESKey: pushA.key}
+	base := core.Config{Token: core.NewSecret("t"), AppID: "wx1", EncodingAESKey: core.NewSecret(pushA.key)}
 	for _, tt := range []struct {
 		name    string
 		edit    func(*core.Config)
 		wantErr string
 	}{
-		{"PreviousKeyOK", func(c *core.Config) { c.PreviousEncodingAESKey = keyB }, ""},
-		{"PreviousKeyShort", func(c *core.Config) { c.PreviousEncodingAESKey = keyB[:42] }, "PreviousEncodingAESKey must be 43 characters, got 42"},
-		{"PreviousKeyNotBase64", func(c *core.Config) { c.PreviousEncodingAESKey = "*" + keyB[1:] }, "PreviousEncodingAESKey is not 43 base64 characters"},
-		{"PreviousKeyAlone", func(c *core.Config) { c.EncodingAESKey, c.PreviousEncodingAESKey = "", keyB }, "PreviousEncodingAESKey requires an EncodingAESKey"},
+		{"PreviousKeyOK", func(c *core.Config) { c.PreviousEncodingAESKey = core.NewSecret(keyB) }, ""},
+		{"PreviousKeyShort", func(c *core.Config) { c.PreviousEncodingAESKey = core.NewSecret(keyB[:42]) }, "PreviousEncodingAESKey must be 43 characters, got 42"},
+		{"PreviousKeyNotBase64", func(c *core.Config) { c.PreviousEncodingAESKey = core.NewSecret("*" + keyB[1:]) }, "PreviousEncodingAESKey is not 43 base64 characters"},
+		{"PreviousKeyAlone", func(c *core.Config) {
+			c.EncodingAESKey, c.PreviousEncodingAESKey = core.NewSecret(""), core.NewSecret(keyB)
+		}, "PreviousEncodingAESKey requires an EncodingAESKey"},
 		{"NegativeMaxMessageBytes", func(c *core.Config) { c.MaxMessageBytes = -1 }, "MaxMessageBytes must not be negative"},
 		{"NegativeWindowDisables", func(c *core.Config) { c.TimestampWindow = -1 }, ""},
 	} {
@@ -596,7 +598,7 @@ func TestMessageConfigValidation(t *testing.T) {
 		})
 	}
 	cfg := base
-	cfg.PreviousEncodingAESKey = keyC
+	cfg.PreviousEncodingAESKey = core.NewSecret(keyC)
 	c, err := core.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -640,7 +642,7 @@ func FuzzParseMessage(f *testing.F) {
 	confs := map[core.EncryptMode]*core.Conf{}
 	for _, mode := range []core.EncryptMode{core.Normal, core.Compatible, core.Safe} {
 		confs[mode] = msgConf(f, pushA, mode, func(cfg *core.Config) {
-			cfg.PreviousEncodingAESKey = pushD.key
+			cfg.PreviousEncodingAESKey = core.NewSecret(pushD.key)
 			cfg.TimestampWindow = -1
 			cfg.MaxMessageBytes = 64 << 10
 		})

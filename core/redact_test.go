@@ -111,7 +111,7 @@ func TestEchoedRequestsLeakNothing(t *testing.T) {
 					p.pad, p.cut = pad, cut
 					what := fmt.Sprintf("%v, %+v", api, p)
 					srv := httptest.NewServer(p)
-					c, err := core.New(core.Config{AppID: appID, AppSecret: echoSecret, TokenAPI: api, BaseURL: srv.URL,
+					c, err := core.New(core.Config{AppID: appID, AppSecret: core.NewSecret(echoSecret), TokenAPI: api, BaseURL: srv.URL,
 						RetryBackoff: 1, MaxRetries: 1, ErrorBackoff: -1, Logger: logger})
 					if err != nil {
 						t.Fatal(err)
@@ -134,7 +134,7 @@ func TestEchoedRequestsLeakNothing(t *testing.T) {
 	}
 
 	// An API call: the token is in the query.
-	c := newConf(t, wx, func(c *core.Config) { c.AppSecret = echoSecret; c.Logger = logger })
+	c := newConf(t, wx, func(c *core.Config) { c.AppSecret = core.NewSecret(echoSecret); c.Logger = logger })
 	tok, err := c.AccessToken(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func TestEchoedRequestsLeakNothing(t *testing.T) {
 	for _, cut := range []int{0, 50, 100, 140, 180} {
 		p := echoProxy{status: 502, cut: cut}
 		srv := httptest.NewServer(p)
-		api, err := core.New(core.Config{AppID: appID, AppSecret: echoSecret, BaseURL: srv.URL, AccessToken: tok,
+		api, err := core.New(core.Config{AppID: appID, AppSecret: core.NewSecret(echoSecret), BaseURL: srv.URL, AccessToken: tok,
 			Now: wx.Now, RetryBackoff: 1, Logger: logger})
 		if err != nil {
 			t.Fatal(err)
@@ -170,12 +170,12 @@ func TestEchoedRequestsLeakNothing(t *testing.T) {
 func TestShortSecretKeepsErrorTypes(t *testing.T) {
 	s := wxtest.New(wxtest.Options{AppID: appID, AppSecret: "x"})
 	t.Cleanup(s.Close)
-	c := newConf(t, s, func(c *core.Config) { c.AppSecret = "x"; classic(c) })
+	c := newConf(t, s, func(c *core.Config) { c.AppSecret = core.NewSecret("x"); classic(c) })
 	s.InjectFault(wxtest.PathToken, wxtest.Errcode(40125, "invalid appsecret x rid: 1"), 1)
 	if _, err := c.AccessToken(t.Context()); !core.IsConfigError(err) || strings.Contains(err.Error(), "appsecret x") {
 		t.Errorf("40125 with a 1-character secret = %v; want a config error without the secret", err)
 	}
-	c = newConf(t, s, func(c *core.Config) { c.AppSecret = "x"; classic(c); c.ErrorBackoff = -1 })
+	c = newConf(t, s, func(c *core.Config) { c.AppSecret = core.NewSecret("x"); classic(c); c.ErrorBackoff = -1 })
 	s.ResetCounters()
 	s.InjectFault(wxtest.PathToken, wxtest.Fault{Status: 502, Body: "bad gateway: secret x"}, 2)
 	if _, err := c.AccessToken(t.Context()); err != nil {

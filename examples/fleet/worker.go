@@ -115,7 +115,7 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 
 	conf, err := core.New(core.Config{
 		AppID:      simAppID,
-		AppSecret:  simAppSecret,
+		AppSecret:  core.NewSecret(simAppSecret),
 		Store:      be.store,
 		KeyPrefix:  cfg.KeyPrefix,
 		TokenAPI:   core.ClassicToken,

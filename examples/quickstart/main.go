@@ -31,14 +31,14 @@ func main() {
 func run(ctx context.Context, w io.Writer, getenv func(string) string) error {
 	cfg := core.Config{
 		AppID:     getenv("WECHAT_APPID"),
-		AppSecret: getenv("WECHAT_APPSECRET"),
+		AppSecret: core.NewSecret(getenv("WECHAT_APPSECRET")),
 		BaseURL:   getenv("WECHAT_BASE_URL"),
 	}
 	var sim *wxtest.Server
-	if cfg.AppID == "" || cfg.AppSecret == "" {
+	if cfg.AppID == "" || cfg.AppSecret.IsZero() {
 		sim = wxtest.New(wxtest.Options{AppID: "wx_quickstart", AppSecret: "quickstart-secret", Now: time.Now})
 		defer sim.Close()
-		cfg = core.Config{AppID: "wx_quickstart", AppSecret: "quickstart-secret", BaseURL: sim.URL}
+		cfg = core.Config{AppID: "wx_quickstart", AppSecret: core.NewSecret("quickstart-secret"), BaseURL: sim.URL}
 		fmt.Fprintf(w, "no WECHAT_APPID/WECHAT_APPSECRET: using the simulated WeChat API at %s\n", sim.URL)
 	} else {
 		fmt.Fprintf(w, "using the WeChat API for AppID %s\n", cfg.AppID)

@@ -179,15 +179,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := core.Config{
 		AppID:     getenv("WECHAT_APPID"),
-		AppSecret: getenv("WECHAT_APPSECRET"),
+		AppSecret: core.NewSecret(getenv("WECHAT_APPSECRET")),
 		BaseURL:   getenv("WECHAT_BASE_URL"),
 		Logger:    logger,
 		// Store: nil, the memory store: this server is the single master.
 		// For HA, a shared file, Redis, PostgreSQL or etcd store (see the
 		// package doc).
 	}
-	simulated := cfg.AppID == "" && cfg.AppSecret == ""
-	if !simulated && (cfg.AppID == "" || cfg.AppSecret == "") {
+	simulated := cfg.AppID == "" && cfg.AppSecret.IsZero()
+	if !simulated && (cfg.AppID == "" || cfg.AppSecret.IsZero()) {
 		return errors.New("set both WECHAT_APPID and WECHAT_APPSECRET, or neither to use the simulated WeChat API")
 	}
 	secret := getenv("TOKENSERVER_SECRET")
@@ -203,7 +203,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if simulated {
 		sim := wxtest.New(wxtest.Options{AppID: demoAppID, AppSecret: demoAppSecret, Now: time.Now})
 		defer sim.Close()
-		cfg.AppID, cfg.AppSecret, cfg.BaseURL = demoAppID, demoAppSecret, sim.URL
+		cfg.AppID, cfg.AppSecret, cfg.BaseURL = demoAppID, core.NewSecret(demoAppSecret), sim.URL
 		fmt.Fprintf(stdout, "tokenserver: no WECHAT_APPID/WECHAT_APPSECRET: using the simulated WeChat API at %s\n", sim.URL)
 	}
 	conf, err := core.New(cfg)
@@ -211,7 +211,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	handler := newServer(conf, secret)
+	handler := newServer(conf, core.NewSecret(secret))
 	handler.timeout, handler.log = *timeout, logger
 	hs := &http.Server{
 		Handler:           handler,

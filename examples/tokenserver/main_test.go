@@ -47,7 +47,7 @@ func newFixture(t *testing.T, edit func(*core.Config)) *fixture {
 	f.wechat = wxtest.New(wxtest.Options{AppID: testAppID, AppSecret: testAppSecret, Now: time.Now})
 	t.Cleanup(f.wechat.Close)
 	logger := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg := core.Config{AppID: testAppID, AppSecret: testAppSecret, BaseURL: f.wechat.URL, Logger: logger}
+	cfg := core.Config{AppID: testAppID, AppSecret: core.NewSecret(testAppSecret), BaseURL: f.wechat.URL, Logger: logger}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -55,7 +55,7 @@ func newFixture(t *testing.T, edit func(*core.Config)) *fixture {
 	if f.conf, err = core.New(cfg); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = newServer(f.conf, testSecret)
+	f.srv = newServer(f.conf, core.NewSecret(testSecret))
 	f.srv.log = logger
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -221,7 +221,7 @@ func TestAuthRefused(t *testing.T) {
 // secret does not let an empty bearer token in.
 func TestEmptySecretRefusesEverything(t *testing.T) {
 	f := newFixture(t, nil)
-	f.srv = newServer(f.conf, "")
+	f.srv = newServer(f.conf, core.Secret{})
 	for _, auth := range []string{"", "Bearer ", "Bearer  ", "Bearer"} {
 		if r := f.call(t, "GET", "/access_token", auth, ""); r.status != http.StatusUnauthorized {
 			t.Errorf("Authorization %q: status %d, want 401", auth, r.status)
@@ -561,7 +561,7 @@ func TestWeChatErrors(t *testing.T) {
 	const wrongAppSecret = "wrong-app-secret-9876543210"
 	for _, api := range []core.TokenAPI{core.StableToken, core.ClassicToken} {
 		t.Run(api.String(), func(t *testing.T) {
-			f := newFixture(t, func(c *core.Config) { c.AppSecret, c.TokenAPI = wrongAppSecret, api })
+			f := newFixture(t, func(c *core.Config) { c.AppSecret, c.TokenAPI = core.NewSecret(wrongAppSecret), api })
 			for _, e := range endpoints {
 				r := f.call(t, e.method, e.path, bearer, e.body)
 				if r.status != http.StatusBadGateway {

@@ -82,12 +82,13 @@ type server struct {
 
 // newServer returns the handler serving conf's credentials to callers that
 // present secret as a bearer token. An empty secret refuses every request
-// (run refuses to start without one).
-func newServer(conf *core.Conf, secret string) *server {
+// (run refuses to start without one). The secret arrives as a core.Secret,
+// which nothing prints, and is kept only as its SHA-256.
+func newServer(conf *core.Conf, secret core.Secret) *server {
 	s := &server{
 		conf:     conf,
-		secret:   sha256.Sum256([]byte(secret)),
-		noSecret: secret == "",
+		secret:   sha256.Sum256([]byte(secret.Reveal())),
+		noSecret: secret.IsZero(),
 		mux:      http.NewServeMux(),
 		timeout:  defaultTimeout,
 		log:      slog.New(slog.DiscardHandler),

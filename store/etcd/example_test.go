@@ -31,7 +31,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "secret", Store: store})
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), Store: store})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func ExampleNew() {
 	}
 	conf, err := core.New(core.Config{
 		AppID:     "wx0123456789abcdef",
-		AppSecret: "the-app-secret",
+		AppSecret: core.NewSecret("the-app-secret"),
 		BaseURL:   srv.URL,
 		Store:     store,
 	})

@@ -29,7 +29,7 @@ func ExampleNew() {
 	}
 	conf, err := core.New(core.Config{
 		AppID:     os.Getenv("WECHAT_APPID"),
-		AppSecret: os.Getenv("WECHAT_APPSECRET"),
+		AppSecret: core.NewSecret(os.Getenv("WECHAT_APPSECRET")),
 		Store:     store,
 	})
 	if err != nil {

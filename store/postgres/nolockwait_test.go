@@ -40,7 +40,7 @@ var (
 func noWaitConf(t *testing.T, server *wxtest.Server, store core.TokenStore, prefix, appID string) *core.Conf {
 	t.Helper()
 	c, err := core.New(core.Config{
-		AppID: appID, AppSecret: "not-a-real-secret",
+		AppID: appID, AppSecret: core.NewSecret("not-a-real-secret"),
 		Store: store, KeyPrefix: prefix,
 		BaseURL: server.URL, HTTPClient: server.Client(), Now: server.Now,
 		RefreshTimeout: noWaitRefreshTimeout,

@@ -25,7 +25,7 @@ func ExampleNew() {
 		redisstore.WithPrefix("myapp:wechat:"),
 		redisstore.WithLease(10*time.Second), // the longest a fetch may take
 	)
-	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: "app-secret", Store: store})
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("app-secret"), Store: store})
 	if err != nil {
 		log.Fatal(err)
 	}

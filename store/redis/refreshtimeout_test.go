@@ -48,7 +48,7 @@ func TestRefreshTimeoutHoldsWhateverTheStoreDoes(t *testing.T) {
 	server := wxtest.New(wxtest.Options{})
 	t.Cleanup(server.Close)
 	conf, err := core.New(core.Config{
-		AppID: "wxrefreshtimeout", AppSecret: "not-a-real-secret",
+		AppID: "wxrefreshtimeout", AppSecret: core.NewSecret("not-a-real-secret"),
 		Store:     New(rdb, WithLease(testLease)),
 		KeyPrefix: uniqueKey(t, "conf"),
 		BaseURL:   server.URL, HTTPClient: server.Client(), Now: server.Now,

@@ -37,7 +37,7 @@ func ExampleOpen() {
 		}
 		conf, err := core.New(core.Config{
 			AppID:     "wx0123456789abcdef",
-			AppSecret: "secret",
+			AppSecret: core.NewSecret("secret"),
 			Store:     store,
 			BaseURL:   wechat.URL,
 			Now:       wechat.Now,
@@ -82,7 +82,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	conf, err := core.New(core.Config{
-		AppID: "wx0123456789abcdef", AppSecret: "secret", Store: store,
+		AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), Store: store,
 		BaseURL: wechat.URL, Now: wechat.Now,
 	})
 	if err != nil {
