@@ -12,6 +12,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log"
@@ -55,7 +57,7 @@ func run(ctx context.Context, w io.Writer, getenv func(string) string) error {
 		return err
 	}
 	fmt.Fprintf(w, "access_token %s (%d chars), expires at %s, fetched in %v\n",
-		shorten(tok.Value), len(tok.Value), tok.ExpiresAt.Format(time.RFC3339), time.Since(start).Round(time.Microsecond))
+		fingerprint(tok.Value), len(tok.Value), tok.ExpiresAt.Format(time.RFC3339), time.Since(start).Round(time.Microsecond))
 
 	start = time.Now()
 	again, err := conf.AccessToken(ctx)
@@ -69,10 +71,9 @@ func run(ctx context.Context, w io.Writer, getenv func(string) string) error {
 	return nil
 }
 
-// shorten shows enough of a credential to recognise it, not to use it.
-func shorten(s string) string {
-	if len(s) <= 8 {
-		return "…"
-	}
-	return s[:8] + "…"
+// fingerprint tells credentials apart without showing any part of one: the
+// start of its SHA-256, as "sha256:1a2b3c4d".
+func fingerprint(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:4])
 }

@@ -11,7 +11,7 @@ func TestQuickstartWithoutCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := out.String()
-	for _, want := range []string{"simulated WeChat API", "(136 chars)", "second call: same token: true", "token fetches made: 1"} {
+	for _, want := range []string{"simulated WeChat API", "access_token sha256:", "(136 chars)", "second call: same token: true", "token fetches made: 1"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
