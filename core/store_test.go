@@ -199,7 +199,8 @@ func TestStoreFetchCutByLeaseIsLockLost(t *testing.T) {
 }
 
 func TestStoreWaiterHonoursContext(t *testing.T) {
-	for name, mk := range storeKinds(5 * time.Second) {
+	const lease = 5 * time.Second
+	for name, mk := range storeKinds(lease) {
 		t.Run(name, func(t *testing.T) {
 			s := mk(t)
 			inFetch, letGo := make(chan struct{}), make(chan struct{})
@@ -223,11 +224,13 @@ func TestStoreWaiterHonoursContext(t *testing.T) {
 			if err := <-waiterErr; !errors.Is(err, context.Canceled) {
 				t.Fatalf("cancelled waiter returned %v, want context.Canceled", err)
 			}
+			released := time.Now()
 			close(letGo)
 			<-done
-			// The lock was not leaked: a new refresh fetches at once.
+			// The lock was not leaked: a new refresh fetches before a lock
+			// the waiter could have taken after released would run out.
 			var n atomic.Int32
-			tctx, tcancel := context.WithTimeout(t.Context(), time.Second)
+			tctx, tcancel := context.WithDeadline(t.Context(), released.Add(lease-time.Millisecond))
 			defer tcancel()
 			if tok, err := s.Refresh(tctx, "k", "v1", countingFetch(&n, "v2")); err != nil || tok.Value != "v2" {
 				t.Fatalf("Refresh after the cancelled waiter = %v, %v", tok, err)
