@@ -19,8 +19,8 @@ import (
 // short enough that a Refresh stuck behind the pool fails quickly, and a
 // RefreshTimeout well past it, so that what fails is the lease.
 const (
-	noWaitLease          = 2 * time.Second
-	noWaitRefreshTimeout = 10 * time.Second
+	noWaitLease          = 5 * time.Second
+	noWaitRefreshTimeout = 20 * time.Second
 	noWaitLatency        = 50 * time.Millisecond
 )
 
