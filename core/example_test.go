@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -166,4 +167,31 @@ func ExampleNewSecret() {
 	// REDACTED
 	// REDACTED
 	// 14 characters sent to WeChat
+}
+
+// Any *http.Client — an SDK's, a generated one, a plain one — gets the
+// Conf's fleet-safe access_token from Transport: it is added to requests
+// for WeChat's host, and a rejected token is replaced once fleet-wide and
+// the request sent again.
+func ExampleConf_Transport() {
+	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
+	defer wechat.Close()
+	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), BaseURL: wechat.URL, Now: wechat.Now})
+	if err != nil {
+		log.Fatal(err)
+	}
+	client := &http.Client{Transport: conf.Transport(nil)}
+	resp, err := client.Get(wechat.URL + "/cgi-bin/getcallbackip") // no access_token: the transport adds it
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		IPList []string `json:"ip_list"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out.IPList)
+	// Output: [127.0.0.1]
 }

@@ -1,0 +1,166 @@
+package core
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Transport returns an http.RoundTripper that puts this Conf's fleet-safe
+// access_token under any HTTP client — an SDK's, a generated client's, a
+// plain one — the way golang.org/x/oauth2's Transport does for OAuth:
+//
+//   - A request to the WeChat API host (the scheme and host of
+//     Config.BaseURL, DefaultBaseURL by default) that carries no
+//     access_token gets the Conf's (AccessToken), on a clone of the
+//     request: the caller's request is never modified. A request that
+//     carries one keeps it. Requests to other hosts pass through untouched.
+//   - The reply is read only as far as needed to see a JSON errcode: a body
+//     that does not start with "{" passes through after a 512-byte peek,
+//     unbuffered; one that does is buffered up to 64 KiB. The caller gets
+//     the whole body either way.
+//   - On 40001, 40014 or 42001 for the Conf's token (the one it added, or
+//     the one the request carried if it is the Conf's current token), the
+//     token is replaced by a compare-and-refresh (RefreshAccessToken: once
+//     fleet-wide), the request is sent once more with the new token, and
+//     that reply is returned. The body is replayed through
+//     Request.GetBody, which http.NewRequest sets for bytes.Buffer,
+//     bytes.Reader and strings.Reader bodies; a request whose body cannot be
+//     replayed gets the rejection back as it came. A token the Conf does
+//     not keep (a user's OAuth token for /sns/userinfo) is never refreshed.
+//   - If the refresh fails (a *LimitError, a store error), the rejection
+//     is returned as it came; the failure is logged as an event.
+//
+// base is the transport that sends the requests; nil means
+// http.DefaultTransport. Errors never hold a token or the AppSecret. The
+// RoundTripper is safe for concurrent use.
+func (c *Conf) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	u, _ := url.Parse(c.cfg.BaseURL) // validated by New
+	return &transport{conf: c, base: base, scheme: u.Scheme, host: u.Host}
+}
+
+// Client returns an *http.Client whose Transport is c.Transport(base), for
+// code that takes a client; base nil means http.DefaultTransport.
+func (c *Conf) Client(base http.RoundTripper) *http.Client {
+	return &http.Client{Transport: c.Transport(base)}
+}
+
+type transport struct {
+	conf         *Conf
+	base         http.RoundTripper
+	scheme, host string
+}
+
+// peekSize is how much of a reply the transport looks at before it knows
+// whether the body can be a JSON error.
+const peekSize = 512
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil || !strings.EqualFold(req.URL.Host, t.host) || req.URL.Scheme != t.scheme {
+		return t.base.RoundTrip(req)
+	}
+	q := req.URL.Query()
+	tok := q.Get("access_token")
+	ours := tok == ""
+	if ours {
+		cur, err := t.conf.AccessToken(req.Context())
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		tok = cur.Value
+	} else if h := t.conf.access.cur.Load(); h != nil && h.Value == tok {
+		ours = true
+	}
+	r := withToken(req, tok, nil)
+	for retried := false; ; retried = true {
+		resp, err := t.base.RoundTrip(r)
+		if err != nil {
+			return nil, redactError(err, t.conf.cfg.AppSecret.Reveal(), tok)
+		}
+		apiErr := peekAPIError(resp, r.URL.Path, tok)
+		if retried || !ours || apiErr == nil || !apiErr.InvalidCredential() {
+			return resp, nil
+		}
+		var body io.ReadCloser // the body to send again, nil for none
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return resp, nil // the body cannot be sent again
+			}
+			if body, err = req.GetBody(); err != nil {
+				return resp, nil
+			}
+		}
+		cr := t.conf.access
+		cr.logEvent(slog.LevelInfo, EventRejected, slog.String("path", r.URL.Path), slog.Int("errcode", apiErr.Code))
+		fresh, rerr := cr.refresh(req.Context(), tok, reasonRejected, apiErr)
+		if rerr != nil {
+			if body != nil { // the refresh logged its own event
+				body.Close()
+			}
+			return resp, nil
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, peekErrcode))
+		resp.Body.Close()
+		tok = fresh.Value
+		r = withToken(req, tok, body)
+	}
+}
+
+// withToken returns a clone of req carrying tok as its access_token, and
+// body in place of req's own when body is not nil (a retry).
+func withToken(req *http.Request, tok string, body io.ReadCloser) *http.Request {
+	r := req.Clone(req.Context())
+	u := *req.URL
+	q := u.Query()
+	if q.Get("access_token") != tok {
+		q.Set("access_token", tok)
+		u.RawQuery = q.Encode()
+	}
+	r.URL = &u
+	if body != nil {
+		r.Body = body
+	}
+	return r
+}
+
+// peekAPIError returns the *APIError resp's body holds, if it is a JSON
+// object with a non-zero errcode, reading no more than needed to tell, and
+// leaves resp.Body reading the whole body from its start.
+func peekAPIError(resp *http.Response, path, tok string) *APIError {
+	br := bufio.NewReaderSize(resp.Body, peekSize)
+	body := struct {
+		io.Reader
+		io.Closer
+	}{br, resp.Body}
+	resp.Body = body
+	first, err := peekNonSpace(br)
+	if err != nil || first != '{' {
+		return nil
+	}
+	head, err := io.ReadAll(io.LimitReader(br, peekErrcode))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), br), body.Closer}
+	if err != nil || len(head) >= peekErrcode || !json.Valid(head) {
+		return nil
+	}
+	return apiError(path, head, []string{tok})
+}
+
+// closeBody closes req's body, as a RoundTripper must on every early
+// return.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
