@@ -84,7 +84,11 @@ func (s storeSpec) open(ctx context.Context, create bool) (*backend, error) {
 			rdb.Close()
 			return nil, fmt.Errorf("cannot reach Redis at %s: %w", s.Conn, err)
 		}
-		st := redisstore.New(rdb, redisstore.WithLease(s.Lease))
+		st, err := redisstore.New(rdb, redisstore.WithLease(s.Lease))
+		if err != nil {
+			rdb.Close()
+			return nil, err
+		}
 		return &backend{
 			store: st,
 			close: func() { rdb.Close() },

@@ -3,7 +3,7 @@
 // one fetch among all of them.
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", ContextTimeoutEnabled: true})
-//	store := redisstore.New(rdb) // never closes rdb
+//	store, err := redisstore.New(rdb) // never closes rdb
 //	conf, err := core.New(core.Config{AppID: appID, AppSecret: secret, Store: store})
 //	tok, err := conf.AccessToken(ctx)
 //

@@ -21,10 +21,13 @@ func ExampleNew() {
 	})
 	defer rdb.Close() // the Store never closes it
 
-	store := redisstore.New(rdb,
+	store, err := redisstore.New(rdb,
 		redisstore.WithPrefix("myapp:wechat:"),
 		redisstore.WithLease(10*time.Second), // the longest a fetch may take
 	)
+	if err != nil {
+		log.Fatal(err)
+	}
 	conf, err := core.New(core.Config{AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("app-secret"), Store: store})
 	if err != nil {
 		log.Fatal(err)
@@ -46,7 +49,10 @@ func ExampleNew_cluster() {
 		ContextTimeoutEnabled: true,
 	})
 	defer rdb.Close()
-	store := redisstore.New(rdb)
+	store, err := redisstore.New(rdb)
+	if err != nil {
+		log.Fatal(err)
+	}
 	_ = store // core.Config{Store: store, …}
 }
 
@@ -59,6 +65,9 @@ func ExampleNew_sentinel() {
 		ContextTimeoutEnabled: true,
 	})
 	defer rdb.Close()
-	store := redisstore.New(rdb)
+	store, err := redisstore.New(rdb)
+	if err != nil {
+		log.Fatal(err)
+	}
 	_ = store
 }

@@ -39,7 +39,7 @@ func testServerStopsUnderWaiter(t *testing.T, r *containers.Redis) {
 	ca, cb := newClient(r.Addr), newClient(r.Addr)
 	defer ca.Close()
 	defer cb.Close()
-	a, b := New(ca, WithLease(testLease)), New(cb, WithLease(testLease))
+	a, b := mustNew(t, ca, WithLease(testLease)), mustNew(t, cb, WithLease(testLease))
 	key := uniqueKey(t, "k")
 
 	h := startHolder(ctx, a, key, "")
@@ -95,7 +95,7 @@ func testHerdAcrossRestart(t *testing.T, r *containers.Redis) {
 	for i := range clients {
 		clients[i] = newClient(r.Addr)
 		defer clients[i].Close()
-		stores[i] = New(clients[i], WithLease(testLease))
+		stores[i] = mustNew(t, clients[i], WithLease(testLease))
 	}
 	key := uniqueKey(t, "k")
 	h := startHolder(ctx, stores[0], key, "")

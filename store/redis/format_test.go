@@ -74,10 +74,32 @@ func TestExpireAt(t *testing.T) {
 
 // TestRetryDelay tests a waiter's sleep: just past a lease that ends sooner
 // than the backoff, else the backoff ±25%.
+// mustNew is New for tests: a constructor error fails the test.
+func mustNew(t testing.TB, client redis.UniversalClient, opts ...Option) *Store {
+	t.Helper()
+	s, err := New(client, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestNewNilClient tests that a nil client, untyped or typed, is an error,
+// not a panic.
+func TestNewNilClient(t *testing.T) {
+	var c *redis.Client
+	var cc *redis.ClusterClient
+	for _, client := range []redis.UniversalClient{nil, c, cc} {
+		if s, err := New(client); err == nil || s != nil {
+			t.Errorf("New(%T(nil)) = %v, %v; want an error", client, s, err)
+		}
+	}
+}
+
 func TestRetryDelay(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{}) // never dialled
 	defer rdb.Close()
-	s := New(rdb, WithLease(time.Second), WithWaitBackoff(100*time.Millisecond))
+	s := mustNew(t, rdb, WithLease(time.Second), WithWaitBackoff(100*time.Millisecond))
 	for range 100 {
 		if d := s.retryDelay(30); d < 31*time.Millisecond || d > 34*time.Millisecond {
 			t.Fatalf("retryDelay(pttl 30ms) = %v, want 31–33ms", d)
@@ -88,7 +110,7 @@ func TestRetryDelay(t *testing.T) {
 			}
 		}
 	}
-	if s := New(rdb, WithLease(200*time.Millisecond)); s.backoff != 50*time.Millisecond {
+	if s := mustNew(t, rdb, WithLease(200*time.Millisecond)); s.backoff != 50*time.Millisecond {
 		t.Errorf("backoff with a 200ms lease = %v, want a quarter of the lease, 50ms", s.backoff)
 	}
 }

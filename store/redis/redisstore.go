@@ -109,10 +109,12 @@ type Store struct {
 // New returns a Store over client: a *redis.Client (standalone, or
 // Sentinel-backed from redis.NewFailoverClient), a *redis.ClusterClient,
 // or whatever redis.NewUniversalClient returns. The Store never closes the
-// client. New panics if client is nil.
-func New(client redis.UniversalClient, opts ...Option) *Store {
-	if client == nil {
-		panic("redisstore: New: nil client")
+// client. A nil client (or a nil *redis.Client, *redis.ClusterClient or
+// *redis.Ring) is an error, as in the other stores of the suite, which all
+// have the shape New(client, opts...) (*Store, error); New does no I/O.
+func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
+	if isNilClient(client) {
+		return nil, errors.New("redisstore: New: nil client")
 	}
 	o := options{prefix: DefaultPrefix, lease: core.DefaultLease, backoff: DefaultWaitBackoff, grace: DefaultExpiryGrace}
 	for _, opt := range opts {
@@ -125,7 +127,23 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		backoff: max(min(o.backoff, o.lease/4), time.Millisecond),
 		grace:   o.grace,
 		hub:     hub{client: client},
+	}, nil
+}
+
+// isNilClient reports whether client is nil, or a typed nil pointer in the
+// interface.
+func isNilClient(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case nil:
+		return true
+	case *redis.Client:
+		return c == nil
+	case *redis.ClusterClient:
+		return c == nil
+	case *redis.Ring:
+		return c == nil
 	}
+	return false
 }
 
 // RedisKeys returns the Redis keys that hold key's token (a hash) and its

@@ -64,7 +64,7 @@ func harness(dial func() redis.UniversalClient, childEnv ...string) conformance.
 		NewStore: func(t testing.TB) core.TokenStore {
 			rdb := dial()
 			t.Cleanup(func() { rdb.Close() })
-			return New(rdb, WithLease(testLease))
+			return mustNew(t, rdb, WithLease(testLease))
 		},
 		Lease:     testLease,
 		KeyPrefix: "redisstore-test/",
@@ -111,7 +111,7 @@ func uniqueKey(t testing.TB, name string) string {
 func testStore(t testing.TB, dial func() redis.UniversalClient, opts ...Option) (*Store, redis.UniversalClient) {
 	rdb := dial()
 	t.Cleanup(func() { rdb.Close() })
-	return New(rdb, append([]Option{WithLease(testLease)}, opts...)...), rdb
+	return mustNew(t, rdb, append([]Option{WithLease(testLease)}, opts...)...), rdb
 }
 
 func tok(v string) core.Token {
@@ -319,7 +319,7 @@ func testKeyLayout(t *testing.T, dial func() redis.UniversalClient) {
 	keys := []string{"a", "{a}", "a{b}c", "}{", "{", "}", "{}", "x/{tag}/y", "k:lock", "日本語", strings.Repeat("{z}", 85)}
 	cc, isCluster := rdb.(*redis.ClusterClient)
 	for _, prefix := range []string{DefaultPrefix, "", "{", "}", "app{x", "{app}:"} {
-		s := New(rdb, WithPrefix(prefix))
+		s := mustNew(t, rdb, WithPrefix(prefix))
 		seen := map[string]string{}
 		for _, key := range keys {
 			n := s.names(key)

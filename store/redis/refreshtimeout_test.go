@@ -49,7 +49,7 @@ func TestRefreshTimeoutHoldsWhateverTheStoreDoes(t *testing.T) {
 	t.Cleanup(server.Close)
 	conf, err := core.New(core.Config{
 		AppID: "wxrefreshtimeout", AppSecret: core.NewSecret("not-a-real-secret"),
-		Store:     New(rdb, WithLease(testLease)),
+		Store:     mustNew(t, rdb, WithLease(testLease)),
 		KeyPrefix: uniqueKey(t, "conf"),
 		BaseURL:   server.URL, HTTPClient: server.Client(), Now: server.Now,
 		RefreshTimeout: refreshTimeout,
