@@ -80,7 +80,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	} else if h := t.conf.access.cur.Load(); h != nil && h.Value == tok {
 		ours = true
 	}
-	r := withToken(req, tok, nil)
+	r := withToken(req, q, tok, nil)
 	for retried := false; ; retried = true {
 		resp, err := t.base.RoundTrip(r)
 		if err != nil {
@@ -111,21 +111,21 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, peekErrcode))
 		resp.Body.Close()
 		tok = fresh.Value
-		r = withToken(req, tok, body)
+		r = withToken(req, q, tok, body)
 	}
 }
 
-// withToken returns a clone of req carrying tok as its access_token, and
-// body in place of req's own when body is not nil (a retry).
-func withToken(req *http.Request, tok string, body io.ReadCloser) *http.Request {
+// withToken returns a clone of req carrying tok as its access_token (q is
+// req's parsed query, changed here), and body in place of req's own when
+// body is not nil (a retry).
+func withToken(req *http.Request, q url.Values, tok string, body io.ReadCloser) *http.Request {
 	r := req.Clone(req.Context())
-	u := *req.URL
-	q := u.Query()
 	if q.Get("access_token") != tok {
+		u := *req.URL
 		q.Set("access_token", tok)
 		u.RawQuery = q.Encode()
+		r.URL = &u
 	}
-	r.URL = &u
 	if body != nil {
 		r.Body = body
 	}

@@ -156,6 +156,21 @@ func BenchmarkTransport(b *testing.B) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+	b.Run("ratio", func(b *testing.B) {
+		// Both clients alternate in one loop, so load changes hit both;
+		// reports transport-ns/call over plain-ns/call.
+		plain, tr := srv.Client(), c.Client(srv.Client().Transport)
+		var tPlain, tTransport time.Duration
+		for b.Loop() {
+			start := time.Now()
+			call(b, plain, srv.URL+"/cgi-bin/getcallbackip?access_token=T")
+			mid := time.Now()
+			call(b, tr, srv.URL+"/cgi-bin/getcallbackip")
+			tPlain += mid.Sub(start)
+			tTransport += time.Since(mid)
+		}
+		b.ReportMetric(float64(tTransport)/float64(tPlain), "transport/plain")
+	})
 	b.Run("plain", func(b *testing.B) {
 		client := srv.Client()
 		for b.Loop() {
