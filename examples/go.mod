@@ -5,12 +5,13 @@ go 1.25.0
 require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/redis/go-redis/v9 v9.22.0
-	github.com/wechatconf/wechatconf/conformance/containers v0.0.0
-	github.com/wechatconf/wechatconf/core v0.0.0
-	github.com/wechatconf/wechatconf/store/etcd v0.0.0
-	github.com/wechatconf/wechatconf/store/file v0.0.0
-	github.com/wechatconf/wechatconf/store/postgres v0.0.0
-	github.com/wechatconf/wechatconf/store/redis v0.0.0
+	github.com/wechatconf/wechatconf/conformance/containers v0.1.0
+	github.com/wechatconf/wechatconf/core v0.1.0
+	github.com/wechatconf/wechatconf/store/etcd v0.1.0
+	github.com/wechatconf/wechatconf/store/file v0.1.0
+	github.com/wechatconf/wechatconf/store/postgres v0.1.0
+	github.com/wechatconf/wechatconf/store/redis v0.1.0
+	github.com/wechatconf/wechatconf/tokenserver v0.1.0
 	go.etcd.io/etcd/client/v3 v3.6.14
 	go.uber.org/zap v1.27.0
 )
@@ -95,4 +96,5 @@ replace (
 	github.com/wechatconf/wechatconf/store/file => ../store/file
 	github.com/wechatconf/wechatconf/store/postgres => ../store/postgres
 	github.com/wechatconf/wechatconf/store/redis => ../store/redis
+	github.com/wechatconf/wechatconf/tokenserver => ../tokenserver
 )

@@ -1,4 +1,4 @@
-package main
+package tokenserver
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 // maxReply bounds how much of a token server reply a worker reads.
 const maxReply = 64 << 10
 
-// workerStore returns the store of a Go worker of the token server at
+// NewWorkerStore returns the store of a Go worker of the token server at
 // baseURL (the seed's 业务逻辑服务器): the worker form of core.FuncStore, whose
 // Get is GET /<credential> and whose Refresh is POST /<credential>/refresh
 // with the stale value, both sent with secret as a bearer token. The
@@ -27,26 +27,30 @@ const maxReply = 64 << 10
 // with a 30 s timeout. Use it as a Conf's Store; the Conf needs the AppID
 // and no AppSecret:
 //
-//	store, err := workerStore("http://tokens.internal:8080", os.Getenv("TOKENSERVER_SECRET"), nil)
+//	store, err := tokenserver.NewWorkerStore("http://tokens.internal:8080", core.NewSecret(os.Getenv("TOKENSERVER_SECRET")), nil)
 //	conf, err := core.New(core.Config{AppID: "wx…", Store: store})
-func workerStore(baseURL, secret string, client *http.Client) (*core.FuncStore, error) {
+//
+// The worker reads the server only when its in-process copy nears expiry,
+// and its Conf's Do (or Transport) sends a token WeChat rejected back as
+// stale, so a fleet that sees one token revoked causes one fetch.
+func NewWorkerStore(baseURL string, secret core.Secret, client *http.Client) (*core.FuncStore, error) {
 	u, err := url.Parse(baseURL)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("tokenserver worker: base URL: %w", err)
 	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
 		return nil, fmt.Errorf("tokenserver worker: base URL %q: want http://host[:port] or https://host[:port]", baseURL)
-	case secret == "":
+	case secret.IsZero():
 		return nil, errors.New("tokenserver worker: the bearer secret is empty (set TOKENSERVER_SECRET)")
 	}
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	w := &worker{base: strings.TrimRight(baseURL, "/"), auth: "Bearer " + secret, client: client}
+	w := &worker{base: strings.TrimRight(baseURL, "/"), auth: "Bearer " + secret.Reveal(), client: client}
 	return core.NewFuncStore(core.StoreFuncs{Get: w.get, Refresh: w.refresh})
 }
 
-// worker makes the token server requests of a workerStore.
+// worker makes the token server requests of a NewWorkerStore.
 type worker struct {
 	base   string // without a trailing slash
 	auth   string // the Authorization header

@@ -1,4 +1,4 @@
-package main
+package tokenserver
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 
 // credential is one credential the server hands out. Its name is both the
 // URL path (/name and /name/refresh) and the last element of the core
-// store key ("<KeyPrefix>/<AppID>/name"), which is how workerStore maps a
+// store key ("<KeyPrefix>/<AppID>/name"), which is how NewWorkerStore maps a
 // key to an endpoint.
 type credential struct {
 	name    string
@@ -40,11 +40,57 @@ func currentTicket(get func(*core.Conf, context.Context) (core.Token, error)) fu
 	return func(c *core.Conf, ctx context.Context, _ string) (core.Token, error) { return get(c, ctx) }
 }
 
-// Limits of the server.
-const (
-	defaultTimeout = 10 * time.Second // how long a request waits for WeChat before 504
-	maxBody        = 4 << 10          // a refresh body: {"stale":"…"} with a token of at most 512 bytes
-)
+// DefaultTimeout is how long a request waits for a credential before the
+// handler answers 504, unless WithTimeout says otherwise.
+const DefaultTimeout = 10 * time.Second
+
+// MinSecretLen is the shortest bearer secret the commands of this
+// repository accept; make one with `openssl rand -hex 32`.
+const MinSecretLen = 16
+
+// maxBody bounds a refresh body: {"stale":"…"} with a token of at most 512 bytes.
+const maxBody = 4 << 10
+
+// An Option configures Handler.
+type Option func(*server)
+
+// WithTimeout sets how long one request waits for a credential (WeChat's
+// answer, or the shared store's lock) before the handler answers 504; the
+// refresh goes on, and the next request gets its result. d <= 0 keeps
+// DefaultTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(s *server) {
+		if d > 0 {
+			s.timeout = d
+		}
+	}
+}
+
+// WithLogger sets the logger that receives one line per request (method,
+// path, status, duration, remote address) and the credential errors; never
+// a credential or a secret. nil keeps the default, which discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *server) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
+// Handler returns the token server: an http.Handler serving conf's
+// access_token, jsapi_ticket and wx_card api_ticket to callers that present
+// secret as a bearer token, with GET /healthz open to all (see the package
+// doc for the endpoints). An empty secret refuses every credential request.
+// The secret is kept only as its SHA-256. The handler is safe for
+// concurrent use; serve it with an http.Server whose WriteTimeout exceeds
+// the request timeout.
+func Handler(conf *core.Conf, secret core.Secret, opts ...Option) http.Handler {
+	s := newServer(conf, secret)
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 // tokenReply is the body of every successful credential request.
 type tokenReply struct {
@@ -74,23 +120,23 @@ type server struct {
 
 	// timeout bounds how long one request waits for a credential (504
 	// after it); log receives one line per request and the errors, never
-	// a credential. run sets both; newServer's defaults are
-	// defaultTimeout and a discarding logger.
+	// a credential. The options set both; newServer's defaults are
+	// DefaultTimeout and a discarding logger.
 	timeout time.Duration
 	log     *slog.Logger
 }
 
 // newServer returns the handler serving conf's credentials to callers that
-// present secret as a bearer token. An empty secret refuses every request
-// (run refuses to start without one). The secret arrives as a core.Secret,
-// which nothing prints, and is kept only as its SHA-256.
+// present secret as a bearer token. An empty secret refuses every request.
+// The secret arrives as a core.Secret, which nothing prints, and is kept
+// only as its SHA-256.
 func newServer(conf *core.Conf, secret core.Secret) *server {
 	s := &server{
 		conf:     conf,
 		secret:   sha256.Sum256([]byte(secret.Reveal())),
 		noSecret: secret.IsZero(),
 		mux:      http.NewServeMux(),
-		timeout:  defaultTimeout,
+		timeout:  DefaultTimeout,
 		log:      slog.New(slog.DiscardHandler),
 	}
 	for _, c := range credentials {

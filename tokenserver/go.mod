@@ -1,0 +1,7 @@
+module github.com/wechatconf/wechatconf/tokenserver
+
+go 1.25.0
+
+require github.com/wechatconf/wechatconf/core v0.1.0
+
+replace github.com/wechatconf/wechatconf/core => ../core
