@@ -1,0 +1,53 @@
+// Package silenceper gives a github.com/silenceper/wechat/v2 Official
+// Account client the fleet-safe credentials of a wechatconf core.Conf, in
+// one call:
+//
+//	conf, err := core.New(core.Config{AppID: id, AppSecret: core.NewSecret(secret), Store: store})
+//	oa := silenceper.OfficialAccount(conf, &config.Config{AppID: id})
+//	ips, err := oa.GetBasic().GetCallbackIP()
+//
+// What OfficialAccount does:
+//
+//   - It sets a [Handle] over conf as the account's access-token handle
+//     (credential.AccessTokenContextHandle: GetAccessToken and
+//     GetAccessTokenContext return conf.AccessToken) and as its JS-SDK
+//     ticket handle (credential.JsTicketContextHandle: GetTicket and
+//     GetTicketContext return conf.JSAPITicket; the access token silenceper
+//     passes is not needed, the Conf gets its own). Every instance of a
+//     fleet then makes one token fetch per refresh through the Conf's store,
+//     instead of each process fetching (and, with the classic token API,
+//     invalidating everyone else's token) alone.
+//   - It installs conf's transport (core.Conf.Transport) on silenceper's HTTP
+//     client, the package variable util.DefaultHTTPClient that every
+//     silenceper API call goes through. A call WeChat answers with 40001,
+//     40014 or 42001 is then not handed to the caller: the token is replaced
+//     by a compare-and-refresh (once fleet-wide) and the call is sent once
+//     more, which silenceper does not do on its own.
+//
+// # How the transport finds the token
+//
+// silenceper writes the token it got from the handle into the URL
+// (?access_token=...) before the request reaches the client. A token
+// handed out by a Handle may have been replaced by the time the request is
+// sent (another goroutine saw it rejected), and core's transport refreshes
+// only its own current token. So the installed transport recognises the
+// tokens its Handles handed out (the last few of each), takes the token
+// out of the URL and lets the Conf's transport put in its current one; a
+// request to a host the Conf does not serve gets its own token back
+// unchanged. Requests that carry no token, or a token no Handle handed out
+// (a user's OAuth token for /sns/userinfo, say), go to the previous
+// transport untouched. Several Conf (several AppIDs) can be installed in
+// one process: the token says which Conf a request belongs to.
+//
+// util.DefaultHTTPClient is one variable for the whole process, read by
+// every silenceper call without a lock: call OfficialAccount (or Install)
+// while setting up, before API calls start. The client that was there is
+// kept as the base: its Transport sends the requests, its Timeout, Jar and
+// CheckRedirect stay. Setting util.DefaultHTTPClient (or
+// Wechat.SetHTTPClient) afterwards removes the transport until the next
+// Install.
+//
+// Tokens and tickets are fetched by the Conf with its own
+// core.Config.HTTPClient and core.Config.BaseURL, not by silenceper; the
+// silenceper config's AppSecret and Cache are not used for them.
+package silenceper

@@ -1,0 +1,48 @@
+package silenceper_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/silenceper/wechat/v2/util"
+)
+
+// weChatHost is the host silenceper calls, hardcoded in its URLs.
+const weChatHost = "api.weixin.qq.com"
+
+// toServer is the test's network: requests to https://api.weixin.qq.com
+// (silenceper's, and the Conf's with core.Config.BaseURL left at its
+// default) go to the simulated API at target instead; others go out
+// unchanged.
+type toServer struct {
+	target *url.URL
+	base   http.RoundTripper
+}
+
+func newToServer(t testing.TB, serverURL string) *toServer {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &toServer{target: u, base: http.DefaultTransport}
+}
+
+func (r *toServer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host != weChatHost {
+		return r.base.RoundTrip(req)
+	}
+	out := req.Clone(req.Context())
+	u := *req.URL
+	u.Scheme, u.Host = r.target.Scheme, r.target.Host
+	out.URL, out.Host = &u, ""
+	return r.base.RoundTrip(out)
+}
+
+// setSilenceperClient sets silenceper's process-wide HTTP client to c for
+// the test and puts the previous one back after it.
+func setSilenceperClient(t testing.TB, c *http.Client) {
+	prev := util.DefaultHTTPClient
+	util.DefaultHTTPClient = c
+	t.Cleanup(func() { util.DefaultHTTPClient = prev })
+}
