@@ -3,8 +3,8 @@ module github.com/wechatconf/wechatconf/examples/customstore
 go 1.25.0
 
 require (
-	github.com/wechatconf/wechatconf/conformance v0.0.0
-	github.com/wechatconf/wechatconf/core v0.0.0
+	github.com/wechatconf/wechatconf/conformance v0.1.0
+	github.com/wechatconf/wechatconf/core v0.1.0
 	modernc.org/sqlite v1.59.0
 )
 

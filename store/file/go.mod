@@ -4,8 +4,8 @@ go 1.25.0
 
 require (
 	github.com/gofrs/flock v0.13.0
-	github.com/wechatconf/wechatconf/conformance v0.0.0
-	github.com/wechatconf/wechatconf/core v0.0.0
+	github.com/wechatconf/wechatconf/conformance v0.1.0
+	github.com/wechatconf/wechatconf/core v0.1.0
 	golang.org/x/sys v0.37.0
 )
 

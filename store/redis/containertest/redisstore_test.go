@@ -1,4 +1,4 @@
-package redisstore
+package containertest_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/wechatconf/wechatconf/conformance"
 	"github.com/wechatconf/wechatconf/conformance/containers"
 	"github.com/wechatconf/wechatconf/core"
+	redisstore "github.com/wechatconf/wechatconf/store/redis"
 )
 
 // Environment through which the conformance suite's child processes (the
@@ -48,6 +50,40 @@ func clusterAddrs(t testing.TB) []string {
 	return containers.StartRedisCluster(t).Addrs
 }
 
+// mustNew returns redisstore.New(client, opts...), failing t on an error.
+func mustNew(t testing.TB, client redis.UniversalClient, opts ...redisstore.Option) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(client, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// keyNames are the three Redis names of a user key, as the package
+// documents them: the token hash and the lock from Store.RedisKeys, and the
+// Pub/Sub channel on which releases are announced, which shares their
+// prefix and hash tag and ends in ":wake".
+type keyNames struct{ token, lock, wake string }
+
+func namesOf(s *redisstore.Store, key string) keyNames {
+	token, lock := s.RedisKeys(key)
+	return keyNames{token: token, lock: lock, wake: strings.TrimSuffix(token, ":token") + ":wake"}
+}
+
+// subs returns how many connections the server has subscribed to key's
+// wake channel: a store holds one subscription per key however many of its
+// callers wait, so with one waiting store it is 1, and 0 once none waits.
+func subs(t testing.TB, rdb redis.UniversalClient, s *redisstore.Store, key string) int {
+	t.Helper()
+	ch := namesOf(s, key).wake
+	n, err := rdb.PubSubNumSub(context.Background(), ch).Result()
+	if err != nil {
+		t.Fatalf("PUBSUB NUMSUB %s: %v", ch, err)
+	}
+	return int(n[ch])
+}
+
 func newClient(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 }
@@ -64,7 +100,7 @@ func harness(dial func() redis.UniversalClient, childEnv ...string) conformance.
 		NewStore: func(t testing.TB) core.TokenStore {
 			rdb := dial()
 			t.Cleanup(func() { rdb.Close() })
-			return mustNew(t, rdb, WithLease(testLease))
+			return mustNew(t, rdb, redisstore.WithLease(testLease))
 		},
 		Lease:     testLease,
 		KeyPrefix: "redisstore-test/",
@@ -108,10 +144,10 @@ func uniqueKey(t testing.TB, name string) string {
 
 // testStore returns a store with the test lease over a new client closed
 // at the end of the test, and the client.
-func testStore(t testing.TB, dial func() redis.UniversalClient, opts ...Option) (*Store, redis.UniversalClient) {
+func testStore(t testing.TB, dial func() redis.UniversalClient, opts ...redisstore.Option) (*redisstore.Store, redis.UniversalClient) {
 	rdb := dial()
 	t.Cleanup(func() { rdb.Close() })
-	return mustNew(t, rdb, append([]Option{WithLease(testLease)}, opts...)...), rdb
+	return mustNew(t, rdb, append([]redisstore.Option{redisstore.WithLease(testLease)}, opts...)...), rdb
 }
 
 func tok(v string) core.Token {
@@ -127,7 +163,7 @@ type holder struct {
 
 // startHolder starts Refresh(key, stale) on s with a fetch that signals
 // entered and then returns the token sent on release.
-func startHolder(ctx context.Context, s *Store, key, stale string) holder {
+func startHolder(ctx context.Context, s *redisstore.Store, key, stale string) holder {
 	h := holder{entered: make(chan struct{}), release: make(chan core.Token), done: make(chan error, 1)}
 	go func() {
 		_, err := s.Refresh(ctx, key, stale, func(fctx context.Context) (core.Token, error) {
@@ -264,7 +300,7 @@ func testExpiry(t *testing.T, dial func() redis.UniversalClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const grace = 5 * time.Minute
-	s, rdb := testStore(t, dial, WithExpiryGrace(grace))
+	s, rdb := testStore(t, dial, redisstore.WithExpiryGrace(grace))
 	now := time.Now()
 	cases := []struct {
 		name      string
@@ -318,11 +354,11 @@ func testKeyLayout(t *testing.T, dial func() redis.UniversalClient) {
 	defer rdb.Close()
 	keys := []string{"a", "{a}", "a{b}c", "}{", "{", "}", "{}", "x/{tag}/y", "k:lock", "日本語", strings.Repeat("{z}", 85)}
 	cc, isCluster := rdb.(*redis.ClusterClient)
-	for _, prefix := range []string{DefaultPrefix, "", "{", "}", "app{x", "{app}:"} {
-		s := mustNew(t, rdb, WithPrefix(prefix))
+	for _, prefix := range []string{redisstore.DefaultPrefix, "", "{", "}", "app{x", "{app}:"} {
+		s := mustNew(t, rdb, redisstore.WithPrefix(prefix))
 		seen := map[string]string{}
 		for _, key := range keys {
-			n := s.names(key)
+			n := namesOf(s, key)
 			if !strings.HasPrefix(n.token, prefix) {
 				t.Errorf("prefix %q, key %q: token key %q does not begin with the prefix", prefix, key, n.token)
 			}
@@ -368,13 +404,21 @@ func hashTag(key string) string {
 
 // testRetriedAcquire tests that an attempt go-redis sends again after a lost
 // reply finds the lock it took and holds it, instead of waiting for itself.
+// It runs the store's acquire script as shipped (../lua/acquire.lua, the
+// file the package embeds; its header documents KEYS, ARGV and the reply).
 func testRetriedAcquire(t *testing.T, dial func() redis.UniversalClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	src, err := os.ReadFile(filepath.Join("..", "lua", "acquire.lua"))
+	if err != nil {
+		t.Fatalf("reading the store's acquire script: %v", err)
+	}
+	acquireScript := redis.NewScript(string(src))
+	const formatVersion = "1" // field v of the token hash (format.go)
 	s, rdb := testStore(t, dial)
 	key := uniqueKey(t, "k")
-	n := s.names(key)
-	for i, want := range []string{stateLocked, stateLocked, stateHeld} {
+	n := namesOf(s, key)
+	for i, want := range []string{"locked", "locked", "held"} {
 		owner := "owner-1"
 		if i == 2 {
 			owner = "owner-2"
@@ -394,7 +438,7 @@ func testRetriedAcquire(t *testing.T, dial func() redis.UniversalClient) {
 func testNoSubscriptionLeft(t *testing.T, dial func() redis.UniversalClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a, _ := testStore(t, dial)
+	a, rdb := testStore(t, dial)
 	b, _ := testStore(t, dial)
 	key := uniqueKey(t, "k")
 	h := startHolder(ctx, a, key, "")
@@ -409,9 +453,7 @@ func testNoSubscriptionLeft(t *testing.T, dial func() redis.UniversalClient) {
 	}
 	// Wait until the waiters subscribed.
 	waitFor(t, 10*time.Second, "a subscription of the waiting store", func() bool {
-		b.hub.mu.Lock()
-		defer b.hub.mu.Unlock()
-		return len(b.hub.subs) == 1
+		return subs(t, rdb, b, key) == 1
 	})
 	h.release <- tok("holder")
 	if err := <-h.done; err != nil {
@@ -424,9 +466,14 @@ func testNoSubscriptionLeft(t *testing.T, dial func() redis.UniversalClient) {
 			t.Errorf("waiter: %v", err)
 		}
 	}
-	b.hub.mu.Lock()
-	left := len(b.hub.subs)
-	b.hub.mu.Unlock()
+	// The server drops the subscription when the store unsubscribes, which
+	// it does as its last waiter returns; a bounded settle for the reply.
+	deadline := time.Now().Add(10 * time.Second)
+	left := subs(t, rdb, b, key)
+	for left != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		left = subs(t, rdb, b, key)
+	}
 	if left != 0 {
 		t.Errorf("store still holds %d subscriptions after its waiters returned, want 0", left)
 	}
@@ -455,8 +502,8 @@ func testRetryWithoutMessage(t *testing.T, dial func() redis.UniversalClient) {
 	const lease = 10 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a, rdb := testStore(t, dial, WithLease(lease))
-	b, _ := testStore(t, dial, WithLease(lease))
+	a, rdb := testStore(t, dial, redisstore.WithLease(lease))
+	b, _ := testStore(t, dial, redisstore.WithLease(lease))
 	key := uniqueKey(t, "k")
 	locked := time.Now() // the lock is taken after this
 	h := startHolder(ctx, a, key, "")
@@ -470,7 +517,7 @@ func testRetryWithoutMessage(t *testing.T, dial func() redis.UniversalClient) {
 		})
 		waiter <- err
 	}()
-	waitFor(t, 10*time.Second, "the waiter to subscribe", func() bool { return subs(b) == 1 })
+	waitFor(t, 10*time.Second, "the waiter to subscribe", func() bool { return subs(t, rdb, b, key) == 1 })
 	_, lock := a.RedisKeys(key)
 	deleted := time.Now()
 	if err := rdb.Del(ctx, lock).Err(); err != nil {
@@ -488,12 +535,12 @@ func testRetryWithoutMessage(t *testing.T, dial func() redis.UniversalClient) {
 	case err := <-waiter:
 		t.Fatalf("waiter returned %v without fetching", err)
 	case <-ctx.Done():
-		t.Fatalf("waiter did not take a lock freed without a message before the test's ctx ended (backoff %v, lease %v)", b.backoff, lease)
+		t.Fatalf("waiter did not take a lock freed without a message before the test's ctx ended (backoff %v, lease %v)", redisstore.DefaultWaitBackoff, lease)
 	}
 	took, bound := at.Sub(deleted), (lease-deleted.Sub(locked))/2
-	t.Logf("waiter took the lock %v after it was deleted without a message (backoff %v, bound %v)", took, b.backoff, bound)
+	t.Logf("waiter took the lock %v after it was deleted without a message (backoff %v, bound %v)", took, redisstore.DefaultWaitBackoff, bound)
 	if took > bound {
-		t.Errorf("waiter took a lock freed without a message %v after it was deleted, want within %v: half the %v lease left, where a waiter without the backoff retry would wait (backoff %v)", took, bound, lease, b.backoff)
+		t.Errorf("waiter took a lock freed without a message %v after it was deleted, want within %v: half the %v lease left, where a waiter without the backoff retry would wait (backoff %v)", took, bound, lease, redisstore.DefaultWaitBackoff)
 	}
 	if err := <-waiter; err != nil {
 		t.Errorf("waiter: %v", err)

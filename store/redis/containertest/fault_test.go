@@ -1,4 +1,4 @@
-package redisstore
+package containertest_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/wechatconf/wechatconf/conformance/containers"
 	"github.com/wechatconf/wechatconf/core"
+	redisstore "github.com/wechatconf/wechatconf/store/redis"
 )
 
 // TestFaults stops and restarts a Redis server of its own under waiting
@@ -39,7 +40,7 @@ func testServerStopsUnderWaiter(t *testing.T, r *containers.Redis) {
 	ca, cb := newClient(r.Addr), newClient(r.Addr)
 	defer ca.Close()
 	defer cb.Close()
-	a, b := mustNew(t, ca, WithLease(testLease)), mustNew(t, cb, WithLease(testLease))
+	a, b := mustNew(t, ca, redisstore.WithLease(testLease)), mustNew(t, cb, redisstore.WithLease(testLease))
 	key := uniqueKey(t, "k")
 
 	h := startHolder(ctx, a, key, "")
@@ -50,7 +51,7 @@ func testServerStopsUnderWaiter(t *testing.T, r *containers.Redis) {
 		_, err := b.Refresh(ctx, key, "", func(context.Context) (core.Token, error) { fetched.Add(1); return tok("waiter"), nil })
 		waiter <- err
 	}()
-	waitFor(t, 10*time.Second, "the waiter to subscribe", func() bool { return subs(b) == 1 })
+	waitFor(t, 10*time.Second, "the waiter to subscribe", func() bool { return subs(t, ca, b, key) == 1 })
 
 	stopped := time.Now()
 	containers.Stop(t, r.Container)
@@ -91,11 +92,11 @@ func testHerdAcrossRestart(t *testing.T, r *containers.Redis) {
 	defer cancel()
 	const nStores, perStore = 4, 5
 	clients := make([]*redis.Client, nStores)
-	stores := make([]*Store, nStores)
+	stores := make([]*redisstore.Store, nStores)
 	for i := range clients {
 		clients[i] = newClient(r.Addr)
 		defer clients[i].Close()
-		stores[i] = mustNew(t, clients[i], WithLease(testLease))
+		stores[i] = mustNew(t, clients[i], redisstore.WithLease(testLease))
 	}
 	key := uniqueKey(t, "k")
 	h := startHolder(ctx, stores[0], key, "")
@@ -128,12 +129,9 @@ func testHerdAcrossRestart(t *testing.T, r *containers.Redis) {
 		}
 		if v == "during" {
 			waitFor(t, 10*time.Second, "the herd to subscribe", func() bool {
-				for _, s := range stores {
-					if subs(s) != 1 {
-						return false
-					}
-				}
-				return true
+				// One subscription per waiting store.
+				return subs(t, clients[0], stores[0], key) == nStores
+
 			})
 			containers.Stop(t, r.Container)
 		}
@@ -189,13 +187,6 @@ func first(errs []error) error {
 	return errs[0]
 }
 
-// subs returns how many subscriptions s holds.
-func subs(s *Store) int {
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
-	return len(s.hub.subs)
-}
-
 // goroutineSettle bounds waitNoGoroutines: generous, since it only ends a
 // wait for goroutines that are on their way out (a go-redis pool's dial
 // probe sleeps a second between tries), and a leaked goroutine never goes.
@@ -206,7 +197,7 @@ const goroutineSettle = 30 * time.Second
 // code either; it fails the test with their stacks if some remain.
 func waitNoGoroutines(t testing.TB, clientsClosed bool) {
 	t.Helper()
-	markers := []string{"wechatconf/store/redis.(*subscription)", "wechatconf/store/redis.(*Store)"}
+	markers := []string{"wechatconf/store/redis.(*subscription)", "wechatconf/store/redis.(*redisstore.Store)"}
 	if clientsClosed {
 		markers = append(markers, "github.com/redis/go-redis/")
 	}

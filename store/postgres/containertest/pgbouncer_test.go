@@ -1,4 +1,4 @@
-package pgstore_test
+package containertest_test
 
 import (
 	"bytes"

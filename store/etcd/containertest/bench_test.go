@@ -1,4 +1,4 @@
-package etcdstore_test
+package containertest_test
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package redisstore
+package containertest_test
 
 import (
 	"strings"

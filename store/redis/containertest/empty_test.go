@@ -1,4 +1,4 @@
-package redisstore
+package containertest_test
 
 import (
 	"context"
@@ -12,6 +12,10 @@ import (
 
 	"github.com/wechatconf/wechatconf/core"
 )
+
+// The token hash's fields, as the package stores them (format.go): "v" the
+// format version ("1"), "k" the user key, "t" the token value, "e" the
+// expiry in Unix milliseconds.
 
 // TestEmptyValue tests the empty-value rule on a real Redis: Set of a token
 // with an empty value fails with an error wrapping core.ErrEmptyToken and
@@ -55,7 +59,7 @@ func TestEmptyValue(t *testing.T) {
 			key := uniqueKey(t, "k")
 			tokenKey, _ := s.RedisKeys(key)
 			exp := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
-			if err := rdb.HSet(ctx, tokenKey, fieldVersion, formatVersion, fieldKey, key, fieldValue, "", fieldExpiresAt, exp).Err(); err != nil {
+			if err := rdb.HSet(ctx, tokenKey, "v", "1", "k", key, "t", "", "e", exp).Err(); err != nil {
 				t.Fatal(err)
 			}
 			if got, err := s.Get(ctx, key); !errors.Is(err, core.ErrCorrupt) || errors.Is(err, core.ErrNotFound) {

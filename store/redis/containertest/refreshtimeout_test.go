@@ -1,4 +1,4 @@
-package redisstore
+package containertest_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/wechatconf/wechatconf/conformance/containers"
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/wxtest"
+	redisstore "github.com/wechatconf/wechatconf/store/redis"
 )
 
 // TestRefreshTimeoutHoldsWhateverTheStoreDoes tests that a Conf's refresh
@@ -49,7 +50,7 @@ func TestRefreshTimeoutHoldsWhateverTheStoreDoes(t *testing.T) {
 	t.Cleanup(server.Close)
 	conf, err := core.New(core.Config{
 		AppID: "wxrefreshtimeout", AppSecret: core.NewSecret("not-a-real-secret"),
-		Store:     mustNew(t, rdb, WithLease(testLease)),
+		Store:     mustNew(t, rdb, redisstore.WithLease(testLease)),
 		KeyPrefix: uniqueKey(t, "conf"),
 		BaseURL:   server.URL, HTTPClient: server.Client(), Now: server.Now,
 		RefreshTimeout: refreshTimeout,

@@ -1,0 +1,13 @@
+// Package containertest holds the tests of store/redis (redisstore) that need a real
+// Redis server: conformance.Run and ProcessHerd (including the SIGKILLed
+// holder in a child process, which re-executes this test binary), fault
+// injection (stopped, paused, restarted servers) and the store's own checks
+// against the server. The servers are started in Docker by
+// github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).
+//
+// It is a module of its own, github.com/wechatconf/wechatconf/store/redis/containertest,
+// so that testcontainers-go and the Docker client stay out of the module graph
+// of users of store/redis (redisstore): the store module requires only core and its
+// client library. It is not published and has no API; it is listed in go.work,
+// so scripts/test runs it with every other module.
+package containertest

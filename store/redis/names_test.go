@@ -1,0 +1,59 @@
+package redisstore
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestNamesShareHashTag is the part of the key-layout check that needs no
+// server (the rest, with CLUSTER KEYSLOT and a full cycle under every
+// prefix, runs against Redis and a Redis Cluster in ./containertest): for
+// hostile keys and prefixes, a key's token, lock and wake channel begin with
+// the prefix and share one hash tag, different keys have different token
+// keys, RedisKeys returns the token and lock names, and the wake channel is
+// the token key with ":wake" for ":token" (the containertest module derives
+// it that way from RedisKeys to count subscriptions on the server).
+func TestNamesShareHashTag(t *testing.T) {
+	// A client that is never used: names are computed, nothing is sent.
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	keys := []string{"a", "{a}", "a{b}c", "}{", "{", "}", "{}", "x/{tag}/y", "k:lock", "日本語", strings.Repeat("{z}", 85)}
+	for _, prefix := range []string{DefaultPrefix, "", "{", "}", "app{x", "{app}:"} {
+		s := mustNew(t, rdb, WithPrefix(prefix))
+		seen := map[string]string{}
+		for _, key := range keys {
+			n := s.names(key)
+			for _, name := range []string{n.token, n.lock, n.wake} {
+				if !strings.HasPrefix(name, prefix) {
+					t.Errorf("prefix %q, key %q: name %q does not begin with the prefix", prefix, key, name)
+				}
+			}
+			if other, dup := seen[n.token]; dup {
+				t.Errorf("prefix %q: keys %q and %q share the token key %q", prefix, key, other, n.token)
+			}
+			seen[n.token] = key
+			if tag := hashTag(n.token); tag != hashTag(n.lock) || tag != hashTag(n.wake) {
+				t.Errorf("prefix %q, key %q: hash tags %q, %q, %q of %q, %q, %q differ", prefix, key, hashTag(n.token), hashTag(n.lock), hashTag(n.wake), n.token, n.lock, n.wake)
+			}
+			if token, lock := s.RedisKeys(key); token != n.token || lock != n.lock {
+				t.Errorf("prefix %q, key %q: RedisKeys = %q, %q; want %q, %q", prefix, key, token, lock, n.token, n.lock)
+			}
+			if want := strings.TrimSuffix(n.token, ":token") + ":wake"; n.wake != want {
+				t.Errorf("prefix %q, key %q: wake channel %q, want %q", prefix, key, n.wake, want)
+			}
+		}
+	}
+}
+
+// hashTag returns the part of a Redis key that Cluster hashes (its rules:
+// the content of the first "{…}" if non-empty, else the whole key).
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
