@@ -1,0 +1,274 @@
+// Package storeurl opens the token store a URL names, so that a command
+// (cmd/wechatconf-tokenserver, and an operator CLI after it) picks its
+// store from one flag or environment variable and two processes over one
+// shared store need no source edit:
+//
+//	memory:                                   core's in-process memory store (one process only)
+//	file:///var/lib/wechatconf                store/file over that directory (one machine)
+//	redis://[user:password@]host:6379/0       store/redis; rediss:// for TLS
+//	postgres://user:password@host:5432/db     store/postgres (postgresql:// too; pgx's parameters)
+//	etcd://[user:password@]host:2379[,host:2379…]  store/etcd over those endpoints
+//
+// redis:// and etcd:// take ?prefix=… for the key prefix (default
+// "wechatconf:" and "wechatconf/"); redis:// takes go-redis's other URL
+// options too. A password in the URL is never printed: String and every
+// error show the URL redacted. Passwords belong in the environment, not in
+// a command-line flag, which other users can read in the process list;
+// Spec.HasPassword lets a command refuse them there.
+package storeurl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/wechatconf/wechatconf/core"
+	etcdstore "github.com/wechatconf/wechatconf/store/etcd"
+	filestore "github.com/wechatconf/wechatconf/store/file"
+	pgstore "github.com/wechatconf/wechatconf/store/postgres"
+	redisstore "github.com/wechatconf/wechatconf/store/redis"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Kind is the kind of store a URL names.
+type Kind string
+
+// The kinds of store, one per URL scheme (rediss is Redis, postgresql is
+// Postgres).
+const (
+	Memory   Kind = "memory"
+	File     Kind = "file"
+	Redis    Kind = "redis"
+	Postgres Kind = "postgres"
+	Etcd     Kind = "etcd"
+)
+
+// Schemes is the list of accepted schemes, for help texts.
+const Schemes = "memory:, file:///dir, redis://host:6379/0 (rediss://), postgres://user@host/db (postgresql://), etcd://host:2379[,host:2379]"
+
+// Spec is a parsed store URL. Build one with Parse.
+type Spec struct {
+	// Kind is the store kind.
+	Kind Kind
+	// Dir is the directory of a file store.
+	Dir string
+	// Endpoints are the etcd endpoints (http://host:port).
+	Endpoints []string
+	// Prefix is the key prefix of a Redis or etcd store ("" for the
+	// store's default).
+	Prefix string
+
+	redacted string // the URL with its password replaced
+	password bool   // the URL holds a password
+	redis    *goredis.Options
+	pg       *pgxpool.Config
+	etcdUser string
+	etcdPass string
+}
+
+// String returns the URL with any password replaced by "xxxxx".
+func (s Spec) String() string { return s.redacted }
+
+// HasPassword reports whether the URL holds a password.
+func (s Spec) HasPassword() bool { return s.password }
+
+// Parse checks a store URL and returns what it names, doing no I/O. Its
+// errors show the URL redacted and say what a good one looks like.
+func Parse(raw string) (Spec, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return Spec{}, fmt.Errorf("storeurl: empty store URL: want one of %s", Schemes)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, password and all
+		}
+		return Spec{}, fmt.Errorf("storeurl: not a URL (%v): want one of %s", err, Schemes)
+	}
+	pw, hasPW := u.User.Password()
+	s := Spec{redacted: u.Redacted(), password: hasPW && pw != ""}
+	bad := func(format string, a ...any) (Spec, error) {
+		return Spec{}, fmt.Errorf("storeurl: %s: "+format, append([]any{s.redacted}, a...)...)
+	}
+	switch u.Scheme {
+	case "memory":
+		if u.Opaque != "" || u.Host != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return bad("a memory store takes no host, path or options: write memory:")
+		}
+		s.Kind = Memory
+	case "file":
+		switch {
+		case u.Opaque != "":
+			return bad("the directory must be absolute: write file:///var/lib/wechatconf (three slashes)")
+		case u.Host != "" && u.Host != "localhost":
+			return bad("a file store is local: write file:///dir, not file://%s/…", u.Hostname())
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			return bad("a file store takes no user, options or fragment")
+		case u.Path == "" || u.Path == "/":
+			return bad("no directory: write file:///var/lib/wechatconf")
+		}
+		s.Kind, s.Dir = File, path.Clean(u.Path)
+	case "redis", "rediss":
+		q := u.Query()
+		s.Prefix = q.Get("prefix")
+		q.Del("prefix")
+		u2 := *u
+		u2.RawQuery = q.Encode()
+		if u.Host == "" {
+			return bad("no host: write redis://host:6379/0")
+		}
+		opts, err := goredis.ParseURL(u2.String())
+		if err != nil {
+			return bad("%s", redactErr(err, pw))
+		}
+		s.Kind, s.redis = Redis, opts
+	case "postgres", "postgresql":
+		if u.Host == "" && u.Query().Get("host") == "" {
+			return bad("no host: write postgres://user@host:5432/dbname")
+		}
+		cfg, err := pgxpool.ParseConfig(raw)
+		if err != nil {
+			return bad("%s", redactErr(err, pw))
+		}
+		s.Kind, s.pg = Postgres, cfg
+	case "etcd":
+		if u.Host == "" {
+			return bad("no endpoint: write etcd://host:2379 or etcd://host1:2379,host2:2379")
+		}
+		if u.Path != "" && u.Path != "/" {
+			return bad("an etcd URL has no path: give the key prefix as ?prefix=…")
+		}
+		q := u.Query()
+		s.Prefix = q.Get("prefix")
+		q.Del("prefix")
+		if len(q) > 0 {
+			return bad("unknown option(s) %q: etcd:// takes only ?prefix=", keys(q))
+		}
+		for h := range strings.SplitSeq(u.Host, ",") {
+			if h == "" || strings.HasPrefix(h, ":") || !strings.Contains(h, ":") {
+				return bad("endpoint %q: want host:port, e.g. etcd://host:2379", h)
+			}
+			s.Endpoints = append(s.Endpoints, "http://"+h)
+		}
+		if u.User != nil {
+			s.etcdUser, s.etcdPass = u.User.Username(), pw
+		}
+		s.Kind = Etcd
+	case "":
+		return bad("no scheme: want one of %s", Schemes)
+	default:
+		return bad("unknown scheme %q: want one of %s", u.Scheme, Schemes)
+	}
+	return s, nil
+}
+
+// redactErr returns err's message with the password, if any, replaced.
+func redactErr(err error, pw string) string {
+	msg := err.Error()
+	if pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
+}
+
+func keys(q url.Values) []string {
+	var ks []string
+	for k := range q {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// Open parses raw and opens the store; see Spec.Open.
+func Open(ctx context.Context, raw string) (core.TokenStore, func() error, error) {
+	s, err := Parse(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.Open(ctx)
+}
+
+// Open connects to the store s names and returns it with the function that
+// closes the client Open made (call it after the last use of the store). ctx
+// bounds the connecting: Open pings Redis, PostgreSQL and etcd so that a
+// wrong address or password fails here rather than at the first request.
+func (s Spec) Open(ctx context.Context) (core.TokenStore, func() error, error) {
+	nop := func() error { return nil }
+	fail := func(err error) (core.TokenStore, func() error, error) {
+		return nil, nil, fmt.Errorf("storeurl: opening %s: %v", s.redacted, redactErr(err, s.etcdPass))
+	}
+	switch s.Kind {
+	case Memory:
+		return core.NewMemoryStore(), nop, nil
+	case File:
+		st, err := filestore.New(s.Dir)
+		if err != nil {
+			return fail(err)
+		}
+		return st, nop, nil
+	case Redis:
+		client := goredis.NewClient(s.redis)
+		if err := client.Ping(ctx).Err(); err != nil {
+			client.Close()
+			return fail(err)
+		}
+		var opts []redisstore.Option
+		if s.Prefix != "" {
+			opts = append(opts, redisstore.WithPrefix(s.Prefix))
+		}
+		st, err := redisstore.New(client, opts...)
+		if err != nil {
+			client.Close()
+			return fail(err)
+		}
+		return st, client.Close, nil
+	case Postgres:
+		pool, err := pgxpool.NewWithConfig(ctx, s.pg)
+		if err != nil {
+			return fail(err)
+		}
+		st, err := pgstore.New(ctx, pool)
+		if err != nil {
+			pool.Close()
+			return fail(err)
+		}
+		return st, func() error { pool.Close(); return nil }, nil
+	case Etcd:
+		dial := 10 * time.Second
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < dial {
+			dial = max(time.Until(d), time.Millisecond)
+		}
+		client, err := clientv3.New(clientv3.Config{
+			Endpoints: s.Endpoints, Username: s.etcdUser, Password: s.etcdPass,
+			DialTimeout: dial, Context: context.WithoutCancel(ctx),
+			Logger: zap.NewNop(), // its errors reach the caller; its retries are noise
+		})
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := client.Get(ctx, "wechatconf-storeurl-ping"); err != nil {
+			client.Close()
+			return fail(err)
+		}
+		var opts []etcdstore.Option
+		if s.Prefix != "" {
+			opts = append(opts, etcdstore.WithPrefix(s.Prefix))
+		}
+		st, err := etcdstore.New(client, opts...)
+		if err != nil {
+			client.Close()
+			return fail(err)
+		}
+		return st, client.Close, nil
+	}
+	return nil, nil, errors.New("storeurl: Open of a Spec not made by Parse")
+}
