@@ -1,10 +1,12 @@
 // Command fleet is the flagship demo of wechatconf: a fleet of worker
 // processes keeps one AppID's access_token through one shared store for a
-// simulated day, against a WeChat API in classic mode, and counts what
-// WeChat and the callers saw. Run it from the repository root:
+// simulated day, against a simulated WeChat API (classic /cgi-bin/token by
+// default, -api stable for /cgi-bin/stable_token), and counts what WeChat
+// and the callers saw. Run it from the repository root:
 //
 //	go run ./examples/fleet                                 # 8 processes, file store, 24h in 60s
 //	go run ./examples/fleet -naive                          # the same fleet, each process on its own
+//	go run ./examples/fleet -api stable [-naive]            # the same, with stable tokens
 //	go run ./examples/fleet -store=redis -redis=127.0.0.1:6379
 //	go run ./examples/fleet -duration 5s -json              # a smoke run, summary as JSON
 //
@@ -14,7 +16,8 @@
 // every /cgi-bin/token call mints a new access_token, and the previous one
 // answers errcode 40001 five (simulated) minutes later. It then re-executes
 // its own binary -procs times (default 8); each worker process builds a
-// core.Conf for the same AppID and calls an ordinary API
+// core.Conf for the same AppID (core.ClassicToken, or core.StableToken
+// with -api stable) and calls an ordinary API
 // (/cgi-bin/getcallbackip) from -callers goroutines (default 4), pausing
 // -pause (5 ms, real time) between calls so that a small machine is not
 // saturated. All processes share an accelerated clock: simulated time
@@ -27,6 +30,18 @@
 // (however long that takes on a busy machine), and no sooner than -warmup
 // (1 s) after the workers were launched; the parent then writes startReal
 // to every worker's stdin, so that they are all running when it starts.
+//
+// # Classic and stable tokens
+//
+// With -api classic (the default) every fetch mints a new token and the
+// previous one answers 40001 five simulated minutes later, so processes
+// that fetch alone break each other: that is where -naive loses most
+// calls. With -api stable (POST /cgi-bin/stable_token, core's default) a
+// fetch returns the current token until its last five minutes and never
+// invalidates the one others hold, so -naive has no 40001 cascade: what it loses
+// is -procs times as many token calls (each process fetches for itself,
+// against WeChat's daily quota), which a shared store turns back into one
+// per refresh.
 //
 // Every second the parent prints a progress line to stderr (simulated
 // time, token fetches, 40001 errors and calls so far); at the end of the
@@ -61,6 +76,7 @@
 // # Flags
 //
 //	-store     memory|file|redis|postgres|etcd, default file
+//	-api       classic|stable: the token endpoint, default classic
 //	-dir       the file store's directory; default a new temporary
 //	           directory, removed at the end
 //	-redis     Redis address host:port (a comma-separated list for a
@@ -104,7 +120,8 @@
 //	=> 104 fetches where 13 would do: each fetch invalidates, 5 minutes later, the token every other process holds;
 //	   83.6% of the calls were rejected with 40001.
 //
-// "token fetches" is how many /cgi-bin/token calls reached the simulator;
+// "token fetches" is how many token calls (/cgi-bin/token, or
+// /cgi-bin/stable_token with -api stable) reached the simulator;
 // "expected" is what a fleet needs: one at the start, then one every 2h
 // minus the refresh-ahead. With a shared store the two agree (±1: at a
 // high speed each refresh lands a little later in simulated time) and no
@@ -123,11 +140,12 @@
 // With -json the summary is one JSON object on stdout, with exactly these
 // keys:
 //
-//	{"store":"file","naive":false,"procs":8,"sim_hours":24,"duration_s":5,
+//	{"store":"file","api":"classic","naive":false,"procs":8,"sim_hours":24,"duration_s":5,
 //	 "fetches":13,"expected_fetches":13,"errors_40001":0,"calls":28331,
 //	 "access_token_p50_ns":536,"access_token_p99_ns":2656}
 //
-// store is "memory" with -naive (each process its own); duration_s is the
+// store is "memory" with -naive (each process its own); api is "classic"
+// or "stable"; duration_s is the
 // real time from the clock's start to the last worker's report; the
 // latencies are in nanoseconds.
 //
@@ -201,6 +219,7 @@ const stopTimeout = 10 * time.Second
 // options are the parsed flags.
 type options struct {
 	store, dir, redis, postgres, etcd string
+	api                               string
 	naive, json                       bool
 	procs, callers                    int
 	pause, sim, duration, lease       time.Duration
@@ -211,6 +230,7 @@ type options struct {
 // are a contract with scripts that read it.
 type Summary struct {
 	Store            string  `json:"store"`
+	API              string  `json:"api"`
 	Naive            bool    `json:"naive"`
 	Procs            int     `json:"procs"`
 	SimHours         float64 `json:"sim_hours"`
@@ -228,6 +248,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.store, "store", storeFile, "the shared store: memory, file, redis, postgres or etcd")
+	fs.StringVar(&o.api, "api", apiClassic, "the token endpoint: classic (/cgi-bin/token, every fetch invalidates the previous token) or stable (/cgi-bin/stable_token)")
 	fs.StringVar(&o.dir, "dir", "", "the file store's directory (default a new temporary directory, removed at the end)")
 	fs.StringVar(&o.redis, "redis", "", "Redis address host:port, a comma-separated Cluster list or a redis:// URL (default $WECHATCONF_REDIS_ADDR)")
 	fs.StringVar(&o.postgres, "postgres", "", "PostgreSQL DSN (default $DATABASE_URL)")
@@ -248,6 +269,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	switch {
+	case o.api != apiClassic && o.api != apiStable:
+		return nil, fmt.Errorf("unknown -api %q: want classic or stable", o.api)
 	case o.procs < 1:
 		return nil, fmt.Errorf("-procs must be at least 1, got %d", o.procs)
 	case o.callers < 1:
@@ -273,6 +296,28 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 		o.etcd = getenv("ETCD_ENDPOINTS")
 	}
 	return &o, nil
+}
+
+// The values of -api.
+const (
+	apiClassic = "classic"
+	apiStable  = "stable"
+)
+
+// tokenPath is the simulator's token endpoint for api.
+func tokenPath(api string) string {
+	if api == apiStable {
+		return wxtest.PathStableToken
+	}
+	return wxtest.PathToken
+}
+
+// apiDesc describes api in the summary.
+func apiDesc(api string) string {
+	if api == apiStable {
+		return "stable /cgi-bin/stable_token"
+	}
+	return "classic /cgi-bin/token"
 }
 
 // spec returns the store the workers open, without the connection checked.
@@ -372,7 +417,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for i := range procs {
 		cfg := workerConfig{
 			Index: i, Start: start.UnixNano(), Speed: speed, Sim: o.sim,
-			URL: wechat.URL, KeyPrefix: keyPrefix, Store: spec, Naive: o.naive, Callers: o.callers, Pause: o.pause,
+			URL: wechat.URL, KeyPrefix: keyPrefix, Store: spec, API: o.api, Naive: o.naive, Callers: o.callers, Pause: o.pause,
 		}
 		if procs[i], err = startWorker(self, cfg, errw); err != nil {
 			return err
@@ -387,8 +432,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case spec.Kind == storeFile:
 		storeDesc = "file (" + spec.Conn + ")"
 	}
-	errw.printf("fleet: %d processes × %d callers, store %s, classic /cgi-bin/token; %s simulated in %v (×%.0f)\n",
-		o.procs, o.callers, storeDesc, fmtDur(o.sim), o.duration, speed)
+	errw.printf("fleet: %d processes × %d callers, store %s, %s; %s simulated in %v (×%.0f)\n",
+		o.procs, o.callers, storeDesc, apiDesc(o.api), fmtDur(o.sim), o.duration, speed)
 
 	allExited := make(chan struct{})
 	go func() {
@@ -433,7 +478,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 		errw.progress("sim %s / %s   fetches %d   40001s %d   calls %d",
-			hhmm(min(sim, o.sim)), hhmm(o.sim), wechat.Calls(wxtest.PathToken), e40001, calls)
+			hhmm(min(sim, o.sim)), hhmm(o.sim), wechat.Calls(tokenPath(o.api)), e40001, calls)
 	}
 loop:
 	for !interrupted {
@@ -478,11 +523,12 @@ loop:
 
 	sum := Summary{
 		Store:           spec.Kind,
+		API:             o.api,
 		Naive:           o.naive,
 		Procs:           o.procs,
 		SimHours:        stoppedAt.Hours(),
 		DurationS:       float64(elapsed.Round(100*time.Millisecond)) / float64(time.Second),
-		Fetches:         wechat.Calls(wxtest.PathToken),
+		Fetches:         wechat.Calls(tokenPath(o.api)),
 		ExpectedFetches: expectedFetches(stoppedAt),
 	}
 	var lat hist
@@ -536,7 +582,7 @@ func expectedFetches(sim time.Duration) int {
 }
 
 func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDesc string, speed float64, other int64, firstErr string, samples int64) {
-	fmt.Fprintf(w, "fleet: %d processes × %d callers, store %s, classic /cgi-bin/token\n", o.procs, o.callers, storeDesc)
+	fmt.Fprintf(w, "fleet: %d processes × %d callers, store %s, %s\n", o.procs, o.callers, storeDesc, apiDesc(o.api))
 	fmt.Fprintf(w, "       %s simulated in %.1fs (×%.0f)\n", fmtDur(sim.Round(time.Minute)), s.DurationS, speed)
 	fmt.Fprintf(w, "token fetches %8d   expected %d = %s / (2h − 5m refresh-ahead) + 1\n", s.Fetches, s.ExpectedFetches, fmtDur(sim.Round(time.Minute)))
 	how := "seen by callers, after Do's compare-and-refresh and one retry"
@@ -554,6 +600,16 @@ func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDe
 	switch {
 	case s.Errors40001 == 0 && !tooMany:
 		fmt.Fprintln(w, "=> one fetch per refresh for the whole fleet, and no caller saw a rejected token.")
+	case tooMany && o.api == apiStable && (o.naive || o.store == storeMemory):
+		fmt.Fprintf(w, "=> %d fetches where %d would do: each process fetches for itself (stable tokens do not invalidate each other", s.Fetches, s.ExpectedFetches)
+		if s.Errors40001 == 0 {
+			fmt.Fprint(w, ", so no caller saw a 40001")
+		}
+		fmt.Fprintln(w, ").")
+	case tooMany && o.api == apiStable:
+		// A refresh ahead of expiry that reaches WeChat before its hand-over
+		// window gets the same token back, and is tried again.
+		fmt.Fprintf(w, "=> %d fetches where %d would do: refreshes ahead of expiry that reached WeChat before its last 5 minutes got the same token back.\n", s.Fetches, s.ExpectedFetches)
 	case tooMany:
 		fmt.Fprintf(w, "=> %d fetches where %d would do: each fetch invalidates, 5 minutes later, the token every other process holds", s.Fetches, s.ExpectedFetches)
 		if s.Errors40001 > 0 {

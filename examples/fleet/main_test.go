@@ -83,6 +83,43 @@ func TestSharedFileStoreVersusNaive(t *testing.T) {
 	}
 }
 
+// TestStableAPI runs both modes with -api stable: the shared store still
+// makes one fetch per refresh; the naive fleet sees no 40001 (stable tokens
+// do not invalidate each other) but fetches once per process per refresh.
+func TestStableAPI(t *testing.T) {
+	shared := runFleet(t, nil, "-api", "stable")
+	if shared.API != apiStable || shared.Store != "file" || shared.Naive {
+		t.Errorf("summary does not describe the run: %+v", shared)
+	}
+	// Not checkShared's ±1: a refresh ahead of expiry (5 min) that reaches
+	// the simulator a moment before its 5-minute hand-over gets the same
+	// token back and is tried again, so a stable fleet makes a few more.
+	if shared.Errors40001 != 0 {
+		t.Errorf("callers saw %d 40001 errors through a shared store, want 0", shared.Errors40001)
+	}
+	if shared.Fetches < shared.ExpectedFetches-1 {
+		t.Errorf("%d token fetches, want at least %d", shared.Fetches, shared.ExpectedFetches-1)
+	}
+
+	naive := runFleet(t, nil, "-api", "stable", "-naive")
+	if naive.API != apiStable || !naive.Naive {
+		t.Errorf("summary does not describe the naive run: %+v", naive)
+	}
+	// Stable tokens do not invalidate each other: no cascade (-naive with
+	// classic tokens loses over 80% of its calls). A loaded machine at this
+	// speed (a simulated minute is 8 ms) can still see a few calls reach
+	// the simulator just after their token expired (42001, counted here).
+	if naive.Errors40001*100 > naive.Calls {
+		t.Errorf("naive stable fleet: %d of %d calls rejected, want under 1%% (stable tokens do not invalidate each other)", naive.Errors40001, naive.Calls)
+	}
+	// 4 processes, each fetching for itself: about 4 × 5; at least twice
+	// what the shared store needs, whatever the machine's load.
+	if naive.Fetches < 2*shared.Fetches {
+		t.Errorf("naive stable fleet: %d fetches, want at least 2 × %d (one per process per refresh)", naive.Fetches, shared.Fetches)
+	}
+	t.Logf("stable: shared %d fetches, naive %d fetches; 40001s %d and %d", shared.Fetches, naive.Fetches, shared.Errors40001, naive.Errors40001)
+}
+
 func TestSharedRedisStore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis container")
@@ -121,6 +158,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-store=postgres"}, "-postgres"},
 		{[]string{"-store=etcd"}, "-etcd"},
 		{[]string{"-store=mongo"}, "unknown -store"},
+		{[]string{"-api=v2"}, "unknown -api"},
 		{[]string{"-procs", "0"}, "-procs"},
 		{[]string{"-duration", "0s"}, "-duration"},
 		{[]string{"extra"}, "unexpected arguments"},

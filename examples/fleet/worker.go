@@ -43,6 +43,7 @@ type workerConfig struct {
 	URL       string        `json:"url"`        // the simulated WeChat API
 	KeyPrefix string        `json:"key_prefix"` // core.Config.KeyPrefix, one per run
 	Store     storeSpec     `json:"store"`
+	API       string        `json:"api"` // apiClassic or apiStable
 	Naive     bool          `json:"naive"`
 	Callers   int           `json:"callers"`
 	Pause     time.Duration `json:"pause"`
@@ -113,12 +114,16 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 	httpc := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	defer tr.CloseIdleConnections()
 
+	tokenAPI := core.ClassicToken
+	if cfg.API == apiStable {
+		tokenAPI = core.StableToken
+	}
 	conf, err := core.New(core.Config{
 		AppID:      simAppID,
 		AppSecret:  core.NewSecret(simAppSecret),
 		Store:      be.store,
 		KeyPrefix:  cfg.KeyPrefix,
-		TokenAPI:   core.ClassicToken,
+		TokenAPI:   tokenAPI,
 		BaseURL:    cfg.URL,
 		HTTPClient: httpc,
 		Logger:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
