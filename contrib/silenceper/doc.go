@@ -47,6 +47,10 @@
 // Wechat.SetHTTPClient) afterwards removes the transport until the next
 // Install.
 //
+// silenceper's OfficialAccount creates its API objects (GetBasic, GetUser,
+// ...) lazily and without a lock: call each accessor once before sharing
+// the object between goroutines (OfficialAccount already calls GetJs).
+//
 // Tokens and tickets are fetched by the Conf with its own
 // core.Config.HTTPClient and core.Config.BaseURL, not by silenceper; the
 // silenceper config's AppSecret and Cache are not used for them.
