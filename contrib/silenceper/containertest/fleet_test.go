@@ -1,4 +1,4 @@
-package silenceper_test
+package containertest_test
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -55,6 +56,10 @@ const (
 	fleetMargin      = time.Minute // RefreshAhead and ExpiryMargin of the children's Conf
 	fleetTimeout     = 5 * time.Minute
 	fleetLine        = "fleet: "
+
+	testAppID     = "wxsilenceper"
+	testAppSecret = "silenceper-secret"
+	weChatHost    = "api.weixin.qq.com" // the host silenceper calls, hardcoded in its URLs
 )
 
 // TestFleet runs silenceper's Official Account API (GetCallbackIP) in 8 OS
@@ -71,8 +76,8 @@ const (
 // one after the revoke) and no caller may see an error; without it the
 // same fleet must fetch more and callers must see 40001.
 func TestFleet(t *testing.T) {
-	if url, ok := os.LookupEnv(fleetURLEnv); ok {
-		fleetChild(t, url)
+	if wechatURL, ok := os.LookupEnv(fleetURLEnv); ok {
+		fleetChild(t, wechatURL)
 		return
 	}
 	if testing.Short() {
@@ -257,7 +262,7 @@ func runFleet(t *testing.T, redisAddr, mode string) fleetResult {
 // Account client (through the adapter over the Redis store, or with
 // silenceper's own token cache), says ready, then for each simulated time
 // read from stdin runs one round of calls and reports it.
-func fleetChild(t *testing.T, url string) {
+func fleetChild(t *testing.T, wechatURL string) {
 	startNS, err := strconv.ParseInt(os.Getenv(fleetStartEnv), 10, 64)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +270,7 @@ func fleetChild(t *testing.T, url string) {
 	var clock atomic.Int64
 	clock.Store(startNS)
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	client := &http.Client{Transport: newToServer(t, url), Timeout: time.Minute}
+	client := &http.Client{Transport: newToServer(t, wechatURL), Timeout: time.Minute}
 	util.DefaultHTTPClient = client
 
 	var oa *officialaccount.OfficialAccount
@@ -402,4 +407,32 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// toServer is the test's network: requests to https://api.weixin.qq.com
+// (silenceper's, and the Conf's with core.Config.BaseURL left at its
+// default) go to the simulated API at target instead; others go out
+// unchanged.
+type toServer struct {
+	target *neturl.URL
+	base   http.RoundTripper
+}
+
+func newToServer(t testing.TB, serverURL string) *toServer {
+	u, err := neturl.Parse(serverURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &toServer{target: u, base: http.DefaultTransport}
+}
+
+func (r *toServer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host != weChatHost {
+		return r.base.RoundTrip(req)
+	}
+	out := req.Clone(req.Context())
+	u := *req.URL
+	u.Scheme, u.Host = r.target.Scheme, r.target.Host
+	out.URL, out.Host = &u, ""
+	return r.base.RoundTrip(out)
 }
