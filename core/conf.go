@@ -333,13 +333,25 @@ func (cr *credential) run(ctx context.Context, f *flight) {
 // margins returns RefreshAhead and ExpiryMargin as they apply now: both
 // zero while the credential is short-lived (its tokens live no longer than
 // RefreshAhead), which is then served until its real expiry instead of
-// being fetched in a loop.
+// being fetched in a loop. For a stable access_token, refreshing ahead
+// starts no earlier than stableAhead before expiry: before WeChat's
+// hand-over it would only bring the same token back.
 func (cr *credential) margins() (ahead, margin time.Duration) {
 	if cr.shortLived.Load() {
 		return 0, 0
 	}
-	return cr.conf.cfg.RefreshAhead, cr.conf.cfg.ExpiryMargin
+	ahead, margin = cr.conf.cfg.RefreshAhead, cr.conf.cfg.ExpiryMargin
+	if cr.canForce {
+		ahead = max(min(ahead, stableAhead), margin)
+	}
+	return ahead, margin
 }
+
+// stableAhead is the latest a stable access_token is refreshed ahead of
+// its expiry: inside WeChat's hand-over (StableTokenHandover), with room
+// for the request's latency and clock skew, since ExpiresAt is counted from
+// when the request started, a little before WeChat counts it.
+const stableAhead = StableTokenHandover - 30*time.Second
 
 // maxHeld bounds the time to expiry that the hot path's deadlines are
 // computed from, so that an ExpiresAt centuries ahead cannot overflow them.

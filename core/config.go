@@ -117,7 +117,10 @@ type Config struct {
 
 	// RefreshAhead is how long before ExpiresAt a background refresh starts
 	// while callers keep being served the valid token. Default 5 minutes;
-	// it must not be shorter than ExpiryMargin (New says so).
+	// it must not be shorter than ExpiryMargin (New says so). With
+	// StableToken the access_token's refresh starts no earlier than 4m30s
+	// before expiry, inside WeChat's 5-minute hand-over: earlier, WeChat
+	// returns the same token.
 	RefreshAhead time.Duration
 	// ExpiryMargin is how long before ExpiresAt a token stops being served
 	// at all (clock skew, network time). Default 1 minute. With StableToken

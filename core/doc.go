@@ -47,9 +47,10 @@
 //   - WeChat's stable_token hand-over (StableTokenHandover, 5 minutes): a
 //     normal stable_token call returns the same token until its last
 //     5 minutes, then the next one. With StableToken, ExpiryMargin must be
-//     shorter than that (New refuses it otherwise), and a RefreshAhead
-//     longer than it only brings the same token back (logged; retried
-//     every 15 s) until the hand-over starts.
+//     shorter than that (New refuses it otherwise), and the access_token
+//     is refreshed ahead at most 4m30s before expiry (a longer RefreshAhead
+//     is cut to that), inside the hand-over with room for latency and
+//     skew: earlier, WeChat would only hand the same token back.
 //
 // A credential whose whole lifetime is not longer than RefreshAhead (an
 // expires_in of 20 s, say) cannot fit the margins: it is served until its
