@@ -36,7 +36,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -121,15 +120,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	handler := tokenserver.Handler(conf, core.NewSecret(secret), tokenserver.WithTimeout(*timeout), tokenserver.WithLogger(logger))
-	hs := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      *timeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -138,23 +128,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "tokenserver: serving AppID %s on %s\n", cfg.AppID, base)
 	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $TOKENSERVER_SECRET\" %s/access_token\n", base)
 
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	logger.Info("tokenserver: shutting down")
-	// In-flight requests may finish; their wait is bounded by -timeout.
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *timeout+time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutCtx); err != nil {
-		hs.Close()
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return tokenserver.Serve(ctx, ln, handler, *timeout, logger)
 }
