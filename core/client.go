@@ -16,6 +16,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -114,8 +115,109 @@ func (m *Multipart) encode() ([]byte, string, error) {
 	return buf.Bytes(), w.FormDataContentType(), nil
 }
 
-// Do calls the WeChat API at path (e.g. "/cgi-bin/user/info") with the
-// Conf's access_token added to query, and decodes the reply into out.
+// API calls one WeChat API host — api.weixin.qq.com, WeCom's
+// qyapi.weixin.qq.com, a wxtest server — the way every call of this module
+// is made: busy replies (Codes.Temporary), HTTP 5xx and network errors
+// retried with capped exponential backoff within ctx; replies decoded into
+// typed errors (*APIError read with the platform's Codes, *ReplyError for
+// anything unusable, never an empty result); the secrets it was given and
+// the tokens it sends removed from every error and log line. An API made
+// with WithCredential also adds a kept credential's token to each call and
+// replaces a rejected one by a compare-and-refresh.
+//
+// Conf and wecom.App are built on it; build one with NewAPI for a
+// credential kind of your own (see the Credential example). An API is safe
+// for concurrent use.
+type API struct {
+	baseURL      string
+	scheme, host string
+	client       *http.Client
+	codes        *Codes
+	retries      int
+	backoff      time.Duration
+	logger       *slog.Logger
+	now          func() time.Time
+	secrets      []Secret
+
+	cred  *Credential // the token Do adds; nil for none
+	param string      // the query parameter cred's token goes in
+}
+
+// APIConfig configures NewAPI.
+type APIConfig struct {
+	// BaseURL is the host's URL, e.g. DefaultBaseURL; a trailing slash is
+	// removed. Required: an absolute http(s) URL with no query.
+	BaseURL string
+	// HTTPClient makes the calls; nil means a client with a 15 s timeout.
+	HTTPClient *http.Client
+	// Codes says what the host's errcodes mean; nil means
+	// OfficialAccountCodes.
+	Codes *Codes
+	// Secrets are values no error or log line may show, whole or in part:
+	// the AppSecret or corpsecret the token calls send.
+	Secrets []Secret
+	// MaxRetries is how many times a retryable call is retried; 0 means 3,
+	// negative none.
+	MaxRetries int
+	// RetryBackoff is the first retry's delay, doubled per retry up to 16
+	// times it, with jitter; 0 means 200 ms.
+	RetryBackoff time.Duration
+	// Logger receives EventRetry; nil drops it.
+	Logger *slog.Logger
+	// Now is the clock Issue counts expires_in from; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewAPI checks cfg and returns an API that adds no credential to its
+// calls (use WithCredential for one that does).
+func NewAPI(cfg APIConfig) (*API, error) {
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("wechatconf: BaseURL %q is not an http(s) URL of a host (like %s)", cfg.BaseURL, DefaultBaseURL)
+	}
+	a := &API{baseURL: base, scheme: u.Scheme, host: u.Host, client: cfg.HTTPClient, codes: cfg.Codes,
+		retries: cfg.MaxRetries, backoff: cfg.RetryBackoff, logger: cfg.Logger, now: cfg.Now, secrets: cfg.Secrets}
+	if a.client == nil {
+		a.client = &http.Client{Timeout: 15 * time.Second}
+	}
+	if a.codes == nil {
+		a.codes = OfficialAccountCodes
+	}
+	switch {
+	case a.retries == 0:
+		a.retries = 3
+	case a.retries < 0:
+		a.retries = 0
+	}
+	setDefault(&a.backoff, 200*time.Millisecond)
+	if a.logger == nil {
+		a.logger = slog.New(slog.DiscardHandler)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}
+
+// WithCredential returns a copy of a whose Do and Transport add cr's token
+// to every call that does not carry param itself, as the query parameter
+// param ("" means "access_token"; the Open Platform's
+// component_access_token travels in its own), and, when a reply rejects
+// that token (cr's CredentialConfig.Rejects), replace it through
+// cr.Refresh — once per rejected token across the fleet — and retry once.
+func (a *API) WithCredential(cr *Credential, param string) *API {
+	if param == "" {
+		param = "access_token"
+	}
+	c := *a
+	c.cred, c.param = cr, param
+	return &c
+}
+
+// Do calls the API at path (e.g. "/cgi-bin/user/info") and decodes the
+// reply into out. With a credential (WithCredential) its token is added to
+// query; without, query is sent as it is.
 //
 // body is nil (no body), a []byte or json.RawMessage (sent as JSON, as is),
 // a Multipart or *Multipart (sent as multipart/form-data), or anything else,
@@ -133,15 +235,40 @@ func (m *Multipart) encode() ([]byte, string, error) {
 //	                                                        with "{" is buffered (up to 64 KiB) to look for errcode
 //
 // A reply whose HTTP status is not 200 is a *ReplyError carrying the start
-// of its body (credentials removed). When WeChat rejects the Conf's token
-// (40001, 40014, 42001), Do calls RefreshAccessToken with the token it
-// used and retries once; busy replies (-1, 45011), HTTP 5xx and network
-// errors are retried with backoff within ctx.
+// of its body (credentials removed). When the API rejects the credential's
+// token, Do replaces it by a compare-and-refresh with the token it used
+// and retries once; busy replies, HTTP 5xx and network errors are retried
+// with backoff within ctx.
 //
-// If query already carries an access_token (a user's OAuth token for
-// /sns/userinfo, another account's token), Do sends it unchanged and does
-// not refresh it on a rejection: it is not a token this Conf keeps.
-func (c *Conf) Do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+// If query already carries the credential's parameter (a user's OAuth
+// token for /sns/userinfo, another account's token), Do sends it unchanged
+// and does not refresh it on a rejection: it is not a token a keeps.
+func (a *API) Do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	req, err := newRequest(method, path, query, body)
+	if err != nil {
+		return err
+	}
+	if a.cred == nil || query.Has(a.param) {
+		req.token = query.Get(a.paramOrDefault())
+		err = a.call(ctx, req, out)
+	} else {
+		err = a.doWithToken(ctx, req, out)
+	}
+	if err != nil {
+		return wrapErr(err, "")
+	}
+	return nil
+}
+
+func (a *API) paramOrDefault() string {
+	if a.param == "" {
+		return "access_token"
+	}
+	return a.param
+}
+
+// newRequest makes the replayable request of a Do call (see Do for body).
+func newRequest(method, path string, query url.Values, body any) (request, error) {
 	req := request{method: method, path: path, query: query}
 	switch b := body.(type) {
 	case nil:
@@ -150,11 +277,11 @@ func (c *Conf) Do(ctx context.Context, method, path string, query url.Values, bo
 	case json.RawMessage:
 		req.body = b
 	case Multipart:
-		return c.Do(ctx, method, path, query, &b, out)
+		return newRequest(method, path, query, &b)
 	case *Multipart:
 		data, ct, err := b.encode()
 		if err != nil {
-			return fmt.Errorf("wechatconf: %s %s: encoding the multipart body: %w", method, path, err)
+			return request{}, fmt.Errorf("wechatconf: %s %s: encoding the multipart body: %w", method, path, err)
 		}
 		req.body, req.contentType = data, ct
 	default:
@@ -162,28 +289,18 @@ func (c *Conf) Do(ctx context.Context, method, path string, query url.Values, bo
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(body); err != nil {
-			return fmt.Errorf("wechatconf: %s %s: encoding the body: %w", method, path, err)
+			return request{}, fmt.Errorf("wechatconf: %s %s: encoding the body: %w", method, path, err)
 		}
 		req.body = bytes.TrimRight(buf.Bytes(), "\n")
 	}
-	var err error
-	if query.Has("access_token") {
-		req.token = query.Get("access_token")
-		err = c.call(ctx, req, out)
-	} else {
-		err = c.doWithToken(ctx, req, out)
-	}
-	if err != nil {
-		return wrapErr(err, "")
-	}
-	return nil
+	return req, nil
 }
 
-// doWithToken makes req with the current access_token, and on a rejected
-// token does one compare-and-refresh and one retry.
-func (c *Conf) doWithToken(ctx context.Context, req request, out any) error {
+// doWithToken makes req with the credential's current token, and on a
+// rejected token does one compare-and-refresh and one retry.
+func (a *API) doWithToken(ctx context.Context, req request, out any) error {
 	for retried := false; ; retried = true {
-		tok, err := c.AccessToken(ctx)
+		tok, err := a.cred.get(ctx)
 		if err != nil {
 			return err
 		}
@@ -191,30 +308,59 @@ func (c *Conf) doWithToken(ctx context.Context, req request, out any) error {
 		for k, v := range req.query {
 			q[k] = v
 		}
-		q.Set("access_token", tok.Value)
+		q.Set(a.param, tok.Value)
 		r := req
 		r.query, r.token = q, tok.Value
-		err = c.call(ctx, r, out)
-		if retried || !IsInvalidCredential(err) {
+		err = a.call(ctx, r, out)
+		if retried || !a.cred.rejects(err) {
 			return err
 		}
-		c.access.logEvent(slog.LevelInfo, EventRejected, slog.String("path", req.path), slog.Int("errcode", asAPIError(err).Code))
-		if _, rerr := c.access.refresh(ctx, tok.Value, reasonRejected, err); rerr != nil {
-			return wrapErr(rerr, "%s: refreshing the access_token after errcode %d", req.path, asAPIError(err).Code)
+		if _, rerr := a.cred.rejected(ctx, req.path, tok.Value, err); rerr != nil {
+			return wrapErr(rerr, "%s: refreshing the %s after %v", req.path, a.cred.name, codeOf(err))
 		}
 	}
 }
 
+// codeOf names err's errcode for a message: "errcode 40001", or "a
+// rejection" for an error that is not an *APIError.
+func codeOf(err error) string {
+	if e := asAPIError(err); e != nil {
+		return fmt.Sprintf("errcode %d", e.Code)
+	}
+	return "a rejection"
+}
+
+// Issue makes a call that issues a credential (a token or ticket call)
+// and returns it as a Token: the reply's string field named field
+// ("access_token", "ticket", "component_access_token", …) and its
+// "expires_in" (seconds; trusted up to 24 h), counted from when the call
+// started by APIConfig.Now. No credential is added. A reply without the
+// field or without a positive expires_in is a *ReplyError, never an empty
+// or eternal token; body is as for Do.
+func (a *API) Issue(ctx context.Context, method, path string, query url.Values, body any, field string) (Token, error) {
+	req, err := newRequest(method, path, query, body)
+	if err != nil {
+		return Token{}, err
+	}
+	req.token = query.Get(a.paramOrDefault())
+	start := a.now()
+	r := issuedReply{}
+	if err := a.call(ctx, req, &r); err != nil {
+		return Token{}, err
+	}
+	return r.token(path, field, start, a.secretsOf(req))
+}
+
 // call makes req, retrying busy replies, HTTP 5xx and network errors with
 // capped exponential backoff and jitter, within ctx.
-func (c *Conf) call(ctx context.Context, req request, out any) error {
+func (a *API) call(ctx context.Context, req request, out any) error {
 	for attempt := 0; ; attempt++ {
-		err := c.once(ctx, req, out)
-		if err == nil || !retryable(err) || attempt >= c.cfg.MaxRetries || ctx.Err() != nil {
+		err := a.once(ctx, req, out)
+		if err == nil || !retryable(err) || attempt >= a.retries || ctx.Err() != nil {
 			return err
 		}
-		delay := c.backoff(attempt)
-		c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, EventRetry, slog.String("path", req.path), slog.Int("attempt", attempt+1), slog.Duration("delay", delay), slog.String("error", err.Error()))
+		delay := a.delay(attempt)
+		a.logger.LogAttrs(ctx, slog.LevelDebug, EventRetry, slog.String("path", req.path), slog.Int("attempt", attempt+1), slog.Duration("delay", delay), slog.String("error", err.Error()))
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -225,10 +371,10 @@ func (c *Conf) call(ctx context.Context, req request, out any) error {
 	}
 }
 
-// backoff is the delay before retry number attempt+1: RetryBackoff doubled
+// delay is the delay before retry number attempt+1: RetryBackoff doubled
 // per attempt, capped at 16 times it, with up to 50% jitter taken off.
-func (c *Conf) backoff(attempt int) time.Duration {
-	d := c.cfg.RetryBackoff << min(attempt, 4)
+func (a *API) delay(attempt int) time.Duration {
+	d := a.backoff << min(attempt, 4)
 	return d - time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
@@ -245,12 +391,19 @@ func retryable(err error) bool {
 	return errors.As(err, &ue) // transport errors: refused, reset, timeout
 }
 
-// secrets are the values no error or log line about req may contain.
-func (c *Conf) secrets(req request) []string { return []string{c.cfg.AppSecret.Reveal(), req.token} }
+// secretsOf returns the values no error or log line about req may
+// contain: the API's secrets and the token req carries.
+func (a *API) secretsOf(req request) []string {
+	s := make([]string, 0, len(a.secrets)+1)
+	for _, x := range a.secrets {
+		s = append(s, x.Reveal())
+	}
+	return append(s, req.token)
+}
 
 // once makes req a single time and decodes the reply.
-func (c *Conf) once(ctx context.Context, req request, out any) error {
-	u := c.cfg.BaseURL + req.path
+func (a *API) once(ctx context.Context, req request, out any) error {
+	u := a.baseURL + req.path
 	if len(req.query) > 0 {
 		u += "?" + req.query.Encode()
 	}
@@ -260,7 +413,7 @@ func (c *Conf) once(ctx context.Context, req request, out any) error {
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.method, u, body)
 	if err != nil {
-		return fmt.Errorf("wechatconf: %s %s: %s", req.method, req.path, redactText(err.Error(), c.secrets(req)...))
+		return fmt.Errorf("wechatconf: %s %s: %s", req.method, req.path, redactText(err.Error(), a.secretsOf(req)...))
 	}
 	if req.body != nil {
 		ct := req.contentType
@@ -269,17 +422,17 @@ func (c *Conf) once(ctx context.Context, req request, out any) error {
 		}
 		hr.Header.Set("Content-Type", ct)
 	}
-	resp, err := c.cfg.HTTPClient.Do(hr)
+	resp, err := a.client.Do(hr)
 	if err != nil {
-		return redactError(err, c.secrets(req)...)
+		return redactError(err, a.secretsOf(req)...)
 	}
 	defer resp.Body.Close()
-	return c.decode(req, resp, out)
+	return a.decode(req, resp, out)
 }
 
 // decode reads resp into out (see Do), an *APIError or a *ReplyError.
-func (c *Conf) decode(req request, resp *http.Response, out any) error {
-	secrets := c.secrets(req)
+func (a *API) decode(req request, resp *http.Response, out any) error {
+	secrets := a.secretsOf(req)
 	bad := func(status int, reason string, data []byte) error {
 		return &ReplyError{Path: req.path, StatusCode: status, Reason: reason, Body: redactBody(data, secrets...)}
 	}
@@ -300,7 +453,7 @@ func (c *Conf) decode(req request, resp *http.Response, out any) error {
 			if rerr != nil {
 				return readErr(rerr)
 			}
-			if e := apiError(req.path, head, secrets); e != nil && len(head) < peekErrcode {
+			if e := a.apiError(req.path, head, secrets); e != nil && len(head) < peekErrcode {
 				return e
 			}
 		}
@@ -339,10 +492,10 @@ func (c *Conf) decode(req request, resp *http.Response, out any) error {
 	if err := json.Unmarshal(data, &env); err != nil {
 		return bad(http.StatusOK, "not a JSON object: "+err.Error(), data)
 	}
-	if e := apiError(req.path, data, secrets); e != nil {
+	if e := a.apiError(req.path, data, secrets); e != nil {
 		return e
 	}
-	if r, ok := out.(*expiringReply); ok {
+	if r, ok := out.(*issuedReply); ok {
 		r.raw = data
 	}
 	if out != nil {
@@ -355,7 +508,7 @@ func (c *Conf) decode(req request, resp *http.Response, out any) error {
 
 // apiError returns the *APIError that data holds, if it is a JSON object
 // with a non-zero errcode, and nil otherwise.
-func apiError(path string, data []byte, secrets []string) *APIError {
+func (a *API) apiError(path string, data []byte, secrets []string) *APIError {
 	var env struct {
 		ErrCode *int   `json:"errcode"`
 		ErrMsg  string `json:"errmsg"`
@@ -363,7 +516,7 @@ func apiError(path string, data []byte, secrets []string) *APIError {
 	if json.Unmarshal(data, &env) != nil || env.ErrCode == nil || *env.ErrCode == 0 {
 		return nil
 	}
-	return &APIError{Code: *env.ErrCode, Message: redactText(env.ErrMsg, secrets...), Path: path}
+	return &APIError{Code: *env.ErrCode, Message: redactText(env.ErrMsg, secrets...), Path: path, Codes: a.codes}
 }
 
 // peekNonSpace returns the first byte of br that is not JSON white space,
@@ -385,72 +538,33 @@ func peekNonSpace(br *bufio.Reader) (byte, error) {
 	}
 }
 
-// expiringReply is the shape of the token and ticket replies.
-type expiringReply struct {
-	AccessToken string `json:"access_token"`
-	Ticket      string `json:"ticket"`
-	ExpiresIn   int64  `json:"expires_in"`
-	raw         []byte // the body, for a *ReplyError
+// issuedReply is a reply that issues a credential: its fields, and the
+// body for a *ReplyError.
+type issuedReply struct {
+	fields map[string]json.RawMessage
+	raw    []byte
 }
 
-// token turns a reply into a Token: a reply without a value or without a
-// positive expires_in is malformed, never an empty or eternal token. An
-// expires_in beyond maxTrustedLifetime is trusted only that far (computed
-// without overflow).
-func (r *expiringReply) token(path, value string, start time.Time) (Token, error) {
+func (r *issuedReply) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &r.fields) }
+
+// token turns the reply into a Token: a reply without a string value in
+// field or without a positive expires_in is malformed, never an empty or
+// eternal token. An expires_in beyond maxTrustedLifetime is trusted only
+// that far (computed without overflow).
+func (r *issuedReply) token(path, field string, start time.Time, secrets []string) (Token, error) {
+	var value string
+	var expiresIn int64
+	_ = json.Unmarshal(r.fields[field], &value)
+	expErr := json.Unmarshal(r.fields["expires_in"], &expiresIn)
 	switch {
 	case value == "":
-		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: "no credential and no errcode in the reply", Body: redactBody(r.raw)}
-	case r.ExpiresIn <= 0:
-		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: fmt.Sprintf("expires_in is %d", r.ExpiresIn), Body: redactBody(r.raw)}
+		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: fmt.Sprintf("no %s and no errcode in the reply", field), Body: redactBody(r.raw, secrets...)}
+	case expErr != nil || expiresIn <= 0:
+		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: fmt.Sprintf("expires_in is %s", r.fields["expires_in"]), Body: redactBody(r.raw, secrets...)}
 	}
 	life := maxTrustedLifetime
-	if r.ExpiresIn < int64(maxTrustedLifetime/time.Second) {
-		life = time.Duration(r.ExpiresIn) * time.Second
+	if expiresIn < int64(maxTrustedLifetime/time.Second) {
+		life = time.Duration(expiresIn) * time.Second
 	}
 	return Token{Value: value, ExpiresAt: start.Add(life).Round(0)}, nil
-}
-
-// fetchAccessToken makes one access_token call: classic /cgi-bin/token or
-// /cgi-bin/stable_token, with "force_refresh":true when force is set.
-func (c *Conf) fetchAccessToken(ctx context.Context, _ Token, force bool) (Token, error) {
-	if c.cfg.AppSecret.IsZero() {
-		return Token{}, errMissing("AppSecret", "fetch an access_token")
-	}
-	start := c.now()
-	var req request
-	if c.cfg.TokenAPI == ClassicToken {
-		req = request{method: http.MethodGet, path: pathToken, query: url.Values{
-			"grant_type": {"client_credential"}, "appid": {c.cfg.AppID}, "secret": {c.cfg.AppSecret.Reveal()},
-		}}
-	} else {
-		body, err := json.Marshal(map[string]any{
-			"grant_type": "client_credential", "appid": c.cfg.AppID, "secret": c.cfg.AppSecret.Reveal(), "force_refresh": force,
-		})
-		if err != nil {
-			return Token{}, err
-		}
-		req = request{method: http.MethodPost, path: pathStableToken, body: body}
-	}
-	var r expiringReply
-	if err := c.call(ctx, req, &r); err != nil {
-		return Token{}, err
-	}
-	return r.token(req.path, r.AccessToken, start)
-}
-
-// ticketFetcher returns the fetch of a ticket of type typ ("jsapi" or
-// "wx_card"), made with the access_token the credential engine got before
-// taking the ticket's lock (a rejection of it is returned, and the engine
-// refreshes the token outside the lock and tries once more).
-func (c *Conf) ticketFetcher(typ string) func(context.Context, Token, bool) (Token, error) {
-	return func(ctx context.Context, access Token, _ bool) (Token, error) {
-		start := c.now()
-		var r expiringReply
-		req := request{method: http.MethodGet, path: pathTicket, query: url.Values{"type": {typ}, "access_token": {access.Value}}}
-		if err := c.call(ctx, req, &r); err != nil {
-			return Token{}, err
-		}
-		return r.token(pathTicket, r.Ticket, start)
-	}
 }

@@ -282,30 +282,32 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(defaultWarnHandler{})
 	}
-	setDefault(&c.RefreshAhead, 5*time.Minute)
-	setDefault(&c.ExpiryMargin, time.Minute)
-	setDefault(&c.RefreshTimeout, 30*time.Second)
 	setDefault(&c.RetryBackoff, 200*time.Millisecond)
-	setDefault(&c.ForceRefreshInterval, DefaultForceRefreshInterval)
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 3
 	}
-	if c.ForceRefreshDailyLimit == 0 {
-		c.ForceRefreshDailyLimit = DefaultForceRefreshDailyLimit
+	p := c.policy()
+	if err := p.normalize(); err != nil {
+		return err
 	}
-	if c.RejectedRefreshInterval == 0 {
-		c.RejectedRefreshInterval = DefaultRejectedRefreshInterval
-	}
-	if c.ErrorBackoff == 0 {
-		c.ErrorBackoff = DefaultErrorBackoff
-	}
-	switch {
-	case c.RefreshAhead < c.ExpiryMargin:
-		return fmt.Errorf("wechatconf: RefreshAhead (%v) is shorter than ExpiryMargin (%v): a token would be served inside the margin before any refresh starts; make RefreshAhead at least ExpiryMargin", c.RefreshAhead, c.ExpiryMargin)
-	case c.TokenAPI == StableToken && c.ExpiryMargin >= StableTokenHandover:
-		return fmt.Errorf("wechatconf: ExpiryMargin (%v) is not shorter than stable_token's %v hand-over: WeChat returns the same token until its last %v, so a token would stop being served before a new one can be had; use an ExpiryMargin under %v or ClassicToken", c.ExpiryMargin, StableTokenHandover, StableTokenHandover, StableTokenHandover)
-	}
+	c.RefreshAhead, c.ExpiryMargin, c.RefreshTimeout = p.RefreshAhead, p.ExpiryMargin, p.RefreshTimeout
+	c.ForceRefreshInterval, c.ForceRefreshDailyLimit = p.ForceRefreshInterval, p.ForceRefreshDailyLimit
+	c.RejectedRefreshInterval, c.ErrorBackoff = p.RejectedRefreshInterval, p.ErrorBackoff
 	return nil
+}
+
+// policy returns the Policy of c's access_token (the tickets' is the same
+// without the Handover).
+func (c *Config) policy() Policy {
+	p := Policy{
+		RefreshAhead: c.RefreshAhead, ExpiryMargin: c.ExpiryMargin, RefreshTimeout: c.RefreshTimeout,
+		RejectedRefreshInterval: c.RejectedRefreshInterval, ErrorBackoff: c.ErrorBackoff,
+		ForceRefreshInterval: c.ForceRefreshInterval, ForceRefreshDailyLimit: c.ForceRefreshDailyLimit,
+	}
+	if c.TokenAPI == StableToken {
+		p.Handover = StableTokenHandover
+	}
+	return p
 }
 
 // checkAESKey says what is wrong with an EncodingAESKey in the named field.
@@ -326,6 +328,10 @@ func setDefault(d *time.Duration, def time.Duration) {
 }
 
 // errMissing is the error of a method that needs a Config field left empty.
-func errMissing(field, need string) error {
-	return fmt.Errorf("wechatconf: Config.%s is required to %s", field, need)
+func errMissing(field, need string) error { return wrapErr(missingField(field, need), "") }
+
+// missingField is errMissing without the package prefix, for the errors a
+// fetch returns through a store (which wraps them in its own text).
+func missingField(field, need string) error {
+	return fmt.Errorf("Config.%s is required to %s", field, need)
 }

@@ -6,60 +6,116 @@ import (
 	"regexp"
 )
 
-// APIError is an error reply from the WeChat API: HTTP 200 with a non-zero
+// APIError is an error reply from a WeChat API: HTTP 200 with a non-zero
 // errcode. Use errors.As to reach it, or the predicates IsInvalidCredential,
 // IsConfigError, IsQuotaExceeded and IsTemporary, which accept any error.
+// What a code means depends on the platform that answered (40001 is a
+// rejected access_token on the Official Account API, a wrong secret on
+// WeCom's): Codes says, and the predicates follow it.
 type APIError struct {
 	Code    int    // errcode, e.g. 40001
 	Message string // errmsg as WeChat sent it
 	Path    string // the API path that answered, e.g. "/cgi-bin/token"
+	// Codes is the table of the platform that answered; nil means
+	// OfficialAccountCodes (the Official Account and Mini Program API).
+	Codes *Codes
 }
 
 func (e *APIError) Error() string {
-	s := fmt.Sprintf("wechat %s: errcode %d: %s", e.Path, e.Code, e.Message)
-	if h := e.hint(); h != "" {
-		s += " — " + h
+	c := e.codes()
+	s := fmt.Sprintf("%s %s: errcode %d: %s", c.Platform, e.Path, e.Code, e.Message)
+	if c.Hint != nil {
+		if h := c.Hint(e.Code, e.Message); h != "" {
+			s += " — " + h
+		}
 	}
 	return s
 }
 
-// InvalidCredential reports whether WeChat rejected the access_token the
-// call carried (40001, 40014, 42001). Conf handles these itself by a
+func (e *APIError) codes() *Codes {
+	if e.Codes != nil {
+		return e.Codes
+	}
+	return OfficialAccountCodes
+}
+
+// InvalidCredential reports whether the API rejected the credential the
+// call carried (Codes.InvalidCredential: 40001, 40014, 42001 on the
+// Official Account API). Conf and API.Do handle these themselves by a
 // compare-and-refresh and one retry.
-func (e *APIError) InvalidCredential() bool {
-	switch e.Code {
-	case 40001, 40014, 42001:
-		return true
+func (e *APIError) InvalidCredential() bool { return e.codes().InvalidCredential.has(e.Code) }
+
+// ConfigError reports whether the error can only be fixed by a person
+// (Codes.Config): a wrong or missing AppID or AppSecret, a server IP
+// missing from the whitelist, or an IP awaiting an administrator's
+// approval. These are never retried.
+func (e *APIError) ConfigError() bool { return e.codes().Config.has(e.Code) }
+
+// QuotaExceeded reports whether the API's quota is used up (Codes.Quota:
+// 45009 on the Official Account API). It is never retried: retrying only
+// burns tomorrow's quota.
+func (e *APIError) QuotaExceeded() bool { return e.codes().Quota.has(e.Code) }
+
+// Temporary reports whether the call may succeed if retried later
+// (Codes.Temporary: -1, system busy, and 45011, minute quota, on the
+// Official Account API). Conf retries these with capped exponential
+// backoff within the caller's context.
+func (e *APIError) Temporary() bool { return e.codes().Temporary.has(e.Code) }
+
+// Codes says what a WeChat platform's errcodes mean, for APIError's
+// predicates and so for everything that decides on them: the
+// compare-and-refresh of a rejected credential, retries, and the back-off
+// after a configuration or quota error (Config.ErrorBackoff). Each platform
+// has one table: OfficialAccountCodes (Official Accounts and Mini
+// Programs), wecom.Codes (WeCom). A Codes must not be changed once an API
+// uses it.
+type Codes struct {
+	// Platform starts every APIError message: "wechat", "wecom".
+	Platform string
+	// InvalidCredential: the access_token (or ticket) the call carried is
+	// invalid or expired; a new one fixes it.
+	InvalidCredential CodeSet
+	// Config: only a person can fix it (wrong id or secret, IP whitelist).
+	Config CodeSet
+	// Quota: the call's quota is used up; retrying burns more of it.
+	Quota CodeSet
+	// Temporary: busy or rate-limited for a moment; retried with backoff.
+	Temporary CodeSet
+	// Hint, if set, says what to do about an error: the text after " — "
+	// in APIError.Error. errmsg is WeChat's, with credentials removed.
+	Hint func(code int, errmsg string) string
+}
+
+// CodeSet is a set of errcodes.
+type CodeSet []int
+
+func (s CodeSet) has(code int) bool {
+	for _, c := range s {
+		if c == code {
+			return true
+		}
 	}
 	return false
 }
 
-// ConfigError reports whether the error can only be fixed by a person: a
-// wrong or missing AppID or AppSecret, a server IP missing from the
-// whitelist, or an IP awaiting an administrator's approval. These are never
-// retried.
-func (e *APIError) ConfigError() bool {
-	switch e.Code {
-	case 40013, 40125, 40164, 41002, 41004, 89503:
-		return true
-	}
-	return false
+// OfficialAccountCodes is the errcode table of the Official Account API on
+// api.weixin.qq.com, which Mini Programs share (全局返回码说明 in the
+// Official Account and Mini Program server documentation).
+var OfficialAccountCodes = &Codes{
+	Platform:          "wechat",
+	InvalidCredential: CodeSet{40001, 40014, 42001},
+	Config:            CodeSet{40013, 40125, 40164, 41002, 41004, 89503},
+	Quota:             CodeSet{45009},
+	Temporary:         CodeSet{-1, 45011},
+	Hint:              officialAccountHint,
 }
-
-// QuotaExceeded reports whether the daily quota of the API is used up
-// (45009). It is never retried: retrying only burns tomorrow's quota.
-func (e *APIError) QuotaExceeded() bool { return e.Code == 45009 }
-
-// Temporary reports whether the call may succeed if retried later: -1
-// (system busy) and 45011 (minute quota). Conf retries these with capped
-// exponential backoff within the caller's context.
-func (e *APIError) Temporary() bool { return e.Code == -1 || e.Code == 45011 }
 
 var whitelistIP = regexp.MustCompile(`invalid ip ([0-9A-Fa-f.:]+)`)
 
-// hint says what to do about the error, for the codes a person must act on.
-func (e *APIError) hint() string {
-	switch e.Code {
+// officialAccountHint says what to do about the Official Account API's
+// errors that a person must act on.
+func officialAccountHint(code int, msg string) string {
+	switch code {
 	case -1:
 		return "WeChat is busy; retry later"
 	case 40013:
@@ -68,7 +124,7 @@ func (e *APIError) hint() string {
 		return "the AppSecret is not valid (wrong, or reset in the admin console): check Config.AppSecret"
 	case 40164:
 		ip := "this server's IP"
-		if m := whitelistIP.FindStringSubmatch(e.Message); m != nil {
+		if m := whitelistIP.FindStringSubmatch(msg); m != nil {
 			ip = "IP " + m[1]
 		}
 		return ip + " is not in the IP whitelist: add it in the admin console (设置与开发 → 基本配置 → IP白名单)"

@@ -6,13 +6,14 @@ import (
 	"time"
 )
 
-// The events a Conf logs: each is the message of one slog record, with the
-// attributes listed. They are an interface: names and attributes change
+// The events a Credential (and so a Conf, a wecom.App) logs: each is the
+// message of one slog record, with the attributes listed. They are an interface: names and attributes change
 // only with a new major version. No attribute ever holds a credential
 // (token, ticket, AppSecret); "error" values are redacted at the source.
 //
-// Every event of a credential carries "credential" ("access_token",
-// "jsapi_ticket" or "wx_card_ticket") and "key" (its store key).
+// Every event of a credential carries "credential" (its kind,
+// CredentialConfig.Name: "access_token", "jsapi_ticket", "wx_card_ticket",
+// "agent_config_ticket", …) and "key" (its store key).
 const (
 	// EventFetched (Info): this Conf got a new credential from WeChat.
 	// Across a fleet, counting these counts token calls. Attributes:
@@ -72,8 +73,8 @@ func (why reason) String() string {
 }
 
 // logEvent logs event for cr at level with attrs after the credential's.
-func (cr *credential) logEvent(level slog.Level, event string, attrs ...slog.Attr) {
-	l := cr.conf.cfg.Logger
+func (cr *Credential) logEvent(level slog.Level, event string, attrs ...slog.Attr) {
+	l := cr.logger
 	ctx := context.Background()
 	if !l.Enabled(ctx, level) {
 		return

@@ -63,8 +63,8 @@ var beijing = time.FixedZone("CST", 8*60*60)
 // IsQuotaExceeded and IsInvalidCredential still see it; reach it with
 // errors.As.
 type LimitError struct {
-	Credential string    // "access_token", "jsapi_ticket" or "wx_card_ticket"
-	Limit      string    // the Config field that holds the call back, e.g. "ErrorBackoff"
+	Credential string    // the credential's kind (CredentialConfig.Name), e.g. "access_token"
+	Limit      string    // the Config (and Policy) field that holds the call back, e.g. "ErrorBackoff"
 	Until      time.Time // when the call may be made again
 	Err        error     // the error that started the limit; nil for the force_refresh limits
 }
@@ -81,7 +81,8 @@ func (e *LimitError) Error() string {
 func (e *LimitError) Unwrap() error { return e.Err }
 
 // limits is the per-credential state of the limits above. Its methods are
-// called from a FetchFunc, under the store's lock; times are Conf.now().
+// called from a FetchFunc, under the store's lock; times are the
+// Credential's clock.
 type limits struct {
 	mu sync.Mutex
 
@@ -98,14 +99,14 @@ type limits struct {
 
 // admit returns a *LimitError if a fetch for why may not be made at now,
 // and otherwise records a rejection-triggered one (cause is the rejection).
-func (l *limits) admit(cfg *Config, name string, why reason, cause error, now time.Time) error {
+func (l *limits) admit(p *Policy, name string, why reason, cause error, now time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Before(l.failUntil) {
 		return &LimitError{Credential: name, Limit: "ErrorBackoff", Until: l.failUntil, Err: l.failErr}
 	}
-	if why == reasonRejected && cfg.RejectedRefreshInterval > 0 {
-		if until := l.rejectedAt.Add(cfg.RejectedRefreshInterval); !l.rejectedAt.IsZero() && now.Before(until) {
+	if why == reasonRejected && p.RejectedRefreshInterval > 0 {
+		if until := l.rejectedAt.Add(p.RejectedRefreshInterval); !l.rejectedAt.IsZero() && now.Before(until) {
 			return &LimitError{Credential: name, Limit: "RejectedRefreshInterval", Until: until, Err: l.rejectedErr}
 		}
 		l.rejectedAt, l.rejectedErr = now, cause
@@ -115,18 +116,18 @@ func (l *limits) admit(cfg *Config, name string, why reason, cause error, now ti
 
 // takeForce counts one force_refresh at now, or returns a *LimitError when
 // the interval or the daily limit holds it back.
-func (l *limits) takeForce(cfg *Config, name string, now time.Time) error {
+func (l *limits) takeForce(p *Policy, name string, now time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	bj := now.In(beijing)
 	if day := bj.Format(time.DateOnly); l.forceDay != day {
 		l.forceDay, l.forceUsed = day, 0
 	}
-	if cfg.ForceRefreshDailyLimit < 0 || l.forceUsed >= cfg.ForceRefreshDailyLimit {
+	if p.ForceRefreshDailyLimit < 0 || l.forceUsed >= p.ForceRefreshDailyLimit {
 		y, m, d := bj.Date()
 		return &LimitError{Credential: name, Limit: "ForceRefreshDailyLimit", Until: time.Date(y, m, d+1, 0, 0, 0, 0, beijing)}
 	}
-	if until := l.lastForce.Add(cfg.ForceRefreshInterval); !l.lastForce.IsZero() && now.Before(until) {
+	if until := l.lastForce.Add(p.ForceRefreshInterval); !l.lastForce.IsZero() && now.Before(until) {
 		return &LimitError{Credential: name, Limit: "ForceRefreshInterval", Until: until}
 	}
 	l.forceUsed++
@@ -137,14 +138,14 @@ func (l *limits) takeForce(cfg *Config, name string, now time.Time) error {
 // result records the outcome of a token call made at now: a configuration
 // or quota error starts the back-off (a force_refresh's own quota error
 // does not: normal calls still work), a success ends it.
-func (l *limits) result(cfg *Config, err error, forced bool, now time.Time) {
+func (l *limits) result(p *Policy, err error, forced bool, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case err == nil:
 		l.failUntil, l.failErr = time.Time{}, nil
 	case forced:
-	case cfg.ErrorBackoff > 0 && (IsConfigError(err) || IsQuotaExceeded(err)):
-		l.failUntil, l.failErr = now.Add(cfg.ErrorBackoff), err
+	case p.ErrorBackoff > 0 && (IsConfigError(err) || IsQuotaExceeded(err)):
+		l.failUntil, l.failErr = now.Add(p.ErrorBackoff), err
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -39,24 +38,32 @@ import (
 // base is the transport that sends the requests; nil means
 // http.DefaultTransport. Errors never hold a token or the AppSecret. The
 // RoundTripper is safe for concurrent use.
-func (c *Conf) Transport(base http.RoundTripper) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	u, _ := url.Parse(c.cfg.BaseURL) // validated by New
-	return &transport{conf: c, base: base, scheme: u.Scheme, host: u.Host}
-}
+func (c *Conf) Transport(base http.RoundTripper) http.RoundTripper { return c.api.Transport(base) }
 
 // Client returns an *http.Client whose Transport is c.Transport(base), for
 // code that takes a client; base nil means http.DefaultTransport.
-func (c *Conf) Client(base http.RoundTripper) *http.Client {
-	return &http.Client{Transport: c.Transport(base)}
+func (c *Conf) Client(base http.RoundTripper) *http.Client { return c.api.Client(base) }
+
+// Transport returns an http.RoundTripper that adds a's credential to the
+// requests to a's host and replaces a rejected one, as Conf.Transport
+// describes (with the credential's query parameter and its Rejects in
+// place of access_token and 40001/40014/42001). An API without a
+// credential only removes its secrets from transport errors.
+func (a *API) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{api: a, base: base}
+}
+
+// Client returns an *http.Client whose Transport is a.Transport(base).
+func (a *API) Client(base http.RoundTripper) *http.Client {
+	return &http.Client{Transport: a.Transport(base)}
 }
 
 type transport struct {
-	conf         *Conf
-	base         http.RoundTripper
-	scheme, host string
+	api  *API
+	base http.RoundTripper
 }
 
 // peekSize is how much of a reply the transport looks at before it knows
@@ -64,30 +71,31 @@ type transport struct {
 const peekSize = 512
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL == nil || !strings.EqualFold(req.URL.Host, t.host) || req.URL.Scheme != t.scheme {
+	a := t.api
+	if req.URL == nil || !strings.EqualFold(req.URL.Host, a.host) || req.URL.Scheme != a.scheme || a.cred == nil {
 		return t.base.RoundTrip(req)
 	}
 	q := req.URL.Query()
-	tok := q.Get("access_token")
+	tok := q.Get(a.param)
 	ours := tok == ""
 	if ours {
-		cur, err := t.conf.AccessToken(req.Context())
+		cur, err := a.cred.get(req.Context())
 		if err != nil {
 			closeBody(req)
 			return nil, err
 		}
 		tok = cur.Value
-	} else if h := t.conf.access.cur.Load(); h != nil && h.Value == tok {
+	} else if a.cred.current() == tok {
 		ours = true
 	}
-	r := withToken(req, q, tok, nil)
+	r := a.withToken(req, q, tok, nil)
 	for retried := false; ; retried = true {
 		resp, err := t.base.RoundTrip(r)
 		if err != nil {
-			return nil, redactError(err, t.conf.cfg.AppSecret.Reveal(), tok)
+			return nil, redactError(err, a.secretsOf(request{token: tok})...)
 		}
-		apiErr := peekAPIError(resp, r.URL.Path, tok)
-		if retried || !ours || apiErr == nil || !apiErr.InvalidCredential() {
+		apiErr := a.peekAPIError(resp, r.URL.Path, tok)
+		if retried || !ours || apiErr == nil || !a.cred.rejects(apiErr) {
 			return resp, nil
 		}
 		var body io.ReadCloser // the body to send again, nil for none
@@ -99,9 +107,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return resp, nil
 			}
 		}
-		cr := t.conf.access
-		cr.logEvent(slog.LevelInfo, EventRejected, slog.String("path", r.URL.Path), slog.Int("errcode", apiErr.Code))
-		fresh, rerr := cr.refresh(req.Context(), tok, reasonRejected, apiErr)
+		fresh, rerr := a.cred.rejected(req.Context(), r.URL.Path, tok, apiErr)
 		if rerr != nil {
 			if body != nil { // the refresh logged its own event
 				body.Close()
@@ -111,18 +117,18 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, peekErrcode))
 		resp.Body.Close()
 		tok = fresh.Value
-		r = withToken(req, q, tok, body)
+		r = a.withToken(req, q, tok, body)
 	}
 }
 
-// withToken returns a clone of req carrying tok as its access_token (q is
+// withToken returns a clone of req carrying tok in a's parameter (q is
 // req's parsed query, changed here), and body in place of req's own when
 // body is not nil (a retry).
-func withToken(req *http.Request, q url.Values, tok string, body io.ReadCloser) *http.Request {
+func (a *API) withToken(req *http.Request, q url.Values, tok string, body io.ReadCloser) *http.Request {
 	r := req.Clone(req.Context())
-	if q.Get("access_token") != tok {
+	if q.Get(a.param) != tok {
 		u := *req.URL
-		q.Set("access_token", tok)
+		q.Set(a.param, tok)
 		u.RawQuery = q.Encode()
 		r.URL = &u
 	}
@@ -135,7 +141,7 @@ func withToken(req *http.Request, q url.Values, tok string, body io.ReadCloser) 
 // peekAPIError returns the *APIError resp's body holds, if it is a JSON
 // object with a non-zero errcode, reading no more than needed to tell, and
 // leaves resp.Body reading the whole body from its start.
-func peekAPIError(resp *http.Response, path, tok string) *APIError {
+func (a *API) peekAPIError(resp *http.Response, path, tok string) *APIError {
 	br := bufio.NewReaderSize(resp.Body, peekSize)
 	body := struct {
 		io.Reader
@@ -154,7 +160,7 @@ func peekAPIError(resp *http.Response, path, tok string) *APIError {
 	if err != nil || len(head) >= peekErrcode || !json.Valid(head) {
 		return nil
 	}
-	return apiError(path, head, []string{tok})
+	return a.apiError(path, head, a.secretsOf(request{token: tok}))
 }
 
 // closeBody closes req's body, as a RoundTripper must on every early

@@ -1,0 +1,655 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Credential keeps one credential valid through a TokenStore: an
+// access_token, a ticket, a WeCom app's token, or a kind of your own. It
+// is the engine every credential of this module runs on — Conf is three of
+// them (access_token, jsapi_ticket, wx_card ticket), wecom.App three more —
+// so every kind gets the same guarantees across a fleet:
+//
+//   - Hot path: a valid in-process copy is returned with no I/O, no lock
+//     and no allocation (one atomic load and a clock read).
+//   - Refresh ahead: once the copy is within Policy.RefreshAhead of its
+//     expiry, one background refresh starts and callers keep getting the
+//     still-valid copy (stale-while-revalidate).
+//   - Cold path: with no valid copy, the store is read; if it holds a valid
+//     token that one is adopted, otherwise TokenStore.Refresh is called
+//     with the stale value, under the store's lock, fenced. One refresh is
+//     in flight per Credential at a time; every other caller waits for it
+//     with its own ctx. Across a fleet, one fetch per refresh.
+//   - Rejection: Refresh(ctx, rejected) is a compare-and-refresh, so a
+//     fleet that sees the same token rejected makes one fetch; if a normal
+//     fetch hands the rejected token back and the kind is Forcible, it
+//     escalates once to a forced fetch, under the lock.
+//   - Limits: rejection-triggered fetches, forced fetches and fetches after
+//     a configuration or quota error are limited (Policy); a limit returns a
+//     *LimitError without calling WeChat.
+//   - Events: every fetch, adoption, rejection and failure is logged
+//     (Event* constants) with "credential" (Name) and "key" (Key).
+//
+// Build one with NewCredential. A Credential is safe for concurrent use
+// and holds no goroutine or timer while idle (a background refresh runs
+// only while one is due).
+type Credential struct {
+	name, key string
+	store     TokenStore
+	fetch     func(context.Context, FetchRequest) (Token, error)
+	forcible  bool
+	needs     *Credential
+	rejects   func(error) bool
+	policy    Policy
+	logger    *slog.Logger
+	now       func() time.Time // nil: the system clock
+	base      time.Time        // the clock's reading at NewCredential; hot-path deadlines are offsets from it
+	initial   Token
+
+	cur        atomic.Pointer[held] // the in-process copy, nil until first load
+	seeded     atomic.Bool          // initial value handled
+	bgRunning  atomic.Bool          // a background refresh is in flight
+	bgNotTill  atomic.Int64         // elapsed() before which no background refresh starts
+	shortLived atomic.Bool          // the last fetch brought a token living no longer than RefreshAhead
+
+	lim limits
+
+	mu     sync.Mutex
+	flight *flight // the refresh in flight, nil if none
+}
+
+// CredentialConfig describes one credential for NewCredential. A new kind
+// is its Key, its Fetch and, if its API says "rejected" with other codes
+// than the Official Account's, its Rejects.
+type CredentialConfig struct {
+	// Name is the credential's kind in errors, events ("credential") and
+	// LimitError.Credential, in WeChat's terms: "access_token",
+	// "jsapi_ticket", "agent_config_ticket". Required.
+	Name string
+	// Key is the store key, unique per credential: it should hold the
+	// platform, the account's id and the kind, never a secret, e.g.
+	// "wechatconf/wx1234/access_token". Required.
+	Key string
+	// Store keeps the credential and serialises its refresh across the
+	// fleet; nil means a new MemoryStore (one process).
+	Store TokenStore
+	// Fetch makes one call to WeChat that issues the credential. It runs
+	// under the store's lock, within the lock's lease (its ctx ends with
+	// it) and Policy.RefreshTimeout. It must return a non-empty Value and
+	// the ExpiresAt WeChat announced (counted from before the request), or
+	// an error; an *APIError (see Codes) lets the limits and the rejection
+	// handling tell errors apart. Required.
+	Fetch func(ctx context.Context, r FetchRequest) (Token, error)
+	// Forcible says Fetch with r.Force issues a brand-new credential and
+	// invalidates the current one at once (stable_token's force_refresh),
+	// while a normal Fetch may hand back the current one. Only then does a
+	// rejected credential escalate to a forced fetch, and ForceRefresh
+	// differ from Refresh.
+	Forcible bool
+	// Needs is the credential Fetch calls WeChat with (a ticket needs an
+	// access_token), or nil. Its valid token is got before this one's store
+	// lock is taken — no store lock is held while waiting for another — and
+	// passed in FetchRequest.Needed; if Fetch fails with an error Needs
+	// rejects, Needs is refreshed (compare-and-refresh) and Fetch is tried
+	// once more.
+	Needs *Credential
+	// Rejects reports whether an error of a call made with this
+	// credential's token says WeChat rejected the token. nil means
+	// IsInvalidCredential, which follows the Codes of the *APIError.
+	Rejects func(error) bool
+	// Initial is a value to start from (the seed's way 1): written to the
+	// store on first use unless the store holds something newer.
+	Initial Token
+	// Policy is the credential's timing and limits; its zero fields take
+	// their defaults.
+	Policy Policy
+	// Logger receives the credential's events; nil sends those of level
+	// Warn and above to slog.Default() and drops the rest.
+	Logger *slog.Logger
+	// Now is the clock expiry is computed and judged by; nil means the
+	// system clock (read on the hot path through the monotonic clock only).
+	Now func() time.Time
+}
+
+// FetchRequest is what a Credential asks of its Fetch.
+type FetchRequest struct {
+	// Force asks for a brand-new credential that invalidates the current
+	// one (only for a CredentialConfig.Forcible kind).
+	Force bool
+	// Needed is a valid token of CredentialConfig.Needs, or the zero Token
+	// if there is none.
+	Needed Token
+}
+
+// Policy is a credential's timing and limits: the Config fields of the
+// same names, with the same defaults and rules (see Config and the package
+// doc, "Time" and "Limits"). The zero Policy is the defaults. Limits are
+// counted per Credential (per process); across a fleet the store's
+// compare-and-refresh makes one instance the caller per stale token.
+type Policy struct {
+	// RefreshAhead: a background refresh starts this long before
+	// ExpiresAt. Default 5 minutes; at least ExpiryMargin.
+	RefreshAhead time.Duration
+	// ExpiryMargin: a token is not served this long before ExpiresAt.
+	// Default 1 minute; shorter than Handover when Handover is set.
+	ExpiryMargin time.Duration
+	// RefreshTimeout bounds one refresh (lock wait and fetch). Default 30 s.
+	RefreshTimeout time.Duration
+	// Handover, if set, is how long before expiry the issuer starts handing
+	// out the next token (StableTokenHandover for stable_token): before
+	// that, a normal fetch returns the same one, so the refresh ahead starts
+	// no earlier than 30 s inside it.
+	Handover time.Duration
+	// RejectedRefreshInterval: least time between two rejection-triggered
+	// fetches. Default DefaultRejectedRefreshInterval; negative disables.
+	RejectedRefreshInterval time.Duration
+	// ErrorBackoff: no fetch this long after a configuration or quota
+	// error. Default DefaultErrorBackoff; negative disables.
+	ErrorBackoff time.Duration
+	// ForceRefreshInterval: least time between two forced fetches. Default
+	// DefaultForceRefreshInterval.
+	ForceRefreshInterval time.Duration
+	// ForceRefreshDailyLimit: forced fetches per Beijing day. Default
+	// DefaultForceRefreshDailyLimit; negative never forces.
+	ForceRefreshDailyLimit int
+}
+
+// normalize fills in p's defaults and checks its rules.
+func (p *Policy) normalize() error {
+	setDefault(&p.RefreshAhead, 5*time.Minute)
+	setDefault(&p.ExpiryMargin, time.Minute)
+	setDefault(&p.RefreshTimeout, 30*time.Second)
+	setDefault(&p.ForceRefreshInterval, DefaultForceRefreshInterval)
+	if p.ForceRefreshDailyLimit == 0 {
+		p.ForceRefreshDailyLimit = DefaultForceRefreshDailyLimit
+	}
+	if p.RejectedRefreshInterval == 0 {
+		p.RejectedRefreshInterval = DefaultRejectedRefreshInterval
+	}
+	if p.ErrorBackoff == 0 {
+		p.ErrorBackoff = DefaultErrorBackoff
+	}
+	switch {
+	case p.RefreshAhead < p.ExpiryMargin:
+		return fmt.Errorf("wechatconf: RefreshAhead (%v) is shorter than ExpiryMargin (%v): a token would be served inside the margin before any refresh starts; make RefreshAhead at least ExpiryMargin", p.RefreshAhead, p.ExpiryMargin)
+	case p.Handover > 0 && p.ExpiryMargin >= p.Handover:
+		return fmt.Errorf("wechatconf: ExpiryMargin (%v) is not shorter than stable_token's %v hand-over: WeChat returns the same token until its last %v, so a token would stop being served before a new one can be had; use an ExpiryMargin under %v or ClassicToken", p.ExpiryMargin, p.Handover, p.Handover, p.Handover)
+	}
+	return nil
+}
+
+// NewCredential checks cfg and returns its Credential. It does no I/O.
+func NewCredential(cfg CredentialConfig) (*Credential, error) {
+	switch {
+	case cfg.Name == "":
+		return nil, errors.New("wechatconf: CredentialConfig.Name is required")
+	case cfg.Key == "":
+		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Key is required", cfg.Name)
+	case cfg.Fetch == nil:
+		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Fetch is required", cfg.Name)
+	}
+	if err := cfg.Policy.normalize(); err != nil {
+		return nil, err
+	}
+	if cfg.Store == nil {
+		cfg.Store = NewMemoryStore()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(defaultWarnHandler{})
+	}
+	if cfg.Rejects == nil {
+		cfg.Rejects = IsInvalidCredential
+	}
+	cr := &Credential{
+		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, forcible: cfg.Forcible,
+		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
+		initial: cfg.Initial,
+	}
+	cr.base = cr.clock()
+	return cr, nil
+}
+
+// Name returns the credential's kind, CredentialConfig.Name.
+func (cr *Credential) Name() string { return cr.name }
+
+// Key returns the credential's store key, CredentialConfig.Key.
+func (cr *Credential) Key() string { return cr.key }
+
+// Get returns a valid token and its expiry, from memory (the hot path),
+// the store, or a fetch, as the type's doc says. Errors are typed: a
+// *LimitError, an *APIError or *ReplyError of the fetch, a store error, or
+// ctx's error, each prefixed with the credential's name.
+func (cr *Credential) Get(ctx context.Context) (Token, error) { return cr.get(ctx) }
+
+// Refresh replaces a token that WeChat rejected, but only if the store
+// still holds rejected: if another goroutine, process or machine already
+// replaced it, the newer token is returned and WeChat is not called. A
+// Forcible kind whose normal fetch hands the rejected token back escalates
+// once to a forced fetch. Refreshes that rejections trigger are limited
+// (Policy.RejectedRefreshInterval).
+func (cr *Credential) Refresh(ctx context.Context, rejected string) (Token, error) {
+	return cr.refresh(ctx, rejected, reasonRejected, nil)
+}
+
+// ForceRefresh replaces the token with a brand-new one (a forced fetch for
+// a Forcible kind, a normal fetch otherwise), to rotate a leaked token.
+// stale is the token to replace ("" means the one held now); if the store
+// already holds another, that one is returned and WeChat is not called.
+// Forced fetches are limited (Policy.ForceRefreshInterval,
+// ForceRefreshDailyLimit).
+func (cr *Credential) ForceRefresh(ctx context.Context, stale string) (Token, error) {
+	if stale == "" {
+		cur, err := cr.get(ctx)
+		if err != nil {
+			return Token{}, err
+		}
+		stale = cur.Value
+	}
+	return cr.refresh(ctx, stale, reasonForced, nil)
+}
+
+// clock reads the credential's clock.
+func (cr *Credential) clock() time.Time {
+	if cr.now != nil {
+		return cr.now()
+	}
+	return time.Now()
+}
+
+// elapsed returns the clock's reading as an offset from cr.base, the unit
+// of the hot path's deadlines. On the system clock it reads only the
+// monotonic clock (time.Since), which costs half of time.Now.
+func (cr *Credential) elapsed() int64 {
+	if cr.now != nil {
+		return int64(cr.now().Sub(cr.base))
+	}
+	return int64(time.Since(cr.base))
+}
+
+// current returns the in-process copy's value, "" if none.
+func (cr *Credential) current() string {
+	if h := cr.cur.Load(); h != nil {
+		return h.Value
+	}
+	return ""
+}
+
+// held is the in-process copy of a token with its two deadlines
+// precomputed as elapsed() offsets.
+type held struct {
+	Token
+	refreshAt int64 // ExpiresAt - RefreshAhead: background refresh from here
+	expireAt  int64 // ExpiresAt - ExpiryMargin: not served from here
+}
+
+// flight is one refresh of a credential, shared by every caller that asks
+// while it runs.
+type flight struct {
+	stale string // the value to replace
+	why   reason
+	cause error         // the rejection behind a reasonRejected flight, if known
+	done  chan struct{} // closed when tok and err are set
+	tok   Token
+	err   error
+}
+
+// bgRetryInterval is how long the hot path waits before starting another
+// background refresh after one failed or brought no newer token.
+const bgRetryInterval = 15 * time.Second
+
+// get is the hot path, kept small enough to be inlined: a fresh copy is
+// returned at once, anything else goes to getSlow.
+func (cr *Credential) get(ctx context.Context) (Token, error) {
+	if h := cr.cur.Load(); h != nil && cr.elapsed() < h.refreshAt {
+		return h.Token, nil
+	}
+	return cr.getSlow(ctx)
+}
+
+// getSlow serves a copy inside its refresh-ahead window (starting the
+// background refresh) and refreshes a missing or expired one.
+func (cr *Credential) getSlow(ctx context.Context) (Token, error) {
+	h := cr.cur.Load()
+	if h == nil {
+		return cr.refresh(ctx, "", reasonExpiry, nil)
+	}
+	now := cr.elapsed()
+	if now < h.expireAt {
+		if now >= h.refreshAt {
+			cr.refreshAhead(h, now)
+		}
+		return h.Token, nil
+	}
+	return cr.refresh(ctx, h.Value, reasonExpiry, nil)
+}
+
+// refreshAhead starts one background refresh of h unless one is running or
+// the last one was too recent.
+func (cr *Credential) refreshAhead(h *held, now int64) {
+	if now < cr.bgNotTill.Load() || !cr.bgRunning.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer cr.bgRunning.Store(false)
+		t, err := cr.refresh(context.Background(), h.Value, reasonExpiry, nil)
+		switch {
+		case err != nil:
+			cr.logEvent(slog.LevelWarn, EventBackgroundRefreshFailed, slog.Time("expires_at", h.ExpiresAt), slog.String("error", err.Error()))
+		case t.Value == h.Value:
+			cr.logEvent(slog.LevelDebug, EventNoNewer, slog.Time("expires_at", t.ExpiresAt))
+		default:
+			return
+		}
+		cr.bgNotTill.Store(cr.elapsed() + int64(bgRetryInterval))
+	}()
+}
+
+// rejected logs that a call to path rejected token (err is the
+// rejection) and replaces the token by a compare-and-refresh; the callers
+// that saw a rejection (API.Do, the transport, a dependent's load) share it.
+func (cr *Credential) rejected(ctx context.Context, path, token string, err error) (Token, error) {
+	attrs := []slog.Attr{slog.String("path", path)}
+	if e := asAPIError(err); e != nil {
+		attrs = append(attrs, slog.Int("errcode", e.Code))
+	}
+	cr.logEvent(slog.LevelInfo, EventRejected, attrs...)
+	return cr.refresh(ctx, token, reasonRejected, err)
+}
+
+// refresh returns a valid token other than stale, joining the refresh in
+// flight or starting one. The refresh runs detached from ctx (bounded by
+// Policy.RefreshTimeout) so that a caller that gives up does not fail the
+// others; ctx only bounds this caller's wait. why and cause say what
+// started it (see reason).
+func (cr *Credential) refresh(ctx context.Context, stale string, why reason, cause error) (Token, error) {
+	if err := ctx.Err(); err != nil {
+		return Token{}, wrapErr(err, cr.name)
+	}
+	for joined := false; ; joined = true {
+		cr.mu.Lock()
+		if h := cr.cur.Load(); h != nil && h.Value != stale && cr.elapsed() < h.expireAt {
+			cr.mu.Unlock()
+			return h.Token, nil // replaced while we were on our way here
+		}
+		f := cr.flight
+		if f == nil {
+			f = &flight{stale: stale, why: why, cause: cause, done: make(chan struct{})}
+			cr.flight = f
+			go cr.run(context.WithoutCancel(ctx), f)
+		}
+		cr.mu.Unlock()
+
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return Token{}, wrapErr(ctx.Err(), cr.name)
+		}
+		// A flight started for another stale value, or for a weaker reason
+		// (an expiry refresh cannot force), can bring back the very token
+		// this caller saw rejected: then start one of our own, once.
+		if f.err == nil && stale != "" && f.tok.Value == stale && (f.stale != stale || f.why < why) && !joined {
+			continue
+		}
+		return f.tok, f.err
+	}
+}
+
+// run performs flight f and publishes its result. The flight ends at
+// Policy.RefreshTimeout whatever the store does: a load still running then
+// is left to finish in the background (its ctx is cancelled; what it writes
+// to the store is read by the next refresh).
+func (cr *Credential) run(ctx context.Context, f *flight) {
+	ctx, cancel := context.WithTimeout(ctx, cr.policy.RefreshTimeout)
+	defer cancel()
+	type result struct {
+		tok Token
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tok, err := cr.load(ctx, f)
+		done <- result{tok, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		r.err = wrapErr(ctx.Err(), "refresh %s: the store did not answer within RefreshTimeout (%v)", cr.name, cr.policy.RefreshTimeout)
+	}
+	cr.mu.Lock()
+	if r.err == nil {
+		cr.adopt(r.tok)
+	}
+	f.tok, f.err = r.tok, r.err
+	cr.flight = nil
+	cr.mu.Unlock()
+	close(f.done)
+}
+
+// margins returns RefreshAhead and ExpiryMargin as they apply now: both
+// zero while the credential is short-lived (its tokens live no longer than
+// RefreshAhead), which is then served until its real expiry instead of
+// being fetched in a loop. With a Handover (stable_token), refreshing
+// ahead starts no earlier than 30 s inside it: before, it would only bring
+// the same token back.
+func (cr *Credential) margins() (ahead, margin time.Duration) {
+	if cr.shortLived.Load() {
+		return 0, 0
+	}
+	ahead, margin = cr.policy.RefreshAhead, cr.policy.ExpiryMargin
+	if h := cr.policy.Handover; h > 0 {
+		ahead = max(min(ahead, h-handoverSlack), margin)
+	}
+	return ahead, margin
+}
+
+// handoverSlack is how far inside Policy.Handover the refresh ahead
+// starts, for the request's latency and clock skew: ExpiresAt is counted
+// from when the request started, a little before WeChat counts it.
+const handoverSlack = 30 * time.Second
+
+// maxHeld bounds the time to expiry that the hot path's deadlines are
+// computed from, so that an ExpiresAt centuries ahead cannot overflow them.
+const maxHeld = 100 * 365 * 24 * time.Hour
+
+// adopt makes tok the in-process copy.
+func (cr *Credential) adopt(tok Token) {
+	now := cr.clock()
+	at := int64(now.Sub(cr.base))
+	left := int64(max(min(tok.ExpiresAt.Sub(now), maxHeld), -maxHeld)) // wall-clock time to expiry
+	ahead, margin := cr.margins()
+	cr.cur.Store(&held{
+		Token:     tok,
+		refreshAt: at + left - int64(ahead),
+		expireAt:  at + left - int64(margin),
+	})
+}
+
+// usable reports whether t may be served at now.
+func (cr *Credential) usable(t Token, now time.Time) bool {
+	_, margin := cr.margins()
+	return t.Value != "" && now.Before(t.ExpiresAt.Add(-margin))
+}
+
+// load reads the store and, if it holds nothing usable other than f.stale,
+// refreshes through it. A credential that Needs another gets a valid token
+// of it before it takes its own lock, so that no store lock is held while
+// waiting for another; if the fetch rejects that token, the lock is left,
+// the token is refreshed and the refresh is tried once more.
+func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
+	stored, err := cr.store.Get(ctx, cr.key)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound):
+		stored = Token{}
+	case ctx.Err() != nil:
+		return Token{}, wrapErr(err, "%s: reading the store", cr.name)
+	default:
+		// A corrupt value or a passing fault: Refresh decides, and repairs
+		// a corrupt value.
+		cr.storeError("get", err)
+		stored = Token{}
+	}
+	if stored = cr.seed(ctx, stored); stored.Value != f.stale && cr.usable(stored, cr.clock()) {
+		cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", stored.ExpiresAt))
+		return stored, nil
+	}
+	stale := f.stale
+	if stored.Value != "" {
+		stale = stored.Value // the value the store holds is the one to replace
+	}
+	var needed Token
+	for retried := false; ; retried = true {
+		if cr.needs != nil {
+			if needed, err = cr.needs.get(ctx); err != nil {
+				return Token{}, wrapErr(err, "refresh %s", cr.name)
+			}
+		}
+		var tok Token
+		tok, err = cr.refreshStore(ctx, f, stale, needed)
+		if err == nil || retried || cr.needs == nil || !cr.needs.rejects(err) {
+			if err != nil {
+				return Token{}, wrapErr(err, "refresh %s", cr.name)
+			}
+			return tok, nil
+		}
+		path := ""
+		if e := asAPIError(err); e != nil {
+			path = e.Path
+		}
+		if _, rerr := cr.needs.rejected(ctx, path, needed.Value, err); rerr != nil {
+			return Token{}, wrapErr(rerr, "refresh %s: refreshing the %s it was rejected with", cr.name, cr.needs.name)
+		}
+	}
+}
+
+// refreshStore is Store.Refresh with the credential's time and lease
+// policy: a token someone else wrote that is too old to serve is replaced
+// once, and a lock lost to another holder is not the caller's problem — the
+// store is read again (waiting out the new holder's lock) and its newer
+// token returned; only when there is none is the error returned.
+func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string, needed Token) (Token, error) {
+	var called bool // the fetch ran: its outcome is logged by the fetch
+	tok, err := cr.store.Refresh(ctx, cr.key, stale, cr.fetcher(f, stale, needed, &called))
+	if err == nil && !cr.usable(tok, cr.clock()) && tok.Value != stale {
+		// The store returned a token someone else wrote, but it is too old
+		// to serve: replace that one.
+		tok, err = cr.store.Refresh(ctx, cr.key, tok.Value, cr.fetcher(f, tok.Value, needed, &called))
+	}
+	if errors.Is(err, ErrLockLost) {
+		lost := err
+		cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
+		called = false
+		tok, err = cr.store.Refresh(ctx, cr.key, stale, func(context.Context) (Token, error) { called = true; return Token{}, lost })
+	}
+	switch {
+	case err != nil && !called:
+		cr.storeError("refresh", err)
+		return Token{}, err
+	case err != nil:
+		return Token{}, err
+	case !called:
+		cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt))
+	}
+	if !cr.usable(tok, cr.clock()) {
+		return Token{}, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
+	}
+	return tok, nil
+}
+
+// fetcher returns the FetchFunc Store.Refresh calls for flight f, under the
+// store's lock: it applies the limits, makes the fetch and, for a rejected
+// token that a normal fetch hands back unchanged, escalates once to a
+// forced one. Because it runs under the lock and only while the store
+// still holds the stale value, a fleet escalates once per rejected token.
+// stored is the value the store holds (the Refresh call's stale); *called
+// is set when the FetchFunc runs.
+func (cr *Credential) fetcher(f *flight, stored string, needed Token, called *bool) FetchFunc {
+	p := &cr.policy
+	return func(ctx context.Context) (Token, error) {
+		*called = true
+		now := cr.clock()
+		if err := cr.lim.admit(p, cr.name, f.why, f.cause, now); err != nil {
+			return Token{}, cr.limited(err)
+		}
+		force := f.why == reasonForced && cr.forcible
+		if force {
+			if err := cr.lim.takeForce(p, cr.name, now); err != nil {
+				return Token{}, cr.limited(err)
+			}
+			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "requested"))
+		}
+		tok, err := cr.call(ctx, f.why, needed, force, now)
+		if err == nil && !force && f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale && cr.forcible {
+			if err := cr.lim.takeForce(p, cr.name, now); err != nil {
+				return Token{}, cr.limited(err)
+			}
+			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "rejected token handed back"))
+			tok, err = cr.call(ctx, f.why, needed, true, now)
+		}
+		if err == nil && tok.Value != stored {
+			// A newly issued token: its time to expiry is its lifetime
+			// (stable_token hands back a current token with what it has
+			// left, which says nothing about the lifetime).
+			cr.shortLived.Store(tok.ExpiresAt.Sub(now) <= p.RefreshAhead)
+		}
+		return tok, err
+	}
+}
+
+// call makes one fetch, records its outcome for the limits and logs it
+// (EventFetched or EventFetchFailed). A fetch that returns an empty value
+// without an error is refused: an empty credential is never stored.
+func (cr *Credential) call(ctx context.Context, why reason, needed Token, force bool, now time.Time) (Token, error) {
+	start := time.Now()
+	tok, err := cr.fetch(ctx, FetchRequest{Force: force, Needed: needed})
+	if err == nil && tok.Value == "" {
+		err = fmt.Errorf("%w: the fetch returned no value", ErrEmptyToken)
+	}
+	latency := time.Since(start)
+	cr.lim.result(&cr.policy, err, force, now)
+	if err != nil {
+		cr.logEvent(slog.LevelWarn, EventFetchFailed, append(fetchAttrs(why, force, latency), errAttrs(err)...)...)
+		return Token{}, err
+	}
+	cr.logEvent(slog.LevelInfo, EventFetched, append(fetchAttrs(why, force, latency), slog.Time("expires_at", tok.ExpiresAt))...)
+	return tok, nil
+}
+
+// limited logs EventLimited for a *LimitError and returns it.
+func (cr *Credential) limited(err error) error {
+	var le *LimitError
+	if errors.As(err, &le) {
+		cr.logEvent(slog.LevelWarn, EventLimited, slog.String("limit", le.Limit), slog.Time("until", le.Until), slog.String("error", err.Error()))
+	}
+	return err
+}
+
+// storeError logs EventStoreError for a failed store operation op.
+func (cr *Credential) storeError(op string, err error) {
+	cr.logEvent(slog.LevelWarn, EventStoreError, append([]slog.Attr{slog.String("op", op)}, errAttrs(err)...)...)
+}
+
+// seed handles the initial value (the seed's way 1) the first time the
+// store is read: it is written to the store unless the store holds
+// something newer, and is returned in place of stored when written.
+func (cr *Credential) seed(ctx context.Context, stored Token) Token {
+	init := cr.initial
+	if init.Value == "" || cr.seeded.Load() || !cr.seeded.CompareAndSwap(false, true) {
+		return stored
+	}
+	if !cr.usable(init, cr.clock()) || (stored.Value != "" && !stored.ExpiresAt.Before(init.ExpiresAt)) {
+		return stored
+	}
+	if err := cr.store.Set(ctx, cr.key, init); err != nil {
+		// Served from memory all the same.
+		cr.storeError("set", err)
+	}
+	return init
+}
