@@ -426,22 +426,32 @@ func (s *Server) tokenStatusLocked(value string, now time.Time) int {
 // TokenValid reports whether an API call ([PathAPI], [PathSend],
 // [PathTicket]) made now with the access token would be accepted: the token
 // was issued by this server, has not expired, was not revoked and was not
-// superseded past its overlap.
-func (s *Server) TokenValid(token string) bool { return s.tokenStatus(token) == 0 }
+// superseded past its overlap. For a WeCom token it reports whether a WeCom
+// API call ([PathWeComAPI], [PathWeComSend], [PathWeComJSAPITicket],
+// [PathWeComAgentTicket]) would be accepted.
+func (s *Server) TokenValid(token string) bool {
+	if _, code := s.weComToken(token); code == 0 {
+		return true
+	}
+	return s.tokenStatus(token) == 0
+}
 
 // Reject makes every API answer errcode 40001 to the access token from now
 // on, while a normal-mode stable_token call keeps handing it back (until its
 // hand-over window or a force_refresh replaces it): what WeChat does with a
 // leaked or revoked stable token, or after a force_refresh elsewhere that the
 // normal call has not caught up with. Only force_refresh gets a working
-// token. For a classic token it is the same as [Server.Revoke]. Unknown
-// values are ignored.
+// token. For a classic token it is the same as [Server.Revoke]. A rejected
+// WeCom token gets errcode 40014 from every WeCom API, while
+// [PathWeComToken] keeps handing it back until it expires. Unknown values
+// are ignored.
 func (s *Server) Reject(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.tokens[token]; t != nil {
 		t.rejected = true
 	}
+	s.weComRejectLocked(token)
 }
 
 // TicketValid reports whether ticket was issued by this server, has not
@@ -455,13 +465,17 @@ func (s *Server) TicketValid(ticket string) bool {
 
 // Revoke invalidates an access token (it answers errcode 40001 from now on)
 // or a ticket (TicketValid reports false). Revoking a token does not revoke
-// the tickets obtained with it, as on WeChat. Unknown values are ignored.
+// the tickets obtained with it, as on WeChat. A revoked WeCom token answers
+// errcode 40014, and the next [PathWeComToken] call mints a new token: what
+// WeCom does when it "提前使access_token失效" (invalidates a token early).
+// Unknown values are ignored.
 func (s *Server) Revoke(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.tokens[token]; t != nil {
 		t.revoked = true
 	}
+	s.weComRevokeLocked(token)
 	if t := s.tickets[token]; t != nil {
 		t.revoked = true
 	}

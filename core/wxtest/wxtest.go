@@ -1,6 +1,6 @@
 // Package wxtest is an in-process simulation of the WeChat Official Account
-// API, for tests, demos and examples that must run without credentials or
-// network access.
+// API and of the WeCom (企业微信) API, for tests, demos and examples that must
+// run without credentials or network access.
 //
 // [New] starts an [httptest.Server] that answers the credential endpoints
 // ([PathToken], [PathStableToken], [PathTicket]) and two ordinary APIs
@@ -22,13 +22,22 @@
 //     mints are limited per simulated day ([Options.DailyQuota], errcode
 //     45009); wrong or missing credentials get WeChat's error codes.
 //
+// The same server also answers WeCom's credential endpoints
+// ([PathWeComToken], [PathWeComJSAPITicket], [PathWeComAgentTicket]) and two
+// ordinary WeCom APIs ([PathWeComAPI], [PathWeComSend]), with WeCom's own
+// rules and error codes: each application ([Options.WeComApps]) has one
+// token at a time, which gettoken hands back until it expires (42001) or is
+// revoked (40014); a wrong corpid is 40013, a wrong secret 40001.
+//
 // Errors are HTTP 200 with a {"errcode":N,"errmsg":"..."} body, as from
-// WeChat, with realistic errmsg texts ending in " rid: ...".
+// WeChat, with realistic errmsg texts ending in " rid: ..." (WeCom's end in
+// ", hint: [...], from ip: ..., more info at ...", as WeCom's do).
 //
 // # Pointing a client at the server
 //
 // WeChat has regional hosts, so every client has a configurable base URL: use
-// [Server.URL] wherever https://api.weixin.qq.com would go, and
+// [Server.URL] wherever https://api.weixin.qq.com (or, for WeCom,
+// https://qyapi.weixin.qq.com) would go, and
 // [Server.Client] (or any HTTP client: the server speaks plain HTTP). The
 // [Server.Handler] can also be mounted in a server of one's own.
 //
@@ -149,10 +158,10 @@ type Options struct {
 	Latency time.Duration
 
 	// DailyQuota is how many access tokens (classic and stable together) an
-	// appid can mint per simulated day (the UTC date of the server's clock)
-	// before the token endpoints answer errcode 45009. A stable_token call
-	// that returns the current token mints nothing and is not counted. Zero
-	// means unlimited.
+	// appid, or a WeCom application, can mint per simulated day (the UTC
+	// date of the server's clock) before the token endpoints answer errcode
+	// 45009. A stable_token or WeCom gettoken call that returns the current
+	// token mints nothing and is not counted. Zero means unlimited.
 	DailyQuota int
 
 	// ForceRefreshDailyLimit is how many stable_token force_refresh calls an
@@ -164,6 +173,16 @@ type Options struct {
 	// force_refresh calls of an appid; a call made sooner gets errcode 45011
 	// (WeChat requires about 30 s). Zero means no limit.
 	ForceRefreshInterval time.Duration
+
+	// WeComApps declares the WeCom applications [PathWeComToken] accepts.
+	// Empty accepts any non-empty corpid and corpsecret, each pair being an
+	// application of its own that may name any agentid. Otherwise a missing
+	// corpid gets errcode 41002, a missing corpsecret 41004, a corpid not
+	// declared 40013 (invalid corpid) and a corpsecret not declared for that
+	// corpid 40001 (invalid credential: WeCom's code for a wrong secret).
+	// Tokens live ExpiresIn; DailyQuota limits the tokens each application
+	// mints per simulated day (errcode 45009).
+	WeComApps []WeComApp
 }
 
 // Server is a running simulation of the WeChat API, created by [New]. Its
@@ -190,6 +209,8 @@ type Server struct {
 	bodies         map[string][]byte
 	faults         map[string][]queuedFault
 	gates          map[string]*Gate
+	weComApps      map[weComKey]*weComApp
+	weComTokens    map[string]*weComToken
 	tokensIssued   int
 	ticketsIssued  int
 	forceRefreshes int
@@ -222,6 +243,9 @@ func New(opts Options) *Server {
 		bodies:  make(map[string][]byte),
 		faults:  make(map[string][]queuedFault),
 		gates:   make(map[string]*Gate),
+
+		weComApps:   make(map[weComKey]*weComApp),
+		weComTokens: make(map[string]*weComToken),
 	}
 	s.latency.Store(int64(opts.Latency))
 	s.handler = http.HandlerFunc(s.serveHTTP)
@@ -291,9 +315,10 @@ func (s *Server) Calls(path string) int {
 	return s.calls[path]
 }
 
-// TokensIssued returns how many new access tokens the server minted (classic
-// and stable together) since it started or since [Server.ResetCounters]. A
-// stable_token call that returned the current token minted nothing.
+// TokensIssued returns how many new access tokens the server minted (classic,
+// stable and WeCom together) since it started or since
+// [Server.ResetCounters]. A stable_token or WeCom gettoken call that returned
+// the current token minted nothing.
 func (s *Server) TokensIssued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -309,8 +334,9 @@ func (s *Server) ForceRefreshes() int {
 	return s.forceRefreshes
 }
 
-// TicketsIssued returns how many tickets (jsapi and wx_card together) the
-// server minted since it started or since [Server.ResetCounters].
+// TicketsIssued returns how many tickets (jsapi, wx_card and WeCom's corp and
+// agent tickets together) the server minted since it started or since
+// [Server.ResetCounters].
 func (s *Server) TicketsIssued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -330,13 +356,17 @@ func (s *Server) ResetCounters() {
 }
 
 // ResetQuota forgets the daily quota and force_refresh use of every appid,
-// as WeChat's clear_quota API does.
+// as WeChat's clear_quota API does, and the daily quota of every WeCom
+// application.
 func (s *Server) ResetQuota() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range s.apps {
 		a.quotaDay, a.quotaUsed = "", 0
 		a.forceDay, a.forceUsed, a.lastForce = "", 0, time.Time{}
+	}
+	for _, a := range s.weComApps {
+		a.quota.quotaDay, a.quota.quotaUsed = "", 0
 	}
 }
 
@@ -388,6 +418,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveMediaUpload(w, r)
 	case PathMediaGet:
 		s.serveMediaGet(w, r)
+	case PathWeComToken:
+		s.serveWeComToken(w, r)
+	case PathWeComJSAPITicket:
+		s.serveWeComTicket(w, r, false)
+	case PathWeComAgentTicket:
+		s.serveWeComTicket(w, r, true)
+	case PathWeComAPI:
+		s.serveWeComAPI(w, r)
+	case PathWeComSend:
+		s.serveWeComSend(w, r, body)
 	default:
 		http.NotFound(w, r)
 	}

@@ -1,0 +1,468 @@
+package wecom
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core/msgcrypt"
+)
+
+// Defaults of the CallbackConfig fields that guard the callback endpoint,
+// the same as package core's for an Official Account.
+const (
+	// DefaultMaxMessageBytes is the default CallbackConfig.MaxMessageBytes:
+	// 1 MiB, hundreds of times the largest push WeCom sends.
+	DefaultMaxMessageBytes = 1 << 20
+	// DefaultTimestampWindow is the default CallbackConfig.TimestampWindow.
+	DefaultTimestampWindow = 5 * time.Minute
+)
+
+// ErrNoEchostr is returned by Callback.VerifyURL for a request without an
+// echostr parameter: a push, not a URL verification.
+var ErrNoEchostr = errors.New("wechatconf: wecom: verify URL: the request has no echostr")
+
+// CallbackConfig is what NewCallback needs to receive the callbacks (回调)
+// of a WeCom (企业微信) self-built app: the values of its "接收消息" page in
+// the admin console.
+//
+// No rendering of a CallbackConfig shows Token, EncodingAESKey or
+// PreviousEncodingAESKey: String, GoString, every fmt verb (Format),
+// LogValue and MarshalJSON print "REDACTED" for a secret that is set. fmt
+// cannot call these methods on a CallbackConfig kept in an unexported field
+// of another struct, and would print the field's strings: keep it in an
+// exported field or a local variable, or build the Callback and drop the
+// CallbackConfig.
+type CallbackConfig struct {
+	// Token signs every callback: the msg_signature query parameter.
+	// Required.
+	Token string
+	// EncodingAESKey is the 43-character key every callback is encrypted
+	// with (WeCom has no plaintext mode). Required.
+	EncodingAESKey string
+	// PreviousEncodingAESKey is the EncodingAESKey in use before the
+	// current one. While it is set, a callback that does not decrypt with
+	// EncodingAESKey is tried with it, and the reply is encrypted with the
+	// key that worked. Default none.
+	PreviousEncodingAESKey string
+
+	// CorpID is the enterprise's CorpID (企业ID, ww… or wx…): the receive
+	// id that a self-built app's callbacks carry at the end of their
+	// plaintext, which the Callback checks and puts at the end of its
+	// replies. Required unless ReceiveID is set.
+	CorpID string
+	// ReceiveID replaces CorpID as the receive id when they differ: the
+	// callbacks of an app built by a third party (服务商) carry its suite
+	// id (SuiteID) instead. Default CorpID.
+	ReceiveID string
+
+	// MaxMessageBytes bounds the body of a callback; a larger body is
+	// refused (msgcrypt.ErrTooLarge) without being read in full. Default
+	// DefaultMaxMessageBytes (1 MiB); negative is invalid.
+	MaxMessageBytes int64
+	// TimestampWindow is how far a callback's or URL verification's
+	// timestamp may be from the clock, either way, before it is refused as
+	// a replay (msgcrypt.ErrTimestamp). Default DefaultTimestampWindow (5
+	// minutes); a negative value disables the check.
+	TimestampWindow time.Duration
+	// Now is the clock that judges timestamps and stamps replies; nil
+	// means time.Now. Tests set it to replay recorded callbacks.
+	Now func() time.Time
+}
+
+// cbRedacted replaces a secret that is set in every rendering of a
+// CallbackConfig.
+const cbRedacted = "REDACTED"
+
+// cbRedact returns how a secret renders: "REDACTED", or "" if it is unset.
+func cbRedact(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return cbRedacted
+}
+
+// cbConfigView is what every rendering of a CallbackConfig shows.
+type cbConfigView struct {
+	Token                  string `json:"Token"`
+	EncodingAESKey         string `json:"EncodingAESKey"`
+	PreviousEncodingAESKey string `json:"PreviousEncodingAESKey"`
+	CorpID                 string `json:"CorpID"`
+	ReceiveID              string `json:"ReceiveID"`
+	MaxMessageBytes        int64  `json:"MaxMessageBytes"`
+	TimestampWindow        string `json:"TimestampWindow"`
+	Now                    bool   `json:"Now"` // whether a clock is set
+}
+
+func (c CallbackConfig) view() cbConfigView {
+	return cbConfigView{
+		Token: cbRedact(c.Token), EncodingAESKey: cbRedact(c.EncodingAESKey), PreviousEncodingAESKey: cbRedact(c.PreviousEncodingAESKey),
+		CorpID: c.CorpID, ReceiveID: c.ReceiveID, MaxMessageBytes: c.MaxMessageBytes, TimestampWindow: c.TimestampWindow.String(), Now: c.Now != nil,
+	}
+}
+
+// String returns the configuration with its secrets redacted.
+func (c CallbackConfig) String() string {
+	v := c.view()
+	return fmt.Sprintf("{Token:%s EncodingAESKey:%s PreviousEncodingAESKey:%s CorpID:%s ReceiveID:%s MaxMessageBytes:%d TimestampWindow:%s Now:%t}",
+		v.Token, v.EncodingAESKey, v.PreviousEncodingAESKey, v.CorpID, v.ReceiveID, v.MaxMessageBytes, v.TimestampWindow, v.Now)
+}
+
+// GoString returns the configuration as Go syntax, its secrets redacted.
+func (c CallbackConfig) GoString() string {
+	v := c.view()
+	now := "nil"
+	if v.Now {
+		now = "func() time.Time{…}"
+	}
+	return fmt.Sprintf("wecom.CallbackConfig{Token:%q, EncodingAESKey:%q, PreviousEncodingAESKey:%q, CorpID:%q, ReceiveID:%q, MaxMessageBytes:%d, TimestampWindow:%d, Now:%s}",
+		v.Token, v.EncodingAESKey, v.PreviousEncodingAESKey, v.CorpID, v.ReceiveID, v.MaxMessageBytes, int64(c.TimestampWindow), now)
+}
+
+// Format writes GoString for %#v and String for every other verb and flag,
+// so that no verb shows a secret.
+func (c CallbackConfig) Format(f fmt.State, verb rune) {
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		_, _ = io.WriteString(f, c.GoString())
+	case verb == 'q':
+		fmt.Fprintf(f, "%q", c.String())
+	default:
+		_, _ = io.WriteString(f, c.String())
+	}
+}
+
+// LogValue lets log/slog print the configuration, its secrets redacted.
+func (c CallbackConfig) LogValue() slog.Value {
+	v := c.view()
+	return slog.GroupValue(
+		slog.String("Token", v.Token), slog.String("EncodingAESKey", v.EncodingAESKey), slog.String("PreviousEncodingAESKey", v.PreviousEncodingAESKey),
+		slog.String("CorpID", v.CorpID), slog.String("ReceiveID", v.ReceiveID),
+		slog.Int64("MaxMessageBytes", v.MaxMessageBytes), slog.Duration("TimestampWindow", c.TimestampWindow), slog.Bool("Now", v.Now),
+	)
+}
+
+// MarshalJSON encodes the configuration for display, its secrets as
+// "REDACTED" and Now as whether a clock is set. It cannot be read back.
+func (c CallbackConfig) MarshalJSON() ([]byte, error) { return json.Marshal(c.view()) }
+
+// Callback receives the callbacks of one WeCom app: it answers the URL
+// verification, verifies and decrypts the messages and events WeCom
+// pushes, and encrypts the replies. Build it with NewCallback; it is
+// immutable and safe for concurrent use.
+type Callback struct {
+	// Only pointers and funcs hold the secrets, so that fmt's reflection,
+	// which reaches unexported fields, prints addresses and never a token
+	// or a key.
+	token     *string
+	receiveID string
+	cur, prev *cbKey // prev is nil without a previous key
+	maxBytes  int64
+	window    time.Duration
+	now       func() time.Time
+}
+
+// cbKey is one EncodingAESKey's Crypter, behind method values.
+type cbKey struct {
+	decrypt func(encrypt string) ([]byte, error)
+	encrypt func(reply []byte, timestamp, nonce string) ([]byte, error)
+}
+
+func cbNewKey(token, encodingAESKey, receiveID string) (*cbKey, error) {
+	c, err := msgcrypt.New(token, encodingAESKey, receiveID)
+	if err != nil {
+		return nil, err
+	}
+	return &cbKey{decrypt: c.Decrypt, encrypt: c.EncryptMessage}, nil
+}
+
+// NewCallback checks cfg and returns its Callback. It fails if Token,
+// EncodingAESKey, or both CorpID and ReceiveID are missing, if a key is not
+// 43 base64 characters (the error wraps msgcrypt.ErrKey) or if
+// MaxMessageBytes is negative. No error text contains a secret.
+func NewCallback(cfg CallbackConfig) (*Callback, error) {
+	c, err := newCallback(cfg)
+	if err != nil {
+		return nil, cbWrap(err, "wecom: NewCallback")
+	}
+	return c, nil
+}
+
+func newCallback(cfg CallbackConfig) (*Callback, error) {
+	switch {
+	case cfg.Token == "":
+		return nil, errors.New("CallbackConfig.Token is required (the Token of the app's 接收消息 settings)")
+	case cfg.EncodingAESKey == "":
+		return nil, errors.New("CallbackConfig.EncodingAESKey is required (WeCom encrypts every callback)")
+	case cfg.MaxMessageBytes < 0:
+		return nil, fmt.Errorf("CallbackConfig.MaxMessageBytes must not be negative, got %d", cfg.MaxMessageBytes)
+	}
+	if cfg.PreviousEncodingAESKey == cfg.EncodingAESKey {
+		cfg.PreviousEncodingAESKey = "" // nothing to fall back on
+	}
+	rid := cfg.ReceiveID
+	if rid == "" {
+		rid = cfg.CorpID
+	}
+	if rid == "" {
+		return nil, errors.New("CallbackConfig.CorpID (or ReceiveID) is required: it is the receive id every callback is encrypted for")
+	}
+	cur, err := cbNewKey(cfg.Token, cfg.EncodingAESKey, rid)
+	if err != nil {
+		return nil, fmt.Errorf("CallbackConfig.EncodingAESKey: %w", err)
+	}
+	c := &Callback{token: &cfg.Token, receiveID: rid, cur: cur, maxBytes: cfg.MaxMessageBytes, window: cfg.TimestampWindow, now: cfg.Now}
+	if cfg.PreviousEncodingAESKey != "" {
+		if c.prev, err = cbNewKey(cfg.Token, cfg.PreviousEncodingAESKey, rid); err != nil {
+			return nil, fmt.Errorf("CallbackConfig.PreviousEncodingAESKey: %w", err)
+		}
+	}
+	if c.maxBytes == 0 {
+		c.maxBytes = DefaultMaxMessageBytes
+	}
+	if c.window == 0 {
+		c.window = DefaultTimestampWindow
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c, nil
+}
+
+// ReceiveID returns the receive id the Callback checks in every callback
+// and writes into every reply: CallbackConfig.ReceiveID, or the CorpID.
+func (c *Callback) ReceiveID() string { return c.receiveID }
+
+// String describes the Callback without its secrets.
+func (c Callback) String() string {
+	return fmt.Sprintf("wecom.Callback{ReceiveID:%q}", c.receiveID)
+}
+
+// GoString is String, so %#v shows no secret either.
+func (c Callback) GoString() string { return c.String() }
+
+// Message is a callback WeCom pushed to the app, verified and decrypted.
+// Get one from Callback.ParseMessage or Callback.ReadMessage, and answer it
+// with Reply.
+type Message struct {
+	// XML is the decrypted message. Unmarshal it with encoding/xml into the
+	// type its MsgType (and Event) calls for.
+	XML []byte
+	// PreviousKey reports whether the callback decrypted only with
+	// CallbackConfig.PreviousEncodingAESKey. Once no callback needs it, the
+	// previous key can be removed.
+	PreviousKey bool
+
+	// The fields most callbacks have, read from XML for convenience. A
+	// reply goes to FromUserName, from ToUserName.
+	ToUserName   string // the CorpID
+	FromUserName string // the sender's UserID ("sys" for some events)
+	CreateTime   int64  // Unix seconds
+	MsgType      string // text, image, voice, video, location, link, event…
+	Event        string // for MsgType event: subscribe, enter_agent, click, change_contact…
+	// AgentID is the app the callback is for, from the decrypted XML; 0
+	// for callbacks without one (the contact-change events). The
+	// <AgentID> of the encrypted envelope is not signed and is ignored.
+	AgentID int64
+
+	now func() time.Time // the Callback's clock
+	key *cbKey           // the key that decrypted the callback
+}
+
+// cbHeader is the part of a decrypted callback that Message keeps.
+type cbHeader struct {
+	XMLName      xml.Name `xml:"xml"`
+	ToUserName   string   `xml:"ToUserName"`
+	FromUserName string   `xml:"FromUserName"`
+	CreateTime   int64    `xml:"CreateTime"`
+	MsgType      string   `xml:"MsgType"`
+	Event        string   `xml:"Event"`
+	AgentID      int64    `xml:"AgentID"`
+}
+
+// VerifyURL answers WeCom's URL verification, the GET request it sends
+// when the callback URL is saved in the admin console:
+//
+//	GET /callback?msg_signature=…&timestamp=…&nonce=…&echostr=…
+//
+// Unlike an Official Account's, the echostr is encrypted. VerifyURL checks
+// that msg_signature signs the token, timestamp, nonce and echostr, that
+// the timestamp is within CallbackConfig.TimestampWindow, decrypts echostr
+// for the receive id (with the previous key if need be) and returns the
+// plaintext, which the handler writes back as the response body, alone.
+// query is the URL's decoded query (r.URL.Query()). Errors wrap
+// ErrNoEchostr, or the msgcrypt sentinel of the failure (ErrSignature,
+// ErrTimestamp, ErrBase64, ErrBlockSize, ErrPadding, ErrLength, ErrAppID).
+func (c *Callback) VerifyURL(query url.Values) (echo string, err error) {
+	if !query.Has("echostr") {
+		return "", ErrNoEchostr
+	}
+	enc := query.Get("echostr")
+	plain, _, _, err := c.open(query, enc)
+	if err != nil {
+		return "", cbWrap(err, "wecom: verify URL")
+	}
+	return string(plain), nil
+}
+
+// ParseMessage reads, verifies and decrypts the callback WeCom pushed in r
+// (a POST to the callback URL): see ReadMessage. A body longer than
+// CallbackConfig.MaxMessageBytes is refused before it is read, by its
+// Content-Length, or as soon as the limit is passed.
+func (c *Callback) ParseMessage(r *http.Request) (*Message, error) {
+	if r.ContentLength > c.maxBytes {
+		return nil, cbWrap(fmt.Errorf("%w: Content-Length %d, limit %d", msgcrypt.ErrTooLarge, r.ContentLength, c.maxBytes), "wecom: receive message")
+	}
+	if r.Body == nil {
+		return c.ReadMessage(r.URL.Query(), http.NoBody)
+	}
+	return c.ReadMessage(r.URL.Query(), r.Body)
+}
+
+// ReadMessage reads a callback from body (at most
+// CallbackConfig.MaxMessageBytes) and returns it verified and decrypted;
+// query holds the callback URL's parameters (msg_signature, timestamp,
+// nonce). The body is WeCom's envelope:
+//
+//	<xml><ToUserName>…</ToUserName><Encrypt>…</Encrypt><AgentID>…</AgentID></xml>
+//
+// Every callback is encrypted: msg_signature must sign the token,
+// timestamp, nonce and <Encrypt>; the timestamp must be within
+// CallbackConfig.TimestampWindow of the clock; the ciphertext must decrypt
+// with EncodingAESKey, or PreviousEncodingAESKey, for the receive id
+// (CorpID, or ReceiveID); and the plaintext must be one <xml> element.
+// Nothing is returned unless every check passes; each error wraps the
+// msgcrypt sentinel of its failure (ErrTooLarge, ErrXML, ErrNoEncrypt,
+// ErrSignature, ErrTimestamp, ErrBase64, ErrBlockSize, ErrPadding,
+// ErrLength, ErrAppID).
+func (c *Callback) ReadMessage(query url.Values, body io.Reader) (*Message, error) {
+	m, err := c.readMessage(query, body)
+	if err != nil {
+		return nil, cbWrap(err, "wecom: receive message")
+	}
+	return m, nil
+}
+
+func (c *Callback) readMessage(query url.Values, body io.Reader) (*Message, error) {
+	raw, err := cbReadLimited(body, c.maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	env, err := msgcrypt.ParseEnvelope(raw)
+	if err != nil {
+		return nil, err
+	}
+	plain, used, previous, err := c.open(query, env.Encrypt)
+	if err != nil {
+		return nil, err
+	}
+	var h cbHeader
+	if err := msgcrypt.DecodeXML(plain, &h); err != nil {
+		return nil, fmt.Errorf("decrypted message: %w", err)
+	}
+	return &Message{
+		XML: plain, PreviousKey: previous,
+		ToUserName: h.ToUserName, FromUserName: h.FromUserName, CreateTime: h.CreateTime, MsgType: h.MsgType, Event: h.Event, AgentID: h.AgentID,
+		now: c.now, key: used,
+	}, nil
+}
+
+// open checks the msg_signature and timestamp of query over enc, then
+// decrypts enc with the current key or, failing that as another key's
+// ciphertext does, the previous one.
+func (c *Callback) open(query url.Values, enc string) (plain []byte, used *cbKey, previous bool, err error) {
+	ts, nonce := query.Get("timestamp"), query.Get("nonce")
+	if !msgcrypt.VerifyMsgSignature(*c.token, ts, nonce, enc, query.Get("msg_signature")) {
+		return nil, nil, false, fmt.Errorf("%w (msg_signature)", msgcrypt.ErrSignature)
+	}
+	if err := msgcrypt.CheckTimestamp(ts, c.now(), c.window); err != nil {
+		return nil, nil, false, err
+	}
+	plain, err = c.cur.decrypt(enc)
+	if err == nil {
+		return plain, c.cur, false, nil
+	}
+	if c.prev != nil && cbWrongKey(err) {
+		if p, perr := c.prev.decrypt(enc); perr == nil {
+			return p, c.prev, true, nil
+		}
+	}
+	return nil, nil, false, err
+}
+
+// cbWrongKey reports whether a decryption error is what a ciphertext made
+// with another key gives, so that the previous key is worth a try.
+func cbWrongKey(err error) bool {
+	return errors.Is(err, msgcrypt.ErrPadding) || errors.Is(err, msgcrypt.ErrLength) || errors.Is(err, msgcrypt.ErrAppID)
+}
+
+// Reply returns the body that answers m with a passive reply (被动回复):
+// plaintextXML encrypted with the key that decrypted m, for the receive id,
+// in the envelope WeCom expects (<Encrypt>, <MsgSignature>, <TimeStamp>,
+// <Nonce>), with a fresh timestamp and nonce. An empty reply and
+// "success", which tell WeCom there is no reply, are returned as they are.
+func (m *Message) Reply(plaintextXML []byte) ([]byte, error) {
+	if len(plaintextXML) == 0 || string(plaintextXML) == "success" {
+		return plaintextXML, nil
+	}
+	if m.key == nil || m.now == nil {
+		return nil, errors.New("wechatconf: wecom: Reply: the Message did not come from ParseMessage or ReadMessage")
+	}
+	ts := strconv.FormatInt(m.now().Unix(), 10)
+	out, err := m.key.encrypt(plaintextXML, ts, cbNonce())
+	if err != nil {
+		return nil, cbWrap(err, "wecom: reply")
+	}
+	return out, nil
+}
+
+// CallbackError is the error of every Callback operation that fails, and
+// of NewCallback, except ErrNoEchostr: Op names the operation, Err the
+// cause, which wraps the msgcrypt sentinel of the failure. Its text is
+// "wechatconf: <Op>: <Err>", with "wechatconf: " once.
+type CallbackError struct {
+	Op  string // "wecom: verify URL", "wecom: receive message", "wecom: reply" or "wecom: NewCallback"
+	Err error
+}
+
+// cbPrefix starts the text of every error.
+const cbPrefix = "wechatconf: "
+
+func (e *CallbackError) Error() string {
+	return cbPrefix + e.Op + ": " + strings.TrimPrefix(e.Err.Error(), cbPrefix)
+}
+
+// Unwrap returns the cause.
+func (e *CallbackError) Unwrap() error { return e.Err }
+
+func cbWrap(err error, op string) error { return &CallbackError{Op: op, Err: err} }
+
+// cbReadLimited reads r to its end, failing with msgcrypt.ErrTooLarge as
+// soon as it has read more than limit bytes.
+func cbReadLimited(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: body over %d bytes", msgcrypt.ErrTooLarge, limit)
+	}
+	return b, nil
+}
+
+// cbNonce returns a random nonce of ten digits, like WeCom's.
+func cbNonce() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%010d", binary.BigEndian.Uint64(b[:])%1e10)
+}
