@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // JSSDKConfig is what a web page passes to wx.config to use the JS-SDK
@@ -30,9 +31,8 @@ type JSSDKConfig struct {
 // removed, and nothing else is changed. Config.AppID is required,
 // and whatever JSAPITicket needs.
 func (c *Conf) JSSDKConfig(ctx context.Context, pageURL string) (JSSDKConfig, error) {
-	pageURL = stripFragment(pageURL)
-	if u, err := url.Parse(pageURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return JSSDKConfig{}, fmt.Errorf("wechatconf: JSSDKConfig: the page URL %q is not an absolute http(s) URL (pass the page's location.href)", pageURL)
+	if err := checkPageURL(pageURL); err != nil {
+		return JSSDKConfig{}, wrapErr(err, "JSSDKConfig")
 	}
 	if c.cfg.AppID == "" {
 		return JSSDKConfig{}, errMissing("AppID", "sign JS-SDK configurations")
@@ -41,14 +41,37 @@ func (c *Conf) JSSDKConfig(ctx context.Context, pageURL string) (JSSDKConfig, er
 	if err != nil {
 		return JSSDKConfig{}, wrapErr(err, "JSSDKConfig")
 	}
+	return SignJSSDK(c.cfg.AppID, ticket.Value, pageURL, c.now())
+}
+
+// SignJSSDK returns the parameters of a JS-SDK config call for the page at
+// pageURL — wx.config (Conf.JSSDKConfig, WeCom's corp ticket) or WeCom's
+// wx.agentConfig, which are signed the same way: appID (the AppID, or the
+// CorpID), a fresh 16-character nonceStr, the timestamp now (Unix
+// seconds), and their JSSDKSignature with ticket. pageURL must be an
+// absolute http(s) URL (the page's location.href); its #fragment is
+// removed, nothing else is changed; anything else is an error.
+func SignJSSDK(appID, ticket, pageURL string, now time.Time) (JSSDKConfig, error) {
+	if err := checkPageURL(pageURL); err != nil {
+		return JSSDKConfig{}, wrapErr(err, "SignJSSDK")
+	}
 	nonce := rand.Text()[:16]
-	ts := c.now().Unix()
+	ts := now.Unix()
 	return JSSDKConfig{
-		AppID:     c.cfg.AppID,
+		AppID:     appID,
 		Timestamp: ts,
 		NonceStr:  nonce,
-		Signature: JSSDKSignature(ticket.Value, nonce, ts, pageURL),
+		Signature: JSSDKSignature(ticket, nonce, ts, pageURL),
 	}, nil
+}
+
+// checkPageURL says why pageURL cannot be signed, if it cannot.
+func checkPageURL(pageURL string) error {
+	pageURL = stripFragment(pageURL)
+	if u, err := url.Parse(pageURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("the page URL %q is not an absolute http(s) URL (pass the page's location.href)", pageURL)
+	}
+	return nil
 }
 
 // JSSDKSignature returns the JS-SDK signature of a page:
