@@ -3,6 +3,7 @@ package core
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -34,7 +35,13 @@ var ErrNoEchostr = errors.New("wechatconf: verify URL: the request has no echost
 type Message struct {
 	// XML is the plaintext message, as WeChat sent it or as it decrypted.
 	// Unmarshal it with encoding/xml into the type its MsgType calls for.
+	// For a push in the JSON data format (JSON is true) it holds the
+	// plaintext JSON object instead; Unmarshal reads either.
 	XML []byte
+	// JSON reports whether the push came in the JSON data format, which a
+	// Mini Program's message push can be configured with instead of XML.
+	// Reply then expects a JSON reply and encrypts it into a JSON envelope.
+	JSON bool
 	// Encrypted reports whether the push was encrypted; if so, Reply
 	// encrypts the reply.
 	Encrypted bool
@@ -45,7 +52,7 @@ type Message struct {
 
 	// The fields every message has, read from XML for convenience. A reply
 	// goes to FromUserName, from ToUserName.
-	ToUserName   string // the Official Account (its original ID, gh_…)
+	ToUserName   string // the Official Account or Mini Program (its original ID, gh_…)
 	FromUserName string // the sender's OpenID
 	CreateTime   int64  // Unix seconds
 	MsgType      string // text, image, voice, video, location, link, event…
@@ -121,10 +128,17 @@ func (c *Conf) ParseMessage(r *http.Request) (*Message, error) {
 //
 // Decryption tries Config.EncodingAESKey, then
 // Config.PreviousEncodingAESKey, and checks that the message is for
-// Config.AppID. The timestamp must be within Config.TimestampWindow of the
+// Config.AppID.
+//
+// A body whose first non-space byte is '{' is a push in the JSON data
+// format, which a Mini Program's message push can be configured with: the
+// plaintext is a JSON object and the encrypted push the object
+// {"ToUserName":"…","Encrypt":"…"}. It goes through the same checks (the
+// signatures, the timestamp, the key and the AppID); the Message has JSON
+// set, and its header fields are read from the JSON. The timestamp must be within Config.TimestampWindow of the
 // Conf's clock. Nothing is returned unless every check passes; each error
 // wraps the msgcrypt sentinel of its failure (ErrSignature, ErrTimestamp,
-// ErrTooLarge, ErrXML, ErrNoEncrypt, ErrEncryptType, ErrBase64,
+// ErrTooLarge, ErrXML, ErrJSON, ErrNoEncrypt, ErrEncryptType, ErrBase64,
 // ErrBlockSize, ErrPadding, ErrLength, ErrAppID). Config.Token is required,
 // and Config.EncodingAESKey for encrypted pushes.
 func (c *Conf) ReadMessage(query url.Values, body io.Reader) (*Message, error) {
@@ -150,10 +164,8 @@ func (c *Conf) readMessage(query url.Values, body io.Reader) (*Message, error) {
 	if !encrypted && c.cfg.EncryptMode == Safe {
 		return nil, fmt.Errorf("%w: a plaintext push in safe mode", msgcrypt.ErrNoEncrypt)
 	}
-	var cur, prev *msgcrypt.Crypter
 	if encrypted {
-		var err error
-		if cur, prev, err = c.crypters(); err != nil {
+		if _, _, err := c.crypters(); err != nil {
 			return nil, err
 		}
 	} else if err := c.checkSignature(query); err != nil {
@@ -162,6 +174,9 @@ func (c *Conf) readMessage(query url.Values, body io.Reader) (*Message, error) {
 	raw, err := readLimited(body, c.maxMessageBytes())
 	if err != nil {
 		return nil, err
+	}
+	if isJSON(raw) {
+		return c.readJSONMessage(query, raw, encrypted)
 	}
 	var root xmlRoot
 	if err := msgcrypt.DecodeXML(raw, &root); err != nil {
@@ -175,20 +190,7 @@ func (c *Conf) readMessage(query url.Values, body io.Reader) (*Message, error) {
 	if enc == "" {
 		return nil, fmt.Errorf("%w: encrypt_type=aes but no <Encrypt>", msgcrypt.ErrNoEncrypt)
 	}
-	ts, nonce := query.Get("timestamp"), query.Get("nonce")
-	if !msgcrypt.VerifyMsgSignature(c.cfg.Token.Reveal(), ts, nonce, enc, query.Get("msg_signature")) {
-		return nil, fmt.Errorf("%w (msg_signature)", msgcrypt.ErrSignature)
-	}
-	if err := c.checkTimestamp(ts); err != nil {
-		return nil, err
-	}
-	plain, err := cur.Decrypt(enc)
-	used, previous := cur, false
-	if err != nil && prev != nil && wrongKey(err) {
-		if p, perr := prev.Decrypt(enc); perr == nil {
-			plain, err, used, previous = p, nil, prev, true
-		}
-	}
+	plain, used, previous, err := c.decryptPush(query, enc)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +199,34 @@ func (c *Conf) readMessage(query url.Values, body io.Reader) (*Message, error) {
 		return nil, fmt.Errorf("decrypted message: %w", err)
 	}
 	return c.newMessage(plain, inner.messageHeader, used, previous), nil
+}
+
+// decryptPush verifies the msg_signature of the ciphertext enc of a push
+// and its timestamp, and decrypts it with the current key or, failing
+// that, the previous one, which it returns as used.
+func (c *Conf) decryptPush(query url.Values, enc string) (plain []byte, used *msgcrypt.Crypter, previous bool, err error) {
+	cur, prev, err := c.crypters()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	ts, nonce := query.Get("timestamp"), query.Get("nonce")
+	if !msgcrypt.VerifyMsgSignature(c.cfg.Token.Reveal(), ts, nonce, enc, query.Get("msg_signature")) {
+		return nil, nil, false, fmt.Errorf("%w (msg_signature)", msgcrypt.ErrSignature)
+	}
+	if err := c.checkTimestamp(ts); err != nil {
+		return nil, nil, false, err
+	}
+	plain, err = cur.Decrypt(enc)
+	used = cur
+	if err != nil && prev != nil && wrongKey(err) {
+		if p, perr := prev.Decrypt(enc); perr == nil {
+			plain, err, used, previous = p, nil, prev, true
+		}
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return plain, used, previous, nil
 }
 
 func (c *Conf) newMessage(plain []byte, h messageHeader, used *msgcrypt.Crypter, previous bool) *Message {
@@ -219,15 +249,32 @@ func wrongKey(err error) bool {
 // timestamp and nonce, and its MsgSignature. An empty reply and "success",
 // which tell WeChat there is no reply, are returned as they are in every
 // mode, as WeChat expects them.
+//
+// For a push in the JSON data format (m.JSON) the reply must be a JSON
+// object too, or "success", or empty; anything else is refused, as WeChat
+// expects a reply in the configured data format. An encrypted JSON push
+// gets the JSON envelope {"Encrypt","MsgSignature","TimeStamp","Nonce"}
+// (msgcrypt.MarshalJSONReply). A Mini Program answers most pushes with
+// "success" and replies to users through the customer-service API.
 func (m *Message) Reply(plaintextXML []byte) ([]byte, error) {
-	if !m.Encrypted || len(plaintextXML) == 0 || string(plaintextXML) == "success" {
+	if len(plaintextXML) == 0 || string(plaintextXML) == "success" {
+		return plaintextXML, nil
+	}
+	if m.JSON && !json.Valid(plaintextXML) {
+		return nil, fmt.Errorf("wechatconf: reply: %w: the push came in JSON, so must the reply", msgcrypt.ErrJSON)
+	}
+	if !m.Encrypted {
 		return plaintextXML, nil
 	}
 	if m.crypter == nil || m.conf == nil {
 		return nil, errors.New("wechatconf: Reply: the Message did not come from ParseMessage or ReadMessage")
 	}
 	ts := strconv.FormatInt(m.conf.now().Unix(), 10)
-	out, err := m.crypter.EncryptMessage(plaintextXML, ts, newNonce())
+	encrypt := m.crypter.EncryptMessage
+	if m.JSON {
+		encrypt = m.crypter.EncryptJSONMessage
+	}
+	out, err := encrypt(plaintextXML, ts, newNonce())
 	if err != nil {
 		return nil, wrapErr(err, "reply")
 	}

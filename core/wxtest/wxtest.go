@@ -5,8 +5,9 @@
 // [New] starts an [httptest.Server] that answers the credential endpoints
 // ([PathToken], [PathStableToken], [PathTicket]) and two ordinary APIs
 // ([PathAPI], [PathSend]) and the temporary media APIs ([PathMediaUpload],
-// [PathMediaGet]) the way WeChat does, including the rules that
-// production fleets trip over:
+// [PathMediaGet]) the way WeChat does, and the Mini Program login and code
+// APIs ([PathCode2Session] with [Server.IssueLoginCode], [PathWXACodeUnlimit]),
+// including the rules that production fleets trip over:
 //
 //   - Every successful classic /cgi-bin/token call mints a new access_token;
 //     the previous classic token keeps working for [Options.Overlap] more,
@@ -211,6 +212,7 @@ type Server struct {
 	gates          map[string]*Gate
 	weComApps      map[weComKey]*weComApp
 	weComTokens    map[string]*weComToken
+	loginCodes     map[string]*loginCode // Mini Program login codes, made on first use
 	tokensIssued   int
 	ticketsIssued  int
 	forceRefreshes int
@@ -428,6 +430,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveWeComAPI(w, r)
 	case PathWeComSend:
 		s.serveWeComSend(w, r, body)
+	case PathCode2Session:
+		s.serveCode2Session(w, r)
+	case PathWXACodeUnlimit:
+		s.serveWXACodeUnlimit(w, r, body)
 	default:
 		http.NotFound(w, r)
 	}
