@@ -348,7 +348,20 @@ func (a *API) Issue(ctx context.Context, method, path string, query url.Values, 
 	if err := a.call(ctx, req, &r); err != nil {
 		return Token{}, err
 	}
-	return r.token(path, field, start, a.secretsOf(req))
+	tok, err := r.token(path, field, start, a.secretsOf(req))
+	if e, ok := err.(*ReplyError); ok {
+		e.Platform = a.platform()
+	}
+	return tok, err
+}
+
+// platform is the Platform of a's ReplyErrors: "" for the Official
+// Account's, so that their text is as it always was.
+func (a *API) platform() string {
+	if a.codes == OfficialAccountCodes {
+		return ""
+	}
+	return a.codes.Platform
 }
 
 // call makes req, retrying busy replies, HTTP 5xx and network errors with
@@ -434,7 +447,7 @@ func (a *API) once(ctx context.Context, req request, out any) error {
 func (a *API) decode(req request, resp *http.Response, out any) error {
 	secrets := a.secretsOf(req)
 	bad := func(status int, reason string, data []byte) error {
-		return &ReplyError{Path: req.path, StatusCode: status, Reason: reason, Body: redactBody(data, secrets...)}
+		return &ReplyError{Path: req.path, StatusCode: status, Reason: reason, Body: redactBody(data, secrets...), Platform: a.platform()}
 	}
 	readErr := func(err error) error {
 		return fmt.Errorf("wechatconf: %s: reading the reply: %s", req.path, redactText(err.Error(), secrets...))

@@ -187,8 +187,15 @@ type ReplyError struct {
 	StatusCode int    // the HTTP status
 	Reason     string // what is wrong with the reply
 	Body       string // the start of the body, with credentials removed
+	// Platform is the Codes.Platform of the API that answered ("wecom");
+	// "" means "wechat".
+	Platform string
 }
 
 func (e *ReplyError) Error() string {
-	return fmt.Sprintf("wechat %s: malformed reply: %s (HTTP %d, body %q)", e.Path, e.Reason, e.StatusCode, e.Body)
+	p := e.Platform
+	if p == "" {
+		p = "wechat"
+	}
+	return fmt.Sprintf("%s %s: malformed reply: %s (HTTP %d, body %q)", p, e.Path, e.Reason, e.StatusCode, e.Body)
 }
