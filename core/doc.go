@@ -1,6 +1,8 @@
-// Package core keeps WeChat Official Account credentials — the
-// access_token, the jsapi_ticket and the wx_card api_ticket — valid for one
-// process or a whole fleet, through a TokenStore the team already runs.
+// Package core keeps WeChat credentials valid for one process or a whole
+// fleet, through a TokenStore the team already runs: an Official Account's
+// or a Mini Program's access_token, jsapi_ticket and wx_card api_ticket
+// (Conf), and, on the same engine, WeCom's (package wecom) and kinds of
+// your own (Credential).
 //
 //	conf, err := core.New(core.Config{
 //		AppID:     os.Getenv("WECHAT_APPID"),
@@ -21,6 +23,19 @@
 // master (a token server) does the refresh, the seed's way 3. The seed's
 // way 1 — initial values passed in and read back — is Config.AccessToken and
 // friends plus Conf.AccessToken.
+//
+// # One engine for every credential kind
+//
+// A Credential (NewCredential) keeps one credential valid: its store key,
+// its Fetch (one call to WeChat), what rejection means (Codes, or
+// CredentialConfig.Rejects) and its timing (Policy) are all a kind is; the
+// hot path, refresh ahead, single flight, store reads, compare-and-refresh,
+// forced escalation, limits and events below are the engine's, the same
+// for every kind. An API (NewAPI) calls one WeChat host with retries, typed
+// errors (APIError with the platform's Codes, ReplyError) and redaction;
+// API.WithCredential makes it add a Credential's token and replace a
+// rejected one. Conf is three Credentials and an API; wecom.App is three
+// more with WeCom's Codes; ExampleNewCredential builds a kind from scratch.
 //
 // # What Conf does on each call
 //
