@@ -307,3 +307,37 @@ func TestSecretNeverShown(t *testing.T) {
 		}
 	}
 }
+
+// The Transport puts the app's token under any HTTP client and replaces
+// one WeCom ended early (40014), once.
+func TestTransport(t *testing.T) {
+	s := newWeCom(t)
+	a := newApp(t, s, nil, agent1, secret1, nil)
+	client := a.Client(nil)
+	get := func() (int, string) {
+		resp, err := client.Get(s.URL + wxtest.PathWeComAPI + "?agentid=1000002")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Errcode int   `json:"errcode"`
+			AgentID int64 `json:"agentid"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Errcode, fmt.Sprint(out.AgentID)
+	}
+	if code, agent := get(); code != 0 || agent != "1000002" {
+		t.Fatalf("through the Transport: errcode %d, agent %s", code, agent)
+	}
+	tok, _ := a.AccessToken(t.Context())
+	s.Revoke(tok.Value)
+	if code, _ := get(); code != 0 {
+		t.Fatalf("after the token was revoked: errcode %d, want the call retried with a new token", code)
+	}
+	if n := s.Calls(wxtest.PathWeComToken); n != 2 {
+		t.Errorf("%d gettoken calls, want 2", n)
+	}
+}
