@@ -3,18 +3,17 @@ package wecom
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
 )
 
@@ -36,25 +35,24 @@ var ErrNoEchostr = errors.New("wechatconf: wecom: verify URL: the request has no
 // of a WeCom (企业微信) self-built app: the values of its "接收消息" page in
 // the admin console.
 //
-// No rendering of a CallbackConfig shows Token, EncodingAESKey or
-// PreviousEncodingAESKey: String, GoString, every fmt verb (Format),
-// LogValue and MarshalJSON print "REDACTED" for a secret that is set. fmt
-// cannot call these methods on a CallbackConfig kept in an unexported field
-// of another struct, and would print the field's strings: keep it in an
-// exported field or a local variable, or build the Callback and drop the
-// CallbackConfig.
+// Token, EncodingAESKey and PreviousEncodingAESKey are core.Secret values
+// (core.NewSecret(os.Getenv(…))): no rendering of a CallbackConfig — fmt's
+// every verb, even on a CallbackConfig in an unexported field of another
+// struct, log/slog, encoding/json — shows them; a secret that is set
+// prints as "REDACTED". A CallbackConfig can be read from JSON (the
+// secrets as JSON strings; Now is not encoded).
 type CallbackConfig struct {
 	// Token signs every callback: the msg_signature query parameter.
 	// Required.
-	Token string
+	Token core.Secret
 	// EncodingAESKey is the 43-character key every callback is encrypted
 	// with (WeCom has no plaintext mode). Required.
-	EncodingAESKey string
+	EncodingAESKey core.Secret
 	// PreviousEncodingAESKey is the EncodingAESKey in use before the
 	// current one. While it is set, a callback that does not decrypt with
 	// EncodingAESKey is tried with it, and the reply is encrypted with the
 	// key that worked. Default none.
-	PreviousEncodingAESKey string
+	PreviousEncodingAESKey core.Secret
 
 	// CorpID is the enterprise's CorpID (企业ID, ww… or wx…): the receive
 	// id that a self-built app's callbacks carry at the end of their
@@ -77,94 +75,18 @@ type CallbackConfig struct {
 	TimestampWindow time.Duration
 	// Now is the clock that judges timestamps and stamps replies; nil
 	// means time.Now. Tests set it to replay recorded callbacks.
-	Now func() time.Time
+	Now func() time.Time `json:"-"`
 }
-
-// cbRedacted replaces a secret that is set in every rendering of a
-// CallbackConfig.
-const cbRedacted = "REDACTED"
-
-// cbRedact returns how a secret renders: "REDACTED", or "" if it is unset.
-func cbRedact(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return cbRedacted
-}
-
-// cbConfigView is what every rendering of a CallbackConfig shows.
-type cbConfigView struct {
-	Token                  string `json:"Token"`
-	EncodingAESKey         string `json:"EncodingAESKey"`
-	PreviousEncodingAESKey string `json:"PreviousEncodingAESKey"`
-	CorpID                 string `json:"CorpID"`
-	ReceiveID              string `json:"ReceiveID"`
-	MaxMessageBytes        int64  `json:"MaxMessageBytes"`
-	TimestampWindow        string `json:"TimestampWindow"`
-	Now                    bool   `json:"Now"` // whether a clock is set
-}
-
-func (c CallbackConfig) view() cbConfigView {
-	return cbConfigView{
-		Token: cbRedact(c.Token), EncodingAESKey: cbRedact(c.EncodingAESKey), PreviousEncodingAESKey: cbRedact(c.PreviousEncodingAESKey),
-		CorpID: c.CorpID, ReceiveID: c.ReceiveID, MaxMessageBytes: c.MaxMessageBytes, TimestampWindow: c.TimestampWindow.String(), Now: c.Now != nil,
-	}
-}
-
-// String returns the configuration with its secrets redacted.
-func (c CallbackConfig) String() string {
-	v := c.view()
-	return fmt.Sprintf("{Token:%s EncodingAESKey:%s PreviousEncodingAESKey:%s CorpID:%s ReceiveID:%s MaxMessageBytes:%d TimestampWindow:%s Now:%t}",
-		v.Token, v.EncodingAESKey, v.PreviousEncodingAESKey, v.CorpID, v.ReceiveID, v.MaxMessageBytes, v.TimestampWindow, v.Now)
-}
-
-// GoString returns the configuration as Go syntax, its secrets redacted.
-func (c CallbackConfig) GoString() string {
-	v := c.view()
-	now := "nil"
-	if v.Now {
-		now = "func() time.Time{…}"
-	}
-	return fmt.Sprintf("wecom.CallbackConfig{Token:%q, EncodingAESKey:%q, PreviousEncodingAESKey:%q, CorpID:%q, ReceiveID:%q, MaxMessageBytes:%d, TimestampWindow:%d, Now:%s}",
-		v.Token, v.EncodingAESKey, v.PreviousEncodingAESKey, v.CorpID, v.ReceiveID, v.MaxMessageBytes, int64(c.TimestampWindow), now)
-}
-
-// Format writes GoString for %#v and String for every other verb and flag,
-// so that no verb shows a secret.
-func (c CallbackConfig) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = io.WriteString(f, c.GoString())
-	case verb == 'q':
-		fmt.Fprintf(f, "%q", c.String())
-	default:
-		_, _ = io.WriteString(f, c.String())
-	}
-}
-
-// LogValue lets log/slog print the configuration, its secrets redacted.
-func (c CallbackConfig) LogValue() slog.Value {
-	v := c.view()
-	return slog.GroupValue(
-		slog.String("Token", v.Token), slog.String("EncodingAESKey", v.EncodingAESKey), slog.String("PreviousEncodingAESKey", v.PreviousEncodingAESKey),
-		slog.String("CorpID", v.CorpID), slog.String("ReceiveID", v.ReceiveID),
-		slog.Int64("MaxMessageBytes", v.MaxMessageBytes), slog.Duration("TimestampWindow", c.TimestampWindow), slog.Bool("Now", v.Now),
-	)
-}
-
-// MarshalJSON encodes the configuration for display, its secrets as
-// "REDACTED" and Now as whether a clock is set. It cannot be read back.
-func (c CallbackConfig) MarshalJSON() ([]byte, error) { return json.Marshal(c.view()) }
 
 // Callback receives the callbacks of one WeCom app: it answers the URL
 // verification, verifies and decrypts the messages and events WeCom
 // pushes, and encrypts the replies. Build it with NewCallback; it is
 // immutable and safe for concurrent use.
 type Callback struct {
-	// Only pointers and funcs hold the secrets, so that fmt's reflection,
-	// which reaches unexported fields, prints addresses and never a token
-	// or a key.
-	token     *string
+	// Only a core.Secret and funcs hold the secrets, so that fmt's
+	// reflection, which reaches unexported fields, prints addresses and
+	// never a token or a key.
+	token     core.Secret
 	receiveID string
 	cur, prev *cbKey // prev is nil without a previous key
 	maxBytes  int64
@@ -200,15 +122,15 @@ func NewCallback(cfg CallbackConfig) (*Callback, error) {
 
 func newCallback(cfg CallbackConfig) (*Callback, error) {
 	switch {
-	case cfg.Token == "":
+	case cfg.Token.IsZero():
 		return nil, errors.New("CallbackConfig.Token is required (the Token of the app's 接收消息 settings)")
-	case cfg.EncodingAESKey == "":
+	case cfg.EncodingAESKey.IsZero():
 		return nil, errors.New("CallbackConfig.EncodingAESKey is required (WeCom encrypts every callback)")
 	case cfg.MaxMessageBytes < 0:
 		return nil, fmt.Errorf("CallbackConfig.MaxMessageBytes must not be negative, got %d", cfg.MaxMessageBytes)
 	}
-	if cfg.PreviousEncodingAESKey == cfg.EncodingAESKey {
-		cfg.PreviousEncodingAESKey = "" // nothing to fall back on
+	if cfg.PreviousEncodingAESKey.Reveal() == cfg.EncodingAESKey.Reveal() {
+		cfg.PreviousEncodingAESKey = core.Secret{} // nothing to fall back on
 	}
 	rid := cfg.ReceiveID
 	if rid == "" {
@@ -217,13 +139,13 @@ func newCallback(cfg CallbackConfig) (*Callback, error) {
 	if rid == "" {
 		return nil, errors.New("CallbackConfig.CorpID (or ReceiveID) is required: it is the receive id every callback is encrypted for")
 	}
-	cur, err := cbNewKey(cfg.Token, cfg.EncodingAESKey, rid)
+	cur, err := cbNewKey(cfg.Token.Reveal(), cfg.EncodingAESKey.Reveal(), rid)
 	if err != nil {
 		return nil, fmt.Errorf("CallbackConfig.EncodingAESKey: %w", err)
 	}
-	c := &Callback{token: &cfg.Token, receiveID: rid, cur: cur, maxBytes: cfg.MaxMessageBytes, window: cfg.TimestampWindow, now: cfg.Now}
-	if cfg.PreviousEncodingAESKey != "" {
-		if c.prev, err = cbNewKey(cfg.Token, cfg.PreviousEncodingAESKey, rid); err != nil {
+	c := &Callback{token: cfg.Token, receiveID: rid, cur: cur, maxBytes: cfg.MaxMessageBytes, window: cfg.TimestampWindow, now: cfg.Now}
+	if !cfg.PreviousEncodingAESKey.IsZero() {
+		if c.prev, err = cbNewKey(cfg.Token.Reveal(), cfg.PreviousEncodingAESKey.Reveal(), rid); err != nil {
 			return nil, fmt.Errorf("CallbackConfig.PreviousEncodingAESKey: %w", err)
 		}
 	}
@@ -382,7 +304,7 @@ func (c *Callback) readMessage(query url.Values, body io.Reader) (*Message, erro
 // ciphertext does, the previous one.
 func (c *Callback) open(query url.Values, enc string) (plain []byte, used *cbKey, previous bool, err error) {
 	ts, nonce := query.Get("timestamp"), query.Get("nonce")
-	if !msgcrypt.VerifyMsgSignature(*c.token, ts, nonce, enc, query.Get("msg_signature")) {
+	if !msgcrypt.VerifyMsgSignature(c.token.Reveal(), ts, nonce, enc, query.Get("msg_signature")) {
 		return nil, nil, false, fmt.Errorf("%w (msg_signature)", msgcrypt.ErrSignature)
 	}
 	if err := msgcrypt.CheckTimestamp(ts, c.now(), c.window); err != nil {

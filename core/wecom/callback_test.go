@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
 	"github.com/wechatconf/wechatconf/core/wecom"
 )
@@ -82,7 +83,7 @@ func at(ts string) func() time.Time {
 }
 
 func (v vectorSet) config(now string) wecom.CallbackConfig {
-	return wecom.CallbackConfig{Token: v.Token, EncodingAESKey: v.EncodingAESKey, CorpID: v.CorpID, Now: at(now)}
+	return wecom.CallbackConfig{Token: core.NewSecret(v.Token), EncodingAESKey: core.NewSecret(v.EncodingAESKey), CorpID: v.CorpID, Now: at(now)}
 }
 
 func (v vectorSet) callback(t testing.TB, now string) *wecom.Callback {
@@ -417,7 +418,7 @@ func TestPreviousKeyAndReceiveID(t *testing.T) {
 	v := official(t)
 	const newKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 	cfg := v.config(v.Push.Timestamp)
-	cfg.EncodingAESKey, cfg.PreviousEncodingAESKey = newKey, v.EncodingAESKey
+	cfg.EncodingAESKey, cfg.PreviousEncodingAESKey = core.NewSecret(newKey), core.NewSecret(v.EncodingAESKey)
 	cb, err := wecom.NewCallback(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -463,12 +464,12 @@ func TestNewCallbackErrors(t *testing.T) {
 		cfg  func(*wecom.CallbackConfig)
 		is   error
 	}{
-		{"no token", func(c *wecom.CallbackConfig) { c.Token = "" }, nil},
-		{"no key", func(c *wecom.CallbackConfig) { c.EncodingAESKey = "" }, nil},
+		{"no token", func(c *wecom.CallbackConfig) { c.Token = core.Secret{} }, nil},
+		{"no key", func(c *wecom.CallbackConfig) { c.EncodingAESKey = core.Secret{} }, nil},
 		{"no CorpID", func(c *wecom.CallbackConfig) { c.CorpID = "" }, nil},
-		{"short key", func(c *wecom.CallbackConfig) { c.EncodingAESKey = v.EncodingAESKey[:42] }, msgcrypt.ErrKey},
-		{"bad key", func(c *wecom.CallbackConfig) { c.EncodingAESKey = v.EncodingAESKey[:42] + "!" }, msgcrypt.ErrKey},
-		{"bad previous key", func(c *wecom.CallbackConfig) { c.PreviousEncodingAESKey = "x" + v.EncodingAESKey }, msgcrypt.ErrKey},
+		{"short key", func(c *wecom.CallbackConfig) { c.EncodingAESKey = core.NewSecret(v.EncodingAESKey[:42]) }, msgcrypt.ErrKey},
+		{"bad key", func(c *wecom.CallbackConfig) { c.EncodingAESKey = core.NewSecret(v.EncodingAESKey[:42] + "!") }, msgcrypt.ErrKey},
+		{"bad previous key", func(c *wecom.CallbackConfig) { c.PreviousEncodingAESKey = core.NewSecret("x" + v.EncodingAESKey) }, msgcrypt.ErrKey},
 		{"negative MaxMessageBytes", func(c *wecom.CallbackConfig) { c.MaxMessageBytes = -1 }, nil},
 	}
 	for _, c := range cases {
@@ -491,7 +492,7 @@ func TestNewCallbackErrors(t *testing.T) {
 	}
 	// ReceiveID alone suffices; the same previous key as the current one is ignored.
 	cfg := v.config(v.Verify.Timestamp)
-	cfg.CorpID, cfg.ReceiveID, cfg.PreviousEncodingAESKey = "", v.CorpID, v.EncodingAESKey
+	cfg.CorpID, cfg.ReceiveID, cfg.PreviousEncodingAESKey = "", v.CorpID, core.NewSecret(v.EncodingAESKey)
 	cb, err := wecom.NewCallback(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -524,18 +525,26 @@ func noSecret(t *testing.T, out string, secrets ...string) {
 func TestCallbackConfigRedaction(t *testing.T) {
 	v := official(t)
 	cfg := v.config(v.Push.Timestamp)
-	cfg.PreviousEncodingAESKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-	secrets := []string{cfg.Token, cfg.EncodingAESKey, cfg.PreviousEncodingAESKey}
+	cfg.PreviousEncodingAESKey = core.NewSecret("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+	secrets := []string{cfg.Token.Reveal(), cfg.EncodingAESKey.Reveal(), cfg.PreviousEncodingAESKey.Reveal()}
 
 	type holder struct {
 		Callback wecom.CallbackConfig
 		Ptr      *wecom.CallbackConfig
 	}
+	// A CallbackConfig in an unexported field, where fmt cannot call any
+	// method of the CallbackConfig and prints it by reflection.
+	type hidden struct {
+		cfg  wecom.CallbackConfig
+		ptr  *wecom.CallbackConfig
+		name string
+	}
 	var outs []string
-	for _, val := range []any{cfg, &cfg, holder{cfg, &cfg}, []wecom.CallbackConfig{cfg}, map[string]wecom.CallbackConfig{"k": cfg}} {
+	for _, val := range []any{cfg, &cfg, holder{cfg, &cfg}, []wecom.CallbackConfig{cfg}, map[string]wecom.CallbackConfig{"k": cfg}, hidden{cfg, &cfg, "x"}, &hidden{cfg, &cfg, "x"}} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%10.3v", "%T %d"} {
 			outs = append(outs, fmt.Sprintf(verb, val))
 		}
+		outs = append(outs, fmt.Sprint(val), fmt.Sprintln(val))
 		b, err := json.Marshal(val)
 		if err != nil {
 			t.Fatalf("json.Marshal(%T): %v", val, err)
@@ -546,7 +555,9 @@ func TestCallbackConfigRedaction(t *testing.T) {
 		slog.New(slog.NewTextHandler(&buf, nil)).Info("cfg", "cfg", val)
 		outs = append(outs, buf.String())
 	}
-	outs = append(outs, cfg.String(), cfg.GoString())
+	if s := fmt.Sprintf("%+v", hidden{cfg, &cfg, "x"}); !strings.Contains(s, v.CorpID) {
+		t.Errorf("%%+v of a struct holding the config = %s: want the CorpID", s)
+	}
 
 	cb, err := wecom.NewCallback(cfg)
 	if err != nil {
@@ -574,6 +585,14 @@ func TestCallbackConfigRedaction(t *testing.T) {
 	b, _ := json.Marshal(cfg)
 	if err := json.Unmarshal(b, &back); err != nil || back["Token"] != "REDACTED" || back["CorpID"] != v.CorpID {
 		t.Errorf("JSON %s", b)
+	}
+	// A CallbackConfig reads its secrets from JSON strings.
+	var read wecom.CallbackConfig
+	if err := json.Unmarshal([]byte(`{"Token":"`+v.Token+`","EncodingAESKey":"`+v.EncodingAESKey+`","CorpID":"`+v.CorpID+`"}`), &read); err != nil {
+		t.Fatal(err)
+	}
+	if read.Token.Reveal() != v.Token || read.EncodingAESKey.Reveal() != v.EncodingAESKey || !read.PreviousEncodingAESKey.IsZero() || read.CorpID != v.CorpID {
+		t.Errorf("CallbackConfig read from JSON: %+v", read)
 	}
 }
 

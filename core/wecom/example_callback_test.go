@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
 	"github.com/wechatconf/wechatconf/core/wecom"
 )
@@ -28,8 +29,8 @@ const (
 // environment.
 func sampleCallback(unix int64) *wecom.Callback {
 	cb, err := wecom.NewCallback(wecom.CallbackConfig{
-		Token:          sampleToken,
-		EncodingAESKey: sampleKey,
+		Token:          core.NewSecret(sampleToken),
+		EncodingAESKey: core.NewSecret(sampleKey),
 		CorpID:         sampleCorpID,
 		Now:            func() time.Time { return time.Unix(unix, 0) },
 	})
@@ -130,10 +131,23 @@ func ExampleCallback() {
 	// <xml><ToUserName><![CDATA[mycreate]]></ToUserName><FromUserName><![CDATA[wx5823bf96d3bd56c7]]></FromUserName><CreateTime>1409659813</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[got text]]></Content></xml>
 }
 
-// A CallbackConfig prints, logs and marshals without its secrets.
+// A CallbackConfig's secrets are core.Secret values: it prints, logs and
+// marshals without them, even from an unexported field of another struct.
 func ExampleCallbackConfig() {
-	cfg := wecom.CallbackConfig{Token: sampleToken, EncodingAESKey: sampleKey, CorpID: sampleCorpID}
+	cfg := wecom.CallbackConfig{
+		Token:          core.NewSecret(sampleToken), // core.NewSecret(os.Getenv(…)) in production
+		EncodingAESKey: core.NewSecret(sampleKey),
+		CorpID:         sampleCorpID,
+	}
 	fmt.Printf("%+v\n", cfg)
+	type server struct {
+		callback wecom.CallbackConfig
+		addr     string
+	}
+	// fmt prints the unexported field by reflection: the secrets' addresses.
+	s := fmt.Sprintf("%+v", server{cfg, ":8080"})
+	fmt.Println(strings.Contains(s, sampleToken), strings.Contains(s, sampleKey))
 	// Output:
-	// {Token:REDACTED EncodingAESKey:REDACTED PreviousEncodingAESKey: CorpID:wx5823bf96d3bd56c7 ReceiveID: MaxMessageBytes:0 TimestampWindow:0s Now:false}
+	// {Token:REDACTED EncodingAESKey:REDACTED PreviousEncodingAESKey: CorpID:wx5823bf96d3bd56c7 ReceiveID: MaxMessageBytes:0 TimestampWindow:0s Now:<nil>}
+	// false false
 }
