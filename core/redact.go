@@ -25,6 +25,7 @@ var credentialParams = []string{
 	"access_token", "component_access_token", "authorizer_access_token", "suite_access_token",
 	"authorizer_refresh_token", "refresh_token",
 	"ticket", "jsapi_ticket", "component_verify_ticket", "suite_ticket",
+	"session_key", "js_code", "authorization_code", "code",
 }
 
 var (
