@@ -33,6 +33,31 @@
 // goroutines at once against one simulated WeChat API in classic mode;
 // exactly one token fetch may reach it.
 //
+// ProcessHerdOf runs the same herd through any core.Credential, described
+// by a HerdKind: its Name (for the log line), the wxtest.Options of the
+// simulated server, the wxtest path whose calls are the fetches, and New,
+// which builds the credential over a store in each child. The package
+// provides two kinds:
+//
+//   - OfficialAccountClassic: an Official Account's access_token in classic
+//     mode (core.Conf.AccessTokenCredential; /cgi-bin/token), where each fetch
+//     invalidates the last token. ProcessHerd is ProcessHerdOf with it.
+//   - WeComApp: a WeCom app's access_token (core/wecom,
+//     wecom.App.AccessTokenCredential; /cgi-bin/gettoken). gettoken returns the
+//     same token while it is valid, so only the count of gettoken calls, which
+//     must be 1, tells a herd that fetched once from one that fetched per
+//     process.
+//
+// Each herd logs one line per round, e.g.
+//
+//	ProcessHerd wecom access_token: 8 processes × 50 goroutines: 1 token fetch(es), herd done 250ms after release (WeChat latency 50ms)
+//
+// The child process runs the calling test again, so the kind need not be
+// passed to it; give each kind a test of its own:
+//
+//	func TestProcessHerd(t *testing.T)      { conformance.ProcessHerd(t, harness(t), 8, 50) }
+//	func TestProcessHerdWeCom(t *testing.T) { conformance.ProcessHerdOf(t, harness(t), conformance.WeComApp, 8, 50) }
+//
 // # Testing your own store
 //
 // In a _test.go file of the store's package:

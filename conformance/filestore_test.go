@@ -41,6 +41,12 @@ func TestFileStore(t *testing.T) { conformance.Run(t, fileHarness(true)(t)) }
 
 func TestFileStoreProcessHerd(t *testing.T) { conformance.ProcessHerd(t, fileHarness(true)(t), 8, 50) }
 
+// TestFileStoreProcessHerdWeCom runs the herd through a WeCom app's
+// access_token instead.
+func TestFileStoreProcessHerdWeCom(t *testing.T) {
+	conformance.ProcessHerdOf(t, fileHarness(true)(t), conformance.WeComApp, 8, 50)
+}
+
 // fileHarness returns the harness of a fileStore; with expire false, its
 // locks have no lease (a dead holder keeps its lock forever).
 func fileHarness(expire bool) func(testing.TB) conformance.Harness {

@@ -279,7 +279,11 @@ type herdRun struct {
 	done, latency           time.Duration
 }
 
-var herdLine = regexp.MustCompile(`ProcessHerd: (\d+) processes × (\d+) goroutines: (\d+) token fetch\(es\), herd done (\S+) after release \(WeChat latency (\S+)\)`)
+// herdLine matches the log line of a herd through an Official Account's
+// classic access_token, with or without the kind's name (older runs logged
+// none); herds through other kinds (ProcessHerd wecom access_token: …) are
+// not the report's.
+var herdLine = regexp.MustCompile(`ProcessHerd(?: official account classic access_token)?: (\d+) processes × (\d+) goroutines: (\d+) token fetch\(es\), herd done (\S+) after release \(WeChat latency (\S+)\)`)
 
 // parseHerd returns every ProcessHerd line of text (one per -count run).
 func parseHerd(text string) []herdRun {

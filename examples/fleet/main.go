@@ -1,12 +1,14 @@
 // Command fleet is the flagship demo of wechatconf: a fleet of worker
 // processes keeps one AppID's access_token through one shared store for a
 // simulated day, against a simulated WeChat API (classic /cgi-bin/token by
-// default, -api stable for /cgi-bin/stable_token), and counts what WeChat
-// and the callers saw. Run it from the repository root:
+// default, -api stable for /cgi-bin/stable_token; -api wecom keeps a WeCom
+// app's token instead), and counts what WeChat and the callers saw. Run it
+// from the repository root:
 //
 //	go run ./examples/fleet                                 # 8 processes, file store, 24h in 60s
 //	go run ./examples/fleet -naive                          # the same fleet, each process on its own
 //	go run ./examples/fleet -api stable [-naive]            # the same, with stable tokens
+//	go run ./examples/fleet -api wecom [-naive]             # a WeCom app, its token revoked 4 times a day
 //	go run ./examples/fleet -store=redis -redis=127.0.0.1:6379
 //	go run ./examples/fleet -duration 5s -json              # a smoke run, summary as JSON
 //
@@ -43,6 +45,35 @@
 // against WeChat's daily quota), which a shared store turns back into one
 // per refresh.
 //
+// # WeCom
+//
+// With -api wecom each worker keeps the access_token of one WeCom app
+// (企业微信自建应用) with a wecom.App on the same store and calls
+// /cgi-bin/agent/get (获取指定的应用详情) through App.Do. WeCom's
+// /cgi-bin/gettoken returns the current token while it is valid, so
+// fetches alone break nobody; what breaks a fleet is WeCom revoking a token
+// early ("企业微信可能会出于运营需要，提前使access_token失效"): the parent
+// makes the simulator revoke the current token every 6 simulated hours
+// (06:00, 12:00, 18:00: 4 times a day with midnight's new token), and the
+// token answers 40014. Through the shared store the first call to meet it
+// does a compare-and-refresh, one gettoken call for the fleet, and is
+// retried: no caller sees the 40014. With -naive each process has its own
+// wecom.App on a memory store and calls with its cached token; a 40014
+// goes back to the caller and the process drops its token (its next call
+// fetches): one gettoken call per process per expiry or revocation, and a
+// 40014 for each caller that met the revoked token. Because gettoken
+// hands back the same token until its end, refreshing ahead would only
+// bring it back: the workers serve a token to its end and fetch after it
+// (1 ns RefreshAhead and ExpiryMargin); a fetch that reaches WeCom in the
+// moment before the end still gets the old token back, too close to its
+// end to serve ("too soon to serve", counted as another error), and is
+// made again, so a shared fleet may make a few more fetches than expected.
+// "token fetches" counts the fleet's gettoken calls, not the parent's own
+// (it learns the token to revoke with one, through the simulator's
+// handler); "expected" is one at the start, one per revocation and one
+// per 2h token lifetime in between; the "40014 errors" line (JSON
+// errors_40001) counts 40014 and 42001.
+//
 // Every second the parent prints a progress line to stderr (simulated
 // time, token fetches, 40001 errors and calls so far); at the end of the
 // simulated day the workers stop, send their counters and latency
@@ -76,7 +107,8 @@
 // # Flags
 //
 //	-store     memory|file|redis|postgres|etcd, default file
-//	-api       classic|stable: the token endpoint, default classic
+//	-api       classic|stable|wecom: the token endpoint, default classic;
+//	           wecom: a WeCom app's /cgi-bin/gettoken, revoked every 6h
 //	-dir       the file store's directory; default a new temporary
 //	           directory, removed at the end
 //	-redis     Redis address host:port (a comma-separated list for a
@@ -144,8 +176,9 @@
 //	 "fetches":13,"expected_fetches":13,"errors_40001":0,"calls":28331,
 //	 "access_token_p50_ns":536,"access_token_p99_ns":2656}
 //
-// store is "memory" with -naive (each process its own); api is "classic"
-// or "stable"; duration_s is the
+// store is "memory" with -naive (each process its own); api is "classic",
+// "stable" or "wecom"; with -api wecom there is one more key,
+// "revocations", the early revocations made; duration_s is the
 // real time from the clock's start to the last worker's report; the
 // latencies are in nanoseconds.
 //
@@ -168,9 +201,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,7 +272,8 @@ type Summary struct {
 	DurationS        float64 `json:"duration_s"`
 	Fetches          int     `json:"fetches"`
 	ExpectedFetches  int     `json:"expected_fetches"`
-	Errors40001      int64   `json:"errors_40001"`
+	Errors40001      int64   `json:"errors_40001"` // with -api wecom: 40014 and 42001
+	Revocations      int     `json:"revocations,omitempty"`
 	Calls            int64   `json:"calls"`
 	AccessTokenP50NS int64   `json:"access_token_p50_ns"`
 	AccessTokenP99NS int64   `json:"access_token_p99_ns"`
@@ -248,7 +284,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.store, "store", storeFile, "the shared store: memory, file, redis, postgres or etcd")
-	fs.StringVar(&o.api, "api", apiClassic, "the token endpoint: classic (/cgi-bin/token, every fetch invalidates the previous token) or stable (/cgi-bin/stable_token)")
+	fs.StringVar(&o.api, "api", apiClassic, "the token endpoint: classic (/cgi-bin/token, every fetch invalidates the previous token), stable (/cgi-bin/stable_token), or wecom (a WeCom app's /cgi-bin/gettoken, its token revoked early every 6 simulated hours)")
 	fs.StringVar(&o.dir, "dir", "", "the file store's directory (default a new temporary directory, removed at the end)")
 	fs.StringVar(&o.redis, "redis", "", "Redis address host:port, a comma-separated Cluster list or a redis:// URL (default $WECHATCONF_REDIS_ADDR)")
 	fs.StringVar(&o.postgres, "postgres", "", "PostgreSQL DSN (default $DATABASE_URL)")
@@ -269,8 +305,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	switch {
-	case o.api != apiClassic && o.api != apiStable:
-		return nil, fmt.Errorf("unknown -api %q: want classic or stable", o.api)
+	case o.api != apiClassic && o.api != apiStable && o.api != apiWeCom:
+		return nil, fmt.Errorf("unknown -api %q: want classic, stable or wecom", o.api)
 	case o.procs < 1:
 		return nil, fmt.Errorf("-procs must be at least 1, got %d", o.procs)
 	case o.callers < 1:
@@ -302,22 +338,64 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 const (
 	apiClassic = "classic"
 	apiStable  = "stable"
+	apiWeCom   = "wecom"
 )
+
+// revokeEvery is how often, in simulated time, the parent makes the
+// simulated WeCom revoke the current access_token early with -api wecom
+// ("企业微信可能会出于运营需要，提前使access_token失效"): 4 times a simulated
+// day, at 06:00, 12:00 and 18:00.
+const revokeEvery = 6 * time.Hour
 
 // tokenPath is the simulator's token endpoint for api.
 func tokenPath(api string) string {
-	if api == apiStable {
+	switch api {
+	case apiStable:
 		return wxtest.PathStableToken
+	case apiWeCom:
+		return wxtest.PathWeComToken
 	}
 	return wxtest.PathToken
 }
 
 // apiDesc describes api in the summary.
 func apiDesc(api string) string {
-	if api == apiStable {
+	switch api {
+	case apiStable:
 		return "stable /cgi-bin/stable_token"
+	case apiWeCom:
+		return "WeCom app /cgi-bin/gettoken, token revoked every " + fmtDur(revokeEvery)
 	}
 	return "classic /cgi-bin/token"
+}
+
+// rejectedCodes names the errcodes of a rejected token for api.
+func rejectedCodes(api string) string {
+	if api == apiWeCom {
+		return "40014"
+	}
+	return "40001"
+}
+
+// revokeWeCom makes the simulated WeCom revoke the app's current
+// access_token, as WeCom may do early: the token answers 40014 and the
+// next gettoken mints a new one. It learns the token with a gettoken call
+// of its own, through the handler (no network), which the caller must not
+// count as one of the fleet's.
+func revokeWeCom(wechat *wxtest.Server) error {
+	q := "?corpid=" + simCorpID + "&corpsecret=" + simCorpSecret
+	rec := httptest.NewRecorder()
+	wechat.Handler().ServeHTTP(rec, httptest.NewRequest("GET", wxtest.PathWeComToken+q, nil))
+	var reply struct {
+		Errcode     int    `json:"errcode"`
+		Errmsg      string `json:"errmsg"`
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &reply); err != nil || reply.AccessToken == "" {
+		return fmt.Errorf("revoking the WeCom token: gettoken answered %d %q (%v)", reply.Errcode, reply.Errmsg, err)
+	}
+	wechat.Revoke(reply.AccessToken)
+	return nil
 }
 
 // spec returns the store the workers open, without the connection checked.
@@ -384,7 +462,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer func() {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), connectTimeout)
 			defer cancel()
-			if err := be.remove(rctx, keyPrefix+"/"+simAppID+"/access_token"); err != nil {
+			key := keyPrefix + "/" + simAppID + "/access_token"
+			if o.api == apiWeCom {
+				key = keyPrefix + "/wecom/" + simCorpID + "/" + strconv.Itoa(simAgentID) + "/access_token"
+			}
+			if err := be.remove(rctx, key); err != nil {
 				fmt.Fprintf(stderr, "fleet: removing the run's token from the store: %v\n", err)
 			}
 		}()
@@ -402,7 +484,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var clkp atomic.Pointer[clock]
 	clkp.Store(&clock{start: start, startReal: time.Unix(0, math.MaxInt64), speed: speed})
 
-	wechat := wxtest.New(wxtest.Options{AppID: simAppID, AppSecret: simAppSecret, Now: func() time.Time { return clkp.Load().now() }})
+	wechat := wxtest.New(wxtest.Options{
+		AppID: simAppID, AppSecret: simAppSecret,
+		WeComApps: []wxtest.WeComApp{{CorpID: simCorpID, AgentID: simAgentID, Secret: simCorpSecret}},
+		Now:       func() time.Time { return clkp.Load().now() },
+	})
 	defer wechat.Close()
 
 	procs := make([]*proc, o.procs)
@@ -464,6 +550,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	startReal := clk.startReal
 	endReal := clk.realAt(o.sim)
 
+	// With -api wecom, WeCom revokes the current token every revokeEvery
+	// of simulated time; each revocation makes one gettoken call of the
+	// parent's own (probes), which the fetch count leaves out.
+	var revocations, probes atomic.Int64
+	stopRevoking := make(chan struct{})
+	revokerDone := make(chan struct{})
+	revoke := o.api == apiWeCom && !interrupted
+	go func() {
+		defer close(revokerDone)
+		if !revoke {
+			return
+		}
+		for at := revokeEvery; at < o.sim; at += revokeEvery {
+			t := time.NewTimer(time.Until(clk.realAt(at)))
+			select {
+			case <-t.C:
+			case <-stopRevoking:
+				t.Stop()
+				return
+			}
+			probes.Add(1)
+			if err := revokeWeCom(wechat); err != nil {
+				errw.printf("fleet: %v\n", err)
+				continue
+			}
+			revocations.Add(1)
+		}
+	}()
+	fleetFetches := func() int { return wechat.Calls(tokenPath(o.api)) - int(probes.Load()) }
+
 	// Progress until the simulated end, ctrl-C, or every worker gone.
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -477,8 +593,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				e40001 += m.Errors40001
 			}
 		}
-		errw.progress("sim %s / %s   fetches %d   40001s %d   calls %d",
-			hhmm(min(sim, o.sim)), hhmm(o.sim), wechat.Calls(tokenPath(o.api)), e40001, calls)
+		errw.progress("sim %s / %s   fetches %d   %ss %d   calls %d",
+			hhmm(min(sim, o.sim)), hhmm(o.sim), fleetFetches(), rejectedCodes(o.api), e40001, calls)
 	}
 loop:
 	for !interrupted {
@@ -496,6 +612,8 @@ loop:
 	}
 	// The simulated time run: o.sim, or less after ctrl-C.
 	stoppedAt := min(clk.now().Sub(clk.start), o.sim)
+	close(stopRevoking)
+	<-revokerDone // revocations and probes are final
 
 	// Tell the workers to stop (they also stop by themselves at the
 	// simulated end), wait for their reports, kill stragglers.
@@ -528,8 +646,12 @@ loop:
 		Procs:           o.procs,
 		SimHours:        stoppedAt.Hours(),
 		DurationS:       float64(elapsed.Round(100*time.Millisecond)) / float64(time.Second),
-		Fetches:         wechat.Calls(tokenPath(o.api)),
+		Fetches:         fleetFetches(),
 		ExpectedFetches: expectedFetches(stoppedAt),
+		Revocations:     int(revocations.Load()),
+	}
+	if o.api == apiWeCom {
+		sum.ExpectedFetches = expectedWeComFetches(stoppedAt)
 	}
 	var lat hist
 	var other int64
@@ -567,7 +689,7 @@ loop:
 		printSummary(stdout, o, sum, stoppedAt, storeDesc, speed, other, firstErr, lat.n)
 	}
 	if other > 0 && o.json {
-		errw.printf("fleet: %d calls failed with errors other than 40001; the first: %s\n", other, firstErr)
+		errw.printf("fleet: %d calls failed with errors other than %s; the first: %s\n", other, rejectedCodes(o.api), firstErr)
 	}
 	if interrupted {
 		failures = append(failures, fmt.Errorf("interrupted at simulated %s of %s", hhmm(stoppedAt), hhmm(o.sim)))
@@ -581,15 +703,39 @@ func expectedFetches(sim time.Duration) int {
 	return int(sim/(wxtest.DefaultExpiresIn-refreshAhead)) + 1
 }
 
+// expectedWeComFetches is how many gettoken calls a WeCom fleet needs over
+// sim: one at the start and one at each revocation (every revokeEvery),
+// and one each time a token expires in between: WeCom hands the current
+// token back until it expires, so there is no refreshing ahead (the
+// workers' weComPolicy).
+func expectedWeComFetches(sim time.Duration) int {
+	if sim <= 0 {
+		return 1
+	}
+	n := 0
+	for from := time.Duration(0); from < sim; from += revokeEvery {
+		seg := min(revokeEvery, sim-from)
+		n += int((seg + wxtest.DefaultExpiresIn - 1) / wxtest.DefaultExpiresIn)
+	}
+	return n
+}
+
 func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDesc string, speed float64, other int64, firstErr string, samples int64) {
 	fmt.Fprintf(w, "fleet: %d processes × %d callers, store %s, %s\n", o.procs, o.callers, storeDesc, apiDesc(o.api))
 	fmt.Fprintf(w, "       %s simulated in %.1fs (×%.0f)\n", fmtDur(sim.Round(time.Minute)), s.DurationS, speed)
-	fmt.Fprintf(w, "token fetches %8d   expected %d = %s / (2h − 5m refresh-ahead) + 1\n", s.Fetches, s.ExpectedFetches, fmtDur(sim.Round(time.Minute)))
+	if o.api == apiWeCom {
+		fmt.Fprintf(w, "token fetches %8d   expected %d = 1 + %d revocations + expiries (2h) in %s\n", s.Fetches, s.ExpectedFetches, s.Revocations, fmtDur(sim.Round(time.Minute)))
+	} else {
+		fmt.Fprintf(w, "token fetches %8d   expected %d = %s / (2h − 5m refresh-ahead) + 1\n", s.Fetches, s.ExpectedFetches, fmtDur(sim.Round(time.Minute)))
+	}
+	code := rejectedCodes(o.api)
 	how := "seen by callers, after Do's compare-and-refresh and one retry"
-	if o.naive {
+	if o.naive && o.api == apiWeCom {
+		how = "seen by callers (-naive: the process drops its token, no retry)"
+	} else if o.naive {
 		how = "seen by callers (no 40001 handling: -naive)"
 	}
-	fmt.Fprintf(w, "40001 errors  %8d   %s\n", s.Errors40001, how)
+	fmt.Fprintf(w, "%s errors  %8d   %s\n", code, s.Errors40001, how)
 	fmt.Fprintf(w, "calls         %8d   %d other errors\n", s.Calls, other)
 	if other > 0 {
 		fmt.Fprintf(w, "              first other error: %s\n", firstErr)
@@ -597,6 +743,10 @@ func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDe
 	fmt.Fprintf(w, "AccessToken    p50 %v   p99 %v   (%d samples, measured in the workers)\n",
 		time.Duration(s.AccessTokenP50NS), time.Duration(s.AccessTokenP99NS), samples)
 	tooMany := s.Fetches > s.ExpectedFetches+1
+	if o.api == apiWeCom {
+		printWeComVerdict(w, o, s)
+		return
+	}
 	switch {
 	case s.Errors40001 == 0 && !tooMany:
 		fmt.Fprintln(w, "=> one fetch per refresh for the whole fleet, and no caller saw a rejected token.")
@@ -618,6 +768,26 @@ func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDe
 		fmt.Fprintln(w, ".")
 	default:
 		fmt.Fprintf(w, "=> %d calls were rejected with 40001.\n", s.Errors40001)
+	}
+}
+
+// printWeComVerdict ends the summary of an -api wecom run.
+func printWeComVerdict(w io.Writer, o *options, s Summary) {
+	perProc := o.naive || o.store == storeMemory
+	switch {
+	case perProc:
+		fmt.Fprintf(w, "=> %d gettoken calls where %d would do: each process fetches for itself at every expiry and revocation", s.Fetches, s.ExpectedFetches)
+	case s.Fetches <= s.ExpectedFetches:
+		fmt.Fprint(w, "=> one gettoken call per expiry or revocation for the whole fleet")
+	default:
+		// See weComPolicy: a fetch in the moment before a token's end gets
+		// the same token back, too close to its end to serve.
+		fmt.Fprintf(w, "=> %d gettoken calls where %d would do: the extra ones reached WeCom just before a token's end and got it back", s.Fetches, s.ExpectedFetches)
+	}
+	if s.Errors40001 > 0 {
+		fmt.Fprintf(w, ";\n   %d calls (%.2f%%) were rejected with 40014: revoked tokens reached the callers.\n", s.Errors40001, 100*float64(s.Errors40001)/float64(max(s.Calls, 1)))
+	} else {
+		fmt.Fprintln(w, ", and no caller saw a revoked token.")
 	}
 }
 

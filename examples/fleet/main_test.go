@@ -120,6 +120,45 @@ func TestStableAPI(t *testing.T) {
 	t.Logf("stable: shared %d fetches, naive %d fetches; 40001s %d and %d", shared.Fetches, naive.Fetches, shared.Errors40001, naive.Errors40001)
 }
 
+// TestWeCom runs both modes with -api wecom: a WeCom app's gettoken hands
+// back the current token while it is valid, and the simulator revokes it
+// early at 06:00 of the 8 simulated hours. The shared store makes one
+// gettoken call per expiry or revocation for the whole fleet and no caller
+// sees a 40014; the naive fleet fetches once per process per event, and
+// its callers see the revoked token.
+func TestWeCom(t *testing.T) {
+	shared := runFleet(t, nil, "-api", "wecom")
+	if shared.API != apiWeCom || shared.Store != "file" || shared.Naive {
+		t.Errorf("summary does not describe the run: %+v", shared)
+	}
+	if shared.Revocations != 1 || shared.ExpectedFetches != 4 { // 00:00, 02:00, 04:00, 06:00 (revoked)
+		t.Errorf("revocations %d, expected_fetches %d, want 1 and 4", shared.Revocations, shared.ExpectedFetches)
+	}
+	if shared.Errors40001 != 0 {
+		t.Errorf("callers saw %d 40014 errors through a shared store, want 0", shared.Errors40001)
+	}
+	// One per event, plus at most one more per event: a fetch that reaches
+	// WeCom in the moment before a token's end gets the same token back,
+	// too close to its end to serve, and is made again (weComPolicy).
+	if shared.Fetches > 2*shared.ExpectedFetches {
+		t.Errorf("%d gettoken calls, want at most 2 × %d (one per expiry or revocation for the fleet)", shared.Fetches, shared.ExpectedFetches)
+	}
+
+	naive := runFleet(t, nil, "-api", "wecom", "-naive")
+	if naive.API != apiWeCom || !naive.Naive || naive.Revocations != 1 {
+		t.Errorf("summary does not describe the naive run: %+v", naive)
+	}
+	// 4 processes, each fetching for itself at the start and at the
+	// revocation at least, and each with a caller that met the revoked token.
+	if naive.Fetches < 4*(1+naive.Revocations) || naive.Fetches <= shared.Fetches {
+		t.Errorf("naive WeCom fleet: %d gettoken calls, want at least %d (one per process per event) and more than the shared store's %d", naive.Fetches, 4*(1+naive.Revocations), shared.Fetches)
+	}
+	if naive.Errors40001 < 4 {
+		t.Errorf("naive WeCom fleet: %d 40014 errors, want at least one per process (4) after the revocation", naive.Errors40001)
+	}
+	t.Logf("wecom: shared %d gettoken calls (expected %d), naive %d; 40014s %d and %d", shared.Fetches, shared.ExpectedFetches, naive.Fetches, shared.Errors40001, naive.Errors40001)
+}
+
 func TestSharedRedisStore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis container")
@@ -159,6 +198,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-store=etcd"}, "-etcd"},
 		{[]string{"-store=mongo"}, "unknown -store"},
 		{[]string{"-api=v2"}, "unknown -api"},
+		{[]string{"-api=work"}, "want classic, stable or wecom"},
 		{[]string{"-procs", "0"}, "-procs"},
 		{[]string{"-duration", "0s"}, "-duration"},
 		{[]string{"extra"}, "unexpected arguments"},
@@ -306,6 +346,15 @@ func TestClock(t *testing.T) {
 	future := newClock(start.UnixNano(), time.Now().Add(time.Hour).UnixNano(), 3600)
 	if !future.now().Equal(start) {
 		t.Errorf("before startReal the clock reads %v, want %v", future.now(), start)
+	}
+}
+
+func TestExpectedWeComFetches(t *testing.T) {
+	// Tokens live 2h; revocations at 06:00, 12:00 and 18:00.
+	for sim, want := range map[time.Duration]int{24 * time.Hour: 12, 8 * time.Hour: 4, time.Hour: 1, 0: 1, 7 * time.Hour: 4} {
+		if got := expectedWeComFetches(sim); got != want {
+			t.Errorf("expectedWeComFetches(%v) = %d, want %d", sim, got, want)
+		}
 	}
 }
 

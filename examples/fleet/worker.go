@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/wecom"
 	"github.com/wechatconf/wechatconf/core/wxtest"
 )
 
@@ -31,8 +32,26 @@ const (
 	simAppSecret = "fleet-demo-secret"
 )
 
+// The simulated WeCom app of -api wecom.
+const (
+	simCorpID     = "ww_fleet_demo"
+	simAgentID    = 1000002
+	simCorpSecret = "fleet-demo-corpsecret"
+)
+
 // progressEvery is how often a worker reports its counters to the parent.
 const progressEvery = 250 * time.Millisecond
+
+// weComPolicy is the timing -api wecom runs with. WeCom's gettoken returns
+// the current token until it expires, never the next one, so refreshing
+// ahead only brings the same token back, and a token not served in its
+// last minute (core's default ExpiryMargin) cannot be replaced during that
+// minute: "the store returned a token that expires at …, too soon to
+// serve". So the workers serve a token to its end (1 ns margins: zero
+// means the defaults) and fetch once it has expired; a call that reaches
+// WeCom just after the end gets 42001, which Do answers with a
+// compare-and-refresh and one retry.
+var weComPolicy = core.Policy{RefreshAhead: time.Nanosecond, ExpiryMargin: time.Nanosecond}
 
 // workerConfig is everything a worker needs, passed in workerEnv.
 type workerConfig struct {
@@ -43,7 +62,7 @@ type workerConfig struct {
 	URL       string        `json:"url"`        // the simulated WeChat API
 	KeyPrefix string        `json:"key_prefix"` // core.Config.KeyPrefix, one per run
 	Store     storeSpec     `json:"store"`
-	API       string        `json:"api"` // apiClassic or apiStable
+	API       string        `json:"api"` // apiClassic, apiStable or apiWeCom
 	Naive     bool          `json:"naive"`
 	Callers   int           `json:"callers"`
 	Pause     time.Duration `json:"pause"`
@@ -90,7 +109,7 @@ func (c *workerCounters) fail(err error) {
 }
 
 // runWorker is a worker process: it keeps the access_token of the
-// simulated AppID through the store in spec and, from the start the parent
+// simulated AppID (or, with -api wecom, WeCom app) through the store in spec and, from the start the parent
 // sends on stdin, calls PathAPI from cfg.Callers goroutines until the
 // simulated run ends or stdin closes, reporting to stdout.
 func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -114,25 +133,48 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 	httpc := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	defer tr.CloseIdleConnections()
 
-	tokenAPI := core.ClassicToken
-	if cfg.API == apiStable {
-		tokenAPI = core.StableToken
-	}
-	conf, err := core.New(core.Config{
-		AppID:      simAppID,
-		AppSecret:  core.NewSecret(simAppSecret),
-		Store:      be.store,
-		KeyPrefix:  cfg.KeyPrefix,
-		TokenAPI:   tokenAPI,
-		BaseURL:    cfg.URL,
-		HTTPClient: httpc,
-		Logger:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Now:        func() time.Time { return clk.Load().now() },
-		// RefreshAhead and ExpiryMargin: the defaults, 5 and 1 minutes of
-		// simulated time.
-	})
-	if err != nil {
-		return err
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	now := func() time.Time { return clk.Load().now() }
+	var cl client
+	if cfg.API == apiWeCom {
+		app, err := wecom.New(wecom.Config{
+			CorpID:     simCorpID,
+			AgentID:    simAgentID,
+			Secret:     core.NewSecret(simCorpSecret),
+			Store:      be.store,
+			KeyPrefix:  cfg.KeyPrefix,
+			BaseURL:    cfg.URL,
+			HTTPClient: httpc,
+			Logger:     logger,
+			Now:        now,
+			Policy:     weComPolicy,
+		})
+		if err != nil {
+			return err
+		}
+		cl = weComClient{app: app, httpc: httpc, base: cfg.URL}
+	} else {
+		tokenAPI := core.ClassicToken
+		if cfg.API == apiStable {
+			tokenAPI = core.StableToken
+		}
+		conf, err := core.New(core.Config{
+			AppID:      simAppID,
+			AppSecret:  core.NewSecret(simAppSecret),
+			Store:      be.store,
+			KeyPrefix:  cfg.KeyPrefix,
+			TokenAPI:   tokenAPI,
+			BaseURL:    cfg.URL,
+			HTTPClient: httpc,
+			Logger:     logger,
+			Now:        now,
+			// RefreshAhead and ExpiryMargin: the defaults, 5 and 1 minutes of
+			// simulated time.
+		})
+		if err != nil {
+			return err
+		}
+		cl = officialClient{conf: conf, httpc: httpc, base: cfg.URL}
 	}
 
 	out := &lineWriter{w: stdout}
@@ -173,7 +215,7 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 	var wg sync.WaitGroup
 	for range cfg.Callers {
 		wg.Go(func() {
-			h := caller(ctx, conf, httpc, &cfg, &cnt)
+			h := caller(ctx, cl, &cfg, &cnt)
 			mu.Lock()
 			total.merge(h)
 			mu.Unlock()
@@ -198,10 +240,81 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 	return out.send(final)
 }
 
-// caller calls PathAPI until ctx ends, pausing cfg.Pause between calls, and
+// client is what a caller calls through: an Official Account's core.Conf
+// (-api classic or stable) or a WeCom app's wecom.App (-api wecom).
+type client interface {
+	// AccessToken returns the token, from memory, the store or the API.
+	AccessToken(ctx context.Context) (core.Token, error)
+	// do makes one call the wechatconf way: the library adds the token, and
+	// on a rejected one does a compare-and-refresh and retries once.
+	do(ctx context.Context) error
+	// naive makes one call the way an SDK with only an in-process cache
+	// does, with tok: see naiveCall and weComClient.naive.
+	naive(ctx context.Context, tok core.Token) error
+}
+
+// officialClient calls the Official Account API, PathAPI.
+type officialClient struct {
+	conf  *core.Conf
+	httpc *http.Client
+	base  string
+}
+
+func (c officialClient) AccessToken(ctx context.Context) (core.Token, error) {
+	return c.conf.AccessToken(ctx)
+}
+
+func (c officialClient) do(ctx context.Context) error {
+	// Do takes the token again (from memory), and on 40001 does a
+	// compare-and-refresh through the store and retries once.
+	var reply struct {
+		IPList []string `json:"ip_list"`
+	}
+	return c.conf.Do(ctx, http.MethodGet, wxtest.PathAPI, nil, nil, &reply)
+}
+
+func (c officialClient) naive(ctx context.Context, tok core.Token) error {
+	return naiveCall(ctx, c.httpc, c.base, wxtest.PathAPI, url.Values{"access_token": {tok.Value}}, nil)
+}
+
+// weComClient calls the WeCom API, PathWeComAPI (获取指定的应用详情).
+type weComClient struct {
+	app   *wecom.App
+	httpc *http.Client
+	base  string
+}
+
+func (c weComClient) AccessToken(ctx context.Context) (core.Token, error) {
+	return c.app.AccessToken(ctx)
+}
+
+func (c weComClient) do(ctx context.Context) error {
+	// As Conf.Do: on 40014 or 42001 a compare-and-refresh through the
+	// store, once for the fleet, and one retry.
+	var reply struct {
+		AgentID int64 `json:"agentid"`
+	}
+	return c.app.Do(ctx, http.MethodGet, wxtest.PathWeComAPI, url.Values{"agentid": {strconv.Itoa(simAgentID)}}, nil, &reply)
+}
+
+// naive is what a WeCom SDK with an in-process cache does: GET the API
+// with the cached token; on 40014 or 42001 the caller gets the error and
+// the process drops its token, so that its next call fetches a new one
+// (RefreshAccessToken on the process's own memory store: one gettoken per
+// process, however many of its callers saw the error).
+func (c weComClient) naive(ctx context.Context, tok core.Token) error {
+	err := naiveCall(ctx, c.httpc, c.base, wxtest.PathWeComAPI,
+		url.Values{"access_token": {tok.Value}, "agentid": {strconv.Itoa(simAgentID)}}, wecom.Codes)
+	if core.IsInvalidCredential(err) {
+		c.app.RefreshAccessToken(ctx, tok.Value) // its error shows at the next call
+	}
+	return err
+}
+
+// caller calls the API until ctx ends, pausing cfg.Pause between calls, and
 // returns the latencies of its AccessToken calls. Calls cut short by the
 // end of the run are not counted.
-func caller(ctx context.Context, conf *core.Conf, httpc *http.Client, cfg *workerConfig, cnt *workerCounters) *hist {
+func caller(ctx context.Context, cl client, cfg *workerConfig, cnt *workerCounters) *hist {
 	h := new(hist)
 	pause := time.NewTimer(0)
 	defer pause.Stop()
@@ -214,7 +327,7 @@ func caller(ctx context.Context, conf *core.Conf, httpc *http.Client, cfg *worke
 		pause.Reset(cfg.Pause)
 
 		t0 := time.Now()
-		tok, err := conf.AccessToken(ctx)
+		tok, err := cl.AccessToken(ctx)
 		lat := time.Since(t0)
 		if ctx.Err() != nil {
 			return h
@@ -226,14 +339,9 @@ func caller(ctx context.Context, conf *core.Conf, httpc *http.Client, cfg *worke
 		h.add(lat)
 
 		if cfg.Naive {
-			err = naiveCall(ctx, httpc, cfg.URL, tok.Value)
+			err = cl.naive(ctx, tok)
 		} else {
-			// Do takes the token again (from memory), and on 40001 does a
-			// compare-and-refresh through the store and retries once.
-			var reply struct {
-				IPList []string `json:"ip_list"`
-			}
-			err = conf.Do(ctx, http.MethodGet, wxtest.PathAPI, nil, nil, &reply)
+			err = cl.do(ctx)
 		}
 		if ctx.Err() != nil {
 			return h
@@ -250,11 +358,13 @@ func caller(ctx context.Context, conf *core.Conf, httpc *http.Client, cfg *worke
 }
 
 // naiveCall is what an SDK with only an in-process cache does: GET the API
-// with the cached token, and take whatever errcode comes back as the
-// caller's error. A token another process's fetch superseded stays in the
-// cache, and is rejected, until it expires.
-func naiveCall(ctx context.Context, httpc *http.Client, base, token string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+wxtest.PathAPI+"?access_token="+url.QueryEscape(token), nil)
+// at path with query (which carries the cached token), and take whatever
+// errcode comes back as the caller's error, an *core.APIError with codes
+// (nil: the Official Account's). With -api classic a token another
+// process's fetch superseded stays in the cache, and is rejected, until it
+// expires.
+func naiveCall(ctx context.Context, httpc *http.Client, base, path string, query url.Values, codes *core.Codes) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path+"?"+query.Encode(), nil)
 	if err != nil {
 		return err
 	}
@@ -268,10 +378,10 @@ func naiveCall(ctx context.Context, httpc *http.Client, base, token string) erro
 		ErrMsg  string `json:"errmsg"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
-		return fmt.Errorf("%s: HTTP %d: %w", wxtest.PathAPI, resp.StatusCode, err)
+		return fmt.Errorf("%s: HTTP %d: %w", path, resp.StatusCode, err)
 	}
 	if reply.ErrCode != 0 {
-		return &core.APIError{Code: reply.ErrCode, Message: reply.ErrMsg, Path: wxtest.PathAPI}
+		return &core.APIError{Code: reply.ErrCode, Message: reply.ErrMsg, Path: path, Codes: codes}
 	}
 	return nil
 }

@@ -68,6 +68,13 @@ func TestProcessHerd(t *testing.T) {
 	conformance.ProcessHerd(t, harness(testDir(t)), 8, 50)
 }
 
+// TestProcessHerdWeCom runs the fleet check through a WeCom app's
+// access_token (conformance.WeComApp): 8 processes × 50 goroutines on one
+// directory, one gettoken call.
+func TestProcessHerdWeCom(t *testing.T) {
+	conformance.ProcessHerdOf(t, harness(testDir(t)), conformance.WeComApp, 8, 50)
+}
+
 // BenchmarkStore runs the conformance benchmarks (go test -run '^$' -bench .).
 // Each benchmark's store gets a directory of its own: with -count above 1 a
 // benchmark runs again under the same key, and must not find the tokens of

@@ -48,4 +48,9 @@ func TestConformance(t *testing.T) { conformance.Run(t, harness(t)) }
 // TestProcessHerd: 8 processes × 50 goroutines on a cold start, one fetch.
 func TestProcessHerd(t *testing.T) { conformance.ProcessHerd(t, harness(t), 8, 50) }
 
+// TestProcessHerdWeCom: the same herd through a WeCom app's access_token.
+func TestProcessHerdWeCom(t *testing.T) {
+	conformance.ProcessHerdOf(t, harness(t), conformance.WeComApp, 8, 50)
+}
+
 func BenchmarkConformance(b *testing.B) { conformance.Benchmark(b, harness(b)) }

@@ -101,6 +101,7 @@ func TestSingle(t *testing.T) {
 	h := harness(eps, singleEnv)
 	t.Run("Conformance", func(t *testing.T) { conformance.Run(t, h) })
 	t.Run("ProcessHerd", func(t *testing.T) { conformance.ProcessHerd(t, h, 8, 50) })
+	t.Run("ProcessHerdWeCom", func(t *testing.T) { conformance.ProcessHerdOf(t, h, conformance.WeComApp, 8, 50) })
 	t.Run("Store", func(t *testing.T) { testStore(t, eps) })
 	t.Run("PausedNodeFencesHolder", func(t *testing.T) {
 		if node == nil {

@@ -99,6 +99,12 @@ func TestProcessHerd(t *testing.T) {
 	conformance.ProcessHerd(t, harness("pgherd/", nil), 8, 50)
 }
 
+// TestProcessHerdWeCom runs the herd through a WeCom app's access_token.
+func TestProcessHerdWeCom(t *testing.T) {
+	needServer(t)
+	conformance.ProcessHerdOf(t, harness("pgherdwecom/", nil), conformance.WeComApp, 8, 50)
+}
+
 // uniqueKey returns a key no other test uses.
 func uniqueKey(t testing.TB) string {
 	return fmt.Sprintf("pgtest/%s/%08x", t.Name(), rand.Uint32())

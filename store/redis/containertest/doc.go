@@ -1,5 +1,6 @@
 // Package containertest holds the tests of store/redis (redisstore) that need a real
-// Redis server: conformance.Run and ProcessHerd (including the SIGKILLed
+// Redis server: conformance.Run, ProcessHerd and ProcessHerdOf through a WeCom app's
+// access_token (including the SIGKILLed
 // holder in a child process, which re-executes this test binary), fault
 // injection (stopped, paused, restarted servers) and the store's own checks
 // against the server. The servers are started in Docker by

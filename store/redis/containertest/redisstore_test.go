@@ -116,6 +116,7 @@ func TestStandalone(t *testing.T) {
 	h := harness(dial, addrEnv+"="+addr)
 	t.Run("Conformance", func(t *testing.T) { conformance.Run(t, h) })
 	t.Run("ProcessHerd", func(t *testing.T) { conformance.ProcessHerd(t, h, 8, 50) })
+	t.Run("ProcessHerdWeCom", func(t *testing.T) { conformance.ProcessHerdOf(t, h, conformance.WeComApp, 8, 50) })
 	t.Run("Theft", func(t *testing.T) { testTheft(t, dial) })
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, dial) })
 	t.Run("Expiry", func(t *testing.T) { testExpiry(t, dial) })
