@@ -141,10 +141,18 @@ type Policy struct {
 	ExpiryMargin time.Duration
 	// RefreshTimeout bounds one refresh (lock wait and fetch). Default 30 s.
 	RefreshTimeout time.Duration
-	// Handover, if set, is how long before expiry the issuer starts handing
-	// out the next token (StableTokenHandover for stable_token): before
-	// that, a normal fetch returns the same one, so the refresh ahead starts
-	// no earlier than 30 s inside it.
+	// Handover is how long before expiry the issuer starts handing out the
+	// next token; before that, a normal fetch returns the same one.
+	//   - 0: every fetch issues a new token (classic /cgi-bin/token,
+	//     tickets), or it is not known.
+	//   - StableTokenHandover for stable_token: the refresh ahead starts no
+	//     earlier than 30 s inside it, and ExpiryMargin must be shorter.
+	//   - HandoverAtExpiry (negative) for an issuer that hands back the
+	//     current token until it has expired (WeCom's gettoken): refreshing
+	//     ahead would only bring the same token back, so the token is served
+	//     to its ExpiresAt — no refresh ahead, no expiry margin — and
+	//     fetched once then; a caller that uses it in its last instant gets
+	//     a rejection, which Do and the Transport replace once per fleet.
 	Handover time.Duration
 	// RejectedRefreshInterval: least time between two rejection-triggered
 	// fetches. Default DefaultRejectedRefreshInterval; negative disables.
@@ -159,6 +167,11 @@ type Policy struct {
 	// DefaultForceRefreshDailyLimit; negative never forces.
 	ForceRefreshDailyLimit int
 }
+
+// HandoverAtExpiry is the Policy.Handover of an issuer that hands back the
+// current token until it has expired (WeCom's /cgi-bin/gettoken: 有效期内重复
+// 获取返回相同结果，过期后获取会返回新的access_token).
+const HandoverAtExpiry time.Duration = -1
 
 // normalize fills in p's defaults and checks its rules.
 func (p *Policy) normalize() error {
@@ -293,10 +306,13 @@ type held struct {
 type flight struct {
 	stale string // the value to replace
 	why   reason
-	cause error         // the rejection behind a reasonRejected flight, if known
-	done  chan struct{} // closed when tok and err are set
-	tok   Token
-	err   error
+	cause error // the rejection behind a reasonRejected flight, if known
+	// toExpiry: tok was handed back inside its margin, to be served until
+	// its ExpiresAt (set by the load, read once done is closed).
+	toExpiry bool
+	done     chan struct{} // closed when tok and err are set
+	tok      Token
+	err      error
 }
 
 // bgRetryInterval is how long the hot path waits before starting another
@@ -424,7 +440,7 @@ func (cr *Credential) run(ctx context.Context, f *flight) {
 	}
 	cr.mu.Lock()
 	if r.err == nil {
-		cr.adopt(r.tok)
+		cr.adopt(r.tok, f.toExpiry)
 	}
 	f.tok, f.err = r.tok, r.err
 	cr.flight = nil
@@ -443,7 +459,10 @@ func (cr *Credential) margins() (ahead, margin time.Duration) {
 		return 0, 0
 	}
 	ahead, margin = cr.policy.RefreshAhead, cr.policy.ExpiryMargin
-	if h := cr.policy.Handover; h > 0 {
+	switch h := cr.policy.Handover; {
+	case h < 0:
+		return 0, 0
+	case h > 0:
 		ahead = max(min(ahead, h-handoverSlack), margin)
 	}
 	return ahead, margin
@@ -458,12 +477,16 @@ const handoverSlack = 30 * time.Second
 // computed from, so that an ExpiresAt centuries ahead cannot overflow them.
 const maxHeld = 100 * 365 * 24 * time.Hour
 
-// adopt makes tok the in-process copy.
-func (cr *Credential) adopt(tok Token) {
+// adopt makes tok the in-process copy; toExpiry serves it until its
+// ExpiresAt, with no margin.
+func (cr *Credential) adopt(tok Token, toExpiry bool) {
 	now := cr.clock()
 	at := int64(now.Sub(cr.base))
 	left := int64(max(min(tok.ExpiresAt.Sub(now), maxHeld), -maxHeld)) // wall-clock time to expiry
 	ahead, margin := cr.margins()
+	if toExpiry {
+		ahead, margin = 0, 0
+	}
 	cr.cur.Store(&held{
 		Token:     tok,
 		refreshAt: at + left - int64(ahead),
@@ -530,38 +553,52 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 }
 
 // refreshStore is Store.Refresh with the credential's time and lease
-// policy: a token someone else wrote that is too old to serve is replaced
-// once, and a lock lost to another holder is not the caller's problem — the
-// store is read again (waiting out the new holder's lock) and its newer
-// token returned; only when there is none is the error returned.
+// policy:
+//
+//   - a token the store returns that is too old to serve (someone else
+//     wrote it, or WeChat handed it back with a moment left that is gone by
+//     now) is replaced, up to refreshAttempts Refresh calls in all;
+//   - a token a fetch handed back unchanged with less than the margin left
+//     is served to its end: nothing newer can be had before it expires;
+//   - a lock lost to another holder is not the caller's problem: the store
+//     is read again (waiting out the new holder's lock) and its newer token
+//     returned; only when there is none is the error returned.
 func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string, needed Token) (Token, error) {
-	var called bool // the fetch ran: its outcome is logged by the fetch
-	tok, err := cr.store.Refresh(ctx, cr.key, stale, cr.fetcher(f, stale, needed, &called))
-	if err == nil && !cr.usable(tok, cr.clock()) && tok.Value != stale {
-		// The store returned a token someone else wrote, but it is too old
-		// to serve: replace that one.
-		tok, err = cr.store.Refresh(ctx, cr.key, tok.Value, cr.fetcher(f, tok.Value, needed, &called))
+	replaced := stale // the value the Refresh call replaces
+	for attempt := 1; ; attempt++ {
+		var called bool // the fetch ran: its outcome is logged by the fetch
+		tok, err := cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, needed, &called))
+		if errors.Is(err, ErrLockLost) {
+			lost := err
+			cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
+			called = false
+			tok, err = cr.store.Refresh(ctx, cr.key, replaced, func(context.Context) (Token, error) { called = true; return Token{}, lost })
+		}
+		switch {
+		case err != nil && !called:
+			cr.storeError("refresh", err)
+			return Token{}, err
+		case err != nil:
+			return Token{}, err
+		case !called:
+			cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt))
+		}
+		now := cr.clock()
+		switch {
+		case cr.usable(tok, now):
+			return tok, nil
+		case called && tok.Value == replaced && now.Before(tok.ExpiresAt):
+			f.toExpiry = true
+			return tok, nil
+		case attempt == refreshAttempts:
+			return Token{}, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
+		}
+		replaced = tok.Value
 	}
-	if errors.Is(err, ErrLockLost) {
-		lost := err
-		cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
-		called = false
-		tok, err = cr.store.Refresh(ctx, cr.key, stale, func(context.Context) (Token, error) { called = true; return Token{}, lost })
-	}
-	switch {
-	case err != nil && !called:
-		cr.storeError("refresh", err)
-		return Token{}, err
-	case err != nil:
-		return Token{}, err
-	case !called:
-		cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt))
-	}
-	if !cr.usable(tok, cr.clock()) {
-		return Token{}, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
-	}
-	return tok, nil
 }
+
+// refreshAttempts bounds the Refresh calls of one refreshStore.
+const refreshAttempts = 3
 
 // fetcher returns the FetchFunc Store.Refresh calls for flight f, under the
 // store's lock: it applies the limits, makes the fetch and, for a rejected

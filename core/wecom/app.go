@@ -109,7 +109,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Policy is the credentials' timing and limits (RefreshAhead,
 	// ExpiryMargin, RejectedRefreshInterval, ErrorBackoff, …); its zero
-	// fields take core's defaults.
+	// fields take core's defaults, except the access_token's Handover,
+	// core.HandoverAtExpiry: gettoken hands back the current token until
+	// it expires (有效期内重复获取返回相同结果), so the token is served to its
+	// end and fetched once then, with no refresh ahead that would only
+	// bring the same token back.
 	Policy core.Policy
 	// MaxRetries and RetryBackoff: as core.Config's (default 3, 200 ms).
 	MaxRetries   int
@@ -182,19 +186,24 @@ func New(cfg Config) (*App, error) {
 	}
 	a := &App{cfg: cfg, raw: raw}
 	corp := cfg.KeyPrefix + "/wecom/" + cfg.CorpID + "/"
-	kind := func(name, key string, fetch func(context.Context, core.FetchRequest) (core.Token, error), needs *core.Credential) (*core.Credential, error) {
+	kind := func(name, key string, fetch func(context.Context, core.FetchRequest) (core.Token, error), needs *core.Credential, p core.Policy) (*core.Credential, error) {
 		return core.NewCredential(core.CredentialConfig{
 			Name: name, Key: key, Store: cfg.Store, Fetch: fetch, Needs: needs,
-			Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now,
+			Policy: p, Logger: cfg.Logger, Now: cfg.Now,
 		})
 	}
-	if a.access, err = kind("access_token", corp+cfg.App+"/access_token", a.fetchAccessToken, nil); err != nil {
+	accessPolicy := cfg.Policy
+	if accessPolicy.Handover == 0 {
+		// gettoken hands back the current token until it expires.
+		accessPolicy.Handover = core.HandoverAtExpiry
+	}
+	if a.access, err = kind("access_token", corp+cfg.App+"/access_token", a.fetchAccessToken, nil, accessPolicy); err != nil {
 		return nil, err
 	}
-	if a.jsapi, err = kind("jsapi_ticket", corp+"jsapi_ticket", a.ticketFetcher(PathJSAPITicket, nil), a.access); err != nil {
+	if a.jsapi, err = kind("jsapi_ticket", corp+"jsapi_ticket", a.ticketFetcher(PathJSAPITicket, nil), a.access, cfg.Policy); err != nil {
 		return nil, err
 	}
-	if a.agent, err = kind("agent_config_ticket", corp+cfg.App+"/agent_config_ticket", a.ticketFetcher(PathAgentTicket, url.Values{"type": {"agent_config"}}), a.access); err != nil {
+	if a.agent, err = kind("agent_config_ticket", corp+cfg.App+"/agent_config_ticket", a.ticketFetcher(PathAgentTicket, url.Values{"type": {"agent_config"}}), a.access, cfg.Policy); err != nil {
 		return nil, err
 	}
 	a.api = raw.WithCredential(a.access, "access_token")

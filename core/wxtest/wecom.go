@@ -147,8 +147,10 @@ func (t *weComToken) status(now time.Time) int {
 
 // reusable reports whether gettoken hands t back at now: it has not expired
 // and was not revoked (a rejected token is handed back, see Server.Reject).
+// A token with less than a second left is not handed back: its
+// expires_in would read 0, which no client can use; a new one is issued.
 func (t *weComToken) reusable(now time.Time) bool {
-	return t != nil && !t.revoked && now.Before(t.expires)
+	return t != nil && !t.revoked && t.expires.Sub(now) >= time.Second
 }
 
 type weComTokenReply struct {

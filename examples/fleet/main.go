@@ -62,12 +62,11 @@
 // goes back to the caller and the process drops its token (its next call
 // fetches): one gettoken call per process per expiry or revocation, and a
 // 40014 for each caller that met the revoked token. Because gettoken
-// hands back the same token until its end, refreshing ahead would only
-// bring it back: the workers serve a token to its end and fetch after it
-// (1 ns RefreshAhead and ExpiryMargin); a fetch that reaches WeCom in the
-// moment before the end still gets the old token back, too close to its
-// end to serve ("too soon to serve", counted as another error), and is
-// made again, so a shared fleet may make a few more fetches than expected.
+// hands back the same token until its end, wecom.App serves a token to
+// its end and fetches after it (core.HandoverAtExpiry); on the fast
+// simulated clock a fetch can reach WeCom a few simulated seconds before
+// the end and get the old token back for those seconds, so a shared fleet
+// may make one more fetch per expiry than expected.
 // "token fetches" counts the fleet's gettoken calls, not the parent's own
 // (it learns the token to revoke with one, through the simulator's
 // handler); "expected" is one at the start, one per revocation and one
@@ -706,8 +705,8 @@ func expectedFetches(sim time.Duration) int {
 // expectedWeComFetches is how many gettoken calls a WeCom fleet needs over
 // sim: one at the start and one at each revocation (every revokeEvery),
 // and one each time a token expires in between: WeCom hands the current
-// token back until it expires, so there is no refreshing ahead (the
-// workers' weComPolicy).
+// token back until it expires, so there is no refreshing ahead
+// (core.HandoverAtExpiry).
 func expectedWeComFetches(sim time.Duration) int {
 	if sim <= 0 {
 		return 1
@@ -780,8 +779,8 @@ func printWeComVerdict(w io.Writer, o *options, s Summary) {
 	case s.Fetches <= s.ExpectedFetches:
 		fmt.Fprint(w, "=> one gettoken call per expiry or revocation for the whole fleet")
 	default:
-		// See weComPolicy: a fetch in the moment before a token's end gets
-		// the same token back, too close to its end to serve.
+		// On the fast simulated clock a fetch at a token's end can reach
+		// WeCom a few simulated seconds early and get it back.
 		fmt.Fprintf(w, "=> %d gettoken calls where %d would do: the extra ones reached WeCom just before a token's end and got it back", s.Fetches, s.ExpectedFetches)
 	}
 	if s.Errors40001 > 0 {

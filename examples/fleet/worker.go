@@ -42,17 +42,6 @@ const (
 // progressEvery is how often a worker reports its counters to the parent.
 const progressEvery = 250 * time.Millisecond
 
-// weComPolicy is the timing -api wecom runs with. WeCom's gettoken returns
-// the current token until it expires, never the next one, so refreshing
-// ahead only brings the same token back, and a token not served in its
-// last minute (core's default ExpiryMargin) cannot be replaced during that
-// minute: "the store returned a token that expires at …, too soon to
-// serve". So the workers serve a token to its end (1 ns margins: zero
-// means the defaults) and fetch once it has expired; a call that reaches
-// WeCom just after the end gets 42001, which Do answers with a
-// compare-and-refresh and one retry.
-var weComPolicy = core.Policy{RefreshAhead: time.Nanosecond, ExpiryMargin: time.Nanosecond}
-
 // workerConfig is everything a worker needs, passed in workerEnv.
 type workerConfig struct {
 	Index     int           `json:"index"`
@@ -147,7 +136,6 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 			HTTPClient: httpc,
 			Logger:     logger,
 			Now:        now,
-			Policy:     weComPolicy,
 		})
 		if err != nil {
 			return err
