@@ -1,8 +1,6 @@
 package core
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -11,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
 )
@@ -19,10 +16,12 @@ import (
 // Defaults of the Config fields that guard the message endpoint.
 const (
 	// DefaultMaxMessageBytes is the default Config.MaxMessageBytes: 1 MiB,
-	// hundreds of times the largest push WeChat sends.
-	DefaultMaxMessageBytes = 1 << 20
-	// DefaultTimestampWindow is the default Config.TimestampWindow.
-	DefaultTimestampWindow = 5 * time.Minute
+	// hundreds of times the largest push WeChat sends
+	// (msgcrypt.DefaultMaxMessageBytes).
+	DefaultMaxMessageBytes = msgcrypt.DefaultMaxMessageBytes
+	// DefaultTimestampWindow is the default Config.TimestampWindow
+	// (msgcrypt.DefaultTimestampWindow).
+	DefaultTimestampWindow = msgcrypt.DefaultTimestampWindow
 )
 
 // ErrNoEchostr is returned by VerifyURL for a request without an echostr
@@ -103,13 +102,11 @@ func (c *Conf) VerifyURL(query url.Values) (echostr string, err error) {
 // than Config.MaxMessageBytes is refused before it is read, by its
 // Content-Length, or as soon as the limit is passed.
 func (c *Conf) ParseMessage(r *http.Request) (*Message, error) {
-	if r.ContentLength > c.maxMessageBytes() {
-		return nil, fmt.Errorf("wechatconf: receive message: %w: Content-Length %d, limit %d", msgcrypt.ErrTooLarge, r.ContentLength, c.maxMessageBytes())
+	body, err := msgcrypt.RequestBody(r, c.maxMessageBytes())
+	if err != nil {
+		return nil, wrapErr(err, "receive message")
 	}
-	if r.Body == nil {
-		return c.ReadMessage(r.URL.Query(), http.NoBody)
-	}
-	return c.ReadMessage(r.URL.Query(), r.Body)
+	return c.ReadMessage(r.URL.Query(), body)
 }
 
 // ReadMessage reads a pushed message from body (at most
@@ -171,7 +168,7 @@ func (c *Conf) readMessage(query url.Values, body io.Reader) (*Message, error) {
 	} else if err := c.checkSignature(query); err != nil {
 		return nil, err // before the body is read: it is not signed
 	}
-	raw, err := readLimited(body, c.maxMessageBytes())
+	raw, err := msgcrypt.ReadLimited(body, c.maxMessageBytes())
 	if err != nil {
 		return nil, err
 	}
@@ -201,32 +198,17 @@ func (c *Conf) readMessage(query url.Values, body io.Reader) (*Message, error) {
 	return c.newMessage(plain, inner.messageHeader, used, previous), nil
 }
 
-// decryptPush verifies the msg_signature of the ciphertext enc of a push
-// and its timestamp, and decrypts it with the current key or, failing
-// that, the previous one, which it returns as used.
+// decryptPush opens the ciphertext enc of a push with the Conf's keys
+// (msgcrypt.Keyring.Open): it verifies the msg_signature and the timestamp
+// of query and decrypts enc with the current key or, failing that, the
+// previous one, which it returns as used.
 func (c *Conf) decryptPush(query url.Values, enc string) (plain []byte, used *msgcrypt.Crypter, previous bool, err error) {
 	cur, prev, err := c.crypters()
 	if err != nil {
 		return nil, nil, false, err
 	}
-	ts, nonce := query.Get("timestamp"), query.Get("nonce")
-	if !msgcrypt.VerifyMsgSignature(c.cfg.Token.Reveal(), ts, nonce, enc, query.Get("msg_signature")) {
-		return nil, nil, false, fmt.Errorf("%w (msg_signature)", msgcrypt.ErrSignature)
-	}
-	if err := c.checkTimestamp(ts); err != nil {
-		return nil, nil, false, err
-	}
-	plain, err = cur.Decrypt(enc)
-	used = cur
-	if err != nil && prev != nil && wrongKey(err) {
-		if p, perr := prev.Decrypt(enc); perr == nil {
-			plain, err, used, previous = p, nil, prev, true
-		}
-	}
-	if err != nil {
-		return nil, nil, false, err
-	}
-	return plain, used, previous, nil
+	keys := msgcrypt.Keyring{Current: cur, Previous: prev, Window: c.cfg.TimestampWindow, Now: c.cfg.Now}
+	return keys.Open(query.Get("msg_signature"), query.Get("timestamp"), query.Get("nonce"), enc)
 }
 
 func (c *Conf) newMessage(plain []byte, h messageHeader, used *msgcrypt.Crypter, previous bool) *Message {
@@ -235,12 +217,6 @@ func (c *Conf) newMessage(plain []byte, h messageHeader, used *msgcrypt.Crypter,
 		ToUserName: h.ToUserName, FromUserName: h.FromUserName, CreateTime: h.CreateTime, MsgType: h.MsgType, Event: h.Event,
 		conf: c, crypter: used,
 	}
-}
-
-// wrongKey reports whether a decryption error is what a ciphertext made
-// with another key gives, so that the previous key is worth a try.
-func wrongKey(err error) bool {
-	return errors.Is(err, msgcrypt.ErrPadding) || errors.Is(err, msgcrypt.ErrLength) || errors.Is(err, msgcrypt.ErrAppID)
 }
 
 // Reply returns the body that answers m: the plaintext reply XML itself
@@ -274,7 +250,7 @@ func (m *Message) Reply(plaintextXML []byte) ([]byte, error) {
 	if m.JSON {
 		encrypt = m.crypter.EncryptJSONMessage
 	}
-	out, err := encrypt(plaintextXML, ts, newNonce())
+	out, err := encrypt(plaintextXML, ts, msgcrypt.NewNonce())
 	if err != nil {
 		return nil, wrapErr(err, "reply")
 	}
@@ -313,24 +289,4 @@ func (c *Conf) maxMessageBytes() int64 {
 		return c.cfg.MaxMessageBytes
 	}
 	return DefaultMaxMessageBytes
-}
-
-// readLimited reads r to its end, failing with msgcrypt.ErrTooLarge as
-// soon as it has read more than limit bytes.
-func readLimited(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the body: %w", err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: body over %d bytes", msgcrypt.ErrTooLarge, limit)
-	}
-	return b, nil
-}
-
-// newNonce returns a random nonce of ten digits, like WeChat's.
-func newNonce() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return fmt.Sprintf("%010d", binary.BigEndian.Uint64(b[:])%1e10)
 }

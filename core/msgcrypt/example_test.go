@@ -127,3 +127,29 @@ func ExampleVerifyMsgSignature() {
 	fmt.Println(ok)
 	// Output: true
 }
+
+// Receiving Tencent's sample push during a key change: the Keyring tries
+// the current key, then the previous one, and reports which worked.
+func ExampleKeyring_Open() {
+	old, _ := msgcrypt.New("spamtest", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx2c2769f8efd9abc2")
+	cur, _ := msgcrypt.New("spamtest", "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut", "wx2c2769f8efd9abc2")
+	keys := msgcrypt.Keyring{
+		Current: cur, Previous: old,
+		Window: msgcrypt.DefaultTimestampWindow,
+		Now:    func() time.Time { return time.Unix(1409735669, 0) }, // the push's time
+	}
+	// The query of the push: msg_signature, timestamp, nonce; the body's <Encrypt>.
+	plain, used, previous, err := keys.Open("5d197aaffba7e9b25a30732f161a50dee96bd5fa", "1409735669", "1320562132", sampleEncrypt)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(plain) > 0, used == old, previous)
+
+	// The reply goes out encrypted with the key that worked.
+	reply, _ := used.EncryptMessage([]byte("<xml>…</xml>"), "1409735670", msgcrypt.NewNonce())
+	env, _ := msgcrypt.ParseEnvelope(reply)
+	fmt.Println(env.TimeStamp)
+	// Output:
+	// true true true
+	// 1409735670
+}

@@ -20,9 +20,14 @@
 // decryption errors would otherwise tell an attacker about the plaintext of
 // a ciphertext they crafted. No error text contains the key or the token.
 //
-// Package core builds on this package to receive messages for a Conf, with
-// the three encryption modes, key rotation, replay and size limits. Use
-// msgcrypt directly when only the cryptography is needed.
+// Receiving a push takes, besides the cryptography, a size limit
+// (ReadLimited), a replay window and a key change (Keyring, whose Open
+// verifies the msg_signature and the timestamp and decrypts with the
+// current or the previous key), and a fresh nonce for the reply
+// (NewNonce): the one mechanism on which package core receives the pushes
+// of an Official Account or Mini Program (with the three encryption modes)
+// and package core/wecom the callbacks of a WeCom app. Use msgcrypt
+// directly when only the cryptography is needed.
 package msgcrypt
 
 import (
@@ -105,6 +110,14 @@ var (
 // one EncodingAESKey. A Crypter is safe for concurrent use; build it with
 // New.
 type Crypter struct {
+	// The token and the key sit behind a pointer, so that fmt, which
+	// prints by reflection a *Crypter it reaches in an unexported field
+	// (dereferencing it for a verb such as %s), shows an address and never
+	// a secret.
+	*crypter
+}
+
+type crypter struct {
 	token string
 	appID string
 	block cipher.Block
@@ -129,7 +142,7 @@ func New(token, encodingAESKey, appID string) (*Crypter, error) {
 	if err != nil { // unreachable: the key is 32 bytes
 		return nil, ErrKey
 	}
-	c := &Crypter{token: token, appID: appID, block: block}
+	c := &Crypter{&crypter{token: token, appID: appID, block: block}}
 	copy(c.iv[:], key)
 	return c, nil
 }
@@ -151,6 +164,16 @@ func DecodeKey(encodingAESKey string) ([]byte, error) {
 // AppID returns the AppID the Crypter encrypts for and expects in the
 // messages it decrypts.
 func (c *Crypter) AppID() string { return c.appID }
+
+// Format prints the Crypter as msgcrypt.Crypter{AppID:"…"}, whatever the
+// verb, so that no fmt or log call shows its token or key.
+func (c Crypter) Format(f fmt.State, verb rune) {
+	appID := ""
+	if c.crypter != nil {
+		appID = c.appID
+	}
+	fmt.Fprintf(f, "msgcrypt.Crypter{AppID:%q}", appID)
+}
 
 // Encrypt encrypts msg for WeChat and returns the base64 ciphertext, the
 // content of an <Encrypt> element. The random prefix comes from

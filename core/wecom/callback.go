@@ -1,8 +1,6 @@
 package wecom
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -21,10 +19,12 @@ import (
 // the same as package core's for an Official Account.
 const (
 	// DefaultMaxMessageBytes is the default CallbackConfig.MaxMessageBytes:
-	// 1 MiB, hundreds of times the largest push WeCom sends.
-	DefaultMaxMessageBytes = 1 << 20
-	// DefaultTimestampWindow is the default CallbackConfig.TimestampWindow.
-	DefaultTimestampWindow = 5 * time.Minute
+	// 1 MiB, hundreds of times the largest push WeCom sends
+	// (msgcrypt.DefaultMaxMessageBytes).
+	DefaultMaxMessageBytes = msgcrypt.DefaultMaxMessageBytes
+	// DefaultTimestampWindow is the default CallbackConfig.TimestampWindow
+	// (msgcrypt.DefaultTimestampWindow).
+	DefaultTimestampWindow = msgcrypt.DefaultTimestampWindow
 )
 
 // ErrNoEchostr is returned by Callback.VerifyURL for a request without an
@@ -83,29 +83,13 @@ type CallbackConfig struct {
 // pushes, and encrypts the replies. Build it with NewCallback; it is
 // immutable and safe for concurrent use.
 type Callback struct {
-	// Only a core.Secret and funcs hold the secrets, so that fmt's
-	// reflection, which reaches unexported fields, prints addresses and
-	// never a token or a key.
-	token     core.Secret
+	// Only the Keyring's Crypters hold the secrets, behind pointers, so
+	// that fmt's reflection, which reaches unexported fields, prints
+	// addresses and never a token or a key.
 	receiveID string
-	cur, prev *cbKey // prev is nil without a previous key
+	keys      msgcrypt.Keyring // the token, the keys and the timestamp window
 	maxBytes  int64
-	window    time.Duration
 	now       func() time.Time
-}
-
-// cbKey is one EncodingAESKey's Crypter, behind method values.
-type cbKey struct {
-	decrypt func(encrypt string) ([]byte, error)
-	encrypt func(reply []byte, timestamp, nonce string) ([]byte, error)
-}
-
-func cbNewKey(token, encodingAESKey, receiveID string) (*cbKey, error) {
-	c, err := msgcrypt.New(token, encodingAESKey, receiveID)
-	if err != nil {
-		return nil, err
-	}
-	return &cbKey{decrypt: c.Decrypt, encrypt: c.EncryptMessage}, nil
 }
 
 // NewCallback checks cfg and returns its Callback. It fails if Token,
@@ -139,25 +123,27 @@ func newCallback(cfg CallbackConfig) (*Callback, error) {
 	if rid == "" {
 		return nil, errors.New("CallbackConfig.CorpID (or ReceiveID) is required: it is the receive id every callback is encrypted for")
 	}
-	cur, err := cbNewKey(cfg.Token.Reveal(), cfg.EncodingAESKey.Reveal(), rid)
+	cur, err := msgcrypt.New(cfg.Token.Reveal(), cfg.EncodingAESKey.Reveal(), rid)
 	if err != nil {
 		return nil, fmt.Errorf("CallbackConfig.EncodingAESKey: %w", err)
 	}
-	c := &Callback{token: cfg.Token, receiveID: rid, cur: cur, maxBytes: cfg.MaxMessageBytes, window: cfg.TimestampWindow, now: cfg.Now}
+	c := &Callback{receiveID: rid, maxBytes: cfg.MaxMessageBytes, now: cfg.Now}
+	c.keys = msgcrypt.Keyring{Current: cur, Window: cfg.TimestampWindow}
 	if !cfg.PreviousEncodingAESKey.IsZero() {
-		if c.prev, err = cbNewKey(cfg.Token.Reveal(), cfg.PreviousEncodingAESKey.Reveal(), rid); err != nil {
+		if c.keys.Previous, err = msgcrypt.New(cfg.Token.Reveal(), cfg.PreviousEncodingAESKey.Reveal(), rid); err != nil {
 			return nil, fmt.Errorf("CallbackConfig.PreviousEncodingAESKey: %w", err)
 		}
 	}
 	if c.maxBytes == 0 {
 		c.maxBytes = DefaultMaxMessageBytes
 	}
-	if c.window == 0 {
-		c.window = DefaultTimestampWindow
+	if c.keys.Window == 0 {
+		c.keys.Window = DefaultTimestampWindow
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
+	c.keys.Now = c.now
 	return c, nil
 }
 
@@ -197,8 +183,8 @@ type Message struct {
 	// <AgentID> of the encrypted envelope is not signed and is ignored.
 	AgentID int64
 
-	now func() time.Time // the Callback's clock
-	key *cbKey           // the key that decrypted the callback
+	now func() time.Time  // the Callback's clock
+	key *msgcrypt.Crypter // the key that decrypted the callback
 }
 
 // cbHeader is the part of a decrypted callback that Message keeps.
@@ -242,13 +228,11 @@ func (c *Callback) VerifyURL(query url.Values) (echo string, err error) {
 // CallbackConfig.MaxMessageBytes is refused before it is read, by its
 // Content-Length, or as soon as the limit is passed.
 func (c *Callback) ParseMessage(r *http.Request) (*Message, error) {
-	if r.ContentLength > c.maxBytes {
-		return nil, cbWrap(fmt.Errorf("%w: Content-Length %d, limit %d", msgcrypt.ErrTooLarge, r.ContentLength, c.maxBytes), "wecom: receive message")
+	body, err := msgcrypt.RequestBody(r, c.maxBytes)
+	if err != nil {
+		return nil, cbWrap(err, "wecom: receive message")
 	}
-	if r.Body == nil {
-		return c.ReadMessage(r.URL.Query(), http.NoBody)
-	}
-	return c.ReadMessage(r.URL.Query(), r.Body)
+	return c.ReadMessage(r.URL.Query(), body)
 }
 
 // ReadMessage reads a callback from body (at most
@@ -276,7 +260,7 @@ func (c *Callback) ReadMessage(query url.Values, body io.Reader) (*Message, erro
 }
 
 func (c *Callback) readMessage(query url.Values, body io.Reader) (*Message, error) {
-	raw, err := cbReadLimited(body, c.maxBytes)
+	raw, err := msgcrypt.ReadLimited(body, c.maxBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -301,31 +285,9 @@ func (c *Callback) readMessage(query url.Values, body io.Reader) (*Message, erro
 
 // open checks the msg_signature and timestamp of query over enc, then
 // decrypts enc with the current key or, failing that as another key's
-// ciphertext does, the previous one.
-func (c *Callback) open(query url.Values, enc string) (plain []byte, used *cbKey, previous bool, err error) {
-	ts, nonce := query.Get("timestamp"), query.Get("nonce")
-	if !msgcrypt.VerifyMsgSignature(c.token.Reveal(), ts, nonce, enc, query.Get("msg_signature")) {
-		return nil, nil, false, fmt.Errorf("%w (msg_signature)", msgcrypt.ErrSignature)
-	}
-	if err := msgcrypt.CheckTimestamp(ts, c.now(), c.window); err != nil {
-		return nil, nil, false, err
-	}
-	plain, err = c.cur.decrypt(enc)
-	if err == nil {
-		return plain, c.cur, false, nil
-	}
-	if c.prev != nil && cbWrongKey(err) {
-		if p, perr := c.prev.decrypt(enc); perr == nil {
-			return p, c.prev, true, nil
-		}
-	}
-	return nil, nil, false, err
-}
-
-// cbWrongKey reports whether a decryption error is what a ciphertext made
-// with another key gives, so that the previous key is worth a try.
-func cbWrongKey(err error) bool {
-	return errors.Is(err, msgcrypt.ErrPadding) || errors.Is(err, msgcrypt.ErrLength) || errors.Is(err, msgcrypt.ErrAppID)
+// ciphertext does, the previous one: msgcrypt.Keyring.Open.
+func (c *Callback) open(query url.Values, enc string) (plain []byte, used *msgcrypt.Crypter, previous bool, err error) {
+	return c.keys.Open(query.Get("msg_signature"), query.Get("timestamp"), query.Get("nonce"), enc)
 }
 
 // Reply returns the body that answers m with a passive reply (被动回复):
@@ -341,7 +303,7 @@ func (m *Message) Reply(plaintextXML []byte) ([]byte, error) {
 		return nil, errors.New("wechatconf: wecom: Reply: the Message did not come from ParseMessage or ReadMessage")
 	}
 	ts := strconv.FormatInt(m.now().Unix(), 10)
-	out, err := m.key.encrypt(plaintextXML, ts, cbNonce())
+	out, err := m.key.EncryptMessage(plaintextXML, ts, msgcrypt.NewNonce())
 	if err != nil {
 		return nil, cbWrap(err, "wecom: reply")
 	}
@@ -368,23 +330,3 @@ func (e *CallbackError) Error() string {
 func (e *CallbackError) Unwrap() error { return e.Err }
 
 func cbWrap(err error, op string) error { return &CallbackError{Op: op, Err: err} }
-
-// cbReadLimited reads r to its end, failing with msgcrypt.ErrTooLarge as
-// soon as it has read more than limit bytes.
-func cbReadLimited(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the body: %w", err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: body over %d bytes", msgcrypt.ErrTooLarge, limit)
-	}
-	return b, nil
-}
-
-// cbNonce returns a random nonce of ten digits, like WeCom's.
-func cbNonce() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return fmt.Sprintf("%010d", binary.BigEndian.Uint64(b[:])%1e10)
-}
