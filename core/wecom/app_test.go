@@ -341,3 +341,31 @@ func TestTransport(t *testing.T) {
 		t.Errorf("%d gettoken calls, want 2", n)
 	}
 }
+
+// gettoken hands the current token back until it expires, so the App
+// serves it to its end with no refresh ahead, and fetches once then.
+func TestTokenServedToItsEnd(t *testing.T) {
+	s := newWeCom(t)
+	a := newApp(t, s, nil, agent1, secret1, nil)
+	ctx := t.Context()
+	first, err := a.AccessToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []time.Duration{time.Hour, 58 * time.Minute, 119 * time.Second} {
+		s.Advance(step)
+		if tok, err := a.AccessToken(ctx); err != nil || tok.Value != first.Value {
+			t.Fatalf("before expiry: %v (same token %v)", err, tok.Value == first.Value)
+		}
+	}
+	if n := s.Calls(wxtest.PathWeComToken); n != 1 {
+		t.Fatalf("%d gettoken calls before expiry, want 1: no refresh ahead", n)
+	}
+	s.Advance(time.Second)
+	if tok, err := a.AccessToken(ctx); err != nil || tok.Value == first.Value || !s.TokenValid(tok.Value) {
+		t.Fatalf("at expiry: %v (new valid token %v)", err, tok.Value != first.Value)
+	}
+	if n := s.Calls(wxtest.PathWeComToken); n != 2 {
+		t.Errorf("%d gettoken calls over one lifetime, want 2", n)
+	}
+}
