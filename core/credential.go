@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,8 @@ type Credential struct {
 	name, key string
 	store     TokenStore
 	fetch     func(context.Context, FetchRequest) (Token, error)
+	prepare   func(context.Context) (any, error)
+	commit    func(context.Context, any) error
 	forcible  bool
 	needs     *Credential
 	rejects   func(error) bool
@@ -99,6 +102,21 @@ type CredentialConfig struct {
 	// rejects, Needs is refreshed (compare-and-refresh) and Fetch is tried
 	// once more.
 	Needs *Credential
+	// Prepare, if set, runs before the store lock is taken, with no lock
+	// held, whenever a fetch may be needed: it reads from the store what
+	// Fetch needs besides Needs (a component_verify_ticket, an
+	// authorizer_refresh_token), so that no store call is made while the
+	// lock is held (one pooled connection per lock holder, never two). Fetch
+	// gets its result in FetchRequest.Prepared. Its error fails the refresh
+	// without a fetch.
+	Prepare func(ctx context.Context) (any, error)
+	// Commit, if set, runs after a token that Fetch returned has been
+	// written to the store (the fenced write), with no lock held, with the
+	// FetchRequest.Prepared value of that fetch: it moves durable state the
+	// fetch brought forward (a rotated authorizer_refresh_token), by a
+	// compare-and-set of its own. Its error is logged (EventStoreError, op
+	// "commit"); the token is served all the same.
+	Commit func(ctx context.Context, prepared any) error
 	// Rejects reports whether an error of a call made with this
 	// credential's token says WeChat rejected the token. nil means
 	// IsInvalidCredential, which follows the Codes of the *APIError.
@@ -125,6 +143,9 @@ type FetchRequest struct {
 	// Needed is a valid token of CredentialConfig.Needs, or the zero Token
 	// if there is none.
 	Needed Token
+	// Prepared is what CredentialConfig.Prepare returned, nil without one.
+	// Fetch may record in it what Commit must write (it is the same value).
+	Prepared any
 }
 
 // Policy is a credential's timing and limits: the Config fields of the
@@ -154,6 +175,12 @@ type Policy struct {
 	//     fetched once then; a caller that uses it in its last instant gets
 	//     a rejection, which Do and the Transport replace once per fleet.
 	Handover time.Duration
+	// RefreshJitter spreads refreshes ahead: each token's starts up to this
+	// much earlier than RefreshAhead (at most half its remaining life),
+	// chosen at random when it is adopted, so that many credentials fetched
+	// together (thousands of Open Platform authorizers) do not all come due
+	// in the same second. Default 0.
+	RefreshJitter time.Duration
 	// RejectedRefreshInterval: least time between two rejection-triggered
 	// fetches. Default DefaultRejectedRefreshInterval; negative disables.
 	RejectedRefreshInterval time.Duration
@@ -220,7 +247,7 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		cfg.Rejects = IsInvalidCredential
 	}
 	cr := &Credential{
-		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, forcible: cfg.Forcible,
+		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, commit: cfg.Commit, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
 		initial: cfg.Initial,
 	}
@@ -487,6 +514,9 @@ func (cr *Credential) adopt(tok Token, toExpiry bool) {
 	if toExpiry {
 		ahead, margin = 0, 0
 	}
+	if j := min(int64(cr.policy.RefreshJitter), (left-int64(ahead))/2); j > 0 && ahead > 0 {
+		ahead += time.Duration(rand.Int64N(j + 1))
+	}
 	cr.cur.Store(&held{
 		Token:     tok,
 		refreshAt: at + left - int64(ahead),
@@ -527,18 +557,27 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 	if stored.Value != "" {
 		stale = stored.Value // the value the store holds is the one to replace
 	}
-	var needed Token
+	var in FetchRequest
 	for retried := false; ; retried = true {
 		if cr.needs != nil {
-			if needed, err = cr.needs.get(ctx); err != nil {
+			if in.Needed, err = cr.needs.get(ctx); err != nil {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
 		}
-		var tok Token
-		tok, err = cr.refreshStore(ctx, f, stale, needed)
+		if cr.prepare != nil {
+			if in.Prepared, err = cr.prepare(ctx); err != nil {
+				return Token{}, wrapErr(err, "refresh %s", cr.name)
+			}
+		}
+		tok, fetched, err := cr.refreshStore(ctx, f, stale, in)
 		if err == nil || retried || cr.needs == nil || !cr.needs.rejects(err) {
 			if err != nil {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
+			}
+			if fetched && cr.commit != nil {
+				if cerr := cr.commit(ctx, in.Prepared); cerr != nil {
+					cr.storeError("commit", cerr)
+				}
 			}
 			return tok, nil
 		}
@@ -546,7 +585,7 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 		if e := asAPIError(err); e != nil {
 			path = e.Path
 		}
-		if _, rerr := cr.needs.rejected(ctx, path, needed.Value, err); rerr != nil {
+		if _, rerr := cr.needs.rejected(ctx, path, in.Needed.Value, err); rerr != nil {
 			return Token{}, wrapErr(rerr, "refresh %s: refreshing the %s it was rejected with", cr.name, cr.needs.name)
 		}
 	}
@@ -563,11 +602,14 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 //   - a lock lost to another holder is not the caller's problem: the store
 //     is read again (waiting out the new holder's lock) and its newer token
 //     returned; only when there is none is the error returned.
-func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string, needed Token) (Token, error) {
+//
+// fetched reports that the token returned is one this call's fetch brought
+// and wrote.
+func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string, in FetchRequest) (tok Token, fetched bool, err error) {
 	replaced := stale // the value the Refresh call replaces
 	for attempt := 1; ; attempt++ {
 		var called bool // the fetch ran: its outcome is logged by the fetch
-		tok, err := cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, needed, &called))
+		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, in, &called))
 		if errors.Is(err, ErrLockLost) {
 			lost := err
 			cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
@@ -577,21 +619,21 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string,
 		switch {
 		case err != nil && !called:
 			cr.storeError("refresh", err)
-			return Token{}, err
+			return Token{}, false, err
 		case err != nil:
-			return Token{}, err
+			return Token{}, false, err
 		case !called:
 			cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt))
 		}
 		now := cr.clock()
 		switch {
 		case cr.usable(tok, now):
-			return tok, nil
+			return tok, called, nil
 		case called && tok.Value == replaced && now.Before(tok.ExpiresAt):
 			f.toExpiry = true
-			return tok, nil
+			return tok, true, nil
 		case attempt == refreshAttempts:
-			return Token{}, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
+			return Token{}, false, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
 		}
 		replaced = tok.Value
 	}
@@ -607,7 +649,7 @@ const refreshAttempts = 3
 // still holds the stale value, a fleet escalates once per rejected token.
 // stored is the value the store holds (the Refresh call's stale); *called
 // is set when the FetchFunc runs.
-func (cr *Credential) fetcher(f *flight, stored string, needed Token, called *bool) FetchFunc {
+func (cr *Credential) fetcher(f *flight, stored string, in FetchRequest, called *bool) FetchFunc {
 	p := &cr.policy
 	return func(ctx context.Context) (Token, error) {
 		*called = true
@@ -622,13 +664,13 @@ func (cr *Credential) fetcher(f *flight, stored string, needed Token, called *bo
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "requested"))
 		}
-		tok, err := cr.call(ctx, f.why, needed, force, now)
+		tok, err := cr.call(ctx, f.why, in, force, now)
 		if err == nil && !force && f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale && cr.forcible {
 			if err := cr.lim.takeForce(p, cr.name, now); err != nil {
 				return Token{}, cr.limited(err)
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "rejected token handed back"))
-			tok, err = cr.call(ctx, f.why, needed, true, now)
+			tok, err = cr.call(ctx, f.why, in, true, now)
 		}
 		if err == nil && tok.Value != stored {
 			// A newly issued token: its time to expiry is its lifetime
@@ -643,9 +685,10 @@ func (cr *Credential) fetcher(f *flight, stored string, needed Token, called *bo
 // call makes one fetch, records its outcome for the limits and logs it
 // (EventFetched or EventFetchFailed). A fetch that returns an empty value
 // without an error is refused: an empty credential is never stored.
-func (cr *Credential) call(ctx context.Context, why reason, needed Token, force bool, now time.Time) (Token, error) {
+func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, force bool, now time.Time) (Token, error) {
 	start := time.Now()
-	tok, err := cr.fetch(ctx, FetchRequest{Force: force, Needed: needed})
+	in.Force = force
+	tok, err := cr.fetch(ctx, in)
 	if err == nil && tok.Value == "" {
 		err = fmt.Errorf("%w: the fetch returned no value", ErrEmptyToken)
 	}
