@@ -81,7 +81,10 @@ func TestPrepareAndCommit(t *testing.T) {
 	}
 	// A second instance adopts the stored token: no fetch, no commit.
 	again, _ := core.NewCredential(core.CredentialConfig{Name: "authorizer_access_token", Key: "token", Store: store,
-		Fetch:  func(context.Context, core.FetchRequest) (core.Token, error) { t.Error("fetched"); return core.Token{}, nil },
+		Fetch: func(context.Context, core.FetchRequest) (core.Token, error) {
+			t.Error("fetched")
+			return core.Token{}, nil
+		},
 		Commit: func(context.Context, any) error { t.Error("committed without a fetch"); return nil }})
 	if _, err := again.Get(ctx); err != nil {
 		t.Fatal(err)
