@@ -2,9 +2,12 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
@@ -37,14 +40,32 @@ type Conf struct {
 	// EncodingAESKey and PreviousEncodingAESKey; nil when not configured.
 	crypt, prevCrypt *msgcrypt.Crypter
 
-	access, jsapi, card *Credential
-	raw                 *API // token and ticket calls: no credential added
-	api                 *API // raw with the access_token
+	access      *Credential
+	jsapi, card lazyCredential
+	raw         *API // token and ticket calls: no credential added
+	api         *API // raw with the access_token
 }
 
 // New validates cfg the way the seed's WechatConf does and returns a Conf.
 // It does no I/O: initial values are written to the store on first use.
-func New(cfg Config) (*Conf, error) {
+func New(cfg Config) (*Conf, error) { return newConf(cfg, nil) }
+
+// NewWithAccessToken returns a Conf whose access_token is kept by access
+// instead of fetched with Config.AppSecret: an Open Platform authorizer's
+// (package openplatform), or a kind of your own. Everything else — the
+// tickets (fetched with access's token, kept under
+// "<KeyPrefix>/<AppID>/jsapi_ticket" …), Do, Transport, JSSDKConfig,
+// messages — is as with New; Config.AppSecret, TokenAPI, AccessToken and
+// the access_token's timing fields are unused. A rejection Do sees is
+// handed to access's compare-and-refresh.
+func NewWithAccessToken(cfg Config, access *Credential) (*Conf, error) {
+	if access == nil {
+		return nil, errors.New("wechatconf: NewWithAccessToken: the access_token Credential is nil")
+	}
+	return newConf(cfg, access)
+}
+
+func newConf(cfg Config, access *Credential) (*Conf, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -67,26 +88,66 @@ func New(cfg Config) (*Conf, error) {
 	}); err != nil {
 		return nil, err
 	}
-	base := cfg.KeyPrefix + "/" + cfg.AppID + "/"
-	kind := func(name string, fetch func(context.Context, FetchRequest) (Token, error), forcible bool, initial Token, needs *Credential) *Credential {
-		p := cfg.policy()
-		if !forcible {
-			p.Handover = 0
-		}
-		cr, err := NewCredential(CredentialConfig{
-			Name: name, Key: base + name, Store: cfg.Store, Fetch: fetch, Forcible: forcible, Needs: needs,
-			Initial: initial, Policy: p, Logger: cfg.Logger, Now: cfg.Now,
-		})
-		if err != nil {
-			panic(err) // cfg.validate checked the policy
-		}
-		return cr
+	c.access = access
+	if c.access == nil {
+		c.access = c.newKind("access_token", c.fetchAccessToken, cfg.TokenAPI == StableToken, cfg.AccessToken)
 	}
-	c.access = kind("access_token", c.fetchAccessToken, cfg.TokenAPI == StableToken, cfg.AccessToken, nil)
-	c.jsapi = kind("jsapi_ticket", c.ticketFetcher("jsapi"), false, cfg.JSAPITicket, c.access)
-	c.card = kind("wx_card_ticket", c.ticketFetcher("wx_card"), false, cfg.CardTicket, c.access)
 	c.api = c.raw.WithCredential(c.access, "access_token")
 	return c, nil
+}
+
+// newKind returns one of c's credentials, keyed "<KeyPrefix>/<AppID>/name".
+func (c *Conf) newKind(name string, fetch func(context.Context, FetchRequest) (Token, error), forcible bool, initial Token) *Credential {
+	p := c.cfg.policy()
+	var needs *Credential
+	if !forcible {
+		p.Handover = 0
+	}
+	if name != "access_token" {
+		needs = c.access
+	}
+	cr, err := NewCredential(CredentialConfig{
+		Name: name, Key: c.cfg.KeyPrefix + "/" + c.cfg.AppID + "/" + name, Store: c.cfg.Store, Fetch: fetch,
+		Forcible: forcible, Needs: needs, Initial: initial, Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now,
+	})
+	if err != nil {
+		panic(err) // cfg.validate checked the policy
+	}
+	return cr
+}
+
+// lazyCredential is a ticket credential made on first use, so that a Conf
+// that never signs a page (a Mini Program, most Open Platform
+// authorizers) holds none.
+type lazyCredential struct {
+	cr atomic.Pointer[Credential]
+	mu sync.Mutex
+}
+
+func (l *lazyCredential) get(build func() *Credential) *Credential {
+	if cr := l.cr.Load(); cr != nil {
+		return cr
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cr := l.cr.Load(); cr != nil {
+		return cr
+	}
+	cr := build()
+	l.cr.Store(cr)
+	return cr
+}
+
+func (c *Conf) jsapiTicket() *Credential {
+	return c.jsapi.get(func() *Credential {
+		return c.newKind("jsapi_ticket", c.ticketFetcher("jsapi"), false, c.cfg.JSAPITicket)
+	})
+}
+
+func (c *Conf) cardTicket() *Credential {
+	return c.card.get(func() *Credential {
+		return c.newKind("wx_card_ticket", c.ticketFetcher("wx_card"), false, c.cfg.CardTicket)
+	})
 }
 
 // fetchAccessToken makes one access_token call: classic /cgi-bin/token or
@@ -160,10 +221,10 @@ func (c *Conf) AccessToken(ctx context.Context) (Token, error) { return c.access
 
 // JSAPITicket returns a valid jsapi_ticket (for JS-SDK signatures) and its
 // expiry (the seed's get_jsapi_ticket()).
-func (c *Conf) JSAPITicket(ctx context.Context) (Token, error) { return c.jsapi.get(ctx) }
+func (c *Conf) JSAPITicket(ctx context.Context) (Token, error) { return c.jsapiTicket().get(ctx) }
 
 // CardTicket returns a valid wx_card api_ticket and its expiry.
-func (c *Conf) CardTicket(ctx context.Context) (Token, error) { return c.card.get(ctx) }
+func (c *Conf) CardTicket(ctx context.Context) (Token, error) { return c.cardTicket().get(ctx) }
 
 // RefreshAccessToken replaces an access_token that WeChat rejected
 // (40001, 40014, 42001), but only if the store still holds rejected: if
