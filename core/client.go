@@ -338,6 +338,14 @@ func codeOf(err error) string {
 // field or without a positive expires_in is a *ReplyError, never an empty
 // or eternal token; body is as for Do.
 func (a *API) Issue(ctx context.Context, method, path string, query url.Values, body any, field string) (Token, error) {
+	return a.IssueReply(ctx, method, path, query, body, field, nil)
+}
+
+// IssueReply is Issue that also decodes the whole reply into out (unless
+// out is nil): the other fields a credential call returns, such as the
+// authorizer_refresh_token beside an authorizer_access_token. A reply out
+// cannot hold is a *ReplyError.
+func (a *API) IssueReply(ctx context.Context, method, path string, query url.Values, body any, field string, out any) (Token, error) {
 	req, err := newRequest(method, path, query, body)
 	if err != nil {
 		return Token{}, err
@@ -348,9 +356,16 @@ func (a *API) Issue(ctx context.Context, method, path string, query url.Values, 
 	if err := a.call(ctx, req, &r); err != nil {
 		return Token{}, err
 	}
-	tok, err := r.token(path, field, start, a.secretsOf(req))
+	secrets := a.secretsOf(req)
+	tok, err := r.token(path, field, start, secrets)
+	if err == nil && out != nil {
+		if uerr := json.Unmarshal(r.raw, out); uerr != nil {
+			err = &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: "unexpected JSON: " + uerr.Error(), Body: redactBody(r.raw, secrets...)}
+		}
+	}
 	if e, ok := err.(*ReplyError); ok {
 		e.Platform = a.platform()
+		return Token{}, e
 	}
 	return tok, err
 }

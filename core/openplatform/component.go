@@ -1,0 +1,332 @@
+package openplatform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/msgcrypt"
+)
+
+// Paths of the Open Platform calls a Component makes (第三方平台 › 授权相关接口).
+const (
+	// PathComponentToken issues the component_access_token: POST
+	// {component_appid, component_appsecret, component_verify_ticket}.
+	PathComponentToken = "/cgi-bin/component/api_component_token"
+	// PathQueryAuth exchanges an authorization code: POST
+	// ?component_access_token=CT {component_appid, authorization_code} →
+	// {"authorization_info":{authorizer_appid, authorizer_access_token,
+	// expires_in, authorizer_refresh_token, func_info}}.
+	PathQueryAuth = "/cgi-bin/component/api_query_auth"
+	// PathAuthorizerToken refreshes an authorizer's token: POST
+	// ?component_access_token=CT {component_appid, authorizer_appid,
+	// authorizer_refresh_token} → {authorizer_access_token, expires_in,
+	// authorizer_refresh_token}.
+	PathAuthorizerToken = "/cgi-bin/component/api_authorizer_token"
+)
+
+// VerifyTicketLifetime is how long a component_verify_ticket is trusted
+// after the CreateTime of the push that brought it: WeChat pushes a ticket
+// every 10 minutes and documents it as valid for 12 hours.
+const VerifyTicketLifetime = 12 * time.Hour
+
+// DefaultMaxAuthorizers is the default Config.MaxAuthorizers.
+const DefaultMaxAuthorizers = 10000
+
+// Codes is the errcode table of the Open Platform's component API on
+// api.weixin.qq.com: the Official Account's, plus 61004 (the server's IP is
+// not in the component's whitelist) as a configuration error. The codes of
+// the chain's own failures are not in it: 61005/61006 (verify ticket
+// expired or invalid) become ErrNoVerifyTicket, 61023/61003 (refresh token
+// invalid, authorization withdrawn) a *ReauthorizeError.
+var Codes = &core.Codes{
+	Platform:          "wechat",
+	InvalidCredential: core.OfficialAccountCodes.InvalidCredential,
+	Config:            append(core.CodeSet{61004}, core.OfficialAccountCodes.Config...),
+	Quota:             core.OfficialAccountCodes.Quota,
+	Temporary:         core.OfficialAccountCodes.Temporary,
+	Hint: func(code int, msg string) string {
+		switch code {
+		case 61004:
+			return "this server's IP is not in the component's IP whitelist (第三方平台 › 开发资料 › 白名单IP)"
+		case 61005, 61006:
+			return "the component_verify_ticket is expired or invalid: it comes from WeChat's push to the authorization event URL"
+		case 61023:
+			return "the authorizer_refresh_token is invalid: the merchant must authorize again"
+		}
+		return core.OfficialAccountCodes.Hint(code, msg)
+	},
+}
+
+// ErrNoVerifyTicket is returned (wrapped) when the component_access_token
+// cannot be fetched for want of a valid component_verify_ticket: none has
+// been pushed yet (WeChat pushes one about every 10 minutes to the
+// authorization event URL, 授权事件接收URL: pass each push to
+// Component.HandleEvent), the last one is older than VerifyTicketLifetime,
+// or WeChat refused it (61005, 61006).
+var ErrNoVerifyTicket = errors.New("no valid component_verify_ticket: WeChat pushes one about every 10 minutes to the authorization event URL; pass each push to Component.HandleEvent")
+
+// ReauthorizeError says an authorizer's chain is broken and only the
+// merchant can mend it by authorizing again: its authorizer_refresh_token
+// is missing from the store, was withdrawn (the unauthorized event), or
+// WeChat refused it (61023; 61003 after the merchant withdrew). Reach it
+// with errors.As.
+type ReauthorizeError struct {
+	AuthorizerAppID string // the merchant account's AppID
+	Reason          string // what happened, without any credential
+	Err             error  // WeChat's error, if it refused the token
+}
+
+func (e *ReauthorizeError) Error() string {
+	s := "authorizer " + e.AuthorizerAppID + ": " + e.Reason + ": the merchant must authorize the component again"
+	if e.Err != nil {
+		s += ": " + strings.TrimPrefix(e.Err.Error(), "wechatconf: ")
+	}
+	return s
+}
+
+// Unwrap returns WeChat's error, if any.
+func (e *ReauthorizeError) Unwrap() error { return e.Err }
+
+// Config is what New needs for one third-party platform (第三方平台): its
+// component_appid and component_appsecret, and the Token and
+// EncodingAESKey of its authorization event URL.
+type Config struct {
+	// AppID is the component_appid. Required.
+	AppID string
+	// AppSecret is the component_appsecret: core.NewSecret(os.Getenv(…)).
+	// Required to fetch the component_access_token.
+	AppSecret core.Secret
+	// Token and EncodingAESKey verify and decrypt the pushes to the
+	// authorization event URL (and the authorizers' messages to the message
+	// URL): the component's 消息校验Token and 消息加解密Key. Required for
+	// HandleEvent and ReadMessage. PreviousEncodingAESKey, during a key
+	// change, as core.Config's.
+	Token, EncodingAESKey, PreviousEncodingAESKey core.Secret
+
+	// Store keeps the chain — the verify ticket, the component token, each
+	// authorizer's token and refresh token — and serialises refreshes
+	// across the fleet; nil means a new core.MemoryStore (one process,
+	// which loses the refresh tokens when it stops: use a shared store).
+	Store core.TokenStore
+	// KeyPrefix starts every store key (see Keys in the package doc).
+	// Default "wechatconf".
+	KeyPrefix string
+	// BaseURL, HTTPClient, Logger, MaxRetries, RetryBackoff and Now are as
+	// core.Config's.
+	BaseURL      string
+	HTTPClient   *http.Client
+	Logger       *slog.Logger
+	MaxRetries   int
+	RetryBackoff time.Duration
+	Now          func() time.Time
+	// Policy is the timing and limits of the component_access_token and
+	// of every authorizer's tokens. Zero fields take core's defaults, but
+	// RefreshJitter defaults to 10 minutes: thousands of authorizer tokens
+	// fetched together come due spread over that window.
+	Policy core.Policy
+	// MaxAuthorizers bounds how many authorizer handles (their in-memory
+	// copies) a Component keeps; beyond it the least recently used are
+	// dropped (and rebuilt from the store when asked for again). Durable
+	// state is never dropped. Default DefaultMaxAuthorizers.
+	MaxAuthorizers int
+}
+
+// String describes c without its secrets.
+func (c Config) String() string {
+	return fmt.Sprintf("openplatform.Config{AppID: %q, AppSecret: %v, Token: %v, EncodingAESKey: %v, KeyPrefix: %q, BaseURL: %q}",
+		c.AppID, c.AppSecret, c.Token, c.EncodingAESKey, c.KeyPrefix, c.BaseURL)
+}
+
+// GoString is String.
+func (c Config) GoString() string { return c.String() }
+
+// Component keeps a third-party platform's credential chain valid across a
+// fleet: the component_verify_ticket WeChat pushes, the component_access_
+// token fetched with it, and for each authorizer (merchant account) its
+// authorizer_access_token, fetched with its authorizer_refresh_token.
+// Every token is a core.Credential on the Component's store. A Component
+// is safe for concurrent use and holds no goroutine or timer per
+// authorizer; build it with New.
+type Component struct {
+	cfg     Config
+	prefix  string // "<KeyPrefix>/open/<AppID>/"
+	raw     *core.API
+	api     *core.API // raw with the component_access_token
+	token   *core.Credential
+	keyring msgcrypt.Keyring
+	msgs    *core.Conf // reads the authorizers' messages: the component's keys and AppID
+
+	handles   sync.Map // authorizer AppID → *Authorizer
+	count     atomic.Int64
+	evictMu   sync.Mutex
+	evictions atomic.Int64
+}
+
+// New checks cfg and returns its Component. It does no I/O.
+func New(cfg Config) (*Component, error) {
+	if cfg.AppID == "" {
+		return nil, errors.New("wechatconf: openplatform: Config.AppID (the component_appid) is required")
+	}
+	if cfg.Store == nil {
+		cfg.Store = core.NewMemoryStore()
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = "wechatconf"
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = core.DefaultBaseURL
+	}
+	if cfg.MaxAuthorizers <= 0 {
+		cfg.MaxAuthorizers = DefaultMaxAuthorizers
+	}
+	if cfg.Policy.RefreshJitter == 0 {
+		cfg.Policy.RefreshJitter = 10 * time.Minute
+	}
+	c := &Component{cfg: cfg, prefix: cfg.KeyPrefix + "/open/" + cfg.AppID + "/"}
+	var err error
+	if c.raw, err = core.NewAPI(core.APIConfig{
+		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, Secrets: []core.Secret{cfg.AppSecret},
+		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
+	}); err != nil {
+		return nil, err
+	}
+	if c.token, err = core.NewCredential(core.CredentialConfig{
+		Name: "component_access_token", Key: c.prefix + "component_access_token", Store: cfg.Store,
+		Prepare: c.readVerifyTicket, Fetch: c.fetchComponentToken,
+		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now,
+	}); err != nil {
+		return nil, err
+	}
+	c.api = c.raw.WithCredential(c.token, "component_access_token")
+	if !cfg.EncodingAESKey.IsZero() {
+		if c.msgs, err = core.New(core.Config{
+			AppID: cfg.AppID, Token: cfg.Token, EncodingAESKey: cfg.EncodingAESKey, PreviousEncodingAESKey: cfg.PreviousEncodingAESKey,
+			Store: cfg.Store, KeyPrefix: cfg.KeyPrefix + "/open", BaseURL: cfg.BaseURL, Now: cfg.Now, Logger: cfg.Logger,
+		}); err != nil {
+			return nil, err
+		}
+		cur, err := msgcrypt.New(cfg.Token.Reveal(), cfg.EncodingAESKey.Reveal(), cfg.AppID)
+		if err != nil {
+			return nil, err
+		}
+		c.keyring = msgcrypt.Keyring{Current: cur, Now: cfg.Now}
+		if !cfg.PreviousEncodingAESKey.IsZero() {
+			if c.keyring.Previous, err = msgcrypt.New(cfg.Token.Reveal(), cfg.PreviousEncodingAESKey.Reveal(), cfg.AppID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c, nil
+}
+
+// AppID returns the component_appid.
+func (c *Component) AppID() string { return c.cfg.AppID }
+
+// String describes c without its secrets.
+func (c *Component) String() string {
+	return "openplatform.Component" + c.cfg.String()[len("openplatform.Config"):]
+}
+
+// GoString is String.
+func (c *Component) GoString() string { return c.String() }
+
+func (c *Component) now() time.Time {
+	if c.cfg.Now != nil {
+		return c.cfg.Now()
+	}
+	return time.Now()
+}
+
+// ComponentAccessToken returns a valid component_access_token, from
+// memory, the store, or WeChat (PathComponentToken, with the stored
+// component_verify_ticket). One fetch per refresh across the fleet; a
+// missing or expired ticket is ErrNoVerifyTicket.
+func (c *Component) ComponentAccessToken(ctx context.Context) (core.Token, error) {
+	return c.token.Get(ctx)
+}
+
+// Do calls the component API at path (e.g. "/cgi-bin/component/api_get_authorizer_info")
+// with the component_access_token added to query, as core.API.Do does:
+// a rejected token is replaced by a compare-and-refresh and the call
+// retried once.
+func (c *Component) Do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	return c.api.Do(ctx, method, path, query, body, out)
+}
+
+// readVerifyTicket is the component token's Prepare: the stored ticket,
+// read before the lock.
+func (c *Component) readVerifyTicket(ctx context.Context) (any, error) {
+	t, err := c.cfg.Store.Get(ctx, c.verifyTicketKey())
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return nil, ErrNoVerifyTicket
+	case err != nil:
+		return nil, err
+	case !c.now().Before(t.ExpiresAt):
+		return nil, fmt.Errorf("%w (the last one came at %s)", ErrNoVerifyTicket, t.ExpiresAt.Add(-VerifyTicketLifetime).Format(time.RFC3339))
+	}
+	return t.Value, nil
+}
+
+// fetchComponentToken makes one api_component_token call.
+func (c *Component) fetchComponentToken(ctx context.Context, r core.FetchRequest) (core.Token, error) {
+	if c.cfg.AppSecret.IsZero() {
+		return core.Token{}, errors.New("openplatform.Config.AppSecret is required to fetch the component_access_token")
+	}
+	tok, err := c.raw.Issue(ctx, http.MethodPost, PathComponentToken, nil, map[string]string{
+		"component_appid": c.cfg.AppID, "component_appsecret": c.cfg.AppSecret.Reveal(), "component_verify_ticket": r.Prepared.(string),
+	}, "component_access_token")
+	if e := apiError(err); e != nil && (e.Code == 61005 || e.Code == 61006) {
+		return core.Token{}, fmt.Errorf("%w: %w", ErrNoVerifyTicket, err)
+	}
+	return tok, err
+}
+
+func apiError(err error) *core.APIError {
+	var e *core.APIError
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
+}
+
+// overwrite writes tok under key through the key's refresh lock, after
+// every refresh in flight: it replaces whatever the store holds (read
+// just before) by a compare-and-set, and tries again if another writer
+// came between. It is how a newer fact — a re-authorization, a withdrawal
+// — lands after a slow holder's older one, never before it.
+func overwrite(ctx context.Context, store core.TokenStore, key string, tok core.Token) error {
+	for range 16 {
+		cur, err := store.Get(ctx, key)
+		if err != nil && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrCorrupt) {
+			return err
+		}
+		got, err := store.Refresh(ctx, key, cur.Value, func(context.Context) (core.Token, error) { return tok, nil })
+		if err != nil {
+			return err
+		}
+		if got.Value == tok.Value {
+			return nil
+		}
+	}
+	return fmt.Errorf("writing %q: other writers kept coming between", key)
+}
+
+// compareAndSet writes next under key only if the store still holds
+// expected, through the key's lock; it reports whether it wrote.
+func compareAndSet(ctx context.Context, store core.TokenStore, key string, expected, next core.Token) (bool, error) {
+	got, err := store.Refresh(ctx, key, expected.Value, func(context.Context) (core.Token, error) { return next, nil })
+	if err != nil {
+		return false, err
+	}
+	return got.Value == next.Value, nil
+}

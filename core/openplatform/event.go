@@ -1,0 +1,239 @@
+package openplatform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/msgcrypt"
+)
+
+// The InfoType of the pushes to the authorization event URL (授权事件接收).
+const (
+	InfoVerifyTicket     = "component_verify_ticket" // every ~10 minutes: a new ticket
+	InfoAuthorized       = "authorized"              // a merchant authorized the component
+	InfoUpdateAuthorized = "updateauthorized"        // a merchant changed the permissions granted
+	InfoUnauthorized     = "unauthorized"            // a merchant withdrew the authorization
+)
+
+// Event is one push to the authorization event URL, decrypted and
+// applied. Credentials in it (the ticket, the authorization code) are
+// core.Secret values, which no rendering shows.
+type Event struct {
+	InfoType   string    // one of the Info* constants, or another WeChat adds
+	AppID      string    // the component_appid it is for
+	CreateTime time.Time // when WeChat made it
+	// VerifyTicket is the component_verify_ticket of an InfoVerifyTicket
+	// push.
+	VerifyTicket core.Secret
+	// AuthorizerAppID is the merchant account of an authorization event.
+	AuthorizerAppID string
+	// AuthorizationCode (authorized, updateauthorized) is exchanged by
+	// HandleEvent at once; AuthorizationCodeExpiredTime is when it expires.
+	AuthorizationCode            core.Secret
+	AuthorizationCodeExpiredTime time.Time
+	// Applied says what HandleEvent did: "stored", "older ticket ignored",
+	// "authorized", "unauthorized", or "" for an InfoType it does not know.
+	Applied string
+}
+
+// eventXML is the plaintext of a push.
+type eventXML struct {
+	AppID                        string `xml:"AppId"`
+	CreateTime                   int64  `xml:"CreateTime"`
+	InfoType                     string `xml:"InfoType"`
+	ComponentVerifyTicket        string `xml:"ComponentVerifyTicket"`
+	AuthorizerAppid              string `xml:"AuthorizerAppid"`
+	AuthorizationCode            string `xml:"AuthorizationCode"`
+	AuthorizationCodeExpiredTime int64  `xml:"AuthorizationCodeExpiredTime"`
+}
+
+// envelopeXML is the encrypted push: <xml><AppId/><Encrypt/></xml>.
+type envelopeXML struct {
+	AppID   string `xml:"AppId"`
+	Encrypt string `xml:"Encrypt"`
+}
+
+// ParseEvent is HandleEvent for an HTTP request to the authorization event
+// URL, with the request's context; its body is read up to 1 MiB. Answer
+// the request with "success" once it returns nil (WeChat pushes again
+// otherwise).
+func (c *Component) ParseEvent(r *http.Request) (*Event, error) {
+	body, err := msgcrypt.RequestBody(r, msgcrypt.DefaultMaxMessageBytes)
+	if err != nil {
+		return nil, wrap("authorization event", err)
+	}
+	return c.HandleEvent(r.Context(), r.URL.Query(), body)
+}
+
+// HandleEvent verifies and decrypts a push to the authorization event URL
+// (msg_signature over the component's Token, the component's
+// EncodingAESKey, the component_appid as receive id, the timestamp within
+// 5 minutes) and applies it:
+//
+//   - component_verify_ticket: stored, newest wins (SetVerifyTicket);
+//   - authorized, updateauthorized: the authorization code is exchanged
+//     (Authorize), so the authorizer's tokens and refresh token are stored
+//     at once, replacing any earlier authorization's;
+//   - unauthorized: the authorizer's refresh token is withdrawn
+//     (Unauthorize).
+//
+// Errors wrap the msgcrypt sentinels for a push that does not verify, and
+// the store's or WeChat's error for one that could not be applied (WeChat
+// pushes again when the URL does not answer "success").
+func (c *Component) HandleEvent(ctx context.Context, query url.Values, body io.Reader) (*Event, error) {
+	e, err := c.readEvent(query, body)
+	if err != nil {
+		return nil, wrap("authorization event", err)
+	}
+	switch e.InfoType {
+	case InfoVerifyTicket:
+		stored, err := c.SetVerifyTicket(ctx, e.VerifyTicket.Reveal(), e.CreateTime)
+		if err != nil {
+			return e, wrap("authorization event: storing the component_verify_ticket", err)
+		}
+		e.Applied = map[bool]string{true: "stored", false: "older ticket ignored"}[stored]
+	case InfoAuthorized, InfoUpdateAuthorized:
+		if _, err := c.Authorize(ctx, e.AuthorizationCode.Reveal()); err != nil {
+			return e, wrap("authorization event "+e.InfoType+" of "+e.AuthorizerAppID, err)
+		}
+		e.Applied = "authorized"
+	case InfoUnauthorized:
+		if err := c.Unauthorize(ctx, e.AuthorizerAppID); err != nil {
+			return e, wrap("authorization event unauthorized of "+e.AuthorizerAppID, err)
+		}
+		e.Applied = "unauthorized"
+	}
+	return e, nil
+}
+
+// readEvent verifies and decrypts a push.
+func (c *Component) readEvent(query url.Values, body io.Reader) (*Event, error) {
+	if c.keyring.Current == nil {
+		return nil, errors.New("openplatform.Config.Token and EncodingAESKey are required to receive authorization events")
+	}
+	raw, err := msgcrypt.ReadLimited(body, msgcrypt.DefaultMaxMessageBytes)
+	if err != nil {
+		return nil, err
+	}
+	var env envelopeXML
+	if err := msgcrypt.DecodeXML(raw, &env); err != nil {
+		return nil, err
+	}
+	if env.Encrypt == "" {
+		return nil, fmt.Errorf("%w: no <Encrypt> in the push", msgcrypt.ErrNoEncrypt)
+	}
+	k := c.keyring
+	k.Window = msgcrypt.DefaultTimestampWindow
+	plain, _, _, err := k.Open(query.Get("msg_signature"), query.Get("timestamp"), query.Get("nonce"), env.Encrypt)
+	if err != nil {
+		return nil, err
+	}
+	var x eventXML
+	if err := msgcrypt.DecodeXML(plain, &x); err != nil {
+		return nil, fmt.Errorf("decrypted push: %w", err)
+	}
+	e := &Event{
+		InfoType: x.InfoType, AppID: x.AppID, CreateTime: time.Unix(x.CreateTime, 0),
+		VerifyTicket: core.NewSecret(x.ComponentVerifyTicket), AuthorizerAppID: x.AuthorizerAppid,
+		AuthorizationCode: core.NewSecret(x.AuthorizationCode),
+	}
+	if x.AuthorizationCodeExpiredTime > 0 {
+		e.AuthorizationCodeExpiredTime = time.Unix(x.AuthorizationCodeExpiredTime, 0)
+	}
+	if e.AppID != "" && e.AppID != c.cfg.AppID {
+		return nil, fmt.Errorf("%w: the push is for component %q", msgcrypt.ErrAppID, e.AppID)
+	}
+	if e.InfoType == InfoVerifyTicket && e.VerifyTicket.IsZero() {
+		return nil, errors.New("a component_verify_ticket push without a ComponentVerifyTicket")
+	}
+	return e, nil
+}
+
+// SetVerifyTicket stores a component_verify_ticket that WeChat pushed at
+// createTime (the push's CreateTime), valid for VerifyTicketLifetime from
+// then: the newest wins. A ticket older than the stored one (a push
+// delayed or replayed, arriving after a newer one) is not stored, and
+// stored reports false. The write is a compare-and-set through the key's
+// lock, so concurrent pushes to several instances leave the newest.
+func (c *Component) SetVerifyTicket(ctx context.Context, ticket string, createTime time.Time) (stored bool, err error) {
+	if ticket == "" {
+		return false, errors.New("wechatconf: openplatform: SetVerifyTicket: the ticket is empty")
+	}
+	next := core.Token{Value: ticket, ExpiresAt: createTime.Add(VerifyTicketLifetime)}
+	key := c.verifyTicketKey()
+	for range 16 {
+		cur, err := c.cfg.Store.Get(ctx, key)
+		if err != nil && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrCorrupt) {
+			return false, err
+		}
+		switch {
+		case cur.Value == ticket:
+			return true, nil
+		case cur.Value != "" && !cur.ExpiresAt.Before(next.ExpiresAt):
+			return false, nil // the stored one is as new or newer
+		}
+		ok, err := compareAndSet(ctx, c.cfg.Store, key, cur, next)
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, errors.New("wechatconf: openplatform: SetVerifyTicket: other writers kept coming between")
+}
+
+// VerifyTicket returns the stored component_verify_ticket and its expiry
+// (the push's CreateTime + VerifyTicketLifetime); ErrNoVerifyTicket when
+// there is none or it has expired.
+func (c *Component) VerifyTicket(ctx context.Context) (core.Token, error) {
+	t, err := c.cfg.Store.Get(ctx, c.verifyTicketKey())
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return core.Token{}, wrap("VerifyTicket", ErrNoVerifyTicket)
+	case err != nil:
+		return core.Token{}, wrap("VerifyTicket", err)
+	case !c.now().Before(t.ExpiresAt):
+		return core.Token{}, wrap("VerifyTicket", ErrNoVerifyTicket)
+	}
+	return t, nil
+}
+
+func (c *Component) verifyTicketKey() string { return c.prefix + "component_verify_ticket" }
+
+// ReadMessage reads a message or event pushed to the component's message
+// URL ($APPID$ in it names the authorizer) for one of its authorizers: it
+// is encrypted with the component's Token and EncodingAESKey and names the
+// component_appid as receive id, so it is read here, not by the
+// authorizer's Conf; the Message and its Reply are core's.
+func (c *Component) ReadMessage(query url.Values, body io.Reader) (*core.Message, error) {
+	if c.msgs == nil {
+		return nil, wrap("ReadMessage", errors.New("openplatform.Config.Token and EncodingAESKey are required to receive messages"))
+	}
+	return c.msgs.ReadMessage(query, body)
+}
+
+// wrap returns "wechatconf: openplatform: <op>: <err>", one prefix per
+// chain.
+func wrap(op string, err error) error { return &opError{op: op, err: err} }
+
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string {
+	msg := e.err.Error()
+	for _, p := range []string{"wechatconf: openplatform: ", "wechatconf: "} {
+		if len(msg) >= len(p) && msg[:len(p)] == p {
+			msg = msg[len(p):]
+			break
+		}
+	}
+	return "wechatconf: openplatform: " + e.op + ": " + msg
+}
+
+func (e *opError) Unwrap() error { return e.err }
