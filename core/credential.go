@@ -559,13 +559,13 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 	}
 	var in FetchRequest
 	for retried := false; ; retried = true {
-		if cr.needs != nil {
-			if in.Needed, err = cr.needs.get(ctx); err != nil {
+		if cr.prepare != nil {
+			if in.Prepared, err = cr.prepare(ctx); err != nil {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
 		}
-		if cr.prepare != nil {
-			if in.Prepared, err = cr.prepare(ctx); err != nil {
+		if cr.needs != nil {
+			if in.Needed, err = cr.needs.get(ctx); err != nil {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
 		}
