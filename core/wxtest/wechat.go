@@ -428,7 +428,9 @@ func (s *Server) tokenStatusLocked(value string, now time.Time) int {
 // was issued by this server, has not expired, was not revoked and was not
 // superseded past its overlap. For a WeCom token it reports whether a WeCom
 // API call ([PathWeComAPI], [PathWeComSend], [PathWeComJSAPITicket],
-// [PathWeComAgentTicket]) would be accepted.
+// [PathWeComAgentTicket]) would be accepted. An Open Platform
+// authorizer_access_token is an Official Account token; a
+// component_access_token is not (see [Server.ComponentTokenValid]).
 func (s *Server) TokenValid(token string) bool {
 	if _, code := s.weComToken(token); code == 0 {
 		return true
@@ -452,6 +454,7 @@ func (s *Server) Reject(token string) {
 		t.rejected = true
 	}
 	s.weComRejectLocked(token)
+	s.componentRevokeLocked(token, true)
 }
 
 // TicketValid reports whether ticket was issued by this server, has not
@@ -468,7 +471,9 @@ func (s *Server) TicketValid(ticket string) bool {
 // the tickets obtained with it, as on WeChat. A revoked WeCom token answers
 // errcode 40014, and the next [PathWeComToken] call mints a new token: what
 // WeCom does when it "提前使access_token失效" (invalidates a token early).
-// Unknown values are ignored.
+// Open Platform authorizer tokens behave as classic tokens; a revoked or
+// rejected component_access_token answers 40001 from [PathQueryAuth] and
+// [PathAuthorizerToken]. Unknown values are ignored.
 func (s *Server) Revoke(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -476,6 +481,7 @@ func (s *Server) Revoke(token string) {
 		t.revoked = true
 	}
 	s.weComRevokeLocked(token)
+	s.componentRevokeLocked(token, false)
 	if t := s.tickets[token]; t != nil {
 		t.revoked = true
 	}

@@ -30,6 +30,18 @@
 // token at a time, which gettoken hands back until it expires (42001) or is
 // revoked (40014); a wrong corpid is 40013, a wrong secret 40001.
 //
+// It also answers the Open Platform (第三方平台) credential endpoints
+// ([PathComponentToken], [PathQueryAuth], [PathAuthorizerToken]) for the
+// platforms in [Options.Components]: the test plays WeChat's side of the
+// flow with [Server.VerifyTicket] or [Server.VerifyTicketPush] (the
+// component_verify_ticket pushed every 10 minutes), [Server.Authorize] (an
+// account confirming the authorization page) and [Server.Unauthorize], and
+// gets the encrypted event pushes from [Server.AuthorizedPush] and its
+// siblings. An authorizer_access_token works on the Official Account APIs
+// above exactly like an Official Account token; a component_access_token
+// does not (40001), and the component endpoints refuse any other token
+// (61014).
+//
 // Errors are HTTP 200 with a {"errcode":N,"errmsg":"..."} body, as from
 // WeChat, with realistic errmsg texts ending in " rid: ..." (WeCom's end in
 // ", hint: [...], from ip: ..., more info at ...", as WeCom's do).
@@ -184,6 +196,15 @@ type Options struct {
 	// Tokens live ExpiresIn; DailyQuota limits the tokens each application
 	// mints per simulated day (errcode 45009).
 	WeComApps []WeComApp
+
+	// Components declares the third-party platforms the Open Platform
+	// endpoints accept ([PathComponentToken] and the others; see
+	// [Component]). Empty accepts any non-empty component_appid, its
+	// secret being the first one it presents. Component and authorizer
+	// tokens live ExpiresIn, superseded ones keep working for Overlap, and
+	// DailyQuota limits the tokens each component, and each authorizer,
+	// mints per simulated day (errcode 45009).
+	Components []Component
 }
 
 // Server is a running simulation of the WeChat API, created by [New]. Its
@@ -200,22 +221,28 @@ type Server struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 
-	mu             sync.Mutex
-	clock          time.Time // the manual clock, unused when opts.Now is set
-	apps           map[string]*app
-	tokens         map[string]*token
-	tickets        map[string]*ticket
-	media          map[string]*mediaFile
-	calls          map[string]int
-	bodies         map[string][]byte
-	faults         map[string][]queuedFault
-	gates          map[string]*Gate
-	weComApps      map[weComKey]*weComApp
-	weComTokens    map[string]*weComToken
-	loginCodes     map[string]*loginCode // Mini Program login codes, made on first use
-	tokensIssued   int
-	ticketsIssued  int
-	forceRefreshes int
+	mu               sync.Mutex
+	clock            time.Time // the manual clock, unused when opts.Now is set
+	apps             map[string]*app
+	tokens           map[string]*token
+	tickets          map[string]*ticket
+	media            map[string]*mediaFile
+	calls            map[string]int
+	bodies           map[string][]byte
+	faults           map[string][]queuedFault
+	gates            map[string]*Gate
+	weComApps        map[weComKey]*weComApp
+	weComTokens      map[string]*weComToken
+	loginCodes       map[string]*loginCode // Mini Program login codes, made on first use
+	components       map[string]*component // Open Platform state, by component_appid
+	componentTokens  map[string]*componentToken
+	authCodes        map[string]*authCode
+	authorizerIssued map[string]int // authorizer access tokens minted, by authorizer appid
+	componentIssued  int
+	rotateRefresh    bool
+	tokensIssued     int
+	ticketsIssued    int
+	forceRefreshes   int
 }
 
 // New starts a simulated WeChat API server configured by opts. Call
@@ -248,6 +275,15 @@ func New(opts Options) *Server {
 
 		weComApps:   make(map[weComKey]*weComApp),
 		weComTokens: make(map[string]*weComToken),
+
+		components:       make(map[string]*component),
+		componentTokens:  make(map[string]*componentToken),
+		authCodes:        make(map[string]*authCode),
+		authorizerIssued: make(map[string]int),
+	}
+	for _, c := range opts.Components {
+		s.components[c.AppID] = &component{appID: c.AppID, secret: c.AppSecret,
+			tickets: make(map[string]time.Time), authorizers: make(map[string]*authorizer)}
 	}
 	s.latency.Store(int64(opts.Latency))
 	s.handler = http.HandlerFunc(s.serveHTTP)
@@ -318,7 +354,8 @@ func (s *Server) Calls(path string) int {
 }
 
 // TokensIssued returns how many new access tokens the server minted (classic,
-// stable and WeCom together) since it started or since
+// stable, WeCom and Open Platform authorizer tokens together; not
+// component_access_tokens) since it started or since
 // [Server.ResetCounters]. A stable_token or WeCom gettoken call that returned
 // the current token minted nothing.
 func (s *Server) TokensIssued() int {
@@ -346,12 +383,16 @@ func (s *Server) TicketsIssued() int {
 }
 
 // ResetCounters sets [Server.Calls], [Server.TokensIssued],
-// [Server.TicketsIssued] and [Server.ForceRefreshes] back to zero. Tokens, tickets, quotas, recorded
+// [Server.TicketsIssued], [Server.ForceRefreshes],
+// [Server.ComponentTokensIssued] and [Server.AuthorizerTokensIssued] back
+// to zero. Tokens, tickets, quotas, recorded
 // bodies, faults and gates are left as they are.
 func (s *Server) ResetCounters() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.calls)
+	clear(s.authorizerIssued)
+	s.componentIssued = 0
 	s.tokensIssued = 0
 	s.ticketsIssued = 0
 	s.forceRefreshes = 0
@@ -434,6 +475,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveCode2Session(w, r)
 	case PathWXACodeUnlimit:
 		s.serveWXACodeUnlimit(w, r, body)
+	case PathComponentToken:
+		s.serveComponentToken(w, r, body)
+	case PathQueryAuth:
+		s.serveQueryAuth(w, r, body)
+	case PathAuthorizerToken:
+		s.serveAuthorizerToken(w, r, body)
 	default:
 		http.NotFound(w, r)
 	}
