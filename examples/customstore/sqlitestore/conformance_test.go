@@ -27,7 +27,15 @@ const testLease = time.Second
 func harness(t testing.TB) conformance.Harness {
 	path := os.Getenv(dbEnv)
 	if path == "" {
+		// The parent creates the database before any child opens it, as a
+		// deployment would: eight processes creating one at once can meet
+		// SQLITE_BUSY while switching it to WAL.
 		path = filepath.Join(t.TempDir(), "tokens.db")
+		s, err := sqlitestore.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
 	}
 	return conformance.Harness{
 		NewStore: func(t testing.TB) core.TokenStore {
