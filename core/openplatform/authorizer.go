@@ -73,8 +73,10 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 	if err != nil {
 		panic(err) // the same settings passed New
 	}
+	// A new handle starts unreferenced: the next sweep drops it unless it
+	// is asked for again (CLOCK with second chance), so a burst of
+	// one-off lookups does not push out the authorizers in steady use.
 	a := &Authorizer{Conf: conf}
-	a.used.Store(true)
 	if v, loaded := c.handles.LoadOrStore(appid, a); loaded {
 		return v.(*Authorizer)
 	}
