@@ -33,3 +33,39 @@ func TestRefreshJitterSpreadsDeadlines(t *testing.T) {
 		t.Errorf("1000 tokens expiring together start refreshing in %d distinct seconds, want them spread over the %v jitter", len(seconds), jitter)
 	}
 }
+
+// BenchmarkRefreshSpread measures how refreshes ahead are spread when
+// 10,000 tokens come due within one second or within 5 minutes (fetched
+// together, say, by a vendor's fleet after a restart): the largest number
+// of refreshes that start in any one second, without jitter and with the
+// Open Platform's default RefreshJitter of 10 minutes.
+func BenchmarkRefreshSpread(b *testing.B) {
+	for _, c := range []struct{ due, jitter time.Duration }{{time.Second, 0}, {time.Second, 10 * time.Minute}, {5 * time.Minute, 0}, {5 * time.Minute, 10 * time.Minute}} {
+		due, jitter := c.due, c.jitter
+		b.Run("due="+due.String()+"/jitter="+jitter.String(), func(b *testing.B) {
+			const n = 10000
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			clock := func() time.Time { return now }
+			var worst int
+			for b.Loop() {
+				perSecond := map[int64]int{}
+				for i := range n {
+					cr, err := NewCredential(CredentialConfig{Name: "t", Key: "k", Now: clock,
+						Fetch:  func(context.Context, FetchRequest) (Token, error) { return Token{}, nil },
+						Policy: Policy{RefreshJitter: jitter}})
+					if err != nil {
+						b.Fatal(err)
+					}
+					// Due within due: expiries spread evenly over it.
+					cr.adopt(Token{Value: "v", ExpiresAt: now.Add(2*time.Hour + time.Duration(i)*due/n)}, false)
+					perSecond[cr.cur.Load().refreshAt/int64(time.Second)]++
+				}
+				worst = 0
+				for _, c := range perSecond {
+					worst = max(worst, c)
+				}
+			}
+			b.ReportMetric(float64(worst), "max-refreshes/s")
+		})
+	}
+}

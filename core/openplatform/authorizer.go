@@ -21,8 +21,15 @@ import (
 // single account's code. Get one with Component.Authorizer.
 type Authorizer struct {
 	*core.Conf
-	used atomic.Bool // asked for since the last eviction sweep
+	access *core.Credential // the Conf's access_token, one pointer closer
+	used   atomic.Bool      // asked for since the last eviction sweep
 }
+
+// AccessToken returns a valid authorizer_access_token and its expiry, as
+// core.Conf.AccessToken does (from memory, the store, or
+// PathAuthorizerToken with the stored refresh token); a broken chain is a
+// *ReauthorizeError.
+func (a *Authorizer) AccessToken(ctx context.Context) (core.Token, error) { return a.access.Get(ctx) }
 
 // withdrawnPrefix starts the value that replaces an authorizer's refresh
 // token when the merchant withdraws the authorization: a durable marker,
@@ -76,7 +83,7 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 	// A new handle starts unreferenced: the next sweep drops it unless it
 	// is asked for again (CLOCK with second chance), so a burst of
 	// one-off lookups does not push out the authorizers in steady use.
-	a := &Authorizer{Conf: conf}
+	a := &Authorizer{Conf: conf, access: cr}
 	if v, loaded := c.handles.LoadOrStore(appid, a); loaded {
 		return v.(*Authorizer)
 	}
