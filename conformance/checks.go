@@ -68,6 +68,33 @@ func testExpiresAtMillisecondPrecision(t *testing.T, f *fixture) {
 	}
 }
 
+// testZeroExpiresAtIsDurable tests that a token with a zero ExpiresAt —
+// durable state, such as an Open Platform authorizer_refresh_token — is
+// kept and reads back with a zero ExpiresAt, through Set and through
+// Refresh, and that Refresh compares its value like any other's.
+func testZeroExpiresAtIsDurable(t *testing.T, f *fixture) {
+	s := f.store()
+	key := f.key("durable")
+	f.set(s, key, core.Token{Value: "refreshtoken@@@first"})
+	got, err := s.Get(f.ctx, key)
+	if err != nil || got.Value != "refreshtoken@@@first" || !got.ExpiresAt.IsZero() {
+		t.Fatalf("Get after Set with a zero ExpiresAt = %q, %v (zero %v), %v; want the value with a zero ExpiresAt", got.Value, got.ExpiresAt, got.ExpiresAt.IsZero(), err)
+	}
+	next := core.Token{Value: "refreshtoken@@@second"}
+	got, err = s.Refresh(f.ctx, key, "refreshtoken@@@first", func(context.Context) (core.Token, error) { return next, nil })
+	if err != nil || got.Value != next.Value || !got.ExpiresAt.IsZero() {
+		t.Fatalf("Refresh replacing a durable value = %q, %v, %v", got.Value, got.ExpiresAt, err)
+	}
+	got, err = s.Refresh(f.ctx, key, "refreshtoken@@@first", func(context.Context) (core.Token, error) {
+		t.Error("Refresh fetched although the durable value differs from stale")
+		return core.Token{Value: "refreshtoken@@@older"}, nil
+	})
+	if err != nil || got.Value != next.Value {
+		t.Errorf("Refresh with an older stale value = %q, %v; want the stored value", got.Value, err)
+	}
+	f.wantStored(s, key, next, "a durable value is kept")
+}
+
 // testValuesKeptWhole tests that values of 1 byte, 512 bytes (a jsapi_ticket
 // sized token) and 4 KiB are stored and returned whole, by Set/Get and by
 // Refresh.

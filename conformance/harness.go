@@ -91,6 +91,7 @@ var checks = []check{
 	{"GetMissingKeyIsNotFound", testGetMissingKeyIsNotFound},
 	{"SetOverwrites", testSetOverwrites},
 	{"ExpiresAtMillisecondPrecision", testExpiresAtMillisecondPrecision},
+	{"ZeroExpiresAtIsDurable", testZeroExpiresAtIsDurable},
 	{"ValuesKeptWhole", testValuesKeptWhole},
 	{"HostileKeysIsolated", testHostileKeysIsolated},
 	{"PrefixKeysIsolated", testPrefixKeysIsolated},
@@ -119,6 +120,9 @@ var checks = []check{
 //   - SetOverwrites: Set replaces whatever was stored.
 //   - ExpiresAtMillisecondPrecision: ExpiresAt (sub-millisecond nanoseconds,
 //     locations other than UTC) comes back as the same instant to the millisecond.
+//   - ZeroExpiresAtIsDurable: a token with a zero ExpiresAt (durable state, an
+//     authorizer_refresh_token) is kept and reads back with a zero ExpiresAt,
+//     through Set and Refresh, and Refresh compares its value as any other.
 //   - ValuesKeptWhole: values of 1, 512 and 4096 bytes come back whole, through
 //     Set/Get and through Refresh.
 //   - HostileKeysIsolated: keys with "/", "..", "{}", ":", quotes, "%", spaces,
