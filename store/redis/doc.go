@@ -18,7 +18,8 @@
 //	PREFIX{3f0c…}:token   a hash: v (format version "1"), k (the user key),
 //	                      t (the token), e (ExpiresAt in Unix ms, "" if zero)
 //	PREFIX{3f0c…}:lock    the refresh lock: the holder's random owner token, PX lease
-//	PREFIX{3f0c…}:wake    the Pub/Sub channel on which releases are announced
+//	PREFIX{3f0c…}:wake    the key's wake name: the message announcing its releases on
+//	                      the Store's wake channel PREFIX + "wake"
 //
 // PREFIX is DefaultPrefix unless WithPrefix says otherwise. Whatever the key
 // holds ("{", "}", ":", "/", unicode, 256 bytes), its three names are short,
@@ -62,18 +63,39 @@
 //
 // # Waking the waiters
 //
-// A caller that finds the lock held subscribes (SUBSCRIBE) to the key's wake
-// channel, waits for the server's confirmation, and only then tries again,
-// so a release between its first attempt and its subscription cannot be
-// missed; then it sleeps until a release message arrives. The callers of
-// one Store waiting on one key share one subscription connection, opened
-// for the wait and closed after it. Messages can be lost (a connection cut,
+// A caller that finds the lock held makes sure its Store is subscribed
+// (SUBSCRIBE) to the Store's wake channel, PREFIX + "wake", on which every
+// release of every key under the prefix is announced with the key's wake
+// name (PREFIX{3f0c…}:wake) as the message; it waits for the server's
+// confirmation, and only then tries again, so a release between its first
+// attempt and its subscription cannot be missed; then it sleeps until a
+// message naming its key arrives. Messages can be lost (a connection cut,
 // a Cluster node down), so a waiter also retries on a timer: just after the
 // holder's remaining lease (the PTTL the script returned) — which is how a
 // dead holder's lock is taken over promptly — or after WithWaitBackoff
 // (200 ms, at most a quarter of the lease) with jitter, whichever is
 // sooner. A woken waiter usually finds the new token and returns without
-// taking the lock.
+// taking the lock. Releases are also published, with the message
+// "released", on the key's own wake name, for the waiters of earlier
+// versions of this package during a rolling upgrade.
+//
+// # Waiting: what it costs
+//
+// All the callers of one Store that wait, on however many keys, share one
+// Pub/Sub connection subscribed to one channel, read by one goroutine,
+// which wakes the callers of the key a message names (a map lookup). It is
+// opened when the first caller starts waiting and closed when the last one
+// stops (a return, or its ctx ending); go-redis reconnects it and
+// subscribes again after a connection failure. A waiter itself costs its
+// own goroutine, a timer, and one pooled connection for each attempt (an
+// EVALSHA), none in between. Measured (TestWaitersBounded in
+// store/redis/containertest, 500 keys locked, one waiter on each, one
+// Store): 1 Pub/Sub connection, 1 subscribed channel and 1 goroutine of the
+// Store, where the earlier design held 500 of each. A Store nobody waits on
+// holds no Pub/Sub connection and no goroutine. The price of the shared
+// channel is that a waiting Store receives every release under its prefix
+// while it waits — one small message per refresh of the fleet, a few per
+// second for 10,000 credentials.
 //
 // Plain PUBLISH/SUBSCRIBE is used, not the sharded SPUBLISH/SSUBSCRIBE of
 // Redis 7: it works on every Redis version this package supports (4.0 and

@@ -24,6 +24,11 @@ const DefaultPrefix = "wechatconf:"
 // lease.
 const DefaultWaitBackoff = 200 * time.Millisecond
 
+// wakeChannel ends the name of a Store's wake channel, after the prefix:
+// every release of every key under the prefix is announced on it, with the
+// key's wake name as the message.
+const wakeChannel = "wake"
+
 // DefaultExpiryGrace is how long Redis keeps a token after its ExpiresAt,
 // for a Store built without WithExpiryGrace.
 const DefaultExpiryGrace = time.Minute
@@ -95,8 +100,9 @@ func WithExpiryGrace(d time.Duration) Option {
 // the key layout and the lock design.
 //
 // A Store is safe for concurrent use. Its zero value is not usable; build it
-// with New. It holds no connection of its own between calls except the
-// Pub/Sub subscriptions of waiting callers, and needs no Close.
+// with New. It holds no connection of its own between calls except, while
+// callers wait, one Pub/Sub connection (see "Waiting" in the package
+// documentation), and needs no Close.
 type Store struct {
 	client  redis.UniversalClient
 	prefix  string
@@ -126,7 +132,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		lease:   o.lease,
 		backoff: max(min(o.backoff, o.lease/4), time.Millisecond),
 		grace:   o.grace,
-		hub:     hub{client: client},
+		hub:     hub{client: client, channel: o.prefix + wakeChannel},
 	}, nil
 }
 
@@ -230,7 +236,7 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 	owner := rand.Text()
 	leaseMS := s.lease.Milliseconds()
 	repair := "0" // "1" once the stored token proved undecodable
-	var sub *subscription
+	var sub *wait
 	defer func() {
 		if sub != nil {
 			sub.leave()
@@ -282,8 +288,7 @@ func (s *Store) refresh(ctx context.Context, key, stale string, fetch core.Fetch
 		if sub == nil {
 			// Subscribe, wait for the server's confirmation, then try
 			// again: a release from now on is announced to us.
-			sub = s.hub.join(n.wake)
-			ready = sub.ready
+			sub, ready = s.hub.join(n.wake)
 		}
 		timer := time.NewTimer(s.retryDelay(pttl))
 		select {
@@ -318,7 +323,7 @@ func (s *Store) hold(ctx context.Context, n names, key, owner string, start time
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lease)
 	defer cancel()
 	ok, err := writeScript.Run(wctx, s.client, []string{n.token, n.lock},
-		owner, formatVersion, key, t.Value, encodeExpiresAt(t.ExpiresAt), expireAt(t.ExpiresAt, s.grace), n.wake).Int()
+		owner, formatVersion, key, t.Value, encodeExpiresAt(t.ExpiresAt), expireAt(t.ExpiresAt, s.grace), n.wake, s.hub.channel).Int()
 	switch {
 	case err != nil && wctx.Err() != nil && ctx.Err() == nil:
 		// Not the caller's deadline: do not let errors.Is say it was.
@@ -339,7 +344,7 @@ func (s *Store) hold(ctx context.Context, n names, key, owner string, start time
 func (s *Store) release(ctx context.Context, n names, owner string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lease)
 	defer cancel()
-	_ = releaseScript.Run(rctx, s.client, []string{n.lock}, owner, n.wake).Err()
+	_ = releaseScript.Run(rctx, s.client, []string{n.lock}, owner, n.wake, s.hub.channel).Err()
 }
 
 // retryDelay returns how long a waiter sleeps before its next attempt when

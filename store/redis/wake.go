@@ -8,109 +8,127 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Backoff of a subscription whose connection failed, before it reconnects.
+// Backoff of the subscription whose connection failed, before it reconnects.
 const (
 	minReconnectPause = 50 * time.Millisecond
 	maxReconnectPause = time.Second
 )
 
-// hub holds a Store's Pub/Sub subscriptions to wake channels: one per key
-// that callers of the Store are waiting on, shared by those callers, opened
-// when the first starts waiting and closed when the last stops. A Store
-// that nobody waits on holds no subscription and no goroutine.
+// hub holds a Store's one Pub/Sub subscription, to the Store's wake
+// channel (PREFIX + "wake"), on which every release is announced with the
+// key's wake name as the message. It is opened when the first caller of the
+// Store starts waiting, on any key, and closed when the last one stops; the
+// callers waiting on one key share a wait, which a message naming the key
+// wakes. Whatever the number of keys waited on, a Store holds at most one
+// Pub/Sub connection, one subscribed channel and one goroutine, and one
+// that nobody waits on holds none of them.
 type hub struct {
-	client redis.UniversalClient
+	client  redis.UniversalClient
+	channel string // the Store's wake channel
 
-	mu   sync.Mutex
-	subs map[string]*subscription // by channel
+	mu    sync.Mutex
+	sub   *subscription    // nil while nobody waits
+	waits map[string]*wait // by key wake name (the message payload)
+	n     int              // callers waiting, on all keys
 }
 
-// subscription is one Pub/Sub connection subscribed to one wake channel,
-// run by its own goroutine.
+// wait is the callers of the Store waiting on one key.
+type wait struct {
+	h    *hub
+	name string // the key's wake name
+
+	// Guarded by h.mu.
+	refs int
+	wake chan struct{} // closed and replaced at every message naming the key
+}
+
+// subscription is the hub's Pub/Sub connection, run by its own goroutine.
 type subscription struct {
-	h       *hub
-	channel string
-	// ready is closed once the server confirmed the subscription: a
-	// release after that is announced to it.
-	ready chan struct{}
+	h  *hub
+	ps *redis.PubSub
 	// stop is closed when the last waiter leaves.
 	stop chan struct{}
 
 	// Guarded by h.mu.
-	refs    int
-	wake    chan struct{} // closed and replaced at every message
-	ps      *redis.PubSub // set by run once created
-	stopped bool
+	ready chan struct{} // closed at the server's confirmation; replaced when the connection fails
 }
 
-// join returns the subscription to channel, opening it if no caller of the
-// Store waits on it yet. The caller must call leave when it stops waiting.
-func (h *hub) join(channel string) *subscription {
+// join returns the wait on the key whose wake name is name, subscribing
+// the Store if nobody of it waits yet, and a channel closed once the server
+// confirmed the subscription: a release after that is announced to the
+// caller. The caller must call leave when it stops waiting.
+func (h *hub) join(name string) (*wait, <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.subs == nil {
-		h.subs = make(map[string]*subscription)
-	}
-	s := h.subs[channel]
-	if s == nil {
-		s = &subscription{
-			h: h, channel: channel,
-			ready: make(chan struct{}), stop: make(chan struct{}), wake: make(chan struct{}),
+	if h.sub == nil {
+		// Subscribe sends SUBSCRIBE from run's first Receive: no I/O here.
+		s := &subscription{
+			h:     h,
+			ps:    h.client.Subscribe(context.Background(), h.channel),
+			stop:  make(chan struct{}),
+			ready: make(chan struct{}),
 		}
-		h.subs[channel] = s
+		h.sub = s
 		go s.run()
 	}
-	s.refs++
-	return s
+	if h.waits == nil {
+		h.waits = make(map[string]*wait)
+	}
+	w := h.waits[name]
+	if w == nil {
+		w = &wait{h: h, name: name, wake: make(chan struct{})}
+		h.waits[name] = w
+	}
+	w.refs++
+	h.n++
+	return w, h.sub.ready
 }
 
-// wakeChan returns the channel closed at the next message.
-func (s *subscription) wakeChan() <-chan struct{} {
-	s.h.mu.Lock()
-	defer s.h.mu.Unlock()
-	return s.wake
+// wakeChan returns the channel closed at the next message naming the key.
+func (w *wait) wakeChan() <-chan struct{} {
+	w.h.mu.Lock()
+	defer w.h.mu.Unlock()
+	return w.wake
 }
 
-// leave ends one caller's use of the subscription; the last one closes it.
-func (s *subscription) leave() {
-	h := s.h
+// leave ends one caller's wait; the last caller of the Store to leave, on
+// any key, closes the subscription.
+func (w *wait) leave() {
+	h := w.h
 	h.mu.Lock()
-	s.refs--
-	if s.refs > 0 {
+	w.refs--
+	if w.refs == 0 {
+		delete(h.waits, w.name)
+	}
+	h.n--
+	if h.n > 0 {
 		h.mu.Unlock()
 		return
 	}
-	delete(h.subs, s.channel)
-	s.stopped = true
+	s := h.sub
+	h.sub = nil
 	close(s.stop)
-	ps := s.ps
 	h.mu.Unlock()
-	if ps != nil {
-		_ = ps.Close() // makes run's Receive return
-	}
+	_ = s.ps.Close() // makes run's Receive return
 }
 
-// run subscribes and turns messages into wake-ups until the subscription is
-// stopped. Connection errors are retried with a backoff (go-redis
-// reconnects and subscribes again); messages published meanwhile are lost,
-// which the waiters' retry timer covers.
+// run receives the messages of the subscription and wakes the waits they
+// name until the subscription is stopped. Connection errors are retried
+// with a backoff (go-redis reconnects and subscribes again); messages
+// published meanwhile are lost, which the waiters' retry timer covers.
 func (s *subscription) run() {
-	// Subscribe dials and sends SUBSCRIBE; an error shows in Receive.
-	ps := s.h.client.Subscribe(context.Background(), s.channel)
-	s.h.mu.Lock()
-	if s.stopped {
-		s.h.mu.Unlock()
-		_ = ps.Close()
-		return
-	}
-	s.ps = ps
-	s.h.mu.Unlock()
-
 	pause := minReconnectPause
-	confirmed := false
 	for {
-		msg, err := ps.Receive(context.Background())
+		msg, err := s.ps.Receive(context.Background())
 		if err != nil {
+			s.h.mu.Lock()
+			select {
+			case <-s.ready:
+				// Not subscribed until the server confirms again.
+				s.ready = make(chan struct{})
+			default:
+			}
+			s.h.mu.Unlock()
 			timer := time.NewTimer(pause)
 			select {
 			case <-s.stop:
@@ -124,14 +142,21 @@ func (s *subscription) run() {
 		pause = minReconnectPause
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" && !confirmed {
-				confirmed = true
-				close(s.ready)
+			if m.Kind == "subscribe" {
+				s.h.mu.Lock()
+				select {
+				case <-s.ready:
+				default:
+					close(s.ready)
+				}
+				s.h.mu.Unlock()
 			}
 		case *redis.Message:
 			s.h.mu.Lock()
-			close(s.wake)
-			s.wake = make(chan struct{})
+			if w := s.h.waits[m.Payload]; w != nil && s.h.sub == s {
+				close(w.wake)
+				w.wake = make(chan struct{})
+			}
 			s.h.mu.Unlock()
 		}
 	}

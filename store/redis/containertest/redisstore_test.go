@@ -71,12 +71,16 @@ func namesOf(s *redisstore.Store, key string) keyNames {
 	return keyNames{token: token, lock: lock, wake: strings.TrimSuffix(token, ":token") + ":wake"}
 }
 
-// subs returns how many connections the server has subscribed to key's
-// wake channel: a store holds one subscription per key however many of its
-// callers wait, so with one waiting store it is 1, and 0 once none waits.
+// subs returns how many connections the server has subscribed to the wake
+// channel of s's prefix, on which every release of a key under the prefix
+// is announced: a store holds one subscription however many of its callers
+// wait, on however many keys, so with one waiting store it is 1, and 0 once
+// none waits. key names the prefix (the part of its names before the hash
+// tag).
 func subs(t testing.TB, rdb redis.UniversalClient, s *redisstore.Store, key string) int {
 	t.Helper()
-	ch := namesOf(s, key).wake
+	token, _ := s.RedisKeys(key)
+	ch := token[:strings.LastIndex(token, "{")] + "wake"
 	n, err := rdb.PubSubNumSub(context.Background(), ch).Result()
 	if err != nil {
 		t.Fatalf("PUBSUB NUMSUB %s: %v", ch, err)

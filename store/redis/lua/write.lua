@@ -11,7 +11,10 @@
 -- ARGV[5]  ExpiresAt in Unix milliseconds ("" for none), stored in field e
 -- ARGV[6]  the Unix millisecond at which Redis drops the hash (PEXPIREAT),
 --          "" to keep it until it is overwritten
--- ARGV[7]  the wake channel, on which a message is PUBLISHed
+-- ARGV[7]  the key's wake name: the message PUBLISHed on ARGV[8], and a
+--          channel of its own, on which "released" is PUBLISHed for the
+--          waiters of earlier versions of the package
+-- ARGV[8]  the store's wake channel (PREFIX .. "wake")
 --
 -- Returns 1 when it wrote, 0 when the caller no longer held the lock.
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
@@ -23,5 +26,6 @@ if ARGV[6] ~= '' then
   redis.call('PEXPIREAT', KEYS[1], ARGV[6])
 end
 redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[8], ARGV[7])
 redis.call('PUBLISH', ARGV[7], 'released')
 return 1
