@@ -41,7 +41,8 @@ const (
 	// "error".
 	EventLimited = "wechatconf.limited"
 	// EventStoreError (Warn): the TokenStore failed. Attributes: "op"
-	// ("get", "set" or "refresh"), "error".
+	// ("get", "set", "refresh", or "commit" for CredentialConfig.Commit),
+	// "error".
 	EventStoreError = "wechatconf.store_error"
 	// EventLockLost (Info): this Conf's refresh lost the store's lock to
 	// another holder (ErrLockLost); the store is read again. Attribute

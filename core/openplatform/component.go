@@ -85,6 +85,8 @@ type ReauthorizeError struct {
 	Err             error  // WeChat's error, if it refused the token
 }
 
+// Error says which authorizer, why, and that the merchant must authorize
+// again; it holds no credential.
 func (e *ReauthorizeError) Error() string {
 	s := "authorizer " + e.AuthorizerAppID + ": " + e.Reason + ": the merchant must authorize the component again"
 	if e.Err != nil {
