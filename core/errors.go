@@ -21,6 +21,8 @@ type APIError struct {
 	Codes *Codes
 }
 
+// Error reads "<platform> <path>: errcode <code>: <errmsg>", followed by
+// what to do about it (Codes.Hint) when a person must act.
 func (e *APIError) Error() string {
 	c := e.codes()
 	s := fmt.Sprintf("%s %s: errcode %d: %s", c.Platform, e.Path, e.Code, e.Message)
@@ -192,6 +194,8 @@ type ReplyError struct {
 	Platform string
 }
 
+// Error reads "<platform> <path>: malformed reply: <reason> (HTTP <status>,
+// body <start of the body, credentials removed>)".
 func (e *ReplyError) Error() string {
 	p := e.Platform
 	if p == "" {

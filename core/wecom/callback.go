@@ -322,6 +322,7 @@ type CallbackError struct {
 // cbPrefix starts the text of every error.
 const cbPrefix = "wechatconf: "
 
+// Error reads "wechatconf: wecom: <op>: <the msgcrypt error>".
 func (e *CallbackError) Error() string {
 	return cbPrefix + e.Op + ": " + strings.TrimPrefix(e.Err.Error(), cbPrefix)
 }
