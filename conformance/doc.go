@@ -58,6 +58,28 @@
 //	func TestProcessHerd(t *testing.T)      { conformance.ProcessHerd(t, harness(t), 8, 50) }
 //	func TestProcessHerdWeCom(t *testing.T) { conformance.ProcessHerdOf(t, harness(t), conformance.WeComApp, 8, 50) }
 //
+// OpenPlatformFleet is the fleet check of an Open Platform vendor
+// (core/openplatform), run from a test of its own: the parent starts a
+// simulated Open Platform (core/wxtest) with one component, stores its
+// component_verify_ticket and authorizes the authorizers through their pushes
+// (Component.HandleEvent), then several OS processes each build an
+// openplatform.Component over the store and call the API for every
+// authorizer (Authorizer(appid).Do) from FleetWorkers goroutines, in
+// FleetCycles cycles. The simulated clock is the parent's, sent to the
+// children at each cycle: on the cold start no fetch may reach WeChat (the
+// authorizations stored every token); after each move of the clock past
+// every token's expiry, exactly one fetch per authorizer and one
+// component_access_token fetch in the whole fleet; in every cycle no caller
+// may get an error. Each cycle logs one line, e.g.
+//
+//	OpenPlatformFleet: 8 processes × 1000 authorizers, cycle 1: authorizer fetches 1000 (want 1000, max per authorizer 1), component fetches 1 (want 1), caller errors 0 (cycle done 4.2s after release, WeChat latency 5ms)
+//
+//	func TestOpenPlatformFleet(t *testing.T) { conformance.OpenPlatformFleet(t, harness(t), 8, 1000) }
+//
+// Extra fetches (and refreshes that lost their lock with no newer token
+// stored) that a holder outliving its lease may explain are ProcessHerd's
+// case: the round is run again, and the last round must be exact.
+//
 // # Testing your own store
 //
 // In a _test.go file of the store's package:

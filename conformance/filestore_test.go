@@ -47,9 +47,25 @@ func TestFileStoreProcessHerdWeCom(t *testing.T) {
 	conformance.ProcessHerdOf(t, fileHarness(true)(t), conformance.WeComApp, 8, 50)
 }
 
+// TestFileStoreOpenPlatformFleet runs the Open Platform fleet: 8
+// processes × 1000 authorizers over one directory. Every lock operation of
+// the fileStore, in every process, runs under one flock of the directory,
+// so under the fleet's 128 callers a holder waits long for it: its lease is
+// 2s rather than testLease here.
+func TestFileStoreOpenPlatformFleet(t *testing.T) {
+	conformance.OpenPlatformFleet(t, fileHarnessLease(true, fleetFileLease)(t), 8, 1000)
+}
+
+const fleetFileLease = 2 * time.Second
+
 // fileHarness returns the harness of a fileStore; with expire false, its
 // locks have no lease (a dead holder keeps its lock forever).
 func fileHarness(expire bool) func(testing.TB) conformance.Harness {
+	return fileHarnessLease(expire, testLease)
+}
+
+// fileHarnessLease is fileHarness with stores built with lease.
+func fileHarnessLease(expire bool, lease time.Duration) func(testing.TB) conformance.Harness {
 	return func(t testing.TB) conformance.Harness {
 		dir := os.Getenv(fileStoreDirEnv)
 		if dir == "" {
@@ -62,12 +78,12 @@ func fileHarness(expire bool) func(testing.TB) conformance.Harness {
 			NewStore: func(testing.TB) core.TokenStore {
 				return &fileStore{
 					dir:    dir,
-					lease:  testLease,
+					lease:  lease,
 					owner:  fmt.Sprintf("%d.%d.%x", os.Getpid(), n.Add(1), rand.Uint64()),
 					expire: expire,
 				}
 			},
-			Lease:    testLease,
+			Lease:    lease,
 			ChildEnv: []string{fileStoreDirEnv + "=" + dir},
 		}
 	}

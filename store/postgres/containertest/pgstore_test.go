@@ -105,6 +105,13 @@ func TestProcessHerdWeCom(t *testing.T) {
 	conformance.ProcessHerdOf(t, harness("pgherdwecom/", nil), conformance.WeComApp, 8, 50)
 }
 
+// TestOpenPlatformFleet runs the Open Platform fleet: 8 processes × 1000
+// authorizers over one server.
+func TestOpenPlatformFleet(t *testing.T) {
+	needServer(t)
+	conformance.OpenPlatformFleet(t, harness("pgopfleet/", nil), 8, 1000)
+}
+
 // uniqueKey returns a key no other test uses.
 func uniqueKey(t testing.TB) string {
 	return fmt.Sprintf("pgtest/%s/%08x", t.Name(), rand.Uint32())

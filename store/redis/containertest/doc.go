@@ -1,7 +1,8 @@
 // Package containertest holds the tests of store/redis (redisstore) that need a real
-// Redis server: conformance.Run, ProcessHerd and ProcessHerdOf through a WeCom app's
-// access_token (including the SIGKILLed
-// holder in a child process, which re-executes this test binary), fault
+// Redis server: conformance.Run (including the SIGKILLed holder in a child
+// process, which re-executes this test binary), ProcessHerd, ProcessHerdOf
+// through a WeCom app's access_token, OpenPlatformFleet (8 processes × 1000
+// Open Platform authorizers), fault
 // injection (stopped, paused, restarted servers) and the store's own checks
 // against the server. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).

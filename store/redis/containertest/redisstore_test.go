@@ -121,6 +121,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("Conformance", func(t *testing.T) { conformance.Run(t, h) })
 	t.Run("ProcessHerd", func(t *testing.T) { conformance.ProcessHerd(t, h, 8, 50) })
 	t.Run("ProcessHerdWeCom", func(t *testing.T) { conformance.ProcessHerdOf(t, h, conformance.WeComApp, 8, 50) })
+	t.Run("OpenPlatformFleet", func(t *testing.T) { conformance.OpenPlatformFleet(t, h, 8, 1000) })
 	t.Run("Theft", func(t *testing.T) { testTheft(t, dial) })
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, dial) })
 	t.Run("Expiry", func(t *testing.T) { testExpiry(t, dial) })
