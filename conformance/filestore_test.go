@@ -53,7 +53,7 @@ func TestFileStoreProcessHerdWeCom(t *testing.T) {
 // so under the fleet's 128 callers a holder waits long for it: its lease is
 // 2s rather than testLease here.
 func TestFileStoreOpenPlatformFleet(t *testing.T) {
-	conformance.OpenPlatformFleet(t, fileHarnessLease(true, fleetFileLease)(t), 8, 1000)
+	conformance.OpenPlatformFleet(t, fileHarnessLease(true, fleetFileLease)(t), 8, 200)
 }
 
 const fleetFileLease = 2 * time.Second
