@@ -48,7 +48,8 @@ func TestFileStoreProcessHerdWeCom(t *testing.T) {
 }
 
 // TestFileStoreOpenPlatformFleet runs the Open Platform fleet: 8
-// processes × 1000 authorizers over one directory. Every lock operation of
+// processes × 200 authorizers over one directory (Redis and PostgreSQL run
+// 1,000; this one is a local check). Every lock operation of
 // the fileStore, in every process, runs under one flock of the directory,
 // so under the fleet's 128 callers a holder waits long for it: its lease is
 // 2s rather than testLease here.
