@@ -300,7 +300,7 @@ func newRequest(method, path string, query url.Values, body any) (request, error
 // rejected token does one compare-and-refresh and one retry.
 func (a *API) doWithToken(ctx context.Context, req request, out any) error {
 	for retried := false; ; retried = true {
-		tok, err := a.cred.get(ctx)
+		tok, err := a.cred.Get(ctx)
 		if err != nil {
 			return err
 		}

@@ -217,14 +217,14 @@ func (c *Conf) EncryptMode() EncryptMode { return c.cfg.EncryptMode }
 
 // AccessToken returns a valid access_token and its expiry (the seed's
 // get_access_token()), fetching or reading it from the store as needed.
-func (c *Conf) AccessToken(ctx context.Context) (Token, error) { return c.access.get(ctx) }
+func (c *Conf) AccessToken(ctx context.Context) (Token, error) { return c.access.Get(ctx) }
 
 // JSAPITicket returns a valid jsapi_ticket (for JS-SDK signatures) and its
 // expiry (the seed's get_jsapi_ticket()).
-func (c *Conf) JSAPITicket(ctx context.Context) (Token, error) { return c.jsapiTicket().get(ctx) }
+func (c *Conf) JSAPITicket(ctx context.Context) (Token, error) { return c.jsapiTicket().Get(ctx) }
 
 // CardTicket returns a valid wx_card api_ticket and its expiry.
-func (c *Conf) CardTicket(ctx context.Context) (Token, error) { return c.cardTicket().get(ctx) }
+func (c *Conf) CardTicket(ctx context.Context) (Token, error) { return c.cardTicket().Get(ctx) }
 
 // RefreshAccessToken replaces an access_token that WeChat rejected
 // (40001, 40014, 42001), but only if the store still holds rejected: if

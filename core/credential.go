@@ -265,7 +265,15 @@ func (cr *Credential) Key() string { return cr.key }
 // the store, or a fetch, as the type's doc says. Errors are typed: a
 // *LimitError, an *APIError or *ReplyError of the fetch, a store error, or
 // ctx's error, each prefixed with the credential's name.
-func (cr *Credential) Get(ctx context.Context) (Token, error) { return cr.get(ctx) }
+//
+// The hot path is this function alone: a fresh copy is returned at once,
+// anything else goes to getSlow.
+func (cr *Credential) Get(ctx context.Context) (Token, error) {
+	if h := cr.cur.Load(); h != nil && cr.elapsed() < h.refreshAt {
+		return h.Token, nil
+	}
+	return cr.getSlow(ctx)
+}
 
 // Refresh replaces a token that WeChat rejected, but only if the store
 // still holds rejected: if another goroutine, process or machine already
@@ -285,7 +293,7 @@ func (cr *Credential) Refresh(ctx context.Context, rejected string) (Token, erro
 // ForceRefreshDailyLimit).
 func (cr *Credential) ForceRefresh(ctx context.Context, stale string) (Token, error) {
 	if stale == "" {
-		cur, err := cr.get(ctx)
+		cur, err := cr.Get(ctx)
 		if err != nil {
 			return Token{}, err
 		}
@@ -345,15 +353,6 @@ type flight struct {
 // bgRetryInterval is how long the hot path waits before starting another
 // background refresh after one failed or brought no newer token.
 const bgRetryInterval = 15 * time.Second
-
-// get is the hot path, kept small enough to be inlined: a fresh copy is
-// returned at once, anything else goes to getSlow.
-func (cr *Credential) get(ctx context.Context) (Token, error) {
-	if h := cr.cur.Load(); h != nil && cr.elapsed() < h.refreshAt {
-		return h.Token, nil
-	}
-	return cr.getSlow(ctx)
-}
 
 // getSlow serves a copy inside its refresh-ahead window (starting the
 // background refresh) and refreshes a missing or expired one.
@@ -565,7 +564,7 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 			}
 		}
 		if cr.needs != nil {
-			if in.Needed, err = cr.needs.get(ctx); err != nil {
+			if in.Needed, err = cr.needs.Get(ctx); err != nil {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
 		}

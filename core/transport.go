@@ -79,7 +79,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	tok := q.Get(a.param)
 	ours := tok == ""
 	if ours {
-		cur, err := a.cred.get(req.Context())
+		cur, err := a.cred.Get(req.Context())
 		if err != nil {
 			closeBody(req)
 			return nil, err
