@@ -119,7 +119,9 @@ type CredentialConfig struct {
 	Commit func(ctx context.Context, prepared any) error
 	// Rejects reports whether an error of a call made with this
 	// credential's token says WeChat rejected the token. nil means
-	// IsInvalidCredential, which follows the Codes of the *APIError.
+	// IsInvalidCredential, which follows the Codes of the *APIError. For an
+	// API that says "rejected" otherwise, the error it is asked about is a
+	// *ReplyError with the StatusCode (e.g. HTTP 401 with no errcode).
 	Rejects func(error) bool
 	// Initial is a value to start from (the seed's way 1): written to the
 	// store on first use unless the store holds something newer.
@@ -254,6 +256,21 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 	cr.base = cr.clock()
 	return cr, nil
 }
+
+// ErrRevoked is wrapped (or matched with errors.Is) by a Fetch or Prepare
+// error that says the grant behind the credential was withdrawn — an Open
+// Platform merchant withdrew its authorization — so that the token held
+// is dead too: the Credential then stops serving its in-process copy, and
+// every Get reports the error (from the store and Prepare, without a
+// fetch) until the grant is restored.
+var ErrRevoked = errors.New("the grant behind the credential was withdrawn")
+
+// Invalidate drops the in-process copy: the next Get reads the store (and
+// refreshes if the store holds nothing usable). Call it when the store was
+// changed behind the Credential's back (a re-authorization, a restored
+// backup); other processes notice by the store's compare-and-refresh when
+// WeChat rejects their copy.
+func (cr *Credential) Invalidate() { cr.cur.Store(nil) }
 
 // Name returns the credential's kind, CredentialConfig.Name.
 func (cr *Credential) Name() string { return cr.name }
@@ -465,8 +482,11 @@ func (cr *Credential) run(ctx context.Context, f *flight) {
 		r.err = wrapErr(ctx.Err(), "refresh %s: the store did not answer within RefreshTimeout (%v)", cr.name, cr.policy.RefreshTimeout)
 	}
 	cr.mu.Lock()
-	if r.err == nil {
+	switch {
+	case r.err == nil:
 		cr.adopt(r.tok, f.toExpiry)
+	case errors.Is(r.err, ErrRevoked):
+		cr.cur.Store(nil) // the held token is dead too
 	}
 	f.tok, f.err = r.tok, r.err
 	cr.flight = nil

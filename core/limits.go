@@ -70,7 +70,7 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	s := fmt.Sprintf("%s: no token call until %s (Config.%s)", e.Credential, e.Until.Format(time.RFC3339), e.Limit)
+	s := fmt.Sprintf("%s: no token call until %s (the %s limit: Config.%s, or Policy.%s of a Credential)", e.Credential, e.Until.Format(time.RFC3339), e.Limit, e.Limit, e.Limit)
 	if e.Err != nil {
 		s += ": last error: " + e.Err.Error()
 	}

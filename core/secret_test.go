@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/wechatconf/wechatconf/core"
 )
@@ -81,5 +83,21 @@ func TestSecretUnmarshal(t *testing.T) {
 	}
 	if !core.NewSecret("").IsZero() {
 		t.Error(`NewSecret("") is not the zero Secret`)
+	}
+}
+
+// A Token printed by mistake shows its length and expiry, never its value;
+// JSON (the token server's wire form) still carries it.
+func TestTokenPrintsWithoutItsValue(t *testing.T) {
+	tok := core.Token{Value: "access-token-value-9f8e7d6c", ExpiresAt: time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)}
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("token", "tok", tok)
+	for _, s := range []string{fmt.Sprintf("%v %+v %#v %s %q", tok, tok, tok, tok, tok), fmt.Sprint(&tok), logs.String()} {
+		if strings.Contains(s, "value-9f8e") || strings.Contains(s, "access-token") {
+			t.Errorf("a rendering shows the token: %s", s)
+		}
+	}
+	if b, _ := json.Marshal(tok); !bytes.Contains(b, []byte(tok.Value)) {
+		t.Errorf("JSON %s lost the value", b)
 	}
 }

@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -15,6 +17,22 @@ import (
 type Token struct {
 	Value     string
 	ExpiresAt time.Time
+}
+
+// String describes t without its value (a credential): the value's length
+// and the expiry. fmt's %v, %+v, %s and %q use it, and %#v GoString, so a
+// Token printed by mistake shows nothing secret; read Value to use it.
+// json.Marshal is unaffected (the token server sends tokens as JSON).
+func (t Token) String() string {
+	return fmt.Sprintf("core.Token{Value: REDACTED (%d bytes), ExpiresAt: %s}", len(t.Value), t.ExpiresAt.Format(time.RFC3339))
+}
+
+// GoString is String.
+func (t Token) GoString() string { return t.String() }
+
+// LogValue lets log/slog print a Token without its value.
+func (t Token) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("value_bytes", len(t.Value)), slog.Time("expires_at", t.ExpiresAt))
 }
 
 // IsZero reports whether t holds no value.

@@ -46,9 +46,12 @@ func (c *Conf) Client(base http.RoundTripper) *http.Client { return c.api.Client
 
 // Transport returns an http.RoundTripper that adds a's credential to the
 // requests to a's host and replaces a rejected one, as Conf.Transport
-// describes (with the credential's query parameter and its Rejects in
-// place of access_token and 40001/40014/42001). An API without a
-// credential only removes its secrets from transport errors.
+// describes, with the credential's query parameter in place of
+// access_token and its Rejects in place of 40001/40014/42001: Rejects is
+// asked about the reply's JSON errcode (an *APIError) or, for a reply
+// without one whose HTTP status is not 200, a *ReplyError with that
+// StatusCode (and no Body). An API without a credential passes requests
+// through untouched.
 func (a *API) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -94,8 +97,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, redactError(err, a.secretsOf(request{token: tok})...)
 		}
-		apiErr := a.peekAPIError(resp, r.URL.Path, tok)
-		if retried || !ours || apiErr == nil || !a.cred.rejects(apiErr) {
+		// What the credential's Rejects is asked about: a JSON errcode,
+		// or, for a reply that has none, its HTTP status (a kind of one's
+		// own may say 401 means "rejected").
+		var rejection error
+		if apiErr := a.peekAPIError(resp, r.URL.Path, tok); apiErr != nil {
+			rejection = apiErr
+		} else if resp.StatusCode != http.StatusOK {
+			rejection = &ReplyError{Path: r.URL.Path, StatusCode: resp.StatusCode, Reason: "HTTP status is not 200", Platform: a.platform()}
+		}
+		if retried || !ours || rejection == nil || !a.cred.rejects(rejection) {
 			return resp, nil
 		}
 		var body io.ReadCloser // the body to send again, nil for none
@@ -107,7 +118,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return resp, nil
 			}
 		}
-		fresh, rerr := a.cred.rejected(req.Context(), r.URL.Path, tok, apiErr)
+		fresh, rerr := a.cred.rejected(req.Context(), r.URL.Path, tok, rejection)
 		if rerr != nil {
 			if body != nil { // the refresh logged its own event
 				body.Close()

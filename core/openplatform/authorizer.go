@@ -40,7 +40,11 @@ const withdrawnPrefix = "unauthorized@"
 // creating it on first use (no I/O: its tokens are read from the store,
 // or fetched, when first asked for). Handles are kept up to
 // Config.MaxAuthorizers; beyond, the least recently used are dropped from
-// memory and rebuilt when asked for again. Its lookup allocates nothing.
+// the registry and rebuilt when asked for again. Its lookup allocates
+// nothing. A handle may be kept: a re-authorization or withdrawal applied
+// by this process updates it, and one applied by another process reaches
+// it through the store when WeChat rejects its token; once withdrawn, its
+// AccessToken and Do return a *ReauthorizeError and never the dead token.
 func (c *Component) Authorizer(appid string) *Authorizer {
 	if v, ok := c.handles.Load(appid); ok {
 		a := v.(*Authorizer)
@@ -118,11 +122,13 @@ func (c *Component) evict() {
 	}
 }
 
-// drop removes appid's handle, so that the next Authorizer call builds one
-// from the store (after a re-authorization or a withdrawal).
-func (c *Component) drop(appid string) {
-	if _, ok := c.handles.LoadAndDelete(appid); ok {
-		c.count.Add(-1)
+// changed tells appid's handle, if this process holds one, that its store
+// state changed (a re-authorization, a withdrawal, an import): its
+// in-process token is dropped and read again from the store. The handle
+// stays valid: callers may keep it.
+func (c *Component) changed(appid string) {
+	if v, ok := c.handles.Load(appid); ok {
+		v.(*Authorizer).access.Invalidate()
 	}
 }
 
@@ -148,7 +154,7 @@ func (c *Component) readRefreshToken(ctx context.Context, appid string) (any, er
 	case err != nil:
 		return nil, err
 	case strings.HasPrefix(t.Value, withdrawnPrefix):
-		return nil, &ReauthorizeError{AuthorizerAppID: appid, Reason: "the merchant withdrew the authorization (" + strings.TrimPrefix(t.Value, withdrawnPrefix) + ")"}
+		return nil, &ReauthorizeError{AuthorizerAppID: appid, Reason: "the merchant withdrew the authorization (" + strings.TrimPrefix(t.Value, withdrawnPrefix) + ")", Withdrawn: true}
 	}
 	return &refreshState{used: t}, nil
 }
@@ -168,7 +174,7 @@ func (c *Component) fetchAuthorizerToken(ctx context.Context, appid string, r co
 		case 61023:
 			return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "WeChat refused its authorizer_refresh_token", Err: err}
 		case 61003:
-			return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "the authorization was withdrawn", Err: err}
+			return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "the authorization was withdrawn", Err: err, Withdrawn: true}
 		}
 	}
 	if err != nil {
@@ -226,7 +232,7 @@ func (c *Component) Authorize(ctx context.Context, code string) (*Authorizer, er
 	if err := overwrite(ctx, c.cfg.Store, c.refreshTokenKey(info.AppID), core.Token{Value: info.RefreshToken}); err != nil {
 		return nil, wrap("Authorize: storing the authorizer_refresh_token", err)
 	}
-	c.drop(info.AppID)
+	c.changed(info.AppID)
 	return c.Authorizer(info.AppID), nil
 }
 
@@ -244,7 +250,7 @@ func (c *Component) Unauthorize(ctx context.Context, appid string) error {
 	if err := overwrite(ctx, c.cfg.Store, c.accessTokenKey(appid), core.Token{Value: withdrawnPrefix + "access_token", ExpiresAt: now}); err != nil {
 		return wrap("Unauthorize", err)
 	}
-	c.drop(appid)
+	c.changed(appid)
 	return nil
 }
 
@@ -259,7 +265,7 @@ func (c *Component) ImportRefreshToken(ctx context.Context, appid, refreshToken 
 	if err := overwrite(ctx, c.cfg.Store, c.refreshTokenKey(appid), core.Token{Value: refreshToken}); err != nil {
 		return wrap("ImportRefreshToken", err)
 	}
-	c.drop(appid)
+	c.changed(appid)
 	return nil
 }
 

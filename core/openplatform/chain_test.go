@@ -301,3 +301,49 @@ func TestForgedPushIsRefused(t *testing.T) {
 		t.Errorf("a ticket was stored from a forged push: %v", err)
 	}
 }
+
+// After a withdrawal, no process serves the dead token: a handle kept in
+// the process that applied the push reports the *ReauthorizeError at once,
+// and another process does after the one call that WeChat rejects.
+func TestWithdrawnTokenIsNeverServed(t *testing.T) {
+	ch := newChain(t)
+	a, b := ch.component(t), ch.component(t)
+	ch.pushTicket(t, a)
+	ch.authorize(t, a, merchant)
+	ctx := t.Context()
+	kept := a.Authorizer(merchant)
+	if err := callAPI(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := callAPI(ctx, b.Authorizer(merchant)); err != nil {
+		t.Fatal(err)
+	}
+	ch.s.Unauthorize(componentAppID, merchant)
+	q, body, err := ch.s.UnauthorizedPush(componentAppID, merchant, pushToken, pushKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.HandleEvent(ctx, q, bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	var re *openplatform.ReauthorizeError
+	if tok, err := kept.AccessToken(ctx); !errors.As(err, &re) || !errors.Is(err, core.ErrRevoked) {
+		t.Errorf("the kept handle after the withdrawal: AccessToken = (valid %v), %v; want a *ReauthorizeError matching core.ErrRevoked", ch.s.TokenValid(tok.Value), err)
+	}
+	// Process B learns it from WeChat's rejection, once.
+	if err := callAPI(ctx, b.Authorizer(merchant)); !errors.As(err, &re) {
+		t.Fatalf("B's call after the withdrawal = %v, want a *ReauthorizeError", err)
+	}
+	calls := ch.s.Calls(wxtest.PathAPI)
+	for i := range 3 {
+		if err := callAPI(ctx, b.Authorizer(merchant)); !errors.As(err, &re) {
+			t.Errorf("B's call #%d = %v, want a *ReauthorizeError", i+2, err)
+		}
+		if tok, err := b.Authorizer(merchant).AccessToken(ctx); err == nil {
+			t.Errorf("B's AccessToken #%d served the withdrawn token (valid %v)", i+1, ch.s.TokenValid(tok.Value))
+		}
+	}
+	if n := ch.s.Calls(wxtest.PathAPI) - calls; n != 0 {
+		t.Errorf("%d more API calls were sent with the withdrawn token, want 0", n)
+	}
+}

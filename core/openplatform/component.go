@@ -83,7 +83,15 @@ type ReauthorizeError struct {
 	AuthorizerAppID string // the merchant account's AppID
 	Reason          string // what happened, without any credential
 	Err             error  // WeChat's error, if it refused the token
+	// Withdrawn: the merchant withdrew the authorization (the unauthorized
+	// event, 61003), so the access token held is dead too: the error then
+	// matches core.ErrRevoked, and the authorizer stops serving it.
+	Withdrawn bool
 }
+
+// Is reports whether target is core.ErrRevoked and the authorization was
+// withdrawn.
+func (e *ReauthorizeError) Is(target error) bool { return target == core.ErrRevoked && e.Withdrawn }
 
 // Error says which authorizer, why, and that the merchant must authorize
 // again; it holds no credential.
