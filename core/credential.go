@@ -272,6 +272,16 @@ var ErrRevoked = errors.New("the grant behind the credential was withdrawn")
 // WeChat rejects their copy.
 func (cr *Credential) Invalidate() { cr.cur.Store(nil) }
 
+// Expiry returns the ExpiresAt of the token held in memory, and false when
+// none is held: what an observer needs to report a token's remaining life
+// (contrib/otel's gauge) without the token itself.
+func (cr *Credential) Expiry() (time.Time, bool) {
+	if h := cr.cur.Load(); h != nil {
+		return h.ExpiresAt, true
+	}
+	return time.Time{}, false
+}
+
 // Name returns the credential's kind, CredentialConfig.Name.
 func (cr *Credential) Name() string { return cr.name }
 
@@ -628,7 +638,8 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string,
 	replaced := stale // the value the Refresh call replaces
 	for attempt := 1; ; attempt++ {
 		var called bool // the fetch ran: its outcome is logged by the fetch
-		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, in, &called))
+		start := time.Now()
+		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, in, &called, start))
 		if errors.Is(err, ErrLockLost) {
 			lost := err
 			cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
@@ -642,7 +653,7 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string,
 		case err != nil:
 			return Token{}, false, err
 		case !called:
-			cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt))
+			cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt), slog.Duration("lock_wait", time.Since(start)))
 		}
 		now := cr.clock()
 		switch {
@@ -668,10 +679,11 @@ const refreshAttempts = 3
 // still holds the stale value, a fleet escalates once per rejected token.
 // stored is the value the store holds (the Refresh call's stale); *called
 // is set when the FetchFunc runs.
-func (cr *Credential) fetcher(f *flight, stored string, in FetchRequest, called *bool) FetchFunc {
+func (cr *Credential) fetcher(f *flight, stored string, in FetchRequest, called *bool, refreshStart time.Time) FetchFunc {
 	p := &cr.policy
 	return func(ctx context.Context) (Token, error) {
 		*called = true
+		wait := time.Since(refreshStart) // waiting for the store's lock
 		now := cr.clock()
 		if err := cr.lim.admit(p, cr.name, f.why, f.cause, now); err != nil {
 			return Token{}, cr.limited(err)
@@ -683,13 +695,13 @@ func (cr *Credential) fetcher(f *flight, stored string, in FetchRequest, called 
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "requested"))
 		}
-		tok, err := cr.call(ctx, f.why, in, force, now)
+		tok, err := cr.call(ctx, f.why, in, force, now, wait)
 		if err == nil && !force && f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale && cr.forcible {
 			if err := cr.lim.takeForce(p, cr.name, now); err != nil {
 				return Token{}, cr.limited(err)
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "rejected token handed back"))
-			tok, err = cr.call(ctx, f.why, in, true, now)
+			tok, err = cr.call(ctx, f.why, in, true, now, wait)
 		}
 		if err == nil && tok.Value != stored {
 			// A newly issued token: its time to expiry is its lifetime
@@ -704,7 +716,7 @@ func (cr *Credential) fetcher(f *flight, stored string, in FetchRequest, called 
 // call makes one fetch, records its outcome for the limits and logs it
 // (EventFetched or EventFetchFailed). A fetch that returns an empty value
 // without an error is refused: an empty credential is never stored.
-func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, force bool, now time.Time) (Token, error) {
+func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, force bool, now time.Time, wait time.Duration) (Token, error) {
 	start := time.Now()
 	in.Force = force
 	tok, err := cr.fetch(ctx, in)
@@ -714,10 +726,10 @@ func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, for
 	latency := time.Since(start)
 	cr.lim.result(&cr.policy, err, force, now)
 	if err != nil {
-		cr.logEvent(slog.LevelWarn, EventFetchFailed, append(fetchAttrs(why, force, latency), errAttrs(err)...)...)
+		cr.logEvent(slog.LevelWarn, EventFetchFailed, append(fetchAttrs(why, force, latency, wait), errAttrs(err)...)...)
 		return Token{}, err
 	}
-	cr.logEvent(slog.LevelInfo, EventFetched, append(fetchAttrs(why, force, latency), slog.Time("expires_at", tok.ExpiresAt))...)
+	cr.logEvent(slog.LevelInfo, EventFetched, append(fetchAttrs(why, force, latency, wait), slog.Time("expires_at", tok.ExpiresAt))...)
 	return tok, nil
 }
 

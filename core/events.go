@@ -19,14 +19,18 @@ const (
 	// Across a fleet, counting these counts token calls. Attributes:
 	// "reason" ("expiry", "rejected" or "forced"), "forced" (bool:
 	// stable_token with force_refresh), "latency" (duration of the call,
-	// retries included), "expires_at" (time).
+	// retries included), "lock_wait" (duration from Store.Refresh until
+	// the fetch started: the wait for the store's lock), "expires_at"
+	// (time).
 	EventFetched = "wechatconf.fetched"
 	// EventFetchFailed (Warn): a token call failed. Attributes: "reason",
-	// "forced", "latency", "error", and "errcode" (int) for an *APIError.
+	// "forced", "latency", "lock_wait", "error", and "errcode" (int) for an
+	// *APIError.
 	EventFetchFailed = "wechatconf.fetch_failed"
 	// EventAdopted (Info): this Conf took a credential another instance
 	// (or an earlier run) wrote to the store, without a token call.
-	// Attributes: "expires_at".
+	// Attributes: "expires_at", and "lock_wait" (duration) when it came
+	// back from Store.Refresh, having waited out another holder's lock.
 	EventAdopted = "wechatconf.adopted"
 	// EventForced (Warn): a forced refresh is about to be made. Attribute
 	// "why": "requested" (ForceRefreshAccessToken) or "rejected token
@@ -95,8 +99,8 @@ func errAttrs(err error) []slog.Attr {
 }
 
 // fetchAttrs are the attributes of EventFetched and EventFetchFailed.
-func fetchAttrs(why reason, forced bool, latency time.Duration) []slog.Attr {
-	return []slog.Attr{slog.String("reason", why.String()), slog.Bool("forced", forced), slog.Duration("latency", latency)}
+func fetchAttrs(why reason, forced bool, latency, lockWait time.Duration) []slog.Attr {
+	return []slog.Attr{slog.String("reason", why.String()), slog.Bool("forced", forced), slog.Duration("latency", latency), slog.Duration("lock_wait", lockWait)}
 }
 
 // defaultWarnHandler is the handler of a Conf built without a Logger: the

@@ -63,7 +63,7 @@ func TestEventsCountFetches(t *testing.T) {
 		t.Fatalf("%d %s events for %d token calls, want 1 and 1", len(fetched), core.EventFetched, tokenCalls(s))
 	}
 	f := fetched[0]
-	if f["credential"] != "access_token" || f["reason"] != "expiry" || f["forced"] != false || f["latency"] == nil || f["expires_at"] == nil {
+	if f["credential"] != "access_token" || f["reason"] != "expiry" || f["forced"] != false || f["latency"] == nil || f["lock_wait"] == nil || f["expires_at"] == nil {
 		t.Errorf("%s attributes = %v", core.EventFetched, f)
 	}
 	if n := len(lb.records(t, core.EventAdopted)); n != 1 {
