@@ -79,6 +79,18 @@ func (s Spec) String() string { return s.redacted }
 // HasPassword reports whether the URL holds a password.
 func (s Spec) HasPassword() bool { return s.password }
 
+// RedisOptions returns a copy of the go-redis options of a redis:// or
+// rediss:// URL, nil for another kind: for a command that reads what the
+// store does not expose, such as a refresh lock's lease (cmd/wechatconf's
+// inspect). The options hold the password: never print them.
+func (s Spec) RedisOptions() *goredis.Options {
+	if s.redis == nil {
+		return nil
+	}
+	o := *s.redis
+	return &o
+}
+
 // Parse checks a store URL and returns what it names, doing no I/O. Its
 // errors show the URL redacted and say what a good one looks like.
 func Parse(raw string) (Spec, error) {

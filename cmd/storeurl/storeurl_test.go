@@ -159,3 +159,25 @@ func TestOpen(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisOptions(t *testing.T) {
+	s, err := storeurl.Parse("redis://user:" + password + "@127.0.0.1:6379/2?prefix=p:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.RedisOptions()
+	if o == nil || o.Addr != "127.0.0.1:6379" || o.DB != 2 || o.Password != password {
+		t.Fatalf("RedisOptions: %+v", o)
+	}
+	o.Addr = "changed:1"
+	if s.RedisOptions().Addr != "127.0.0.1:6379" {
+		t.Fatal("RedisOptions returned the Spec's own options, not a copy")
+	}
+	f, err := storeurl.Parse("file:///tmp/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.RedisOptions() != nil {
+		t.Fatal("RedisOptions of a file URL is not nil")
+	}
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/wechatconf/wechatconf/cmd/storeurl"
+	"github.com/wechatconf/wechatconf/core"
+)
+
+// lockReader reads a key's refresh lock where the store can tell it
+// cheaply: on Redis, the lock is a string key with a PX lease (one PTTL).
+// The file store's flock, PostgreSQL's advisory lock and etcd's lease
+// cannot be read without taking them or a query per backend, so inspect
+// shows no lock for them.
+type lockReader struct {
+	client *goredis.Client
+	names  interface {
+		RedisKeys(key string) (token, lock string)
+	}
+}
+
+func newLockReader(spec storeurl.Spec, st core.TokenStore) *lockReader {
+	r := &lockReader{}
+	names, ok := st.(interface {
+		RedisKeys(key string) (token, lock string)
+	})
+	if opts := spec.RedisOptions(); ok && opts != nil {
+		r.client, r.names = goredis.NewClient(opts), names
+	}
+	return r
+}
+
+// read returns key's lock, or nil when the store cannot tell.
+func (r *lockReader) read(ctx context.Context, key string) *lockView {
+	if r.client == nil {
+		return nil
+	}
+	_, lock := r.names.RedisKeys(key)
+	ttl, err := r.client.PTTL(ctx, lock).Result()
+	if err != nil {
+		return nil
+	}
+	if ttl < 0 { // -2: no lock; -1 (no lease) is not one of the store's
+		return &lockView{Held: false}
+	}
+	lease := ttl.Round(time.Millisecond).Seconds()
+	return &lockView{Held: true, Lease: &lease}
+}
+
+func (r *lockReader) close() {
+	if r.client != nil {
+		r.client.Close()
+	}
+}
