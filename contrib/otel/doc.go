@@ -1,0 +1,79 @@
+// Package wechatconfotel turns the events of wechatconf credentials (a
+// core.Conf, a wecom.App, an Open Platform authorizer, a kind of one's own)
+// into OpenTelemetry metrics and spans.
+//
+// core stays on the standard library: its documented slog events (the
+// core.Event* constants) are the hook. [NewHandler] wraps the slog.Handler
+// the credentials log to; it records each event and passes the record on:
+//
+//	h := wechatconfotel.NewHandler(slog.Default().Handler()) // or nil: metrics without logs
+//	conf, err := core.New(core.Config{AppID: id, AppSecret: secret, Store: store, Logger: slog.New(h)})
+//	h.Observe(conf.AccessTokenCredential()) // the wechatconf.token.remaining gauge
+//
+// The handler is Enabled for every record of level Info and above, even when
+// the next handler is not (records the next handler does not want are not
+// passed to it), so the metrics are kept with logging off. Records that are
+// not wechatconf events cost a prefix comparison of the message. The hot
+// path of a credential (a valid token in memory) logs nothing, so the
+// handler adds nothing to it (BenchmarkAccessTokenHotWithHandler).
+//
+// By default the global providers (otel.GetMeterProvider,
+// otel.GetTracerProvider) are used; [WithMeterProvider] and
+// [WithTracerProvider] choose others.
+//
+// # Metrics
+//
+// Every metric carries "wechatconf.credential", the credential's kind
+// (CredentialConfig.Name: "access_token", "jsapi_ticket",
+// "authorizer_access_token", …). The store key ("wechatconf.credential.key")
+// is added only with [WithKeyAttribute]: a platform with 10,000 authorizers
+// has 10,000 keys, one time series each per metric. No attribute ever holds
+// a token, a ticket or a secret.
+//
+//	wechatconf.fetches              counter {fetch}        outcome ("ok", "error"), reason ("expiry", "rejected", "forced"), forced (bool), errcode (failed fetches of an API error)
+//	wechatconf.fetch.duration       histogram s            the same attributes: the token call, retries included
+//	wechatconf.lock.wait            histogram s            event ("fetched", "fetch_failed", "adopted"): the wait for the store's lock
+//	wechatconf.adoptions            counter {adoption}     a credential another instance wrote, taken without a token call
+//	wechatconf.rejections           counter {rejection}    errcode: WeChat rejected a credential (a compare-and-refresh follows)
+//	wechatconf.forced_refreshes     counter {refresh}      why ("requested", "rejected token handed back")
+//	wechatconf.limited              counter {call}         limit (the Config field): a token call held back by a limit
+//	wechatconf.store.errors         counter {error}        store.op ("get", "set", "refresh", "commit")
+//	wechatconf.lock.lost            counter {event}        a refresh lost the store's lock to another holder
+//	wechatconf.background_refresh.failures counter {failure} a refresh ahead of expiry failed
+//	wechatconf.token.remaining      gauge s                the life left of each credential given to [Handler.Observe]
+//
+// The attribute names are those above prefixed with "wechatconf."
+// ("wechatconf.outcome", "wechatconf.reason", "wechatconf.forced",
+// "wechatconf.errcode", "wechatconf.event", "wechatconf.why",
+// "wechatconf.limit", "wechatconf.store.op"). Without [WithKeyAttribute],
+// the gauge has one point per kind: the least life left among the observed
+// credentials of that kind, the one to alert on.
+//
+// # Spans
+//
+// Spans are reconstructed from the events, after the fact: each token call
+// of a refresh (core.EventFetched, core.EventFetchFailed) becomes a span
+// "wechatconf.refresh <kind>" ending at the record's time and starting
+// lock_wait + latency earlier, with two children: "wechatconf.store.lock_wait"
+// (the wait for the store's lock) and then "wechatconf.fetch" (the token
+// call). A failed fetch sets status Error on both the fetch and the refresh.
+// A refresh that makes two calls (stable_token handing a rejected token
+// back, then force_refresh) gives two such spans, the second covering the
+// first.
+// core logs with context.Background(), so these spans are roots of their own
+// traces unless a future core passes the caller's context; their timing is
+// that of the events (to the precision of the record's clock). Spans carry
+// the store key (a span is not aggregated, so it costs no cardinality).
+//
+// # Prometheus
+//
+// With go.opentelemetry.io/otel/exporters/prometheus (not a dependency of
+// this module), the metrics are served on /metrics as
+// wechatconf_fetches_total, wechatconf_fetch_duration_seconds and so on:
+//
+//	exporter, err := prometheus.New()
+//	if err != nil { … }
+//	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+//	h := wechatconfotel.NewHandler(nil, wechatconfotel.WithMeterProvider(mp))
+//	http.Handle("/metrics", promhttp.Handler())
+package wechatconfotel

@@ -1,0 +1,90 @@
+package wechatconfotel_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	wechatconfotel "github.com/wechatconf/wechatconf/contrib/otel"
+	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/wxtest"
+	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// namesEncoder prints each metric's name and its count (the sum of a
+// counter, the number of a histogram's measurements, the points of a
+// gauge): the deterministic part of stdoutmetric's output. Leave
+// WithEncoder out for stdoutmetric's JSON.
+type namesEncoder struct{}
+
+func (namesEncoder) Encode(v any) error {
+	rm := v.(*metricdata.ResourceMetrics)
+	var lines []string
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			var n int64
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					n += p.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					n += int64(p.Count)
+				}
+			case metricdata.Gauge[float64]:
+				n = int64(len(d.DataPoints))
+			}
+			lines = append(lines, fmt.Sprintf("%s (%s): %d", m.Name, m.Unit, n))
+		}
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	return nil
+}
+
+// A Conf whose events become metrics, exported to stdout.
+func Example() {
+	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "app-secret"})
+	defer wechat.Close()
+
+	exporter, err := stdoutmetric.New(stdoutmetric.WithEncoder(namesEncoder{}))
+	if err != nil {
+		panic(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exporter)))
+
+	// nil: no logs, metrics only (pass a handler to keep logging).
+	h := wechatconfotel.NewHandler(nil, wechatconfotel.WithMeterProvider(mp))
+	conf, err := core.New(core.Config{
+		AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("app-secret"),
+		BaseURL: wechat.URL, HTTPClient: wechat.Client(), Now: wechat.Now,
+		Logger: slog.New(h),
+	})
+	if err != nil {
+		panic(err)
+	}
+	h.Observe(conf.AccessTokenCredential())
+
+	ctx := context.Background()
+	conf.AccessToken(ctx)                 // a token call: wechatconf.fetches
+	conf.AccessToken(ctx)                 // from memory: nothing recorded
+	conf.ForceRefreshAccessToken(ctx, "") // a forced refresh and a token call
+	conf.ForceRefreshAccessToken(ctx, "") // held back: wechatconf.limited
+
+	if err := mp.Shutdown(ctx); err != nil { // the last export
+		panic(err)
+	}
+	// Output:
+	// wechatconf.fetch.duration (s): 2
+	// wechatconf.fetches ({fetch}): 2
+	// wechatconf.forced_refreshes ({refresh}): 1
+	// wechatconf.limited ({call}): 1
+	// wechatconf.lock.wait (s): 2
+	// wechatconf.token.remaining (s): 1
+}

@@ -1,0 +1,363 @@
+package wechatconfotel
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ScopeName is the instrumentation scope of the meter and tracer.
+const ScopeName = "github.com/wechatconf/wechatconf/contrib/otel"
+
+// The attribute keys.
+const (
+	AttrCredential = attribute.Key("wechatconf.credential")     // the credential's kind
+	AttrKey        = attribute.Key("wechatconf.credential.key") // its store key (WithKeyAttribute; always on spans)
+	AttrOutcome    = attribute.Key("wechatconf.outcome")        // "ok" or "error"
+	AttrReason     = attribute.Key("wechatconf.reason")         // "expiry", "rejected" or "forced"
+	AttrForced     = attribute.Key("wechatconf.forced")         // bool: stable_token with force_refresh
+	AttrErrcode    = attribute.Key("wechatconf.errcode")        // WeChat's errcode
+	AttrEvent      = attribute.Key("wechatconf.event")          // "fetched", "fetch_failed" or "adopted"
+	AttrWhy        = attribute.Key("wechatconf.why")            // of a forced refresh
+	AttrLimit      = attribute.Key("wechatconf.limit")          // the Config field of a limit
+	AttrStoreOp    = attribute.Key("wechatconf.store.op")       // "get", "set", "refresh" or "commit"
+)
+
+// Option configures NewHandler.
+type Option func(*config)
+
+type config struct {
+	mp      metric.MeterProvider
+	tp      trace.TracerProvider
+	withKey bool
+}
+
+// WithMeterProvider sets the MeterProvider; the default is
+// otel.GetMeterProvider().
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.mp = mp } }
+
+// WithTracerProvider sets the TracerProvider; the default is
+// otel.GetTracerProvider().
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
+
+// WithKeyAttribute adds the store key ("wechatconf.credential.key") to
+// every metric: one time series per credential rather than per kind. Off by
+// default: an Open Platform with 10,000 authorizers has 10,000 keys.
+func WithKeyAttribute() Option { return func(c *config) { c.withKey = true } }
+
+// Handler is an slog.Handler that records wechatconf events as metrics and
+// spans and passes every record on to the next handler. It is safe for
+// concurrent use; the handlers WithAttrs and WithGroup return share its
+// instruments and observed credentials.
+type Handler struct {
+	next slog.Handler
+	s    *state
+}
+
+// state is what a Handler and those derived from it share.
+type state struct {
+	withKey bool
+	tracer  trace.Tracer
+
+	fetches, adoptions, rejections, forced, limited, storeErrors, lockLost, bgFailures metric.Int64Counter
+	fetchDuration, lockWait                                                            metric.Float64Histogram
+	gauge                                                                              metric.Float64ObservableGauge
+
+	reg   metric.Registration
+	mu    sync.Mutex
+	creds []*core.Credential
+}
+
+// durationBuckets are the histograms' bucket boundaries, in seconds (those
+// of the HTTP semantic conventions, up to a slow token call with retries).
+var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30}
+
+// NewHandler returns a Handler that records the wechatconf events of the
+// records it handles and passes every record on to next, those next is
+// Enabled for; a nil next drops them. Give slog.New(h) to a credential as
+// its Logger (core.Config.Logger, CredentialConfig.Logger, …).
+//
+// Instruments the MeterProvider fails to create are replaced by no-op ones
+// (the error goes to otel.Handle).
+func NewHandler(next slog.Handler, opts ...Option) *Handler {
+	cfg := config{}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.mp == nil {
+		cfg.mp = otel.GetMeterProvider()
+	}
+	if cfg.tp == nil {
+		cfg.tp = otel.GetTracerProvider()
+	}
+	m := cfg.mp.Meter(ScopeName)
+	s := &state{withKey: cfg.withKey, tracer: cfg.tp.Tracer(ScopeName)}
+	counter := func(name, unit, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if err != nil {
+			otel.Handle(err)
+		}
+		return c
+	}
+	histogram := func(name, desc string) metric.Float64Histogram {
+		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(durationBuckets...))
+		if err != nil {
+			otel.Handle(err)
+		}
+		return h
+	}
+	s.fetches = counter("wechatconf.fetches", "{fetch}", "Token calls made to WeChat (credential fetches).")
+	s.adoptions = counter("wechatconf.adoptions", "{adoption}", "Credentials taken from the store that another instance fetched.")
+	s.rejections = counter("wechatconf.rejections", "{rejection}", "Credentials WeChat rejected (40001, 40014, 42001).")
+	s.forced = counter("wechatconf.forced_refreshes", "{refresh}", "Forced refreshes (stable_token force_refresh) about to be made.")
+	s.limited = counter("wechatconf.limited", "{call}", "Token calls held back by a limit.")
+	s.storeErrors = counter("wechatconf.store.errors", "{error}", "Failed token store operations.")
+	s.lockLost = counter("wechatconf.lock.lost", "{event}", "Refreshes that lost the store's lock to another holder.")
+	s.bgFailures = counter("wechatconf.background_refresh.failures", "{failure}", "Failed refreshes ahead of expiry.")
+	s.fetchDuration = histogram("wechatconf.fetch.duration", "Duration of token calls, retries included.")
+	s.lockWait = histogram("wechatconf.lock.wait", "Wait for the token store's lock before a fetch or an adoption.")
+
+	var err error
+	s.gauge, err = m.Float64ObservableGauge("wechatconf.token.remaining", metric.WithUnit("s"),
+		metric.WithDescription("Life left of the credentials held in memory (ExpiresAt - now)."))
+	if err != nil {
+		otel.Handle(err)
+	} else if s.reg, err = m.RegisterCallback(s.observe, s.gauge); err != nil {
+		otel.Handle(err)
+	}
+	return &Handler{next: next, s: s}
+}
+
+// Observe adds credentials to the wechatconf.token.remaining gauge
+// (conf.AccessTokenCredential(), app.AccessTokenCredential(), …). A
+// credential holding no token in memory has no point. Safe for concurrent
+// use; a credential given twice is observed once.
+func (h *Handler) Observe(creds ...*core.Credential) {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+next:
+	for _, c := range creds {
+		if c == nil {
+			continue
+		}
+		for _, have := range h.s.creds {
+			if have == c {
+				continue next
+			}
+		}
+		h.s.creds = append(h.s.creds, c)
+	}
+}
+
+// Close unregisters the gauge's callback. The counters stay usable.
+func (h *Handler) Close() error {
+	if h.s.reg == nil {
+		return nil
+	}
+	return h.s.reg.Unregister()
+}
+
+// observe is the gauge's callback.
+func (s *state) observe(_ context.Context, o metric.Observer) error {
+	s.mu.Lock()
+	creds := append([]*core.Credential(nil), s.creds...)
+	s.mu.Unlock()
+	now := time.Now()
+	var least map[string]float64 // by kind, without the key attribute
+	for _, c := range creds {
+		exp, ok := c.Expiry()
+		if !ok {
+			continue
+		}
+		left := exp.Sub(now).Seconds()
+		if s.withKey {
+			o.ObserveFloat64(s.gauge, left, metric.WithAttributes(AttrCredential.String(c.Name()), AttrKey.String(c.Key())))
+			continue
+		}
+		if least == nil {
+			least = make(map[string]float64)
+		}
+		if v, ok := least[c.Name()]; !ok || left < v {
+			least[c.Name()] = left
+		}
+	}
+	for kind, left := range least {
+		o.ObserveFloat64(s.gauge, left, metric.WithAttributes(AttrCredential.String(kind)))
+	}
+	return nil
+}
+
+// Enabled reports true for every level from Info up (wechatconf's Info and
+// Warn events are recorded whatever next wants), and otherwise what next
+// reports.
+func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo || (h.next != nil && h.next.Enabled(ctx, l))
+}
+
+// Handle records r if it is a wechatconf event, then passes it to next if
+// next is Enabled for its level.
+func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "wechatconf.") {
+		h.s.record(ctx, r)
+	}
+	if h.next != nil && h.next.Enabled(ctx, r.Level) {
+		return h.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+// WithAttrs returns a Handler passing records to next.WithAttrs(attrs),
+// sharing h's instruments.
+func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	if h.next == nil {
+		return h
+	}
+	return &Handler{next: h.next.WithAttrs(attrs), s: h.s}
+}
+
+// WithGroup returns a Handler passing records to next.WithGroup(name),
+// sharing h's instruments.
+func (h *Handler) WithGroup(name string) slog.Handler {
+	if h.next == nil {
+		return h
+	}
+	return &Handler{next: h.next.WithGroup(name), s: h.s}
+}
+
+// event is what record reads from a record's attributes.
+type event struct {
+	kind, key, reason, why, limit, op, errText string
+	forced, hasWait, hasErrcode                bool
+	errcode                                    int64
+	latency, lockWait                          time.Duration
+}
+
+// record records the event r.
+func (s *state) record(ctx context.Context, r slog.Record) {
+	var e event
+	r.Attrs(func(a slog.Attr) bool {
+		v := a.Value.Resolve()
+		switch a.Key {
+		case "credential":
+			e.kind = v.String()
+		case "key":
+			e.key = v.String()
+		case "reason":
+			e.reason = v.String()
+		case "why":
+			e.why = v.String()
+		case "limit":
+			e.limit = v.String()
+		case "op":
+			e.op = v.String()
+		case "error":
+			e.errText = v.String()
+		case "forced":
+			e.forced = v.Kind() == slog.KindBool && v.Bool()
+		case "errcode":
+			if v.Kind() == slog.KindInt64 {
+				e.errcode, e.hasErrcode = v.Int64(), true
+			}
+		case "latency":
+			if v.Kind() == slog.KindDuration {
+				e.latency = v.Duration()
+			}
+		case "lock_wait":
+			if v.Kind() == slog.KindDuration {
+				e.lockWait, e.hasWait = v.Duration(), true
+			}
+		}
+		return true
+	})
+	if e.kind == "" {
+		return // not a credential's event
+	}
+	base := make([]attribute.KeyValue, 0, 8)
+	base = append(base, AttrCredential.String(e.kind))
+	if s.withKey {
+		base = append(base, AttrKey.String(e.key))
+	}
+	with := func(kv ...attribute.KeyValue) metric.MeasurementOption {
+		return metric.WithAttributes(append(base, kv...)...)
+	}
+	switch r.Message {
+	case core.EventFetched, core.EventFetchFailed:
+		ok := r.Message == core.EventFetched
+		outcome := "ok"
+		if !ok {
+			outcome = "error"
+		}
+		kv := []attribute.KeyValue{AttrOutcome.String(outcome), AttrReason.String(e.reason), AttrForced.Bool(e.forced)}
+		if !ok && e.hasErrcode {
+			kv = append(kv, AttrErrcode.Int64(e.errcode))
+		}
+		attrs := with(kv...)
+		s.fetches.Add(ctx, 1, attrs)
+		s.fetchDuration.Record(ctx, e.latency.Seconds(), attrs)
+		if e.hasWait {
+			s.lockWait.Record(ctx, e.lockWait.Seconds(), with(AttrEvent.String(strings.TrimPrefix(r.Message, "wechatconf."))))
+		}
+		s.spans(ctx, r, &e, ok)
+	case core.EventAdopted:
+		s.adoptions.Add(ctx, 1, with())
+		if e.hasWait {
+			s.lockWait.Record(ctx, e.lockWait.Seconds(), with(AttrEvent.String("adopted")))
+		}
+	case core.EventRejected:
+		if e.hasErrcode {
+			s.rejections.Add(ctx, 1, with(AttrErrcode.Int64(e.errcode)))
+		} else {
+			s.rejections.Add(ctx, 1, with())
+		}
+	case core.EventForced:
+		s.forced.Add(ctx, 1, with(AttrWhy.String(e.why)))
+	case core.EventLimited:
+		s.limited.Add(ctx, 1, with(AttrLimit.String(e.limit)))
+	case core.EventStoreError:
+		s.storeErrors.Add(ctx, 1, with(AttrStoreOp.String(e.op)))
+	case core.EventLockLost:
+		s.lockLost.Add(ctx, 1, with())
+	case core.EventBackgroundRefreshFailed:
+		s.bgFailures.Add(ctx, 1, with())
+	}
+}
+
+// spans reconstructs the spans of a refresh that made a token call from its
+// event: it ended at the record's time and started lock_wait + latency
+// before.
+func (s *state) spans(ctx context.Context, r slog.Record, e *event, ok bool) {
+	end := r.Time
+	if end.IsZero() {
+		end = time.Now()
+	}
+	fetchStart := end.Add(-e.latency)
+	start := fetchStart.Add(-e.lockWait)
+	attrs := []attribute.KeyValue{AttrCredential.String(e.kind), AttrKey.String(e.key), AttrReason.String(e.reason), AttrForced.Bool(e.forced)}
+	ctx, refresh := s.tracer.Start(ctx, "wechatconf.refresh "+e.kind, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
+	if !refresh.IsRecording() {
+		refresh.End(trace.WithTimestamp(end))
+		return
+	}
+	_, wait := s.tracer.Start(ctx, "wechatconf.store.lock_wait", trace.WithTimestamp(start))
+	wait.End(trace.WithTimestamp(fetchStart))
+	_, fetch := s.tracer.Start(ctx, "wechatconf.fetch", trace.WithTimestamp(fetchStart), trace.WithSpanKind(trace.SpanKindClient))
+	if !ok {
+		if e.hasErrcode {
+			fetch.SetAttributes(AttrErrcode.Int64(e.errcode))
+		}
+		// core redacts "error" at the source: it holds no credential.
+		fetch.SetStatus(codes.Error, e.errText)
+		refresh.SetStatus(codes.Error, "fetch failed")
+	}
+	fetch.End(trace.WithTimestamp(end))
+	refresh.End(trace.WithTimestamp(end))
+}
