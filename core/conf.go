@@ -101,7 +101,7 @@ func (c *Conf) newKind(name string, fetch func(context.Context, FetchRequest) (T
 	p := c.cfg.policy()
 	var needs *Credential
 	if !forcible {
-		p.Handover = 0
+		p.Handover, p.FetchWithoutStore = 0, false // tickets: each fetch invalidates the last
 	}
 	if name != "access_token" {
 		needs = c.access

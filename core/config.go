@@ -134,7 +134,10 @@ type Config struct {
 	// runs detached from the caller so that one caller giving up does not
 	// fail the others. It holds whatever the store does: a store call still
 	// running then is left to finish in the background and the refresh
-	// fails with context.DeadlineExceeded. Default 30 seconds.
+	// fails with context.DeadlineExceeded, and ErrStoreUnavailable when it
+	// was the store that did not answer (with StableToken the access_token
+	// is then fetched without the store: see the package doc, "When the
+	// store is down"). Default 30 seconds.
 	RefreshTimeout time.Duration
 
 	// Limits on token calls (see the package doc, "Limits"). A *LimitError
@@ -167,6 +170,13 @@ type Config struct {
 	// instance put in the store is still served. Default
 	// DefaultErrorBackoff (1 minute); negative disables it.
 	ErrorBackoff time.Duration
+	// StoreOutageInterval is the least time between two access_token
+	// fetches made without the store while it is down (StableToken only;
+	// see the package doc, "When the store is down"): inside it the token
+	// held in memory is served while still valid, or an error wrapping
+	// ErrStoreUnavailable is returned. Default DefaultStoreOutageInterval
+	// (30 s).
+	StoreOutageInterval time.Duration
 	// MaxRetries is how many times a call answered with -1 (busy), 45011,
 	// HTTP 5xx or a network error is retried, within the caller's context.
 	// Default 3; a negative value disables retries.
@@ -293,6 +303,7 @@ func (c *Config) validate() error {
 	c.RefreshAhead, c.ExpiryMargin, c.RefreshTimeout = p.RefreshAhead, p.ExpiryMargin, p.RefreshTimeout
 	c.ForceRefreshInterval, c.ForceRefreshDailyLimit = p.ForceRefreshInterval, p.ForceRefreshDailyLimit
 	c.RejectedRefreshInterval, c.ErrorBackoff = p.RejectedRefreshInterval, p.ErrorBackoff
+	c.StoreOutageInterval = p.StoreOutageInterval
 	return nil
 }
 
@@ -303,9 +314,12 @@ func (c *Config) policy() Policy {
 		RefreshAhead: c.RefreshAhead, ExpiryMargin: c.ExpiryMargin, RefreshTimeout: c.RefreshTimeout,
 		RejectedRefreshInterval: c.RejectedRefreshInterval, ErrorBackoff: c.ErrorBackoff,
 		ForceRefreshInterval: c.ForceRefreshInterval, ForceRefreshDailyLimit: c.ForceRefreshDailyLimit,
+		StoreOutageInterval: c.StoreOutageInterval,
 	}
 	if c.TokenAPI == StableToken {
-		p.Handover = StableTokenHandover
+		// A normal stable_token call invalidates nobody's token: with the
+		// store down, fetching without its lock is safe.
+		p.Handover, p.FetchWithoutStore = StableTokenHandover, true
 	}
 	return p
 }

@@ -65,6 +65,10 @@ type Credential struct {
 
 	mu     sync.Mutex
 	flight *flight // the refresh in flight, nil if none
+	// Store outage state (Policy.FetchWithoutStore), guarded by mu.
+	outageFetched bool  // a fetch without the store was made
+	outageAt      int64 // elapsed() of the last one
+	pending       Token // fetched without the store, not yet written back
 }
 
 // CredentialConfig describes one credential for NewCredential. A new kind
@@ -195,7 +199,49 @@ type Policy struct {
 	// ForceRefreshDailyLimit: forced fetches per Beijing day. Default
 	// DefaultForceRefreshDailyLimit; negative never forces.
 	ForceRefreshDailyLimit int
+	// FetchWithoutStore says the issuer's normal fetch does not invalidate
+	// other holders' tokens (stable_token's normal mode; WeCom's gettoken):
+	// when the store fails (a refresh ends in an error wrapping
+	// ErrStoreUnavailable), this process fetches without the lock — a
+	// normal fetch, never a forced one — at most once per
+	// StoreOutageInterval, keeps the token in memory, logs
+	// EventStoreOutage, and writes the token back to the store on its next
+	// refresh that the store answers (a newer token in the store wins).
+	// Without it (classic /cgi-bin/token, tickets: every fetch invalidates
+	// the fleet's token) a store outage fetches nothing: the held token is
+	// served until its ExpiryMargin, then the ErrStoreUnavailable error is
+	// returned. Not allowed with CredentialConfig.Commit.
+	FetchWithoutStore bool
+	// StoreOutageInterval: least time between two fetches without the
+	// store (FetchWithoutStore); inside it a held, still-usable token is
+	// served, or the ErrStoreUnavailable error returned. Default
+	// DefaultStoreOutageInterval.
+	StoreOutageInterval time.Duration
 }
+
+// DefaultStoreOutageInterval is the default Policy.StoreOutageInterval.
+const DefaultStoreOutageInterval = 30 * time.Second
+
+// ErrStoreUnavailable is wrapped, together with the store's own error, by
+// the error of a refresh that failed because the TokenStore failed (its Get
+// and Refresh returned an error other than ErrNotFound, ErrCorrupt or
+// ErrLockLost before any fetch, or did not answer within RefreshTimeout).
+// Test for it with errors.Is. See Policy.FetchWithoutStore for what a
+// credential does while its store is down.
+var ErrStoreUnavailable = errors.New("the token store is unavailable")
+
+// unavailableError is an error wrapping ErrStoreUnavailable and the error
+// of the store operation op ("get" or "refresh").
+type unavailableError struct {
+	op  string
+	err error
+}
+
+func (e *unavailableError) Error() string {
+	return ErrStoreUnavailable.Error() + ": " + e.err.Error()
+}
+
+func (e *unavailableError) Unwrap() []error { return []error{ErrStoreUnavailable, e.err} }
 
 // HandoverAtExpiry is the Policy.Handover of an issuer that hands back the
 // current token until it has expired (WeCom's /cgi-bin/gettoken: 有效期内重复
@@ -208,6 +254,7 @@ func (p *Policy) normalize() error {
 	setDefault(&p.ExpiryMargin, time.Minute)
 	setDefault(&p.RefreshTimeout, 30*time.Second)
 	setDefault(&p.ForceRefreshInterval, DefaultForceRefreshInterval)
+	setDefault(&p.StoreOutageInterval, DefaultStoreOutageInterval)
 	if p.ForceRefreshDailyLimit == 0 {
 		p.ForceRefreshDailyLimit = DefaultForceRefreshDailyLimit
 	}
@@ -235,6 +282,8 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Key is required", cfg.Name)
 	case cfg.Fetch == nil:
 		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Fetch is required", cfg.Name)
+	case cfg.Policy.FetchWithoutStore && cfg.Commit != nil:
+		return nil, fmt.Errorf("wechatconf: %s: Policy.FetchWithoutStore cannot be set with a Commit: what a fetch moves forward must reach the store", cfg.Name)
 	}
 	if err := cfg.Policy.normalize(); err != nil {
 		return nil, err
@@ -372,9 +421,13 @@ type flight struct {
 	// toExpiry: tok was handed back inside its margin, to be served until
 	// its ExpiresAt (set by the load, read once done is closed).
 	toExpiry bool
-	done     chan struct{} // closed when tok and err are set
-	tok      Token
-	err      error
+	// inStore is the store call the load is waiting for (storeGet,
+	// storeRefresh before its fetch runs), or 0: a RefreshTimeout that
+	// expires during one is a store outage.
+	inStore atomic.Int32
+	done    chan struct{} // closed when tok and err are set
+	tok     Token
+	err     error
 }
 
 // bgRetryInterval is how long the hot path waits before starting another
@@ -473,8 +526,8 @@ func (cr *Credential) refresh(ctx context.Context, stale string, why reason, cau
 // Policy.RefreshTimeout whatever the store does: a load still running then
 // is left to finish in the background (its ctx is cancelled; what it writes
 // to the store is read by the next refresh).
-func (cr *Credential) run(ctx context.Context, f *flight) {
-	ctx, cancel := context.WithTimeout(ctx, cr.policy.RefreshTimeout)
+func (cr *Credential) run(parent context.Context, f *flight) {
+	ctx, cancel := context.WithTimeout(parent, cr.policy.RefreshTimeout)
 	defer cancel()
 	type result struct {
 		tok Token
@@ -486,15 +539,25 @@ func (cr *Credential) run(ctx context.Context, f *flight) {
 		done <- result{tok, err}
 	}()
 	var r result
+	toExpiry := false
 	select {
 	case r = <-done:
+		toExpiry = f.toExpiry
 	case <-ctx.Done():
-		r.err = wrapErr(ctx.Err(), "refresh %s: the store did not answer within RefreshTimeout (%v)", cr.name, cr.policy.RefreshTimeout)
+		r.err = fmt.Errorf("the store did not answer within RefreshTimeout (%v): %w", cr.policy.RefreshTimeout, ctx.Err())
+		if op := f.inStore.Load(); op != 0 {
+			r.err = &unavailableError{op: storeOps[op], err: r.err}
+		}
+		r.err = wrapErr(r.err, "refresh %s", cr.name)
+	}
+	var ue *unavailableError
+	if r.err != nil && errors.As(r.err, &ue) {
+		r.tok, toExpiry, r.err = cr.outage(parent, f, ue.op, r.err)
 	}
 	cr.mu.Lock()
 	switch {
 	case r.err == nil:
-		cr.adopt(r.tok, f.toExpiry)
+		cr.adopt(r.tok, toExpiry)
 	case errors.Is(r.err, ErrRevoked):
 		cr.cur.Store(nil) // the held token is dead too
 	}
@@ -565,11 +628,14 @@ func (cr *Credential) usable(t Token, now time.Time) bool {
 // waiting for another; if the fetch rejects that token, the lock is left,
 // the token is refreshed and the refresh is tried once more.
 func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
+	f.inStore.Store(storeGet)
 	stored, err := cr.store.Get(ctx, cr.key)
+	f.inStore.Store(0)
 	switch {
 	case err == nil:
+		stored = cr.writeBack(ctx, stored)
 	case errors.Is(err, ErrNotFound):
-		stored = Token{}
+		stored = cr.writeBack(ctx, Token{})
 	case ctx.Err() != nil:
 		return Token{}, wrapErr(err, "%s: reading the store", cr.name)
 	default:
@@ -639,7 +705,9 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string,
 	for attempt := 1; ; attempt++ {
 		var called bool // the fetch ran: its outcome is logged by the fetch
 		start := time.Now()
+		f.inStore.Store(storeRefresh)
 		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, in, &called, start))
+		f.inStore.Store(0)
 		if errors.Is(err, ErrLockLost) {
 			lost := err
 			cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
@@ -649,6 +717,9 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string,
 		switch {
 		case err != nil && !called:
 			cr.storeError("refresh", err)
+			if ctx.Err() == nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrLockLost) {
+				err = &unavailableError{op: "refresh", err: err}
+			}
 			return Token{}, false, err
 		case err != nil:
 			return Token{}, false, err
@@ -683,6 +754,7 @@ func (cr *Credential) fetcher(f *flight, stored string, in FetchRequest, called 
 	p := &cr.policy
 	return func(ctx context.Context) (Token, error) {
 		*called = true
+		f.inStore.Store(0)
 		wait := time.Since(refreshStart) // waiting for the store's lock
 		now := cr.clock()
 		if err := cr.lim.admit(p, cr.name, f.why, f.cause, now); err != nil {
@@ -763,4 +835,121 @@ func (cr *Credential) seed(ctx context.Context, stored Token) Token {
 		cr.storeError("set", err)
 	}
 	return init
+}
+
+// The store calls a load can be waiting for (flight.inStore).
+const (
+	storeGet int32 = 1 + iota
+	storeRefresh
+)
+
+var storeOps = [...]string{storeGet: "get", storeRefresh: "refresh"}
+
+// outage handles a refresh of flight f that failed because the store
+// failed in op (err wraps ErrStoreUnavailable). Without
+// Policy.FetchWithoutStore it returns err. With it, it fetches without the
+// store (a normal fetch, at most once per Policy.StoreOutageInterval, with
+// its own RefreshTimeout from parent), remembers the token for the write
+// back, and logs EventStoreOutage; inside the interval it serves the held
+// token if it is still usable (and not the one f replaces for a
+// rejection), or returns err. toExpiry is the token's to be served to its
+// ExpiresAt.
+func (cr *Credential) outage(parent context.Context, f *flight, op string, err error) (tok Token, toExpiry bool, _ error) {
+	if !cr.policy.FetchWithoutStore {
+		return Token{}, false, err
+	}
+	now, el := cr.clock(), cr.elapsed()
+	cr.mu.Lock()
+	due := !cr.outageFetched || el >= cr.outageAt+int64(cr.policy.StoreOutageInterval)
+	if due {
+		cr.outageFetched, cr.outageAt = true, el
+	}
+	cr.mu.Unlock()
+	cr.logEvent(slog.LevelWarn, EventStoreOutage, slog.String("op", op), slog.String("error", err.Error()), slog.Bool("fetched", due))
+	if !due {
+		if h := cr.cur.Load(); h != nil && (f.why == reasonExpiry || h.Value != f.stale) && el < h.expireAt {
+			return h.Token, false, nil
+		}
+		return Token{}, false, err
+	}
+	ctx, cancel := context.WithTimeout(parent, cr.policy.RefreshTimeout)
+	defer cancel()
+	tok, toExpiry, ferr := cr.fetchWithoutStore(ctx, f, now)
+	if ferr != nil {
+		return Token{}, false, fmt.Errorf("%w; fetching without the store: %w", err, ferr)
+	}
+	cr.mu.Lock()
+	cr.pending = tok
+	cr.mu.Unlock()
+	return tok, toExpiry, nil
+}
+
+// fetchWithoutStore makes one normal fetch for f with no store call and no
+// lock, within the limits (Policy.FetchWithoutStore).
+func (cr *Credential) fetchWithoutStore(ctx context.Context, f *flight, now time.Time) (Token, bool, error) {
+	var in FetchRequest
+	var err error
+	if cr.prepare != nil {
+		if in.Prepared, err = cr.prepare(ctx); err != nil {
+			return Token{}, false, err
+		}
+	}
+	if cr.needs != nil {
+		if in.Needed, err = cr.needs.Get(ctx); err != nil {
+			return Token{}, false, err
+		}
+	}
+	if err := cr.lim.admit(&cr.policy, cr.name, f.why, f.cause, now); err != nil {
+		return Token{}, false, cr.limited(err)
+	}
+	tok, err := cr.call(ctx, f.why, in, false, now, 0)
+	switch {
+	case err != nil:
+		return Token{}, false, err
+	case f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale:
+		return Token{}, false, errors.New("the normal fetch handed back the token being replaced, and a forced fetch needs the store's lock")
+	case tok.Value != f.stale:
+		cr.shortLived.Store(tok.ExpiresAt.Sub(now) <= cr.policy.RefreshAhead)
+	}
+	switch after := cr.clock(); {
+	case cr.usable(tok, after):
+		return tok, false, nil
+	case after.Before(tok.ExpiresAt):
+		return tok, true, nil
+	}
+	return Token{}, false, fmt.Errorf("the fetch returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
+}
+
+// writeBack writes a token fetched without the store (Policy
+// .FetchWithoutStore) back to it, now that the store answered with stored
+// (zero for none), so that the fleet converges: by a compare-and-refresh of
+// stored, unless stored is newer (then the pending token is dropped). It
+// returns what the store holds.
+func (cr *Credential) writeBack(ctx context.Context, stored Token) Token {
+	cr.mu.Lock()
+	p := cr.pending
+	cr.mu.Unlock()
+	if p.Value == "" {
+		return stored
+	}
+	if stored.Value == p.Value || (stored.Value != "" && !stored.ExpiresAt.Before(p.ExpiresAt)) || !p.ExpiresAt.After(cr.clock()) {
+		cr.dropPending(p)
+		return stored
+	}
+	tok, err := cr.store.Refresh(ctx, cr.key, stored.Value, func(context.Context) (Token, error) { return p, nil })
+	if err != nil {
+		cr.storeError("refresh", err) // kept for the next refresh
+		return stored
+	}
+	cr.dropPending(p)
+	return tok
+}
+
+// dropPending forgets p as the token to write back.
+func (cr *Credential) dropPending(p Token) {
+	cr.mu.Lock()
+	if cr.pending.Value == p.Value {
+		cr.pending = Token{}
+	}
+	cr.mu.Unlock()
 }

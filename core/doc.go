@@ -102,6 +102,27 @@
 // a valid access_token before it takes the ticket's lock, so no store lock
 // (for PostgreSQL, no pooled connection) is held while waiting for another.
 //
+// # When the store is down
+//
+// A refresh that fails because the TokenStore failed (an error other than
+// ErrNotFound, ErrCorrupt or ErrLockLost before any fetch, or no answer
+// within RefreshTimeout) returns an error wrapping both ErrStoreUnavailable
+// and the store's error; the hot path never touches the store, so a held
+// token is served as usual. What happens then depends on the token call:
+//
+//   - stable_token (the default; also WeCom's gettoken): a normal call
+//     invalidates nobody's token, so the Conf fetches without the store's
+//     lock (Policy.FetchWithoutStore; a normal call, never force_refresh),
+//     at most once per Config.StoreOutageInterval (30 s) per process,
+//     serves the token from memory, logs EventStoreOutage (Warn), and
+//     writes the token back with a compare-and-refresh on its next refresh
+//     that the store answers (a newer token in the store wins). Callers do
+//     not fail; the fleet makes at most one call per process per interval.
+//   - ClassicToken (and the tickets): every call would invalidate the
+//     token the rest of the fleet holds, so nothing is fetched without the
+//     lock: the held token is served until its ExpiryMargin, then the
+//     ErrStoreUnavailable error is returned until the store answers.
+//
 // # Events
 //
 // A Conf logs what it does as distinct events through Config.Logger (a
@@ -118,6 +139,7 @@
 //	EventRejected                       Info   WeChat rejected a credential ("path", "errcode")
 //	EventLimited                        Warn   a limit held a token call back ("limit", "until", "error")
 //	EventStoreError                     Warn   the TokenStore failed ("op", "error")
+//	EventStoreOutage                    Warn   the store failed; fetched without it or not ("op", "error", "fetched")
 //	EventLockLost                       Info   the store's lock went to another holder ("error")
 //	EventBackgroundRefreshFailed        Warn   a refresh ahead of expiry failed ("expires_at", "error")
 //	EventNoNewer                        Debug  a refresh ahead of expiry brought the same credential back

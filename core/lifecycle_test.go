@@ -422,21 +422,42 @@ func (s *stuckStore) Refresh(ctx context.Context, key, stale string, fetch core.
 	return s.TokenStore.Refresh(ctx, key, stale, fetch)
 }
 
-// A refresh ends at RefreshTimeout whatever the store does.
+// A refresh ends at RefreshTimeout whatever the store does: a store that
+// does not answer is unavailable. With the classic token (every fetch
+// invalidates the fleet's) the refresh fails; with stable_token this
+// process fetches without the store.
 func TestRefreshTimeoutHoldsWhateverTheStoreDoes(t *testing.T) {
-	s := newServer(t)
-	store := &stuckStore{TokenStore: core.NewMemoryStore(), release: make(chan struct{})}
-	t.Cleanup(func() { close(store.release) })
-	c := newConf(t, s, func(c *core.Config) { c.Store = store; c.RefreshTimeout = 200 * time.Millisecond })
-	done := make(chan error, 1)
-	go func() { _, err := c.AccessToken(context.Background()); done <- err }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "RefreshTimeout") {
-			t.Errorf("AccessToken over a stuck store = %v, want DeadlineExceeded naming RefreshTimeout", err)
-		}
-	case <-time.After(watchdog):
-		t.Fatal("AccessToken over a stuck store did not return")
+	for _, api := range []core.TokenAPI{core.ClassicToken, core.StableToken} {
+		t.Run(api.String(), func(t *testing.T) {
+			s := newServer(t)
+			store := &stuckStore{TokenStore: core.NewMemoryStore(), release: make(chan struct{})}
+			t.Cleanup(func() { close(store.release) })
+			c := newConf(t, s, func(c *core.Config) { c.Store = store; c.RefreshTimeout = 200 * time.Millisecond; c.TokenAPI = api })
+			type result struct {
+				tok core.Token
+				err error
+			}
+			done := make(chan result, 1)
+			go func() { tok, err := c.AccessToken(context.Background()); done <- result{tok, err} }()
+			select {
+			case r := <-done:
+				switch api {
+				case core.ClassicToken:
+					if !errors.Is(r.err, context.DeadlineExceeded) || !errors.Is(r.err, core.ErrStoreUnavailable) || !strings.Contains(r.err.Error(), "RefreshTimeout") {
+						t.Errorf("AccessToken over a stuck store = %v, want DeadlineExceeded and ErrStoreUnavailable naming RefreshTimeout", r.err)
+					}
+					if n := s.Calls(wxtest.PathToken); n != 0 {
+						t.Errorf("%d classic token calls without the store's lock, want 0", n)
+					}
+				default:
+					if r.err != nil || !s.TokenValid(r.tok.Value) {
+						t.Errorf("AccessToken over a stuck store = %v, valid %v; want a token fetched without the store", r.err, s.TokenValid(r.tok.Value))
+					}
+				}
+			case <-time.After(watchdog):
+				t.Fatal("AccessToken over a stuck store did not return")
+			}
+		})
 	}
 }
 

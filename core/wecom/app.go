@@ -113,7 +113,10 @@ type Config struct {
 	// core.HandoverAtExpiry: gettoken hands back the current token until
 	// it expires (有效期内重复获取返回相同结果), so the token is served to its
 	// end and fetched once then, with no refresh ahead that would only
-	// bring the same token back.
+	// bring the same token back; and its FetchWithoutStore, always set:
+	// gettoken invalidates nobody's token, so while the store is down the
+	// app fetches without its lock (core.ErrStoreUnavailable, "When the
+	// store is down" in core's package doc). The tickets never do.
 	Policy core.Policy
 	// MaxRetries and RetryBackoff: as core.Config's (default 3, 200 ms).
 	MaxRetries   int
@@ -197,13 +200,18 @@ func New(cfg Config) (*App, error) {
 		// gettoken hands back the current token until it expires.
 		accessPolicy.Handover = core.HandoverAtExpiry
 	}
+	// gettoken invalidates nobody's token: with the store down, the app
+	// fetches without its lock (core.Policy.FetchWithoutStore).
+	accessPolicy.FetchWithoutStore = true
+	ticketPolicy := cfg.Policy
+	ticketPolicy.FetchWithoutStore = false
 	if a.access, err = kind("access_token", corp+cfg.App+"/access_token", a.fetchAccessToken, nil, accessPolicy); err != nil {
 		return nil, err
 	}
-	if a.jsapi, err = kind("jsapi_ticket", corp+"jsapi_ticket", a.ticketFetcher(PathJSAPITicket, nil), a.access, cfg.Policy); err != nil {
+	if a.jsapi, err = kind("jsapi_ticket", corp+"jsapi_ticket", a.ticketFetcher(PathJSAPITicket, nil), a.access, ticketPolicy); err != nil {
 		return nil, err
 	}
-	if a.agent, err = kind("agent_config_ticket", corp+cfg.App+"/agent_config_ticket", a.ticketFetcher(PathAgentTicket, url.Values{"type": {"agent_config"}}), a.access, cfg.Policy); err != nil {
+	if a.agent, err = kind("agent_config_ticket", corp+cfg.App+"/agent_config_ticket", a.ticketFetcher(PathAgentTicket, url.Values{"type": {"agent_config"}}), a.access, ticketPolicy); err != nil {
 		return nil, err
 	}
 	a.api = raw.WithCredential(a.access, "access_token")
