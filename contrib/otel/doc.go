@@ -38,6 +38,7 @@
 //	wechatconf.forced_refreshes     counter {refresh}      why ("requested", "rejected token handed back")
 //	wechatconf.limited              counter {call}         limit (the Config field): a token call held back by a limit
 //	wechatconf.store.errors         counter {error}        store.op ("get", "set", "refresh", "commit")
+//	wechatconf.store.outages        counter {refresh}      store.op, fetched (core.EventStoreOutage)
 //	wechatconf.lock.lost            counter {event}        a refresh lost the store's lock to another holder
 //	wechatconf.background_refresh.failures counter {failure} a refresh ahead of expiry failed
 //	wechatconf.token.remaining      gauge s                the life left of each credential given to [Handler.Observe]

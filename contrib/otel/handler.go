@@ -68,9 +68,9 @@ type state struct {
 	withKey bool
 	tracer  trace.Tracer
 
-	fetches, adoptions, rejections, forced, limited, storeErrors, lockLost, bgFailures metric.Int64Counter
-	fetchDuration, lockWait                                                            metric.Float64Histogram
-	gauge                                                                              metric.Float64ObservableGauge
+	fetches, adoptions, rejections, forced, limited, storeErrors, storeOutages, lockLost, bgFailures metric.Int64Counter
+	fetchDuration, lockWait                                                                          metric.Float64Histogram
+	gauge                                                                                            metric.Float64ObservableGauge
 
 	reg   metric.Registration
 	mu    sync.Mutex
@@ -121,6 +121,7 @@ func NewHandler(next slog.Handler, opts ...Option) *Handler {
 	s.forced = counter("wechatconf.forced_refreshes", "{refresh}", "Forced refreshes (stable_token force_refresh) about to be made.")
 	s.limited = counter("wechatconf.limited", "{call}", "Token calls held back by a limit.")
 	s.storeErrors = counter("wechatconf.store.errors", "{error}", "Failed token store operations.")
+	s.storeOutages = counter("wechatconf.store.outages", "{refresh}", "Refreshes the token store failed; wechatconf.fetched says whether a fetch was made without the store (core.Policy.FetchWithoutStore).")
 	s.lockLost = counter("wechatconf.lock.lost", "{event}", "Refreshes that lost the store's lock to another holder.")
 	s.bgFailures = counter("wechatconf.background_refresh.failures", "{failure}", "Failed refreshes ahead of expiry.")
 	s.fetchDuration = histogram("wechatconf.fetch.duration", "Duration of token calls, retries included.")
@@ -236,7 +237,7 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 // event is what record reads from a record's attributes.
 type event struct {
 	kind, key, reason, why, limit, op, errText string
-	forced, hasWait, hasErrcode                bool
+	forced, fetched, hasWait, hasErrcode       bool
 	errcode                                    int64
 	latency, lockWait                          time.Duration
 }
@@ -263,6 +264,8 @@ func (s *state) record(ctx context.Context, r slog.Record) {
 			e.errText = v.String()
 		case "forced":
 			e.forced = v.Kind() == slog.KindBool && v.Bool()
+		case "fetched":
+			e.fetched = v.Kind() == slog.KindBool && v.Bool()
 		case "errcode":
 			if v.Kind() == slog.KindInt64 {
 				e.errcode, e.hasErrcode = v.Int64(), true
@@ -324,6 +327,8 @@ func (s *state) record(ctx context.Context, r slog.Record) {
 		s.limited.Add(ctx, 1, with(AttrLimit.String(e.limit)))
 	case core.EventStoreError:
 		s.storeErrors.Add(ctx, 1, with(AttrStoreOp.String(e.op)))
+	case core.EventStoreOutage:
+		s.storeOutages.Add(ctx, 1, with(AttrStoreOp.String(e.op), attribute.Bool("wechatconf.fetched", e.fetched)))
 	case core.EventLockLost:
 		s.lockLost.Add(ctx, 1, with())
 	case core.EventBackgroundRefreshFailed:
