@@ -310,25 +310,39 @@ func apiError(err error) *core.APIError {
 }
 
 // overwrite writes tok under key through the key's refresh lock, after
-// every refresh in flight: it replaces whatever the store holds (read
-// just before) by a compare-and-set, and tries again if another writer
-// came between. It is how a newer fact — a re-authorization, a withdrawal
-// — lands after a slow holder's older one, never before it.
+// every refresh in flight, whatever the store holds: it is how a newer
+// fact — a re-authorization, a withdrawal — lands after a slow holder's
+// older one, never before it.
 func overwrite(ctx context.Context, store core.TokenStore, key string, tok core.Token) error {
+	_, err := writeForward(ctx, store, key, tok, func(core.Token) bool { return false })
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", key, err)
+	}
+	return nil
+}
+
+// writeForward writes next under key unless keep says what the store holds
+// is to stay (it is as new or newer): it reads the stored token, then
+// replaces exactly that by a compare-and-set through the key's lock, and
+// starts again if another writer came between. written reports whether
+// the store now holds next.
+func writeForward(ctx context.Context, store core.TokenStore, key string, next core.Token, keep func(cur core.Token) bool) (written bool, err error) {
 	for range 16 {
 		cur, err := store.Get(ctx, key)
 		if err != nil && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrCorrupt) {
-			return err
+			return false, err
 		}
-		got, err := store.Refresh(ctx, key, cur.Value, func(context.Context) (core.Token, error) { return tok, nil })
-		if err != nil {
-			return err
+		switch {
+		case cur.Value == next.Value:
+			return true, nil
+		case cur.Value != "" && keep(cur):
+			return false, nil
 		}
-		if got.Value == tok.Value {
-			return nil
+		if ok, err := compareAndSet(ctx, store, key, cur, next); err != nil || ok {
+			return ok, err
 		}
 	}
-	return fmt.Errorf("writing %q: other writers kept coming between", key)
+	return false, errors.New("other writers kept coming between")
 }
 
 // compareAndSet writes next under key only if the store still holds

@@ -166,24 +166,13 @@ func (c *Component) SetVerifyTicket(ctx context.Context, ticket string, createTi
 		return false, errors.New("wechatconf: openplatform: SetVerifyTicket: the ticket is empty")
 	}
 	next := core.Token{Value: ticket, ExpiresAt: createTime.Add(VerifyTicketLifetime)}
-	key := c.verifyTicketKey()
-	for range 16 {
-		cur, err := c.cfg.Store.Get(ctx, key)
-		if err != nil && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrCorrupt) {
-			return false, err
-		}
-		switch {
-		case cur.Value == ticket:
-			return true, nil
-		case cur.Value != "" && !cur.ExpiresAt.Before(next.ExpiresAt):
-			return false, nil // the stored one is as new or newer
-		}
-		ok, err := compareAndSet(ctx, c.cfg.Store, key, cur, next)
-		if err != nil || ok {
-			return ok, err
-		}
+	stored, err = writeForward(ctx, c.cfg.Store, c.verifyTicketKey(), next, func(cur core.Token) bool {
+		return !cur.ExpiresAt.Before(next.ExpiresAt) // the stored one is as new or newer
+	})
+	if err != nil {
+		return false, wrap("SetVerifyTicket", err)
 	}
-	return false, errors.New("wechatconf: openplatform: SetVerifyTicket: other writers kept coming between")
+	return stored, nil
 }
 
 // VerifyTicket returns the stored component_verify_ticket and its expiry
