@@ -1163,7 +1163,9 @@ type resultTable struct {
 }
 
 // tableSections returns the names of the table sections present in f (any
-// <section>.rows.txt, .rows.skip, .rows.exit or .rows.cmd), sorted.
+// <section>.rows.txt, .rows.skip, .rows.exit or .rows.cmd): those whose
+// command is in commands.txt in the order scripts/bench ran them, then the
+// others by name.
 func tableSections(f inputs) []string {
 	seen := map[string]bool{}
 	var names []string
@@ -1175,7 +1177,24 @@ func tableSections(f inputs) []string {
 			}
 		}
 	}
-	sort.Strings(names)
+	cmds := strings.Split(f["commands.txt"], "\n")
+	for i := range cmds {
+		cmds[i] = strings.TrimSpace(cmds[i])
+	}
+	pos := func(sec string) int {
+		if cmd := f.command(sec + rowsSuffix); cmd != "" {
+			if i := slices.Index(cmds, cmd); i >= 0 {
+				return i
+			}
+		}
+		return len(cmds)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if pi, pj := pos(names[i]), pos(names[j]); pi != pj {
+			return pi < pj
+		}
+		return names[i] < names[j]
+	})
 	return names
 }
 
