@@ -80,6 +80,13 @@
 // stored) that a holder outliving its lease may explain are ProcessHerd's
 // case: the round is run again, and the last round must be exact.
 //
+// # Results tables
+//
+// ReportRow logs one row of a results table (a table name and named string
+// cells) as a "wechatconf-row: {…}" line, which scripts/bench collects from
+// the go test -v output of its table sections and examples/benchreport
+// renders into BENCHMARKS.md, one "## <table>" section per table name.
+//
 // # Testing your own store
 //
 // In a _test.go file of the store's package:

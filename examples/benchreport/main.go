@@ -16,10 +16,17 @@
 //	<backend>.wake.txt            go test -v output of its RefreshWakesWaitersPromptly check
 //	core.skip, core.hot.txt       go test -bench output of BenchmarkAccessTokenHot(Parallel)
 //	core.herd.txt                 go test -bench output of core's in-process BenchmarkHerd
+//	otel.skip, otel.bench.txt     go test -bench output of contrib/otel's BenchmarkAccessTokenHotWithHandler,
+//	                              BenchmarkHandleOther and BenchmarkHandleFetched
+//	<section>.rows.txt            go test -v output of a table section's tests (any name: outage, faults, …):
+//	                              every "wechatconf-row: {json}" line (conformance.ReportRow) in it is a
+//	                              row of the table it names
+//	<section>.rows.skip           why a table section was not run
 //	fleet.skip                    why the fleet day was not run
 //	fleet-wechatconf.json         go run ./examples/fleet -json output
 //	fleet-naive.json              the same with -naive
 //	<name>.exit                   the exit status of the command that wrote <name>.txt or .json
+//	<name>.cmd                    the command that wrote <name>.txt (one line, as in commands.txt)
 //
 // with <backend> one of memory, func, file, redis, postgres, etcd, sqlite.
 // Whatever is missing, failed or unparsable is reported as such ("n/a",
@@ -39,6 +46,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -614,6 +622,7 @@ func render(f inputs) string {
 	writeStores(&w, rows, runs)
 	writeFleet(&w, f)
 	writeHot(&w, f, rows)
+	writeTables(&w, f)
 	writeCommands(&w, f)
 	return w.String()
 }
@@ -716,6 +725,11 @@ func headline(f inputs, rows []storeRow) string {
 				}
 			}
 			s = append(s, line+".")
+			if h, ok := otelSamples(f, "BenchmarkAccessTokenHotWithHandler"); ok {
+				if hns, ok := h.median("ns/op"); ok && ns > 0 {
+					s = append(s, "With the OpenTelemetry handler installed: "+fmtNs(hns)+" ("+fmtRatio(hns, ns)+"): a hit logs no event, so the handler records nothing.")
+				}
+			}
 		}
 	}
 	return strings.Join(s, " ")
@@ -1010,24 +1024,55 @@ func hotSamples(f inputs, name string) (samples, bool) {
 	return find(parseBench(f["core.hot.txt"]), name)
 }
 
+// hotBench is one row of the Hot path table: a benchmark and the raw output
+// (core.hot or otel.bench) and section (core or otel) it comes from.
+type hotBench struct{ name, file, section string }
+
+var hotBenches = []hotBench{
+	{"BenchmarkAccessTokenHot", "core.hot", "core"},
+	{"BenchmarkAccessTokenHotParallel", "core.hot", "core"},
+	{"BenchmarkAccessTokenHotWithHandler", "otel.bench", "otel"},
+	{"BenchmarkHandleOther", "otel.bench", "otel"},
+	{"BenchmarkHandleFetched", "otel.bench", "otel"},
+}
+
+// otelSamples returns the results of contrib/otel's benchmark name.
+func otelSamples(f inputs, name string) (samples, bool) {
+	if _, skipped := f.skipped("otel"); skipped {
+		return nil, false
+	}
+	return find(parseBench(f["otel.bench.txt"]), name)
+}
+
 func writeHot(w *strings.Builder, f inputs, rows []storeRow) {
 	w.WriteString("## Hot path\n\n")
-	if why, ok := f.skipped("core"); ok {
-		fmt.Fprintf(w, "Not measured: %s.\n\n", why)
+	coreWhy, coreSkipped := f.skipped("core")
+	otelWhy, otelSkipped := f.skipped("otel")
+	_, otelRan := f.section("otel.bench", ".txt")
+	if coreSkipped && (otelSkipped || !otelRan) {
+		fmt.Fprintf(w, "Not measured: %s.\n\n", coreWhy)
 		return
 	}
 	w.WriteString("| Benchmark | time/op | allocs/op | B/op | × AccessTokenHot |\n|---|--:|--:|--:|--:|\n")
-	text, present := f.section("core.hot", ".txt")
-	res := parseBench(text)
 	base, baseOK := 0.0, false
-	if s, ok := find(res, "BenchmarkAccessTokenHot"); ok {
+	if s, ok := hotSamples(f, "BenchmarkAccessTokenHot"); ok {
 		base, baseOK = s.median("ns/op")
 	}
-	for _, name := range []string{"BenchmarkAccessTokenHot", "BenchmarkAccessTokenHotParallel"} {
-		s, ok := find(res, name)
+	parsed := map[string]map[string]samples{}
+	for _, hb := range hotBenches {
+		if why, ok := f.skipped(hb.section); ok {
+			writeRow(w, []string{hb.name, "skipped: " + strings.TrimPrefix(why, "skipped: "), "—", "—", "—"})
+			continue
+		}
+		text, present := f.section(hb.file, ".txt")
+		res, ok := parsed[hb.file]
 		if !ok {
-			why := f.missing("core.hot", text, present)
-			writeRow(w, []string{name, why, "—", "—", "—"})
+			res = parseBench(text)
+			parsed[hb.file] = res
+		}
+		s, ok := find(res, hb.name)
+		if !ok {
+			writeRow(w, []string{hb.name, f.missing(hb.file, text, present), "—", "—", "—"})
 			continue
 		}
 		cell := func(unit string, format func(float64) string) string {
@@ -1041,7 +1086,7 @@ func writeHot(w *strings.Builder, f inputs, rows []storeRow) {
 			ratio = fmtRatio(v, base)
 		}
 		one := func(x float64) string { return trimFloat(x, 1) }
-		writeRow(w, []string{name, cell("ns/op", fmtNs), cell("allocs/op", one), cell("B/op", one), ratio})
+		writeRow(w, []string{hb.name, cell("ns/op", fmtNs), cell("allocs/op", one), cell("B/op", one), ratio})
 	}
 	w.WriteString("\nAccessToken with a valid token in process memory (no store read, no I/O), `core` package; " +
 		"the Parallel figure is time per call across GOMAXPROCS goroutines.")
@@ -1057,7 +1102,199 @@ func writeHot(w *strings.Builder, f inputs, rows []storeRow) {
 				strings.Join(parts, ", ") + ".")
 		}
 	}
+	if otelSkipped {
+		fmt.Fprintf(w, " The OpenTelemetry handler (contrib/otel) was not measured: %s.", otelWhy)
+	} else {
+		w.WriteString(" BenchmarkAccessTokenHotWithHandler is the same hot path with contrib/otel's slog handler installed " +
+			"(`wechatconfotel.NewHandler`, a meter provider with a manual reader): on a hit the handler records nothing, " +
+			"no metric, no span, no log record, since the hot path logs no event and so never calls it; " +
+			"its × AccessTokenHot is the whole cost of the hook there. " +
+			"BenchmarkHandleOther is what the handler adds to a log record that is not a wechatconf event (logging off: no next handler); " +
+			"BenchmarkHandleFetched is one core.EventFetched record turned into metrics and spans, paid once per token fetch.")
+	}
 	w.WriteString("\n\n")
+}
+
+// ---- results tables that tests log (conformance.ReportRow) -----------------
+
+// rowMarker begins the line conformance.ReportRow logs (conformance.RowMarker;
+// this command uses the standard library only, so it is repeated here).
+const rowMarker = "wechatconf-row: "
+
+// rowsSuffix ends the name of a table section's raw outputs: <section>.rows.txt,
+// .rows.exit, .rows.skip, .rows.cmd.
+const rowsSuffix = ".rows"
+
+// loggedRow is one conformance.ReportRow line: the table it belongs to, and
+// its cells by column, in order.
+type loggedRow struct {
+	Table   string   `json:"table"`
+	Columns []string `json:"columns"`
+	Values  []string `json:"values"`
+}
+
+// parseRows returns every ReportRow line of go test -v output, in order; a
+// line whose JSON does not parse, or whose columns and values differ in
+// number, is left out.
+func parseRows(text string) []loggedRow {
+	var rows []loggedRow
+	for line := range strings.Lines(text) {
+		_, payload, ok := strings.Cut(line, rowMarker)
+		if !ok {
+			continue
+		}
+		var r loggedRow
+		if json.Unmarshal([]byte(strings.TrimSpace(payload)), &r) != nil ||
+			r.Table == "" || len(r.Columns) == 0 || len(r.Columns) != len(r.Values) {
+			continue
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// resultTable is every row logged for one table name, and the sections
+// whose output held them.
+type resultTable struct {
+	name     string
+	columns  []string // the union of the rows' columns, in order first seen
+	rows     []map[string]string
+	sections []string
+}
+
+// tableSections returns the names of the table sections present in f (any
+// <section>.rows.txt, .rows.skip, .rows.exit or .rows.cmd): those whose
+// command is in commands.txt in the order scripts/bench ran them, then the
+// others by name.
+func tableSections(f inputs) []string {
+	seen := map[string]bool{}
+	var names []string
+	for k := range f {
+		for _, ext := range []string{".txt", ".skip", ".exit", ".cmd"} {
+			if base, ok := strings.CutSuffix(k, rowsSuffix+ext); ok && base != "" && !seen[base] {
+				seen[base] = true
+				names = append(names, base)
+			}
+		}
+	}
+	cmds := strings.Split(f["commands.txt"], "\n")
+	for i := range cmds {
+		cmds[i] = strings.TrimSpace(cmds[i])
+	}
+	pos := func(sec string) int {
+		if cmd := f.command(sec + rowsSuffix); cmd != "" {
+			if i := slices.Index(cmds, cmd); i >= 0 {
+				return i
+			}
+		}
+		return len(cmds)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if pi, pj := pos(names[i]), pos(names[j]); pi != pj {
+			return pi < pj
+		}
+		return names[i] < names[j]
+	})
+	return names
+}
+
+// command returns the command that wrote name.txt, from name.cmd.
+func (f inputs) command(name string) string {
+	return strings.TrimSpace(firstLine(f[name+".cmd"]))
+}
+
+// writeTables writes one section per table that tests logged rows of, in the
+// order the tables first appear (table sections by name, lines in order), and
+// then what the table sections that logged no row say.
+func writeTables(w *strings.Builder, f inputs) {
+	var tables []*resultTable
+	byName := map[string]*resultTable{}
+	var empty []string // why a table section gave no row
+	for _, sec := range tableSections(f) {
+		name := sec + rowsSuffix
+		if why, ok := f.skipped(name); ok {
+			if why != "not selected" {
+				empty = append(empty, fmt.Sprintf("`%s`: skipped: %s.", sec, strings.TrimPrefix(why, "skipped: ")))
+			}
+			continue
+		}
+		text, present := f.section(name, ".txt")
+		rows := parseRows(text)
+		if len(rows) == 0 {
+			why := f.missing(name, text, present)
+			if why == na {
+				why = "no rows logged"
+				if present && strings.Contains(text, "no tests to run") {
+					why = "no rows logged (no test matched)"
+				}
+			} else if !strings.HasPrefix(why, "skipped") {
+				why += ", no rows logged"
+			}
+			line := fmt.Sprintf("`%s`: %s", sec, why)
+			if cmd := f.command(name); cmd != "" {
+				line += ": `" + cmd + "`"
+			}
+			empty = append(empty, line+".")
+			continue
+		}
+		for _, r := range rows {
+			t := byName[r.Table]
+			if t == nil {
+				t = &resultTable{name: r.Table}
+				byName[r.Table] = t
+				tables = append(tables, t)
+			}
+			if !slices.Contains(t.sections, sec) {
+				t.sections = append(t.sections, sec)
+			}
+			cells := map[string]string{}
+			for i, c := range r.Columns {
+				if !slices.Contains(t.columns, c) {
+					t.columns = append(t.columns, c)
+				}
+				cells[c] = r.Values[i]
+			}
+			t.rows = append(t.rows, cells)
+		}
+	}
+	for _, t := range tables {
+		fmt.Fprintf(w, "## %s\n\n", escapeCell(t.name))
+		writeRow(w, slices.Clone(t.columns))
+		w.WriteString("|" + strings.Repeat("---|", len(t.columns)) + "\n")
+		for _, r := range t.rows {
+			cells := make([]string, len(t.columns))
+			for i, c := range t.columns {
+				v, ok := r[c]
+				if !ok {
+					v = "—" // a column this row did not log
+				}
+				cells[i] = v
+			}
+			writeRow(w, cells)
+		}
+		w.WriteString("\n")
+		for _, sec := range t.sections {
+			name := sec + rowsSuffix
+			line := "Logged by the tests of `scripts/bench " + sec + "`"
+			if cmd := f.command(name); cmd != "" {
+				line += ": `" + cmd + "`"
+			}
+			if n := f.exit(name); n != 0 {
+				line += fmt.Sprintf(". That run failed (exit %d): the rows are those logged before it failed or by the tests that passed", n)
+			} else if failed(f[name+".txt"]) {
+				line += ". A test of that run failed: the rows are those logged before it failed or by the tests that passed"
+			}
+			w.WriteString(line + ".\n")
+		}
+		w.WriteString("\n")
+	}
+	if len(empty) > 0 {
+		w.WriteString("## Tables not produced\n\nThese table sections of `scripts/bench` logged no results table row (`conformance.ReportRow`):\n\n")
+		for _, e := range empty {
+			w.WriteString("- " + e + "\n")
+		}
+		w.WriteString("\n")
+	}
 }
 
 func writeCommands(w *strings.Builder, f inputs) {

@@ -53,6 +53,13 @@ func TestReportTables(t *testing.T) {
 		// Hot path.
 		{"BenchmarkAccessTokenHot", "| BenchmarkAccessTokenHot | 28 ns | 0 | 0 | ×1 |"},
 		{"BenchmarkAccessTokenHotParallel", "| BenchmarkAccessTokenHotParallel | 14.2 ns | 0 | 0 | ×0.5 |"},
+		// contrib/otel: medians, ratios over core's AccessTokenHot (28 ns).
+		{"BenchmarkAccessTokenHotWithHandler", "| BenchmarkAccessTokenHotWithHandler | 29.1 ns | 0 | 0 | ×1 |"},
+		{"BenchmarkHandleOther", "| BenchmarkHandleOther | 10.5 ns | 0 | 0 | ×0.4 |"},
+		{"BenchmarkHandleFetched", "| BenchmarkHandleFetched | 4 µs | 31 | 2600 | ×143 |"},
+		// A table logged by a test (outage.rows.txt).
+		{"store", "| store | Conf | token calls | returned after |"},
+		{"Redis", "| Redis | classic | 0 | 2s |"},
 		// Machine.
 		{"CPU", "| CPU | AMD EPYC 7B13 |"},
 		{"Cores (nproc)", "| Cores (nproc) | 2 |"},
@@ -70,7 +77,14 @@ func TestReportTables(t *testing.T) {
 		"Waiters wake 100 µs–7.3 ms after the holder's fetch ends.",
 		"Fleet day (8 processes, 24 simulated hours): wechatconf on the file store 13 fetches (13 expected) and 0 caller-visible 40001s " +
 			"vs naive 104 fetches (×8) and 5,821 caller-visible 40001s.",
-		"Hot path: AccessToken 28 ns, 0 allocs/op (14.2 ns under RunParallel).",
+		"Hot path: AccessToken 28 ns, 0 allocs/op (14.2 ns under RunParallel). " +
+			"With the OpenTelemetry handler installed: 29.1 ns (×1): a hit logs no event, so the handler records nothing.",
+		"on a hit the handler records nothing",
+		"## Store outage\n\n| store | Conf | token calls | returned after |\n|---|---|---|---|\n" +
+			"| Redis | classic | 0 | 2s |\n| Redis | stable | 1 | 85ms |\n\n" +
+			"Logged by the tests of `scripts/bench outage`: `(cd store/redis/containertest && go test -count 1 -v -run '^TestStoreOutage$' .)`.\n",
+		"## Tables not produced\n\nThese table sections of `scripts/bench` logged no results table row (`conformance.ReportRow`):\n\n" +
+			"- `sentinel`: skipped: no Docker.\n",
 		"Figures are medians of 3 runs.", "time/op and allocs/op, medians of 3 runs.",
 		"```sh\n(cd core && go test -run '^$' -bench '^BenchmarkAccessTokenHot(Parallel)?$' -benchmem -count 3 .)\n",
 	} {
@@ -80,7 +94,7 @@ func TestReportTables(t *testing.T) {
 	}
 	// The sections come in order.
 	last := -1
-	for _, h := range []string{"# Benchmarks", "## Machine", "## Stores", "## Fleet day", "## Hot path", "## Commands"} {
+	for _, h := range []string{"# Benchmarks", "## Machine", "## Stores", "## Fleet day", "## Hot path", "## Store outage", "## Tables not produced", "## Commands"} {
 		i := strings.Index(report, h)
 		if i <= last {
 			t.Errorf("section %q at %d, after the previous one at %d", h, i, last)
@@ -135,12 +149,13 @@ func TestReportEmpty(t *testing.T) {
 func TestReportSkips(t *testing.T) {
 	f := fixture(t)
 	for _, k := range sortedKeys(f) {
-		if strings.HasPrefix(k, "fleet") || strings.HasPrefix(k, "core.") || strings.HasPrefix(k, "postgres.") {
+		if strings.HasPrefix(k, "fleet") || strings.HasPrefix(k, "core.") || strings.HasPrefix(k, "otel.") || strings.HasPrefix(k, "postgres.") {
 			delete(f, k)
 		}
 	}
 	f["fleet.skip"] = "fleet demo not built (no examples/fleet)\n"
 	f["core.skip"] = "not selected\n"
+	f["otel.skip"] = "not selected\n"
 	f["postgres.skip"] = "no Docker\n"
 	report := render(f)
 	for _, want := range []string{
@@ -156,6 +171,125 @@ func TestReportSkips(t *testing.T) {
 	}
 	if strings.Contains(report, "Hot path:") {
 		t.Errorf("headline mentions the hot path, which was not measured:\n%s", report)
+	}
+}
+
+// TestHotPathPartlySkipped: core not run but contrib/otel run, and the
+// other way round.
+func TestHotPathPartlySkipped(t *testing.T) {
+	f := fixture(t)
+	delete(f, "core.hot.txt")
+	f["core.skip"] = "not selected\n"
+	report := render(f)
+	for _, want := range []string{
+		"| BenchmarkAccessTokenHot | skipped: not selected | — | — | — |",
+		"| BenchmarkAccessTokenHotWithHandler | 29.1 ns | 0 | 0 | n/a |",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	f = fixture(t)
+	delete(f, "otel.bench.txt")
+	f["otel.skip"] = "not selected\n"
+	report = render(f)
+	for _, want := range []string{
+		"| BenchmarkAccessTokenHot | 28 ns | 0 | 0 | ×1 |",
+		"| BenchmarkHandleFetched | skipped: not selected | — | — | — |",
+		"The OpenTelemetry handler (contrib/otel) was not measured: not selected.",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "With the OpenTelemetry handler installed") {
+		t.Errorf("headline mentions the handler, which was not measured:\n%s", report)
+	}
+}
+
+// TestResultTables: rows of two tables, interleaved in go test -v output
+// (indented, after the file:line t.Logf adds) of two runs (-count 2) of a
+// section whose run failed, with a row logged by a failed subtest; columns
+// that differ between rows; a table section with no rows.
+func TestResultTables(t *testing.T) {
+	f := inputs{
+		"faults.rows.txt": `=== RUN   TestFaults
+=== RUN   TestFaults/Pause
+    faults_test.go:40: wechatconf-row: {"table":"Faults","columns":["fault","errors"],"values":["pause","0"]}
+    faults_test.go:51: wechatconf-row: {"table":"Fault recovery","columns":["fault","recovered in"],"values":["pause","1.2s"]}
+=== RUN   TestFaults/Kill
+    faults_test.go:40: wechatconf-row: {"table":"Faults","columns":["fault","errors","note"],"values":["kill","3","a | b"]}
+    faults_test.go:60: kill: 3 callers saw an error, want 0
+    faults_test.go:51: wechatconf-row: {"table":"Fault recovery","columns":["fault","recovered in"],"values":["kill","4s"]}
+--- FAIL: TestFaults (9.00s)
+    --- PASS: TestFaults/Pause (4.00s)
+    --- FAIL: TestFaults/Kill (5.00s)
+=== RUN   TestFaults
+=== RUN   TestFaults/Pause
+        nested_test.go:9: wechatconf-row: {"table":"Faults","columns":["errors","fault"],"values":["1","pause"]}
+    faults_test.go:40: wechatconf-row: {"table":"Faults","columns":["fault"],"values":["pause","extra"]}
+    faults_test.go:40: wechatconf-row: {broken
+--- FAIL: TestFaults (4.00s)
+FAIL
+FAIL	github.com/wechatconf/wechatconf/conformance/faults	13.100s
+FAIL
+`,
+		"faults.rows.exit":   "1\n",
+		"faults.rows.cmd":    "(cd conformance/faults && go test -count 1 -v -run '^TestFaults' .)\n",
+		"sentinel.rows.txt":  "testing: warning: no tests to run\nPASS\nok  	github.com/wechatconf/wechatconf/store/redis/containertest	0.020s [no tests to run]\n",
+		"sentinel.rows.exit": "0\n",
+		"sentinel.rows.cmd":  "(cd store/redis/containertest && go test -count 1 -v -run '^TestSentinelFailover$' .)\n",
+		"nodir.rows.txt":     "bench: line 1: cd: conformance/nodir: No such file or directory\n",
+		"nodir.rows.exit":    "1\n",
+		"outage.rows.skip":   "not selected\n",
+		// sentinel ran before faults: its line comes first in the list.
+		"commands.txt": "(cd store/redis/containertest && go test -count 1 -v -run '^TestSentinelFailover$' .)\n" +
+			"(cd conformance/faults && go test -count 1 -v -run '^TestFaults' .)\n",
+	}
+	report := render(f)
+	for _, want := range []string{
+		"## Faults\n\n| fault | errors | note |\n|---|---|---|\n" +
+			"| pause | 0 | — |\n| kill | 3 | a \\| b |\n| pause | 1 | — |\n\n" +
+			"Logged by the tests of `scripts/bench faults`: `(cd conformance/faults && go test -count 1 -v -run '^TestFaults' .)`. " +
+			"That run failed (exit 1): the rows are those logged before it failed or by the tests that passed.\n\n",
+		"## Fault recovery\n\n| fault | recovered in |\n|---|---|\n| pause | 1.2s |\n| kill | 4s |\n\n",
+		"## Tables not produced\n\nThese table sections of `scripts/bench` logged no results table row (`conformance.ReportRow`):\n\n" +
+			"- `sentinel`: no rows logged (no test matched): `(cd store/redis/containertest && go test -count 1 -v -run '^TestSentinelFailover$' .)`.\n" +
+			"- `nodir`: failed (exit 1), no rows logged.\n\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	// Tables in the order they first appear, before the commands; a section
+	// not selected says nothing.
+	if i, j, k := strings.Index(report, "## Faults"), strings.Index(report, "## Fault recovery"), strings.Index(report, "## Commands"); !(i >= 0 && i < j && j < k) {
+		t.Errorf("## Faults at %d, ## Fault recovery at %d, ## Commands at %d", i, j, k)
+	}
+	if strings.Contains(report, "outage") {
+		t.Errorf("report mentions the outage section, which was not selected:\n%s", report)
+	}
+	// Nothing of the kind: no table sections at all.
+	if report := render(inputs{}); strings.Contains(report, "Tables not produced") {
+		t.Errorf("empty report has a Tables not produced section:\n%s", report)
+	}
+}
+
+func TestParseRows(t *testing.T) {
+	text := "    x_test.go:1: wechatconf-row: {\"table\":\"T\",\"columns\":[\"a\"],\"values\":[\"1\"]}\n" +
+		"wechatconf-row: {\"table\":\"T\",\"columns\":[\"a\",\"b\"],\"values\":[\"<&>\\n\",\"\"]}\r\n" +
+		"wechatconf-row: {\"table\":\"\",\"columns\":[\"a\"],\"values\":[\"1\"]}\n" +
+		"wechatconf-row: {\"table\":\"T\",\"columns\":[],\"values\":[]}\n" +
+		"wechatconf-row: not json\n"
+	got := parseRows(text)
+	want := []loggedRow{{"T", []string{"a"}, []string{"1"}}, {"T", []string{"a", "b"}, []string{"<&>\n", ""}}}
+	if len(got) != len(want) {
+		t.Fatalf("parseRows = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Table != want[i].Table || !slices.Equal(got[i].Columns, want[i].Columns) || !slices.Equal(got[i].Values, want[i].Values) {
+			t.Errorf("row %d = %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }
 

@@ -1,0 +1,1 @@
+(cd store/redis/containertest && go test -count 1 -v -run '^TestStoreOutage$' .)
