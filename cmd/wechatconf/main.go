@@ -64,7 +64,9 @@
 //	1  get: found but expired
 //	2  usage error, or any failure (store unreachable, WeChat error, …)
 //	3  not found (get; inspect: none of the keys present)
-//	4  a limit of core's held the call back (*core.LimitError): retry later
+//	4  held back by a limit: core's (*core.LimitError: an interval or daily
+//	   limit, a back-off) or WeChat's (a quota error, core.IsQuotaExceeded:
+//	   45009 and its kin): retry later, not at once
 //
 // The standard flag package parses the flags: the command has a handful of
 // flags per subcommand, the token server already uses it, and it keeps the
@@ -127,7 +129,7 @@ commands:
 global flags (before or after the command):
   --store URL  --prefix P  --base-url URL  --classic  --timeout D  --json
 
-exit codes: 0 ok, 1 expired, 2 usage or other error, 3 not found, 4 held back by a limit
+exit codes: 0 ok, 1 expired, 2 usage or other error, 3 not found, 4 held back by a limit (core's or WeChat's quota)
 `
 
 // globals are the flags every command takes.
@@ -234,7 +236,7 @@ func (e *env) fail(err error) int {
 			fmt.Fprintf(e.stderr, "%s: %v\n", name, ce.err)
 		}
 		return ce.code
-	case errors.As(err, &le):
+	case errors.As(err, &le), core.IsQuotaExceeded(err):
 		fmt.Fprintf(e.stderr, "%s: %v\n", name, err)
 		return exitLimited
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -386,5 +388,33 @@ func TestInspectWeComKeys(t *testing.T) {
 	if !strings.Contains(r.stdout, "wechatconf/open/wxcomp/component_access_token  absent") ||
 		!strings.Contains(r.stdout, "wechatconf/open/wxcomp/component_verify_ticket  valid") {
 		t.Fatalf("inspect --component: %s", r.stdout)
+	}
+}
+
+// TestHeldBackByALimit tests exit code 4: WeChat's quota refusing a token
+// call (45009, here the daily quota of token mints used up by the first
+// refresh) and a limit of core's (*core.LimitError) both say "retry later",
+// apart from other failures (2).
+func TestHeldBackByALimit(t *testing.T) {
+	ctx := context.Background()
+	wechat := wxtest.New(wxtest.Options{AppID: testAppID, AppSecret: testAppSecret, Now: time.Now, DailyQuota: 1})
+	t.Cleanup(wechat.Close)
+	c := &cli{t: t, environ: map[string]string{"WECHAT_APPSECRET": testAppSecret, "WECHATCONF_STORE": "file://" + t.TempDir()}}
+	global := []string{"--base-url", wechat.URL}
+	c.want(c.run(ctx, append(global, "refresh", testAppID)...), exitOK)
+	r := c.run(ctx, append(global, "force", testAppID, "--yes")...)
+	c.want(r, exitLimited)
+	if !strings.Contains(r.stderr, "45009") {
+		t.Errorf("force over a used-up quota: stderr %q, want WeChat's 45009 named", r.stderr)
+	}
+	if n := wechat.Calls(wxtest.PathStableToken); n != 2 {
+		t.Errorf("%d stable_token calls, want 2 (the refresh, the refused force)", n)
+	}
+
+	var stderr bytes.Buffer
+	e := &env{stdout: io.Discard, stderr: &stderr}
+	limited := fmt.Errorf("force: %w", &core.LimitError{Credential: "access_token", Limit: "ForceRefreshInterval", Until: time.Now().Add(30 * time.Second)})
+	if code := e.fail(limited); code != exitLimited || !strings.Contains(stderr.String(), "ForceRefreshInterval") {
+		t.Errorf("fail(%v) = %d, stderr %q; want %d naming the limit", limited, code, stderr.String(), exitLimited)
 	}
 }
