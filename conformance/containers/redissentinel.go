@@ -36,7 +36,7 @@ const (
 	// RedisSentinelFailoverTimeout is the sentinels' failover-timeout; a
 	// failover that did not complete is retried by the same sentinel after
 	// twice this.
-	RedisSentinelFailoverTimeout = 4000 * time.Millisecond
+	RedisSentinelFailoverTimeout = 3000 * time.Millisecond
 )
 
 // RedisSentinel is a running Redis master with replicas, monitored by
