@@ -351,3 +351,15 @@ func logStart(t testing.TB, what, image, addr string, start time.Time) {
 	t.Helper()
 	t.Logf("containers: %s (%s) ready at %s in %v", what, image, addr, time.Since(start).Round(time.Millisecond))
 }
+
+// Kill sends SIGKILL to the container's processes (docker kill): a crash,
+// with no shutdown work (a Redis master does not wait for its replicas).
+// Like [Stop], it keeps the container's published ports and file system;
+// [Start] runs it again.
+func Kill(t testing.TB, c testcontainers.Container) {
+	t.Helper()
+	withDocker(t, "kill", c, func(ctx context.Context, cli *testcontainers.DockerClient) error {
+		_, err := cli.ContainerKill(ctx, c.GetContainerID(), client.ContainerKillOptions{Signal: "KILL"})
+		return err
+	})
+}

@@ -1,7 +1,7 @@
 // Package containers starts the real servers the conformance tests run
-// against — Redis, a Redis Cluster, PostgreSQL 15 and etcd (single member or
+// against — Redis, a Redis Cluster, Redis with Sentinel, PostgreSQL 15 and etcd (single member or
 // a cluster) — in Docker containers through testcontainers-go, and offers
-// fault helpers (Stop, Start, Restart, Pause, Unpause) for failure tests.
+// fault helpers (Stop, Start, Restart, Kill, Pause, Unpause) for failure tests.
 //
 // Every Start function takes a testing.TB, calls [RequireDocker] first,
 // registers the container's teardown with t.Cleanup before it looks at the
@@ -75,6 +75,22 @@
 //	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs})
 //
 // Host networking needs a Linux engine (not Docker Desktop's VM).
+//
+// # Redis Sentinel
+//
+// [StartRedisSentinel] runs a master, two replicas and three sentinels
+// (quorum 2, down-after 1 s), one container each, with host networking like
+// the cluster: every server listens on and announces 127.0.0.1:P (replicas
+// with replica-announce-ip, sentinels with sentinel announce-ip), so the
+// master address the sentinels hand out is directly dialable from the host:
+//
+//	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
+//		MasterName: rs.MasterName, SentinelAddrs: rs.SentinelAddrs})
+//
+// [Kill] the master's container (SIGKILL, no shutdown work) and the sentinels
+// promote a replica within a few seconds; [RedisSentinel.WaitFailover] waits
+// for that. Sentinels run as `redis-server FILE --sentinel`, which both the
+// official image and the offline one support.
 //
 // # etcd cluster
 //
