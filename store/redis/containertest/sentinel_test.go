@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wechatconf/wechatconf/conformance"
 	"github.com/wechatconf/wechatconf/conformance/containers"
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/wxtest"
@@ -238,6 +239,16 @@ func TestSentinelFailover(t *testing.T) {
 		sentinelProcs, sentinelGoroutines, calls, fetches, errs, strings.Join(kindList, " "), seen40001,
 		promoted.Round(time.Millisecond), untilOK.Round(time.Millisecond), steadyErrs, len(tokens),
 		time.Since(testStart).Round(time.Millisecond))
+	conformance.ReportRow(t, "Redis Sentinel failover",
+		conformance.Col{Name: "processes × callers", Value: fmt.Sprintf("%d × %d", sentinelProcs, sentinelGoroutines)},
+		conformance.Col{Name: "calls", Value: strconv.Itoa(calls)},
+		conformance.Col{Name: "token fetches (1 refresh)", Value: strconv.Itoa(fetches)},
+		conformance.Col{Name: "caller errors", Value: fmt.Sprintf("%d {%s}", errs, strings.Join(kindList, " "))},
+		conformance.Col{Name: "callers handed 40001", Value: strconv.Itoa(seen40001)},
+		conformance.Col{Name: "kill → promotion", Value: promoted.Round(time.Millisecond).String()},
+		conformance.Col{Name: "last caller error after kill", Value: untilOK.Round(time.Millisecond).String()},
+		conformance.Col{Name: "errors after recovery", Value: strconv.Itoa(steadyErrs)},
+		conformance.Col{Name: "tokens at the end", Value: strconv.Itoa(len(tokens))})
 
 	if fetches < 1 || fetches > sentinelMaxFetches {
 		t.Errorf("%d token fetches for one revoked token across a failover, want 1 to %d", fetches, sentinelMaxFetches)
