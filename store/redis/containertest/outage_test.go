@@ -1,34 +1,6 @@
 package containertest_test
 
-// TestStoreOutage is the container proof of the store-outage behaviour
-// (issue 18, part 3): a fleet of 8 OS processes (this test binary started
-// again, as conformance.ProcessHerd does), each with a core.Conf over
-// redisstore and go-redis on one real Redis server and several goroutines
-// calling AccessToken continuously and using every token they get on the
-// simulated WeChat API (core/wxtest, in the parent process: a call made
-// directly, without Conf's retry, so that an expired (42001) or superseded
-// (40001) token is a failure). Redis is then stopped (and started again
-// empty: no persistence) or paused, for 60 s, across the moment the
-// fleet's token falls due for its refresh and past its expiry margin
-// (tokens live 45 s here). It proves:
-//
-//   - stable_token (core.StableToken, Policy.FetchWithoutStore): no caller
-//     of any process fails or gets a token WeChat rejects; the refresh due
-//     in the outage is made without the store (EventStoreOutage, fetched),
-//     and once Redis is back the store holds a valid token again (written
-//     back).
-//   - classic /cgi-bin/token (core.ClassicToken): no caller ever gets a
-//     token WeChat rejects, no token call is made while Redis is down, the
-//     only errors wrap core.ErrStoreUnavailable and come once the held
-//     token is no longer served (its ExpiresAt - ExpiryMargin), and callers
-//     succeed again within a few seconds of Redis being back (bound
-//     outageRecoveryBound, measured and logged).
-//
-// The four scenarios ({stable, classic} × {stopped, paused}) run in
-// parallel, each with its own Redis container and simulated WeChat server.
-// The figures of each are logged in one table line (calls ok and failed,
-// how the first error stands to the held token's expiry, token calls,
-// recovery time).
+// The store-outage proof over real Redis containers: TestStoreOutage.
 
 import (
 	"bufio"
@@ -165,6 +137,40 @@ func (r outageResult) String() string {
 		r.recovery.Round(time.Millisecond), r.storeBack.Round(time.Millisecond), r.runTime.Round(time.Second))
 }
 
+// TestStoreOutage is the container proof of the store-outage behaviour
+// (issue 18, part 3): a fleet of 8 OS processes (this test binary started
+// again, as conformance.ProcessHerd does), each with a core.Conf over
+// redisstore and go-redis on one real Redis server and several goroutines
+// calling AccessToken continuously and using every token they get on the
+// simulated WeChat API (core/wxtest, in the parent process: a call made
+// directly, without Conf's retry, so that an expired (42001) or superseded
+// (40001) token is a failure). Redis is then stopped (and started again
+// empty: no persistence) or paused, for 60 s, across the moment the
+// fleet's token falls due for its refresh and past its expiry margin
+// (tokens live 45 s here). It proves:
+//
+//   - stable_token (core.StableToken, Policy.FetchWithoutStore): no caller
+//     of any process fails or gets a token WeChat rejects; the refresh due
+//     in the outage is made without the store (EventStoreOutage, fetched),
+//     and once Redis is back the store holds a valid token again (written
+//     back).
+//   - classic /cgi-bin/token (core.ClassicToken): no caller ever gets a
+//     token WeChat rejects, no token call is made while Redis is down, the
+//     only errors wrap core.ErrStoreUnavailable and come once the held
+//     token is no longer served (its ExpiresAt - ExpiryMargin), and callers
+//     succeed again within a few seconds of Redis being back (bound
+//     outageRecoveryBound, measured and logged).
+//
+// The four scenarios ({stable, classic} × {stopped, paused}) run in
+// parallel, each with its own Redis container and simulated WeChat server.
+// The figures of each are logged in one table line (calls ok and failed,
+// how the first error stands to the held token's expiry, token calls,
+// recovery time). A Conf that fetched classic tokens without the store
+// fails it: each process's fetch supersedes the others' tokens, and their
+// callers get 40001.
+//
+// In a child process (outageChildEnv set) the same test plays one process
+// of the fleet: outageChild.
 func TestStoreOutage(t *testing.T) {
 	if cfg := os.Getenv(outageChildEnv); cfg != "" {
 		outageChild(t, cfg)
@@ -210,7 +216,7 @@ func TestStoreOutage(t *testing.T) {
 	wg.Wait()
 }
 
-// outageChild is one process of the fleet under test.
+// outageProc is a child process of the fleet, as the parent sees it.
 type outageProc struct {
 	i      int
 	cmd    *exec.Cmd
