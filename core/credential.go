@@ -544,7 +544,7 @@ func (cr *Credential) run(parent context.Context, f *flight) {
 	case r = <-done:
 		toExpiry = f.toExpiry
 	case <-ctx.Done():
-		r.err = fmt.Errorf("the store did not answer within RefreshTimeout (%v): %w", cr.policy.RefreshTimeout, ctx.Err())
+		r.err = cr.noAnswer(ctx.Err())
 		if op := f.inStore.Load(); op != 0 {
 			r.err = &unavailableError{op: storeOps[op], err: r.err}
 		}
@@ -565,6 +565,12 @@ func (cr *Credential) run(parent context.Context, f *flight) {
 	cr.flight = nil
 	cr.mu.Unlock()
 	close(f.done)
+}
+
+// noAnswer is the error of a store call that RefreshTimeout ended, err
+// being what it returned (or ctx's error, when it did not return).
+func (cr *Credential) noAnswer(err error) error {
+	return fmt.Errorf("the store did not answer within RefreshTimeout (%v): %w", cr.policy.RefreshTimeout, err)
 }
 
 // margins returns RefreshAhead and ExpiryMargin as they apply now: both
@@ -630,14 +636,21 @@ func (cr *Credential) usable(t Token, now time.Time) bool {
 func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 	f.inStore.Store(storeGet)
 	stored, err := cr.store.Get(ctx, cr.key)
-	f.inStore.Store(0)
+	if err == nil || ctx.Err() == nil {
+		// A Get that RefreshTimeout ended stays the store's failure for
+		// run, which may see the deadline before this returns.
+		f.inStore.Store(0)
+	}
 	switch {
 	case err == nil:
 		stored = cr.writeBack(ctx, stored)
 	case errors.Is(err, ErrNotFound):
 		stored = cr.writeBack(ctx, Token{})
 	case ctx.Err() != nil:
-		return Token{}, wrapErr(err, "%s: reading the store", cr.name)
+		// ctx is the flight's: it ends only at RefreshTimeout, so the
+		// store did not answer in time (a client that honours ctx
+		// returns its error at the deadline).
+		return Token{}, wrapErr(&unavailableError{op: "get", err: cr.noAnswer(err)}, "refresh %s", cr.name)
 	default:
 		// A corrupt value or a passing fault: Refresh decides, and repairs
 		// a corrupt value.
@@ -707,7 +720,9 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string,
 		start := time.Now()
 		f.inStore.Store(storeRefresh)
 		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, in, &called, start))
-		f.inStore.Store(0)
+		if err == nil || ctx.Err() == nil || called {
+			f.inStore.Store(0) // else it stays the store's failure for run (see load)
+		}
 		if errors.Is(err, ErrLockLost) {
 			lost := err
 			cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
@@ -717,7 +732,12 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string,
 		switch {
 		case err != nil && !called:
 			cr.storeError("refresh", err)
-			if ctx.Err() == nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrLockLost) {
+			switch {
+			case ctx.Err() != nil:
+				// No answer within RefreshTimeout (ctx is the flight's),
+				// whatever error a client that honours ctx returned.
+				err = &unavailableError{op: "refresh", err: cr.noAnswer(err)}
+			case !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrLockLost):
 				err = &unavailableError{op: "refresh", err: err}
 			}
 			return Token{}, false, err

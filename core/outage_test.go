@@ -207,3 +207,53 @@ func TestFetchWithoutStoreRefusesCommit(t *testing.T) {
 		t.Error("NewCredential with FetchWithoutStore and a Commit succeeded, want an error")
 	}
 }
+
+// hangingStore is a TokenStore over a server that does not answer, with a
+// client that honours ctx (go-redis with ContextTimeoutEnabled, pgx, the
+// etcd client): every call blocks until ctx ends and returns its error.
+type hangingStore struct{}
+
+func (hangingStore) Get(ctx context.Context, key string) (core.Token, error) {
+	<-ctx.Done()
+	return core.Token{}, ctx.Err()
+}
+
+func (hangingStore) Set(ctx context.Context, key string, t core.Token) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (hangingStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	<-ctx.Done()
+	return core.Token{}, ctx.Err()
+}
+
+// A store call that the RefreshTimeout ends is a store outage whether the
+// store's call returns at the deadline with ctx's error (a client that
+// honours ctx) or keeps hanging: the refresh's error wraps
+// ErrStoreUnavailable (classic), and stable_token fetches without the
+// store. The store call and the RefreshTimeout end together, so which of
+// the two the refresh sees first is a race: run it many times.
+func TestStoreOutageOfAStoreThatHonoursTheDeadline(t *testing.T) {
+	s := newServer(t)
+	for i := range 20 {
+		c := newConf(t, s, func(c *core.Config) {
+			classic(c)
+			c.Store = hangingStore{}
+			c.RefreshTimeout = 100 * time.Millisecond
+		})
+		if _, err := c.AccessToken(t.Context()); !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("classic, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v; want an error wrapping ErrStoreUnavailable and context.DeadlineExceeded", i, err)
+		}
+		st := newConf(t, s, func(c *core.Config) {
+			c.Store = hangingStore{}
+			c.RefreshTimeout = 100 * time.Millisecond
+		})
+		if tok, err := st.AccessToken(t.Context()); err != nil || !s.TokenValid(tok.Value) {
+			t.Fatalf("stable, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v (valid %v); want a valid token fetched without the store", i, err, s.TokenValid(tok.Value))
+		}
+	}
+	if n := s.Calls(wxtest.PathToken); n != 0 {
+		t.Errorf("%d classic token calls over a store that did not answer, want 0", n)
+	}
+}

@@ -3,9 +3,11 @@
 // process, which re-executes this test binary), ProcessHerd, ProcessHerdOf
 // through a WeCom app's access_token, OpenPlatformFleet (8 processes × 1000
 // Open Platform authorizers), fault
-// injection (stopped, paused, restarted servers), a Sentinel failover under
-// a fleet of 8 processes (TestSentinelFailover: the master is killed while a
-// token refresh is in flight) and the store's own checks
+// injection (stopped, paused, restarted servers), the store-outage proof
+// (TestStoreOutage: 8 processes calling through a minute without Redis,
+// stable_token and classic), a Sentinel failover under a fleet of 8
+// processes (TestSentinelFailover: the master is killed while a token
+// refresh is in flight) and the store's own checks
 // against the server. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).
 //
