@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wechatconf/wechatconf/conformance"
 	"github.com/wechatconf/wechatconf/conformance/containers"
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/wxtest"
@@ -145,6 +146,26 @@ func (r outageResult) String() string {
 		r.recovery.Round(time.Millisecond), r.storeBack.Round(time.Millisecond), r.runTime.Round(time.Second))
 }
 
+// report logs r as a row of the "Store outage" table of BENCHMARKS.md
+// (conformance.ReportRow, collected by scripts/bench).
+func (r outageResult) report(t testing.TB) {
+	firstErr := "none"
+	if r.hadErr {
+		firstErr = fmt.Sprintf("ExpiresAt%+.1fs (serving deadline%+.1fs)", r.firstErrVsExpiry.Seconds(), (r.firstErrVsExpiry + outageExpiryMargin).Seconds())
+	}
+	conformance.ReportRow(t, "Store outage",
+		conformance.Col{Name: "token API / Redis", Value: r.name},
+		conformance.Col{Name: "down", Value: fmt.Sprintf("%.0f s", r.downTime.Seconds())},
+		conformance.Col{Name: "calls ok", Value: strconv.Itoa(r.ok)},
+		conformance.Col{Name: "calls failed", Value: strconv.Itoa(r.failed)},
+		conformance.Col{Name: "of which a fetch cut by RefreshTimeout as Redis came back", Value: strconv.Itoa(r.edgeErrs)},
+		conformance.Col{Name: "expired or superseded tokens handed out", Value: strconv.Itoa(r.checkFails)},
+		conformance.Col{Name: "first error", Value: firstErr},
+		conformance.Col{Name: "token calls (while down)", Value: fmt.Sprintf("%d (%d)", r.fetches, r.outageFetches)},
+		conformance.Col{Name: "recovery after restart", Value: r.recovery.Round(time.Millisecond).String()},
+		conformance.Col{Name: "store holds a valid token again", Value: r.storeBack.Round(time.Millisecond).String()})
+}
+
 // TestStoreOutage is the container proof of the store-outage behaviour
 // (issue 18, part 3): a fleet of 8 OS processes (this test binary started
 // again, as conformance.ProcessHerd does), each with a core.Conf over
@@ -213,6 +234,7 @@ func TestStoreOutage(t *testing.T) {
 					if r, ok := runOutage(t, api, fault); ok {
 						r.name = name
 						t.Log(r.String())
+						r.report(t)
 						mu.Lock()
 						results = append(results, r)
 						mu.Unlock()
