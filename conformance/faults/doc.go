@@ -17,7 +17,7 @@
 //     wxtest.Server.TokenSeq gives its issue order;
 //   - starts 8 worker processes (the test binary run again) that reach the
 //     store only through the proxy, with a short lease (1s; etcd 2s, its
-//     minimum), and repeat a refresh cycle every 40–120ms: Get the token,
+//     minimum), and repeat a refresh cycle every 20–60ms: Get the token,
 //     then Refresh(ctx, key, stale = what Get returned, fetch), where fetch
 //     calls /cgi-bin/token;
 //   - meanwhile injects, through the proxy, one fault after another for 3s
@@ -26,8 +26,8 @@
 //     connection closed later (timeout: writes land, callers never learn
 //     it), a partition (the proxy disabled, every connection cut, then
 //     re-enabled), and a "lease squeeze" (WeChat answering in 90% of the
-//     lease while replies are late, so that writes race the lease and the
-//     fence has to refuse them with core.ErrLockLost);
+//     lease while requests reach the store late, so that writes race the
+//     lease and the fence has to refuse them with core.ErrLockLost);
 //   - merges the workers' histories and checks them with porcupine
 //     (github.com/anishathalye/porcupine), then counts the fetches.
 //

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +28,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/wechatconf/wechatconf/conformance/containers"
 	"github.com/wechatconf/wechatconf/core"
@@ -39,7 +43,7 @@ import (
 const (
 	workers       = 8
 	faultDuration = 30 * time.Second       // default length of the fault schedule
-	pace          = 80 * time.Millisecond  // mean time between two cycles of a worker
+	pace          = 40 * time.Millisecond  // mean time between two cycles of a worker
 	wechatLatency = 20 * time.Millisecond  // the simulated WeChat's answer time
 	checkTimeout  = 5 * time.Minute        // porcupine's bound: generous, a run's history checks in seconds
 	maxOps        = 400_000                // bound on a history, so that porcupine's check stays bounded
@@ -130,6 +134,12 @@ var backends = []backend{
 			cli, err := clientv3.New(clientv3.Config{
 				Endpoints: []string{"http://" + addr}, DialTimeout: 2 * time.Second,
 				DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second,
+				// Reconnect within a second of a fault's end (gRPC's default
+				// backoff grows to two minutes).
+				DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+					Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+					MinConnectTimeout: time.Second,
+				})},
 				Logger: zap.NewNop(),
 			})
 			if err != nil {
@@ -190,6 +200,7 @@ type worker struct {
 
 // runStore runs the proof for one store.
 func runStore(t *testing.T, b backend, proxies *toxiproxy.ApiServer, duration time.Duration) {
+	began := time.Now()
 	upstream := b.start(t)
 	proxy := startProxy(t, proxies, b.name, upstream)
 	wechat := wxtest.New(wxtest.Options{AppID: appID, AppSecret: appSecret, Now: time.Now, Latency: wechatLatency})
@@ -251,7 +262,9 @@ func runStore(t *testing.T, b backend, proxies *toxiproxy.ApiServer, duration ti
 	for _, w := range ws {
 		fmt.Fprintf(w.stdin, "go %d\n", end.UnixNano())
 	}
-	injected := runFaults(ctx, t, b.name, faultKinds(proxy, b.lease, wechat, wechatLatency), end)
+	t.Logf("%s: %d workers ready %v after the start of the test; %v of faults", b.name, workers, time.Since(began).Round(time.Millisecond), duration)
+	windows := runFaults(ctx, t, b.name, faultKinds(proxy, b.lease, wechat, wechatLatency), end)
+	injected := len(windows)
 	failed := false
 	for i, w := range ws {
 		if err := <-w.done; err != nil {
@@ -259,6 +272,7 @@ func runStore(t *testing.T, b backend, proxies *toxiproxy.ApiServer, duration ti
 			failed = true
 		}
 	}
+	t.Logf("%s: workers done %v after the end of the faults", b.name, time.Since(end).Round(time.Millisecond))
 	if failed {
 		return
 	}
@@ -318,6 +332,9 @@ func runStore(t *testing.T, b backend, proxies *toxiproxy.ApiServer, duration ti
 		}
 	}
 	calls := wechat.Calls(wxtest.PathToken)
+	t.Logf("%s: %s", b.name, opTimes(records))
+	t.Logf("%s: most frequent caller errors: %s", b.name, topErrors(records, 4))
+	t.Logf("%s: calls by fault: %s", b.name, byFault(records, windows))
 	t.Logf("%s (lease %v, %v of faults, %d workers): %d operations checked in %v (%d writes, %d of unknown outcome): %s, %d violations; "+
 		"%d refresh cycles, %d fetches (%d token calls reached WeChat), ideal %d, %d extra: %d after ErrLockLost, %d after the lease ran out, %d after a lost write, %d unexplained; "+
 		"%d faults injected, %d caller errors (%d ErrLockLost)",
@@ -458,4 +475,44 @@ func fetchToken(ctx context.Context, c *http.Client, tokenURL string) (core.Toke
 		return core.Token{}, fmt.Errorf("token reply: errcode %d %s", reply.Errcode, reply.Errmsg)
 	}
 	return core.Token{Value: reply.AccessToken, ExpiresAt: time.Now().Add(time.Duration(reply.ExpiresIn) * time.Second)}, nil
+}
+
+// opTimes summarises how long the workers' calls took.
+func opTimes(records []Record) string {
+	var d []time.Duration
+	slow := 0
+	for _, r := range records {
+		d = append(d, time.Duration(r.Return-r.Call))
+		if d[len(d)-1] > time.Second {
+			slow++
+		}
+	}
+	if len(d) == 0 {
+		return "no calls"
+	}
+	slices.Sort(d)
+	return fmt.Sprintf("%d calls, median %v, 90th percentile %v, max %v, %d over 1s",
+		len(d), d[len(d)/2].Round(time.Millisecond), d[len(d)*9/10].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond), slow)
+}
+
+// topErrors names the n most frequent caller errors (up to their first
+// 100 bytes; store errors name the key, never a token).
+func topErrors(records []Record, n int) string {
+	count := map[string]int{}
+	for _, r := range records {
+		if r.Err != "" && !r.NotFound {
+			e := r.Err
+			if len(e) > 100 {
+				e = e[:100]
+			}
+			count[r.Op+": "+e]++
+		}
+	}
+	keys := slices.Collect(maps.Keys(count))
+	slices.SortFunc(keys, func(a, b string) int { return count[b] - count[a] })
+	var out []string
+	for _, k := range keys[:min(n, len(keys))] {
+		out = append(out, fmt.Sprintf("%d× %q", count[k], k))
+	}
+	return strings.Join(out, "; ")
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,12 +77,12 @@ func toxic(p *toxiproxy.Proxy, name, typ, stream string, attrs map[string]any) f
 //     never learn the outcome;
 //   - partition: the proxy is disabled (its listener closed and every
 //     connection through it cut, new ones refused), then re-enabled;
-//   - lease squeeze: WeChat answers in 90% of the lease while replies
-//     are 100ms ± 100ms late, so that holders finish their fetch near the
-//     end of their lease and their writes race the lease: the fence
-//     (core.ErrLockLost) is exercised.
+//   - lease squeeze: WeChat answers in 90% of the lease while requests
+//     reach the store 150ms ± 150ms late, so that holders finish their
+//     fetch near the end of their lease and their writes arrive around
+//     the moment it runs out: the fence (core.ErrLockLost) is exercised.
 func faultKinds(p *toxiproxy.Proxy, lease time.Duration, wechat *wxtest.Server, latency time.Duration) []fault {
-	squeeze := toxic(p, "squeeze", "latency", "downstream", map[string]any{"latency": 100, "jitter": 100})
+	squeeze := toxic(p, "squeeze", "latency", "upstream", map[string]any{"latency": 150, "jitter": 150})
 	return []fault{
 		toxic(p, "latency", "latency", "downstream", map[string]any{"latency": 150, "jitter": 150}),
 		toxic(p, "bandwidth", "bandwidth", "downstream", map[string]any{"rate": 2}),
@@ -112,10 +114,17 @@ const (
 	faultOff = 1 * time.Second
 )
 
+// window is when one fault was in force (UnixNano).
+type window struct {
+	name       string
+	start, end int64
+}
+
 // runFaults injects kinds one after the other, cycling, until end (or ctx
-// ends), and heals the last one. It returns how many faults it injected.
-func runFaults(ctx context.Context, t *testing.T, name string, kinds []fault, end time.Time) int {
-	n := 0
+// ends), and heals the last one. It returns the windows of the faults it
+// injected.
+func runFaults(ctx context.Context, t *testing.T, name string, kinds []fault, end time.Time) []window {
+	var ws []window
 	wait := func(d time.Duration) bool {
 		if rest := time.Until(end); rest < d {
 			d = rest
@@ -131,20 +140,56 @@ func runFaults(ctx context.Context, t *testing.T, name string, kinds []fault, en
 	}
 	for i := 0; ; i++ {
 		if !wait(faultOff) {
-			return n
+			return ws
 		}
 		f := kinds[i%len(kinds)]
+		w := window{name: f.name, start: time.Now().UnixNano()}
 		if err := f.apply(); err != nil {
 			t.Errorf("%s: injecting %s: %v", name, f.name, err)
-			return n
+			return ws
 		}
-		n++
 		wait(faultOn)
-		if err := f.heal(); err != nil {
+		err := f.heal()
+		w.end = time.Now().UnixNano()
+		ws = append(ws, w)
+		if err != nil {
 			t.Errorf("%s: healing %s: %v", name, f.name, err)
-			return n
+			return ws
 		}
 	}
+}
+
+// byFault tells, for each fault kind and for the calm between faults, how
+// many calls started and how many of them failed.
+func byFault(records []Record, ws []window) string {
+	type count struct{ calls, errs int }
+	counts := map[string]*count{}
+	var names []string
+	for _, r := range records {
+		name := "calm"
+		for _, w := range ws {
+			if r.Call >= w.start && r.Call < w.end {
+				name = w.name
+				break
+			}
+		}
+		c := counts[name]
+		if c == nil {
+			c = &count{}
+			counts[name] = c
+			names = append(names, name)
+		}
+		c.calls++
+		if r.Err != "" && !r.NotFound {
+			c.errs++
+		}
+	}
+	slices.Sort(names)
+	var out []string
+	for _, n := range names {
+		out = append(out, fmt.Sprintf("%s %d calls/%d errors", n, counts[n].calls, counts[n].errs))
+	}
+	return strings.Join(out, ", ")
 }
 
 // String names a fault (for the log).
