@@ -2,6 +2,7 @@ package faults
 
 import (
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,5 +78,68 @@ func TestCheckIllegal(t *testing.T) {
 				os.Remove(r.Visualization)
 			}
 		})
+	}
+}
+
+func TestHistory(t *testing.T) {
+	seq := map[string]int{"a": 1, "b": 2, "c": 3}
+	records := []Record{
+		{Client: 0, Op: "get", NotFound: true, Err: "not found", Call: 1, Return: 2},
+		{Client: 0, Op: "get", Err: "connection refused", Call: 3, Return: 4},                                             // dropped
+		{Client: 0, Op: "refresh", FetchCalled: true, Fetched: "a", Token: "a", Call: 5, Return: 6},                       // write known
+		{Client: 1, Op: "refresh", Token: "a", Call: 5, Return: 7},                                                        // read
+		{Client: 1, Op: "refresh", FetchCalled: true, Fetched: "b", Err: "lock lost", LockLost: true, Call: 8, Return: 9}, // write unknown
+		{Client: 2, Op: "refresh", FetchCalled: true, FetchErr: "deadline", Err: "deadline", Call: 8, Return: 9},          // dropped
+		{Client: 2, Op: "refresh", Err: "EOF", Call: 10, Return: 11},                                                      // dropped
+		{Client: 2, Op: "get", Token: "c", Call: 12, Return: 13},
+	}
+	ops, err := History(records, func(tok string) int { return seq[tok] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Op{
+		{Client: 0, Kind: Read, Value: 0, Call: 1, Return: 2},
+		{Client: 0, Kind: Write, Value: 1, Call: 5, Return: 6, Known: true},
+		{Client: 1, Kind: Read, Value: 1, Call: 5, Return: 7},
+		{Client: 1, Kind: Write, Value: 2, Call: 8, Return: 9, Known: false},
+		{Client: 2, Kind: Read, Value: 3, Call: 12, Return: 13},
+	}
+	if !slices.Equal(ops, want) {
+		t.Errorf("History =\n%+v\nwant\n%+v", ops, want)
+	}
+	if _, err := History([]Record{{Op: "get", Token: "forged"}}, func(tok string) int { return seq[tok] }); err == nil {
+		t.Error("History accepted a token the server never minted")
+	}
+	if _, err := History([]Record{{Op: "refresh", FetchCalled: true, Fetched: "a", Token: "b"}}, func(tok string) int { return seq[tok] }); err == nil {
+		t.Error("History accepted a successful refresh returning a token other than the one it fetched")
+	}
+}
+
+func TestCountFetches(t *testing.T) {
+	lease := time.Second
+	records := []Record{
+		// Stale "": one fetch, ideal.
+		{Client: 0, Op: "refresh", Stale: "", FetchCalled: true, FetchStart: ms(1), Fetched: "a", Token: "a", Return: ms(2)},
+		// Stale "a": a holder lost its lock, another fetched: explained.
+		{Client: 0, Op: "refresh", Stale: "a", FetchCalled: true, FetchStart: ms(10), Fetched: "b", Err: "lock lost", LockLost: true, Return: ms(1100)},
+		{Client: 1, Op: "refresh", Stale: "a", FetchCalled: true, FetchStart: ms(1050), Fetched: "c", Token: "c", Return: ms(1060)},
+		// Stale "c": a fetch cut off by the lease, then one whose write
+		// was lost, then the one that wrote.
+		{Client: 0, Op: "refresh", Stale: "c", FetchCalled: true, FetchStart: ms(2000), FetchErr: "deadline", Err: "deadline", Return: ms(2500)},
+		{Client: 1, Op: "refresh", Stale: "c", FetchCalled: true, FetchStart: ms(2600), Fetched: "d", Err: "EOF", Return: ms(2700)},
+		{Client: 2, Op: "refresh", Stale: "c", FetchCalled: true, FetchStart: ms(2800), Fetched: "e", Token: "e", Return: ms(2900)},
+		// Reads.
+		{Client: 2, Op: "refresh", Stale: "a", Token: "c"},
+		{Client: 2, Op: "get", Token: "e"},
+	}
+	st := CountFetches(records, lease)
+	if st.Cycles != 3 || st.Fetches != 6 || st.Extras != 3 || st.LockLost != 1 || st.LeaseOut != 1 || st.WriteLost != 1 || len(st.Unexplained) != 0 {
+		t.Errorf("CountFetches = %+v", st)
+	}
+	// A fetch after a holder that wrote its token, for the same stale
+	// value: the store fetched although the token had been replaced.
+	records = append(records, Record{Client: 3, Op: "refresh", Stale: "c", FetchCalled: true, FetchStart: ms(3000), Fetched: "f", Token: "f", Return: ms(3100)})
+	if st := CountFetches(records, lease); len(st.Unexplained) != 1 {
+		t.Errorf("CountFetches after a fetch that followed a successful write = %+v, want 1 unexplained", st)
 	}
 }

@@ -69,8 +69,14 @@
 // faults injected and the caller errors (store errors during faults are
 // expected, and only counted).
 //
-// CheckLegal and CheckIllegal check the checker on synthetic histories,
-// including a plain Set of an older token, which must be a violation.
+// TestCheckLegal and TestCheckIllegal check the checker on synthetic
+// histories, including a plain Set of an older token, which must be a
+// violation; TestHistory and TestCountFetches check the translation of the
+// records and the fetch count. WECHATCONF_FAULTS_SABOTAGE=1 checks the
+// whole pipeline end to end: worker 0 then writes an older token with a
+// plain Set now and then, as a store without a fence would let a late
+// holder do, and each store's run passes only if porcupine finds the
+// violation.
 //
 // # Running it
 //

@@ -62,6 +62,10 @@ const (
 	envWX    = "WECHATCONF_FAULTS_WECHAT"
 	envOut   = "WECHATCONF_FAULTS_OUT"
 	envID    = "WECHATCONF_FAULTS_ID"
+	// sabotageEnv, set to 1, makes worker 0 write an older token with a
+	// plain Set now and then: the run must then find a violation, which
+	// shows that the whole pipeline (records, history, check) can fail.
+	sabotageEnv = "WECHATCONF_FAULTS_SABOTAGE"
 )
 
 const readyLine = "wechatconf/faults: worker ready"
@@ -216,7 +220,7 @@ func runStore(t *testing.T, b backend, proxies *toxiproxy.ApiServer, duration ti
 		cmd.Env = append(os.Environ(),
 			envStore+"="+b.name, envAddr+"="+proxy.Listen, envKey+"="+key, envLease+"="+b.lease.String(),
 			envWX+"="+wechat.URL, envOut+"="+filepath.Join(dir, fmt.Sprintf("worker%d.json", i)), envID+"="+strconv.Itoa(i),
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+			sabotageEnv+"="+os.Getenv(sabotageEnv), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 		w := &worker{cmd: cmd, ready: make(chan struct{}), done: make(chan error, 1)}
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -299,6 +303,13 @@ func runStore(t *testing.T, b backend, proxies *toxiproxy.ApiServer, duration ti
 	res, err := Check(history, workers, checkTimeout)
 	if err != nil {
 		t.Error(err)
+	}
+	if os.Getenv(sabotageEnv) == "1" {
+		if res.Result != porcupine.Illegal {
+			t.Fatalf("%s: %s=1: worker 0 wrote older tokens with Set, but the check of %d operations says %q, not Illegal", b.name, sabotageEnv, res.Ops, res.Result)
+		}
+		t.Logf("%s: %s=1: the older tokens worker 0 wrote with Set were caught: %d operations, Illegal; visualization: %s", b.name, sabotageEnv, res.Ops, res.Visualization)
+		return
 	}
 	violations := 0
 	switch res.Result {
@@ -388,6 +399,8 @@ func runWorker(t *testing.T, b backend) {
 	opTimeout := 2*lease + 2*time.Second
 	httpc := &http.Client{}
 	tokenURL := wx + wxtest.PathToken + "?" + url.Values{"grant_type": {"client_credential"}, "appid": {appID}, "secret": {appSecret}}.Encode()
+	sabotage := os.Getenv(sabotageEnv) == "1" && id == 0
+	var older, last string // tokens this worker read, for the sabotage
 	var records []Record
 	var mu sync.Mutex // fetch runs on the Refresh caller's goroutine, but be safe
 	for time.Now().Before(end) {
@@ -411,6 +424,22 @@ func runWorker(t *testing.T, b backend) {
 		records = append(records, r)
 		if err != nil && !r.NotFound {
 			continue // the store is unreachable: try again next cycle
+		}
+		if tok.Value != last {
+			older, last = last, tok.Value
+		}
+		if sabotage && older != "" && rand.N(10) == 0 {
+			// What a store without a fence would let a late holder do.
+			r := Record{Client: id, Op: "set", Token: older, Call: time.Now().UnixNano()}
+			octx, ocancel := context.WithTimeout(context.Background(), opTimeout)
+			err := store.Set(octx, key, core.Token{Value: older, ExpiresAt: time.Now().Add(time.Hour)})
+			ocancel()
+			r.Return = time.Now().UnixNano()
+			if err != nil {
+				r.Err = err.Error()
+			}
+			records = append(records, r)
+			continue
 		}
 
 		// Replace it, as a caller that saw it rejected would.

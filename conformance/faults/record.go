@@ -11,7 +11,7 @@ import (
 // shows one). History turns records into Ops, FetchStats counts fetches.
 type Record struct {
 	Client int    `json:"client"`
-	Op     string `json:"op"` // "get" or "refresh"
+	Op     string `json:"op"` // "get", "refresh", or "set" (only to sabotage the run)
 	Call   int64  `json:"call"`
 	Return int64  `json:"return"`
 	// Token is the token Get or Refresh returned ("" on an error).
@@ -39,7 +39,9 @@ type Record struct {
 //     network error after the fetch);
 //   - a Refresh that returned a token without fetching reads it; a failed
 //     Refresh whose fetch did not get a token is dropped (nothing was
-//     fetched, so nothing could be written).
+//     fetched, so nothing could be written);
+//   - a Set (which only a sabotaged worker makes) writes its token, with a
+//     known outcome if it returned nil.
 //
 // It reports an error for a record that breaks the store contract outright:
 // a successful Refresh that returned a token other than the one it fetched,
@@ -64,6 +66,12 @@ func History(records []Record, seq func(token string) int) ([]Op, error) {
 		case r.Op == "get" && r.NotFound:
 			ops = append(ops, Op{Client: r.Client, Kind: Read, Value: 0, Call: r.Call, Return: r.Return})
 		case r.Op == "get":
+		case r.Op == "set":
+			v, err := value(r, r.Token)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, Op{Client: r.Client, Kind: Write, Value: v, Call: r.Call, Return: r.Return, Known: r.Err == ""})
 		case r.Fetched != "":
 			if r.Err == "" && r.Token != r.Fetched {
 				return nil, fmt.Errorf("worker %d: refresh at %d fetched a token and returned nil, but returned another token", r.Client, r.Call)
