@@ -85,8 +85,9 @@
 //	export TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 //	cd conformance/faults && go test -race -v -count=1 .
 //
-// A run injects 30s of faults per store, the stores in parallel, about a
-// minute in all. WECHATCONF_SOAK=10m (any time.ParseDuration value) runs
+// A run injects 24s of faults per store (each of the six kinds once), the
+// stores in parallel: about a minute and a half in all, most of it starting
+// the containers. WECHATCONF_SOAK=10m (any time.ParseDuration value) runs
 // the fault schedule that long instead; -short skips the proof, keeping the
 // checker's tests.
 package faults

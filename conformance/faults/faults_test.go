@@ -42,7 +42,7 @@ import (
 // Parameters of a run.
 const (
 	workers       = 8
-	faultDuration = 30 * time.Second       // default length of the fault schedule
+	faultDuration = 24 * time.Second       // default length of the fault schedule: each fault kind once
 	pace          = 40 * time.Millisecond  // mean time between two cycles of a worker
 	wechatLatency = 20 * time.Millisecond  // the simulated WeChat's answer time
 	checkTimeout  = 5 * time.Minute        // porcupine's bound: generous, a run's history checks in seconds
