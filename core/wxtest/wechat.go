@@ -78,6 +78,7 @@ type token struct {
 	// rejected: APIs answer 40001, but a normal stable_token call keeps
 	// returning it until it hands over or a force_refresh replaces it.
 	rejected bool
+	seq      int // issue order: the n-th token mintLocked created has seq n (see Server.TokenSeq)
 }
 
 // status is the errcode an API answers for t at now, 0 if t is accepted.
@@ -211,6 +212,8 @@ func (s *Server) mintLocked(now time.Time) *token {
 	for {
 		t.value = newValue(tokenBytes)
 		if _, dup := s.tokens[t.value]; !dup {
+			s.minted++
+			t.seq = s.minted
 			s.tokens[t.value] = t
 			s.tokensIssued++
 			return t
@@ -436,6 +439,22 @@ func (s *Server) TokenValid(token string) bool {
 		return true
 	}
 	return s.tokenStatus(token) == 0
+}
+
+// TokenSeq returns the issue order of an access token this server minted
+// (classic, stable or Open Platform authorizer): 1 for the first token it
+// ever minted, 2 for the next, and so on, counted since the server started
+// ([Server.ResetCounters] does not restart it). It returns 0 for a value the
+// server never minted (and for WeCom tokens). A later token has a larger
+// number, so a history of stored tokens can be checked for going backwards:
+// conformance/faults does that.
+func (s *Server) TokenSeq(token string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tokens[token]; t != nil {
+		return t.seq
+	}
+	return 0
 }
 
 // Reject makes every API answer errcode 40001 to the access token from now

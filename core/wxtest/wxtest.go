@@ -241,6 +241,7 @@ type Server struct {
 	componentIssued  int
 	rotateRefresh    bool
 	tokensIssued     int
+	minted           int // access tokens mintLocked created, never reset: the last one's seq
 	ticketsIssued    int
 	forceRefreshes   int
 }

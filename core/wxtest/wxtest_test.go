@@ -93,6 +93,22 @@ func TestClassicTokenChain(t *testing.T) {
 	wantAPI(t, s, t3, 0)
 }
 
+func TestTokenSeq(t *testing.T) {
+	s := newServer(t, wxtest.Options{})
+	t1 := classicToken(t, s)
+	t2 := classicToken(t, s)
+	s.ResetCounters() // does not restart the issue order
+	t3 := stableToken(t, s, false)
+	for i, tok := range []string{t1, t2, t3} {
+		if got := s.TokenSeq(tok); got != i+1 {
+			t.Errorf("TokenSeq(token %d) = %d, want %d", i+1, got, i+1)
+		}
+	}
+	if got := s.TokenSeq("not-a-token"); got != 0 {
+		t.Errorf("TokenSeq(unknown) = %d, want 0", got)
+	}
+}
+
 func TestTokenExpiry(t *testing.T) {
 	s := newServer(t, wxtest.Options{})
 	c := classicToken(t, s)
