@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/wechatconf/wechatconf/conformance"
 	"github.com/wechatconf/wechatconf/conformance/containers"
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/wxtest"
@@ -352,6 +353,18 @@ func runStore(t *testing.T, b backend, proxies *toxiproxy.ApiServer, duration ti
 		b.name, b.lease, duration, workers, res.Ops, res.Elapsed.Round(time.Millisecond), writes, unknown, res.Result, violations,
 		fs.Cycles, fs.Fetches, calls, fs.Cycles, fs.Extras, fs.LockLost, fs.LeaseOut, fs.WriteLost, len(fs.Unexplained),
 		injected, callerErrors, lockLost)
+	conformance.ReportRow(t, "Fault proxy: no older token ever wins",
+		conformance.Col{Name: "store (lease)", Value: fmt.Sprintf("%s (%v)", b.name, b.lease)},
+		conformance.Col{Name: "faults injected", Value: fmt.Sprintf("%d in %v", injected, duration)},
+		conformance.Col{Name: "operations checked", Value: strconv.Itoa(res.Ops)},
+		conformance.Col{Name: "writes (unknown outcome)", Value: fmt.Sprintf("%d (%d)", writes, unknown)},
+		conformance.Col{Name: "porcupine", Value: fmt.Sprint(res.Result)},
+		conformance.Col{Name: "violations", Value: strconv.Itoa(violations)},
+		conformance.Col{Name: "refresh cycles = ideal fetches", Value: strconv.Itoa(fs.Cycles)},
+		conformance.Col{Name: "fetches", Value: strconv.Itoa(fs.Fetches)},
+		conformance.Col{Name: "extra: ErrLockLost / lease ran out / write lost", Value: fmt.Sprintf("%d / %d / %d", fs.LockLost, fs.LeaseOut, fs.WriteLost)},
+		conformance.Col{Name: "unexplained extra", Value: strconv.Itoa(len(fs.Unexplained))},
+		conformance.Col{Name: "caller errors", Value: strconv.Itoa(callerErrors)})
 	for _, u := range fs.Unexplained {
 		t.Errorf("%s: unexplained extra fetch: %s", b.name, u)
 	}

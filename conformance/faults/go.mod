@@ -77,6 +77,7 @@ require (
 	github.com/testcontainers/testcontainers-go v0.44.0 // indirect
 	github.com/tklauser/go-sysconf v0.4.0 // indirect
 	github.com/tklauser/numcpus v0.12.0 // indirect
+	github.com/wechatconf/wechatconf/conformance v0.1.0
 	github.com/yusufpapurcu/wmi v1.2.4 // indirect
 	go.etcd.io/etcd/api/v3 v3.6.14 // indirect
 	go.etcd.io/etcd/client/pkg/v3 v3.6.14 // indirect
@@ -108,3 +109,5 @@ replace github.com/wechatconf/wechatconf/store/etcd => ../../store/etcd
 replace github.com/wechatconf/wechatconf/store/postgres => ../../store/postgres
 
 replace github.com/wechatconf/wechatconf/store/redis => ../../store/redis
+
+replace github.com/wechatconf/wechatconf/conformance => ../
