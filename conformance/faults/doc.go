@@ -57,6 +57,11 @@
 // slow holder write the token it fetched before a newer one (a lease that
 // ran out, a write delayed in the network) would hand out a dead token; and
 // a store whose reads went backwards would do the same to its readers.
+// What the model does not see: tokens minted but never stored. A holder
+// whose write was refused leaves WeChat's newest token out of the store,
+// which then holds a token WeChat superseded; that is allowed here (core
+// replaces a rejected token with one compare-and-refresh), and is what the
+// extra fetches below count.
 //
 // The fetches are counted per refresh cycle, that is per stale value: one
 // fetch per stale value is ideal. An extra fetch is explained when the
