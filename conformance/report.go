@@ -61,11 +61,30 @@ func ReportRow(t testing.TB, table string, cols ...Col) {
 	t.Logf("%s", formatRow(table, cols))
 }
 
-// row is the JSON form of a ReportRow line after RowMarker.
+// ReportNote logs a note on a results table of ReportRow's: a sentence
+// that says how to read the table (what a column means, why a figure is
+// expected), rendered by examples/benchreport under the table, once however
+// often it is logged. The line is RowMarker followed by compact JSON with
+// the table name and the note, e.g.
+//
+//	wechatconf-row: {"table":"Store outage","note":"Classic tokens fail by design once …"}
+//
+// An empty table name or note fails the test (t.Errorf) and logs nothing.
+func ReportNote(t testing.TB, table, note string) {
+	t.Helper()
+	if table == "" || note == "" {
+		t.Errorf("conformance.ReportNote: table %q, note %q: want both", table, note)
+		return
+	}
+	t.Logf("%s", encodeRow(row{Table: table, Note: note}))
+}
+
+// row is the JSON form of a ReportRow or ReportNote line after RowMarker.
 type row struct {
 	Table   string   `json:"table"`
-	Columns []string `json:"columns"`
-	Values  []string `json:"values"`
+	Columns []string `json:"columns,omitempty"`
+	Values  []string `json:"values,omitempty"`
+	Note    string   `json:"note,omitempty"`
 }
 
 // formatRow returns the line ReportRow logs.
@@ -74,6 +93,11 @@ func formatRow(table string, cols []Col) string {
 	for i, c := range cols {
 		r.Columns[i], r.Values[i] = c.Name, c.Value
 	}
+	return encodeRow(r)
+}
+
+// encodeRow returns RowMarker followed by r as compact JSON.
+func encodeRow(r row) string {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false) // keep <, > and & readable in the log

@@ -97,3 +97,22 @@ func TestReportRowMistakes(t *testing.T) {
 		}
 	}
 }
+
+// TestReportNote: a note is RowMarker and the table and note as compact
+// JSON (no columns); an empty table or note fails the test and logs
+// nothing.
+func TestReportNote(t *testing.T) {
+	r := &recorder{TB: t}
+	conformance.ReportNote(r, "Faults", "Errors during a partition are expected.")
+	want := `wechatconf-row: {"table":"Faults","note":"Errors during a partition are expected."}`
+	if len(r.logs) != 1 || r.logs[0] != want || len(r.errs) != 0 {
+		t.Errorf("logged %q, errors %q; want %q", r.logs, r.errs, want)
+	}
+	for _, tc := range [][2]string{{"", "n"}, {"T", ""}} {
+		r := &recorder{TB: t}
+		conformance.ReportNote(r, tc[0], tc[1])
+		if len(r.errs) != 1 || len(r.logs) != 0 {
+			t.Errorf("ReportNote(%q, %q): errors %q, logs %q; want one error, no log", tc[0], tc[1], r.errs, r.logs)
+		}
+	}
+}

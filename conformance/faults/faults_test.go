@@ -353,6 +353,12 @@ func runStore(t *testing.T, b backend, proxies *toxiproxy.ApiServer, duration ti
 		b.name, b.lease, duration, workers, res.Ops, res.Elapsed.Round(time.Millisecond), writes, unknown, res.Result, violations,
 		fs.Cycles, fs.Fetches, calls, fs.Cycles, fs.Extras, fs.LockLost, fs.LeaseOut, fs.WriteLost, len(fs.Unexplained),
 		injected, callerErrors, lockLost)
+	conformance.ReportNote(t, "Fault proxy: no older token ever wins", "Per store: toxiproxy between 8 worker processes and the server, faults of 3 s each "+
+		"(latency with jitter, bandwidth limit, reset_peer, timeout, partition, and a lease squeeze: WeChat answering in 90 % of the lease while the store is slow); "+
+		"each worker repeats Get, then Refresh(stale) against the simulated classic token endpoint. Every store call is a history operation; porcupine checks "+
+		"the merged history against a register whose value only moves forward in WeChat's issue order (a write of unknown outcome may land any time later, or never). "+
+		"An extra fetch is one more than one per stale value, counted by the cause that explains it (the holder lost its lease or its write); caller errors are the "+
+		"store errors the faults cause, expected and only counted.")
 	conformance.ReportRow(t, "Fault proxy: no older token ever wins",
 		conformance.Col{Name: "store (lease)", Value: fmt.Sprintf("%s (%v)", b.name, b.lease)},
 		conformance.Col{Name: "faults injected", Value: fmt.Sprintf("%d in %v", injected, duration)},

@@ -310,7 +310,9 @@ func parseHerd(text string) []herdRun {
 	return runs
 }
 
-var wakeLine = regexp.MustCompile(`wake latency: (\S+) \(`)
+// wakeLine matches the check's line, old ("wake latency: 2ms (max …") and
+// new (`Refresh("k1", stale="old"): wake latency 2ms (max …`).
+var wakeLine = regexp.MustCompile(`wake latency:? (\S+) \(`)
 
 // parseWake returns every wake latency that RefreshWakesWaitersPromptly
 // logged in text.
@@ -1126,16 +1128,19 @@ const rowMarker = "wechatconf-row: "
 const rowsSuffix = ".rows"
 
 // loggedRow is one conformance.ReportRow line: the table it belongs to, and
-// its cells by column, in order.
+// its cells by column, in order; or one conformance.ReportNote line: the
+// table and a note on it (no columns).
 type loggedRow struct {
 	Table   string   `json:"table"`
 	Columns []string `json:"columns"`
 	Values  []string `json:"values"`
+	Note    string   `json:"note"`
 }
 
-// parseRows returns every ReportRow line of go test -v output, in order; a
-// line whose JSON does not parse, or whose columns and values differ in
-// number, is left out.
+// parseRows returns every ReportRow and ReportNote line of go test -v
+// output, in order; a line whose JSON does not parse, whose columns and
+// values differ in number, or that is neither a row nor a note, is left
+// out.
 func parseRows(text string) []loggedRow {
 	var rows []loggedRow
 	for line := range strings.Lines(text) {
@@ -1144,8 +1149,8 @@ func parseRows(text string) []loggedRow {
 			continue
 		}
 		var r loggedRow
-		if json.Unmarshal([]byte(strings.TrimSpace(payload)), &r) != nil ||
-			r.Table == "" || len(r.Columns) == 0 || len(r.Columns) != len(r.Values) {
+		if json.Unmarshal([]byte(strings.TrimSpace(payload)), &r) != nil || r.Table == "" ||
+			len(r.Columns) != len(r.Values) || (len(r.Columns) == 0) == (r.Note == "") {
 			continue
 		}
 		rows = append(rows, r)
@@ -1159,6 +1164,7 @@ type resultTable struct {
 	name     string
 	columns  []string // the union of the rows' columns, in order first seen
 	rows     []map[string]string
+	notes    []string // distinct, in order first seen
 	sections []string
 }
 
@@ -1220,7 +1226,7 @@ func writeTables(w *strings.Builder, f inputs) {
 		}
 		text, present := f.section(name, ".txt")
 		rows := parseRows(text)
-		if len(rows) == 0 {
+		if !slices.ContainsFunc(rows, func(r loggedRow) bool { return r.Note == "" }) {
 			why := f.missing(name, text, present)
 			if why == na {
 				why = "no rows logged"
@@ -1247,6 +1253,12 @@ func writeTables(w *strings.Builder, f inputs) {
 			if !slices.Contains(t.sections, sec) {
 				t.sections = append(t.sections, sec)
 			}
+			if r.Note != "" {
+				if !slices.Contains(t.notes, r.Note) {
+					t.notes = append(t.notes, r.Note)
+				}
+				continue
+			}
 			cells := map[string]string{}
 			for i, c := range r.Columns {
 				if !slices.Contains(t.columns, c) {
@@ -1258,6 +1270,9 @@ func writeTables(w *strings.Builder, f inputs) {
 		}
 	}
 	for _, t := range tables {
+		if len(t.rows) == 0 {
+			continue // notes on a table no test logged a row of
+		}
 		fmt.Fprintf(w, "## %s\n\n", escapeCell(t.name))
 		writeRow(w, slices.Clone(t.columns))
 		w.WriteString("|" + strings.Repeat("---|", len(t.columns)) + "\n")
@@ -1273,6 +1288,9 @@ func writeTables(w *strings.Builder, f inputs) {
 			writeRow(w, cells)
 		}
 		w.WriteString("\n")
+		for _, n := range t.notes {
+			w.WriteString(n + "\n\n")
+		}
 		for _, sec := range t.sections {
 			name := sec + rowsSuffix
 			line := "Logged by the tests of `scripts/bench " + sec + "`"

@@ -216,6 +216,7 @@ func TestResultTables(t *testing.T) {
 		"faults.rows.txt": `=== RUN   TestFaults
 === RUN   TestFaults/Pause
     faults_test.go:40: wechatconf-row: {"table":"Faults","columns":["fault","errors"],"values":["pause","0"]}
+    faults_test.go:45: wechatconf-row: {"table":"Faults","note":"Errors during a partition are expected."}
     faults_test.go:51: wechatconf-row: {"table":"Fault recovery","columns":["fault","recovered in"],"values":["pause","1.2s"]}
 === RUN   TestFaults/Kill
     faults_test.go:40: wechatconf-row: {"table":"Faults","columns":["fault","errors","note"],"values":["kill","3","a | b"]}
@@ -227,6 +228,7 @@ func TestResultTables(t *testing.T) {
 === RUN   TestFaults
 === RUN   TestFaults/Pause
         nested_test.go:9: wechatconf-row: {"table":"Faults","columns":["errors","fault"],"values":["1","pause"]}
+    faults_test.go:45: wechatconf-row: {"table":"Faults","note":"Errors during a partition are expected."}
     faults_test.go:40: wechatconf-row: {"table":"Faults","columns":["fault"],"values":["pause","extra"]}
     faults_test.go:40: wechatconf-row: {broken
 --- FAIL: TestFaults (4.00s)
@@ -250,6 +252,7 @@ FAIL
 	for _, want := range []string{
 		"## Faults\n\n| fault | errors | note |\n|---|---|---|\n" +
 			"| pause | 0 | — |\n| kill | 3 | a \\| b |\n| pause | 1 | — |\n\n" +
+			"Errors during a partition are expected.\n\n" +
 			"Logged by the tests of `scripts/bench faults`: `(cd conformance/faults && go test -count 1 -v -run '^TestFaults' .)`. " +
 			"That run failed (exit 1): the rows are those logged before it failed or by the tests that passed.\n\n",
 		"## Fault recovery\n\n| fault | recovered in |\n|---|---|\n| pause | 1.2s |\n| kill | 4s |\n\n",
@@ -280,14 +283,17 @@ func TestParseRows(t *testing.T) {
 		"wechatconf-row: {\"table\":\"T\",\"columns\":[\"a\",\"b\"],\"values\":[\"<&>\\n\",\"\"]}\r\n" +
 		"wechatconf-row: {\"table\":\"\",\"columns\":[\"a\"],\"values\":[\"1\"]}\n" +
 		"wechatconf-row: {\"table\":\"T\",\"columns\":[],\"values\":[]}\n" +
-		"wechatconf-row: not json\n"
+		"wechatconf-row: not json\n" +
+		"wechatconf-row: {\"table\":\"T\",\"note\":\"n\"}\n" +
+		"wechatconf-row: {\"table\":\"T\",\"columns\":[\"a\"],\"values\":[\"1\"],\"note\":\"row and note\"}\n" +
+		"wechatconf-row: {\"table\":\"T\",\"note\":\"\"}\n"
 	got := parseRows(text)
-	want := []loggedRow{{"T", []string{"a"}, []string{"1"}}, {"T", []string{"a", "b"}, []string{"<&>\n", ""}}}
+	want := []loggedRow{{"T", []string{"a"}, []string{"1"}, ""}, {"T", []string{"a", "b"}, []string{"<&>\n", ""}, ""}, {"T", nil, nil, "n"}}
 	if len(got) != len(want) {
 		t.Fatalf("parseRows = %+v, want %+v", got, want)
 	}
 	for i := range want {
-		if got[i].Table != want[i].Table || !slices.Equal(got[i].Columns, want[i].Columns) || !slices.Equal(got[i].Values, want[i].Values) {
+		if got[i].Table != want[i].Table || !slices.Equal(got[i].Columns, want[i].Columns) || !slices.Equal(got[i].Values, want[i].Values) || got[i].Note != want[i].Note {
 			t.Errorf("row %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
@@ -372,6 +378,7 @@ func TestParseHerdAndWake(t *testing.T) {
     checks.go:564: wake latency: 2.615387ms (max over 20 waiters on 4 store values of return time − end of the holder's 200ms fetch)
     checks.go:564: wake latency: 850µs (max over 20 waiters on 4 store values of return time − end of the holder's 200ms fetch)
     checks.go:564: wake latency: soon (max over …)
+    checks.go:612: Refresh("k1", stale="old"): wake latency 1.5ms (max over 20 waiters on 4 store values of return time − end of the holder's 200ms fetch), bound 105ms = 100ms + 2 × 2.302ms measured cost of the store operations now (round 1)
 `
 	herd := parseHerd(text)
 	want := []herdRun{{8, 50, 1, 65 * time.Millisecond, 50 * time.Millisecond}, {8, 50, 3, 1500 * time.Millisecond, 50 * time.Millisecond},
@@ -383,11 +390,11 @@ func TestParseHerdAndWake(t *testing.T) {
 		t.Errorf("herdFetches = %q, want %q", got, "1, 3, 2 ⚠")
 	}
 	wake := parseWake(text)
-	if len(wake) != 2 || wake[0] != 2615387*time.Nanosecond || wake[1] != 850*time.Microsecond {
-		t.Errorf("parseWake = %v, want [2.615387ms 850µs]", wake)
+	if len(wake) != 3 || wake[0] != 2615387*time.Nanosecond || wake[1] != 850*time.Microsecond || wake[2] != 1500*time.Microsecond {
+		t.Errorf("parseWake = %v, want [2.615387ms 850µs 1.5ms] (the check's old and new line)", wake)
 	}
-	if m, _ := medianDuration(wake); fmtDuration(m) != "1.7 ms" {
-		t.Errorf("median wake = %s, want 1.7 ms", fmtDuration(m))
+	if m, _ := medianDuration(wake); fmtDuration(m) != "1.5 ms" {
+		t.Errorf("median wake = %s, want 1.5 ms", fmtDuration(m))
 	}
 }
 

@@ -38,11 +38,11 @@ const (
 	// after the fleet's first fetch, the token stops being served 35 s
 	// after it and expires 45 s after it, all inside the outage, which
 	// starts as soon as every process holds the token.
-	outageExpiresIn     = 45 * time.Second
-	outageRefreshAhead  = 20 * time.Second
-	outageExpiryMargin  = 10 * time.Second
-	outageRefreshTimout = 3 * time.Second  // a paused Redis answers nothing: refreshes end here
-	outageStoreInterval = 10 * time.Second // StoreOutageInterval: one fetch without the store per 10 s per process
+	outageExpiresIn      = 45 * time.Second
+	outageRefreshAhead   = 20 * time.Second
+	outageExpiryMargin   = 10 * time.Second
+	outageRefreshTimeout = 3 * time.Second  // a paused Redis answers nothing: refreshes end here
+	outageStoreInterval  = 10 * time.Second // StoreOutageInterval: one fetch without the store per 10 s per process
 	// stable_token's hand-over window in wxtest: a refresh RefreshAhead
 	// before expiry gets the next token.
 	outageStableOverlap = 30 * time.Second
@@ -154,7 +154,7 @@ func (r outageResult) report(t testing.TB) {
 		firstErr = fmt.Sprintf("ExpiresAt%+.1fs (serving deadline%+.1fs)", r.firstErrVsExpiry.Seconds(), (r.firstErrVsExpiry + outageExpiryMargin).Seconds())
 	}
 	conformance.ReportRow(t, "Store outage",
-		conformance.Col{Name: "token API / Redis", Value: r.name},
+		conformance.Col{Name: "token API, fault", Value: r.name},
 		conformance.Col{Name: "down", Value: fmt.Sprintf("%.0f s", r.downTime.Seconds())},
 		conformance.Col{Name: "calls ok", Value: strconv.Itoa(r.ok)},
 		conformance.Col{Name: "calls failed", Value: strconv.Itoa(r.failed)},
@@ -225,10 +225,19 @@ func TestStoreOutage(t *testing.T) {
 	// than with t.Parallel, which -test.parallel (GOMAXPROCS: 2 on CI)
 	// would run two at a time: they spend their time waiting for the
 	// outage, not computing.
+	conformance.ReportNote(t, "Store outage", fmt.Sprintf("%d processes × %d callers on one Redis; each token a caller gets is used at once on the simulated API, "+
+		"without retry, so an expired or superseded token would count. Tokens live %v (RefreshAhead %v, ExpiryMargin %v, RefreshTimeout %v, StoreOutageInterval %v): "+
+		"the refresh falls due and the token expires while Redis is down. Classic: once the held token passes its serving deadline (ExpiresAt − ExpiryMargin) "+
+		"every call fails with core.ErrStoreUnavailable until Redis answers, with no token call: by design, as one without the store's lock would invalidate every "+
+		"other process's token. stable_token: each process fetches without the store at most once per StoreOutageInterval and writes the token back once Redis answers.",
+		outageProcs, outageGoroutines, outageExpiresIn, outageRefreshAhead, outageExpiryMargin, outageRefreshTimeout, outageStoreInterval))
 	var wg sync.WaitGroup
 	for _, api := range []core.TokenAPI{core.StableToken, core.ClassicToken} {
 		for _, fault := range outageFaults {
-			name := api.String() + "/" + fault.name
+			name := "stable_token, Redis " + fault.name
+			if api == core.ClassicToken {
+				name = "classic /cgi-bin/token, Redis " + fault.name
+			}
 			wg.Go(func() {
 				t.Run(api.String()+"_"+fault.name, func(t *testing.T) {
 					if r, ok := runOutage(t, api, fault); ok {
@@ -553,7 +562,7 @@ func runOutage(t *testing.T, api core.TokenAPI, fault outageFault) (res outageRe
 	// RefreshTimeout of the return (and some slack for a loaded machine),
 	// counted in the table; anywhere else it fails the test.
 	var other int
-	edgeFrom, edgeTo := upAt, backAt.Add(outageRefreshTimout+outageEdgeSlack)
+	edgeFrom, edgeTo := upAt, backAt.Add(outageRefreshTimeout+outageEdgeSlack)
 	for i, s := range sums {
 		other += s.OtherErrs + s.NoTokenErrs - len(s.DeadlineErrs)
 		for _, n := range s.DeadlineErrs {
@@ -669,7 +678,7 @@ func outageChild(t *testing.T, raw string) {
 		Store: mustNew(t, rdb), KeyPrefix: cfg.Prefix,
 		BaseURL: cfg.URL, Logger: slog.New(events),
 		RefreshAhead: outageRefreshAhead, ExpiryMargin: outageExpiryMargin,
-		RefreshTimeout: outageRefreshTimout, StoreOutageInterval: outageStoreInterval,
+		RefreshTimeout: outageRefreshTimeout, StoreOutageInterval: outageStoreInterval,
 		RetryBackoff: 10 * time.Millisecond,
 	})
 	if err != nil {

@@ -239,6 +239,10 @@ func TestSentinelFailover(t *testing.T) {
 		sentinelProcs, sentinelGoroutines, calls, fetches, errs, strings.Join(kindList, " "), seen40001,
 		promoted.Round(time.Millisecond), untilOK.Round(time.Millisecond), steadyErrs, len(tokens),
 		time.Since(testStart).Round(time.Millisecond))
+	conformance.ReportNote(t, "Redis Sentinel failover", "1 master, 2 replicas, 3 sentinels (quorum 2, down-after 1 s); 8 processes, each a classic-token Conf "+
+		"over redis.NewFailoverClient calling the simulated API. The fleet's token is revoked, and the master SIGKILLed while the refresh holder's fetch is held at WeChat. "+
+		"Caller errors are the calls whose refresh met the dead master (core.ErrStoreUnavailable) before the promotion; no caller was handed a token WeChat rejects. "+
+		"A second fetch happens when the holder's write reached the dead master before go-redis followed the new one.")
 	conformance.ReportRow(t, "Redis Sentinel failover",
 		conformance.Col{Name: "processes × callers", Value: fmt.Sprintf("%d × %d", sentinelProcs, sentinelGoroutines)},
 		conformance.Col{Name: "calls", Value: strconv.Itoa(calls)},
