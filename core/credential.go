@@ -65,8 +65,12 @@ type Credential struct {
 
 	mu     sync.Mutex
 	flight *flight // the refresh in flight, nil if none
-	// Store outage state (Policy.FetchWithoutStore), guarded by mu.
-	outageFetched bool  // a fetch without the store was made
+	// Store outage state, guarded by mu. storeDown is the error of the
+	// last flight whose store failed (it wraps ErrStoreUnavailable), nil
+	// once a flight's store answered: while it is set, callers do not
+	// wait for the store (see refresh).
+	storeDown     error
+	outageFetched bool  // a fetch without the store was made (Policy.FetchWithoutStore)
 	outageAt      int64 // elapsed() of the last one
 	pending       Token // fetched without the store, not yet written back
 }
@@ -504,6 +508,20 @@ func (cr *Credential) refresh(ctx context.Context, stale string, why reason, cau
 			f = &flight{stale: stale, why: why, cause: cause, done: make(chan struct{})}
 			cr.flight = f
 			go cr.run(context.WithoutCancel(ctx), f)
+		} else if down := cr.storeDown; down != nil && !cr.outageFetchDue() {
+			// The store failed the last flight, and the one running
+			// probes it again: its starter waits for the answer, but
+			// nobody else waits for a store known to be down (a hung
+			// store would hold every caller for RefreshTimeout). What
+			// the flight would serve is served now: the held token while
+			// it is usable (not for a rejection of it), else the store's
+			// error. A probe the store answers ends it.
+			h := cr.cur.Load()
+			cr.mu.Unlock()
+			if h != nil && (why == reasonExpiry || h.Value != stale) && cr.elapsed() < h.expireAt {
+				return h.Token, nil
+			}
+			return Token{}, down
 		}
 		cr.mu.Unlock()
 
@@ -547,14 +565,18 @@ func (cr *Credential) run(parent context.Context, f *flight) {
 		r.err = cr.noAnswer(ctx.Err())
 		if op := f.inStore.Load(); op != 0 {
 			r.err = &unavailableError{op: storeOps[op], err: r.err}
+			cr.storeError(storeOps[op], r.err) // no answer is the store's failure too
 		}
 		r.err = wrapErr(r.err, "refresh %s", cr.name)
 	}
 	var ue *unavailableError
+	var down error // the store failed this flight
 	if r.err != nil && errors.As(r.err, &ue) {
+		down = r.err
 		r.tok, toExpiry, r.err = cr.outage(parent, f, ue.op, r.err)
 	}
 	cr.mu.Lock()
+	cr.storeDown = down
 	switch {
 	case r.err == nil:
 		cr.adopt(r.tok, toExpiry)
@@ -650,6 +672,7 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 		// ctx is the flight's: it ends only at RefreshTimeout, so the
 		// store did not answer in time (a client that honours ctx
 		// returns its error at the deadline).
+		cr.storeError("get", err)
 		return Token{}, wrapErr(&unavailableError{op: "get", err: cr.noAnswer(err)}, "refresh %s", cr.name)
 	default:
 		// A corrupt value or a passing fault: Refresh decides, and repairs
@@ -875,17 +898,17 @@ var storeOps = [...]string{storeGet: "get", storeRefresh: "refresh"}
 // rejection), or returns err. toExpiry is the token's to be served to its
 // ExpiresAt.
 func (cr *Credential) outage(parent context.Context, f *flight, op string, err error) (tok Token, toExpiry bool, _ error) {
-	if !cr.policy.FetchWithoutStore {
-		return Token{}, false, err
-	}
 	now, el := cr.clock(), cr.elapsed()
 	cr.mu.Lock()
-	due := !cr.outageFetched || el >= cr.outageAt+int64(cr.policy.StoreOutageInterval)
+	due := cr.outageFetchDue()
 	if due {
 		cr.outageFetched, cr.outageAt = true, el
 	}
 	cr.mu.Unlock()
 	cr.logEvent(slog.LevelWarn, EventStoreOutage, slog.String("op", op), slog.String("error", err.Error()), slog.Bool("fetched", due))
+	if !cr.policy.FetchWithoutStore {
+		return Token{}, false, err
+	}
 	if !due {
 		if h := cr.cur.Load(); h != nil && (f.why == reasonExpiry || h.Value != f.stale) && el < h.expireAt {
 			return h.Token, false, nil
@@ -902,6 +925,13 @@ func (cr *Credential) outage(parent context.Context, f *flight, op string, err e
 	cr.pending = tok
 	cr.mu.Unlock()
 	return tok, toExpiry, nil
+}
+
+// outageFetchDue reports whether a fetch without the store may be made now
+// (Policy.FetchWithoutStore, once per StoreOutageInterval). cr.mu is held.
+func (cr *Credential) outageFetchDue() bool {
+	return cr.policy.FetchWithoutStore &&
+		(!cr.outageFetched || cr.elapsed() >= cr.outageAt+int64(cr.policy.StoreOutageInterval))
 }
 
 // fetchWithoutStore makes one normal fetch for f with no store call and no

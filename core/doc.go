@@ -123,6 +123,15 @@
 //     lock: the held token is served until its ExpiryMargin, then the
 //     ErrStoreUnavailable error is returned until the store answers.
 //
+// Either way a store known to be down is not waited for: once a refresh
+// failed on it, one refresh at a time probes it again (its caller waits,
+// at most RefreshTimeout), and every other caller gets at once what that
+// refresh would give — the held token while usable, else the error — so
+// that a store that hangs does not hold each call for RefreshTimeout. The
+// first refresh the store answers ends the outage. Each failure is an
+// EventStoreError and an EventStoreOutage (fetched=false unless a fetch
+// without the store is made).
+//
 // # Events
 //
 // A Conf logs what it does as distinct events through Config.Logger (a

@@ -49,14 +49,19 @@ const (
 	// "error".
 	EventStoreError = "wechatconf.store_error"
 	// EventStoreOutage (Warn): a refresh failed because the TokenStore
-	// failed or did not answer (ErrStoreUnavailable), and the credential
-	// fetches without it (Policy.FetchWithoutStore: stable_token, WeCom's
-	// gettoken), at most once per Policy.StoreOutageInterval; the token is
-	// served from memory and written back once the store answers.
-	// Attributes: "op" (the store call: "get" or "refresh"), "error",
-	// "fetched" (bool: a fetch without the store is made — a limit may
-	// still hold it back, EventLimited; false inside StoreOutageInterval,
-	// when the held token or the error is returned).
+	// failed or did not answer (ErrStoreUnavailable). With
+	// Policy.FetchWithoutStore (stable_token, WeCom's gettoken) the
+	// credential then fetches without the store, at most once per
+	// Policy.StoreOutageInterval; the token is served from memory and
+	// written back once the store answers. Without it (the classic token,
+	// tickets, Open Platform) nothing is fetched: the held token is served
+	// while usable, else the error returned. Until a refresh reaches the
+	// store again, callers do not wait for it: one refresh at a time
+	// probes it, the others are answered at once. Attributes: "op" (the
+	// store call: "get" or "refresh"), "error", "fetched" (bool: a fetch
+	// without the store is made — a limit may still hold it back,
+	// EventLimited; false without FetchWithoutStore, and inside
+	// StoreOutageInterval, when the held token or the error is returned).
 	EventStoreOutage = "wechatconf.store_outage"
 	// EventLockLost (Info): this Conf's refresh lost the store's lock to
 	// another holder (ErrLockLost); the store is read again. Attribute

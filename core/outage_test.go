@@ -155,8 +155,14 @@ func TestClassicTokenStoreOutageServesHeldThenFails(t *testing.T) {
 	if n := s.Calls(wxtest.PathToken) - before; n != 0 {
 		t.Errorf("%d /cgi-bin/token calls while the store was down, want 0 (each would invalidate the fleet's token)", n)
 	}
-	if r := logs.records(t, core.EventStoreOutage); len(r) != 0 {
-		t.Errorf("%d %s records for a classic token, want 0", len(r), core.EventStoreOutage)
+	if r := logs.records(t, core.EventStoreOutage); len(r) == 0 || r[0]["fetched"] != false {
+		t.Errorf("%s records for a classic token: %v; want them all with fetched=false", core.EventStoreOutage, r)
+	} else {
+		for _, rec := range r {
+			if rec["fetched"] != false {
+				t.Errorf("%s record for a classic token %v, want fetched=false", core.EventStoreOutage, rec)
+			}
+		}
 	}
 }
 
@@ -245,9 +251,14 @@ func TestStoreOutageOfAStoreThatHonoursTheDeadline(t *testing.T) {
 		if _, err := c.AccessToken(t.Context()); !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("classic, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v; want an error wrapping ErrStoreUnavailable and context.DeadlineExceeded", i, err)
 		}
+		if i%4 != 0 {
+			continue // the stable half five times: each waits a whole second
+		}
+		// A RefreshTimeout the fetch without the store, which gets one of
+		// its own, meets on a loaded machine.
 		st := newConf(t, s, func(c *core.Config) {
 			c.Store = hangingStore{}
-			c.RefreshTimeout = 100 * time.Millisecond
+			c.RefreshTimeout = time.Second
 		})
 		if tok, err := st.AccessToken(t.Context()); err != nil || !s.TokenValid(tok.Value) {
 			t.Fatalf("stable, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v (valid %v); want a valid token fetched without the store", i, err, s.TokenValid(tok.Value))
@@ -255,5 +266,109 @@ func TestStoreOutageOfAStoreThatHonoursTheDeadline(t *testing.T) {
 	}
 	if n := s.Calls(wxtest.PathToken); n != 0 {
 		t.Errorf("%d classic token calls over a store that did not answer, want 0", n)
+	}
+}
+
+// gatedStore is a downStore whose calls, while hang is set, block until
+// the gate is closed, whatever their ctx says (a paused server under a
+// client without timeouts); arrived receives one value per blocked call.
+type gatedStore struct {
+	*downStore
+	hang    atomic.Bool
+	gate    chan struct{}
+	arrived chan struct{}
+}
+
+func (s *gatedStore) wait() {
+	if s.hang.Load() {
+		s.arrived <- struct{}{}
+		<-s.gate
+	}
+}
+
+func (s *gatedStore) Get(ctx context.Context, key string) (core.Token, error) {
+	s.wait()
+	return s.downStore.Get(ctx, key)
+}
+
+func (s *gatedStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	s.wait()
+	return s.downStore.Refresh(ctx, key, stale, fetch)
+}
+
+// Once a refresh failed on the store, callers do not wait for it again:
+// while one caller's refresh probes a store that hangs, every other caller
+// whose token is gone gets the store's error at once instead of waiting
+// RefreshTimeout (a minute here) with the probe; the probe's success ends
+// the outage. Before, each joined the probe and waited it out (here: until
+// their own 10 s deadline, without ErrStoreUnavailable). Each failure
+// counts as a store error and a store outage (fetched=false) in the
+// events, for the classic token as for stable_token.
+func TestCallersDoNotWaitForAStoreKnownDown(t *testing.T) {
+	s := newServer(t)
+	store := &gatedStore{downStore: newDownStore(), gate: make(chan struct{}), arrived: make(chan struct{}, 16)}
+	var logs jsonLog
+	c := newConf(t, s, func(c *core.Config) {
+		classic(c)
+		c.Store = store
+		c.RefreshTimeout = time.Minute
+		c.Logger = logs.logger(slog.LevelInfo)
+	})
+	ctx := t.Context()
+	held, err := c.AccessToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.Calls(wxtest.PathToken)
+	s.Advance(held.ExpiresAt.Sub(s.Now())) // the held token is gone
+
+	// The store fails: the first refresh learns it.
+	store.down.Store(true)
+	if _, err := c.AccessToken(ctx); !errors.Is(err, core.ErrStoreUnavailable) {
+		t.Fatalf("AccessToken with the store down = %v, want ErrStoreUnavailable", err)
+	}
+	// Now it hangs: the next caller's refresh probes it and waits.
+	store.hang.Store(true)
+	probe := make(chan error, 1)
+	go func() {
+		tok, err := c.AccessToken(ctx)
+		if err == nil && !s.TokenValid(tok.Value) {
+			err = errors.New("an invalid token")
+		}
+		probe <- err
+	}()
+	<-store.arrived
+	for i := range 5 {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := c.AccessToken(cctx)
+		cancel()
+		if !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, errDown) {
+			t.Fatalf("caller %d during the probe of a store known down = %v; want the store's error at once (ErrStoreUnavailable wrapping it), not a wait", i, err)
+		}
+	}
+	select {
+	case <-store.arrived:
+		t.Errorf("a second store call while the probe was in flight, want only the probe's")
+	default:
+	}
+	// The store answers again: the probe gets a token, and so does
+	// everyone after it.
+	store.down.Store(false)
+	store.hang.Store(false)
+	close(store.gate)
+	if err := <-probe; err != nil {
+		t.Fatalf("the probing caller once the store answered: %v, want a valid token", err)
+	}
+	if tok, err := c.AccessToken(ctx); err != nil || !s.TokenValid(tok.Value) {
+		t.Fatalf("AccessToken after the outage = %v (valid %v), want a valid token", err, s.TokenValid(tok.Value))
+	}
+	if n := s.Calls(wxtest.PathToken) - before; n != 1 {
+		t.Errorf("%d /cgi-bin/token calls, want 1 (after the store came back)", n)
+	}
+	if n := len(logs.records(t, core.EventStoreError)); n == 0 {
+		t.Errorf("no %s record for the store's failures", core.EventStoreError)
+	}
+	if n := len(logs.records(t, core.EventStoreOutage)); n == 0 {
+		t.Errorf("no %s record for the classic token's outage", core.EventStoreOutage)
 	}
 }

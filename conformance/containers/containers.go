@@ -37,7 +37,8 @@ const (
 const (
 	// StartTimeout bounds one container's start, including its wait strategy.
 	StartTimeout = 2 * time.Minute
-	// OpTimeout bounds a fault operation (stop, start, pause, unpause).
+	// OpTimeout bounds a fault operation (stop, pause, unpause; Start
+	// has StartTimeout).
 	OpTimeout = time.Minute
 	// StopGrace is how long a stopped container gets before it is killed.
 	StopGrace = 10 * time.Second
@@ -99,8 +100,13 @@ func RequireDocker(t testing.TB) {
 	t.Skipf("skipping: %s", msg)
 }
 
+// probeTimeout bounds the probe of RequireDocker: long, because a loaded
+// engine (containers starting and stopping beside the test) can take many
+// seconds to answer, and an engine that answers ends it at once.
+const probeTimeout = time.Minute
+
 func probeDocker() (err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	defer func() {
 		// testcontainers panics in some host-discovery paths; treat it as "no engine".
@@ -186,10 +192,12 @@ func Stop(t testing.TB, c testcontainers.Container) {
 }
 
 // Start starts a stopped container and waits until its wait strategy passes
-// again. Its address is unchanged (fixed host port bindings).
+// again, within StartTimeout like a first start (the wait strategy's
+// checks run docker exec, slow on a loaded engine). Its address is
+// unchanged (fixed host port bindings).
 func Start(t testing.TB, c testcontainers.Container) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
+	ctx, cancel := startCtx()
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("start container %s: %v", shortID(c), err)
