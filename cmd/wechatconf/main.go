@@ -56,7 +56,8 @@
 //     left (one PTTL); the other stores cannot tell it cheaply (a flock, an
 //     advisory lock, an etcd lease) and do not show it.
 //   - watch polls one key every --interval and prints a line when its value
-//     (fingerprint) or expiry changes, until SIGINT or --count changes.
+//     (fingerprint) or expiry changes, until SIGINT or --count N changes
+//     (the starting line is not counted).
 //
 // Exit codes, for scripts:
 //
@@ -65,8 +66,9 @@
 //	2  usage error, or any failure (store unreachable, WeChat error, …)
 //	3  not found (get; inspect: none of the keys present)
 //	4  held back by a limit: core's (*core.LimitError: an interval or daily
-//	   limit, a back-off) or WeChat's (a quota error, core.IsQuotaExceeded:
-//	   45009 and its kin): retry later, not at once
+//	   limit, a back-off) or WeChat's (a quota, core.IsQuotaExceeded: 45009;
+//	   or, after core's retries, core.IsTemporary: 45011 minute quota, -1
+//	   system busy): retry later, not at once
 //
 // The standard flag package parses the flags: the command has a handful of
 // flags per subcommand, the token server already uses it, and it keeps the
@@ -233,15 +235,21 @@ func (e *env) fail(err error) int {
 		return exitError
 	case errors.As(err, &ce):
 		if ce.err != nil && ce.err.Error() != "" {
-			fmt.Fprintf(e.stderr, "%s: %v\n", name, ce.err)
+			fmt.Fprintf(e.stderr, "%s: %s\n", name, errText(ce.err))
 		}
 		return ce.code
-	case errors.As(err, &le), core.IsQuotaExceeded(err):
-		fmt.Fprintf(e.stderr, "%s: %v\n", name, err)
+	case errors.As(err, &le), core.IsQuotaExceeded(err), core.IsTemporary(err):
+		fmt.Fprintf(e.stderr, "%s: %s\n", name, errText(err))
 		return exitLimited
 	}
-	fmt.Fprintf(e.stderr, "%s: %v\n", name, err)
+	fmt.Fprintf(e.stderr, "%s: %s\n", name, errText(err))
 	return exitError
+}
+
+// errText is err's text without the "wechatconf: " that core's errors
+// begin with: the command prints its own name first.
+func errText(err error) string {
+	return strings.TrimPrefix(err.Error(), name+": ")
 }
 
 // parse parses a command's flags, which may come before, between and after
@@ -284,6 +292,14 @@ func (e *env) openStore(ctx context.Context) (core.TokenStore, func(), error) {
 	}
 	if spec.Kind == storeurl.Memory {
 		return nil, nil, usagef("--store memory: is this process's own memory: name the fleet's shared store")
+	}
+	if spec.Kind == storeurl.File {
+		// The fleet's store exists: a mistyped directory must not become
+		// a new, empty store (filestore.New creates it), where get says
+		// "not found" and refresh fetches a token the fleet never sees.
+		if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
+			return nil, nil, fmt.Errorf("store %s: no such directory: the fleet's file store is a directory that exists", spec)
+		}
 	}
 	openCtx, cancel := context.WithTimeout(ctx, e.g.timeout)
 	defer cancel()

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -404,11 +407,18 @@ func TestHeldBackByALimit(t *testing.T) {
 	c.want(c.run(ctx, append(global, "refresh", testAppID)...), exitOK)
 	r := c.run(ctx, append(global, "force", testAppID, "--yes")...)
 	c.want(r, exitLimited)
-	if !strings.Contains(r.stderr, "45009") {
-		t.Errorf("force over a used-up quota: stderr %q, want WeChat's 45009 named", r.stderr)
+	if !strings.Contains(r.stderr, "45009") || strings.Contains(r.stderr, "wechatconf: wechatconf:") {
+		t.Errorf("force over a used-up quota: stderr %q, want WeChat's 45009 named, the command's name once", r.stderr)
 	}
 	if n := wechat.Calls(wxtest.PathStableToken); n != 2 {
 		t.Errorf("%d stable_token calls, want 2 (the refresh, the refused force)", n)
+	}
+
+	// WeChat's minute quota (45011), still refused after core's retries:
+	// retry later too.
+	wechat.InjectFault(wxtest.PathStableToken, wxtest.Errcode(45011, "api minute-quota reach limit"), 10)
+	if r := c.run(ctx, append(global, "refresh", testAppID)...); r.code != exitLimited || !strings.Contains(r.stderr, "45011") {
+		t.Errorf("refresh refused with 45011: exit %d, stderr %q; want %d naming 45011", r.code, r.stderr, exitLimited)
 	}
 
 	var stderr bytes.Buffer
@@ -416,5 +426,29 @@ func TestHeldBackByALimit(t *testing.T) {
 	limited := fmt.Errorf("force: %w", &core.LimitError{Credential: "access_token", Limit: "ForceRefreshInterval", Until: time.Now().Add(30 * time.Second)})
 	if code := e.fail(limited); code != exitLimited || !strings.Contains(stderr.String(), "ForceRefreshInterval") {
 		t.Errorf("fail(%v) = %d, stderr %q; want %d naming the limit", limited, code, stderr.String(), exitLimited)
+	}
+}
+
+// TestMistypedFileStore: a file store URL naming a directory that does not
+// exist is an error (2) for every command, and nothing is created or
+// fetched: filestore.New would create it, so that get said "not found" and
+// refresh fetched a token the fleet never sees.
+func TestMistypedFileStore(t *testing.T) {
+	ctx := context.Background()
+	wechat := wxtest.New(wxtest.Options{AppID: testAppID, AppSecret: testAppSecret, Now: time.Now})
+	t.Cleanup(wechat.Close)
+	dir := filepath.Join(t.TempDir(), "typo")
+	c := &cli{t: t, environ: map[string]string{"WECHAT_APPSECRET": testAppSecret, "WECHATCONF_STORE": "file://" + dir}}
+	for _, args := range [][]string{{"get", testAppID}, {"inspect", testAppID}, {"refresh", testAppID}, {"force", testAppID, "--yes"}} {
+		r := c.run(ctx, append([]string{"--base-url", wechat.URL}, args...)...)
+		if r.code != exitError || !strings.Contains(r.stderr, "no such directory") {
+			t.Errorf("wechatconf %q on a missing directory: exit %d, stderr %q; want %d saying no such directory", args, r.code, r.stderr, exitError)
+		}
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the missing directory after the commands: %v, want it still missing", err)
+	}
+	if n := wechat.Calls(wxtest.PathStableToken) + wechat.Calls(wxtest.PathToken); n != 0 {
+		t.Errorf("%d token calls against a mistyped store, want 0", n)
 	}
 }
