@@ -16,40 +16,9 @@ import (
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/internal/storetest"
 	"github.com/wechatconf/wechatconf/core/wxtest"
 )
-
-var errDown = errors.New("downstore: connection refused")
-
-// downStore is a TokenStore whose every call fails with errDown while down
-// is set.
-type downStore struct {
-	core.TokenStore
-	down atomic.Bool
-}
-
-func newDownStore() *downStore { return &downStore{TokenStore: core.NewMemoryStore()} }
-
-func (s *downStore) Get(ctx context.Context, key string) (core.Token, error) {
-	if s.down.Load() {
-		return core.Token{}, errDown
-	}
-	return s.TokenStore.Get(ctx, key)
-}
-
-func (s *downStore) Set(ctx context.Context, key string, t core.Token) error {
-	if s.down.Load() {
-		return errDown
-	}
-	return s.TokenStore.Set(ctx, key, t)
-}
-
-func (s *downStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	if s.down.Load() {
-		return core.Token{}, errDown
-	}
-	return s.TokenStore.Refresh(ctx, key, stale, fetch)
-}
 
 const accessKey = "wechatconf/" + appID + "/access_token"
 
@@ -59,8 +28,8 @@ const accessKey = "wechatconf/" + appID + "/access_token"
 // refresh writes the token back.
 func TestStableTokenStoreOutageFetchesWithoutTheStore(t *testing.T) {
 	s := newServer(t)
-	store := newDownStore()
-	store.down.Store(true)
+	store := storetest.NewDown()
+	store.Failing.Store(true)
 	var logs jsonLog
 	confs := make([]*core.Conf, 8)
 	for i := range confs {
@@ -103,7 +72,7 @@ func TestStableTokenStoreOutageFetchesWithoutTheStore(t *testing.T) {
 
 	// The store is back: the next refresh writes the token back.
 	held, _ := confs[0].AccessToken(ctx)
-	store.down.Store(false)
+	store.Failing.Store(false)
 	if _, err := store.Get(ctx, accessKey); !errors.Is(err, core.ErrNotFound) {
 		t.Fatalf("store.Get before the write-back = %v, want ErrNotFound", err)
 	}
@@ -126,7 +95,7 @@ func TestStableTokenStoreOutageFetchesWithoutTheStore(t *testing.T) {
 // store's error. No /cgi-bin/token call is made without the lock.
 func TestClassicTokenStoreOutageServesHeldThenFails(t *testing.T) {
 	s := newServer(t)
-	store := newDownStore()
+	store := storetest.NewDown()
 	var logs jsonLog
 	c := newConf(t, s, func(c *core.Config) { classic(c); c.Store = store; c.Logger = logs.logger(slog.LevelInfo) })
 	ctx := t.Context()
@@ -135,7 +104,7 @@ func TestClassicTokenStoreOutageServesHeldThenFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := s.Calls(wxtest.PathToken)
-	store.down.Store(true)
+	store.Failing.Store(true)
 	for _, step := range []time.Duration{time.Hour, held.ExpiresAt.Sub(s.Now()) - time.Hour - 3*time.Minute} {
 		// An hour in, then inside the refresh-ahead window (a background
 		// refresh starts, and fails on the store).
@@ -146,7 +115,7 @@ func TestClassicTokenStoreOutageServesHeldThenFails(t *testing.T) {
 	}
 	s.Advance(2*time.Minute + time.Second) // inside the expiry margin
 	_, err = c.AccessToken(ctx)
-	if !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, errDown) {
+	if !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, storetest.ErrDown) {
 		t.Errorf("AccessToken after expiry with the store down = %v, want ErrStoreUnavailable wrapping the store's error", err)
 	}
 	if _, err := c.RefreshAccessToken(ctx, held.Value); !errors.Is(err, core.ErrStoreUnavailable) {
@@ -172,7 +141,7 @@ func TestClassicTokenStoreOutageServesHeldThenFails(t *testing.T) {
 // at 0, 60 and 120 s.
 func TestStoreOutageFetchesAtMostOncePerInterval(t *testing.T) {
 	s := newServer(t)
-	store := newDownStore()
+	store := storetest.NewDown()
 	c := newConf(t, s, func(c *core.Config) {
 		c.Store = store
 		c.RejectedRefreshInterval = -1 // only the outage's limit
@@ -184,7 +153,7 @@ func TestStoreOutageFetchesAtMostOncePerInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := s.Calls(wxtest.PathStableToken)
-	store.down.Store(true)
+	store.Failing.Store(true)
 	s.Reject(bad.Value)
 	for step := range 9 {
 		for range 10 {
@@ -269,11 +238,11 @@ func TestStoreOutageOfAStoreThatHonoursTheDeadline(t *testing.T) {
 	}
 }
 
-// gatedStore is a downStore whose calls, while hang is set, block until
+// gatedStore is a storetest.Down whose calls, while hang is set, block until
 // the gate is closed, whatever their ctx says (a paused server under a
 // client without timeouts); arrived receives one value per blocked call.
 type gatedStore struct {
-	*downStore
+	*storetest.Down
 	hang    atomic.Bool
 	gate    chan struct{}
 	arrived chan struct{}
@@ -288,12 +257,12 @@ func (s *gatedStore) wait() {
 
 func (s *gatedStore) Get(ctx context.Context, key string) (core.Token, error) {
 	s.wait()
-	return s.downStore.Get(ctx, key)
+	return s.Down.Get(ctx, key)
 }
 
 func (s *gatedStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
 	s.wait()
-	return s.downStore.Refresh(ctx, key, stale, fetch)
+	return s.Down.Refresh(ctx, key, stale, fetch)
 }
 
 // Once a refresh failed on the store, callers do not wait for it again:
@@ -306,7 +275,7 @@ func (s *gatedStore) Refresh(ctx context.Context, key, stale string, fetch core.
 // events, for the classic token as for stable_token.
 func TestCallersDoNotWaitForAStoreKnownDown(t *testing.T) {
 	s := newServer(t)
-	store := &gatedStore{downStore: newDownStore(), gate: make(chan struct{}), arrived: make(chan struct{}, 16)}
+	store := &gatedStore{Down: storetest.NewDown(), gate: make(chan struct{}), arrived: make(chan struct{}, 16)}
 	var logs jsonLog
 	c := newConf(t, s, func(c *core.Config) {
 		classic(c)
@@ -323,7 +292,7 @@ func TestCallersDoNotWaitForAStoreKnownDown(t *testing.T) {
 	s.Advance(held.ExpiresAt.Sub(s.Now())) // the held token is gone
 
 	// The store fails: the first refresh learns it.
-	store.down.Store(true)
+	store.Failing.Store(true)
 	if _, err := c.AccessToken(ctx); !errors.Is(err, core.ErrStoreUnavailable) {
 		t.Fatalf("AccessToken with the store down = %v, want ErrStoreUnavailable", err)
 	}
@@ -342,7 +311,7 @@ func TestCallersDoNotWaitForAStoreKnownDown(t *testing.T) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := c.AccessToken(cctx)
 		cancel()
-		if !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, errDown) {
+		if !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, storetest.ErrDown) {
 			t.Fatalf("caller %d during the probe of a store known down = %v; want the store's error at once (ErrStoreUnavailable wrapping it), not a wait", i, err)
 		}
 	}
@@ -353,7 +322,7 @@ func TestCallersDoNotWaitForAStoreKnownDown(t *testing.T) {
 	}
 	// The store answers again: the probe gets a token, and so does
 	// everyone after it.
-	store.down.Store(false)
+	store.Failing.Store(false)
 	store.hang.Store(false)
 	close(store.gate)
 	if err := <-probe; err != nil {

@@ -1,46 +1,14 @@
 package wecom_test
 
 import (
-	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/internal/storetest"
 	"github.com/wechatconf/wechatconf/core/wecom"
 	"github.com/wechatconf/wechatconf/core/wxtest"
 )
-
-var errDown = errors.New("downstore: connection refused")
-
-// downStore is a TokenStore whose every call fails with errDown while down
-// is set.
-type downStore struct {
-	core.TokenStore
-	down atomic.Bool
-}
-
-func (s *downStore) Get(ctx context.Context, key string) (core.Token, error) {
-	if s.down.Load() {
-		return core.Token{}, errDown
-	}
-	return s.TokenStore.Get(ctx, key)
-}
-
-func (s *downStore) Set(ctx context.Context, key string, t core.Token) error {
-	if s.down.Load() {
-		return errDown
-	}
-	return s.TokenStore.Set(ctx, key, t)
-}
-
-func (s *downStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	if s.down.Load() {
-		return core.Token{}, errDown
-	}
-	return s.TokenStore.Refresh(ctx, key, stale, fetch)
-}
 
 // gettoken invalidates nobody's token: 4 processes cold-started on a store
 // that is down, 50 callers each, all get a valid token with one gettoken
@@ -48,8 +16,8 @@ func (s *downStore) Refresh(ctx context.Context, key, stale string, fetch core.F
 // token back.
 func TestStoreOutageFetchesWithoutTheStore(t *testing.T) {
 	s := newWeCom(t)
-	store := &downStore{TokenStore: core.NewMemoryStore()}
-	store.down.Store(true)
+	store := storetest.NewDown()
+	store.Failing.Store(true)
 	apps := make([]*wecom.App, 4)
 	for i := range apps {
 		apps[i] = newApp(t, s, store, agent1, secret1, nil)
@@ -76,7 +44,7 @@ func TestStoreOutageFetchesWithoutTheStore(t *testing.T) {
 		t.Errorf("%d gettoken calls for %d processes, want 1 to %d", calls, len(apps), len(apps))
 	}
 	held, _ := apps[0].AccessToken(ctx)
-	store.down.Store(false)
+	store.Failing.Store(false)
 	apps[0].AccessTokenCredential().Invalidate()
 	if tok, err := apps[0].AccessToken(ctx); err != nil || tok.Value != held.Value {
 		t.Fatalf("AccessToken after the store came back = same %v, %v; want the token held", tok.Value == held.Value, err)
