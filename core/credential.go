@@ -516,10 +516,9 @@ func (cr *Credential) refresh(ctx context.Context, stale string, why reason, cau
 			// the flight would serve is served now: the held token while
 			// it is usable (not for a rejection of it), else the store's
 			// error. A probe the store answers ends it.
-			h := cr.cur.Load()
 			cr.mu.Unlock()
-			if h != nil && (why == reasonExpiry || h.Value != stale) && cr.elapsed() < h.expireAt {
-				return h.Token, nil
+			if tok, ok := cr.heldInOutage(stale, why, cr.elapsed()); ok {
+				return tok, nil
 			}
 			return Token{}, down
 		}
@@ -910,8 +909,8 @@ func (cr *Credential) outage(parent context.Context, f *flight, op string, err e
 		return Token{}, false, err
 	}
 	if !due {
-		if h := cr.cur.Load(); h != nil && (f.why == reasonExpiry || h.Value != f.stale) && el < h.expireAt {
-			return h.Token, false, nil
+		if tok, ok := cr.heldInOutage(f.stale, f.why, el); ok {
+			return tok, false, nil
 		}
 		return Token{}, false, err
 	}
@@ -925,6 +924,16 @@ func (cr *Credential) outage(parent context.Context, f *flight, op string, err e
 	cr.pending = tok
 	cr.mu.Unlock()
 	return tok, toExpiry, nil
+}
+
+// heldInOutage returns the held token if a refresh of stale for why may
+// serve it while the store is down: still usable at el (an elapsed()
+// reading), and not the token being replaced for a rejection.
+func (cr *Credential) heldInOutage(stale string, why reason, el int64) (Token, bool) {
+	if h := cr.cur.Load(); h != nil && (why == reasonExpiry || h.Value != stale) && el < h.expireAt {
+		return h.Token, true
+	}
+	return Token{}, false
 }
 
 // outageFetchDue reports whether a fetch without the store may be made now
