@@ -46,6 +46,7 @@ type Credential struct {
 	fetch     func(context.Context, FetchRequest) (Token, error)
 	prepare   func(context.Context) (any, error)
 	commit    func(context.Context, any) error
+	decode    func(Token) (Token, error) // nil: the stored value is the token served
 	forcible  bool
 	needs     *Credential
 	rejects   func(error) bool
@@ -125,6 +126,37 @@ type CredentialConfig struct {
 	// compare-and-set of its own. Its error is logged (EventStoreError, op
 	// "commit"); the token is served all the same.
 	Commit func(ctx context.Context, prepared any) error
+	// Decode, if set, says the value stored under Key is a stored form that
+	// holds more than the token served (an Open Platform authorizer's record:
+	// its authorizer_access_token together with its durable
+	// authorizer_refresh_token, in one fenced value). Fetch then returns the
+	// stored form (with a zero ExpiresAt: durable, never expired by a store),
+	// the store compares and fences it whole, and Decode gives the token served
+	// (Value, ExpiresAt) from it. Decode must be a pure function of its
+	// argument (it may be called more than once on one value, on any
+	// goroutine, and never makes a store call).
+	//
+	// Everything the engine judges by — whether a token is usable, its
+	// ExpiresAt in events and deadlines, whether a fetch handed back the
+	// token being replaced, and the rejected or stale value passed to
+	// Refresh and ForceRefresh — is the token served (what callers saw);
+	// the stale value a Store.Refresh compares is always the stored form.
+	// Decode's result:
+	//   - a token with a Value: served while usable;
+	//   - an empty Value and a nil error: nothing to serve (a placeholder):
+	//     the credential is refreshed;
+	//   - an error wrapping ErrCorrupt: the stored form counts as absent and
+	//     is replaced by a fetch (EventStoreError, op "decode"), which gets
+	//     it in FetchRequest.Stored all the same;
+	//   - any other error (one matching ErrRevoked: the grant was
+	//     withdrawn): the refresh fails with it, wrapped, without a fetch;
+	//     with ErrRevoked the in-process copy is dropped too.
+	//
+	// A stored form that Fetch returns must decode to a token with a Value
+	// (else the fetch fails and nothing is written). Not allowed with
+	// Initial or Policy.FetchWithoutStore: a stored form is only ever written
+	// through the store's lock from the one it replaces.
+	Decode func(stored Token) (Token, error)
 	// Rejects reports whether an error of a call made with this
 	// credential's token says WeChat rejected the token. nil means
 	// IsInvalidCredential, which follows the Codes of the *APIError. For an
@@ -156,6 +188,12 @@ type FetchRequest struct {
 	// Prepared is what CredentialConfig.Prepare returned, nil without one.
 	// Fetch may record in it what Commit must write (it is the same value).
 	Prepared any
+	// Stored is the stored value the Refresh call replaces — what the store
+	// holds under Key while Fetch runs under its lock — as the store keeps
+	// it (with CredentialConfig.Decode, the stored form, not the token
+	// served): the zero Token when nothing is stored; possibly a value that
+	// Decode refused with ErrCorrupt, for Fetch to decide what to do with.
+	Stored Token
 }
 
 // Policy is a credential's timing and limits: the Config fields of the
@@ -288,6 +326,10 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Fetch is required", cfg.Name)
 	case cfg.Policy.FetchWithoutStore && cfg.Commit != nil:
 		return nil, fmt.Errorf("wechatconf: %s: Policy.FetchWithoutStore cannot be set with a Commit: what a fetch moves forward must reach the store", cfg.Name)
+	case cfg.Decode != nil && cfg.Policy.FetchWithoutStore:
+		return nil, fmt.Errorf("wechatconf: %s: Policy.FetchWithoutStore cannot be set with a Decode: a stored form must be fetched under the store's lock from the one it replaces", cfg.Name)
+	case cfg.Decode != nil && cfg.Initial.Value != "":
+		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Initial cannot be set with a Decode: a stored form is only written through the store's lock", cfg.Name)
 	}
 	if err := cfg.Policy.normalize(); err != nil {
 		return nil, err
@@ -302,7 +344,7 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		cfg.Rejects = IsInvalidCredential
 	}
 	cr := &Credential{
-		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, commit: cfg.Commit, forcible: cfg.Forcible,
+		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, commit: cfg.Commit, decode: cfg.Decode, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
 		initial: cfg.Initial,
 	}
@@ -679,13 +721,14 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 		cr.storeError("get", err)
 		stored = Token{}
 	}
-	if stored = cr.seed(ctx, stored); stored.Value != f.stale && cr.usable(stored, cr.clock()) {
-		cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", stored.ExpiresAt))
-		return stored, nil
+	stored = cr.seed(ctx, stored)
+	cur, err := cr.decodeStored(stored)
+	if err != nil {
+		return Token{}, wrapErr(err, "refresh %s", cr.name)
 	}
-	stale := f.stale
-	if stored.Value != "" {
-		stale = stored.Value // the value the store holds is the one to replace
+	if cur.Value != f.stale && cr.usable(cur, cr.clock()) {
+		cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", cur.ExpiresAt))
+		return cur, nil
 	}
 	var in FetchRequest
 	for retried := false; ; retried = true {
@@ -699,7 +742,7 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
 		}
-		tok, fetched, err := cr.refreshStore(ctx, f, stale, in)
+		tok, fetched, err := cr.refreshStore(ctx, f, stored, cur, in)
 		if err == nil || retried || cr.needs == nil || !cr.needs.rejects(err) {
 			if err != nil {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
@@ -722,26 +765,39 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 }
 
 // refreshStore is Store.Refresh with the credential's time and lease
-// policy:
+// policy, starting from raw, the value the store was seen holding (the
+// zero Token for nothing, or when Get failed), and cur, the token served
+// from it:
 //
 //   - a token the store returns that is too old to serve (someone else
 //     wrote it, or WeChat handed it back with a moment left that is gone by
-//     now) is replaced, up to refreshAttempts Refresh calls in all;
+//     now), or that is the very token being replaced, is replaced, up to
+//     refreshAttempts Refresh calls in all;
 //   - a token a fetch handed back unchanged with less than the margin left
 //     is served to its end: nothing newer can be had before it expires;
 //   - a lock lost to another holder is not the caller's problem: the store
 //     is read again (waiting out the new holder's lock) and its newer token
 //     returned; only when there is none is the error returned.
 //
-// fetched reports that the token returned is one this call's fetch brought
-// and wrote.
-func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string, in FetchRequest) (tok Token, fetched bool, err error) {
-	replaced := stale // the value the Refresh call replaces
+// The stale value of each Refresh call is the raw value the store holds
+// (a stored form with Decode), or f.stale when none was seen; every
+// judgement is made on the token served from it. It returns the token
+// served; fetched reports that it is one this call's fetch brought and
+// wrote.
+func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Token, in FetchRequest) (tok Token, fetched bool, err error) {
 	for attempt := 1; ; attempt++ {
+		// replaced is the value the Refresh call replaces, prev the token
+		// served from it.
+		replaced, prev := f.stale, f.stale
+		if raw.Value != "" {
+			replaced, prev = raw.Value, cur.Value
+		}
+		in.Stored = raw
 		var called bool // the fetch ran: its outcome is logged by the fetch
+		var got Token   // the token served from what the fetch returned
 		start := time.Now()
 		f.inStore.Store(storeRefresh)
-		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, in, &called, start))
+		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, prev, in, &called, &got, start))
 		if err == nil || ctx.Err() == nil || called {
 			f.inStore.Store(0) // else it stays the store's failure for run (see load)
 		}
@@ -765,21 +821,70 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, stale string,
 			return Token{}, false, err
 		case err != nil:
 			return Token{}, false, err
-		case !called:
-			cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt), slog.Duration("lock_wait", time.Since(start)))
+		case called:
+			cur = got
+		default:
+			if cur, err = cr.decodeStored(tok); err != nil {
+				return Token{}, false, err
+			}
+			if cur.Value != "" {
+				cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", cur.ExpiresAt), slog.Duration("lock_wait", time.Since(start)))
+			}
 		}
 		now := cr.clock()
 		switch {
-		case cr.usable(tok, now):
-			return tok, called, nil
-		case called && tok.Value == replaced && now.Before(tok.ExpiresAt):
+		case cr.usable(cur, now) && (called || cur.Value != f.stale):
+			return cur, called, nil
+		case called && cur.Value == prev && now.Before(cur.ExpiresAt):
 			f.toExpiry = true
-			return tok, true, nil
+			return cur, true, nil
+		case attempt == refreshAttempts && cur.Value == "":
+			return Token{}, false, errors.New("the store holds a value with no token to serve")
 		case attempt == refreshAttempts:
-			return Token{}, false, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
+			return Token{}, false, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", cur.ExpiresAt)
 		}
-		replaced = tok.Value
+		raw = tok
 	}
+}
+
+// decodeStored returns the token served from raw, a value the store holds
+// (read by Get, or returned by Store.Refresh without a fetch): raw itself
+// without a Decode. A stored form that Decode finds corrupt counts as
+// absent (the zero Token; EventStoreError, op "decode"), and so does one
+// with nothing to serve; any other Decode error is returned, wrapped.
+func (cr *Credential) decodeStored(raw Token) (Token, error) {
+	if cr.decode == nil || raw.Value == "" {
+		return raw, nil
+	}
+	t, err := cr.decode(raw)
+	switch {
+	case err == nil && t.Value != "":
+		return t, nil
+	case err == nil:
+		return Token{}, nil
+	case errors.Is(err, ErrCorrupt):
+		cr.storeError("decode", err)
+		return Token{}, nil
+	}
+	return Token{}, fmt.Errorf("decoding the stored value: %w", err)
+}
+
+// decodeFetched returns the token served from raw, a value Fetch returned:
+// raw itself without a Decode. A stored form that Decode refuses, or that
+// has nothing to serve, is an error (an empty one wraps ErrEmptyToken): it
+// is never written.
+func (cr *Credential) decodeFetched(raw Token) (Token, error) {
+	if cr.decode == nil {
+		return raw, nil
+	}
+	t, err := cr.decode(raw)
+	switch {
+	case err != nil:
+		return Token{}, fmt.Errorf("the fetch returned a stored form that Decode refused: %w", err)
+	case t.Value == "":
+		return Token{}, fmt.Errorf("%w: the fetch returned a stored form with no token to serve", ErrEmptyToken)
+	}
+	return t, nil
 }
 
 // refreshAttempts bounds the Refresh calls of one refreshStore.
@@ -790,9 +895,10 @@ const refreshAttempts = 3
 // token that a normal fetch hands back unchanged, escalates once to a
 // forced one. Because it runs under the lock and only while the store
 // still holds the stale value, a fleet escalates once per rejected token.
-// stored is the value the store holds (the Refresh call's stale); *called
-// is set when the FetchFunc runs.
-func (cr *Credential) fetcher(f *flight, stored string, in FetchRequest, called *bool, refreshStart time.Time) FetchFunc {
+// prev is the token served from the value the store holds (the Refresh
+// call's stale); *called is set when the FetchFunc runs, and *got to the
+// token served from what it returns.
+func (cr *Credential) fetcher(f *flight, prev string, in FetchRequest, called *bool, got *Token, refreshStart time.Time) FetchFunc {
 	p := &cr.policy
 	return func(ctx context.Context) (Token, error) {
 		*called = true
@@ -809,42 +915,48 @@ func (cr *Credential) fetcher(f *flight, stored string, in FetchRequest, called 
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "requested"))
 		}
-		tok, err := cr.call(ctx, f.why, in, force, now, wait)
+		raw, tok, err := cr.call(ctx, f.why, in, force, now, wait)
 		if err == nil && !force && f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale && cr.forcible {
 			if err := cr.lim.takeForce(p, cr.name, now); err != nil {
 				return Token{}, cr.limited(err)
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "rejected token handed back"))
-			tok, err = cr.call(ctx, f.why, in, true, now, wait)
+			raw, tok, err = cr.call(ctx, f.why, in, true, now, wait)
 		}
-		if err == nil && tok.Value != stored {
+		if err == nil && tok.Value != prev {
 			// A newly issued token: its time to expiry is its lifetime
 			// (stable_token hands back a current token with what it has
 			// left, which says nothing about the lifetime).
 			cr.shortLived.Store(tok.ExpiresAt.Sub(now) <= p.RefreshAhead)
 		}
-		return tok, err
+		*got = tok
+		return raw, err
 	}
 }
 
 // call makes one fetch, records its outcome for the limits and logs it
-// (EventFetched or EventFetchFailed). A fetch that returns an empty value
-// without an error is refused: an empty credential is never stored.
-func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, force bool, now time.Time, wait time.Duration) (Token, error) {
+// (EventFetched or EventFetchFailed). It returns what Fetch returned (raw,
+// a stored form with Decode) and the token served from it. A fetch that
+// returns an empty value without an error is refused: an empty credential
+// is never stored.
+func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, force bool, now time.Time, wait time.Duration) (raw, tok Token, err error) {
 	start := time.Now()
 	in.Force = force
-	tok, err := cr.fetch(ctx, in)
-	if err == nil && tok.Value == "" {
+	raw, err = cr.fetch(ctx, in)
+	switch {
+	case err == nil && raw.Value == "":
 		err = fmt.Errorf("%w: the fetch returned no value", ErrEmptyToken)
+	case err == nil:
+		tok, err = cr.decodeFetched(raw)
 	}
 	latency := time.Since(start)
 	cr.lim.result(&cr.policy, err, force, now)
 	if err != nil {
 		cr.logEvent(slog.LevelWarn, EventFetchFailed, append(fetchAttrs(why, force, latency, wait), errAttrs(err)...)...)
-		return Token{}, err
+		return Token{}, Token{}, err
 	}
 	cr.logEvent(slog.LevelInfo, EventFetched, append(fetchAttrs(why, force, latency, wait), slog.Time("expires_at", tok.ExpiresAt))...)
-	return tok, nil
+	return raw, tok, nil
 }
 
 // limited logs EventLimited for a *LimitError and returns it.
@@ -961,7 +1073,7 @@ func (cr *Credential) fetchWithoutStore(ctx context.Context, f *flight, now time
 	if err := cr.lim.admit(&cr.policy, cr.name, f.why, f.cause, now); err != nil {
 		return Token{}, false, cr.limited(err)
 	}
-	tok, err := cr.call(ctx, f.why, in, false, now, 0)
+	_, tok, err := cr.call(ctx, f.why, in, false, now, 0) // no Decode: the token is its stored form
 	switch {
 	case err != nil:
 		return Token{}, false, err

@@ -45,8 +45,9 @@ const (
 	// "error".
 	EventLimited = "wechatconf.limited"
 	// EventStoreError (Warn): the TokenStore failed. Attributes: "op"
-	// ("get", "set", "refresh", or "commit" for CredentialConfig.Commit),
-	// "error".
+	// ("get", "set", "refresh", "commit" for CredentialConfig.Commit, or
+	// "decode": a stored value CredentialConfig.Decode found corrupt,
+	// replaced by a fetch), "error".
 	EventStoreError = "wechatconf.store_error"
 	// EventStoreOutage (Warn): a refresh failed because the TokenStore
 	// failed or did not answer (ErrStoreUnavailable). With
