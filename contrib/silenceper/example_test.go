@@ -3,7 +3,7 @@ package silenceper_test
 import (
 	"fmt"
 	"net/http"
-	"net/url"
+	"time"
 
 	"github.com/silenceper/wechat/v2/util"
 
@@ -12,22 +12,25 @@ import (
 	"github.com/wechatconf/wechatconf/core/wxtest"
 )
 
-// Example gives a silenceper Official Account client the Conf's tokens. The
-// simulated WeChat API stands in for https://api.weixin.qq.com; in
-// production leave util.DefaultHTTPClient and core.Config.HTTPClient alone
-// and give the Conf a shared Store.
+// Example gives a silenceper Official Account client the Conf's tokens,
+// against the simulated WeChat API: the Conf's BaseURL is the simulator's
+// URL, and Redirect sends silenceper's calls (to https://api.weixin.qq.com,
+// hardcoded in silenceper) there too. In production leave both at WeChat's
+// host and give the Conf a shared Store.
 func Example() {
 	wechat := wxtest.New(wxtest.Options{})
 	defer wechat.Close()
-	sim, _ := url.Parse(wechat.URL)
-	client := &http.Client{Transport: &toServer{target: sim, base: http.DefaultTransport}}
-	util.DefaultHTTPClient = client // silenceper's calls go to the simulation
+	rt, err := silenceper.Redirect(wechat.URL, nil)
+	if err != nil {
+		panic(err)
+	}
+	util.DefaultHTTPClient = &http.Client{Transport: rt} // before OfficialAccount
 	defer func() { util.DefaultHTTPClient = http.DefaultClient }()
 
 	conf, err := core.New(core.Config{
-		AppID:      "wxexample",
-		AppSecret:  core.NewSecret("example-secret"),
-		HTTPClient: client, // the Conf's token calls too
+		AppID:     "wxexample",
+		AppSecret: core.NewSecret("example-secret"),
+		BaseURL:   wechat.URL,
 		// Store: a shared store (redisstore.New(rdb), ...) for a fleet
 	})
 	if err != nil {
@@ -55,4 +58,26 @@ func Example() {
 	// [127.0.0.1] <nil>
 	// token fetches: 2
 	// wxexample true <nil>
+}
+
+// ExampleRedirect points silenceper's calls at WeChat's Shanghai access
+// point, where the Conf fetches its tokens too. Any host works for the
+// Conf: the adapter replaces a rejected token whichever of WeChat's hosts
+// silenceper calls.
+func ExampleRedirect() {
+	rt, err := silenceper.Redirect("https://sh.api.weixin.qq.com", nil)
+	if err != nil {
+		panic(err)
+	}
+	util.DefaultHTTPClient = &http.Client{Transport: rt, Timeout: 15 * time.Second}
+	conf, err := core.New(core.Config{
+		AppID:     "wxexample",
+		AppSecret: core.NewSecret("example-secret"),
+		BaseURL:   "https://sh.api.weixin.qq.com",
+	})
+	if err != nil {
+		panic(err)
+	}
+	oa := silenceper.OfficialAccount(conf, nil)
+	_ = oa // oa.GetBasic().GetCallbackIP(), ...
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -145,11 +146,12 @@ var (
 
 // Install puts the transports of the Conf of each h on silenceper's HTTP
 // client, util.DefaultHTTPClient, so that requests carrying a token one of
-// them handed out get compare-and-refresh and one retry on 40001, 40014 and
-// 42001 (see the package documentation). Handles installed before stay
-// installed. If util.DefaultHTTPClient is not the client Install last set
-// (first call, or the variable was set since), that client becomes the
-// base. Call it while setting up, before API calls start.
+// them handed out, to one of WeChat's API hosts or to the Conf's BaseURL,
+// get compare-and-refresh and one retry on 40001, 40014 and 42001 (see the
+// package documentation). Handles installed before stay installed. If
+// util.DefaultHTTPClient is not the client Install last set (first call,
+// or the variable was set since), that client becomes the base. Call it
+// while setting up, before API calls start.
 func Install(hs ...*Handle) {
 	installMu.Lock()
 	defer installMu.Unlock()
@@ -181,7 +183,7 @@ func Install(hs ...*Handle) {
 			dup = dup || rt.h == h
 		}
 		if !dup {
-			routes = append(routes, route{h: h, rt: h.conf.Transport(restorer{r.base})})
+			routes = append(routes, route{h: h, rt: h.conf.Transport(restorer{base: r.base, wechat: weChatTransports(h.conf, r.base)})})
 		}
 	}
 	r.routes.Store(&routes)
@@ -209,7 +211,8 @@ func Uninstall() error {
 }
 
 // router is the transport Install sets: it sends a request carrying a token
-// a Handle handed out through that Handle's Conf's transport.
+// a Handle handed out through that Handle's Conf's transport, whose base,
+// a restorer, serves WeChat's other hosts.
 type router struct {
 	base   http.RoundTripper
 	routes atomic.Pointer[[]route]
@@ -217,7 +220,42 @@ type router struct {
 
 type route struct {
 	h  *Handle
-	rt http.RoundTripper // h.conf.Transport(restorer{base})
+	rt http.RoundTripper // h.conf.Transport(restorer{base, ...})
+}
+
+// weChatHosts are WeChat's API access points, all over https and all
+// serving the same tokens: silenceper's Official Account calls go to the
+// first, hardcoded in its URLs; the others are WeChat's backup and regional
+// hosts (Shanghai, Shenzhen, Hong Kong), which a util.SetURIModifier or a
+// Conf's BaseURL may name.
+var weChatHosts = [...]string{"api.weixin.qq.com", "api2.weixin.qq.com", "sh.api.weixin.qq.com", "sz.api.weixin.qq.com", "hk.api.weixin.qq.com"}
+
+// weChatAPIs holds a core.API without credential for each of weChatHosts;
+// weChatTransports gives each a Conf's.
+var weChatAPIs = func() map[string]*core.API {
+	apis := make(map[string]*core.API, len(weChatHosts))
+	for _, host := range weChatHosts {
+		api, err := core.NewAPI(core.APIConfig{BaseURL: "https://" + host})
+		if err != nil {
+			panic("silenceper: " + err.Error()) // the hosts above are valid
+		}
+		apis[host] = api
+	}
+	return apis
+}()
+
+// weChatTransports returns, for each of WeChat's API hosts, a transport
+// over base that adds conf's access_token and replaces it when WeChat
+// rejects it, as conf.Transport does for conf's own BaseURL: the requests
+// silenceper makes go to WeChat's hosts whatever host conf fetches its
+// tokens from.
+func weChatTransports(conf *core.Conf, base http.RoundTripper) map[string]http.RoundTripper {
+	cred := conf.AccessTokenCredential()
+	m := make(map[string]http.RoundTripper, len(weChatAPIs))
+	for host, api := range weChatAPIs {
+		m[host] = api.WithCredential(cred, "access_token").Transport(base)
+	}
+	return m
 }
 
 // origTokenKey is the context key under which router leaves the token it
@@ -249,15 +287,27 @@ func (r *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.base.RoundTrip(req)
 }
 
-// restorer is the base of a routed Conf transport: a request that reaches
-// it with no access_token (the Conf's transport did not serve its host)
+// restorer is the base of a routed Conf transport. A request that reaches
+// it with no access_token did not go to the Conf's own host (its
+// BaseURL): if it goes to one of WeChat's API hosts, the transport of that
+// host adds the Conf's token and replaces it on a rejection; any other
 // gets back the token router took out.
-type restorer struct{ base http.RoundTripper }
+type restorer struct {
+	base   http.RoundTripper
+	wechat map[string]http.RoundTripper // by host, from weChatTransports
+}
 
 func (r restorer) RoundTrip(req *http.Request) (*http.Response, error) {
 	tok, _ := req.Context().Value(origTokenKey{}).(string)
 	if tok == "" || req.URL.Query().Get("access_token") != "" {
 		return r.base.RoundTrip(req)
+	}
+	if req.URL.Scheme == "https" {
+		// The key is the host as core's transport compares it, without a
+		// port: "api.weixin.qq.com:443" gets its token back below.
+		if rt := r.wechat[strings.ToLower(req.URL.Host)]; rt != nil {
+			return rt.RoundTrip(req)
+		}
 	}
 	out := req.Clone(req.Context())
 	u := *req.URL
