@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/wechatconf/wechatconf/core"
 )
@@ -22,7 +24,6 @@ import (
 type Authorizer struct {
 	*core.Conf
 	access *core.Credential // the Conf's access_token, one pointer closer
-	used   atomic.Bool      // asked for since the last eviction sweep
 }
 
 // AccessToken returns a valid authorizer_access_token and its expiry, as
@@ -31,42 +32,75 @@ type Authorizer struct {
 // *ReauthorizeError.
 func (a *Authorizer) AccessToken(ctx context.Context) (core.Token, error) { return a.access.Get(ctx) }
 
-// withdrawnPrefix starts the value that replaces an authorizer's refresh
-// token when the merchant withdraws the authorization: a durable marker,
-// so that a refresh in flight cannot bring the old token back.
-const withdrawnPrefix = "unauthorized@"
+// entry is the registry's slot of one authorizer: the handle, held
+// strongly while it is among the Config.MaxAuthorizers kept, and weakly
+// always, so that a handle a caller kept after its eviction is found again
+// — by Authorizer, which hands out the same handle, and by changed, which
+// must reach it (a withdrawal applied by this process must stop it serving
+// its token). The entry is deleted once the handle is collected.
+type entry struct {
+	weak   weak.Pointer[Authorizer]
+	strong atomic.Pointer[Authorizer] // nil once evicted
+	used   atomic.Bool                // asked for since the last eviction sweep
+}
+
+// live returns the entry's handle if it still exists, nil if collected.
+func (e *entry) live() *Authorizer {
+	if a := e.strong.Load(); a != nil {
+		return a
+	}
+	return e.weak.Value()
+}
 
 // Authorizer returns the handle of the authorizer with AppID appid,
 // creating it on first use (no I/O: its tokens are read from the store,
 // or fetched, when first asked for). Handles are kept up to
 // Config.MaxAuthorizers; beyond, the least recently used are dropped from
-// the registry and rebuilt when asked for again. Its lookup allocates
-// nothing. A handle may be kept: a re-authorization or withdrawal applied
-// by this process updates it, and one applied by another process reaches
-// it through the store when WeChat rejects its token; once withdrawn, its
-// AccessToken and Do return a *ReauthorizeError and never the dead token.
+// the registry and rebuilt when asked for again — unless a caller still
+// holds one, which is then handed out again (one handle per authorizer per
+// Component while any is referenced). Its lookup allocates nothing. A
+// handle may be kept: a re-authorization or withdrawal applied by this
+// Component reaches it whether or not it is still in the registry, and
+// one applied by another process reaches it through the store when WeChat
+// rejects its token; once withdrawn, its AccessToken and Do return a
+// *ReauthorizeError and never the dead token.
 func (c *Component) Authorizer(appid string) *Authorizer {
 	if v, ok := c.handles.Load(appid); ok {
-		a := v.(*Authorizer)
-		if !a.used.Load() {
-			a.used.Store(true)
+		e := v.(*entry)
+		if a := e.strong.Load(); a != nil {
+			if !e.used.Load() {
+				e.used.Store(true)
+			}
+			return a
 		}
-		return a
+		if a := e.weak.Value(); a != nil && c.pin(e, a) {
+			return a
+		}
 	}
 	return c.newAuthorizer(appid)
 }
 
+// pin puts a, found through e's weak pointer, back among the handles kept,
+// and reports whether it did (false: another goroutine pinned another).
+func (c *Component) pin(e *entry, a *Authorizer) bool {
+	if !e.strong.CompareAndSwap(nil, a) {
+		return e.strong.Load() == a
+	}
+	e.used.Store(true)
+	if c.count.Add(1) > int64(c.cfg.MaxAuthorizers) {
+		c.evict()
+	}
+	return true
+}
+
 func (c *Component) newAuthorizer(appid string) *Authorizer {
-	key := c.prefix + appid + "/"
 	p := c.cfg.Policy
 	cr, err := core.NewCredential(core.CredentialConfig{
-		Name: "authorizer_access_token", Key: key + "access_token", Store: c.cfg.Store, Needs: c.token,
-		Prepare: func(ctx context.Context) (any, error) { return c.readRefreshToken(ctx, appid) },
+		Name: "authorizer_access_token", Key: c.recordKey(appid), Store: c.durable, Needs: c.token,
+		Decode:  func(stored core.Token) (core.Token, error) { return decodeServed(appid, stored) },
+		Prepare: func(ctx context.Context) (any, error) { return nil, c.checkAuthorized(ctx, appid) },
 		Fetch: func(ctx context.Context, r core.FetchRequest) (core.Token, error) {
 			return c.fetchAuthorizerToken(ctx, appid, r)
-		},
-		Commit: func(ctx context.Context, prepared any) error {
-			return c.commitRefreshToken(ctx, appid, prepared.(*refreshState))
 		},
 		Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now,
 	})
@@ -88,9 +122,26 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 	// is asked for again (CLOCK with second chance), so a burst of
 	// one-off lookups does not push out the authorizers in steady use.
 	a := &Authorizer{Conf: conf, access: cr}
-	if v, loaded := c.handles.LoadOrStore(appid, a); loaded {
-		return v.(*Authorizer)
+	e := &entry{weak: weak.Make(a)}
+	e.strong.Store(a)
+	for {
+		v, loaded := c.handles.LoadOrStore(appid, e)
+		if !loaded {
+			break
+		}
+		old := v.(*entry)
+		if b := old.live(); b != nil {
+			if old.strong.Load() == b || c.pin(old, b) {
+				return b // another goroutine made it, or a caller kept it
+			}
+			continue
+		}
+		if c.handles.CompareAndSwap(appid, old, e) { // its handle was collected
+			break
+		}
 	}
+	// Once no caller and no registry slot holds the handle, its entry goes.
+	runtime.AddCleanup(a, func(appid string) { c.handles.CompareAndDelete(appid, e) }, appid)
 	if c.count.Add(1) > int64(c.cfg.MaxAuthorizers) {
 		c.evict()
 	}
@@ -98,7 +149,8 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 }
 
 // evict drops handles not asked for since the last sweep (a CLOCK sweep)
-// until a tenth of MaxAuthorizers is free. Only memory is dropped: the
+// until a tenth of MaxAuthorizers is free. Only the registry's hold is
+// dropped: a handle a caller keeps stays reachable (see entry), and the
 // tokens and refresh tokens stay in the store.
 func (c *Component) evict() {
 	if !c.evictMu.TryLock() {
@@ -107,13 +159,17 @@ func (c *Component) evict() {
 	defer c.evictMu.Unlock()
 	target := int64(c.cfg.MaxAuthorizers) - int64(c.cfg.MaxAuthorizers)/10
 	for pass := 0; pass < 2 && c.count.Load() > target; pass++ {
-		c.handles.Range(func(k, v any) bool {
-			a := v.(*Authorizer)
-			if a.used.Load() {
-				a.used.Store(false)
+		c.handles.Range(func(_, v any) bool {
+			e := v.(*entry)
+			a := e.strong.Load()
+			switch {
+			case a == nil:
+				return true
+			case e.used.Load():
+				e.used.Store(false)
 				return true
 			}
-			if c.handles.CompareAndDelete(k, v) {
+			if e.strong.CompareAndSwap(a, nil) {
 				c.count.Add(-1)
 				c.evictions.Add(1)
 			}
@@ -122,52 +178,86 @@ func (c *Component) evict() {
 	}
 }
 
-// changed tells appid's handle, if this process holds one, that its store
-// state changed (a re-authorization, a withdrawal, an import): its
-// in-process token is dropped and read again from the store. The handle
-// stays valid: callers may keep it.
+// changed tells appid's handle, if this process holds one (in the
+// registry or kept by a caller after its eviction), that its store state
+// changed (a re-authorization, a withdrawal, an import): its in-process
+// token is dropped and read again from the store. The handle stays valid:
+// callers may keep it.
 func (c *Component) changed(appid string) {
 	if v, ok := c.handles.Load(appid); ok {
-		v.(*Authorizer).access.Invalidate()
+		if a := v.(*entry).live(); a != nil {
+			a.access.Invalidate()
+		}
 	}
 }
 
-// refreshState is what an authorizer fetch is prepared with: the refresh
-// token read before the lock, and the one WeChat's reply carried.
-type refreshState struct {
-	used core.Token
-	next string
-}
-
-func (c *Component) refreshTokenKey(appid string) string {
+// recordKey is the store key of appid's record (see record): it keeps the
+// name it had when it held the bare authorizer_refresh_token, so that what
+// an earlier version stored there is read.
+func (c *Component) recordKey(appid string) string {
 	return c.prefix + appid + "/authorizer_refresh_token"
 }
 
-func (c *Component) accessTokenKey(appid string) string { return c.prefix + appid + "/access_token" }
-
-// readRefreshToken is an authorizer token's Prepare.
-func (c *Component) readRefreshToken(ctx context.Context, appid string) (any, error) {
-	t, err := c.cfg.Store.Get(ctx, c.refreshTokenKey(appid))
-	switch {
-	case errors.Is(err, core.ErrNotFound):
-		return nil, &ReauthorizeError{AuthorizerAppID: appid, Reason: "no authorizer_refresh_token is stored (never authorized through this store, or lost)"}
-	case err != nil:
-		return nil, err
-	case strings.HasPrefix(t.Value, withdrawnPrefix):
-		return nil, &ReauthorizeError{AuthorizerAppID: appid, Reason: "the merchant withdrew the authorization (" + strings.TrimPrefix(t.Value, withdrawnPrefix) + ")", Withdrawn: true}
+// decodeServed is an authorizer Credential's Decode: the access token the
+// record holds; a withdrawal is a *ReauthorizeError that matches
+// core.ErrRevoked (served without a fetch), a value that is not a record
+// wraps core.ErrCorrupt.
+func decodeServed(appid string, stored core.Token) (core.Token, error) {
+	r, err := decodeRecord(stored)
+	if err != nil {
+		return core.Token{}, err
 	}
-	return &refreshState{used: t}, nil
+	if r.State == stateWithdrawn {
+		return core.Token{}, withdrawnError(appid, r)
+	}
+	return r.served(), nil
 }
 
-// fetchAuthorizerToken makes one api_authorizer_token call with the refresh
-// token read before the lock and the component_access_token (Needed).
+// checkAuthorized is an authorizer Credential's Prepare: before the
+// component_access_token is got and the lock taken, a record that is
+// missing or withdrawn fails the refresh at once with its
+// *ReauthorizeError. It only saves those calls: Fetch decides on the record
+// it finds under the lock.
+func (c *Component) checkAuthorized(ctx context.Context, appid string) error {
+	_, err := c.RefreshToken(ctx, appid)
+	var re *ReauthorizeError
+	if errors.As(err, &re) {
+		return err
+	}
+	return nil // a store error or a corrupt value: the refresh decides
+}
+
+// withdrawnError is the *ReauthorizeError of a withdrawn authorizer.
+func withdrawnError(appid string, r record) *ReauthorizeError {
+	when := "at an unknown time"
+	if r.Since > 0 {
+		when = "at " + time.UnixMilli(r.Since).UTC().Format(time.RFC3339)
+	}
+	return &ReauthorizeError{AuthorizerAppID: appid, Reason: "the merchant withdrew the authorization " + when, Withdrawn: true}
+}
+
+// fetchAuthorizerToken is an authorizer Credential's Fetch, run under the
+// record key's lock with the record the store holds (r.Stored): one
+// api_authorizer_token call with the record's refresh token and the
+// component_access_token (r.Needed). It returns the next record — the new
+// access token together with the refresh token the reply carried, which
+// the store writes in one fenced write.
 func (c *Component) fetchAuthorizerToken(ctx context.Context, appid string, r core.FetchRequest) (core.Token, error) {
-	st := r.Prepared.(*refreshState)
+	if r.Stored.Value == "" {
+		return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "no authorizer_refresh_token is stored (never authorized through this store, or lost)"}
+	}
+	rec, err := decodeRecord(r.Stored)
+	switch {
+	case err != nil:
+		return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "its stored authorization cannot be read", Err: err}
+	case rec.State == stateWithdrawn:
+		return core.Token{}, withdrawnError(appid, rec)
+	}
 	var reply struct {
 		RefreshToken string `json:"authorizer_refresh_token"`
 	}
 	tok, err := c.raw.IssueReply(ctx, http.MethodPost, PathAuthorizerToken, url.Values{"component_access_token": {r.Needed.Value}},
-		map[string]string{"component_appid": c.cfg.AppID, "authorizer_appid": appid, "authorizer_refresh_token": st.used.Value},
+		map[string]string{"component_appid": c.cfg.AppID, "authorizer_appid": appid, "authorizer_refresh_token": rec.Refresh},
 		"authorizer_access_token", &reply)
 	if e := apiError(err); e != nil {
 		switch e.Code {
@@ -180,100 +270,43 @@ func (c *Component) fetchAuthorizerToken(ctx context.Context, appid string, r co
 	if err != nil {
 		return core.Token{}, err
 	}
-	st.next = reply.RefreshToken
-	return tok, nil
+	rec.Access, rec.Expires = tok.Value, tok.ExpiresAt.UnixMilli()
+	if reply.RefreshToken != "" {
+		rec.Refresh = reply.RefreshToken
+	}
+	return rec.encode(), nil
 }
 
-// commitRefreshToken moves the stored refresh token forward to the one the
-// fetch brought, if it differs, by a compare-and-set from the one the
-// fetch used: a newer authorization or a withdrawal written meanwhile
-// wins.
-func (c *Component) commitRefreshToken(ctx context.Context, appid string, st *refreshState) error {
-	if st.next == "" || st.next == st.used.Value {
-		return nil
+// RefreshToken returns the authorizer_refresh_token the store holds for
+// appid now, for a backup or an audit (its Value is the secret: keep it
+// out of logs), or a *ReauthorizeError when none is stored or the
+// merchant withdrew (Withdrawn, matching core.ErrRevoked). A store error
+// is returned as it is; a stored value that cannot be read wraps
+// core.ErrCorrupt.
+func (c *Component) RefreshToken(ctx context.Context, appid string) (core.Token, error) {
+	t, err := c.durable.Get(ctx, c.recordKey(appid))
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "no authorizer_refresh_token is stored (never authorized through this store, or lost)"}
+	case err != nil:
+		return core.Token{}, wrap("RefreshToken", err)
 	}
-	_, err := compareAndSet(ctx, c.cfg.Store, c.refreshTokenKey(appid), st.used, core.Token{Value: st.next})
-	return err
+	r, err := decodeRecord(t)
+	switch {
+	case err != nil:
+		return core.Token{}, wrap("RefreshToken", err)
+	case r.State == stateWithdrawn:
+		return core.Token{}, withdrawnError(appid, r)
+	}
+	return core.Token{Value: r.Refresh}, nil
 }
 
-// Authorize exchanges an authorization code (from the authorized or
-// updateauthorized event, or the redirect after the merchant's
-// authorization page) for the authorizer's first tokens
-// (PathQueryAuth), stores its authorizer_access_token and
-// authorizer_refresh_token — replacing an earlier authorization's, after
-// any refresh in flight — and returns its handle. The code is single-use.
-func (c *Component) Authorize(ctx context.Context, code string) (*Authorizer, error) {
-	if code == "" {
-		return nil, wrap("Authorize", errors.New("the authorization code is empty"))
-	}
-	start := c.now()
-	var reply struct {
-		Info struct {
-			AppID        string `json:"authorizer_appid"`
-			AccessToken  string `json:"authorizer_access_token"`
-			ExpiresIn    int64  `json:"expires_in"`
-			RefreshToken string `json:"authorizer_refresh_token"`
-		} `json:"authorization_info"`
-	}
-	if err := c.api.Do(ctx, http.MethodPost, PathQueryAuth, nil, map[string]string{"component_appid": c.cfg.AppID, "authorization_code": code}, &reply); err != nil {
-		return nil, wrap("Authorize", err)
-	}
-	info := reply.Info
-	if info.AppID == "" || info.AccessToken == "" || info.RefreshToken == "" || info.ExpiresIn <= 0 {
-		return nil, wrap("Authorize", &core.ReplyError{Path: PathQueryAuth, StatusCode: http.StatusOK,
-			Reason: "authorization_info lacks authorizer_appid, authorizer_access_token, authorizer_refresh_token or a positive expires_in"})
-	}
-	life := time.Duration(min(info.ExpiresIn, 86400)) * time.Second // trusted up to 24 h, as core's calls
-	// The access token first, then the refresh token: a refresh in flight
-	// with the old refresh token finishes (its write lands) before either.
-	if err := overwrite(ctx, c.cfg.Store, c.accessTokenKey(info.AppID), core.Token{Value: info.AccessToken, ExpiresAt: start.Add(life)}); err != nil {
-		return nil, wrap("Authorize: storing the authorizer_access_token", err)
-	}
-	if err := overwrite(ctx, c.cfg.Store, c.refreshTokenKey(info.AppID), core.Token{Value: info.RefreshToken}); err != nil {
-		return nil, wrap("Authorize: storing the authorizer_refresh_token", err)
-	}
-	c.changed(info.AppID)
-	return c.Authorizer(info.AppID), nil
-}
-
-// Unauthorize applies the merchant's withdrawal (the unauthorized event):
-// the stored refresh token is replaced by a durable marker (so a refresh
-// in flight cannot bring the old one back) and the stored access token by
-// an expired one, after any refresh in flight; from then on the
-// authorizer's tokens are a *ReauthorizeError. Nothing else removes a
-// refresh token.
-func (c *Component) Unauthorize(ctx context.Context, appid string) error {
-	now := c.now()
-	if err := overwrite(ctx, c.cfg.Store, c.refreshTokenKey(appid), core.Token{Value: withdrawnPrefix + now.UTC().Format(time.RFC3339)}); err != nil {
-		return wrap("Unauthorize", err)
-	}
-	if err := overwrite(ctx, c.cfg.Store, c.accessTokenKey(appid), core.Token{Value: withdrawnPrefix + "access_token", ExpiresAt: now}); err != nil {
-		return wrap("Unauthorize", err)
-	}
-	c.changed(appid)
-	return nil
-}
-
-// ImportRefreshToken stores an authorizer's authorizer_refresh_token
-// obtained elsewhere — another SDK's storage, a backup — replacing what
-// the store holds (after any refresh in flight). Use it to migrate or
-// restore; in normal operation Authorize and the refreshes keep it.
-func (c *Component) ImportRefreshToken(ctx context.Context, appid, refreshToken string) error {
-	if appid == "" || refreshToken == "" {
-		return wrap("ImportRefreshToken", errors.New("the AppID and the refresh token are required"))
-	}
-	if err := overwrite(ctx, c.cfg.Store, c.refreshTokenKey(appid), core.Token{Value: refreshToken}); err != nil {
-		return wrap("ImportRefreshToken", err)
-	}
-	c.changed(appid)
-	return nil
-}
-
-// Keys returns the store keys of an authorizer: its access token and its
-// refresh token (durable: back it up; see the package doc).
-func (c *Component) Keys(appid string) (accessToken, refreshToken string) {
-	return c.accessTokenKey(appid), c.refreshTokenKey(appid)
-}
+// AuthorizationKey returns the store key of an authorizer's durable
+// record — its authorizer_refresh_token together with its current
+// authorizer_access_token and the time of the authorization event it
+// follows (see the package doc: back it up). Its jsapi_ticket and
+// wx_card ticket are kept beside it in Config.Store.
+func (c *Component) AuthorizationKey(appid string) string { return c.recordKey(appid) }
 
 // Stats reports the registry: handles held and handles dropped so far.
 func (c *Component) Stats() (held, evicted int64) { return c.count.Load(), c.evictions.Load() }

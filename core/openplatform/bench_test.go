@@ -30,8 +30,7 @@ func authorizersHeld(b *testing.B, n int) (*openplatform.Component, []string) {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("wx%014d", i)
-		at, _ := c.Keys(ids[i])
-		if err := store.Set(ctx, at, core.Token{Value: fmt.Sprintf("authorizer-token-%d", i), ExpiresAt: exp}); err != nil {
+		if err := store.Set(ctx, c.AuthorizationKey(ids[i]), openplatform.StoredRecord(fmt.Sprintf("refreshtoken@@@%d", i), fmt.Sprintf("authorizer-token-%d", i), exp)); err != nil {
 			b.Fatal(err)
 		}
 	}

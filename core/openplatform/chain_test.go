@@ -154,8 +154,7 @@ func TestRefreshTokenRotationMovesForward(t *testing.T) {
 		if n := ch.s.AuthorizerTokensIssued(merchant) - before; n != 1 {
 			t.Errorf("round %d: %d authorizer fetches, want 1", round, n)
 		}
-		_, rtKey := first.Keys(merchant)
-		rt, err := ch.store.Get(ctx, rtKey)
+		rt, err := first.RefreshToken(ctx, merchant)
 		if err != nil || !ch.s.RefreshTokenValid(componentAppID, merchant, rt.Value) {
 			t.Fatalf("round %d: the stored refresh token is not the valid one (%v)", round, err)
 		}
@@ -198,9 +197,8 @@ func TestReauthorizationDuringRefresh(t *testing.T) {
 	if err := <-reauth; err != nil {
 		t.Fatalf("re-authorization: %v", err)
 	}
-	at, rt := c.Keys(merchant)
-	tok, _ := ch.store.Get(ctx, at)
-	ref, _ := ch.store.Get(ctx, rt)
+	ref, _ := c.RefreshToken(ctx, merchant)
+	tok, _ := ch.component(t).Authorizer(merchant).AccessToken(ctx) // adopted from the store
 	if !ch.s.TokenValid(tok.Value) || !ch.s.RefreshTokenValid(componentAppID, merchant, ref.Value) {
 		t.Errorf("after re-authorization during a refresh: stored access token valid %v, refresh token valid %v; want both from the new authorization",
 			ch.s.TokenValid(tok.Value), ch.s.RefreshTokenValid(componentAppID, merchant, ref.Value))
@@ -248,9 +246,8 @@ func TestUnauthorizedDuringRefresh(t *testing.T) {
 		t.Fatalf("the unauthorized push: %v", err)
 	}
 	ch.s.Unauthorize(componentAppID, merchant)
-	_, rt := c.Keys(merchant)
-	if ref, _ := ch.store.Get(ctx, rt); !strings.HasPrefix(ref.Value, "unauthorized@") {
-		t.Errorf("the stored refresh token after unauthorized during a refresh is %q, want the withdrawal marker", ref.Value)
+	if _, err := c.RefreshToken(ctx, merchant); !errors.Is(err, core.ErrRevoked) {
+		t.Errorf("the stored authorization after unauthorized during a refresh: %v, want the withdrawal", err)
 	}
 	var re *openplatform.ReauthorizeError
 	if _, err := ch.component(t).Authorizer(merchant).AccessToken(ctx); !errors.As(err, &re) || re.AuthorizerAppID != merchant {
@@ -266,8 +263,7 @@ func TestRefusedRefreshTokenIsKept(t *testing.T) {
 	ch.pushTicket(t, c)
 	ch.authorize(t, c, merchant)
 	ctx := t.Context()
-	_, rt := c.Keys(merchant)
-	before, _ := ch.store.Get(ctx, rt)
+	before, _ := c.RefreshToken(ctx, merchant)
 	ch.s.InjectFault(wxtest.PathAuthorizerToken, wxtest.Errcode(61023, "refresh_token is invalid"), 1)
 	ch.s.Advance(2 * time.Hour)
 	ch.pushTicket(t, c)
@@ -276,7 +272,7 @@ func TestRefusedRefreshTokenIsKept(t *testing.T) {
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), "61023") {
 		t.Fatalf("AccessToken with a refused refresh token = %v, want a *ReauthorizeError with 61023", err)
 	}
-	if after, _ := ch.store.Get(ctx, rt); after.Value != before.Value {
+	if after, _ := c.RefreshToken(ctx, merchant); after.Value != before.Value {
 		t.Error("a failed fetch changed the stored refresh token")
 	}
 	if strings.Contains(err.Error(), before.Value) {

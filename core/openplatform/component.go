@@ -127,6 +127,16 @@ type Config struct {
 	// across the fleet; nil means a new core.MemoryStore (one process,
 	// which loses the refresh tokens when it stops: use a shared store).
 	Store core.TokenStore
+	// DurableStore, if set, keeps the chain's durable state — each
+	// authorizer's record (its authorizer_refresh_token, with its
+	// authorizer_access_token: see AuthorizationKey) and the
+	// component_verify_ticket — while Store keeps the rest (the
+	// component_access_token, the authorizers' jsapi_ticket and wx_card
+	// ticket). Use it to keep what cannot be fetched again on a store that
+	// persists everything (PostgreSQL, etcd) when Store is one that may
+	// forget (a Redis that evicts keys or does not persist). nil means
+	// Store.
+	DurableStore core.TokenStore
 	// KeyPrefix starts every store key (see Keys in the package doc).
 	// Default "wechatconf".
 	KeyPrefix string
@@ -175,10 +185,14 @@ type Component struct {
 	keyring msgcrypt.Keyring
 	msgs    *core.Conf // reads the authorizers' messages: the component's keys and AppID
 
-	handles   sync.Map // authorizer AppID → *Authorizer
-	count     atomic.Int64
+	durable core.TokenStore // Config.DurableStore, or Store
+
+	handles   sync.Map     // authorizer AppID → *entry
+	count     atomic.Int64 // entries whose handle is held strongly
 	evictMu   sync.Mutex
 	evictions atomic.Int64
+
+	held heldWrites // durable writes the store has not taken yet (durable.go)
 }
 
 // New checks cfg and returns its Component. It does no I/O.
@@ -201,7 +215,10 @@ func New(cfg Config) (*Component, error) {
 	if cfg.Policy.RefreshJitter == 0 {
 		cfg.Policy.RefreshJitter = 10 * time.Minute
 	}
-	c := &Component{cfg: cfg, prefix: cfg.KeyPrefix + "/open/" + cfg.AppID + "/"}
+	c := &Component{cfg: cfg, prefix: cfg.KeyPrefix + "/open/" + cfg.AppID + "/", durable: cfg.DurableStore}
+	if c.durable == nil {
+		c.durable = cfg.Store
+	}
 	var err error
 	if c.raw, err = core.NewAPI(core.APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, Secrets: []core.Secret{cfg.AppSecret},
@@ -275,7 +292,7 @@ func (c *Component) Do(ctx context.Context, method, path string, query url.Value
 // readVerifyTicket is the component token's Prepare: the stored ticket,
 // read before the lock.
 func (c *Component) readVerifyTicket(ctx context.Context) (any, error) {
-	t, err := c.cfg.Store.Get(ctx, c.verifyTicketKey())
+	t, err := c.durable.Get(ctx, c.verifyTicketKey())
 	switch {
 	case errors.Is(err, core.ErrNotFound):
 		return nil, ErrNoVerifyTicket
@@ -309,20 +326,9 @@ func apiError(err error) *core.APIError {
 	return nil
 }
 
-// overwrite writes tok under key through the key's refresh lock, after
-// every refresh in flight, whatever the store holds: it is how a newer
-// fact — a re-authorization, a withdrawal — lands after a slow holder's
-// older one, never before it.
-func overwrite(ctx context.Context, store core.TokenStore, key string, tok core.Token) error {
-	_, err := writeForward(ctx, store, key, tok, func(core.Token) bool { return false })
-	if err != nil {
-		return fmt.Errorf("writing %q: %w", key, err)
-	}
-	return nil
-}
-
 // writeForward writes next under key unless keep says what the store holds
-// is to stay (it is as new or newer): it reads the stored token, then
+// is to stay (it is as new or newer; keep is asked about every value other
+// than next, the zero Token for none): it reads the stored token, then
 // replaces exactly that by a compare-and-set through the key's lock, and
 // starts again if another writer came between. written reports whether
 // the store now holds next.
@@ -335,7 +341,7 @@ func writeForward(ctx context.Context, store core.TokenStore, key string, next c
 		switch {
 		case cur.Value == next.Value:
 			return true, nil
-		case cur.Value != "" && keep(cur):
+		case keep(cur):
 			return false, nil
 		}
 		if ok, err := compareAndSet(ctx, store, key, cur, next); err != nil || ok {

@@ -4,7 +4,8 @@
 // core:
 //
 //  1. WeChat pushes a component_verify_ticket about every 10 minutes to
-//     the authorization event URL: HandleEvent stores it, newest wins.
+//     the authorization event URL: HandleEvent stores it, newest (by the
+//     push's CreateTime) wins.
 //  2. The component_access_token (one per platform) is fetched with it.
 //  3. A merchant authorizes: the authorization code is exchanged for the
 //     authorizer's access token and its authorizer_refresh_token.
@@ -18,37 +19,76 @@
 //
 //	<KeyPrefix>/open/<component_appid>/component_verify_ticket       the ticket, ExpiresAt = CreateTime + 12 h
 //	<KeyPrefix>/open/<component_appid>/component_access_token
-//	<KeyPrefix>/open/<component_appid>/<authorizer_appid>/access_token
-//	<KeyPrefix>/open/<component_appid>/<authorizer_appid>/authorizer_refresh_token   durable (no ExpiresAt)
+//	<KeyPrefix>/open/<component_appid>/<authorizer_appid>/authorizer_refresh_token   the authorizer's record, durable (no ExpiresAt)
 //	<KeyPrefix>/open/<component_appid>/<authorizer_appid>/jsapi_ticket, …/wx_card_ticket
+//	<KeyPrefix>/open/<component_appid>/authorization_code/<hash>    which authorizer a code named, for the code's life
 //
-// # The refresh token is durable state
+// The verify ticket and the records are durable state and live in
+// Config.DurableStore (Config.Store when it is nil); the rest in
+// Config.Store.
 //
-// It is written only forward: by Authorize (replacing an earlier
-// authorization's, through the key's lock, after any refresh in flight),
-// and, when a refresh reply carries a different one, by a compare-and-set
-// from the one that refresh used (Credential's Commit, after the access
-// token's fenced write) — so an older value never replaces a newer one. A
-// failed fetch never touches it; an expiry never drops it (it is stored
-// with a zero ExpiresAt, which no store expires). Only the unauthorized
-// event removes it, by a durable marker. Its absence, the marker, or
-// WeChat refusing it (61023) is a *ReauthorizeError naming the AppID.
+// # Durable state is one record per authorizer
+//
+// An authorizer's authorizer_refresh_token cannot be fetched again: lose
+// it and the merchant must authorize again. It is kept, together with the
+// authorizer's current authorizer_access_token, the state of the
+// authorization (authorized or withdrawn) and the time of the event that
+// set it, in ONE value under the authorizer's key (AuthorizationKey), which
+// every transition replaces whole by a fenced compare-and-set through the
+// key's lock:
+//
+//   - a token refresh runs under that lock with the record the store holds
+//     and writes the next record in one fenced write: a refresh token
+//     WeChat rotates lands together with the access token it came with —
+//     there is no second write for a store error or a crash to fall between;
+//     a fenced write that does not land (a lost lease, a store error, a
+//     store that does not answer) leaves the record WeChat's reply made
+//     with the engine, which serves it and writes it back (see core's
+//     Credential);
+//   - an authorization (the authorized and updateauthorized pushes, the
+//     redirect: Authorize) and a withdrawal (the unauthorized push:
+//     Unauthorize) are written forward, ordered by the push's CreateTime:
+//     an event not newer than the state the store holds — delayed,
+//     re-sent, delivered to two instances at once — is acknowledged and
+//     ignored (Event.Applied AppliedOlderIgnored), and the second delivery
+//     of one authorization (the redirect and the push carry the same
+//     code) changes nothing (AppliedAlready), whether or not WeChat
+//     exchanges a code twice;
+//   - a write the store does not take is retried within
+//     Policy.RefreshTimeout, then held in memory and written in the
+//     background until it lands (Component.Held); the caller gets the
+//     store's error, so that a push is not answered "success" and WeChat
+//     delivers it again.
+//
+// A failed fetch never touches the record; an expiry never drops it (no
+// store expires a zero ExpiresAt). Only a withdrawal (a durable state, not
+// a deletion, so a slow holder cannot bring the old token back) or a newer
+// authorization replaces the refresh token. Its absence, a withdrawal, or
+// WeChat refusing it (61023) is a *ReauthorizeError naming the AppID. A
+// value written by an earlier version under the key (a bare refresh token,
+// an "unauthorized@" marker) is read as a record of unknown time and
+// replaced by the first refresh.
 //
 // Back it up with the store: in Redis the hashes under the keys above
 // (zero ExpiresAt: no TTL), in PostgreSQL the rows of wechatconf_tokens
 // whose key ends in /authorizer_refresh_token, in etcd and the file store
-// the keys above; restore (or migrate from another SDK) with
-// Component.ImportRefreshToken.
+// the keys above; read one with Component.RefreshToken, restore (or
+// migrate from another SDK) with Component.ImportRefreshToken. A Redis
+// that evicts keys or persists nothing forgets them: keep them on another
+// store with Config.DurableStore (redisstore logs an event when it finds
+// its server so configured).
 //
 // # Scale
 //
 // A Component holds no goroutine, timer or subscription per authorizer:
-// an authorizer's handle is made on first use (a few hundred bytes of
-// memory, no I/O), kept in a bounded registry (Config.MaxAuthorizers,
-// least recently used dropped; durable state is never dropped), and its
-// token is fetched only when asked for. Refreshes ahead are spread with
-// Policy.RefreshJitter (10 minutes by default) so that tokens fetched
-// together do not come due together.
+// an authorizer's handle is made on first use (no I/O; measured by
+// BenchmarkAuthorizersAtRest: about BYTES_PER_AUTHORIZER bytes of heap per
+// authorizer holding its token), kept in a bounded registry
+// (Config.MaxAuthorizers, least recently used dropped; a handle a caller
+// still holds is found again, never duplicated; durable state is never
+// dropped), and its token is fetched only when asked for. Refreshes ahead
+// are spread with Policy.RefreshJitter (10 minutes by default) so that
+// tokens fetched together do not come due together.
 //
 // The simulated Open Platform for tests is core/wxtest.
 package openplatform

@@ -37,8 +37,10 @@ type Event struct {
 	// HandleEvent at once; AuthorizationCodeExpiredTime is when it expires.
 	AuthorizationCode            core.Secret
 	AuthorizationCodeExpiredTime time.Time
-	// Applied says what HandleEvent did: "stored", "older ticket ignored",
-	// "authorized", "unauthorized", or "" for an InfoType it does not know.
+	// Applied says what HandleEvent did: "stored" or "older ticket
+	// ignored" for a verify ticket; AppliedAuthorized,
+	// AppliedUnauthorized, AppliedAlready or AppliedOlderIgnored for an
+	// authorization event; "" for an InfoType it does not know.
 	Applied string
 }
 
@@ -78,10 +80,20 @@ func (c *Component) ParseEvent(r *http.Request) (*Event, error) {
 //
 //   - component_verify_ticket: stored, newest wins (SetVerifyTicket);
 //   - authorized, updateauthorized: the authorization code is exchanged
-//     (Authorize), so the authorizer's tokens and refresh token are stored
-//     at once, replacing any earlier authorization's;
-//   - unauthorized: the authorizer's refresh token is withdrawn
+//     (as Authorize does), so the authorizer's tokens and refresh token are
+//     stored at once, in one durable record, replacing any earlier
+//     authorization's;
+//   - unauthorized: the authorizer's record becomes a withdrawal
 //     (Unauthorize).
+//
+// Authorization events are ordered per authorizer by their CreateTime, as
+// verify tickets are: an event not newer than the authorization or
+// withdrawal the store holds (a push delayed, re-sent, or delivered to two
+// instances at once) is acknowledged and ignored (Applied
+// AppliedOlderIgnored), and the second delivery of one authorization —
+// the redirect (Authorize) and the authorized push carry the same code,
+// and WeChat re-sends a push not answered "success" — changes nothing
+// (AppliedAlready). Either is success: answer "success".
 //
 // Errors wrap the msgcrypt sentinels for a push that does not verify, and
 // the store's or WeChat's error for one that could not be applied (WeChat
@@ -99,15 +111,20 @@ func (c *Component) HandleEvent(ctx context.Context, query url.Values, body io.R
 		}
 		e.Applied = map[bool]string{true: "stored", false: "older ticket ignored"}[stored]
 	case InfoAuthorized, InfoUpdateAuthorized:
-		if _, err := c.Authorize(ctx, e.AuthorizationCode.Reveal()); err != nil {
+		if e.AuthorizerAppID == "" {
+			return e, wrap("authorization event "+e.InfoType, errors.New("the push names no AuthorizerAppid"))
+		}
+		_, applied, err := c.authorize(ctx, e.AuthorizationCode.Reveal(), e.AuthorizerAppID, e.CreateTime, e.AuthorizationCodeExpiredTime)
+		if err != nil {
 			return e, wrap("authorization event "+e.InfoType+" of "+e.AuthorizerAppID, err)
 		}
-		e.Applied = "authorized"
+		e.Applied = applied
 	case InfoUnauthorized:
-		if err := c.Unauthorize(ctx, e.AuthorizerAppID); err != nil {
+		applied, err := c.withdraw(ctx, e.AuthorizerAppID, e.CreateTime)
+		if err != nil {
 			return e, wrap("authorization event unauthorized of "+e.AuthorizerAppID, err)
 		}
-		e.Applied = "unauthorized"
+		e.Applied = applied
 	}
 	return e, nil
 }
@@ -160,14 +177,17 @@ func (c *Component) readEvent(query url.Values, body io.Reader) (*Event, error) 
 // then: the newest wins. A ticket older than the stored one (a push
 // delayed or replayed, arriving after a newer one) is not stored, and
 // stored reports false. The write is a compare-and-set through the key's
-// lock, so concurrent pushes to several instances leave the newest.
+// lock in Config.DurableStore, so concurrent pushes to several instances
+// leave the newest. A store error is retried within Policy.RefreshTimeout,
+// then the ticket is held and written in the background (Component.Held)
+// and the error returned.
 func (c *Component) SetVerifyTicket(ctx context.Context, ticket string, createTime time.Time) (stored bool, err error) {
 	if ticket == "" {
 		return false, errors.New("wechatconf: openplatform: SetVerifyTicket: the ticket is empty")
 	}
 	next := core.Token{Value: ticket, ExpiresAt: createTime.Add(VerifyTicketLifetime)}
-	stored, err = writeForward(ctx, c.cfg.Store, c.verifyTicketKey(), next, func(cur core.Token) bool {
-		return !cur.ExpiresAt.Before(next.ExpiresAt) // the stored one is as new or newer
+	stored, err = c.writeDurable(ctx, "component_verify_ticket", "", c.verifyTicketKey(), next, func(cur core.Token) bool {
+		return cur.Value != "" && !cur.ExpiresAt.Before(next.ExpiresAt) // the stored one is as new or newer
 	})
 	if err != nil {
 		return false, wrap("SetVerifyTicket", err)
@@ -179,7 +199,7 @@ func (c *Component) SetVerifyTicket(ctx context.Context, ticket string, createTi
 // (the push's CreateTime + VerifyTicketLifetime); ErrNoVerifyTicket when
 // there is none or it has expired.
 func (c *Component) VerifyTicket(ctx context.Context) (core.Token, error) {
-	t, err := c.cfg.Store.Get(ctx, c.verifyTicketKey())
+	t, err := c.durable.Get(ctx, c.verifyTicketKey())
 	switch {
 	case errors.Is(err, core.ErrNotFound):
 		return core.Token{}, wrap("VerifyTicket", ErrNoVerifyTicket)

@@ -60,8 +60,7 @@ func ExampleNew() {
 		panic(err)
 	}
 	fmt.Println("merchant API call:", len(ips.IPList) > 0)
-	_, refreshKey := component.Keys("wxmerchant000001")
-	fmt.Println("durable:", refreshKey)
+	fmt.Println("durable:", component.AuthorizationKey("wxmerchant000001"))
 	// Output:
 	// component_verify_ticket stored
 	// authorized wxmerchant000001

@@ -104,7 +104,7 @@ func TestMissingRefreshTokenIsReauthorize(t *testing.T) {
 	if !errors.As(err, &re) || !strings.Contains(re.Reason, "withdrew") {
 		t.Fatalf("AccessToken after Unauthorize = %v, want a *ReauthorizeError (withdrawn)", err)
 	}
-	_, rtKey := c.Keys("wxmerchant000001")
+	rtKey := c.AuthorizationKey("wxmerchant000001")
 	if strings.Contains(err.Error(), "refreshtoken@@@x") || strings.Contains(rtKey, "refreshtoken") {
 		t.Error("the refresh token shows in an error or key")
 	}

@@ -49,13 +49,23 @@ const (
 	// "authorization_code"} answers {"authorization_info":{"authorizer_appid":
 	// "...","authorizer_access_token":"...","expires_in":7200,
 	// "authorizer_refresh_token":"...","func_info":[{"funcscope_category":
-	// {"id":1}},...]}}. A code (from [Server.Authorize]) works once and for
-	// [AuthorizationCodeLifetime]; an unknown, used or revoked code is 61009
-	// "code is invalid", an expired one 61010 "code is expired". The call
-	// issues a new refresh token: the authorizer's previous refresh token
-	// and its access tokens stop working at once ("用户重新授权后，之前的刷新
-	// 令牌会失效"). A missing component_appid is 41002, one other than the
-	// token's component 61011 "invalid component".
+	// {"id":1}},...]}}. A code (from [Server.Authorize]) works for
+	// [AuthorizationCodeLifetime]; an unknown or revoked code is 61009
+	// "code is invalid", an expired one 61010 "code is expired". Its first
+	// exchange issues a new refresh token: the authorizer's previous
+	// refresh token and its access tokens stop working at once ("用户重新授
+	// 权后，之前的刷新令牌会失效"). WeChat's docs give the code a validity
+	// (the push's AuthorizationCodeExpiredTime) and do not make it
+	// single-use, and a vendor receives every code twice (the redirect's
+	// auth_code and the authorized push), so the simulation answers a code
+	// exchanged again within its life with the same authorization — the
+	// refresh token that works now and the current access token, nothing
+	// invalidated — while it is the authorizer's latest; a code superseded
+	// by a later authorization or a withdrawal is 61009.
+	// [Server.SingleUseAuthorizationCodes] makes every second exchange
+	// 61009, for testing a client against the strict reading. A missing
+	// component_appid is 41002, one other than the token's component 61011
+	// "invalid component".
 	PathQueryAuth = "/cgi-bin/component/api_query_auth"
 	// PathAuthorizerToken gets a new authorizer_access_token with the
 	// refresh token (获取/刷新接口调用令牌 api_authorizer_token,
@@ -161,11 +171,12 @@ type componentToken struct {
 type authorizer struct {
 	appID      string
 	authorized bool
-	gen        int      // bumped by Unauthorize: codes issued before it are void
-	refresh    string   // the refresh token that works; "" when none
-	current    *token   // the latest authorizer_access_token
-	live       []*token // tokens that may still work, to kill on re-authorization
-	quota      app      // only quotaDay and quotaUsed are used
+	gen        int       // bumped by Unauthorize: codes issued before it are void
+	refresh    string    // the refresh token that works; "" when none
+	current    *token    // the latest authorizer_access_token
+	lastCode   *authCode // the code whose exchange made the current authorization
+	live       []*token  // tokens that may still work, to kill on re-authorization
+	quota      app       // only quotaDay and quotaUsed are used
 }
 
 type authCode struct {
@@ -437,6 +448,16 @@ func (s *Server) RotateRefreshTokens(on bool) {
 	s.rotateRefresh = on
 }
 
+// SingleUseAuthorizationCodes sets whether an authorization code already
+// exchanged at [PathQueryAuth] is refused (61009 "code is invalid"), the
+// strict reading of WeChat's docs, instead of answering the same
+// authorization again (off, the default: see [PathQueryAuth]).
+func (s *Server) SingleUseAuthorizationCodes(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.singleUseCodes = on
+}
+
 // RefreshTokenValid reports whether refreshToken is the working
 // authorizer_refresh_token of authorizerAppID under componentAppID.
 func (s *Server) RefreshTokenValid(componentAppID, authorizerAppID, refreshToken string) bool {
@@ -664,7 +685,9 @@ func (s *Server) serveQueryAuth(w http.ResponseWriter, r *http.Request, body []b
 	if code == 0 {
 		ac = s.authCodes[req.AuthorizationCode]
 		switch {
-		case ac == nil, ac.used, ac.comp != c, ac.gen != ac.authorizer.gen:
+		case ac == nil, ac.comp != c, ac.gen != ac.authorizer.gen:
+			code = codeCodeInvalid
+		case ac.used && (s.singleUseCodes || ac.authorizer.lastCode != ac || ac.authorizer.refresh == ""):
 			code = codeCodeInvalid
 		case !now.Before(ac.expires):
 			code = codeCodeExpired
@@ -677,11 +700,21 @@ func (s *Server) serveQueryAuth(w http.ResponseWriter, r *http.Request, body []b
 		writeError(w, code)
 		return
 	}
-	ac.used = true // kept, so that its pushes can still be built
 	a := ac.authorizer
-	killTokens(a) // re-authorization: the previous refresh and access tokens stop working
-	a.refresh = s.newRefreshLocked()
-	t := s.mintAuthorizerLocked(a, now)
+	var t *token
+	if ac.used {
+		// The same authorization again: its current tokens, nothing
+		// invalidated.
+		if t = a.current; t == nil || t.lifeStatus(now) != 0 {
+			t = s.mintAuthorizerLocked(a, now)
+		}
+	} else {
+		ac.used = true // kept, so that its pushes can still be built
+		a.lastCode = ac
+		killTokens(a) // re-authorization: the previous refresh and access tokens stop working
+		a.refresh = s.newRefreshLocked()
+		t = s.mintAuthorizerLocked(a, now)
+	}
 	info := authorizationInfo{
 		AuthorizerAppID:        a.appID,
 		AuthorizerAccessToken:  t.value,

@@ -277,9 +277,33 @@ func TestQueryAuth(t *testing.T) {
 	if s.AuthorizerTokensIssued(authzID) != 1 {
 		t.Fatalf("AuthorizerTokensIssued = %d", s.AuthorizerTokensIssued(authzID))
 	}
-	// Single use.
+	// The same code again, within its life: the same authorization, nothing
+	// invalidated, no token minted.
+	again, errcode := queryAuth(t, s, ct, code)
+	if errcode != 0 || again.refresh != a.refresh || again.access != a.access {
+		t.Fatalf("code exchanged again: errcode %d, same refresh token %v, same access token %v; want 0, true, true", errcode, again.refresh == a.refresh, again.access == a.access)
+	}
+	wantAPI(t, s, a.access, 0)
+	if !s.RefreshTokenValid(compID, authzID, a.refresh) || s.AuthorizerTokensIssued(authzID) != 1 {
+		t.Fatalf("after a second exchange: refresh token valid %v, tokens issued %d; want true, 1", s.RefreshTokenValid(compID, authzID, a.refresh), s.AuthorizerTokensIssued(authzID))
+	}
+	// Strictly single use when asked.
+	s.SingleUseAuthorizationCodes(true)
 	if _, errcode := queryAuth(t, s, ct, code); errcode != 61009 {
-		t.Fatalf("used code: errcode %d, want 61009", errcode)
+		t.Fatalf("used code, single-use codes: errcode %d, want 61009", errcode)
+	}
+	s.SingleUseAuthorizationCodes(false)
+	// A code superseded by a later authorization is void.
+	later := s.Authorize(compID, authzID)
+	b, errcode := queryAuth(t, s, ct, later)
+	if errcode != 0 || b.refresh == a.refresh {
+		t.Fatalf("re-authorization: errcode %d, new refresh token %v", errcode, b.refresh != a.refresh)
+	}
+	if _, errcode := queryAuth(t, s, ct, code); errcode != 61009 {
+		t.Fatalf("superseded code: errcode %d, want 61009", errcode)
+	}
+	if !s.RefreshTokenValid(compID, authzID, b.refresh) {
+		t.Fatal("the superseded code's second exchange broke the newer authorization")
 	}
 	if _, errcode := queryAuth(t, s, ct, "nonsense"); errcode != 61009 {
 		t.Fatalf("unknown code: errcode %d, want 61009", errcode)

@@ -240,6 +240,7 @@ type Server struct {
 	authorizerIssued map[string]int // authorizer access tokens minted, by authorizer appid
 	componentIssued  int
 	rotateRefresh    bool
+	singleUseCodes   bool
 	tokensIssued     int
 	minted           int // access tokens mintLocked created, never reset: the last one's seq
 	ticketsIssued    int

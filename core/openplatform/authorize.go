@@ -1,0 +1,245 @@
+package openplatform
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+)
+
+// What HandleEvent did with a push (Event.Applied), besides "stored" and
+// "older ticket ignored" for verify tickets.
+const (
+	// AppliedAuthorized: the authorization code was exchanged and the
+	// authorizer's record written.
+	AppliedAuthorized = "authorized"
+	// AppliedUnauthorized: the withdrawal was written.
+	AppliedUnauthorized = "unauthorized"
+	// AppliedAlready: this very authorization (the same code) or
+	// withdrawal (the same CreateTime) is what the store holds: a second
+	// delivery (the redirect and the push, a re-sent push) changes nothing.
+	AppliedAlready = "already applied"
+	// AppliedOlderIgnored: the store holds a newer authorization or
+	// withdrawal of the authorizer than this event's CreateTime: the
+	// event, delayed or re-sent, is acknowledged and ignored.
+	AppliedOlderIgnored = "older event ignored"
+)
+
+// codeIndexLifetime is how long the code index entry of an authorization
+// (see authorize) is kept when the code's own expiry is not known: WeChat's
+// authorization codes live at most an hour.
+const codeIndexLifetime = time.Hour
+
+// Authorize exchanges an authorization code from the redirect after the
+// merchant's authorization page (auth_code) for the authorizer's first
+// tokens (PathQueryAuth), writes the authorizer's record — its
+// authorizer_access_token and authorizer_refresh_token in one durable
+// value, replacing an earlier authorization's — and returns its handle.
+// The authorization is dated by this process's clock (the redirect
+// carries no time of WeChat's); the authorized push of the same code
+// (HandleEvent) then finds it applied and changes nothing, whichever
+// comes first.
+//
+// Errors: wrapped *core.APIError of the exchange (61009 for an unknown
+// code, 61010 for an expired one — unless the store shows this code's
+// authorization applied, which is success), *core.ReplyError for a reply
+// without the tokens, and the store's error when the record could not be
+// written within Policy.RefreshTimeout: the write is then held in memory
+// and retried in the background (Component.Held), and the merchant's
+// authorization is not lost while this process runs.
+func (c *Component) Authorize(ctx context.Context, code string) (*Authorizer, error) {
+	a, _, err := c.authorize(ctx, code, "", c.now(), time.Time{})
+	return a, err
+}
+
+// authorize applies one delivery of an authorization: code, for appid
+// ("" when the delivery does not say: the redirect), made at `at` (the
+// push's CreateTime, or now), the code valid until codeExpires (zero: not
+// known). It returns the handle and what it did (Applied*).
+func (c *Component) authorize(ctx context.Context, code, appid string, at, codeExpires time.Time) (*Authorizer, string, error) {
+	if code == "" {
+		return nil, "", wrap("Authorize", errors.New("the authorization code is empty"))
+	}
+	id, since := codeID(code), at.UnixMilli()
+	if codeExpires.IsZero() {
+		codeExpires = c.now().Add(codeIndexLifetime)
+	}
+	if appid == "" {
+		appid = c.codeIndex(ctx, id)
+	} else {
+		c.indexCode(ctx, id, appid, codeExpires)
+	}
+	if appid != "" {
+		if applied := c.alreadyApplied(ctx, appid, id, since); applied != "" {
+			return c.Authorizer(appid), applied, nil
+		}
+	}
+	start := c.now()
+	var reply struct {
+		Info struct {
+			AppID        string `json:"authorizer_appid"`
+			AccessToken  string `json:"authorizer_access_token"`
+			ExpiresIn    int64  `json:"expires_in"`
+			RefreshToken string `json:"authorizer_refresh_token"`
+		} `json:"authorization_info"`
+	}
+	if err := c.api.Do(ctx, http.MethodPost, PathQueryAuth, nil, map[string]string{"component_appid": c.cfg.AppID, "authorization_code": code}, &reply); err != nil {
+		if e := apiError(err); e != nil && (e.Code == 61009 || e.Code == 61010) {
+			// Refused as used or expired: a delivery of this code applied
+			// before (by another instance, or before a crash) is success.
+			if appid == "" {
+				appid = c.codeIndex(ctx, id)
+			}
+			if appid != "" && c.alreadyApplied(ctx, appid, id, since) == AppliedAlready {
+				return c.Authorizer(appid), AppliedAlready, nil
+			}
+		}
+		return nil, "", wrap("Authorize", err)
+	}
+	info := reply.Info
+	if info.AppID == "" || info.AccessToken == "" || info.RefreshToken == "" || info.ExpiresIn <= 0 {
+		return nil, "", wrap("Authorize", &core.ReplyError{Path: PathQueryAuth, StatusCode: http.StatusOK,
+			Reason: "authorization_info lacks authorizer_appid, authorizer_access_token, authorizer_refresh_token or a positive expires_in"})
+	}
+	if appid != "" && appid != info.AppID {
+		return nil, "", wrap("Authorize", &core.ReplyError{Path: PathQueryAuth, StatusCode: http.StatusOK,
+			Reason: "authorization_info names authorizer " + info.AppID + ", the push " + appid})
+	}
+	appid = info.AppID
+	life := time.Duration(min(info.ExpiresIn, 86400)) * time.Second // trusted up to 24 h, as core's calls
+	next := record{State: stateAuthorized, Since: since, Code: id, Refresh: info.RefreshToken,
+		Access: info.AccessToken, Expires: start.Add(life).UnixMilli()}
+	applied := AppliedAlready // what it is when the store already holds next (keep is not asked)
+	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), next.encode(), func(cur core.Token) bool {
+		r, err := decodeRecord(cur)
+		switch {
+		case err != nil:
+			applied = AppliedAuthorized
+			return false // unreadable: the authorization replaces it
+		case r.Code == id:
+			applied = AppliedAlready
+			return true
+		case !r.replacedBy(stateAuthorized, since):
+			applied = AppliedOlderIgnored
+			return true
+		}
+		applied = AppliedAuthorized
+		return false
+	})
+	if err != nil {
+		return nil, "", wrap("Authorize: storing the authorization", err)
+	}
+	c.indexCode(ctx, id, appid, codeExpires)
+	c.changed(appid)
+	return c.Authorizer(appid), applied, nil
+}
+
+// alreadyApplied reads appid's record and says whether an authorization
+// with code id made at since (Unix ms) is already applied
+// (AppliedAlready) or older than what the store holds
+// (AppliedOlderIgnored); "" when it is to be applied, or the store cannot
+// say (the write decides).
+func (c *Component) alreadyApplied(ctx context.Context, appid, id string, since int64) string {
+	t, err := c.durable.Get(ctx, c.recordKey(appid))
+	if err != nil {
+		return ""
+	}
+	r, err := decodeRecord(t)
+	switch {
+	case err != nil:
+		return ""
+	case r.Code == id:
+		return AppliedAlready
+	case !r.replacedBy(stateAuthorized, since):
+		return AppliedOlderIgnored
+	}
+	return ""
+}
+
+// The code index maps an authorization code (its codeID) to the
+// authorizer it named, for the code's life: the redirect carries only the
+// code, so a redirect applied after the code's push (whose exchange WeChat
+// may refuse as used) finds the authorizer's record through it. It is an
+// aid, not durable state: a write or read that fails is ignored (the
+// exchange then decides).
+func (c *Component) codeIndexKey(id string) string { return c.prefix + "authorization_code/" + id }
+
+func (c *Component) indexCode(ctx context.Context, id, appid string, expires time.Time) {
+	if err := c.durable.Set(ctx, c.codeIndexKey(id), core.Token{Value: appid, ExpiresAt: expires}); err != nil {
+		c.logStoreError("authorization_code", c.codeIndexKey(id), "set", err)
+	}
+}
+
+func (c *Component) codeIndex(ctx context.Context, id string) string {
+	t, err := c.durable.Get(ctx, c.codeIndexKey(id))
+	if err != nil {
+		return ""
+	}
+	return t.Value
+}
+
+// Unauthorize applies the merchant's withdrawal now, as the unauthorized
+// push does (HandleEvent, dated by the push's CreateTime): the
+// authorizer's record becomes a withdrawal — its refresh token and access
+// token gone, durably, so that a refresh in flight cannot bring them back
+// — unless the store holds an authorization made after now. From then on
+// the authorizer's tokens are a *ReauthorizeError matching
+// core.ErrRevoked, also on a handle this process keeps. Errors are the
+// store's (the write is then held and retried, as for Authorize).
+func (c *Component) Unauthorize(ctx context.Context, appid string) error {
+	_, err := c.withdraw(ctx, appid, c.now())
+	return err
+}
+
+// withdraw writes appid's withdrawal made at `at` forward, and reports what
+// it did (Applied*).
+func (c *Component) withdraw(ctx context.Context, appid string, at time.Time) (string, error) {
+	if appid == "" {
+		return "", wrap("Unauthorize", errors.New("the authorizer's AppID is empty"))
+	}
+	since := at.UnixMilli()
+	next := record{State: stateWithdrawn, Since: since}
+	applied := AppliedAlready // what it is when the store already holds next (keep is not asked)
+	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), next.encode(), func(cur core.Token) bool {
+		r, err := decodeRecord(cur)
+		switch {
+		case err != nil:
+			applied = AppliedUnauthorized
+			return false
+		case r.State == stateWithdrawn && r.Since == since:
+			applied = AppliedAlready
+			return true
+		case !r.replacedBy(stateWithdrawn, since):
+			applied = AppliedOlderIgnored
+			return true
+		}
+		applied = AppliedUnauthorized
+		return false
+	})
+	if err != nil {
+		return "", wrap("Unauthorize", err)
+	}
+	c.changed(appid)
+	return applied, nil
+}
+
+// ImportRefreshToken stores an authorizer's authorizer_refresh_token
+// obtained elsewhere — another SDK's storage, a backup — as a new
+// authorization dated now, replacing whatever the store holds (a
+// withdrawal included: the operator says the merchant is authorized).
+// Use it to migrate or restore; in normal operation the authorization
+// events and the refreshes keep it. Errors are the store's (the write is
+// then held and retried, as for Authorize).
+func (c *Component) ImportRefreshToken(ctx context.Context, appid, refreshToken string) error {
+	if appid == "" || refreshToken == "" {
+		return wrap("ImportRefreshToken", errors.New("the AppID and the refresh token are required"))
+	}
+	next := record{State: stateAuthorized, Since: c.now().UnixMilli(), Refresh: refreshToken}
+	if _, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), next.encode(), func(core.Token) bool { return false }); err != nil {
+		return wrap("ImportRefreshToken", err)
+	}
+	c.changed(appid)
+	return nil
+}

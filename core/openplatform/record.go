@@ -1,0 +1,136 @@
+package openplatform
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+)
+
+// record is an authorizer's whole durable state, stored as ONE value under
+// its authorizer_refresh_token key with a zero ExpiresAt (durable: no store
+// expires it). Every transition of an authorizer is one fenced write of
+// this value through the key's lock:
+//
+//   - a token refresh (the authorizer Credential's Fetch runs under the
+//     lock with the record as FetchRequest.Stored, and returns the next
+//     record: the new authorizer_access_token together with the refresh
+//     token WeChat's reply carried — a rotated refresh token lands in the
+//     same write as the access token it came with, never after it);
+//   - an authorization (authorized, updateauthorized, the redirect) and a
+//     withdrawal (unauthorized), each written forward by a compare-and-set
+//     and ordered by the event's time (Since): an event not newer than the
+//     state it would replace is ignored.
+//
+// So there is no second write for a crash or a store error to fall between.
+type record struct {
+	// State is stateAuthorized or stateWithdrawn.
+	State string `json:"state"`
+	// Since is when the authorization state was set, in Unix milliseconds:
+	// the CreateTime of the push that set it (WeChat's clock), or the local
+	// clock for Authorize (the redirect), Unauthorize and
+	// ImportRefreshToken. 0 for a value written before records existed.
+	Since int64 `json:"since"`
+	// Code identifies the authorization code the state came from
+	// (codeID: a truncated SHA-256, not the code), so that the second
+	// delivery of one authorization (the redirect and the authorized push,
+	// and each re-sent push) is recognised and changes nothing.
+	Code string `json:"code,omitempty"`
+	// Refresh is the authorizer_refresh_token ("" once withdrawn).
+	Refresh string `json:"refresh_token,omitempty"`
+	// Access is the authorizer_access_token and Expires its ExpiresAt in
+	// Unix milliseconds ("" and 0 until one is fetched).
+	Access  string `json:"access_token,omitempty"`
+	Expires int64  `json:"expires_at,omitempty"`
+}
+
+const (
+	stateAuthorized = "authorized"
+	stateWithdrawn  = "withdrawn"
+)
+
+// recordPrefix starts every encoded record; a value without it is a bare
+// refresh token or a withdrawal marker written by an earlier version.
+const recordPrefix = "wechatconf.authorizer/1"
+
+// withdrawnPrefix starts the withdrawal marker an earlier version wrote in
+// place of the refresh token ("unauthorized@" + RFC 3339 time); it is still
+// read.
+const withdrawnPrefix = "unauthorized@"
+
+// encode returns r as the stored token: durable (zero ExpiresAt).
+func (r record) encode() core.Token {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err) // strings and integers only
+	}
+	return core.Token{Value: recordPrefix + string(b)}
+}
+
+// decodeRecord reads a stored value: a record, or what an earlier version
+// stored under the key (a bare refresh token, a withdrawal marker). A
+// value that is none of them wraps core.ErrCorrupt.
+func decodeRecord(t core.Token) (record, error) {
+	v := t.Value
+	switch {
+	case strings.HasPrefix(v, recordPrefix):
+		var r record
+		if err := json.Unmarshal([]byte(v[len(recordPrefix):]), &r); err != nil {
+			return record{}, fmt.Errorf("%w: the authorizer's record does not parse", core.ErrCorrupt)
+		}
+		switch {
+		case r.State == stateAuthorized && r.Refresh != "":
+		case r.State == stateWithdrawn:
+		default:
+			return record{}, fmt.Errorf("%w: the authorizer's record has state %q and %s refresh token", core.ErrCorrupt, r.State, map[bool]string{true: "a", false: "no"}[r.Refresh != ""])
+		}
+		return r, nil
+	case strings.HasPrefix(v, withdrawnPrefix):
+		r := record{State: stateWithdrawn}
+		if at, err := time.Parse(time.RFC3339, v[len(withdrawnPrefix):]); err == nil {
+			r.Since = at.UnixMilli()
+		}
+		return r, nil
+	case v == "" || strings.ContainsAny(v, "\x00\n\r\t {}\""):
+		return record{}, fmt.Errorf("%w: the stored authorizer_refresh_token is not one", core.ErrCorrupt)
+	}
+	return record{State: stateAuthorized, Refresh: v}, nil // a bare refresh token
+}
+
+// served is the authorizer_access_token the record holds, the zero Token
+// if none.
+func (r record) served() core.Token {
+	if r.State != stateAuthorized || r.Access == "" {
+		return core.Token{}
+	}
+	return core.Token{Value: r.Access, ExpiresAt: time.UnixMilli(r.Expires)}
+}
+
+// replacedBy reports whether an authorization event that sets state at
+// since (Unix ms) moves r forward. A newer event does; an older one does
+// not; at the same time (CreateTime has whole seconds) a withdrawal wins
+// over an authorization whichever is applied first — so the state that
+// results does not depend on the order of delivery — and of two
+// authorizations the one applied last wins, since its code's exchange is
+// the one WeChat honours. A record written before records existed (Since
+// 0) is older than any event.
+func (r record) replacedBy(state string, since int64) bool {
+	switch {
+	case r.Since != since:
+		return r.Since < since
+	case state == stateWithdrawn:
+		return r.State != stateWithdrawn
+	}
+	return r.State == stateAuthorized
+}
+
+// codeID identifies an authorization code in a record without holding
+// it: the first 12 bytes of its SHA-256, in hex.
+func codeID(code string) string {
+	sum := sha256.Sum256([]byte("wechatconf authorization code\x00" + code))
+	return hex.EncodeToString(sum[:12])
+}
