@@ -50,8 +50,9 @@
 //     jsapi_ticket, wx_card_ticket), a WeCom app (--wecom CORPID/AGENTID:
 //     its access_token and agent_config_ticket, the corp's jsapi_ticket) or
 //     an Open Platform component (--component: component_access_token and
-//     component_verify_ticket; with an authorizer APPID its access_token,
-//     tickets and authorizer_refresh_token), each present or not with its
+//     component_verify_ticket; with an authorizer APPID its tickets and
+//     its record under authorizer_refresh_token, which holds its access
+//     token and refresh token together), each present or not with its
 //     expiry. On Redis it also shows each key's refresh lock and the lease
 //     left (one PTTL); the other stores cannot tell it cheaply (a flock, an
 //     advisory lock, an etcd lease) and do not show it.
@@ -605,7 +606,10 @@ func (e *env) inspect(ctx context.Context, args []string) error {
 		case 0:
 			keys = []string{base + "/component_access_token", base + "/component_verify_ticket"}
 		case 1:
-			for _, k := range append(kinds[:len(kinds):len(kinds)], "authorizer_refresh_token") {
+			// The authorizer's access token lives in its durable record,
+			// under authorizer_refresh_token (openplatform's
+			// AuthorizationKey), beside its tickets.
+			for _, k := range append(kinds[1:len(kinds):len(kinds)], "authorizer_refresh_token") {
 				keys = append(keys, base+"/"+pos[0]+"/"+k)
 			}
 		default:

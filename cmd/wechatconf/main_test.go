@@ -334,7 +334,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"--store", dir, "watch", testAppID, "--interval", "0s"}, exitError, "interval"},
 		{[]string{"--store", dir, "get", "--key", "raw/key"}, exitNotFound, "not found"},
 		{[]string{"--store", dir, "inspect", "--wecom", "corp/1000002"}, exitNotFound, "none of the 3 keys"},
-		{[]string{"--store", dir, "inspect", "--component", "wxcomp", testAppID}, exitNotFound, "none of the 4 keys"},
+		{[]string{"--store", dir, "inspect", "--component", "wxcomp", testAppID}, exitNotFound, "none of the 3 keys"},
 	} {
 		r := c.run(ctx, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
