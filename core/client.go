@@ -204,8 +204,10 @@ func NewAPI(cfg APIConfig) (*API, error) {
 // to every call that does not carry param itself, as the query parameter
 // param ("" means "access_token"; the Open Platform's
 // component_access_token travels in its own), and, when a reply rejects
-// that token (cr's CredentialConfig.Rejects), replace it through
-// cr.Refresh — once per rejected token across the fleet — and retry once.
+// that token or a call that carried cr's current token itself (cr's
+// CredentialConfig.Rejects), replace it through cr.Refresh — once per
+// rejected token across the fleet — and retry once (the Transport skips
+// the retry, not the refresh, for a body it cannot send again).
 func (a *API) WithCredential(cr *Credential, param string) *API {
 	if param == "" {
 		param = "access_token"
@@ -240,19 +242,27 @@ func (a *API) WithCredential(cr *Credential, param string) *API {
 // and retries once; busy replies, HTTP 5xx and network errors are retried
 // with backoff within ctx.
 //
-// If query already carries the credential's parameter (a user's OAuth
-// token for /sns/userinfo, another account's token), Do sends it unchanged
-// and does not refresh it on a rejection: it is not a token a keeps.
+// If query already carries the credential's parameter, Do sends it
+// unchanged and does not refresh it on a rejection when it is not the
+// credential's current token (a user's OAuth token for /sns/userinfo,
+// another account's token): it is not a token a keeps. When it is the
+// current token (one the caller got from the credential and put in query
+// itself), a rejection replaces it by the compare-and-refresh and the call
+// is made once more with the new token, as for a token Do adds: later
+// calls never keep using a token WeChat rejected.
 func (a *API) Do(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	req, err := newRequest(method, path, query, body)
 	if err != nil {
 		return err
 	}
-	if a.cred == nil || query.Has(a.param) {
-		req.token = query.Get(a.paramOrDefault())
+	switch carried := query.Get(a.paramOrDefault()); {
+	case a.cred != nil && !query.Has(a.param):
+		err = a.doWithToken(ctx, req, out, "")
+	case a.cred != nil && carried != "" && carried == a.cred.current():
+		err = a.doWithToken(ctx, req, out, carried)
+	default:
+		req.token = carried
 		err = a.call(ctx, req, out)
-	} else {
-		err = a.doWithToken(ctx, req, out)
 	}
 	if err != nil {
 		return wrapErr(err, "")
@@ -296,13 +306,17 @@ func newRequest(method, path string, query url.Values, body any) (request, error
 	return req, nil
 }
 
-// doWithToken makes req with the credential's current token, and on a
-// rejected token does one compare-and-refresh and one retry.
-func (a *API) doWithToken(ctx context.Context, req request, out any) error {
+// doWithToken makes req with the credential's token — first, if not "",
+// else its current one — and on a rejected token does one
+// compare-and-refresh and one retry with the token that replaced it.
+func (a *API) doWithToken(ctx context.Context, req request, out any, first string) error {
+	tok := Token{Value: first}
 	for retried := false; ; retried = true {
-		tok, err := a.cred.Get(ctx)
-		if err != nil {
-			return err
+		if tok.Value == "" {
+			var err error
+			if tok, err = a.cred.Get(ctx); err != nil {
+				return err
+			}
 		}
 		q := make(url.Values, len(req.query)+1)
 		for k, v := range req.query {
@@ -311,13 +325,15 @@ func (a *API) doWithToken(ctx context.Context, req request, out any) error {
 		q.Set(a.param, tok.Value)
 		r := req
 		r.query, r.token = q, tok.Value
-		err = a.call(ctx, r, out)
+		err := a.call(ctx, r, out)
 		if retried || !a.cred.rejects(err) {
 			return err
 		}
-		if _, rerr := a.cred.rejected(ctx, req.path, tok.Value, err); rerr != nil {
+		fresh, rerr := a.cred.rejected(ctx, req.path, tok.Value, err)
+		if rerr != nil {
 			return wrapErr(rerr, "%s: refreshing the %s after %v", req.path, a.cred.name, codeOf(err))
 		}
+		tok = fresh
 	}
 }
 
@@ -335,8 +351,10 @@ func codeOf(err error) string {
 // ("access_token", "ticket", "component_access_token", …) and its
 // "expires_in" (seconds; trusted up to 24 h), counted from when the call
 // started by APIConfig.Now. No credential is added. A reply without the
-// field or without a positive expires_in is a *ReplyError, never an empty
-// or eternal token; body is as for Do.
+// field or without a positive expires_in (or one cut short, not JSON) is a
+// *ReplyError of HTTP 200 whose Reason says what is wrong, never an empty
+// or eternal token; as a Credential's Fetch error it starts
+// Policy.ErrorBackoff, like a configuration error. body is as for Do.
 func (a *API) Issue(ctx context.Context, method, path string, query url.Values, body any, field string) (Token, error) {
 	return a.IssueReply(ctx, method, path, query, body, field, nil)
 }
@@ -577,18 +595,29 @@ func (r *issuedReply) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &
 
 // token turns the reply into a Token: a reply without a string value in
 // field or without a positive expires_in is malformed, never an empty or
-// eternal token. An expires_in beyond maxTrustedLifetime is trusted only
-// that far (computed without overflow).
+// eternal token; its *ReplyError's Reason names what is wrong and never
+// holds a value of the reply other than expires_in. An expires_in beyond
+// maxTrustedLifetime is trusted only that far (computed without overflow).
 func (r *issuedReply) token(path, field string, start time.Time, secrets []string) (Token, error) {
 	var value string
 	var expiresIn int64
-	_ = json.Unmarshal(r.fields[field], &value)
+	valErr := json.Unmarshal(r.fields[field], &value)
 	expErr := json.Unmarshal(r.fields["expires_in"], &expiresIn)
-	switch {
-	case value == "":
-		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: fmt.Sprintf("no %s and no errcode in the reply", field), Body: redactBody(r.raw, secrets...)}
-	case expErr != nil || expiresIn <= 0:
-		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: fmt.Sprintf("expires_in is %s", r.fields["expires_in"]), Body: redactBody(r.raw, secrets...)}
+	reason := ""
+	switch _, has := r.fields[field]; {
+	case !has:
+		reason = fmt.Sprintf("no %s and no errcode in the reply", field)
+	case valErr != nil || value == "":
+		reason = fmt.Sprintf("%s is empty or not a string", field)
+	case r.fields["expires_in"] == nil:
+		reason = "no expires_in in the reply"
+	case expErr != nil:
+		reason = "expires_in is not a whole number of seconds"
+	case expiresIn <= 0:
+		reason = fmt.Sprintf("expires_in is %d, not a positive number of seconds", expiresIn)
+	}
+	if reason != "" {
+		return Token{}, &ReplyError{Path: path, StatusCode: http.StatusOK, Reason: reason, Body: redactBody(r.raw, secrets...)}
 	}
 	life := maxTrustedLifetime
 	if expiresIn < int64(maxTrustedLifetime/time.Second) {

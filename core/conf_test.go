@@ -444,15 +444,16 @@ func TestWaiterContextCancelled(t *testing.T) {
 
 func TestMalformedReplies(t *testing.T) {
 	tests := []struct {
-		name  string
-		fault wxtest.Fault
-		times int
-		calls int // requests expected
+		name     string
+		fault    wxtest.Fault
+		times    int
+		calls    int  // requests expected
+		backsOff bool // a reply of HTTP 200: no call for ErrorBackoff
 	}{
-		{"not JSON", wxtest.MalformedJSON(), 1, 1},
-		{"no token no errcode", wxtest.EmptyReply(), 1, 1},
-		{"HTTP 500 past the retries", wxtest.HTTPStatus(500), 4, 4},
-		{"HTTP 404", wxtest.HTTPStatus(404), 1, 1},
+		{"not JSON", wxtest.MalformedJSON(), 1, 1, true},
+		{"no token no errcode", wxtest.EmptyReply(), 1, 1, true},
+		{"HTTP 500 past the retries", wxtest.HTTPStatus(500), 4, 4, false},
+		{"HTTP 404", wxtest.HTTPStatus(404), 1, 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -470,7 +471,18 @@ func TestMalformedReplies(t *testing.T) {
 			if n := s.Calls(wxtest.PathStableToken); n != tt.calls {
 				t.Errorf("%d calls, want %d", n, tt.calls)
 			}
-			// Nothing was stored: the next call fetches and succeeds.
+			// Nothing was stored: the next call fetches and succeeds, after
+			// ErrorBackoff for a reply of HTTP 200 that is not a token.
+			if tt.backsOff {
+				var le *core.LimitError
+				if _, err := c.AccessToken(t.Context()); !errors.As(err, &le) || !errors.As(err, &re) {
+					t.Errorf("AccessToken inside ErrorBackoff = %v, want a *core.LimitError wrapping the *core.ReplyError", err)
+				}
+				if n := s.Calls(wxtest.PathStableToken); n != tt.calls {
+					t.Errorf("%d calls inside ErrorBackoff, want still %d", n, tt.calls)
+				}
+				s.Advance(core.DefaultErrorBackoff)
+			}
 			if tok, err := c.AccessToken(t.Context()); err != nil || !s.TokenValid(tok.Value) {
 				t.Errorf("AccessToken after the fault = %v, %v", tok, err)
 			}

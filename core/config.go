@@ -156,19 +156,29 @@ type Config struct {
 	// a negative value never forces a refresh.
 	ForceRefreshDailyLimit int
 	// RejectedRefreshInterval is the least time between two token fetches
-	// of a credential that a rejection (40001, 40014, 42001) triggered:
-	// inside it, a refresh for a rejected token that the store still holds
-	// returns a *LimitError wrapping the last rejection, and an API that
-	// rejects every token cannot make the library burn the daily quota (or,
-	// with ClassicToken, invalidate the fleet's token again and again).
-	// Default DefaultRejectedRefreshInterval (30 s); negative disables it.
+	// of a credential that rejections (40001, 40014, 42001) of the same
+	// token value triggered, counted per process: inside it, a refresh for
+	// a rejected token that a rejection-triggered fetch already replaced
+	// (the fetch handed it back, or the store holds it again) returns a
+	// *LimitError wrapping that rejection, so a loop on one rejected token
+	// (stable_token handing it back, no force_refresh allowed) cannot burn
+	// the daily quota. A rejection of any other value — the token that
+	// fetch brought, rejected because someone else (a test environment on
+	// the same AppID) fetched since — is never held back by it. What bounds
+	// an API that rejects every token is the store's compare-and-refresh:
+	// one fetch per new token per fleet. Default
+	// DefaultRejectedRefreshInterval (30 s); negative disables it.
 	RejectedRefreshInterval time.Duration
 	// ErrorBackoff is how long a token call that WeChat refused with a
 	// configuration error (40013, 40125, 40164, 41002, 41004, 89503) or a
-	// quota error (45009) is not made again: every refresh in that window
-	// returns a *LimitError wrapping that error at once. A token another
-	// instance put in the store is still served. Default
-	// DefaultErrorBackoff (1 minute); negative disables it.
+	// quota error (45009), or answered with HTTP 200 and no usable token (a
+	// *ReplyError: no token, an expires_in that is missing, 0 or negative,
+	// JSON cut short or invalid), is not made again: every refresh in that
+	// window returns a *LimitError wrapping that error at once. It is
+	// counted per process: each instance of a fleet makes at most one such
+	// call per ErrorBackoff. A token another instance put in the store is
+	// still served. Default DefaultErrorBackoff (1 minute); negative
+	// disables it.
 	ErrorBackoff time.Duration
 	// StoreOutageInterval is the least time between two access_token
 	// fetches made without the store while it is down (StableToken only;

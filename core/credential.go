@@ -905,7 +905,7 @@ func (cr *Credential) fetcher(f *flight, prev string, in FetchRequest, called *b
 		f.inStore.Store(0)
 		wait := time.Since(refreshStart) // waiting for the store's lock
 		now := cr.clock()
-		if err := cr.lim.admit(p, cr.name, f.why, f.cause, now); err != nil {
+		if err := cr.lim.admit(p, cr.name, f.why, f.stale, f.cause, now); err != nil {
 			return Token{}, cr.limited(err)
 		}
 		force := f.why == reasonForced && cr.forcible
@@ -1070,7 +1070,7 @@ func (cr *Credential) fetchWithoutStore(ctx context.Context, f *flight, now time
 			return Token{}, false, err
 		}
 	}
-	if err := cr.lim.admit(&cr.policy, cr.name, f.why, f.cause, now); err != nil {
+	if err := cr.lim.admit(&cr.policy, cr.name, f.why, f.stale, f.cause, now); err != nil {
 		return Token{}, false, cr.limited(err)
 	}
 	_, tok, err := cr.call(ctx, f.why, in, false, now, 0) // no Decode: the token is its stored form

@@ -67,8 +67,9 @@ func (e *APIError) Temporary() bool { return e.codes().Temporary.has(e.Code) }
 // Codes says what a WeChat platform's errcodes mean, for APIError's
 // predicates and so for everything that decides on them: the
 // compare-and-refresh of a rejected credential, retries, and the back-off
-// after a configuration or quota error (Config.ErrorBackoff). Each platform
-// has one table: OfficialAccountCodes (Official Accounts and Mini
+// after a configuration or quota error (Config.ErrorBackoff; a malformed
+// token reply, a *ReplyError, backs off too, whatever the Codes). Each
+// platform has one table: OfficialAccountCodes (Official Accounts and Mini
 // Programs), wecom.Codes (WeCom). A Codes must not be changed once an API
 // uses it.
 type Codes struct {
@@ -181,9 +182,16 @@ func IsTemporary(err error) bool {
 }
 
 // ReplyError is a reply from the WeChat API that is not a usable answer:
-// an HTTP status other than 200, a body that is not JSON, or JSON that has
-// neither the expected fields nor an errcode. It is never turned into an
-// empty token. Replies with a 5xx status are retried; the others are not.
+// an HTTP status other than 200, a body that is not JSON (or is cut
+// short), or JSON that has neither the expected fields nor an errcode — for
+// a token or ticket call (API.Issue), a reply with no token, or whose
+// expires_in is missing, 0 or negative. It is never turned into an empty
+// token. Replies with a 5xx status are retried; the others are not. A
+// token call answered with one of HTTP 200 starts Config.ErrorBackoff
+// (Policy.ErrorBackoff of a Credential; 1 minute), as a configuration
+// error does: each process then makes no such call for that long, and its
+// callers get a *LimitError wrapping this error (errors.As reaches both).
+// Reason and Body hold no token or secret.
 type ReplyError struct {
 	Path       string // the API path that answered
 	StatusCode int    // the HTTP status

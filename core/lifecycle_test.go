@@ -169,9 +169,12 @@ func TestRejectedStableTokenWithoutForcedCalls(t *testing.T) {
 	}
 }
 
-// An API that rejects every token: rejection-triggered refreshes are
-// rate-limited, so 50 calls do not make 50 token fetches.
-func TestRejectionStormIsRateLimited(t *testing.T) {
+// An API that rejects every token: the rejection limit is keyed on the
+// rejected value, so it holds back none of these rejections (each is of a
+// new token); what bounds the fetches is the compare-and-refresh, one per
+// new token. The calls fail with the typed rejection, not a *LimitError.
+// (TestRejectionLimitStopsALoopOnOneToken has the loop the limit stops.)
+func TestRejectionStormFetchesOncePerToken(t *testing.T) {
 	s := newServer(t)
 	c := newConf(t, s, classic)
 	ctx := t.Context()
@@ -179,30 +182,18 @@ func TestRejectionStormIsRateLimited(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.InjectFault(wxtest.PathAPI, wxtest.Errcode(40001, "invalid credential, access_token is invalid or not latest rid: 1"), 1000)
-	limited := 0
-	for i := range 50 {
+	const calls = 50
+	for i := range calls {
 		err := callAPI(ctx, c)
-		if !core.IsInvalidCredential(err) {
-			t.Fatalf("Do #%d = %v, want the 40001 (typed)", i+1, err)
-		}
 		var le *core.LimitError
-		if errors.As(err, &le) {
-			limited++
-			if le.Limit != "RejectedRefreshInterval" {
-				t.Errorf("LimitError.Limit = %q, want RejectedRefreshInterval", le.Limit)
-			}
+		if !core.IsInvalidCredential(err) || errors.As(err, &le) {
+			t.Fatalf("Do #%d = %v, want the 40001 (typed), not a *LimitError", i+1, err)
 		}
 	}
-	if n := s.Calls(wxtest.PathToken); n != 2 {
-		t.Errorf("50 rejected calls made %d token fetches, want 2 (the first, one refresh)", n)
-	}
-	if limited != 49 {
-		t.Errorf("%d calls got a *LimitError, want 49", limited)
-	}
-	s.Advance(core.DefaultRejectedRefreshInterval)
-	_ = callAPI(ctx, c)
-	if n := s.Calls(wxtest.PathToken); n != 3 {
-		t.Errorf("after the interval: %d token fetches, want 3", n)
+	// One fetch per call: the call replaces its rejected token, and the
+	// token its retry was rejected with is replaced by the next call.
+	if n := s.Calls(wxtest.PathToken); n != 1+calls {
+		t.Errorf("%d rejected calls made %d token fetches, want %d (the first, one per rejected token)", calls, n, 1+calls)
 	}
 }
 

@@ -1,7 +1,9 @@
 package core
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -14,8 +16,9 @@ const (
 	// reasonExpiry: nothing usable is held (absent, expiring or expired).
 	reasonExpiry reason = iota
 	// reasonRejected: WeChat rejected the stale value (40001, 40014,
-	// 42001). Rate-limited by Config.RejectedRefreshInterval; escalates to
-	// force_refresh when a normal fetch hands the rejected value back.
+	// 42001). Limited per rejected value by Config.RejectedRefreshInterval;
+	// escalates to force_refresh when a normal fetch hands the rejected
+	// value back.
 	reasonRejected
 	// reasonForced: the caller asked for a brand-new token
 	// (Conf.ForceRefreshAccessToken). Limited by the force_refresh limits.
@@ -38,10 +41,12 @@ const (
 	// allows an AppID per day (about 20).
 	DefaultForceRefreshDailyLimit = 20
 	// DefaultRejectedRefreshInterval is the least time between two token
-	// fetches of one credential that rejections triggered.
+	// fetches of one credential that rejections of the same token value
+	// triggered (a rejection of another value is never held back).
 	DefaultRejectedRefreshInterval = 30 * time.Second
 	// DefaultErrorBackoff is how long a token call refused with a
-	// configuration or quota error is not made again.
+	// configuration or quota error, or answered with a reply that is not a
+	// token (a *ReplyError of HTTP 200), is not made again.
 	DefaultErrorBackoff = time.Minute
 )
 
@@ -54,14 +59,32 @@ const maxTrustedLifetime = 24 * time.Hour
 // beijing is the zone WeChat's daily quotas reset in (midnight, UTC+8).
 var beijing = time.FixedZone("CST", 8*60*60)
 
-// LimitError is returned instead of a token call that a limit held back:
-// a rejection-triggered refresh inside Config.RejectedRefreshInterval of the
-// last one, any token call inside Config.ErrorBackoff of a configuration or
-// quota error, or a force_refresh beyond Config.ForceRefreshInterval or
-// Config.ForceRefreshDailyLimit. No request was sent to WeChat. It wraps
-// the error that started the limit, when there is one, so IsConfigError,
-// IsQuotaExceeded and IsInvalidCredential still see it; reach it with
-// errors.As.
+// LimitError is returned instead of a token call that a limit held back;
+// no request was sent to WeChat. The limits, each counted per credential in
+// one process (a Conf, a Credential):
+//
+//   - RejectedRefreshInterval: a rejection-triggered fetch for a token value
+//     that a rejection-triggered fetch already replaced within the interval
+//     (the fetch handed the rejected value back, or the store holds it
+//     again). It stops a loop on one rejected token; a rejection of any
+//     other value — the token that fetch brought, a token someone else
+//     issued — is never held back by it. What bounds an API that rejects
+//     every token is the store's compare-and-refresh: one fetch per new
+//     token per fleet.
+//   - ErrorBackoff: any token call inside Config.ErrorBackoff of a token
+//     call refused with a configuration or quota error (an *APIError),
+//     answered with a reply that is not a token (a *ReplyError of HTTP 200:
+//     no token, an expires_in that is missing, 0 or negative, JSON that is
+//     cut short or invalid), or whose Fetch returned an empty value
+//     (ErrEmptyToken). Each process makes at most one such call per
+//     ErrorBackoff: 8 processes sharing a store make at most 8 in all.
+//   - ForceRefreshInterval, ForceRefreshDailyLimit: a force_refresh beyond
+//     them.
+//
+// It wraps the error that started the limit, when there is one, so
+// IsConfigError, IsQuotaExceeded and IsInvalidCredential still see it, and
+// errors.As still reaches an *APIError or *ReplyError; reach the
+// LimitError itself with errors.As. Its text holds no token or secret.
 type LimitError struct {
 	Credential string    // the credential's kind (CredentialConfig.Name), e.g. "access_token"
 	Limit      string    // the Config (and Policy) field that holds the call back, e.g. "ErrorBackoff"
@@ -86,11 +109,16 @@ func (e *LimitError) Unwrap() error { return e.Err }
 type limits struct {
 	mu sync.Mutex
 
-	rejectedAt  time.Time // the last rejection-triggered fetch
-	rejectedErr error     // the rejection that triggered it
+	// The last rejection-triggered fetch: the rejected value it replaced,
+	// when it was made, and the rejection that triggered it. Only the last
+	// one is kept: a value a fetch replaced is never served again unless
+	// a fetch hands it back, which makes it the last one.
+	rejectedValue string
+	rejectedAt    time.Time
+	rejectedErr   error
 
 	failUntil time.Time // no token call before this: back-off
-	failErr   error     // the configuration or quota error behind it
+	failErr   error     // the error behind it (see backsOff)
 
 	forceDay  string // Beijing date forceUsed counts for
 	forceUsed int
@@ -98,18 +126,22 @@ type limits struct {
 }
 
 // admit returns a *LimitError if a fetch for why may not be made at now,
-// and otherwise records a rejection-triggered one (cause is the rejection).
-func (l *limits) admit(p *Policy, name string, why reason, cause error, now time.Time) error {
+// and otherwise records a rejection-triggered one. rejected is the value
+// the fetch replaces (the flight's stale value; for a rejection, the token
+// WeChat rejected) and cause the rejection: a rejection-triggered fetch is
+// held back only when one for the same value was made within
+// Policy.RejectedRefreshInterval.
+func (l *limits) admit(p *Policy, name string, why reason, rejected string, cause error, now time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Before(l.failUntil) {
 		return &LimitError{Credential: name, Limit: "ErrorBackoff", Until: l.failUntil, Err: l.failErr}
 	}
 	if why == reasonRejected && p.RejectedRefreshInterval > 0 {
-		if until := l.rejectedAt.Add(p.RejectedRefreshInterval); !l.rejectedAt.IsZero() && now.Before(until) {
+		if until := l.rejectedAt.Add(p.RejectedRefreshInterval); !l.rejectedAt.IsZero() && rejected == l.rejectedValue && now.Before(until) {
 			return &LimitError{Credential: name, Limit: "RejectedRefreshInterval", Until: until, Err: l.rejectedErr}
 		}
-		l.rejectedAt, l.rejectedErr = now, cause
+		l.rejectedValue, l.rejectedAt, l.rejectedErr = rejected, now, cause
 	}
 	return nil
 }
@@ -135,9 +167,9 @@ func (l *limits) takeForce(p *Policy, name string, now time.Time) error {
 	return nil
 }
 
-// result records the outcome of a token call made at now: a configuration
-// or quota error starts the back-off (a force_refresh's own quota error
-// does not: normal calls still work), a success ends it.
+// result records the outcome of a token call made at now: an error that
+// backsOff starts the back-off (a force_refresh's own error does not:
+// normal calls still work), a success ends it.
 func (l *limits) result(p *Policy, err error, forced bool, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -145,7 +177,24 @@ func (l *limits) result(p *Policy, err error, forced bool, now time.Time) {
 	case err == nil:
 		l.failUntil, l.failErr = time.Time{}, nil
 	case forced:
-	case p.ErrorBackoff > 0 && (IsConfigError(err) || IsQuotaExceeded(err)):
+	case p.ErrorBackoff > 0 && backsOff(err):
 		l.failUntil, l.failErr = now.Add(p.ErrorBackoff), err
 	}
+}
+
+// backsOff reports whether a token call that failed with err must not be
+// made again for Policy.ErrorBackoff: the issuer answered, and answering
+// again at once would not change its answer. That is a configuration or
+// quota error, a reply of HTTP 200 that is not a token (a *ReplyError: no
+// token, a missing, zero or negative expires_in, JSON cut short or
+// invalid), or a Fetch that returned an empty value (ErrEmptyToken).
+// Busy replies, HTTP 5xx and network errors are retried inside the call
+// and do not back off; nor does another HTTP status, which a kind's
+// Rejects may read as a rejection of the token it Needs.
+func backsOff(err error) bool {
+	if IsConfigError(err) || IsQuotaExceeded(err) || errors.Is(err, ErrEmptyToken) {
+		return true
+	}
+	var re *ReplyError
+	return errors.As(err, &re) && re.StatusCode == http.StatusOK
 }

@@ -29,9 +29,12 @@ import (
 //     fleet-wide), the request is sent once more with the new token, and
 //     that reply is returned. The body is replayed through
 //     Request.GetBody, which http.NewRequest sets for bytes.Buffer,
-//     bytes.Reader and strings.Reader bodies; a request whose body cannot be
-//     replayed gets the rejection back as it came. A token the Conf does
-//     not keep (a user's OAuth token for /sns/userinfo) is never refreshed.
+//     bytes.Reader and strings.Reader bodies. A request whose body cannot be
+//     replayed (no GetBody, as for an io.Pipe or io.NopCloser body, or a
+//     GetBody that fails) is not sent again: the token is replaced all the
+//     same, and the caller gets the rejection as it came, so that its next
+//     request carries the new token. A token the Conf does not keep (a
+//     user's OAuth token for /sns/userinfo) is never refreshed.
 //   - If the refresh fails (a *LimitError, a store error), the rejection
 //     is returned as it came; the failure is logged as an event.
 //
@@ -109,18 +112,21 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if retried || !ours || rejection == nil || !a.cred.rejects(rejection) {
 			return resp, nil
 		}
+		// The rejected token is replaced whether or not the request can be
+		// sent again: a body that cannot be replayed skips the resend only,
+		// and the caller's next request carries the new token.
 		var body io.ReadCloser // the body to send again, nil for none
+		resend := true
 		if req.Body != nil && req.Body != http.NoBody {
 			if req.GetBody == nil {
-				return resp, nil // the body cannot be sent again
-			}
-			if body, err = req.GetBody(); err != nil {
-				return resp, nil
+				resend = false
+			} else if body, err = req.GetBody(); err != nil {
+				body, resend = nil, false
 			}
 		}
 		fresh, rerr := a.cred.rejected(req.Context(), r.URL.Path, tok, rejection)
-		if rerr != nil {
-			if body != nil { // the refresh logged its own event
+		if rerr != nil || !resend {
+			if body != nil { // a failed refresh logged its own event
 				body.Close()
 			}
 			return resp, nil
