@@ -36,10 +36,16 @@ import (
 //     *LimitError without calling WeChat.
 //   - Events: every fetch, adoption, rejection and failure is logged
 //     (Event* constants) with "credential" (Name) and "key" (Key).
+//   - Write-back: a token a fetch returned whose write the store did not
+//     confirm (the lock lost, the write failed or not answered within
+//     RefreshTimeout) is served to the callers all the same and written
+//     back by a compare-and-refresh from the value it replaced, unless the
+//     store holds a newer one (EventWrittenBack).
 //
 // Build one with NewCredential. A Credential is safe for concurrent use
 // and holds no goroutine or timer while idle (a background refresh runs
-// only while one is due).
+// only while one is due, a background write-back only while a fetched
+// token is not yet in the store).
 type Credential struct {
 	name, key string
 	store     TokenStore
@@ -73,8 +79,36 @@ type Credential struct {
 	storeDown     error
 	outageFetched bool  // a fetch without the store was made (Policy.FetchWithoutStore)
 	outageAt      int64 // elapsed() of the last one
-	pending       Token // fetched without the store, not yet written back
+	// The write-back (see holdPending), guarded by mu: pending is a token a
+	// fetch returned that the store has not been seen to hold, nil if
+	// none; wbRunning says a background write-back goroutine runs, and
+	// wbDone is closed when it ends. wbKick (buffered, never closed) wakes
+	// it; wbMin and wbMax bound its back-off.
+	pending      *pendingWrite
+	wbRunning    bool
+	wbDone       chan struct{}
+	wbKick       chan struct{}
+	wbMin, wbMax time.Duration
 }
+
+// pendingWrite is a token a fetch returned — WeChat issued it, so it may
+// already have invalidated the fleet's previous token (the classic token,
+// tickets) or carry a rotated refresh token (a Decode stored form) — whose
+// fenced write has not been seen to land. It is served all the same and
+// written back by a compare-and-refresh from replaced until it lands, is
+// superseded by another value in the store, or expires.
+type pendingWrite struct {
+	raw      Token       // what Fetch returned: the value to write (a stored form with Decode)
+	served   Token       // the token served from raw
+	replaced string      // the stored value the fetch replaced ("" for none): the write-back's stale
+	resolved atomic.Bool // landed or superseded: nothing more to do
+}
+
+// Bounds of the background write-back's back-off (see holdPending).
+const (
+	writeBackMinBackoff = time.Second
+	writeBackMaxBackoff = time.Minute
+)
 
 // CredentialConfig describes one credential for NewCredential. A new kind
 // is its Key, its Fetch and, if its API says "rejected" with other codes
@@ -193,6 +227,11 @@ type FetchRequest struct {
 	// it (with CredentialConfig.Decode, the stored form, not the token
 	// served): the zero Token when nothing is stored; possibly a value that
 	// Decode refused with ErrCorrupt, for Fetch to decide what to do with.
+	// One exception: while this process holds a value an earlier fetch
+	// returned whose write has not landed yet (the write-back, see the
+	// package doc), Stored is that value — it is the newer one (a rotated
+	// refresh token is the one WeChat honours) — and what Fetch returns
+	// replaces both.
 	Stored Token
 }
 
@@ -247,8 +286,10 @@ type Policy struct {
 	// ErrStoreUnavailable), this process fetches without the lock — a
 	// normal fetch, never a forced one — at most once per
 	// StoreOutageInterval, keeps the token in memory, logs
-	// EventStoreOutage, and writes the token back to the store on its next
-	// refresh that the store answers (a newer token in the store wins).
+	// EventStoreOutage, and holds it for the write-back: a
+	// compare-and-refresh from the value it replaced, retried in the
+	// background and at each refresh until the store answers
+	// (EventWrittenBack); any other value the store holds by then wins.
 	// Without it (classic /cgi-bin/token, tickets: every fetch invalidates
 	// the fleet's token) a store outage fetches nothing: the held token is
 	// served until its ExpiryMargin, then the ErrStoreUnavailable error is
@@ -346,7 +387,7 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 	cr := &Credential{
 		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, commit: cfg.Commit, decode: cfg.Decode, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
-		initial: cfg.Initial,
+		initial: cfg.Initial, wbKick: make(chan struct{}, 1), wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
 	}
 	cr.base = cr.clock()
 	return cr, nil
@@ -471,9 +512,15 @@ type flight struct {
 	// storeRefresh before its fetch runs), or 0: a RefreshTimeout that
 	// expires during one is a store outage.
 	inStore atomic.Int32
-	done    chan struct{} // closed when tok and err are set
-	tok     Token
-	err     error
+	// issued is the token the flight's fetch returned while the store has
+	// not yet answered for its write: whoever takes it (Swap) — the load
+	// when Store.Refresh returns, or run when RefreshTimeout ends the
+	// flight first — sees that it is served and, unless the store
+	// confirms it, written back.
+	issued atomic.Pointer[pendingWrite]
+	done   chan struct{} // closed when tok and err are set
+	tok    Token
+	err    error
 }
 
 // bgRetryInterval is how long the hot path waits before starting another
@@ -584,7 +631,10 @@ func (cr *Credential) refresh(ctx context.Context, stale string, why reason, cau
 // run performs flight f and publishes its result. The flight ends at
 // Policy.RefreshTimeout whatever the store does: a load still running then
 // is left to finish in the background (its ctx is cancelled; what it writes
-// to the store is read by the next refresh).
+// to the store is read by the next refresh). If its fetch had returned a
+// token whose write the store had not yet confirmed, that token is served
+// and held for the write-back (holdPending): a token WeChat issued is never
+// wasted.
 func (cr *Credential) run(parent context.Context, f *flight) {
 	ctx, cancel := context.WithTimeout(parent, cr.policy.RefreshTimeout)
 	defer cancel()
@@ -604,6 +654,19 @@ func (cr *Credential) run(parent context.Context, f *flight) {
 		toExpiry = f.toExpiry
 	case <-ctx.Done():
 		r.err = cr.noAnswer(ctx.Err())
+		if p := f.issued.Swap(nil); p != nil {
+			// The fetch returned a token and the store has not answered
+			// for its write: WeChat issued it (maybe invalidating the
+			// fleet's previous one), so the callers get it, and it is
+			// written back — the write goes on in the background, and
+			// the write-back's compare sees whether it landed.
+			cr.storeError("refresh", r.err)
+			cr.holdPending(p, true)
+			if r.tok, toExpiry, r.err = cr.serveIssued(p); r.err != nil {
+				r.err = wrapErr(r.err, "refresh %s", cr.name)
+			}
+			break
+		}
 		if op := f.inStore.Load(); op != 0 {
 			r.err = &unavailableError{op: storeOps[op], err: r.err}
 			cr.storeError(storeOps[op], r.err) // no answer is the store's failure too
@@ -706,9 +769,9 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 	}
 	switch {
 	case err == nil:
-		stored = cr.writeBack(ctx, stored)
+		stored = cr.writeBack(ctx, f, stored)
 	case errors.Is(err, ErrNotFound):
-		stored = cr.writeBack(ctx, Token{})
+		stored = cr.writeBack(ctx, f, Token{})
 	case ctx.Err() != nil:
 		// ctx is the flight's: it ends only at RefreshTimeout, so the
 		// store did not answer in time (a client that honours ctx
@@ -775,15 +838,24 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 //     refreshAttempts Refresh calls in all;
 //   - a token a fetch handed back unchanged with less than the margin left
 //     is served to its end: nothing newer can be had before it expires;
-//   - a lock lost to another holder is not the caller's problem: the store
-//     is read again (waiting out the new holder's lock) and its newer token
-//     returned; only when there is none is the error returned.
+//   - a token the fetch returned whose write the store did not confirm (a
+//     lock lost to another holder: the fetch outlived its lease; a failed
+//     write; a write that landed but reported failure) is never wasted: a
+//     compare-and-refresh from the value the fetch replaced writes it back
+//     (waiting out a new holder's lock). If the store holds another value
+//     by then, that one wins (served if usable); if the store does not
+//     answer, the token is served and held for the write-back
+//     (holdPending);
+//   - a lock lost before the fetch returned a token is not the caller's
+//     problem either: the store is read again (waiting out the new
+//     holder's lock) and its newer token returned; only when there is
+//     none is the error returned.
 //
 // The stale value of each Refresh call is the raw value the store holds
 // (a stored form with Decode), or f.stale when none was seen; every
 // judgement is made on the token served from it. It returns the token
 // served; fetched reports that it is one this call's fetch brought and
-// wrote.
+// that the store holds.
 func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Token, in FetchRequest) (tok Token, fetched bool, err error) {
 	for attempt := 1; ; attempt++ {
 		// replaced is the value the Refresh call replaces, prev the token
@@ -793,19 +865,68 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Toke
 			replaced, prev = raw.Value, cur.Value
 		}
 		in.Stored = raw
+		if p := cr.pendingNow(); p != nil {
+			// A token fetched earlier and not yet written back: the store
+			// was not seen to hold another value since (that would have
+			// superseded it), so it is the newer one (with Decode, its
+			// refresh token is the one WeChat honours). The fetch starts
+			// from it, and its result supersedes it.
+			in.Stored = p.raw
+		}
 		var called bool // the fetch ran: its outcome is logged by the fetch
 		var got Token   // the token served from what the fetch returned
 		start := time.Now()
 		f.inStore.Store(storeRefresh)
-		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, prev, in, &called, &got, start))
+		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, prev, in, &called, &got, start))
 		if err == nil || ctx.Err() == nil || called {
 			f.inStore.Store(0) // else it stays the store's failure for run (see load)
 		}
-		if errors.Is(err, ErrLockLost) {
+		// The token the fetch returned, unless run took it at
+		// RefreshTimeout (then run serves it and holds it for the
+		// write-back).
+		issued := f.issued.Load()
+		landed := called && err == nil
+		switch {
+		case err == nil:
+			f.issued.CompareAndSwap(issued, nil)
+			cr.observe(tok.Value)
+		case issued != nil:
+			// WeChat issued it: it may already have invalidated the
+			// fleet's previous token. Write it back from replaced; a
+			// newer value in the store wins. It stays in f.issued while
+			// the write-back waits, so that run serves it if
+			// RefreshTimeout ends the flight first.
+			if errors.Is(err, ErrLockLost) {
+				cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
+			} else {
+				cr.storeError("refresh", err)
+			}
+			held, werr := cr.writeBackNow(ctx, issued)
+			if !f.issued.CompareAndSwap(issued, nil) {
+				// run took it: the flight's result is already out.
+				return Token{}, false, context.Cause(ctx)
+			}
+			switch {
+			case werr != nil:
+				// Served all the same, and written back later.
+				cr.holdPending(issued, false)
+				tok, called = issued.raw, true
+			case held.Value == issued.raw.Value:
+				tok, called, landed = held, true, true
+			default:
+				tok, called = held, false
+			}
+			err, got = nil, issued.served
+		case errors.Is(err, ErrLockLost):
+			// The lease ran out before the fetch returned a token: read
+			// the store again, waiting out the new holder's lock.
 			lost := err
 			cr.logEvent(slog.LevelInfo, EventLockLost, slog.String("error", err.Error()))
 			called = false
 			tok, err = cr.store.Refresh(ctx, cr.key, replaced, func(context.Context) (Token, error) { called = true; return Token{}, lost })
+			if err == nil {
+				cr.observe(tok.Value)
+			}
 		}
 		switch {
 		case err != nil && !called:
@@ -834,13 +955,13 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Toke
 		now := cr.clock()
 		switch {
 		case cr.usable(cur, now) && (called || cur.Value != f.stale):
-			return cur, called, nil
+			return cur, landed, nil
 		case called && cur.Value == prev && now.Before(cur.ExpiresAt):
 			f.toExpiry = true
-			return cur, true, nil
+			return cur, landed, nil
 		case attempt == refreshAttempts && cur.Value == "":
 			return Token{}, false, errors.New("the store holds a value with no token to serve")
-		case attempt == refreshAttempts:
+		case attempt == refreshAttempts || (called && !landed):
 			return Token{}, false, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", cur.ExpiresAt)
 		}
 		raw = tok
@@ -895,10 +1016,11 @@ const refreshAttempts = 3
 // token that a normal fetch hands back unchanged, escalates once to a
 // forced one. Because it runs under the lock and only while the store
 // still holds the stale value, a fleet escalates once per rejected token.
-// prev is the token served from the value the store holds (the Refresh
-// call's stale); *called is set when the FetchFunc runs, and *got to the
-// token served from what it returns.
-func (cr *Credential) fetcher(f *flight, prev string, in FetchRequest, called *bool, got *Token, refreshStart time.Time) FetchFunc {
+// replaced is the Refresh call's stale (the value the store holds) and
+// prev the token served from it; *called is set when the FetchFunc runs,
+// and *got to the token served from what it returns, which is also
+// recorded as f.issued until the store answers for its write.
+func (cr *Credential) fetcher(f *flight, replaced, prev string, in FetchRequest, called *bool, got *Token, refreshStart time.Time) FetchFunc {
 	p := &cr.policy
 	return func(ctx context.Context) (Token, error) {
 		*called = true
@@ -930,6 +1052,9 @@ func (cr *Credential) fetcher(f *flight, prev string, in FetchRequest, called *b
 			cr.shortLived.Store(tok.ExpiresAt.Sub(now) <= p.RefreshAhead)
 		}
 		*got = tok
+		if err == nil {
+			f.issued.Store(&pendingWrite{raw: raw, served: tok, replaced: replaced})
+		}
 		return raw, err
 	}
 }
@@ -1032,9 +1157,7 @@ func (cr *Credential) outage(parent context.Context, f *flight, op string, err e
 	if ferr != nil {
 		return Token{}, false, fmt.Errorf("%w; fetching without the store: %w", err, ferr)
 	}
-	cr.mu.Lock()
-	cr.pending = tok
-	cr.mu.Unlock()
+	cr.holdPending(&pendingWrite{raw: tok, served: tok, replaced: f.stale}, false)
 	return tok, toExpiry, nil
 }
 
@@ -1091,36 +1214,209 @@ func (cr *Credential) fetchWithoutStore(ctx context.Context, f *flight, now time
 	return Token{}, false, fmt.Errorf("the fetch returned a token that expires at %v, too soon to serve", tok.ExpiresAt)
 }
 
-// writeBack writes a token fetched without the store (Policy
-// .FetchWithoutStore) back to it, now that the store answered with stored
-// (zero for none), so that the fleet converges: by a compare-and-refresh of
-// stored, unless stored is newer (then the pending token is dropped). It
-// returns what the store holds.
-func (cr *Credential) writeBack(ctx context.Context, stored Token) Token {
+// The write-back: a token a fetch returned — WeChat issued it — is never
+// wasted. A fetch whose fenced write is not seen to land (the lock lost,
+// the write failed or was not answered within RefreshTimeout), and a fetch
+// without the store (Policy.FetchWithoutStore), leave a pendingWrite:
+// served to the callers, and written back by a compare-and-refresh from
+// the value the fetch replaced — in a background goroutine with a capped
+// back-off (holdPending), and at every load (writeBack) — until it lands
+// (EventWrittenBack), another value in the store supersedes it, or it
+// expires (a stored form with a zero ExpiresAt never does). Every failure
+// is an EventStoreError, op "write_back". Write-backs may run at once:
+// each is a compare-and-refresh, so only one can land, and the others see
+// it.
+
+// pendingNow returns the token held for the write-back, nil if none.
+func (cr *Credential) pendingNow() *pendingWrite {
 	cr.mu.Lock()
-	p := cr.pending
-	cr.mu.Unlock()
-	if p.Value == "" {
-		return stored
-	}
-	if stored.Value == p.Value || (stored.Value != "" && !stored.ExpiresAt.Before(p.ExpiresAt)) || !p.ExpiresAt.After(cr.clock()) {
-		cr.dropPending(p)
-		return stored
-	}
-	tok, err := cr.store.Refresh(ctx, cr.key, stored.Value, func(context.Context) (Token, error) { return p, nil })
-	if err != nil {
-		cr.storeError("refresh", err) // kept for the next refresh
-		return stored
-	}
-	cr.dropPending(p)
-	return tok
+	defer cr.mu.Unlock()
+	return cr.pending
 }
 
-// dropPending forgets p as the token to write back.
-func (cr *Credential) dropPending(p Token) {
+// holdPending makes p the token to write back (the newest replaces an
+// older one: it was fetched later, from the same or a newer value) and
+// makes sure a background write-back runs: one attempt at once if now,
+// else after the back-off (the store just failed).
+func (cr *Credential) holdPending(p *pendingWrite, now bool) {
+	if p.resolved.Load() {
+		return
+	}
 	cr.mu.Lock()
-	if cr.pending.Value == p.Value {
-		cr.pending = Token{}
+	cr.pending = p
+	start := !cr.wbRunning
+	if start {
+		cr.wbRunning, cr.wbDone = true, make(chan struct{})
 	}
 	cr.mu.Unlock()
+	switch {
+	case start:
+		go cr.writeBackLoop(now)
+	case now:
+		cr.kick()
+	}
+}
+
+// kick wakes the background write-back, if it waits.
+func (cr *Credential) kick() {
+	select {
+	case cr.wbKick <- struct{}{}:
+	default:
+	}
+}
+
+// writeBackLoop is the background write-back: it tries the pending token
+// (at once if now, else after the back-off, doubling from wbMin to wbMax)
+// until none is pending; a kick cuts a wait short.
+func (cr *Credential) writeBackLoop(now bool) {
+	delay := cr.wbMin
+	for {
+		if !now {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-cr.wbKick:
+				t.Stop()
+			}
+			delay = min(2*delay, cr.wbMax)
+		}
+		cr.mu.Lock()
+		p := cr.pending
+		if p == nil {
+			cr.wbRunning = false
+			close(cr.wbDone)
+			cr.mu.Unlock()
+			return
+		}
+		cr.mu.Unlock()
+		now = false
+		if cr.pendingExpired(p) {
+			cr.resolve(p, false)
+			now = true
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cr.policy.RefreshTimeout)
+		held, err := cr.writeBackNow(ctx, p)
+		cancel()
+		if err == nil {
+			if held.Value != p.raw.Value {
+				cr.adoptNewer(p, held)
+			}
+			now = true // settled: see whether another is pending
+		}
+	}
+}
+
+// pendingExpired reports whether p is too old to write back: its ExpiresAt
+// has passed. A zero ExpiresAt (a durable stored form) never expires.
+func (cr *Credential) pendingExpired(p *pendingWrite) bool {
+	return !p.raw.ExpiresAt.IsZero() && !cr.clock().Before(p.raw.ExpiresAt)
+}
+
+// writeBackNow writes p back by a compare-and-refresh from p.replaced and
+// returns what the store holds then: p itself (it landed now, or had
+// landed), or another value, which wins (p is dropped). A store error is
+// logged (EventStoreError, op "write_back") and returned; p stays pending
+// if it was.
+func (cr *Credential) writeBackNow(ctx context.Context, p *pendingWrite) (Token, error) {
+	held, err := cr.store.Refresh(ctx, cr.key, p.replaced, func(context.Context) (Token, error) { return p.raw, nil })
+	if err != nil {
+		cr.storeError("write_back", err)
+		return Token{}, err
+	}
+	cr.resolve(p, held.Value == p.raw.Value)
+	return held, nil
+}
+
+// writeBack tries the pending token, if any, at flight f's load, whose Get
+// found stored (zero for nothing): it landed if the store holds it, is
+// superseded if the store holds another value than the one it replaced,
+// and is written back otherwise. It returns what the store holds (stored,
+// when the write-back failed: it stays pending).
+func (cr *Credential) writeBack(ctx context.Context, f *flight, stored Token) Token {
+	cr.observe(stored.Value)
+	p := cr.pendingNow()
+	switch {
+	case p == nil:
+		return stored
+	case cr.pendingExpired(p):
+		cr.resolve(p, false)
+		return stored
+	}
+	f.inStore.Store(storeRefresh)
+	held, err := cr.writeBackNow(ctx, p)
+	if err == nil || ctx.Err() == nil {
+		f.inStore.Store(0) // else it stays the store's failure for run (see load)
+	}
+	if err == nil {
+		return held
+	}
+	return stored
+}
+
+// observe notes that the store holds raw (a non-empty value): the pending
+// token, if it is raw, landed; if raw is another value than the one it
+// replaced, it is superseded.
+func (cr *Credential) observe(raw string) {
+	p := cr.pendingNow()
+	switch {
+	case p == nil || raw == "":
+	case raw == p.raw.Value:
+		cr.resolve(p, true)
+	case raw != p.replaced:
+		cr.resolve(p, false)
+	}
+}
+
+// resolve ends p's write-back, once: it is no longer pending, the
+// background write-back is woken to see it, and if it landed
+// EventWrittenBack is logged.
+func (cr *Credential) resolve(p *pendingWrite, landed bool) {
+	if !p.resolved.CompareAndSwap(false, true) {
+		return
+	}
+	cr.mu.Lock()
+	if cr.pending == p {
+		cr.pending = nil
+	}
+	cr.mu.Unlock()
+	cr.kick()
+	if landed {
+		cr.logEvent(slog.LevelInfo, EventWrittenBack, slog.Time("expires_at", p.served.ExpiresAt))
+	}
+}
+
+// adoptNewer serves held, the value that superseded p in the store, in
+// place of p's token if that is still the one held: the issuer of held may
+// have invalidated p's (the classic token). A withdrawn grant (ErrRevoked)
+// drops p's token.
+func (cr *Credential) adoptNewer(p *pendingWrite, held Token) {
+	tok, err := cr.decodeStored(held)
+	adopted := false
+	cr.mu.Lock()
+	if h := cr.cur.Load(); h != nil && h.Value == p.served.Value {
+		switch {
+		case errors.Is(err, ErrRevoked):
+			cr.cur.Store(nil)
+		case err == nil && cr.usable(tok, cr.clock()):
+			cr.adopt(tok, false)
+			adopted = true
+		}
+	}
+	cr.mu.Unlock()
+	if adopted {
+		cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", tok.ExpiresAt))
+	}
+}
+
+// serveIssued returns p's token as a flight's result: usable, or handed
+// back with less than the margin left (to be served to its ExpiresAt).
+func (cr *Credential) serveIssued(p *pendingWrite) (Token, bool, error) {
+	switch now := cr.clock(); {
+	case cr.usable(p.served, now):
+		return p.served, false, nil
+	case now.Before(p.served.ExpiresAt):
+		return p.served, true, nil
+	}
+	return Token{}, false, fmt.Errorf("the fetch returned a token that expires at %v, too soon to serve", p.served.ExpiresAt)
 }

@@ -30,12 +30,17 @@
 // its Fetch (one call to WeChat), what rejection means (Codes, or
 // CredentialConfig.Rejects) and its timing (Policy) are all a kind is; the
 // hot path, refresh ahead, single flight, store reads, compare-and-refresh,
-// forced escalation, limits and events below are the engine's, the same
-// for every kind. An API (NewAPI) calls one WeChat host with retries, typed
-// errors (APIError with the platform's Codes, ReplyError) and redaction;
-// API.WithCredential makes it add a Credential's token and replace a
-// rejected one. Conf is three Credentials and an API; wecom.App is three
-// more with WeCom's Codes; ExampleNewCredential builds a kind from scratch.
+// forced escalation, limits and events below are the engine's, the same for
+// every kind. A kind whose stored value holds more than the token it serves
+// (an Open Platform authorizer's record: its access token and its durable
+// refresh token, fenced together) says how to read it
+// (CredentialConfig.Decode); the store compares and fences the whole
+// record, the engine judges the token served. An API (NewAPI) calls one
+// WeChat host with retries, typed errors (APIError with the platform's
+// Codes, ReplyError) and redaction; API.WithCredential makes it add a
+// Credential's token and replace a rejected one. Conf is three Credentials
+// and an API; wecom.App is three more with WeCom's Codes;
+// ExampleNewCredential builds a kind from scratch.
 //
 // # What Conf does on each call
 //
@@ -97,10 +102,41 @@
 // refresh, so only the instance holding the lock for a stale value calls.
 //
 // A lock lost to another holder (ErrLockLost: the fetch outlived the
-// store's lease) is not the caller's problem: the store is read again,
-// waiting out the new holder, and its token returned. A ticket refresh gets
-// a valid access_token before it takes the ticket's lock, so no store lock
-// (for PostgreSQL, no pooled connection) is held while waiting for another.
+// store's lease) is not the caller's problem: the token the fetch returned
+// is written back (below), or, if the new holder wrote a newer one, that
+// one is returned. A ticket refresh gets a valid access_token before it
+// takes the ticket's lock, so no store lock (for PostgreSQL, no pooled
+// connection) is held while waiting for another.
+//
+// # A token WeChat issued is never wasted
+//
+// A fetch's token may already have invalidated the fleet's previous one
+// (ClassicToken, the tickets) or carry a rotated refresh token (an Open
+// Platform authorizer's record, CredentialConfig.Decode), so one whose
+// fenced write the store did not confirm — the lock was lost, the write
+// failed or landed but reported a failure, or RefreshTimeout ended the
+// refresh while the write was in flight — is still served to the callers
+// that waited for it, and written back:
+//
+//   - by a compare-and-refresh from exactly the stored value the fetch
+//     replaced (Store.Refresh with that value as stale, whose fetch
+//     returns the token), so that it lands only if nobody wrote since: if
+//     the store then holds the token, it had landed; if it holds any
+//     other value, that value wins — it is served if usable — and the
+//     token is dropped, never written;
+//   - at once (after a fetch without the store, only after the back-off),
+//     then in a background goroutine with a back-off from 1 s doubling to
+//     1 min, and at every refresh's read of the store, until it lands
+//     (EventWrittenBack), is superseded, or expires (a stored form with a
+//     zero ExpiresAt never does);
+//   - each failure is an EventStoreError with op "write_back"; while one is
+//     held, a fetch starts from it (FetchRequest.Stored): it is newer than
+//     what the store holds.
+//
+// A fetch without the store (Policy.FetchWithoutStore, below) is held and
+// written back the same way. Every write-back is a compare-and-refresh, so
+// write-backs running at once (two processes, the background and a
+// refresh) land at most once, and no older value replaces a newer one.
 //
 // # When the store is down
 //
@@ -115,9 +151,11 @@
 //     lock (Policy.FetchWithoutStore; a normal call, never force_refresh),
 //     at most once per Config.StoreOutageInterval (30 s) per process,
 //     serves the token from memory, logs EventStoreOutage (Warn), and
-//     writes the token back with a compare-and-refresh on its next refresh
-//     that the store answers (a newer token in the store wins). Callers do
-//     not fail; the fleet makes at most one call per process per interval.
+//     writes the token back once the store answers (see above: a
+//     compare-and-refresh from the value it replaced, retried in the
+//     background and at each refresh; any other value in the store wins).
+//     Callers do not fail; the fleet makes at most one call per process
+//     per interval.
 //   - ClassicToken (and the tickets): every call would invalidate the
 //     token the rest of the fleet holds, so nothing is fetched without the
 //     lock: the held token is served until its ExpiryMargin, then the
@@ -147,9 +185,10 @@
 //	EventForced                         Warn   a force_refresh is made ("why")
 //	EventRejected                       Info   WeChat rejected a credential ("path", "errcode")
 //	EventLimited                        Warn   a limit held a token call back ("limit", "until", "error")
-//	EventStoreError                     Warn   the TokenStore failed ("op", "error")
+//	EventStoreError                     Warn   the TokenStore failed ("op": get, set, refresh, write_back, decode, commit; "error")
 //	EventStoreOutage                    Warn   the store failed; fetched without it or not ("op", "error", "fetched")
 //	EventLockLost                       Info   the store's lock went to another holder ("error")
+//	EventWrittenBack                    Info   a fetched token whose write was not confirmed is now in the store ("expires_at")
 //	EventBackgroundRefreshFailed        Warn   a refresh ahead of expiry failed ("expires_at", "error")
 //	EventNoNewer                        Debug  a refresh ahead of expiry brought the same credential back
 //	EventRetry                          Debug  a WeChat call is retried ("path", "attempt", "delay", "error")

@@ -45,9 +45,10 @@ const (
 	// "error".
 	EventLimited = "wechatconf.limited"
 	// EventStoreError (Warn): the TokenStore failed. Attributes: "op"
-	// ("get", "set", "refresh", "commit" for CredentialConfig.Commit, or
-	// "decode": a stored value CredentialConfig.Decode found corrupt,
-	// replaced by a fetch), "error".
+	// ("get", "set", "refresh", "commit" for CredentialConfig.Commit,
+	// "write_back" for a write-back of a fetched token that failed — it is
+	// tried again, see EventWrittenBack — or "decode": a stored value
+	// CredentialConfig.Decode found corrupt, replaced by a fetch), "error".
 	EventStoreError = "wechatconf.store_error"
 	// EventStoreOutage (Warn): a refresh failed because the TokenStore
 	// failed or did not answer (ErrStoreUnavailable). With
@@ -65,9 +66,19 @@ const (
 	// StoreOutageInterval, when the held token or the error is returned).
 	EventStoreOutage = "wechatconf.store_outage"
 	// EventLockLost (Info): this Conf's refresh lost the store's lock to
-	// another holder (ErrLockLost); the store is read again. Attribute
-	// "error".
+	// another holder (ErrLockLost); the store is read again, and a token
+	// its fetch returned is written back unless the store holds a newer
+	// one. Attribute "error".
 	EventLockLost = "wechatconf.lock_lost"
+	// EventWrittenBack (Info): a token this Conf fetched, whose write the
+	// store had not confirmed (the lock was lost, the write failed or was
+	// not answered within RefreshTimeout, or it was fetched without the
+	// store, Policy.FetchWithoutStore), is now in the store: written back
+	// by a compare-and-refresh from the value it replaced, or found there.
+	// Until then it was served from memory and retried in the background
+	// (each failure an EventStoreError, op "write_back"). Attribute
+	// "expires_at" (of the token served).
+	EventWrittenBack = "wechatconf.written_back"
 	// EventBackgroundRefreshFailed (Warn): a refresh ahead of expiry failed;
 	// the current credential is still served until ExpiryMargin.
 	// Attributes: "expires_at" (of the current one), "error".

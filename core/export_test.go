@@ -1,0 +1,39 @@
+package core
+
+import (
+	"context"
+	"time"
+)
+
+// Hooks into the write-back for the tests of package core_test.
+
+// SetWriteBackBackoff sets the bounds of cr's background write-back
+// back-off; call it before cr is used.
+func SetWriteBackBackoff(cr *Credential, min, max time.Duration) { cr.wbMin, cr.wbMax = min, max }
+
+// PendingWrite returns the token cr holds for the write-back (the token
+// served from it) and whether it holds one.
+func PendingWrite(cr *Credential) (Token, bool) {
+	if p := cr.pendingNow(); p != nil {
+		return p.served, true
+	}
+	return Token{}, false
+}
+
+// WriteBackIdle waits until no background write-back of cr runs, or ctx
+// ends (its error).
+func WriteBackIdle(ctx context.Context, cr *Credential) error {
+	for {
+		cr.mu.Lock()
+		running, done := cr.wbRunning, cr.wbDone
+		cr.mu.Unlock()
+		if !running {
+			return nil
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
