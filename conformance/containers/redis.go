@@ -31,6 +31,17 @@ func redisArgs(extra ...string) []string {
 // loopback port, and returns once it accepts connections.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
+	return StartRedisWithArgs(t)
+}
+
+// StartRedisWithArgs is [StartRedis] with extra redis-server arguments,
+// passed after the defaults (protected mode off, no persistence), so that
+// a later directive overrides a default: for example
+// "--maxmemory-policy", "allkeys-lru"; "--appendonly", "yes"; or
+// "--rename-command", "CONFIG", "" (an argument may be empty: no shell is
+// involved).
+func StartRedisWithArgs(t testing.TB, extra ...string) *Redis {
+	t.Helper()
 	RequireDocker(t)
 	ctx, cancel := startCtx()
 	defer cancel()
@@ -38,7 +49,7 @@ func StartRedis(t testing.TB) *Redis {
 	begin := time.Now()
 	c, _, err := runOnFixedPort(t, ctx, image, false, func(hostPort int) []testcontainers.ContainerCustomizer {
 		return []testcontainers.ContainerCustomizer{
-			testcontainers.WithCmd(redisArgs("--bind", "0.0.0.0")...),
+			testcontainers.WithCmd(redisArgs(append([]string{"--bind", "0.0.0.0"}, extra...)...)...),
 			testcontainers.WithExposedPorts(redisPort),
 			bindLoopback(redisPort, hostPort),
 			testcontainers.WithWaitStrategyAndDeadline(StartTimeout,

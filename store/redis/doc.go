@@ -105,6 +105,37 @@
 // rare — one per refresh, a few per hour — so the broadcast costs nothing
 // that matters.
 //
+// # Durable state on a server that forgets
+//
+// A token with a zero ExpiresAt is durable state (an Open Platform
+// authorizer's refresh token): its hash has no TTL, and losing it cannot be
+// repaired by a fetch — the merchant must authorize again. A Redis server
+// loses such a key when its maxmemory-policy is allkeys-lru, allkeys-lfu or
+// allkeys-random (eviction picks among all keys once memory is full;
+// volatile-* policies and noeviction never touch a key without a TTL), or
+// when it persists nothing (save "" and appendonly no: a restart empties
+// it). So after the first durable write of a Store (a Set, or a Refresh
+// whose fetch returned a zero ExpiresAt) succeeds, the Store asks the
+// server, once, with CONFIG GET maxmemory-policy, save and appendonly (three
+// commands in one round trip, bounded by a second and the caller's ctx),
+// and if either risk holds logs EventDurabilityRisk at Warn (WithLogger;
+// by default to slog.Default()), naming the setting and the fix:
+// maxmemory-policy noeviction or volatile-*, AOF or RDB snapshots, or
+// durable state kept on another store. Only that first durable write pays
+// the round trip; other writes, and every write with an ExpiresAt, never
+// ask. The check never fails a write: the write is done when it runs.
+//
+// The check asks where the server lets it. A server that refuses CONFIG
+// (renamed or disabled, an ACL user without config|get, most managed
+// services) is not asked again and nothing is logged at Warn
+// (EventDurabilityUnchecked at Debug). A check that gets no answer (a
+// connection error, a timeout) is tried again at the next durable write,
+// one at a time. On a Cluster every master is asked (ForEachMaster), on a
+// Ring every live shard, and the event names the first node at risk by
+// address ("addr"); a Sentinel-backed client (redis.NewFailoverClient)
+// asks the current master. A maxmemory-policy that evicts is reported
+// even while maxmemory is 0 (no limit): it applies as soon as one is set.
+//
 // # Caveats
 //
 //   - Failover: Redis replicates asynchronously. If the master fails after
@@ -118,7 +149,8 @@
 //     a READONLY error that says so; use redis.NewFailoverClient or a
 //     Cluster client so that go-redis follows the master.
 //   - A restart without persistence loses tokens and locks: the next
-//     Refresh fetches, once.
+//     Refresh fetches, once. Durable state cannot be fetched again: see
+//     "Durable state on a server that forgets".
 //   - Context deadlines: go-redis bounds a command by its ReadTimeout and
 //     WriteTimeout unless the client is built with ContextTimeoutEnabled,
 //     in which case ctx deadlines apply too. Every method checks ctx first,

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ type options struct {
 	lease   time.Duration
 	backoff time.Duration
 	grace   time.Duration
+	logger  *slog.Logger
 }
 
 // WithPrefix sets the string that begins every Redis key and Pub/Sub
@@ -110,6 +112,9 @@ type Store struct {
 	backoff time.Duration // effective: min(WithWaitBackoff, lease/4)
 	grace   time.Duration
 	hub     hub
+	logger  *slog.Logger
+
+	durability checkOnce // the durability check of the first durable write
 }
 
 // New returns a Store over client: a *redis.Client (standalone, or
@@ -126,6 +131,9 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.logger == nil {
+		o.logger = slog.New(defaultWarnHandler{})
+	}
 	return &Store{
 		client:  client,
 		prefix:  o.prefix,
@@ -133,6 +141,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		backoff: max(min(o.backoff, o.lease/4), time.Millisecond),
 		grace:   o.grace,
 		hub:     hub{client: client, channel: o.prefix + wakeChannel},
+		logger:  o.logger,
 	}, nil
 }
 
@@ -194,9 +203,10 @@ func (s *Store) Get(ctx context.Context, key string) (core.Token, error) {
 // Set implements core.TokenStore: it replaces the stored token in one
 // atomic script, without taking the refresh lock. The token expires in
 // Redis the grace (WithExpiryGrace) after its ExpiresAt; a token with a zero
-// ExpiresAt is kept until it is overwritten or deleted. A token with an
-// empty Value is refused with an error wrapping core.ErrEmptyToken, and
-// nothing is written.
+// ExpiresAt is kept until it is overwritten or deleted (durable state: the
+// first such write of a Store may ask the server whether it keeps it, see
+// EventDurabilityRisk). A token with an empty Value is refused with an
+// error wrapping core.ErrEmptyToken, and nothing is written.
 func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 	if err := core.CheckSet(ctx, key, t); err != nil {
 		return fmt.Errorf("redisstore: set %q: %w", key, err)
@@ -207,12 +217,16 @@ func (s *Store) Set(ctx context.Context, key string, t core.Token) error {
 	if err != nil {
 		return fmt.Errorf("redisstore: set %q: %w", key, redisErr(ctx, err))
 	}
+	if t.ExpiresAt.IsZero() {
+		s.durableWritten(ctx, key)
+	}
 	return nil
 }
 
 // Refresh implements core.TokenStore: see its rules and the package
 // documentation for the lock. A stored value that cannot be decoded counts
-// as absent and is replaced.
+// as absent and is replaced. A fetched token with a zero ExpiresAt is
+// durable state, written like Set's (see EventDurabilityRisk).
 func (s *Store) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
 	if err := core.CheckCall(ctx, key); err != nil {
 		return core.Token{}, fmt.Errorf("redisstore: refresh: %w", err)
@@ -334,6 +348,9 @@ func (s *Store) hold(ctx context.Context, n names, key, owner string, start time
 	released = true // by the script, or by whoever took the lock over
 	if ok != 1 {
 		return core.Token{}, fmt.Errorf("lock taken over after its %v lease, write refused: %w", s.lease, core.ErrLockLost)
+	}
+	if t.ExpiresAt.IsZero() {
+		s.durableWritten(ctx, key)
 	}
 	return t, nil
 }

@@ -7,8 +7,10 @@
 // (TestStoreOutage: 8 processes calling through a minute without Redis,
 // stable_token and classic), a Sentinel failover under a fleet of 8
 // processes (TestSentinelFailover: the master is killed while a token
-// refresh is in flight) and the store's own checks
-// against the server. The servers are started in Docker by
+// refresh is in flight), the durability check (TestDurabilityRisk: servers
+// that evict keys without a TTL, persist nothing, refuse CONFIG, or keep
+// durable state safe; once per Store; every master of a Cluster) and the
+// store's own checks against the server. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).
 //
 // It is a module of its own, github.com/wechatconf/wechatconf/store/redis/containertest,
