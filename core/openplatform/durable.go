@@ -46,9 +46,9 @@ type heldWrite struct {
 // Held reports how many durable writes the store has not taken yet: they
 // are retried in the background until they land (an event each:
 // core.EventStoreError with op "write_back" while it fails,
-// "wechatconf.written_back" when it lands). A process that stops while one is
+// core.EventWrittenBack when it lands). A process that stops while one is
 // held loses it; for an authorization WeChat's re-sent push brings it
-// again.
+// again (see Authorize).
 func (c *Component) Held() int {
 	c.held.mu.Lock()
 	defer c.held.mu.Unlock()
@@ -140,7 +140,7 @@ func (c *Component) writeBack(key string) {
 		}
 		c.held.mu.Unlock()
 		if written {
-			c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wechatconf.written_back",
+			c.logger().LogAttrs(context.Background(), slog.LevelInfo, core.EventWrittenBack,
 				slog.String("credential", h.name), slog.String("key", key))
 		}
 		if h.appid != "" {

@@ -235,7 +235,7 @@ func TestAuthorizationSurvivesAStoreError(t *testing.T) {
 				} else {
 					close(release)
 					if err != nil {
-						events.await(t, "wechatconf.written_back")
+						events.await(t, core.EventWrittenBack)
 					}
 				}
 				ch.wantServes(t, c)
