@@ -51,7 +51,6 @@ type Credential struct {
 	store     TokenStore
 	fetch     func(context.Context, FetchRequest) (Token, error)
 	prepare   func(context.Context) (any, error)
-	commit    func(context.Context, any) error
 	decode    func(Token) (Token, error) // nil: the stored value is the token served
 	forcible  bool
 	needs     *Credential
@@ -153,13 +152,6 @@ type CredentialConfig struct {
 	// gets its result in FetchRequest.Prepared. Its error fails the refresh
 	// without a fetch.
 	Prepare func(ctx context.Context) (any, error)
-	// Commit, if set, runs after a token that Fetch returned has been
-	// written to the store (the fenced write), with no lock held, with the
-	// FetchRequest.Prepared value of that fetch: it moves durable state the
-	// fetch brought forward (a rotated authorizer_refresh_token), by a
-	// compare-and-set of its own. Its error is logged (EventStoreError, op
-	// "commit"); the token is served all the same.
-	Commit func(ctx context.Context, prepared any) error
 	// Decode, if set, says the value stored under Key is a stored form that
 	// holds more than the token served (an Open Platform authorizer's record:
 	// its authorizer_access_token together with its durable
@@ -220,7 +212,9 @@ type FetchRequest struct {
 	// if there is none.
 	Needed Token
 	// Prepared is what CredentialConfig.Prepare returned, nil without one.
-	// Fetch may record in it what Commit must write (it is the same value).
+	// Durable state a fetch moves forward (a rotated refresh token) is not
+	// written from here: it belongs in the stored form Fetch returns (see
+	// CredentialConfig.Decode), in the same fenced write as the token.
 	Prepared any
 	// Stored is the stored value the Refresh call replaces — what the store
 	// holds under Key while Fetch runs under its lock — as the store keeps
@@ -293,7 +287,7 @@ type Policy struct {
 	// Without it (classic /cgi-bin/token, tickets: every fetch invalidates
 	// the fleet's token) a store outage fetches nothing: the held token is
 	// served until its ExpiryMargin, then the ErrStoreUnavailable error is
-	// returned. Not allowed with CredentialConfig.Commit.
+	// returned. Not allowed with CredentialConfig.Decode.
 	FetchWithoutStore bool
 	// StoreOutageInterval: least time between two fetches without the
 	// store (FetchWithoutStore); inside it a held, still-usable token is
@@ -365,8 +359,6 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Key is required", cfg.Name)
 	case cfg.Fetch == nil:
 		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Fetch is required", cfg.Name)
-	case cfg.Policy.FetchWithoutStore && cfg.Commit != nil:
-		return nil, fmt.Errorf("wechatconf: %s: Policy.FetchWithoutStore cannot be set with a Commit: what a fetch moves forward must reach the store", cfg.Name)
 	case cfg.Decode != nil && cfg.Policy.FetchWithoutStore:
 		return nil, fmt.Errorf("wechatconf: %s: Policy.FetchWithoutStore cannot be set with a Decode: a stored form must be fetched under the store's lock from the one it replaces", cfg.Name)
 	case cfg.Decode != nil && cfg.Initial.Value != "":
@@ -385,7 +377,7 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		cfg.Rejects = IsInvalidCredential
 	}
 	cr := &Credential{
-		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, commit: cfg.Commit, decode: cfg.Decode, forcible: cfg.Forcible,
+		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, decode: cfg.Decode, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
 		initial: cfg.Initial, wbKick: make(chan struct{}, 1), wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
 	}
@@ -805,15 +797,10 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
 			}
 		}
-		tok, fetched, err := cr.refreshStore(ctx, f, stored, cur, in)
+		tok, err := cr.refreshStore(ctx, f, stored, cur, in)
 		if err == nil || retried || cr.needs == nil || !cr.needs.rejects(err) {
 			if err != nil {
 				return Token{}, wrapErr(err, "refresh %s", cr.name)
-			}
-			if fetched && cr.commit != nil {
-				if cerr := cr.commit(ctx, in.Prepared); cerr != nil {
-					cr.storeError("commit", cerr)
-				}
 			}
 			return tok, nil
 		}
@@ -854,9 +841,8 @@ func (cr *Credential) load(ctx context.Context, f *flight) (Token, error) {
 // The stale value of each Refresh call is the raw value the store holds
 // (a stored form with Decode), or f.stale when none was seen; every
 // judgement is made on the token served from it. It returns the token
-// served; fetched reports that it is one this call's fetch brought and
-// that the store holds.
-func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Token, in FetchRequest) (tok Token, fetched bool, err error) {
+// served.
+func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Token, in FetchRequest) (Token, error) {
 	for attempt := 1; ; attempt++ {
 		// replaced is the value the Refresh call replaces, prev the token
 		// served from it.
@@ -875,6 +861,8 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Toke
 		}
 		var called bool // the fetch ran: its outcome is logged by the fetch
 		var got Token   // the token served from what the fetch returned
+		var tok Token
+		var err error
 		start := time.Now()
 		f.inStore.Store(storeRefresh)
 		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, prev, in, &called, &got, start))
@@ -904,7 +892,7 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Toke
 			held, werr := cr.writeBackNow(ctx, issued)
 			if !f.issued.CompareAndSwap(issued, nil) {
 				// run took it: the flight's result is already out.
-				return Token{}, false, context.Cause(ctx)
+				return Token{}, context.Cause(ctx)
 			}
 			switch {
 			case werr != nil:
@@ -939,14 +927,14 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Toke
 			case !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrLockLost):
 				err = &unavailableError{op: "refresh", err: err}
 			}
-			return Token{}, false, err
+			return Token{}, err
 		case err != nil:
-			return Token{}, false, err
+			return Token{}, err
 		case called:
 			cur = got
 		default:
 			if cur, err = cr.decodeStored(tok); err != nil {
-				return Token{}, false, err
+				return Token{}, err
 			}
 			if cur.Value != "" {
 				cr.logEvent(slog.LevelInfo, EventAdopted, slog.Time("expires_at", cur.ExpiresAt), slog.Duration("lock_wait", time.Since(start)))
@@ -955,14 +943,14 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Toke
 		now := cr.clock()
 		switch {
 		case cr.usable(cur, now) && (called || cur.Value != f.stale):
-			return cur, landed, nil
+			return cur, nil
 		case called && cur.Value == prev && now.Before(cur.ExpiresAt):
 			f.toExpiry = true
-			return cur, landed, nil
+			return cur, nil
 		case attempt == refreshAttempts && cur.Value == "":
-			return Token{}, false, errors.New("the store holds a value with no token to serve")
+			return Token{}, errors.New("the store holds a value with no token to serve")
 		case attempt == refreshAttempts || (called && !landed):
-			return Token{}, false, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", cur.ExpiresAt)
+			return Token{}, fmt.Errorf("the store returned a token that expires at %v, too soon to serve", cur.ExpiresAt)
 		}
 		raw = tok
 	}

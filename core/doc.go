@@ -185,7 +185,7 @@
 //	EventForced                         Warn   a force_refresh is made ("why")
 //	EventRejected                       Info   WeChat rejected a credential ("path", "errcode")
 //	EventLimited                        Warn   a limit held a token call back ("limit", "until", "error")
-//	EventStoreError                     Warn   the TokenStore failed ("op": get, set, refresh, write_back, decode, commit; "error")
+//	EventStoreError                     Warn   the TokenStore failed ("op": get, set, refresh, write_back, decode; "error")
 //	EventStoreOutage                    Warn   the store failed; fetched without it or not ("op", "error", "fetched")
 //	EventLockLost                       Info   the store's lock went to another holder ("error")
 //	EventWrittenBack                    Info   a fetched token whose write was not confirmed is now in the store ("expires_at")

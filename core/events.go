@@ -45,10 +45,10 @@ const (
 	// "error".
 	EventLimited = "wechatconf.limited"
 	// EventStoreError (Warn): the TokenStore failed. Attributes: "op"
-	// ("get", "set", "refresh", "commit" for CredentialConfig.Commit,
-	// "write_back" for a write-back of a fetched token that failed — it is
-	// tried again, see EventWrittenBack — or "decode": a stored value
-	// CredentialConfig.Decode found corrupt, replaced by a fetch), "error".
+	// ("get", "set", "refresh", "write_back" for a write-back of a fetched
+	// token that failed — it is tried again, see EventWrittenBack — or
+	// "decode": a stored value CredentialConfig.Decode found corrupt,
+	// replaced by a fetch), "error".
 	EventStoreError = "wechatconf.store_error"
 	// EventStoreOutage (Warn): a refresh failed because the TokenStore
 	// failed or did not answer (ErrStoreUnavailable). With

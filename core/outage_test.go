@@ -171,18 +171,6 @@ func TestStoreOutageFetchesAtMostOncePerInterval(t *testing.T) {
 	}
 }
 
-// A fetch without the store cannot move durable state forward: NewCredential
-// refuses FetchWithoutStore with a Commit.
-func TestFetchWithoutStoreRefusesCommit(t *testing.T) {
-	_, err := core.NewCredential(core.CredentialConfig{
-		Name: "x", Key: "k", Fetch: func(context.Context, core.FetchRequest) (core.Token, error) { return core.Token{}, nil },
-		Commit: func(context.Context, any) error { return nil }, Policy: core.Policy{FetchWithoutStore: true},
-	})
-	if err == nil {
-		t.Error("NewCredential with FetchWithoutStore and a Commit succeeded, want an error")
-	}
-}
-
 // hangingStore is a TokenStore over a server that does not answer, with a
 // client that honours ctx (go-redis with ContextTimeoutEnabled, pgx, the
 // etcd client): every call blocks until ctx ends and returns its error.

@@ -11,7 +11,7 @@ import (
 )
 
 // lockWatch is a MemoryStore that knows whether a Refresh lock is held,
-// so a test can see that Prepare and Commit run with none held.
+// so a test can see that Prepare runs with none held.
 type lockWatch struct {
 	core.TokenStore
 	held atomic.Int32
@@ -25,46 +25,31 @@ func (w *lockWatch) Refresh(ctx context.Context, key, stale string, fetch core.F
 	})
 }
 
-// Prepare reads durable state before the lock, Fetch gets it, Commit
-// writes what the fetch brought after the token is stored: no store call
-// while the lock is held.
-func TestPrepareAndCommit(t *testing.T) {
+// Prepare reads what the fetch needs from the store before the lock, with
+// no lock held (no store call while the lock is held), and Fetch gets it;
+// a second instance adopts the stored token without a Prepare or a fetch.
+func TestPrepareRunsBeforeTheLock(t *testing.T) {
 	store := &lockWatch{TokenStore: core.NewMemoryStore()}
 	ctx := t.Context()
-	if err := store.Set(ctx, "durable", core.Token{Value: "rt-1"}); err != nil {
+	if err := store.Set(ctx, "ticket", core.Token{Value: "ticket-1"}); err != nil {
 		t.Fatal(err)
 	}
-	type state struct{ used, next string }
-	var prepares, commits atomic.Int32
+	var prepares atomic.Int32
 	cr, err := core.NewCredential(core.CredentialConfig{
-		Name: "authorizer_access_token", Key: "token", Store: store,
+		Name: "component_access_token", Key: "token", Store: store,
 		Prepare: func(ctx context.Context) (any, error) {
 			prepares.Add(1)
 			if store.held.Load() != 0 {
 				t.Error("Prepare ran while a lock was held")
 			}
-			rt, err := store.Get(ctx, "durable")
-			return &state{used: rt.Value}, err
+			tk, err := store.Get(ctx, "ticket")
+			return tk.Value, err
 		},
 		Fetch: func(_ context.Context, r core.FetchRequest) (core.Token, error) {
-			st := r.Prepared.(*state)
-			if st.used != "rt-1" {
-				t.Errorf("Fetch got %q, want the durable value", st.used)
+			if r.Prepared != "ticket-1" {
+				t.Errorf("Fetch got Prepared %v, want what Prepare read", r.Prepared)
 			}
-			st.next = "rt-2"
 			return core.Token{Value: "at-1", ExpiresAt: time.Now().Add(time.Hour)}, nil
-		},
-		Commit: func(ctx context.Context, prepared any) error {
-			commits.Add(1)
-			if store.held.Load() != 0 {
-				t.Error("Commit ran while a lock was held")
-			}
-			if tok, _ := store.Get(ctx, "token"); tok.Value != "at-1" {
-				t.Errorf("Commit ran before the token was written (store holds %q)", tok.Value)
-			}
-			st := prepared.(*state)
-			_, err := store.Refresh(ctx, "durable", st.used, func(context.Context) (core.Token, error) { return core.Token{Value: st.next}, nil })
-			return err
 		},
 	})
 	if err != nil {
@@ -73,21 +58,18 @@ func TestPrepareAndCommit(t *testing.T) {
 	if tok, err := cr.Get(ctx); err != nil || tok.Value != "at-1" {
 		t.Fatalf("Get = %v, %v", tok.Value, err)
 	}
-	if rt, _ := store.Get(ctx, "durable"); rt.Value != "rt-2" {
-		t.Errorf("durable value %q after Commit, want rt-2", rt.Value)
+	if prepares.Load() != 1 {
+		t.Errorf("%d prepares, want 1", prepares.Load())
 	}
-	if prepares.Load() != 1 || commits.Load() != 1 {
-		t.Errorf("%d prepares, %d commits, want 1 and 1", prepares.Load(), commits.Load())
-	}
-	// A second instance adopts the stored token: no fetch, no commit.
-	again, _ := core.NewCredential(core.CredentialConfig{Name: "authorizer_access_token", Key: "token", Store: store,
+	// A second instance adopts the stored token: no Prepare, no fetch.
+	again, _ := core.NewCredential(core.CredentialConfig{Name: "component_access_token", Key: "token", Store: store,
+		Prepare: func(context.Context) (any, error) { t.Error("prepared without a fetch"); return nil, nil },
 		Fetch: func(context.Context, core.FetchRequest) (core.Token, error) {
 			t.Error("fetched")
 			return core.Token{}, nil
-		},
-		Commit: func(context.Context, any) error { t.Error("committed without a fetch"); return nil }})
-	if _, err := again.Get(ctx); err != nil {
-		t.Fatal(err)
+		}})
+	if tok, err := again.Get(ctx); err != nil || tok.Value != "at-1" {
+		t.Fatalf("second instance Get = %v, %v; want the stored token", tok.Value, err)
 	}
 }
 
