@@ -263,10 +263,16 @@ type Policy struct {
 	// in the same second. Default 0.
 	RefreshJitter time.Duration
 	// RejectedRefreshInterval: least time between two rejection-triggered
-	// fetches. Default DefaultRejectedRefreshInterval; negative disables.
+	// fetches for the same rejected token value (a loop on one token, e.g.
+	// a fetch that hands it back). The rejection of another, newer token is
+	// never held back; an API that rejects every token is bounded by the
+	// store's compare-and-refresh (one fetch per new token per fleet).
+	// Default DefaultRejectedRefreshInterval; negative disables.
 	RejectedRefreshInterval time.Duration
 	// ErrorBackoff: no fetch this long after a configuration or quota
-	// error. Default DefaultErrorBackoff; negative disables.
+	// error, or a 200 reply that is not a token (a *ReplyError: expires_in
+	// 0, negative or missing, no token, invalid JSON). Counted per
+	// Credential. Default DefaultErrorBackoff; negative disables.
 	ErrorBackoff time.Duration
 	// ForceRefreshInterval: least time between two forced fetches. Default
 	// DefaultForceRefreshInterval.

@@ -93,9 +93,11 @@
 // per day, days ending at midnight Beijing time).
 //
 // Two more limits keep a misbehaving API or configuration from turning
-// every call into a token call: rejection-triggered fetches of a credential
-// are at most one per Config.RejectedRefreshInterval (30 s), and a token
-// call refused with a configuration or quota error is not made again for
+// every call into a token call: a rejected token is replaced at most once
+// per Config.RejectedRefreshInterval (30 s) — a loop on the same rejected
+// value is stopped, while the rejection of a newer token is never held back
+// — and a token call refused with a configuration or quota error, or
+// answered 200 with something that is not a token, is not made again for
 // Config.ErrorBackoff (1 minute). A limit answers with a *LimitError,
 // without a request to WeChat, wrapping the error that started it. The
 // limits are counted per Conf; a fleet shares the store's compare-and-
@@ -214,7 +216,7 @@
 //   - -1, 45011, HTTP 5xx and network errors are retried with capped
 //     exponential backoff within ctx; configuration errors (40013, 40125,
 //     40164, 41002, 41004, 89503) and 45009 never are, say what to fix, and
-//     start Config.ErrorBackoff.
+//     start Config.ErrorBackoff, as a 200 reply that is not a token does.
 //   - No secret (the AppSecret, an access_token, a ticket) appears in an
 //     error or a log line, whole or in part: what an error keeps of a reply
 //     or a URL is redacted before it is cut short (the values of every

@@ -37,9 +37,10 @@
 //	wechatconf.rejections           counter {rejection}    errcode: WeChat rejected a credential (a compare-and-refresh follows)
 //	wechatconf.forced_refreshes     counter {refresh}      why ("requested", "rejected token handed back")
 //	wechatconf.limited              counter {call}         limit (the Config field): a token call held back by a limit
-//	wechatconf.store.errors         counter {error}        store.op ("get", "set", "refresh", "commit")
+//	wechatconf.store.errors         counter {error}        store.op ("get", "set", "refresh", "decode", "write_back")
 //	wechatconf.store.outages        counter {refresh}      store.op, fetched (core.EventStoreOutage)
 //	wechatconf.lock.lost            counter {event}        a refresh lost the store's lock to another holder
+//	wechatconf.written_back         counter {write}        a fetched token whose write did not land, written afterwards (core.EventWrittenBack)
 //	wechatconf.background_refresh.failures counter {failure} a refresh ahead of expiry failed
 //	wechatconf.token.remaining      gauge s                the life left of each credential given to [Handler.Observe]
 //

@@ -29,7 +29,7 @@ const (
 	AttrEvent      = attribute.Key("wechatconf.event")          // "fetched", "fetch_failed" or "adopted"
 	AttrWhy        = attribute.Key("wechatconf.why")            // of a forced refresh
 	AttrLimit      = attribute.Key("wechatconf.limit")          // the Config field of a limit
-	AttrStoreOp    = attribute.Key("wechatconf.store.op")       // "get", "set", "refresh" or "commit"
+	AttrStoreOp    = attribute.Key("wechatconf.store.op")       // "get", "set", "refresh", "decode", "write_back"
 )
 
 // Option configures NewHandler.
@@ -68,9 +68,9 @@ type state struct {
 	withKey bool
 	tracer  trace.Tracer
 
-	fetches, adoptions, rejections, forced, limited, storeErrors, storeOutages, lockLost, bgFailures metric.Int64Counter
-	fetchDuration, lockWait                                                                          metric.Float64Histogram
-	gauge                                                                                            metric.Float64ObservableGauge
+	fetches, adoptions, rejections, forced, limited, storeErrors, storeOutages, lockLost, bgFailures, writtenBack metric.Int64Counter
+	fetchDuration, lockWait                                                                                       metric.Float64Histogram
+	gauge                                                                                                         metric.Float64ObservableGauge
 
 	reg   metric.Registration
 	mu    sync.Mutex
@@ -123,6 +123,7 @@ func NewHandler(next slog.Handler, opts ...Option) *Handler {
 	s.storeErrors = counter("wechatconf.store.errors", "{error}", "Failed token store operations.")
 	s.storeOutages = counter("wechatconf.store.outages", "{refresh}", "Refreshes the token store failed; wechatconf.fetched says whether a fetch was made without the store (core.Policy.FetchWithoutStore).")
 	s.lockLost = counter("wechatconf.lock.lost", "{event}", "Refreshes that lost the store's lock to another holder.")
+	s.writtenBack = counter("wechatconf.written_back", "{write}", "Tokens a fetch brought whose first write did not land, written to the store afterwards.")
 	s.bgFailures = counter("wechatconf.background_refresh.failures", "{failure}", "Failed refreshes ahead of expiry.")
 	s.fetchDuration = histogram("wechatconf.fetch.duration", "Duration of token calls, retries included.")
 	s.lockWait = histogram("wechatconf.lock.wait", "Wait for the token store's lock before a fetch or an adoption.")
@@ -331,6 +332,8 @@ func (s *state) record(ctx context.Context, r slog.Record) {
 		s.storeOutages.Add(ctx, 1, with(AttrStoreOp.String(e.op), attribute.Bool("wechatconf.fetched", e.fetched)))
 	case core.EventLockLost:
 		s.lockLost.Add(ctx, 1, with())
+	case core.EventWrittenBack:
+		s.writtenBack.Add(ctx, 1, with())
 	case core.EventBackgroundRefreshFailed:
 		s.bgFailures.Add(ctx, 1, with())
 	}

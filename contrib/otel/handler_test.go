@@ -439,3 +439,16 @@ func TestDerivedAndConcurrent(t *testing.T) {
 		t.Errorf("logs passed on through WithGroup: %.300s", logs)
 	}
 }
+
+// A token written back after its first write failed (core.EventWrittenBack)
+// is counted.
+func TestWrittenBackIsCounted(t *testing.T) {
+	hs := newHarness(t)
+	l := slog.New(hs.h)
+	for range 3 {
+		l.Info(core.EventWrittenBack, "credential", "access_token", "key", "k", "expires_at", time.Now())
+	}
+	if n := count(t, hs.collect(t), "wechatconf.written_back", cred); n != 3 {
+		t.Errorf("wechatconf.written_back = %d, want 3", n)
+	}
+}
