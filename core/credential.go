@@ -966,7 +966,9 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Toke
 // (read by Get, or returned by Store.Refresh without a fetch): raw itself
 // without a Decode. A stored form that Decode finds corrupt counts as
 // absent (the zero Token; EventStoreError, op "decode"), and so does one
-// with nothing to serve; any other Decode error is returned, wrapped.
+// with nothing to serve; any other Decode error (the stored form says the
+// grant was withdrawn) is returned as it is: it is what the form says, not
+// a failure to read it.
 func (cr *Credential) decodeStored(raw Token) (Token, error) {
 	if cr.decode == nil || raw.Value == "" {
 		return raw, nil
@@ -981,7 +983,7 @@ func (cr *Credential) decodeStored(raw Token) (Token, error) {
 		cr.storeError("decode", err)
 		return Token{}, nil
 	}
-	return Token{}, fmt.Errorf("decoding the stored value: %w", err)
+	return Token{}, err
 }
 
 // decodeFetched returns the token served from raw, a value Fetch returned:

@@ -38,9 +38,12 @@ const codeIndexLifetime = time.Hour
 // authorizer_access_token and authorizer_refresh_token in one durable
 // value, replacing an earlier authorization's — and returns its handle.
 // The authorization is dated by this process's clock (the redirect
-// carries no time of WeChat's); the authorized push of the same code
-// (HandleEvent) then finds it applied and changes nothing, whichever
-// comes first.
+// carries no time of WeChat's) until the authorized push of the same code
+// arrives (HandleEvent): that push finds it applied, exchanges nothing,
+// and only gives it WeChat's CreateTime, whichever comes first. Until
+// then, ordering it against a withdrawal push relies on this clock being
+// within the time between the withdrawal and the new authorization of
+// WeChat's.
 //
 // Errors: wrapped *core.APIError of the exchange (61009 for an unknown
 // code, 61010 for an expired one — unless the store shows this code's
@@ -59,6 +62,7 @@ func (c *Component) Authorize(ctx context.Context, code string) (*Authorizer, er
 // push's CreateTime, or now), the code valid until codeExpires (zero: not
 // known). It returns the handle and what it did (Applied*).
 func (c *Component) authorize(ctx context.Context, code, appid string, at, codeExpires time.Time) (*Authorizer, string, error) {
+	fromPush := appid != "" // dated by WeChat's CreateTime, not this process's clock
 	if code == "" {
 		return nil, "", wrap("Authorize", errors.New("the authorization code is empty"))
 	}
@@ -73,6 +77,9 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 	}
 	if appid != "" {
 		if applied := c.alreadyApplied(ctx, appid, id, since); applied != "" {
+			if applied == AppliedAlready && fromPush {
+				c.redate(ctx, appid, id, since)
+			}
 			return c.Authorizer(appid), applied, nil
 		}
 	}
@@ -108,6 +115,16 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 			Reason: "authorization_info names authorizer " + info.AppID + ", the push " + appid})
 	}
 	appid = info.AppID
+	if !fromPush {
+		// The exchange just made is the authorization WeChat honours now
+		// (it voided the previous refresh token): whatever the store holds
+		// came before it, whatever this process's clock says.
+		if cur, err := c.durable.Get(ctx, c.recordKey(appid)); err == nil {
+			if r, err := decodeRecord(cur); err == nil && r.Since >= since {
+				since = r.Since + 1
+			}
+		}
+	}
 	life := time.Duration(min(info.ExpiresIn, 86400)) * time.Second // trusted up to 24 h, as core's calls
 	next := record{State: stateAuthorized, Since: since, Code: id, Refresh: info.RefreshToken,
 		Access: info.AccessToken, Expires: start.Add(life).UnixMilli()}
@@ -121,7 +138,10 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 		case r.Code == id:
 			applied = AppliedAlready
 			return true
-		case !r.replacedBy(stateAuthorized, since):
+		case fromPush && !r.replacedBy(stateAuthorized, since):
+			// A newer event came between the check above and the
+			// exchange. (The redirect's exchange is the newest by
+			// definition: it replaces whatever another writer put.)
 			applied = AppliedOlderIgnored
 			return true
 		}
@@ -134,6 +154,29 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 	c.indexCode(ctx, id, appid, codeExpires)
 	c.changed(appid)
 	return c.Authorizer(appid), applied, nil
+}
+
+// redate gives appid's record, applied from code id by the redirect and so
+// dated by this process's clock, the time WeChat gave the authorization —
+// since, the CreateTime of the code's push — so that the order of later
+// events does not depend on this clock being right. Best effort: a store
+// error or a record that moved on leaves it as it is.
+func (c *Component) redate(ctx context.Context, appid, id string, since int64) {
+	key := c.recordKey(appid)
+	for range 4 {
+		cur, err := c.durable.Get(ctx, key)
+		if err != nil {
+			return
+		}
+		r, err := decodeRecord(cur)
+		if err != nil || r.Code != id || r.Since == since {
+			return
+		}
+		r.Since = since
+		if ok, err := compareAndSet(ctx, c.durable, key, cur, r.encode()); err != nil || ok {
+			return
+		}
+	}
 }
 
 // alreadyApplied reads appid's record and says whether an authorization
@@ -162,18 +205,19 @@ func (c *Component) alreadyApplied(ctx context.Context, appid, id string, since 
 // authorizer it named, for the code's life: the redirect carries only the
 // code, so a redirect applied after the code's push (whose exchange WeChat
 // may refuse as used) finds the authorizer's record through it. It is an
-// aid, not durable state: a write or read that fails is ignored (the
-// exchange then decides).
+// aid, not durable state, kept in Config.Store (with the code's expiry, so
+// a store that expires keys drops it): a write or read that fails is
+// ignored (the exchange then decides).
 func (c *Component) codeIndexKey(id string) string { return c.prefix + "authorization_code/" + id }
 
 func (c *Component) indexCode(ctx context.Context, id, appid string, expires time.Time) {
-	if err := c.durable.Set(ctx, c.codeIndexKey(id), core.Token{Value: appid, ExpiresAt: expires}); err != nil {
+	if err := c.cfg.Store.Set(ctx, c.codeIndexKey(id), core.Token{Value: appid, ExpiresAt: expires}); err != nil {
 		c.logStoreError("authorization_code", c.codeIndexKey(id), "set", err)
 	}
 }
 
 func (c *Component) codeIndex(ctx context.Context, id string) string {
-	t, err := c.durable.Get(ctx, c.codeIndexKey(id))
+	t, err := c.cfg.Store.Get(ctx, c.codeIndexKey(id))
 	if err != nil {
 		return ""
 	}

@@ -264,7 +264,8 @@ func (c *Component) fetchAuthorizerToken(ctx context.Context, appid string, r co
 		case 61023:
 			return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "WeChat refused its authorizer_refresh_token", Err: err}
 		case 61003:
-			return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "the authorization was withdrawn", Err: err, Withdrawn: true}
+			// Not written to the record: only a withdrawal push does that.
+			return core.Token{}, &ReauthorizeError{AuthorizerAppID: appid, Reason: "WeChat says this account has not authorized the component (61003: never authorized, or withdrawn)", Err: err, Withdrawn: true}
 		}
 	}
 	if err != nil {

@@ -325,3 +325,38 @@ func (l *eventLog) await(t *testing.T, name string) {
 		}
 	}
 }
+
+// A redirect applied by a process whose clock is behind WeChat's is dated
+// too early; the authorized push of the same code gives it WeChat's time,
+// so that the withdrawal before it, delivered late, does not undo it
+// (found by a new user's trial: the merchant was withdrawn for good).
+func TestRedirectWithASlowClockIsRedatedByItsPush(t *testing.T) {
+	ch := newChain(t)
+	slow := func() time.Time { return ch.s.Now().Add(-time.Minute) }
+	c := newComponent(t, ch.store, func(cfg *openplatform.Config) {
+		cfg.AppSecret = core.NewSecret(componentSecret)
+		cfg.Token, cfg.EncodingAESKey = core.NewSecret(pushToken), core.NewSecret(pushKey)
+		cfg.BaseURL, cfg.Now, cfg.RetryBackoff = ch.s.URL, slow, time.Millisecond
+	})
+	mp := mustPush(t)
+	ch.pushTicket(t, c)
+	ch.authorize(t, c, merchant)
+	ch.s.Advance(time.Second)
+	ch.s.Unauthorize(componentAppID, merchant)
+	withdrawal := mp(ch.s.UnauthorizedPush(componentAppID, merchant, pushToken, pushKey)) // T
+	ch.s.Advance(30 * time.Second)
+	code := ch.s.Authorize(componentAppID, merchant)
+	if _, err := c.Authorize(t.Context(), code); err != nil { // dated T+30s-1m by the slow clock
+		t.Fatal(err)
+	}
+	p := mp(ch.s.AuthorizedPush(code, pushToken, pushKey)) // T+30s
+	if ev, err := deliver(t, c, p.q, p.body); err != nil || ev.Applied != openplatform.AppliedAlready {
+		t.Fatalf("the authorized push after the redirect: %+v, %v", ev, err)
+	}
+	for range 2 {
+		if ev, err := deliver(t, c, withdrawal.q, withdrawal.body); err != nil || ev.Applied != openplatform.AppliedOlderIgnored {
+			t.Fatalf("the late withdrawal: Applied %q, %v; want %q", ev.Applied, err, openplatform.AppliedOlderIgnored)
+		}
+	}
+	ch.wantServes(t, c)
+}
