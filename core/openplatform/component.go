@@ -137,7 +137,8 @@ type Config struct {
 	// forget (a Redis that evicts keys or does not persist). nil means
 	// Store.
 	DurableStore core.TokenStore
-	// KeyPrefix starts every store key (see Keys in the package doc).
+	// KeyPrefix starts every store key (see "Store keys" in the package
+	// doc).
 	// Default "wechatconf".
 	KeyPrefix string
 	// BaseURL, HTTPClient, Logger, MaxRetries, RetryBackoff and Now are as

@@ -360,3 +360,44 @@ func TestRedirectWithASlowClockIsRedatedByItsPush(t *testing.T) {
 	}
 	ch.wantServes(t, c)
 }
+
+// ParseAuthorizationRecord reads what the store holds for an authorizer,
+// through every state, and never shows a token when printed.
+func TestParseAuthorizationRecord(t *testing.T) {
+	ch := newChain(t)
+	c := ch.component(t)
+	ch.pushTicket(t, c)
+	ch.authorize(t, c, merchant)
+	ctx := t.Context()
+	stored, err := ch.store.Get(ctx, c.AuthorizationKey(merchant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := openplatform.ParseAuthorizationRecord(stored)
+	rt, _ := c.RefreshToken(ctx, merchant)
+	switch {
+	case err != nil:
+		t.Fatal(err)
+	case r.Withdrawn || r.RefreshToken.Reveal() != rt.Value || !ch.s.TokenValid(r.AccessToken.Reveal()) || !r.ExpiresAt.After(ch.s.Now()) || r.Since.IsZero():
+		t.Errorf("authorized record: withdrawn %v, refresh token right %v, access token valid %v, expires %v, since %v",
+			r.Withdrawn, r.RefreshToken.Reveal() == rt.Value, ch.s.TokenValid(r.AccessToken.Reveal()), r.ExpiresAt, r.Since)
+	}
+	if s := fmt.Sprintf("%v %+v %#v", r, r, r); strings.Contains(s, rt.Value) || strings.Contains(s, r.AccessToken.Reveal()) {
+		t.Error("a printed record shows a token")
+	}
+	if err := c.Unauthorize(ctx, merchant); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ = ch.store.Get(ctx, c.AuthorizationKey(merchant))
+	if r, err := openplatform.ParseAuthorizationRecord(stored); err != nil || !r.Withdrawn || !r.RefreshToken.IsZero() {
+		t.Errorf("withdrawn record: %+v, %v", r, err)
+	}
+	if r, err := openplatform.ParseAuthorizationRecord(core.Token{Value: "refreshtoken@@@legacy"}); err != nil || r.Withdrawn || r.RefreshToken.Reveal() != "refreshtoken@@@legacy" || !r.Since.IsZero() {
+		t.Errorf("an earlier version's bare refresh token: %+v, %v", r, err)
+	}
+	for _, bad := range []string{"wechatconf.authorizer/1{", "wechatconf.authorizer/1{\"state\":\"authorized\"}", "has space"} {
+		if _, err := openplatform.ParseAuthorizationRecord(core.Token{Value: bad}); !errors.Is(err, core.ErrCorrupt) {
+			t.Errorf("ParseAuthorizationRecord(%q) = %v, want ErrCorrupt", bad, err)
+		}
+	}
+}

@@ -134,3 +134,43 @@ func codeID(code string) string {
 	sum := sha256.Sum256([]byte("wechatconf authorization code\x00" + code))
 	return hex.EncodeToString(sum[:12])
 }
+
+// AuthorizationRecord is what an authorizer's stored record says — the
+// value under Component.AuthorizationKey — for operators' tools (the
+// wechatconf command's inspect) and audits. Its tokens are core.Secret
+// values, which no rendering shows.
+type AuthorizationRecord struct {
+	// Withdrawn: the merchant withdrew the authorization; the tokens are
+	// empty.
+	Withdrawn bool
+	// Since is when the state was set: the CreateTime of the push that set
+	// it, or the clock of the process that applied a redirect, an
+	// Unauthorize or an ImportRefreshToken; zero when not known (a value an
+	// earlier version wrote).
+	Since time.Time
+	// RefreshToken is the authorizer_refresh_token.
+	RefreshToken core.Secret
+	// AccessToken is the authorizer_access_token held with it, and
+	// ExpiresAt its expiry; zero before the first one is fetched.
+	AccessToken core.Secret
+	ExpiresAt   time.Time
+}
+
+// ParseAuthorizationRecord reads a value stored under an authorizer's
+// AuthorizationKey: a record, or what an earlier version stored there (a
+// bare refresh token, a withdrawal marker). A value that is none of them
+// is an error wrapping core.ErrCorrupt.
+func ParseAuthorizationRecord(stored core.Token) (AuthorizationRecord, error) {
+	r, err := decodeRecord(stored)
+	if err != nil {
+		return AuthorizationRecord{}, err
+	}
+	out := AuthorizationRecord{Withdrawn: r.State == stateWithdrawn, RefreshToken: core.NewSecret(r.Refresh), AccessToken: core.NewSecret(r.Access)}
+	if r.Since > 0 {
+		out.Since = time.UnixMilli(r.Since)
+	}
+	if r.Expires > 0 {
+		out.ExpiresAt = time.UnixMilli(r.Expires)
+	}
+	return out, nil
+}
