@@ -1,0 +1,413 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wechatconf/wechatconf/core"
+)
+
+// faultMode is what the one fault of a sweep run does to the store call it
+// hits (see Sweep).
+type faultMode int
+
+const (
+	faultNone  faultMode = iota
+	faultFail            // the call fails without effect
+	faultLands           // the call takes effect, then reports failure
+	faultHang            // the call blocks until its ctx ends, without effect
+	faultLost            // Refresh only: the fetch runs, then the write fails (WeChat's reply is lost)
+	faultKill            // the process is killed (SIGKILL) right after the call returns
+)
+
+var faultNames = [...]string{"baseline", "fail", "lands", "hang", "lost", "kill"}
+
+func (m faultMode) String() string { return faultNames[m] }
+
+// errInjected is wrapped by every error an injected fault returns.
+var errInjected = errors.New("conformance: injected store fault")
+
+// storeCall is one store call a sweep run counted.
+type storeCall struct {
+	Seq  int    `json:"seq"`  // 1-based among the counted calls
+	Proc string `json:"proc"` // the process ("A", "B", …) that made it
+	Op   string `json:"op"`   // Get, Set or Refresh
+	Key  string `json:"key"`
+	// Quiet: the process made no WeChat call between the return of its
+	// previous store call and the return of this one. A kill right after
+	// a quiet Get is the same crash as a kill right after the call
+	// before it.
+	Quiet bool `json:"quiet"`
+}
+
+func (c storeCall) String() string { return fmt.Sprintf("%s %s(%q)", c.Proc, c.Op, c.Key) }
+
+// storeWrite is one value a store call left in the store.
+type storeWrite struct {
+	Proc    string `json:"proc"`
+	Key     string `json:"key"`
+	Value   string `json:"value"`
+	Expires int64  `json:"expires"` // Unix milliseconds, 0 for a zero ExpiresAt
+}
+
+// faultPlan counts the store calls of one sweep run, injects the run's one
+// fault at the k-th, and keeps the history of what every call wrote.
+type faultPlan struct {
+	mode faultMode
+	k    int    // the call to hit, 1-based; 0: none
+	only string // count only this process's calls ("" every process)
+	// emit, in a kill-mode child, reports each call and write to the
+	// parent as it happens; kill kills the process.
+	emit func(kind string, v any)
+	kill func()
+
+	mu    sync.Mutex
+	armed bool
+	// late counts the calls no fault hit whose ctx ended while they ran,
+	// lockLost the Refresh calls that lost their lock to the lease: on a
+	// busy machine a timeout or a lease can run out without a fault, which
+	// is then a second fault in the run (see sweeper.run).
+	late, lockLost int
+	n              int
+	calls          []storeCall
+	childCalls     []storeCall // a kill-mode child's, as it reported them
+	writes         []storeWrite
+	hit            *storeCall
+	lastWeb        map[string]int64
+}
+
+func newFaultPlan(mode faultMode, k int) *faultPlan {
+	return &faultPlan{mode: mode, k: k, lastWeb: map[string]int64{}}
+}
+
+func (p *faultPlan) arm(on bool) {
+	p.mu.Lock()
+	p.armed = on
+	p.mu.Unlock()
+}
+
+// enter counts a call of proc and says which fault, if any, it takes.
+func (p *faultPlan) enter(proc, op, key string) (seq int, m faultMode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.armed || (p.only != "" && proc != p.only) {
+		return 0, faultNone
+	}
+	p.n++
+	c := storeCall{Seq: p.n, Proc: proc, Op: op, Key: key}
+	p.calls = append(p.calls, c)
+	if p.n == p.k {
+		m = p.mode
+		if m == faultLost && op != "Refresh" {
+			m = faultNone
+		}
+		if m != faultNone {
+			p.hit = &c
+		}
+	}
+	return p.n, m
+}
+
+// timing records what a call that returned err with ctx says of the
+// machine's speed: begun with ctx live, it ran until ctx ended, or its
+// Refresh lost its lock to the lease.
+func (p *faultPlan) timing(ctx context.Context, live bool, m faultMode, err error) {
+	late := m == faultNone && live && ctx.Err() != nil
+	lost := errors.Is(err, core.ErrLockLost) && !errors.Is(err, errLeasePlayed)
+	if late || lost {
+		p.mu.Lock()
+		if late {
+			p.late++
+		}
+		if lost {
+			p.lockLost++
+		}
+		p.mu.Unlock()
+	}
+}
+
+// exit records that call seq of s returned; web is s's count of WeChat
+// calls. A kill-mode fault kills the process here.
+func (p *faultPlan) exit(s *faultStore, seq int, m faultMode) {
+	if seq == 0 {
+		return
+	}
+	web := s.web.Load()
+	p.mu.Lock()
+	c := &p.calls[seq-1]
+	c.Quiet = web == p.lastWeb[s.proc]
+	p.lastWeb[s.proc] = web
+	call := *c
+	p.mu.Unlock()
+	if p.emit != nil {
+		p.emit("call", call)
+	}
+	if m == faultKill && p.kill != nil {
+		p.kill()
+	}
+}
+
+// wrote records that proc's call left tok under key.
+func (p *faultPlan) wrote(proc, key string, tok core.Token) {
+	w := storeWrite{Proc: proc, Key: key, Value: tok.Value}
+	if !tok.ExpiresAt.IsZero() {
+		w.Expires = tok.ExpiresAt.UnixMilli()
+	}
+	p.absorbWrite(w)
+	if p.emit != nil {
+		p.emit("wrote", w)
+	}
+}
+
+func (p *faultPlan) absorbWrite(w storeWrite) {
+	p.mu.Lock()
+	p.writes = append(p.writes, w)
+	p.mu.Unlock()
+}
+
+// absorbChildCall records a call a kill-mode child reported.
+func (p *faultPlan) absorbChildCall(c storeCall) {
+	p.mu.Lock()
+	p.childCalls = append(p.childCalls, c)
+	p.mu.Unlock()
+}
+
+func (p *faultPlan) snapshot() (calls []storeCall, writes []storeWrite, hit *storeCall) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]storeCall(nil), p.calls...), append([]storeWrite(nil), p.writes...), p.hit
+}
+
+// faultStore is the sweep's store wrapper: it passes every call through to
+// inner, except the one its plan hits, and records what each call wrote.
+// One faultStore is one process's view of the store (proc names it); web
+// counts that process's WeChat calls.
+type faultStore struct {
+	inner core.TokenStore
+	plan  *faultPlan
+	proc  string
+	web   *atomic.Int64
+}
+
+func injected(op, key string, m faultMode) error {
+	return fmt.Errorf("conformance: sweep: %s(%q): %w (%s)", op, key, errInjected, m)
+}
+
+// hang blocks until ctx ends and returns its error, as a store that does
+// not answer and honours ctx.
+func hang(ctx context.Context, op, key string) error {
+	<-ctx.Done()
+	return fmt.Errorf("conformance: sweep: %s(%q): injected hang: %w", op, key, ctx.Err())
+}
+
+func (s *faultStore) Get(ctx context.Context, key string) (tok core.Token, err error) {
+	seq, m := s.plan.enter(s.proc, "Get", key)
+	defer s.plan.exit(s, seq, m)
+	switch m {
+	case faultFail:
+		return core.Token{}, injected("Get", key, m)
+	case faultHang:
+		return core.Token{}, hang(ctx, "Get", key)
+	}
+	live := ctx.Err() == nil
+	tok, err = s.inner.Get(ctx, key)
+	s.plan.timing(ctx, live, m, err)
+	if m == faultLands && err == nil {
+		return core.Token{}, injected("Get", key, m)
+	}
+	return tok, err
+}
+
+func (s *faultStore) Set(ctx context.Context, key string, tok core.Token) (err error) {
+	seq, m := s.plan.enter(s.proc, "Set", key)
+	defer s.plan.exit(s, seq, m)
+	switch m {
+	case faultFail:
+		return injected("Set", key, m)
+	case faultHang:
+		return hang(ctx, "Set", key)
+	}
+	live := ctx.Err() == nil
+	err = s.inner.Set(ctx, key, tok)
+	s.plan.timing(ctx, live, m, err)
+	if err == nil {
+		s.plan.wrote(s.proc, key, tok)
+		if m == faultLands {
+			return injected("Set", key, m)
+		}
+	}
+	return err
+}
+
+func (s *faultStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (tok core.Token, err error) {
+	seq, m := s.plan.enter(s.proc, "Refresh", key)
+	defer s.plan.exit(s, seq, m)
+	switch m {
+	case faultFail:
+		return core.Token{}, injected("Refresh", key, m)
+	case faultHang:
+		return core.Token{}, hang(ctx, "Refresh", key)
+	}
+	var (
+		mu      sync.Mutex
+		fetched core.Token
+	)
+	live := ctx.Err() == nil
+	defer func() { s.plan.timing(ctx, live, m, err) }()
+	tok, err = s.inner.Refresh(ctx, key, stale, func(fctx context.Context) (core.Token, error) {
+		t, err := fetch(fctx)
+		if err != nil {
+			return t, err
+		}
+		if m == faultLost {
+			return core.Token{}, injected("Refresh", key, m)
+		}
+		mu.Lock()
+		fetched = t
+		mu.Unlock()
+		return t, nil
+	})
+	mu.Lock()
+	f := fetched
+	mu.Unlock()
+	if err == nil && f.Value != "" && tok.Value == f.Value {
+		s.plan.wrote(s.proc, key, tok)
+	}
+	if m == faultLands {
+		return core.Token{}, injected("Refresh", key, m)
+	}
+	return tok, err
+}
+
+// errLeasePlayed is wrapped by the core.ErrLockLost error of the lease
+// leaseStore plays out.
+var errLeasePlayed = errors.New("the lease ran out during the fetch (played by the lost-lease scenario)")
+
+// leaseStore plays, in the lost-lease scenario, a lock that runs out under
+// its holder: once armed, the first Refresh that would fetch runs the fetch
+// without the lock (as a holder whose fetch outlived its lease, another
+// holder being free to take the lock) and then fails with an error wrapping
+// core.ErrLockLost, writing nothing. next is called once the process's
+// next store call after that one has called its fetch or returned: by then
+// it has taken the lock if it was going to.
+type leaseStore struct {
+	inner core.TokenStore
+
+	mu    sync.Mutex
+	armed bool
+	lost  bool   // the lease was lost; next not yet called
+	next  func() // nil once called
+}
+
+func (s *leaseStore) arm(next func()) {
+	s.mu.Lock()
+	s.armed, s.lost, s.next = true, false, next
+	s.mu.Unlock()
+}
+
+// after returns the func to call once a call made now has fetched or
+// returned (once), or a no-op.
+func (s *leaseStore) after() func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lost || s.next == nil {
+		return func() {}
+	}
+	next := s.next
+	s.next = nil
+	s.lost = false
+	var once sync.Once
+	return func() { once.Do(next) }
+}
+
+func (s *leaseStore) Get(ctx context.Context, key string) (core.Token, error) {
+	done := s.after()
+	defer done()
+	return s.inner.Get(ctx, key)
+}
+
+func (s *leaseStore) Set(ctx context.Context, key string, tok core.Token) error {
+	done := s.after()
+	defer done()
+	return s.inner.Set(ctx, key, tok)
+}
+
+func (s *leaseStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	s.mu.Lock()
+	lose := s.armed
+	s.mu.Unlock()
+	if lose {
+		cur, err := s.inner.Get(ctx, key)
+		switch {
+		case err != nil && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrCorrupt):
+			return core.Token{}, err
+		case err == nil && cur.Value != stale:
+			return cur, nil // rule 2: somebody else refreshed; the lease plays no part
+		}
+		s.mu.Lock()
+		s.armed, s.lost = false, true
+		s.mu.Unlock()
+		if _, err := fetch(ctx); err != nil {
+			return core.Token{}, err
+		}
+		return core.Token{}, fmt.Errorf("conformance: sweep: Refresh(%q): %w: %w", key, errLeasePlayed, core.ErrLockLost)
+	}
+	done := s.after()
+	defer done()
+	return s.inner.Refresh(ctx, key, stale, func(fctx context.Context) (core.Token, error) {
+		done()
+		return fetch(fctx)
+	})
+}
+
+// gateStore holds, once armed, the process's first Refresh until open is
+// closed (or its ctx ends): the lost-lease scenario's second process takes
+// the lock only after the first one's next store call after the lost lease.
+type gateStore struct {
+	inner core.TokenStore
+
+	mu   sync.Mutex
+	open <-chan struct{} // nil: not armed
+}
+
+func (s *gateStore) arm(open <-chan struct{}) {
+	s.mu.Lock()
+	s.open = open
+	s.mu.Unlock()
+}
+
+func (s *gateStore) Get(ctx context.Context, key string) (core.Token, error) {
+	return s.inner.Get(ctx, key)
+}
+
+func (s *gateStore) Set(ctx context.Context, key string, tok core.Token) error {
+	return s.inner.Set(ctx, key, tok)
+}
+
+func (s *gateStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	s.mu.Lock()
+	open := s.open
+	s.open = nil
+	s.mu.Unlock()
+	if open != nil {
+		select {
+		case <-open:
+		case <-ctx.Done():
+			return core.Token{}, fmt.Errorf("conformance: sweep: Refresh(%q) held for the lost-lease step: %w", key, ctx.Err())
+		}
+	}
+	return s.inner.Refresh(ctx, key, stale, fetch)
+}
+
+// killSelf kills this process with SIGKILL (TerminateProcess on Windows),
+// which no deferred call or finalizer survives, and blocks until it is gone.
+func killSelf() {
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		p.Kill()
+	}
+	select {}
+}

@@ -1,0 +1,185 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/openplatform"
+	"github.com/wechatconf/wechatconf/core/wxtest"
+)
+
+// The simulated accounts of the sweep: one third-party platform with up to
+// two authorizers, and one Official Account.
+const (
+	sweepComponent       = "wxsweepcomponent"
+	sweepComponentSecret = "sweep-component-secret"
+	sweepPushToken       = "sweepPushToken"
+	sweepPushKey         = "sweepEncodingAESKey0123456789abcdefghijklmn" // 43 characters
+	sweepAuth1           = "wxsweepauthorizer1"
+	sweepAuth2           = "wxsweepauthorizer2"
+	sweepOA              = "wxsweepofficialaccount"
+	sweepOASecret        = "sweep-official-account-secret"
+)
+
+// push is one push WeChat makes to the vendor's authorization event URL.
+type push struct {
+	name  string // for messages: "unauthorized(wxsweepauthorizer1)@+0s"
+	query url.Values
+	body  []byte
+	// What it says: InfoType, the authorizer and the event's time.
+	info  string
+	appid string
+	at    time.Time
+}
+
+// vendorConfig is what every process of a run builds its objects with.
+type vendorConfig struct {
+	URL            string        `json:"url"`
+	Prefix         string        `json:"prefix"`
+	RefreshTimeout time.Duration `json:"refresh_timeout"`
+}
+
+// vendor is one process of the vendor's fleet: an openplatform.Component
+// and a core.Conf (the Official Account) over one view of the store. It is
+// played in this process (localVendor) or in a child (childVendor).
+type vendor interface {
+	name() string
+	handle(ctx context.Context, p push) (applied string, err error)
+	authorize(ctx context.Context, code string) (appid string, err error)
+	accessToken(ctx context.Context, appid string) (core.Token, error)
+	do(ctx context.Context, appid string) error
+	componentToken(ctx context.Context) (core.Token, error)
+	// oaToken is the Official Account's AccessToken; with lose, the first
+	// refresh that would fetch loses its lease (leaseStore), and next is
+	// called after the process's next store call.
+	oaToken(ctx context.Context, lose bool, next func()) (core.Token, error)
+	oaDo(ctx context.Context) error
+	// gate holds the process's next Refresh until open is closed.
+	gate(open <-chan struct{})
+	close()
+}
+
+// localVendor is a vendor process played in this process.
+type localVendor struct {
+	proc  string
+	comp  *openplatform.Component
+	oa    *core.Conf
+	lease *leaseStore
+	gates *gateStore
+	web   *atomic.Int64
+	tr    *http.Transport
+}
+
+// countingTransport counts the WeChat calls of a process.
+type countingTransport struct {
+	base http.RoundTripper
+	n    *atomic.Int64
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.base.RoundTrip(r)
+}
+
+// newLocalVendor builds process proc over store: the fault wrapper of plan
+// over the gate, over the lease player, over store.
+func newLocalVendor(proc string, cfg vendorConfig, store core.TokenStore, plan *faultPlan, now func() time.Time) (*localVendor, error) {
+	v := &localVendor{proc: proc, web: new(atomic.Int64), tr: &http.Transport{}}
+	v.lease = &leaseStore{inner: store}
+	v.gates = &gateStore{inner: v.lease}
+	fs := &faultStore{inner: v.gates, plan: plan, proc: proc, web: v.web}
+	client := &http.Client{Transport: countingTransport{base: v.tr, n: v.web}}
+	logger := slog.New(slog.DiscardHandler)
+	var err error
+	v.comp, err = openplatform.New(openplatform.Config{
+		AppID: sweepComponent, AppSecret: core.NewSecret(sweepComponentSecret),
+		Token: core.NewSecret(sweepPushToken), EncodingAESKey: core.NewSecret(sweepPushKey),
+		Store: fs, KeyPrefix: cfg.Prefix, BaseURL: cfg.URL, HTTPClient: client, Logger: logger, Now: now,
+		RetryBackoff: 5 * time.Millisecond,
+		Policy:       core.Policy{RefreshTimeout: cfg.RefreshTimeout},
+	})
+	if err != nil {
+		return nil, err
+	}
+	v.oa, err = core.New(core.Config{
+		AppID: sweepOA, AppSecret: core.NewSecret(sweepOASecret), TokenAPI: core.ClassicToken,
+		Store: fs, KeyPrefix: cfg.Prefix, BaseURL: cfg.URL, HTTPClient: client, Logger: logger, Now: now,
+		RetryBackoff: 5 * time.Millisecond, RefreshTimeout: cfg.RefreshTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *localVendor) name() string { return v.proc }
+
+func (v *localVendor) handle(ctx context.Context, p push) (string, error) {
+	ev, err := v.comp.HandleEvent(ctx, p.query, bytes.NewReader(p.body))
+	if ev == nil {
+		return "", err
+	}
+	return ev.Applied, err
+}
+
+func (v *localVendor) authorize(ctx context.Context, code string) (string, error) {
+	a, err := v.comp.Authorize(ctx, code)
+	if err != nil {
+		return "", err
+	}
+	return a.AppID(), nil
+}
+
+func (v *localVendor) accessToken(ctx context.Context, appid string) (core.Token, error) {
+	return v.comp.Authorizer(appid).AccessToken(ctx)
+}
+
+func (v *localVendor) do(ctx context.Context, appid string) error {
+	return callAPI(ctx, v.comp.Authorizer(appid).Do)
+}
+
+func (v *localVendor) componentToken(ctx context.Context) (core.Token, error) {
+	return v.comp.ComponentAccessToken(ctx)
+}
+
+func (v *localVendor) oaToken(ctx context.Context, lose bool, next func()) (core.Token, error) {
+	if lose {
+		v.lease.arm(next)
+	}
+	return v.oa.AccessToken(ctx)
+}
+
+func (v *localVendor) oaDo(ctx context.Context) error { return callAPI(ctx, v.oa.Do) }
+
+func (v *localVendor) gate(open <-chan struct{}) { v.gates.arm(open) }
+
+func (v *localVendor) close() { v.tr.CloseIdleConnections() }
+
+// callAPI calls wxtest.PathAPI through do (a Conf's Do) and checks the
+// reply.
+func callAPI(ctx context.Context, do func(ctx context.Context, method, path string, query url.Values, body, out any) error) error {
+	var out struct {
+		IPList []string `json:"ip_list"`
+	}
+	if err := do(ctx, http.MethodGet, wxtest.PathAPI, nil, nil, &out); err != nil {
+		return err
+	}
+	if len(out.IPList) == 0 {
+		return errors.New("no ip_list in the reply of " + wxtest.PathAPI)
+	}
+	return nil
+}
+
+// isRevoked reports whether err says the merchant withdrew: a
+// *openplatform.ReauthorizeError matching core.ErrRevoked.
+func isRevoked(err error) bool {
+	var re *openplatform.ReauthorizeError
+	return errors.As(err, &re) && errors.Is(err, core.ErrRevoked)
+}
