@@ -61,11 +61,12 @@ type Credential struct {
 	base      time.Time        // the clock's reading at NewCredential; hot-path deadlines are offsets from it
 	initial   Token
 
-	cur        atomic.Pointer[held] // the in-process copy, nil until first load
-	seeded     atomic.Bool          // initial value handled
-	bgRunning  atomic.Bool          // a background refresh is in flight
-	bgNotTill  atomic.Int64         // elapsed() before which no background refresh starts
-	shortLived atomic.Bool          // the last fetch brought a token living no longer than RefreshAhead
+	cur         atomic.Pointer[held] // the in-process copy, nil until first load
+	invalidated atomic.Uint64        // Invalidate calls: a flight that saw one begin does not keep its token
+	seeded      atomic.Bool          // initial value handled
+	bgRunning   atomic.Bool          // a background refresh is in flight
+	bgNotTill   atomic.Int64         // elapsed() before which no background refresh starts
+	shortLived  atomic.Bool          // the last fetch brought a token living no longer than RefreshAhead
 
 	lim limits
 
@@ -404,7 +405,14 @@ var ErrRevoked = errors.New("the grant behind the credential was withdrawn")
 // changed behind the Credential's back (a re-authorization, a restored
 // backup); other processes notice by the store's compare-and-refresh when
 // WeChat rejects their copy.
-func (cr *Credential) Invalidate() { cr.cur.Store(nil) }
+//
+// A refresh in flight when Invalidate is called still answers the callers
+// waiting for it (they asked before), but its token is not kept: the next
+// Get reads the store.
+func (cr *Credential) Invalidate() {
+	cr.invalidated.Add(1)
+	cr.cur.Store(nil)
+}
 
 // Expiry returns the ExpiresAt of the token held in memory, and false when
 // none is held: what an observer needs to report a token's remaining life
@@ -634,6 +642,7 @@ func (cr *Credential) refresh(ctx context.Context, stale string, why reason, cau
 // and held for the write-back (holdPending): a token WeChat issued is never
 // wasted.
 func (cr *Credential) run(parent context.Context, f *flight) {
+	gen := cr.invalidated.Load()
 	ctx, cancel := context.WithTimeout(parent, cr.policy.RefreshTimeout)
 	defer cancel()
 	type result struct {
@@ -680,8 +689,11 @@ func (cr *Credential) run(parent context.Context, f *flight) {
 	cr.mu.Lock()
 	cr.storeDown = down
 	switch {
-	case r.err == nil:
+	case r.err == nil && cr.invalidated.Load() == gen:
 		cr.adopt(r.tok, toExpiry)
+	case r.err == nil:
+		// Invalidated while in flight (a withdrawal applied meanwhile):
+		// served to this flight's callers, not kept.
 	case errors.Is(r.err, ErrRevoked):
 		cr.cur.Store(nil) // the held token is dead too
 	}

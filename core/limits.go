@@ -173,6 +173,11 @@ func (l *limits) takeForce(p *Policy, name string, now time.Time) error {
 func (l *limits) result(p *Policy, err error, forced bool, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err != nil {
+		// A fetch that failed replaced nothing: it cannot be a loop on the
+		// rejected token, and the next rejection of it must get its fetch.
+		l.rejectedValue, l.rejectedAt, l.rejectedErr = "", time.Time{}, nil
+	}
 	switch {
 	case err == nil:
 		l.failUntil, l.failErr = time.Time{}, nil

@@ -76,7 +76,13 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 		c.indexCode(ctx, id, appid, codeExpires)
 	}
 	if appid != "" {
-		if applied := c.alreadyApplied(ctx, appid, id, since); applied != "" {
+		applied, err := c.alreadyApplied(ctx, appid, id, since, false)
+		if err != nil {
+			// Not knowing what the store holds, do not spend the code:
+			// WeChat delivers the push again.
+			return nil, "", wrap("Authorize: reading the authorizer's record", err)
+		}
+		if applied != "" {
 			if applied == AppliedAlready && fromPush {
 				c.redate(ctx, appid, id, since)
 			}
@@ -94,13 +100,17 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 	}
 	if err := c.api.Do(ctx, http.MethodPost, PathQueryAuth, nil, map[string]string{"component_appid": c.cfg.AppID, "authorization_code": code}, &reply); err != nil {
 		if e := apiError(err); e != nil && (e.Code == 61009 || e.Code == 61010) {
-			// Refused as used or expired: a delivery of this code applied
-			// before (by another instance, or before a crash) is success.
+			// Refused as used, superseded or expired: a delivery of this
+			// code applied before (by another instance, or before a
+			// crash), or a newer authorization or withdrawal in the
+			// store, is success.
 			if appid == "" {
 				appid = c.codeIndex(ctx, id)
 			}
-			if appid != "" && c.alreadyApplied(ctx, appid, id, since) == AppliedAlready {
-				return c.Authorizer(appid), AppliedAlready, nil
+			if appid != "" {
+				if applied, _ := c.alreadyApplied(ctx, appid, id, since, true); applied != "" {
+					return c.Authorizer(appid), applied, nil
+				}
 			}
 		}
 		return nil, "", wrap("Authorize", err)
@@ -115,38 +125,25 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 			Reason: "authorization_info names authorizer " + info.AppID + ", the push " + appid})
 	}
 	appid = info.AppID
-	if !fromPush {
-		// The exchange just made is the authorization WeChat honours now
-		// (it voided the previous refresh token): whatever the store holds
-		// came before it, whatever this process's clock says.
-		if cur, err := c.durable.Get(ctx, c.recordKey(appid)); err == nil {
-			if r, err := decodeRecord(cur); err == nil && r.Since >= since {
-				since = r.Since + 1
-			}
-		}
-	}
 	life := time.Duration(min(info.ExpiresIn, 86400)) * time.Second // trusted up to 24 h, as core's calls
-	next := record{State: stateAuthorized, Since: since, Code: id, Refresh: info.RefreshToken,
-		Access: info.AccessToken, Expires: start.Add(life).UnixMilli()}
-	applied := AppliedAlready // what it is when the store already holds next (keep is not asked)
-	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), next.encode(), func(cur core.Token) bool {
-		r, err := decodeRecord(cur)
-		switch {
-		case err != nil:
-			applied = AppliedAuthorized
-			return false // unreadable: the authorization replaces it
-		case r.Code == id:
-			applied = AppliedAlready
-			return true
-		case fromPush && !r.replacedBy(stateAuthorized, since):
-			// A newer event came between the check above and the
-			// exchange. (The redirect's exchange is the newest by
-			// definition: it replaces whatever another writer put.)
-			applied = AppliedOlderIgnored
-			return true
+	applied := AppliedAlready
+	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
+		// The exchange made is the authorization WeChat honours now (it
+		// voided the previous refresh token, and WeChat voids the codes of
+		// an authorization that a withdrawal or a newer one ended): it
+		// replaces whatever the store holds but itself, and is dated after
+		// it, whatever the clocks say.
+		next := record{State: stateAuthorized, Since: since, Code: id, Refresh: info.RefreshToken,
+			Access: info.AccessToken, Expires: start.Add(life).UnixMilli()}
+		if r, err := decodeRecord(cur); err == nil {
+			if r.Code == id {
+				applied = AppliedAlready
+				return core.Token{}, false
+			}
+			next.Since = max(next.Since, r.Since+1)
 		}
 		applied = AppliedAuthorized
-		return false
+		return next.encode(), true
 	})
 	if err != nil {
 		return nil, "", wrap("Authorize: storing the authorization", err)
@@ -162,43 +159,42 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 // events does not depend on this clock being right. Best effort: a store
 // error or a record that moved on leaves it as it is.
 func (c *Component) redate(ctx context.Context, appid, id string, since int64) {
-	key := c.recordKey(appid)
-	for range 4 {
-		cur, err := c.durable.Get(ctx, key)
-		if err != nil {
-			return
-		}
+	_, _ = writeForward(ctx, c.durable, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
 		r, err := decodeRecord(cur)
 		if err != nil || r.Code != id || r.Since == since {
-			return
+			return core.Token{}, false
 		}
 		r.Since = since
-		if ok, err := compareAndSet(ctx, c.durable, key, cur, r.encode()); err != nil || ok {
-			return
-		}
-	}
+		return r.encode(), true
+	})
 }
 
 // alreadyApplied reads appid's record and says whether an authorization
 // with code id made at since (Unix ms) is already applied
 // (AppliedAlready) or older than what the store holds
-// (AppliedOlderIgnored); "" when it is to be applied, or the store cannot
-// say (the write decides).
-func (c *Component) alreadyApplied(ctx context.Context, appid, id string, since int64) string {
+// (AppliedOlderIgnored: a newer authorization or withdrawal); "" when its
+// code is to be exchanged (WeChat then decides: it refuses a code a
+// withdrawal or a newer authorization voided). A store error other than
+// ErrNotFound is returned. voided says WeChat refused the code: then a
+// record of the same time is taken as newer too (the event that voided it).
+func (c *Component) alreadyApplied(ctx context.Context, appid, id string, since int64, voided bool) (string, error) {
 	t, err := c.durable.Get(ctx, c.recordKey(appid))
-	if err != nil {
-		return ""
+	switch {
+	case errors.Is(err, core.ErrNotFound), errors.Is(err, core.ErrCorrupt):
+		return "", nil
+	case err != nil:
+		return "", err
 	}
 	r, err := decodeRecord(t)
 	switch {
 	case err != nil:
-		return ""
+		return "", nil
 	case r.Code == id:
-		return AppliedAlready
-	case !r.replacedBy(stateAuthorized, since):
-		return AppliedOlderIgnored
+		return AppliedAlready, nil
+	case r.Since > since, voided && r.Since == since:
+		return AppliedOlderIgnored, nil
 	}
-	return ""
+	return "", nil
 }
 
 // The code index maps an authorization code (its codeID) to the
@@ -233,34 +229,36 @@ func (c *Component) codeIndex(ctx context.Context, id string) string {
 // core.ErrRevoked, also on a handle this process keeps. Errors are the
 // store's (the write is then held and retried, as for Authorize).
 func (c *Component) Unauthorize(ctx context.Context, appid string) error {
-	_, err := c.withdraw(ctx, appid, c.now())
+	_, err := c.withdraw(ctx, appid, c.now(), true)
 	return err
 }
 
 // withdraw writes appid's withdrawal made at `at` forward, and reports what
-// it did (Applied*).
-func (c *Component) withdraw(ctx context.Context, appid string, at time.Time) (string, error) {
+// it did (Applied*). An explicit one (Unauthorize: the operator says so
+// now) replaces any authorization and is dated after it; a push's is
+// ordered by its CreateTime.
+func (c *Component) withdraw(ctx context.Context, appid string, at time.Time, explicit bool) (string, error) {
 	if appid == "" {
 		return "", wrap("Unauthorize", errors.New("the authorizer's AppID is empty"))
 	}
 	since := at.UnixMilli()
-	next := record{State: stateWithdrawn, Since: since}
-	applied := AppliedAlready // what it is when the store already holds next (keep is not asked)
-	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), next.encode(), func(cur core.Token) bool {
+	applied := AppliedAlready
+	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
 		r, err := decodeRecord(cur)
+		next := record{State: stateWithdrawn, Since: since}
 		switch {
 		case err != nil:
-			applied = AppliedUnauthorized
-			return false
-		case r.State == stateWithdrawn && r.Since == since:
+		case r.State == stateWithdrawn && (r.Since == since || explicit):
 			applied = AppliedAlready
-			return true
+			return core.Token{}, false
+		case explicit:
+			next.Since = max(since, r.Since+1)
 		case !r.replacedBy(stateWithdrawn, since):
 			applied = AppliedOlderIgnored
-			return true
+			return core.Token{}, false
 		}
 		applied = AppliedUnauthorized
-		return false
+		return next.encode(), true
 	})
 	if err != nil {
 		return "", wrap("Unauthorize", err)
@@ -280,8 +278,14 @@ func (c *Component) ImportRefreshToken(ctx context.Context, appid, refreshToken 
 	if appid == "" || refreshToken == "" {
 		return wrap("ImportRefreshToken", errors.New("the AppID and the refresh token are required"))
 	}
-	next := record{State: stateAuthorized, Since: c.now().UnixMilli(), Refresh: refreshToken}
-	if _, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), next.encode(), func(core.Token) bool { return false }); err != nil {
+	now := c.now().UnixMilli()
+	if _, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
+		next := record{State: stateAuthorized, Since: now, Refresh: refreshToken}
+		if r, err := decodeRecord(cur); err == nil {
+			next.Since = max(now, r.Since+1) // after whatever it replaces
+		}
+		return next.encode(), true
+	}); err != nil {
 		return wrap("ImportRefreshToken", err)
 	}
 	c.changed(appid)

@@ -245,6 +245,7 @@ func TestUnauthorizedDuringRefresh(t *testing.T) {
 	if err := <-applied; err != nil {
 		t.Fatalf("the unauthorized push: %v", err)
 	}
+	ch.s.Advance(time.Second) // a withdrawal in the authorization's second would tie (see replacedBy)
 	ch.s.Unauthorize(componentAppID, merchant)
 	if _, err := c.RefreshToken(ctx, merchant); !errors.Is(err, core.ErrRevoked) {
 		t.Errorf("the stored authorization after unauthorized during a refresh: %v, want the withdrawal", err)
@@ -314,6 +315,7 @@ func TestWithdrawnTokenIsNeverServed(t *testing.T) {
 	if err := callAPI(ctx, b.Authorizer(merchant)); err != nil {
 		t.Fatal(err)
 	}
+	ch.s.Advance(time.Second) // a withdrawal in the authorization's second would tie (see replacedBy)
 	ch.s.Unauthorize(componentAppID, merchant)
 	q, body, err := ch.s.UnauthorizedPush(componentAppID, merchant, pushToken, pushKey)
 	if err != nil {

@@ -42,15 +42,18 @@ const VerifyTicketLifetime = 12 * time.Hour
 const DefaultMaxAuthorizers = 10000
 
 // Codes is the errcode table of the Open Platform's component API on
-// api.weixin.qq.com: the Official Account's, plus 61004 (the server's IP is
-// not in the component's whitelist) as a configuration error. The codes of
-// the chain's own failures are not in it: 61005/61006 (verify ticket
-// expired or invalid) become ErrNoVerifyTicket, 61023/61003 (refresh token
+// api.weixin.qq.com: the Official Account's, plus as configuration errors
+// (never retried; a token call refused with one is not made again for
+// Policy.ErrorBackoff) 61004 (the server's IP is not in the component's
+// whitelist) and 61003 (the account has not authorized the component:
+// never, or withdrawn — only the merchant can mend it, so asking again at
+// every call would only load WeChat). 61005/61006 (verify ticket expired
+// or invalid) become ErrNoVerifyTicket, 61023/61003 (refresh token
 // invalid, authorization withdrawn) a *ReauthorizeError.
 var Codes = &core.Codes{
 	Platform:          "wechat",
 	InvalidCredential: core.OfficialAccountCodes.InvalidCredential,
-	Config:            append(core.CodeSet{61004}, core.OfficialAccountCodes.Config...),
+	Config:            append(core.CodeSet{61004, 61003}, core.OfficialAccountCodes.Config...),
 	Quota:             core.OfficialAccountCodes.Quota,
 	Temporary:         core.OfficialAccountCodes.Temporary,
 	Hint: func(code int, msg string) string {
@@ -61,6 +64,8 @@ var Codes = &core.Codes{
 			return "the component_verify_ticket is expired or invalid: it comes from WeChat's push to the authorization event URL"
 		case 61023:
 			return "the authorizer_refresh_token is invalid: the merchant must authorize again"
+		case 61003:
+			return "the account has not authorized the component (never, or withdrawn): the merchant must authorize it"
 		}
 		return core.OfficialAccountCodes.Hint(code, msg)
 	},
@@ -327,23 +332,30 @@ func apiError(err error) *core.APIError {
 	return nil
 }
 
-// writeForward writes next under key unless keep says what the store holds
-// is to stay (it is as new or newer; keep is asked about every value other
-// than next, the zero Token for none): it reads the stored token, then
-// replaces exactly that by a compare-and-set through the key's lock, and
-// starts again if another writer came between. written reports whether
-// the store now holds next.
-func writeForward(ctx context.Context, store core.TokenStore, key string, next core.Token, keep func(cur core.Token) bool) (written bool, err error) {
+// step is one transition of a durable value: given what the store holds
+// (the zero Token for none, or one that cannot be decoded), the value to
+// write, or ok false when what the store holds is to stay (it is as new or
+// newer). It must depend on cur alone: writeForward calls it again when
+// another writer came between.
+type step func(cur core.Token) (next core.Token, ok bool)
+
+// writeForward applies st to the value under key: it reads the stored
+// token, asks st, and replaces exactly what it read by a compare-and-set
+// through the key's lock, starting again if another writer came between.
+// written reports whether the store now holds what st asked for (false:
+// st kept what the store holds).
+func writeForward(ctx context.Context, store core.TokenStore, key string, st step) (written bool, err error) {
 	for range 16 {
 		cur, err := store.Get(ctx, key)
 		if err != nil && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrCorrupt) {
 			return false, err
 		}
+		next, ok := st(cur)
 		switch {
+		case !ok:
+			return false, nil
 		case cur.Value == next.Value:
 			return true, nil
-		case keep(cur):
-			return false, nil
 		}
 		if ok, err := compareAndSet(ctx, store, key, cur, next); err != nil || ok {
 			return ok, err

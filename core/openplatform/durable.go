@@ -27,20 +27,23 @@ const (
 	retryMax   = 5 * time.Second
 )
 
-// heldWrites are the durable writes the store has not taken yet, by key:
-// each is retried by one background goroutine while it is held (none is
-// running when nothing is held).
+// heldWrites are the durable writes the store has not taken yet, by key,
+// in the order they came: each is a step, so the background writer
+// applies them all in turn and each keeps to its own ordering rule (an
+// older withdrawal held after a newer authorization does not replace it).
+// One goroutine per key runs while anything is held for it.
 type heldWrites struct {
-	mu sync.Mutex
-	m  map[string]*heldWrite
+	mu      sync.Mutex
+	m       map[string][]*heldWrite
+	running map[string]bool // a writeBack goroutine serves the key
+	drained chan struct{}   // closed when the last held write is done; nil while none is held
 }
 
-// heldWrite is the latest write held for a key.
+// heldWrite is one write held for a key.
 type heldWrite struct {
-	next  core.Token
-	keep  func(cur core.Token) bool // what the store holds stays (it is as new or newer)
-	name  string                    // what it is, for events
-	appid string                    // the authorizer whose record it is, "" for none
+	step  step
+	name  string // what it is, for events
+	appid string // the authorizer whose record it is, "" for none
 }
 
 // Held reports how many durable writes the store has not taken yet: they
@@ -52,23 +55,51 @@ type heldWrite struct {
 func (c *Component) Held() int {
 	c.held.mu.Lock()
 	defer c.held.mu.Unlock()
-	return len(c.held.m)
+	n := 0
+	for _, hs := range c.held.m {
+		n += len(hs)
+	}
+	return n
 }
 
-// writeDurable writes next (the name of what it is, for events; the
-// record of authorizer appid, or "") under key in the durable store unless keep
-// says the stored value is as new or newer (writeForward), retrying store
-// errors with back-off for at most Policy.RefreshTimeout within ctx. If
-// the store has not answered by then, the write is held and retried in
-// the background (see heldWrites), and the error returned says so. written
-// reports whether the store now holds next.
-func (c *Component) writeDurable(ctx context.Context, name, appid, key string, next core.Token, keep func(cur core.Token) bool) (written bool, err error) {
+// Flush waits until every durable write held (see Held) has landed or
+// been superseded, or ctx ends (then it returns ctx's error, and the
+// writes go on being retried). Call it before a process stops, so that
+// nothing held in memory is lost with it.
+func (c *Component) Flush(ctx context.Context) error {
+	for {
+		c.held.mu.Lock()
+		ch := c.held.drained
+		c.held.mu.Unlock()
+		if ch == nil {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return wrap("Flush", fmt.Errorf("%d durable writes still held: %w", c.Held(), ctx.Err()))
+		}
+	}
+}
+
+// writeDurable applies st to the value under key in the durable store
+// (writeForward), for name (what it is, for events) of authorizer appid
+// (or ""), retrying store errors with back-off for at most
+// Policy.RefreshTimeout within ctx. If the store has not answered by then,
+// the write is held and retried in the background (see heldWrites), and
+// the error returned says so. A write for a key that already has writes
+// held joins them, behind them. written reports whether the store now
+// holds what st asked for.
+func (c *Component) writeDurable(ctx context.Context, name, appid, key string, st step) (written bool, err error) {
+	h := &heldWrite{step: st, name: name, appid: appid}
+	if c.joinHeld(key, h) {
+		return false, fmt.Errorf("held in memory behind earlier writes the store has not taken: it is written when the store answers")
+	}
 	fg, cancel := context.WithTimeout(ctx, c.refreshTimeout())
 	defer cancel()
 	for wait := retryFirst; ; wait = min(2*wait, retryMax) {
-		written, err = writeForward(fg, c.durable, key, next, keep)
+		written, err = writeForward(fg, c.durable, key, st)
 		if err == nil {
-			c.drop(key, next)
 			return written, nil
 		}
 		c.logStoreError(name, key, "write", err)
@@ -76,7 +107,7 @@ func (c *Component) writeDurable(ctx context.Context, name, appid, key string, n
 			break
 		}
 	}
-	c.hold(name, appid, key, next, keep)
+	c.hold(key, h)
 	return false, fmt.Errorf("%w (held in memory: it is written when the store answers)", err)
 }
 
@@ -92,52 +123,66 @@ func wait2(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// hold keeps the write for the background writer, replacing an earlier
-// write held for the same key, and starts the writer if none runs.
-func (c *Component) hold(name, appid, key string, next core.Token, keep func(core.Token) bool) {
+// joinHeld queues h behind the writes held for key, if there are any, and
+// reports whether it did: a write must not overtake those before it.
+func (c *Component) joinHeld(key string, h *heldWrite) bool {
+	c.held.mu.Lock()
+	defer c.held.mu.Unlock()
+	if len(c.held.m[key]) == 0 {
+		return false
+	}
+	c.held.m[key] = append(c.held.m[key], h)
+	return true
+}
+
+// hold queues h for the background writer and starts it if none runs for
+// key.
+func (c *Component) hold(key string, h *heldWrite) {
 	c.held.mu.Lock()
 	defer c.held.mu.Unlock()
 	if c.held.m == nil {
-		c.held.m = make(map[string]*heldWrite)
+		c.held.m, c.held.running = make(map[string][]*heldWrite), make(map[string]bool)
 	}
-	_, running := c.held.m[key]
-	c.held.m[key] = &heldWrite{next: next, keep: keep, name: name, appid: appid}
-	if !running {
+	c.held.m[key] = append(c.held.m[key], h)
+	if c.held.drained == nil {
+		c.held.drained = make(chan struct{})
+	}
+	if !c.held.running[key] {
+		c.held.running[key] = true
 		go c.writeBack(key)
 	}
 }
 
-// drop forgets the write held for key if it is next (it landed).
-func (c *Component) drop(key string, next core.Token) {
-	c.held.mu.Lock()
-	defer c.held.mu.Unlock()
-	if h := c.held.m[key]; h != nil && h.next == next {
-		delete(c.held.m, key)
-	}
-}
-
-// writeBack writes the write held for key until it lands or is
-// superseded; each attempt is bounded by Policy.RefreshTimeout.
+// writeBack applies the writes held for key in order until none is left;
+// each attempt is bounded by Policy.RefreshTimeout.
 func (c *Component) writeBack(key string) {
-	for wait := retryFirst; ; wait = min(2*wait, retryMax) {
+	wait := retryFirst
+	for {
 		c.held.mu.Lock()
-		h := c.held.m[key]
-		c.held.mu.Unlock()
-		if h == nil {
+		if len(c.held.m[key]) == 0 {
+			delete(c.held.m, key)
+			delete(c.held.running, key)
+			if len(c.held.m) == 0 && c.held.drained != nil {
+				close(c.held.drained)
+				c.held.drained = nil
+			}
+			c.held.mu.Unlock()
 			return
 		}
+		h := c.held.m[key][0]
+		c.held.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout())
-		written, err := writeForward(ctx, c.durable, key, h.next, h.keep)
+		written, err := writeForward(ctx, c.durable, key, h.step)
 		cancel()
 		if err != nil {
 			c.logStoreError(h.name, key, "write_back", err)
 			wait2(context.Background(), wait)
+			wait = min(2*wait, retryMax)
 			continue
 		}
+		wait = retryFirst
 		c.held.mu.Lock()
-		if c.held.m[key] == h {
-			delete(c.held.m, key)
-		}
+		c.held.m[key] = c.held.m[key][1:]
 		c.held.mu.Unlock()
 		if written {
 			c.logger().LogAttrs(context.Background(), slog.LevelInfo, core.EventWrittenBack,

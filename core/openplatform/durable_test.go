@@ -66,6 +66,7 @@ func TestLateUnauthorizedPushIsIgnored(t *testing.T) {
 	ch.authorize(t, c, merchant)
 	mp := mustPush(t)
 
+	ch.s.Advance(time.Second) // a withdrawal in the authorization's second would tie (see replacedBy)
 	ch.s.Unauthorize(componentAppID, merchant)
 	withdrawal := mp(ch.s.UnauthorizedPush(componentAppID, merchant, pushToken, pushKey)) // CreateTime T0
 	if ev, err := deliver(t, c, withdrawal.q, withdrawal.body); err != nil || ev.Applied != openplatform.AppliedUnauthorized {
@@ -269,6 +270,7 @@ func TestKeptHandleEvictedSeesWithdrawal(t *testing.T) {
 	if c.Authorizer(merchant) != kept {
 		t.Error("a kept handle was not handed out again")
 	}
+	ch.s.Advance(time.Second) // a withdrawal in the authorization's second would tie (see replacedBy)
 	ch.s.Unauthorize(componentAppID, merchant)
 	p := mustPush(t)(ch.s.UnauthorizedPush(componentAppID, merchant, pushToken, pushKey))
 	if _, err := deliver(t, c, p.q, p.body); err != nil {

@@ -120,7 +120,7 @@ func (c *Component) HandleEvent(ctx context.Context, query url.Values, body io.R
 		}
 		e.Applied = applied
 	case InfoUnauthorized:
-		applied, err := c.withdraw(ctx, e.AuthorizerAppID, e.CreateTime)
+		applied, err := c.withdraw(ctx, e.AuthorizerAppID, e.CreateTime, false)
 		if err != nil {
 			return e, wrap("authorization event unauthorized of "+e.AuthorizerAppID, err)
 		}
@@ -186,8 +186,8 @@ func (c *Component) SetVerifyTicket(ctx context.Context, ticket string, createTi
 		return false, errors.New("wechatconf: openplatform: SetVerifyTicket: the ticket is empty")
 	}
 	next := core.Token{Value: ticket, ExpiresAt: createTime.Add(VerifyTicketLifetime)}
-	stored, err = c.writeDurable(ctx, "component_verify_ticket", "", c.verifyTicketKey(), next, func(cur core.Token) bool {
-		return cur.Value != "" && !cur.ExpiresAt.Before(next.ExpiresAt) // the stored one is as new or newer
+	stored, err = c.writeDurable(ctx, "component_verify_ticket", "", c.verifyTicketKey(), func(cur core.Token) (core.Token, bool) {
+		return next, cur.Value == "" || cur.Value == next.Value || cur.ExpiresAt.Before(next.ExpiresAt) // else the stored one is as new or newer
 	})
 	if err != nil {
 		return false, wrap("SetVerifyTicket", err)

@@ -86,7 +86,9 @@ func decodeRecord(t core.Token) (record, error) {
 		case r.State == stateAuthorized && r.Refresh != "":
 		case r.State == stateWithdrawn:
 		default:
-			return record{}, fmt.Errorf("%w: the authorizer's record has state %q and %s refresh token", core.ErrCorrupt, r.State, map[bool]string{true: "a", false: "no"}[r.Refresh != ""])
+			// r.State is not quoted: a damaged value may hold anything.
+			return record{}, fmt.Errorf("%w: the authorizer's record has %s state and %s refresh token", core.ErrCorrupt,
+				map[bool]string{true: "an authorized", false: "an unknown"}[r.State == stateAuthorized], map[bool]string{true: "a", false: "no"}[r.Refresh != ""])
 		}
 		return r, nil
 	case strings.HasPrefix(v, withdrawnPrefix):
@@ -112,20 +114,18 @@ func (r record) served() core.Token {
 
 // replacedBy reports whether an authorization event that sets state at
 // since (Unix ms) moves r forward. A newer event does; an older one does
-// not; at the same time (CreateTime has whole seconds) a withdrawal wins
-// over an authorization whichever is applied first — so the state that
-// results does not depend on the order of delivery — and of two
-// authorizations the one applied last wins, since its code's exchange is
-// the one WeChat honours. A record written before records existed (Since
-// 0) is older than any event.
+// not. At the same time (CreateTime has whole seconds) an authorization
+// wins over a withdrawal, whichever is applied first, so that the state
+// that results does not depend on the order of delivery: a withdrawal
+// wrongly kept would lose the merchant for good, while an authorization
+// wrongly kept is refused by WeChat (61003: a *ReauthorizeError, backed
+// off) until the merchant authorizes again. A record written before
+// records existed (Since 0) is older than any event.
 func (r record) replacedBy(state string, since int64) bool {
-	switch {
-	case r.Since != since:
+	if r.Since != since {
 		return r.Since < since
-	case state == stateWithdrawn:
-		return r.State != stateWithdrawn
 	}
-	return r.State == stateAuthorized
+	return state == stateAuthorized
 }
 
 // codeID identifies an authorization code in a record without holding
