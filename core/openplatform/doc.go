@@ -48,12 +48,20 @@
 //   - an authorization (the authorized and updateauthorized pushes, the
 //     redirect: Authorize) and a withdrawal (the unauthorized push:
 //     Unauthorize) are written forward, ordered by the push's CreateTime:
-//     an event not newer than the state the store holds — delayed,
-//     re-sent, delivered to two instances at once — is acknowledged and
-//     ignored (Event.Applied AppliedOlderIgnored), and the second delivery
-//     of one authorization (the redirect and the push carry the same
-//     code) changes nothing (AppliedAlready), whether or not WeChat
-//     exchanges a code twice;
+//     an event older than the state the store holds — delayed, re-sent,
+//     delivered to two instances at once — is acknowledged and ignored
+//     (Event.Applied AppliedOlderIgnored), and the second delivery of one
+//     authorization (the redirect and the push carry the same code)
+//     changes nothing (AppliedAlready), whether or not WeChat exchanges a
+//     code twice. A code WeChat exchanges is the newest authorization (an
+//     exchange voids the refresh token before it, and a withdrawal voids
+//     the codes before it), so its record replaces any other and is dated
+//     after it. In the same second of CreateTime an authorization wins
+//     over a withdrawal: a withdrawal wrongly kept would lose the
+//     merchant, an authorization wrongly kept is refused by WeChat (61003,
+//     backed off) until the merchant authorizes again. The redirect is
+//     dated by this process's clock until its push brings WeChat's time;
+//     a process stopping should call Component.Flush;
 //   - a write the store does not take is retried within
 //     Policy.RefreshTimeout, then held in memory and written in the
 //     background until it lands (Component.Held); the caller gets the

@@ -87,8 +87,8 @@ func (c *Component) ParseEvent(r *http.Request) (*Event, error) {
 //     (Unauthorize).
 //
 // Authorization events are ordered per authorizer by their CreateTime, as
-// verify tickets are: an event not newer than the authorization or
-// withdrawal the store holds (a push delayed, re-sent, or delivered to two
+// verify tickets are: an event older than the authorization or
+// withdrawal the store holds (in the same second, an authorization wins) (a push delayed, re-sent, or delivered to two
 // instances at once) is acknowledged and ignored (Applied
 // AppliedOlderIgnored), and the second delivery of one authorization —
 // the redirect (Authorize) and the authorized push carry the same code,
