@@ -1,6 +1,7 @@
 // Command wechatconf is the operator's view of the credentials a fleet
-// keeps in its store: read them, refresh or rotate one, list what an
-// account has, watch one change. It opens any store by URL, with the same
+// keeps in its store: read them, refresh or rotate one, inspect the keys
+// of an account (there is no list command: nothing scans the store), watch
+// one change. It opens any store by URL, with the same
 // parser as wechatconf-tokenserver (package cmd/storeurl):
 //
 //	wechatconf [global flags] get     APPID [access_token|jsapi_ticket|wx_card_ticket] [--reveal]
@@ -56,6 +57,16 @@
 //     expiry. On Redis it also shows each key's refresh lock and the lease
 //     left (one PTTL); the other stores cannot tell it cheaply (a flock, an
 //     advisory lock, an etcd lease) and do not show it.
+//   - An authorizer's record (any key ending in /authorizer_refresh_token,
+//     in inspect, get --key and watch --key) is shown by what it says
+//     (openplatform.ParseAuthorizationRecord): its state, authorized or
+//     withdrawn, with since= when known; the fingerprint and length of
+//     the refresh token alone, which change only with a new
+//     authorization, so that a backup can be compared (the whole record
+//     changes at every access-token refresh); and the access token's
+//     expires_at and time left when it holds one. --reveal reveals the
+//     refresh token, never the record. A value that does not parse is
+//     status corrupt, with no value shown.
 //   - watch polls one key every --interval and prints a line when its value
 //     (fingerprint) or expiry changes, until SIGINT or --count N changes
 //     (the starting line is not counted).
@@ -64,8 +75,11 @@
 //
 //	0  done; get: found and not expired; inspect: at least one key present
 //	1  get: found but expired
-//	2  usage error, or any failure (store unreachable, WeChat error, …)
-//	3  not found (get; inspect: none of the keys present)
+//	2  usage error, or any failure (store unreachable, WeChat error, an
+//	   authorizer's record that does not parse, …)
+//	3  not found or nothing usable: get: absent; inspect: none of the keys
+//	   present; get and inspect: an authorizer's record says withdrawn
+//	   (its tickets may still be stored, but nothing can renew them)
 //	4  held back by a limit: core's (*core.LimitError: an interval or daily
 //	   limit, a back-off) or WeChat's (a quota, core.IsQuotaExceeded: 45009;
 //	   or, after core's retries, core.IsTemporary: 45011 minute quota, -1
@@ -95,6 +109,7 @@ import (
 
 	"github.com/wechatconf/wechatconf/cmd/storeurl"
 	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/openplatform"
 )
 
 const name = "wechatconf"
@@ -132,7 +147,7 @@ commands:
 global flags (before or after the command):
   --store URL  --prefix P  --base-url URL  --classic  --timeout D  --json
 
-exit codes: 0 ok, 1 expired, 2 usage or other error, 3 not found, 4 held back by a limit (core's or WeChat's quota)
+exit codes: 0 ok, 1 expired, 2 usage or other error (a corrupt record too), 3 not found or withdrawn, 4 held back by a limit (core's or WeChat's quota)
 `
 
 // globals are the flags every command takes.
@@ -347,9 +362,19 @@ func (e *env) resolveKey(cmd, rawKey string, pos []string) (string, error) {
 }
 
 // view is what is printed about one key.
+//
+// An authorizer's record (a key ending in recordSuffix) is shown by what
+// it says rather than as one opaque value: Status is the authorization
+// state (authorized, withdrawn) or corrupt, Since when that state was set,
+// Value (--reveal), Fingerprint and Length are the refresh token's alone —
+// the whole record changes at every access-token refresh, the refresh
+// token only with a new authorization, so its fingerprint is what a backup
+// is compared with — and ExpiresAt, ExpiresIn and Age are the held access
+// token's.
 type view struct {
 	Key         string     `json:"key"`
-	Status      string     `json:"status"` // valid, expired, absent, error
+	Status      string     `json:"status"` // valid, expired, absent, error; a record: authorized, withdrawn, corrupt
+	Since       *time.Time `json:"since,omitempty"`
 	Value       string     `json:"value,omitempty"`
 	Fingerprint string     `json:"fingerprint,omitempty"`
 	Length      int        `json:"length,omitempty"`
@@ -380,24 +405,77 @@ func fingerprint(v string) string {
 	return "sha256:" + hex.EncodeToString(sum[:4])
 }
 
+// recordSuffix ends the key of an Open Platform authorizer's durable
+// record (openplatform's Component.AuthorizationKey): one value holding the
+// authorization state, the refresh token and the current access token.
+const recordSuffix = "/authorizer_refresh_token"
+
+// Statuses of a view beyond valid, expired, absent and error: an
+// authorizer's record's state, or a record that does not parse.
+const (
+	statusAuthorized = "authorized"
+	statusWithdrawn  = "withdrawn"
+	statusCorrupt    = "corrupt"
+)
+
 // viewOf describes token t stored under key.
 func viewOf(key string, t core.Token, reveal bool, now time.Time) view {
+	if strings.HasSuffix(key, recordSuffix) {
+		return recordViewOf(key, t, reveal, now)
+	}
 	v := view{Key: key, Status: "valid", Fingerprint: fingerprint(t.Value), Length: len(t.Value)}
 	if reveal {
 		v.Value = t.Value
 	}
-	if !t.ExpiresAt.IsZero() {
-		exp := t.ExpiresAt.UTC()
-		left := t.ExpiresAt.Sub(now).Round(time.Second)
-		in := left.Seconds()
-		v.ExpiresAt, v.ExpiresIn = &exp, &in
-		if left <= 0 {
-			v.Status = "expired"
+	v.setExpiry(t.ExpiresAt, now)
+	return v
+}
+
+// setExpiry sets v's expiry fields from exp, if not zero, and marks v
+// expired once exp has passed.
+func (v *view) setExpiry(exp time.Time, now time.Time) {
+	if exp.IsZero() {
+		return
+	}
+	at := exp.UTC()
+	left := exp.Sub(now).Round(time.Second)
+	in := left.Seconds()
+	v.ExpiresAt, v.ExpiresIn = &at, &in
+	if left <= 0 {
+		v.Status = "expired"
+	}
+	if left <= wechatLifetime {
+		age := (wechatLifetime - left).Seconds()
+		v.Age = &age
+	}
+}
+
+// recordViewOf describes an authorizer's record t stored under key: its
+// state, the refresh token (revealed with reveal, never the record
+// itself) and the access token's expiry. A value that does not parse is
+// status corrupt, with no value, fingerprint or length.
+func recordViewOf(key string, t core.Token, reveal bool, now time.Time) view {
+	rec, err := openplatform.ParseAuthorizationRecord(t)
+	if err != nil {
+		return view{Key: key, Status: statusCorrupt, Error: err.Error()}
+	}
+	v := view{Key: key, Status: statusAuthorized}
+	if rec.Withdrawn {
+		v.Status = statusWithdrawn
+	}
+	if !rec.Since.IsZero() {
+		since := rec.Since.UTC()
+		v.Since = &since
+	}
+	if refresh := rec.RefreshToken.Reveal(); refresh != "" {
+		v.Fingerprint, v.Length = fingerprint(refresh), len(refresh)
+		if reveal {
+			v.Value = refresh
 		}
-		if left <= wechatLifetime {
-			age := (wechatLifetime - left).Seconds()
-			v.Age = &age
-		}
+	}
+	if !rec.AccessToken.IsZero() {
+		v.setExpiry(rec.ExpiresAt, now)
+		v.Status = statusAuthorized // an expired access token is fetched again: the record is not expired
 	}
 	return v
 }
@@ -426,11 +504,21 @@ func (e *env) print(v view) {
 		fmt.Fprintf(&b, "%s  ", v.Time.Format(time.RFC3339))
 	}
 	fmt.Fprintf(&b, "%s  %s", v.Key, v.Status)
-	if v.Status == "absent" || v.Status == "error" {
+	if v.Since != nil {
+		fmt.Fprintf(&b, " since=%s", v.Since.Format(time.RFC3339))
+	}
+	record := strings.HasSuffix(v.Key, recordSuffix)
+	switch {
+	case v.Status == "absent" || v.Status == "error" || v.Status == statusCorrupt:
 		if v.Error != "" {
 			fmt.Fprintf(&b, "  error=%s", v.Error)
 		}
-	} else {
+	case record && v.Status == statusWithdrawn:
+		// No token: nothing more to show.
+	default:
+		if record {
+			b.WriteString("  refresh_token:") // the value, fingerprint and length are the refresh token's
+		}
 		if v.Value != "" {
 			fmt.Fprintf(&b, "  value=%s", v.Value)
 		}
@@ -440,6 +528,9 @@ func (e *env) print(v view) {
 		}
 		if v.Replaced != nil {
 			fmt.Fprintf(&b, " replaced=%t", *v.Replaced)
+		}
+		if record && v.ExpiresAt != nil {
+			b.WriteString("  access_token:")
 		}
 		if v.ExpiresAt != nil {
 			fmt.Fprintf(&b, "  expires_at=%s left=%s", v.ExpiresAt.Format(time.RFC3339), time.Duration(*v.ExpiresIn*float64(time.Second)))
@@ -486,10 +577,24 @@ func (e *env) get(ctx context.Context, args []string) error {
 	switch v.Status {
 	case "absent":
 		return exitCodeError{exitNotFound, fmt.Errorf("%s: not found in %s", key, e.spec)}
+	case statusWithdrawn:
+		return exitCodeError{exitNotFound, withdrawnError(v)}
+	case statusCorrupt:
+		return fmt.Errorf("%s: %s", key, v.Error)
 	case "expired":
 		return exitCodeError{exitExpired, nil}
 	}
 	return nil
+}
+
+// withdrawnError says that the record v shows withdrawn holds nothing
+// usable: exit code 3, as for a key that is absent.
+func withdrawnError(v view) error {
+	since := ""
+	if v.Since != nil {
+		since = " on " + v.Since.Format(time.RFC3339)
+	}
+	return fmt.Errorf("%s: the merchant withdrew the authorization%s: no refresh token, nothing usable until it authorizes again", v.Key, since)
 }
 
 // conf builds the Conf refresh and force use, with the AppSecret from the
@@ -633,20 +738,32 @@ func (e *env) inspect(ctx context.Context, args []string) error {
 	locks := newLockReader(e.spec, st)
 	defer locks.close()
 	present := 0
-	var firstErr error
+	var firstErr, withdrawn error
 	for _, k := range keys {
 		v, err := read(ctx, st, k, false)
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
-		if v.Status == "valid" || v.Status == "expired" {
+		switch v.Status {
+		case "valid", "expired", statusAuthorized:
 			present++
+		case statusWithdrawn:
+			withdrawn = withdrawnError(v)
+		case statusCorrupt:
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %s", k, v.Error)
+			}
 		}
 		v.Lock = locks.read(ctx, k)
 		e.print(v)
 	}
 	if firstErr != nil {
 		return firstErr
+	}
+	if withdrawn != nil {
+		// The authorizer's tickets may still be stored, but nothing can
+		// renew them: nothing usable, as when no key is present.
+		return exitCodeError{exitNotFound, withdrawn}
 	}
 	if present == 0 {
 		return exitCodeError{exitNotFound, fmt.Errorf("none of the %d keys is in %s", len(keys), e.spec)}
@@ -688,11 +805,14 @@ func (e *env) watch(ctx context.Context, args []string) error {
 			return nil
 		}
 		state := v.Status + " " + v.Fingerprint
+		if v.Since != nil {
+			state += " since " + v.Since.String()
+		}
 		if v.ExpiresAt != nil {
 			state += " " + v.ExpiresAt.String()
 		}
-		if v.Status == "error" {
-			state = "error " + v.Error
+		if v.Status == "error" || v.Status == statusCorrupt {
+			state = v.Status + " " + v.Error
 		}
 		if state != last {
 			last = state

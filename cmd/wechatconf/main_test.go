@@ -78,7 +78,7 @@ func (c *cli) recheck() {
 	for _, r := range c.masked {
 		for _, s := range c.secretValues(false) {
 			if strings.Contains(r.stdout+r.stderr, s) {
-				c.t.Errorf("a token was printed without --reveal:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+				c.t.Errorf("a token (%q) was printed without --reveal:\nstdout: %s\nstderr: %s", s, r.stdout, r.stderr)
 			}
 		}
 	}

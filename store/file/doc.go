@@ -30,7 +30,20 @@
 //     refresh lock.
 //
 // Do not delete the .lock, .lease or .held files while processes use the
-// directory; deleting .token files is fine (the token is fetched again).
+// directory. Deleting the .token file of a token is fine: it is fetched
+// again (an Open Platform component_verify_ticket comes back with WeChat's
+// next push, within 10 minutes). NEVER delete the .token file of durable
+// state: an Open Platform authorizer's record (a key ending in
+// /authorizer_refresh_token) or any token written with a zero ExpiresAt
+// (its file says "expires_at":"0001-01-01T00:00:00Z"). It cannot be
+// fetched again: deleting it loses the merchant, who must authorize again.
+// The file name keeps only the key's first 40 readable bytes, so it may
+// not show the suffix: read the "key" inside the file.
+//
+// The store never removes a key's files, expired or not: an expired token
+// stays until it is overwritten, and a key no longer used leaves its four
+// files behind. Clean them up yourself if they accumulate (never the
+// durable ones above, nor the files of a key a process may still use).
 //
 // # The refresh lock, the lease and the fence
 //

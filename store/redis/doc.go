@@ -118,12 +118,35 @@
 // whose fetch returned a zero ExpiresAt) succeeds, the Store asks the
 // server, once, with CONFIG GET maxmemory-policy, save and appendonly (three
 // commands in one round trip, bounded by a second and the caller's ctx),
-// and if either risk holds logs EventDurabilityRisk at Warn (WithLogger;
-// by default to slog.Default()), naming the setting and the fix:
-// maxmemory-policy noeviction or volatile-*, AOF or RDB snapshots, or
-// durable state kept on another store. Only that first durable write pays
-// the round trip; other writes, and every write with an ExpiresAt, never
-// ask. The check never fails a write: the write is done when it runs.
+// and if either risk holds logs EventDurabilityRisk at Warn, naming the
+// setting and the fix: maxmemory-policy noeviction or volatile-*, AOF or
+// RDB snapshots, or durable state kept on another store. Only that first
+// durable write pays the round trip; other writes, and every write with an
+// ExpiresAt, never ask. The check never fails a write: the write is done
+// when it runs.
+//
+// The event goes to the Store's own logger, the one given with WithLogger
+// (by default slog.Default(), Warn and above) — not to the Logger of the
+// core.Config or openplatform.Config the Store serves, which the Store
+// does not know: give the Store the same logger (redisstore.New(rdb,
+// redisstore.WithLogger(logger))) to see it where the rest goes.
+//
+// To ask at start-up, or in a health check, rather than wait for the first
+// durable write, call Store.CheckDurability: it asks the same questions at
+// every call and returns the same sentence as the event's "risk" attribute
+// ("" when durable state is safe), or an error — wrapping
+// ErrDurabilityUnknown when the server refuses CONFIG. It logs nothing
+// and does not change the once-per-Store event.
+//
+// A volatile-* policy (volatile-lru, volatile-lfu, volatile-random,
+// volatile-ttl) spares durable state but may still evict keys that have a
+// TTL, which every token with an ExpiresAt has. Those are fetched again,
+// once, by the next refresh — except openplatform's
+// component_verify_ticket (stored with its 12-hour lifetime), which only
+// WeChat's next push brings back: losing it costs at most the 10 minutes
+// until that push, during which a component_access_token that comes due
+// cannot be fetched (openplatform.ErrNoVerifyTicket). noeviction avoids
+// that too, at the price of write errors once memory is full.
 //
 // The check asks where the server lets it. A server that refuses CONFIG
 // (renamed or disabled, an ACL user without config|get, most managed

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -25,8 +26,10 @@ const (
 	// allkeys-* (allkeys-lru, allkeys-lfu, allkeys-random), which evicts
 	// keys without a TTL once memory is full, or it persists nothing (save
 	// is empty and appendonly is no), so a restart loses every key. Logged
-	// at most once per Store, after its first durable write; see "Durable
-	// state on a server that forgets" in the package documentation.
+	// at most once per Store, after its first durable write, to the
+	// Store's logger (WithLogger); Store.CheckDurability asks the same on
+	// demand. See "Durable state on a server that forgets" in the package
+	// documentation.
 	// Attributes: "key" (the store key of the durable write that made the
 	// Store ask), "evicts" (bool), "persists_nothing" (bool), "policy"
 	// (maxmemory-policy), "save", "appendonly" (as the server reported
@@ -42,6 +45,63 @@ const (
 	// Ring.
 	EventDurabilityUnchecked = "wechatconf.durability_unchecked"
 )
+
+// ErrDurabilityUnknown is returned (wrapped, with the server's own error
+// reply) by CheckDurability when the server refuses the questions: CONFIG
+// renamed or disabled, an ACL user without config|get, most managed
+// services. Whether durable state is safe there cannot be told from the
+// client: ask the server's operator (or provider) for its
+// maxmemory-policy and persistence.
+var ErrDurabilityUnknown = errors.New("redisstore: the server refused CONFIG GET: whether it keeps durable state cannot be told")
+
+// CheckDurability asks the server whether durable state written through s
+// (a token with a zero ExpiresAt: an Open Platform authorizer's record)
+// is safe there, as the check after the first durable write does
+// (EventDurabilityRisk), for a start-up or health check. It returns "" when
+// the server keeps keys without a TTL (its maxmemory-policy is noeviction
+// or volatile-*, and it persists them: AOF or RDB snapshots); otherwise a
+// sentence naming the risk and the fix, the same text as the event's
+// "risk" attribute. On a Cluster every master is asked, on a Ring every
+// live shard, and the risk is the first node's at risk by address. It
+// returns an error wrapping ErrDurabilityUnknown and the server's reply
+// when the server refuses CONFIG, and the client's error (wrapped) when a
+// node could not be asked at all (a connection error, ctx ending).
+//
+// It costs one round trip (one per master, in parallel, on a Cluster),
+// bounded by ctx and the client's timeouts, at every call. It logs
+// nothing and leaves the Store's own check alone: the first durable write
+// still asks, and logs EventDurabilityRisk once, whether or not
+// CheckDurability was called.
+func (s *Store) CheckDurability(ctx context.Context) (risk string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("redisstore: durability check: %w", err)
+	}
+	answers := s.askDurability(ctx)
+	v := judge(answers)
+	switch {
+	case v.risky != nil:
+		return v.risky.risk(), nil
+	case !v.answered:
+		slices.SortStableFunc(answers, func(a, b nodeAnswer) int { return cmp.Compare(a.cfg.addr, b.cfg.addr) })
+		for _, a := range answers {
+			if a.err != nil && !isRefusal(a.err) {
+				return "", fmt.Errorf("redisstore: durability check%s: %w", atAddr(a.cfg.addr), a.err)
+			}
+		}
+		return "", errors.New("redisstore: durability check: no node to ask")
+	case v.refused != nil:
+		return "", fmt.Errorf("%w%s: %w", ErrDurabilityUnknown, atAddr(v.refused.cfg.addr), v.refused.err)
+	}
+	return "", nil
+}
+
+// atAddr is " on ADDR" naming a node of a Cluster or Ring, "" for none.
+func atAddr(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return " on " + addr
+}
 
 // durabilityCheckTimeout bounds the durability check: one round trip (one
 // per master, in parallel, on a Cluster) after the first durable write.

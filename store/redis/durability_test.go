@@ -253,3 +253,32 @@ func TestDefaultLogger(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDurabilityNoServer tests CheckDurability against a server that
+// does not answer: an error that is the client's (not
+// ErrDurabilityUnknown, which says the server refused), nothing logged,
+// and the Store's own check not marked done.
+func TestCheckDurabilityNoServer(t *testing.T) {
+	var buf bytes.Buffer
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer rdb.Close()
+	s, err := New(rdb, WithLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	risk, err := s.CheckDurability(context.Background())
+	if err == nil || errors.Is(err, ErrDurabilityUnknown) || risk != "" {
+		t.Errorf("CheckDurability with no server = %q, %v; want no risk and a connection error that is not ErrDurabilityUnknown", risk, err)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("CheckDurability logged: %s", buf.String())
+	}
+	if s.durability.done.Load() {
+		t.Error("CheckDurability marked the Store's own check done")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.CheckDurability(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("CheckDurability(canceled ctx) = %v, want context.Canceled", err)
+	}
+}

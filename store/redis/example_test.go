@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -70,4 +71,27 @@ func ExampleNew_sentinel() {
 		log.Fatal(err)
 	}
 	_ = store
+}
+
+// At start-up (or in a health check), ask whether the server keeps
+// durable state — an Open Platform authorizer's record — before the first
+// durable write would log EventDurabilityRisk.
+func ExampleStore_CheckDurability() {
+	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	store, err := redisstore.New(rdb)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	risk, err := store.CheckDurability(ctx)
+	switch {
+	case errors.Is(err, redisstore.ErrDurabilityUnknown):
+		log.Printf("cannot tell whether Redis keeps refresh tokens (CONFIG refused): check its maxmemory-policy and persistence: %v", err)
+	case err != nil:
+		log.Printf("Redis did not answer: %v", err)
+	case risk != "":
+		log.Printf("Redis may lose refresh tokens: %s", risk)
+	}
 }

@@ -2,6 +2,7 @@ package containertest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -308,6 +309,89 @@ func testDurability(t *testing.T, tc durabilityCase) {
 	}
 }
 
+// TestCheckDurability tests Store.CheckDurability against the servers of
+// TestDurabilityRisk, one per configuration: a server at risk
+// (allkeys-*, or persisting nothing) gets a sentence naming the fix
+// (noeviction, appendonly yes), a safe one "", one that refuses CONFIG an
+// error matching ErrDurabilityUnknown that wraps the server's redis.Error;
+// each call asks the server (its CONFIG count moves, unless refused), none
+// logs, and afterwards the first durable write still makes the Store's own
+// check, once, whose EventDurabilityRisk carries the same risk text.
+func TestCheckDurability(t *testing.T) {
+	for _, tc := range durabilityCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testCheckDurability(t, tc)
+		})
+	}
+}
+
+func testCheckDurability(t *testing.T, tc durabilityCase) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := containers.StartRedisWithArgs(t, tc.args...)
+	admin := newClient(r.Addr)
+	t.Cleanup(func() { admin.Close() })
+	opts := &redis.Options{Addr: r.Addr, ContextTimeoutEnabled: true}
+	if tc.aclNoConfig {
+		if err := admin.Do(ctx, "ACL", "SETUSER", "wechatconf", "on", ">pw", "~*", "&*", "+@all", "-config").Err(); err != nil {
+			t.Fatalf("ACL SETUSER: %v", err)
+		}
+		opts.Username, opts.Password = "wechatconf", "pw"
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	rec := &recorder{}
+	s := mustNew(t, rdb, redisstore.WithLogger(slog.New(rec)))
+
+	var risk string
+	for i := range 2 {
+		before := configCalls(t, ctx, admin)
+		got, err := s.CheckDurability(ctx)
+		switch {
+		case tc.refused:
+			var rerr redis.Error
+			if !errors.Is(err, redisstore.ErrDurabilityUnknown) || !errors.As(err, &rerr) || got != "" {
+				t.Errorf("CheckDurability (call %d) = %q, %v; want an error matching ErrDurabilityUnknown and wrapping the server's redis.Error", i+1, got, err)
+			}
+		case err != nil:
+			t.Fatalf("CheckDurability (call %d): %v", i+1, err)
+		case (got != "") != (tc.evicts || tc.persistsNothing):
+			t.Errorf("CheckDurability (call %d) = %q; want a risk %v (evicts %v, persists nothing %v)", i+1, got, tc.evicts || tc.persistsNothing, tc.evicts, tc.persistsNothing)
+		case tc.evicts && !strings.Contains(got, "noeviction"), tc.persistsNothing && !strings.Contains(got, "appendonly yes"):
+			t.Errorf("CheckDurability (call %d) = %q; want the fix named (noeviction, appendonly yes)", i+1, got)
+		}
+		if !tc.refused && configCalls(t, ctx, admin) == before {
+			t.Errorf("CheckDurability (call %d): the server ran no CONFIG command, want it asked at every call", i+1)
+		}
+		risk = got
+	}
+	if recs := rec.all(); len(recs) != 0 {
+		t.Errorf("CheckDurability logged %v, want nothing", recs)
+	}
+
+	// The Store's own check is untouched: the first durable write asks and
+	// logs, once.
+	calls := configCalls(t, ctx, admin)
+	for i := range 2 {
+		if err := s.Set(ctx, uniqueKey(t, fmt.Sprintf("authorizer_refresh_token/%d", i)), durableTok("r")); err != nil {
+			t.Fatalf("durable Set: %v", err)
+		}
+	}
+	if !tc.refused && configCalls(t, ctx, admin) == calls {
+		t.Errorf("the first durable write after CheckDurability asked nothing: the Store's own check was marked done")
+	}
+	risks := rec.events(redisstore.EventDurabilityRisk)
+	switch {
+	case risk == "" && len(risks) != 0:
+		t.Errorf("no risk, yet %s logged: %v", redisstore.EventDurabilityRisk, risks)
+	case risk != "" && len(risks) != 1:
+		t.Errorf("%s logged %d times after two durable writes, want 1; records: %v", redisstore.EventDurabilityRisk, len(risks), rec.all())
+	case risk != "" && risks[0].attrs["risk"].String() != risk:
+		t.Errorf("%s risk = %q, CheckDurability said %q: want the same text", redisstore.EventDurabilityRisk, risks[0].attrs["risk"].String(), risk)
+	}
+}
+
 // TestDurabilityRiskOncePerStore tests that the check is once per Store
 // value, whatever the concurrency: on a server that persists nothing, 32
 // goroutines' first durable writes through one Store all succeed, it logs
@@ -365,7 +449,8 @@ func TestDurabilityRiskOncePerStore(t *testing.T) {
 // TestDurabilityRiskCluster tests the check on a Redis Cluster (whose
 // nodes persist nothing): every master is asked, one EventDurabilityRisk
 // is logged, naming a master's address ("addr"), after durable writes to
-// keys on several slots.
+// keys on several slots; CheckDurability, called first, says the same
+// risk and does not stop the event.
 func TestDurabilityRiskCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -374,6 +459,10 @@ func TestDurabilityRiskCluster(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	rec := &recorder{}
 	s := mustNew(t, rdb, redisstore.WithLogger(slog.New(rec)))
+	risk, err := s.CheckDurability(ctx)
+	if err != nil || !strings.Contains(risk, "appendonly yes") || strings.Contains(risk, "noeviction") {
+		t.Errorf("CheckDurability on the Cluster = %q, %v; want the risk of persisting nothing", risk, err)
+	}
 	for i := range 8 {
 		key := uniqueKey(t, fmt.Sprintf("authorizer_refresh_token/%d", i))
 		if err := s.Set(ctx, key, durableTok("r")); err != nil {
@@ -390,5 +479,8 @@ func TestDurabilityRiskCluster(t *testing.T) {
 	}
 	if e.attrs["persists_nothing"].String() != "true" || e.attrs["evicts"].String() != "false" {
 		t.Errorf("%s: want persists_nothing and not evicts; record: %v", e.msg, e)
+	}
+	if got := e.attrs["risk"].String(); got != risk {
+		t.Errorf("%s: risk %q, CheckDurability said %q: want the same text", e.msg, got, risk)
 	}
 }
