@@ -75,8 +75,13 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 	} else {
 		c.indexCode(ctx, id, appid, codeExpires)
 	}
+	// base is what the store held before the exchange, when known: the
+	// exchange is newer than it, whatever the clocks say.
+	var base core.Token
+	baseKnown := false
 	if appid != "" {
-		applied, err := c.alreadyApplied(ctx, appid, id, since, false)
+		applied, cur, err := c.alreadyApplied(ctx, appid, id, since, false)
+		base, baseKnown = cur, err == nil
 		if err != nil {
 			// Not knowing what the store holds, do not spend the code:
 			// WeChat delivers the push again.
@@ -108,7 +113,7 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 				appid = c.codeIndex(ctx, id)
 			}
 			if appid != "" {
-				if applied, _ := c.alreadyApplied(ctx, appid, id, since, true); applied != "" {
+				if applied, _, _ := c.alreadyApplied(ctx, appid, id, since, true); applied != "" {
 					return c.Authorizer(appid), applied, nil
 				}
 			}
@@ -125,22 +130,35 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 			Reason: "authorization_info names authorizer " + info.AppID + ", the push " + appid})
 	}
 	appid = info.AppID
+	if !baseKnown {
+		if cur, err := c.durable.Get(ctx, c.recordKey(appid)); err == nil || errors.Is(err, core.ErrNotFound) {
+			base, baseKnown = cur, true
+		}
+	}
 	life := time.Duration(min(info.ExpiresIn, 86400)) * time.Second // trusted up to 24 h, as core's calls
 	applied := AppliedAlready
 	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
-		// The exchange made is the authorization WeChat honours now (it
-		// voided the previous refresh token, and WeChat voids the codes of
-		// an authorization that a withdrawal or a newer one ended): it
-		// replaces whatever the store holds but itself, and is dated after
-		// it, whatever the clocks say.
 		next := record{State: stateAuthorized, Since: since, Code: id, Refresh: info.RefreshToken,
 			Access: info.AccessToken, Expires: start.Add(life).UnixMilli()}
-		if r, err := decodeRecord(cur); err == nil {
-			if r.Code == id {
-				applied = AppliedAlready
-				return core.Token{}, false
+		r, err := decodeRecord(cur)
+		switch {
+		case err == nil && r.Code == id:
+			applied = AppliedAlready
+			return core.Token{}, false
+		case baseKnown && cur.Value == base.Value:
+			// Nothing was written since the exchange was decided: the
+			// exchange made is the authorization WeChat honours now (it
+			// voided the refresh token before it), so it replaces what
+			// the store holds and is dated after it, whatever the clocks
+			// say.
+			if err == nil {
+				next.Since = max(next.Since, r.Since+1)
 			}
-			next.Since = max(next.Since, r.Since+1)
+		case err == nil && !r.replacedBy(stateAuthorized, since):
+			// An event newer than this one was written meanwhile (a write
+			// held in the background may land long after its exchange).
+			applied = AppliedOlderIgnored
+			return core.Token{}, false
 		}
 		applied = AppliedAuthorized
 		return next.encode(), true
@@ -172,29 +190,29 @@ func (c *Component) redate(ctx context.Context, appid, id string, since int64) {
 // alreadyApplied reads appid's record and says whether an authorization
 // with code id made at since (Unix ms) is already applied
 // (AppliedAlready) or older than what the store holds
-// (AppliedOlderIgnored: a newer authorization or withdrawal); "" when its
-// code is to be exchanged (WeChat then decides: it refuses a code a
+// (AppliedOlderIgnored: a newer authorization or withdrawal), with the
+// value it read; "" when its code is to be exchanged (WeChat then decides: it refuses a code a
 // withdrawal or a newer authorization voided). A store error other than
 // ErrNotFound is returned. voided says WeChat refused the code: then a
 // record of the same time is taken as newer too (the event that voided it).
-func (c *Component) alreadyApplied(ctx context.Context, appid, id string, since int64, voided bool) (string, error) {
+func (c *Component) alreadyApplied(ctx context.Context, appid, id string, since int64, voided bool) (string, core.Token, error) {
 	t, err := c.durable.Get(ctx, c.recordKey(appid))
 	switch {
 	case errors.Is(err, core.ErrNotFound), errors.Is(err, core.ErrCorrupt):
-		return "", nil
+		return "", t, nil
 	case err != nil:
-		return "", err
+		return "", t, err
 	}
 	r, err := decodeRecord(t)
 	switch {
 	case err != nil:
-		return "", nil
+		return "", t, nil
 	case r.Code == id:
-		return AppliedAlready, nil
+		return AppliedAlready, t, nil
 	case r.Since > since, voided && r.Since == since:
-		return AppliedOlderIgnored, nil
+		return AppliedOlderIgnored, t, nil
 	}
-	return "", nil
+	return "", t, nil
 }
 
 // The code index maps an authorization code (its codeID) to the

@@ -30,7 +30,8 @@ const (
 // heldWrites are the durable writes the store has not taken yet, by key,
 // in the order they came: each is a step, so the background writer
 // applies them all in turn and each keeps to its own ordering rule (an
-// older withdrawal held after a newer authorization does not replace it).
+// older withdrawal held after a newer authorization does not replace it;
+// one write held must never replace another).
 // One goroutine per key runs while anything is held for it.
 type heldWrites struct {
 	mu      sync.Mutex
@@ -87,14 +88,12 @@ func (c *Component) Flush(ctx context.Context) error {
 // (or ""), retrying store errors with back-off for at most
 // Policy.RefreshTimeout within ctx. If the store has not answered by then,
 // the write is held and retried in the background (see heldWrites), and
-// the error returned says so. A write for a key that already has writes
-// held joins them, behind them. written reports whether the store now
+// the error returned says so. It may overtake writes held for the same
+// key: each is a step that only moves the value forward by its own rule,
+// so their order does not matter. written reports whether the store now
 // holds what st asked for.
 func (c *Component) writeDurable(ctx context.Context, name, appid, key string, st step) (written bool, err error) {
 	h := &heldWrite{step: st, name: name, appid: appid}
-	if c.joinHeld(key, h) {
-		return false, fmt.Errorf("held in memory behind earlier writes the store has not taken: it is written when the store answers")
-	}
 	fg, cancel := context.WithTimeout(ctx, c.refreshTimeout())
 	defer cancel()
 	for wait := retryFirst; ; wait = min(2*wait, retryMax) {
@@ -121,18 +120,6 @@ func wait2(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// joinHeld queues h behind the writes held for key, if there are any, and
-// reports whether it did: a write must not overtake those before it.
-func (c *Component) joinHeld(key string, h *heldWrite) bool {
-	c.held.mu.Lock()
-	defer c.held.mu.Unlock()
-	if len(c.held.m[key]) == 0 {
-		return false
-	}
-	c.held.m[key] = append(c.held.m[key], h)
-	return true
 }
 
 // hold queues h for the background writer and starts it if none runs for

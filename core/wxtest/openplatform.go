@@ -61,7 +61,8 @@ const (
 	// exchanged again within its life with the same authorization — the
 	// refresh token that works now and the current access token, nothing
 	// invalidated — while it is the authorizer's latest; a code superseded
-	// by a later authorization or a withdrawal is 61009.
+	// by a later authorization (issued before the last code exchanged, used
+	// or not) or a withdrawal is 61009.
 	// [Server.SingleUseAuthorizationCodes] makes every second exchange
 	// 61009, for testing a client against the strict reading. A missing
 	// component_appid is 41002, one other than the token's component 61011
@@ -186,6 +187,7 @@ type authCode struct {
 	preAuth    string
 	expires    time.Time
 	used       bool
+	seq        int // order of issue: a code issued before the last one exchanged is void
 }
 
 // componentLocked returns the state of the component appid, or nil if it is
@@ -347,8 +349,9 @@ func (s *Server) Authorize(componentAppID, authorizerAppID string) (authorizatio
 			break
 		}
 	}
+	s.codeSeq++
 	s.authCodes[authorizationCode] = &authCode{
-		comp: c, authorizer: a, gen: a.gen,
+		comp: c, authorizer: a, gen: a.gen, seq: s.codeSeq,
 		preAuth: "preauthcode@@@" + newValue(32),
 		expires: now.Add(AuthorizationCodeLifetime),
 	}
@@ -689,6 +692,8 @@ func (s *Server) serveQueryAuth(w http.ResponseWriter, r *http.Request, body []b
 			code = codeCodeInvalid
 		case ac.used && (s.singleUseCodes || ac.authorizer.lastCode != ac || ac.authorizer.refresh == ""):
 			code = codeCodeInvalid
+		case !ac.used && ac.authorizer.lastCode != nil && ac.seq < ac.authorizer.lastCode.seq:
+			code = codeCodeInvalid // a later authorization's code was exchanged: this one is superseded
 		case !now.Before(ac.expires):
 			code = codeCodeExpired
 		default:

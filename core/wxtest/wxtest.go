@@ -241,6 +241,7 @@ type Server struct {
 	componentIssued  int
 	rotateRefresh    bool
 	singleUseCodes   bool
+	codeSeq          int // authorization codes issued
 	tokensIssued     int
 	minted           int // access tokens mintLocked created, never reset: the last one's seq
 	ticketsIssued    int
