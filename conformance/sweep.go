@@ -167,6 +167,7 @@ func Sweep(t *testing.T, h Harness) {
 	sw := &sweeper{h: h, runName: t.Name(), killAll: os.Getenv(SweepKillEnv) == "all",
 		sem: make(chan struct{}, sweepParallel), hangSem: make(chan struct{}, sweepHangParallel), killSem: make(chan struct{}, sweepKillParallel)}
 	begin := time.Now()
+	ReportNote(t, "Fault sweep", "One fault (fail, lands, hang, lost, kill) at each store call k of each scenario, then the scenario driven to rest and five invariants checked; \"broke an invariant\" counts fault points that broke one the fault-free run did not (must be 0); \"extra fetch\" counts fault points where WeChat issued one token more than the fault-free run (the fault's own, allowed). kill samples: a Get with no WeChat call since the previous store call is skipped as equivalent (WECHATCONF_SWEEP_KILL=all tries every one).")
 	for _, sc := range sweepScenarios {
 		t.Run(sc.name, func(t *testing.T) { sw.scenario(t, sc) })
 	}
@@ -309,6 +310,10 @@ func (sw *sweeper) mode(t *testing.T, sc *scenario, m faultMode, base *runResult
 	}
 	elapsed := time.Since(start)
 	sw.row(sc, m, tried, skipped, failed, notReached, extra, elapsed)
+	ReportRow(t, "Fault sweep", Col{"store", sw.runName}, Col{"scenario", sc.name}, Col{"mode", m.String()},
+		Col{"fault points", fmt.Sprint(tried)}, Col{"skipped (equivalent)", fmt.Sprint(skipped)},
+		Col{"broke an invariant", fmt.Sprint(len(failed))}, Col{"extra fetch", fmt.Sprint(extra)},
+		Col{"time", elapsed.Round(time.Millisecond).String()})
 	t.Logf("%s/%s: %d fault points tried (%d equivalent ones skipped), %d not reached, %d broke an invariant beyond the baseline %v, %d had WeChat issue a token more than the baseline (the fault's own, allowed), in %v",
 		sc.name, m, tried, skipped, notReached, len(failed), failed, extra, elapsed.Round(time.Millisecond))
 }

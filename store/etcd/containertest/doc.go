@@ -6,6 +6,9 @@
 // against the server. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).
 //
+// TestSweepEtcd runs conformance.Sweep on the real server: one fault at every
+// store call of each durable-state scenario, the invariants checked after.
+//
 // It is a module of its own, github.com/wechatconf/wechatconf/store/etcd/containertest,
 // so that testcontainers-go and the Docker client stay out of the module graph
 // of users of store/etcd (etcdstore): the store module requires only core and its

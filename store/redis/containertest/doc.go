@@ -13,6 +13,9 @@
 // store's own checks against the server. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).
 //
+// TestSweepRedis runs conformance.Sweep on the real server: one fault at every
+// store call of each durable-state scenario, the invariants checked after.
+//
 // It is a module of its own, github.com/wechatconf/wechatconf/store/redis/containertest,
 // so that testcontainers-go and the Docker client stay out of the module graph
 // of users of store/redis (redisstore): the store module requires only core and its

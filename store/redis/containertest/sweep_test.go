@@ -8,13 +8,13 @@ import (
 	"github.com/wechatconf/wechatconf/conformance"
 )
 
-// TestSweep runs the fault sweep (conformance.Sweep) on one Redis server:
+// TestSweepRedis runs the fault sweep (conformance.Sweep) on one Redis server:
 // one fault at every store call of every scenario — the call fails, lands
 // and reports failure, hangs until its ctx ends, loses WeChat's reply, or
 // the process is SIGKILLed right after it (a child process re-executing
 // this binary, which reaches the server through addrEnv) — and the
 // durable state must survive each.
-func TestSweep(t *testing.T) {
+func TestSweepRedis(t *testing.T) {
 	addr := standaloneAddr(t)
 	conformance.Sweep(t, harness(func() redis.UniversalClient { return newClient(addr) }, addrEnv+"="+addr))
 }
