@@ -260,6 +260,7 @@ func (c *Component) withdraw(ctx context.Context, appid string, at time.Time, ex
 		return "", wrap("Unauthorize", errors.New("the authorizer's AppID is empty"))
 	}
 	since := at.UnixMilli()
+	base, baseKnown := c.baseOf(ctx, appid, explicit)
 	applied := AppliedAlready
 	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
 		r, err := decodeRecord(cur)
@@ -269,7 +270,10 @@ func (c *Component) withdraw(ctx context.Context, appid string, at time.Time, ex
 		case r.State == stateWithdrawn && (r.Since == since || explicit):
 			applied = AppliedAlready
 			return core.Token{}, false
-		case explicit:
+		case baseKnown && cur.Value == base.Value:
+			// Unauthorize: the operator's "now" is after what the store
+			// held when it was called (and only that: a write held and
+			// landing late orders by its time).
 			next.Since = max(since, r.Since+1)
 		case !r.replacedBy(stateWithdrawn, since):
 			applied = AppliedOlderIgnored
@@ -285,10 +289,27 @@ func (c *Component) withdraw(ctx context.Context, appid string, at time.Time, ex
 	return applied, nil
 }
 
+// baseOf reads appid's record for an operator's call (explicit): the
+// value its write replaces by being dated after it. ok is false when it
+// is not an explicit call or the store did not answer: the write then
+// orders by its time.
+func (c *Component) baseOf(ctx context.Context, appid string, explicit bool) (base core.Token, ok bool) {
+	if !explicit {
+		return core.Token{}, false
+	}
+	t, err := c.durable.Get(ctx, c.recordKey(appid))
+	if err != nil && !errors.Is(err, core.ErrNotFound) {
+		return core.Token{}, false
+	}
+	return t, true
+}
+
 // ImportRefreshToken stores an authorizer's authorizer_refresh_token
 // obtained elsewhere — another SDK's storage, a backup — as a new
-// authorization dated now, replacing whatever the store holds (a
-// withdrawal included: the operator says the merchant is authorized).
+// authorization dated now, replacing whatever the store holds when it is
+// called (a withdrawal included: the operator says the merchant is
+// authorized), and dated after it; if the store does not take it at once
+// and it is held, it lands later only over what is older than its time.
 // Use it to migrate or restore; in normal operation the authorization
 // events and the refreshes keep it. Errors are the store's (the write is
 // then held and retried, as for Authorize).
@@ -297,10 +318,16 @@ func (c *Component) ImportRefreshToken(ctx context.Context, appid, refreshToken 
 		return wrap("ImportRefreshToken", errors.New("the AppID and the refresh token are required"))
 	}
 	now := c.now().UnixMilli()
+	base, baseKnown := c.baseOf(ctx, appid, true)
 	if _, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
 		next := record{State: stateAuthorized, Since: now, Refresh: refreshToken}
-		if r, err := decodeRecord(cur); err == nil {
-			next.Since = max(now, r.Since+1) // after whatever it replaces
+		r, err := decodeRecord(cur)
+		switch {
+		case err != nil:
+		case baseKnown && cur.Value == base.Value:
+			next.Since = max(now, r.Since+1) // after what the store held when it was called
+		case !r.replacedBy(stateAuthorized, now):
+			return core.Token{}, false // a newer event was written meanwhile (this write was held)
 		}
 		return next.encode(), true
 	}); err != nil {
