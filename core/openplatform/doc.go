@@ -94,6 +94,29 @@
 // store with Config.DurableStore (redisstore logs an event when it finds
 // its server so configured).
 //
+// # What the ordering cannot see
+//
+// Measured by conformance.Sweep and two red-team passes; what is left,
+// each needing two faults or a clock wrong by more than the time between
+// two of the merchant's own actions:
+//
+//   - A redirect is dated by this process's clock (after what the store
+//     held) until its push brings WeChat's CreateTime: a withdrawal made
+//     within the clock's error after it is ignored, and WeChat's 61003
+//     (backed off) then refuses the merchant's tokens until it authorizes
+//     again.
+//   - A withdrawal made and written by another instance in the moment
+//     between a redirect's code exchange and its write is overwritten by
+//     the authorization (61003 again).
+//   - With rotating refresh tokens, a refresh whose write fails in the
+//     seconds between a redirect and its push loses its rotated refresh
+//     token to the push's re-dating (the store holds another value, so the
+//     write-back gives way): 61023 at the next refresh.
+//   - A process killed between a code's exchange and its record's write
+//     loses the reply: WeChat's re-sent push brings it again only where a
+//     code may be exchanged twice (see wxtest's PathQueryAuth); under a
+//     strictly single-use reading nothing can.
+//
 // # Scale
 //
 // A Component holds no goroutine, timer or subscription per authorizer:
