@@ -130,6 +130,14 @@ func fetchAttrs(why reason, forced bool, latency, lockWait time.Duration) []slog
 	return []slog.Attr{slog.String("reason", why.String()), slog.Bool("forced", forced), slog.Duration("latency", latency), slog.Duration("lock_wait", lockWait)}
 }
 
+// DefaultLogger returns the logger a nil Config.Logger (or
+// CredentialConfig.Logger) stands for: records of level Warn and above go
+// to slog.Default() (read at each record, so a later slog.SetDefault is
+// followed), the rest are dropped — failures are visible by default, the
+// chatter is not. Stores and packages built on core use it for the same
+// default (redisstore's WithLogger, openplatform's Config.Logger).
+func DefaultLogger() *slog.Logger { return slog.New(defaultWarnHandler{}) }
+
 // defaultWarnHandler is the handler of a Conf built without a Logger: the
 // records of level Warn and above go to slog.Default() (read at each
 // record, so a later slog.SetDefault is followed); the rest are dropped.

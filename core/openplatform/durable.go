@@ -193,7 +193,7 @@ func (c *Component) logger() *slog.Logger {
 	if c.cfg.Logger != nil {
 		return c.cfg.Logger
 	}
-	return slog.New(warnOnly{slog.Default().Handler()})
+	return core.DefaultLogger()
 }
 
 // logStoreError logs core.EventStoreError for a durable write of name
@@ -202,11 +202,4 @@ func (c *Component) logger() *slog.Logger {
 func (c *Component) logStoreError(name, key, op string, err error) {
 	c.logger().LogAttrs(context.Background(), slog.LevelWarn, core.EventStoreError,
 		slog.String("credential", name), slog.String("key", key), slog.String("op", op), slog.String("error", err.Error()))
-}
-
-// warnOnly passes on records of level Warn and above.
-type warnOnly struct{ slog.Handler }
-
-func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
 }

@@ -342,39 +342,3 @@ func configOf(ctx context.Context, c redis.Cmdable) (serverConfig, error) {
 	}
 	return parseConfig(reply), nil
 }
-
-// defaultWarnHandler is the handler of a Store built without a logger: the
-// records of level Warn and above go to slog.Default() (read at each
-// record, so a later slog.SetDefault is followed); the rest are dropped. It
-// is core's (core/events.go), which core does not export.
-type defaultWarnHandler struct{}
-
-func (defaultWarnHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && slog.Default().Handler().Enabled(ctx, l)
-}
-
-func (defaultWarnHandler) Handle(ctx context.Context, r slog.Record) error {
-	return slog.Default().Handler().Handle(ctx, r)
-}
-
-func (defaultWarnHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevelHandler{slog.Default().Handler().WithAttrs(attrs)}
-}
-
-func (defaultWarnHandler) WithGroup(name string) slog.Handler {
-	return minLevelHandler{slog.Default().Handler().WithGroup(name)}
-}
-
-// minLevelHandler passes records of level Warn and above to h.
-type minLevelHandler struct{ h slog.Handler }
-
-func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && m.h.Enabled(ctx, l)
-}
-func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
-func (m minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevelHandler{m.h.WithAttrs(attrs)}
-}
-func (m minLevelHandler) WithGroup(name string) slog.Handler {
-	return minLevelHandler{m.h.WithGroup(name)}
-}

@@ -132,7 +132,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		opt(&o)
 	}
 	if o.logger == nil {
-		o.logger = slog.New(defaultWarnHandler{})
+		o.logger = core.DefaultLogger()
 	}
 	return &Store{
 		client:  client,
