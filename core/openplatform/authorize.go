@@ -131,9 +131,7 @@ func (c *Component) authorize(ctx context.Context, code, appid string, at, codeE
 	}
 	appid = info.AppID
 	if !baseKnown {
-		if cur, err := c.durable.Get(ctx, c.recordKey(appid)); err == nil || errors.Is(err, core.ErrNotFound) {
-			base, baseKnown = cur, true
-		}
+		base, baseKnown = c.baseOf(ctx, appid)
 	}
 	life := time.Duration(min(info.ExpiresIn, 86400)) * time.Second // trusted up to 24 h, as core's calls
 	applied := AppliedAlready
@@ -260,7 +258,11 @@ func (c *Component) withdraw(ctx context.Context, appid string, at time.Time, ex
 		return "", wrap("Unauthorize", errors.New("the authorizer's AppID is empty"))
 	}
 	since := at.UnixMilli()
-	base, baseKnown := c.baseOf(ctx, appid, explicit)
+	var base core.Token
+	baseKnown := false
+	if explicit {
+		base, baseKnown = c.baseOf(ctx, appid)
+	}
 	applied := AppliedAlready
 	_, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
 		r, err := decodeRecord(cur)
@@ -289,14 +291,10 @@ func (c *Component) withdraw(ctx context.Context, appid string, at time.Time, ex
 	return applied, nil
 }
 
-// baseOf reads appid's record for an operator's call (explicit): the
-// value its write replaces by being dated after it. ok is false when it
-// is not an explicit call or the store did not answer: the write then
-// orders by its time.
-func (c *Component) baseOf(ctx context.Context, appid string, explicit bool) (base core.Token, ok bool) {
-	if !explicit {
-		return core.Token{}, false
-	}
+// baseOf reads appid's record: the value a write decided now replaces,
+// and is dated after (an exchange just made, an operator's call). ok is
+// false when the store did not answer: the write then orders by its time.
+func (c *Component) baseOf(ctx context.Context, appid string) (base core.Token, ok bool) {
 	t, err := c.durable.Get(ctx, c.recordKey(appid))
 	if err != nil && !errors.Is(err, core.ErrNotFound) {
 		return core.Token{}, false
@@ -318,7 +316,7 @@ func (c *Component) ImportRefreshToken(ctx context.Context, appid, refreshToken 
 		return wrap("ImportRefreshToken", errors.New("the AppID and the refresh token are required"))
 	}
 	now := c.now().UnixMilli()
-	base, baseKnown := c.baseOf(ctx, appid, true)
+	base, baseKnown := c.baseOf(ctx, appid)
 	if _, err := c.writeDurable(ctx, "authorizer_refresh_token", appid, c.recordKey(appid), func(cur core.Token) (core.Token, bool) {
 		next := record{State: stateAuthorized, Since: now, Refresh: refreshToken}
 		r, err := decodeRecord(cur)

@@ -102,7 +102,7 @@ func (c *Component) writeDurable(ctx context.Context, name, appid, key string, s
 			return written, nil
 		}
 		c.logStoreError(name, key, "write", err)
-		if fg.Err() != nil || !wait2(fg, wait) {
+		if fg.Err() != nil || !sleepCtx(fg, wait) {
 			break
 		}
 	}
@@ -110,8 +110,8 @@ func (c *Component) writeDurable(ctx context.Context, name, appid, key string, s
 	return false, fmt.Errorf("%w (held in memory: it is written when the store answers)", err)
 }
 
-// wait2 waits d or until ctx ends; it reports whether d passed.
-func wait2(ctx context.Context, d time.Duration) bool {
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -163,7 +163,7 @@ func (c *Component) writeBack(key string) {
 		cancel()
 		if err != nil {
 			c.logStoreError(h.name, key, "write_back", err)
-			wait2(context.Background(), wait)
+			sleepCtx(context.Background(), wait)
 			wait = min(2*wait, retryMax)
 			continue
 		}
