@@ -90,14 +90,3 @@ require (
 	google.golang.org/grpc v1.82.1 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 )
-
-replace (
-	github.com/wechatconf/wechatconf/conformance => ../conformance
-	github.com/wechatconf/wechatconf/conformance/containers => ../conformance/containers
-	github.com/wechatconf/wechatconf/core => ../core
-	github.com/wechatconf/wechatconf/store/etcd => ../store/etcd
-	github.com/wechatconf/wechatconf/store/file => ../store/file
-	github.com/wechatconf/wechatconf/store/postgres => ../store/postgres
-	github.com/wechatconf/wechatconf/store/redis => ../store/redis
-	github.com/wechatconf/wechatconf/tokenserver => ../tokenserver
-)

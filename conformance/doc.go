@@ -84,7 +84,7 @@
 //
 // ReportRow logs one row of a results table (a table name and named string
 // cells) as a "wechatconf-row: {…}" line, which scripts/bench collects from
-// the go test -v output of its table sections and examples/benchreport
+// the go test -v output of its table sections and tools/benchreport
 // renders into BENCHMARKS.md, one "## <table>" section per table name.
 //
 // # Testing your own store

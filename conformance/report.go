@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// RowMarker begins every line that ReportRow logs. examples/benchreport
+// RowMarker begins every line that ReportRow logs. tools/benchreport
 // (run by scripts/bench) finds rows by it anywhere in a line of go test -v
 // output, after the indentation and the file:line prefix that t.Logf adds.
 const RowMarker = "wechatconf-row: "
@@ -25,7 +25,7 @@ type Col struct {
 //
 // that is RowMarker followed by compact JSON with the table name, the column
 // names and the values (all strings, in the order of cols). That line is
-// what examples/benchreport reads: it collects every row from the go test -v
+// what tools/benchreport reads: it collects every row from the go test -v
 // output of a scripts/bench section (<section>.rows.txt), groups the rows by
 // table, and renders each table under a heading "## <table>", so table is
 // the heading of its section in BENCHMARKS.md. A table's columns are the
@@ -63,7 +63,7 @@ func ReportRow(t testing.TB, table string, cols ...Col) {
 
 // ReportNote logs a note on a results table of ReportRow's: a sentence
 // that says how to read the table (what a column means, why a figure is
-// expected), rendered by examples/benchreport under the table, once however
+// expected), rendered by tools/benchreport under the table, once however
 // often it is logged. The line is RowMarker followed by compact JSON with
 // the table name and the note, e.g.
 //

@@ -70,7 +70,7 @@ func TestReportRowRoundTrip(t *testing.T) {
 }
 
 // TestReportRowCompact: the exact line of a simple row, the form
-// examples/benchreport's tests feed it.
+// tools/benchreport's tests feed it.
 func TestReportRowCompact(t *testing.T) {
 	r := &recorder{TB: t}
 	conformance.ReportRow(r, "Faults", conformance.Col{Name: "fault", Value: "pause"}, conformance.Col{Name: "errors", Value: "0"})

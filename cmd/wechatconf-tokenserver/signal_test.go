@@ -15,7 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wechatconf/wechatconf/cmd/internal/serve/servetest"
 	"github.com/wechatconf/wechatconf/core/wxtest"
+)
+
+const (
+	testAppID     = servetest.AppID
+	testAppSecret = servetest.AppSecret
+	testSecret    = servetest.BearerSecret
 )
 
 // TestSIGTERMDrains builds the binary, runs it, and sends it SIGTERM while

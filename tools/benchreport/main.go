@@ -1,8 +1,8 @@
 // Command benchreport turns the raw outputs that scripts/bench collects into
 // BENCHMARKS.md. Run it from the repository root:
 //
-//	go run ./examples/benchreport -in /tmp/bench.XXXX -out BENCHMARKS.md
-//	tail -n +1 /tmp/bench.XXXX/* | go run ./examples/benchreport > BENCHMARKS.md
+//	go run ./tools/benchreport -in /tmp/bench.XXXX -out BENCHMARKS.md
+//	tail -n +1 /tmp/bench.XXXX/* | go run ./tools/benchreport > BENCHMARKS.md
 //
 // The input is a directory of files, or on stdin the same files concatenated
 // with `==> path <==` headers (what tail -n +1 and head print for several

@@ -1,0 +1,105 @@
+// Package serve is the wechatconf-tokenserver command (cmd/wechatconf-tokenserver
+// is its main): flags, environment, store URL, and the server's life. It is
+// internal so that the command's tests in the test-only module
+// cmd/containertest (real Redis) can run it in-process.
+package serve
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/wechatconf/wechatconf/cmd/storeurl"
+	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/tokenserver"
+)
+
+// Name is the command's name, in its usage and log lines.
+const Name = "wechatconf-tokenserver"
+
+// Run serves until ctx is done, then shuts down gracefully. It prints where
+// it listens to stdout and logs to stderr; args are the command's flags
+// (without the program name) and getenv reads its environment (os.Getenv).
+// An error is a refusal to start (flags, environment, store) or the
+// server's failure; flag.ErrHelp after -h.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defAddr := getenv("TOKENSERVER_ADDR")
+	if defAddr == "" {
+		defAddr = "127.0.0.1:8080"
+	}
+	addr := fs.String("addr", defAddr, "listen address (env TOKENSERVER_ADDR)")
+	storeFlag := fs.String("store", "", "store URL, without a password (env WECHATCONF_STORE; default memory:): "+storeurl.Schemes)
+	timeout := fs.Duration("timeout", tokenserver.DefaultTimeout, "how long a request waits for a credential before a 504")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: configure with flags and the environment", fs.Args())
+	}
+	if *timeout <= 0 {
+		return fmt.Errorf("-timeout must be positive, got %v", *timeout)
+	}
+
+	rawStore, fromFlag := *storeFlag, *storeFlag != ""
+	if !fromFlag {
+		rawStore = getenv("WECHATCONF_STORE")
+	}
+	if rawStore == "" {
+		rawStore = "memory:"
+	}
+	spec, err := storeurl.Parse(rawStore)
+	if err != nil {
+		return err
+	}
+	if fromFlag && spec.HasPassword() {
+		return fmt.Errorf("-store %s holds a password: pass it in WECHATCONF_STORE instead (the process list shows flags)", spec)
+	}
+
+	appID, appSecret := getenv("WECHAT_APPID"), core.NewSecret(getenv("WECHAT_APPSECRET"))
+	if appID == "" || appSecret.IsZero() {
+		return errors.New("set WECHAT_APPID and WECHAT_APPSECRET in the environment")
+	}
+	secret := getenv("TOKENSERVER_SECRET")
+	switch {
+	case secret == "":
+		return errors.New("TOKENSERVER_SECRET is not set: refusing to serve tokens without a bearer secret (make one with: openssl rand -hex 32)")
+	case len(secret) < tokenserver.MinSecretLen:
+		return fmt.Errorf("TOKENSERVER_SECRET is %d characters; use at least %d (make one with: openssl rand -hex 32)", len(secret), tokenserver.MinSecretLen)
+	}
+
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	openCtx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
+	store, closeStore, err := spec.Open(openCtx)
+	cancelOpen()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := closeStore(); err != nil {
+			logger.Warn(Name+": closing the store", "error", err)
+		}
+	}()
+	conf, err := core.New(core.Config{
+		AppID: appID, AppSecret: appSecret, BaseURL: getenv("WECHAT_BASE_URL"),
+		Store: store, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	handler := tokenserver.Handler(conf, core.NewSecret(secret), tokenserver.WithTimeout(*timeout), tokenserver.WithLogger(logger))
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: serving AppID %s from store %s on http://%s\n", Name, appID, spec, ln.Addr())
+
+	return tokenserver.Serve(ctx, ln, handler, *timeout, logger)
+}

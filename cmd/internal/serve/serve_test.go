@@ -1,0 +1,77 @@
+package serve_test
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wechatconf/wechatconf/cmd/internal/serve"
+	"github.com/wechatconf/wechatconf/cmd/internal/serve/servetest"
+)
+
+const (
+	testAppID     = servetest.AppID
+	testAppSecret = servetest.AppSecret
+	testSecret    = servetest.BearerSecret
+)
+
+// TestTwoServersOneFileStore is the high-availability set-up on one
+// machine: two servers over one file:// store.
+func TestTwoServersOneFileStore(t *testing.T) {
+	servetest.TwoServersOneStore(t, "file://"+filepath.Join(t.TempDir(), "tokens"))
+}
+
+// TestRunRefuses tests that the command refuses to start without the
+// credentials or the bearer secret, with a short secret, a bad store URL, a
+// password in -store, or bad flags, and prints no secret doing so.
+func TestRunRefuses(t *testing.T) {
+	const storePassword = "store-pa55word-xyz"
+	good := map[string]string{"WECHAT_APPID": testAppID, "WECHAT_APPSECRET": testAppSecret, "TOKENSERVER_SECRET": testSecret}
+	with := func(kv ...string) map[string]string {
+		env := map[string]string{}
+		for k, v := range good {
+			env[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			env[kv[i]] = kv[i+1]
+		}
+		return env
+	}
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no secret", with("TOKENSERVER_SECRET", ""), nil, "TOKENSERVER_SECRET is not set"},
+		{"short secret", with("TOKENSERVER_SECRET", "short"), nil, "at least 16"},
+		{"no AppID", with("WECHAT_APPID", ""), nil, "WECHAT_APPID"},
+		{"no AppSecret", with("WECHAT_APPSECRET", ""), nil, "WECHAT_APPSECRET"},
+		{"bad store env", with("WECHATCONF_STORE", "mysql://host/db"), nil, "unknown scheme"},
+		{"bad store flag", good, []string{"-store", "file:relative"}, "absolute"},
+		{"password in -store", good, []string{"-store", "redis://u:" + storePassword + "@127.0.0.1:1/0"}, "WECHATCONF_STORE"},
+		{"unreachable store", with("WECHATCONF_STORE", "redis://u:"+storePassword+"@127.0.0.1:1/0"), nil, "xxxxx"},
+		{"bad timeout", good, []string{"-timeout", "0s"}, "-timeout"},
+		{"stray argument", good, []string{"serve"}, "unexpected"},
+	} {
+		var out, logs bytes.Buffer
+		args := append([]string{"-addr", "127.0.0.1:0"}, c.args...)
+		err := serve.Run(t.Context(), args, func(k string) string { return c.env[k] }, &out, &logs)
+		switch {
+		case err == nil:
+			t.Errorf("%s: run returned nil, want an error", c.name)
+			continue
+		case !strings.Contains(err.Error(), c.want):
+			t.Errorf("%s: %v, want it to mention %q", c.name, err, c.want)
+		}
+		for _, s := range []string{testAppSecret, testSecret, storePassword} {
+			if strings.Contains(out.String()+logs.String()+err.Error(), s) {
+				t.Errorf("%s: a secret was printed: %v", c.name, err)
+			}
+		}
+		if strings.Contains(out.String(), "serving") {
+			t.Errorf("%s: the server started:\n%s", c.name, out.String())
+		}
+	}
+}

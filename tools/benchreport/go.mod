@@ -1,0 +1,3 @@
+module github.com/wechatconf/wechatconf/tools/benchreport
+
+go 1.25.0
