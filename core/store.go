@@ -130,3 +130,22 @@ type TokenStore interface {
 	// See the TokenStore documentation for its six rules.
 	Refresh(ctx context.Context, key, stale string, fetch FetchFunc) (Token, error)
 }
+
+// KeyLister is implemented by a TokenStore that can list the keys it holds,
+// for operators: the wechatconf command's ls, and its hint when a key is
+// not found (the keys found under other prefixes). It is optional; a
+// TokenStore that does not implement it is listed by nobody, and nothing
+// in the engine depends on it.
+//
+// ListKeys returns every key the store holds that begins with prefix (""
+// for all), sorted, each once: the keys of stored credentials and durable
+// records, as given to Set and Refresh, never a lock, fence or other
+// internal name, and never a value. A key written after ListKeys began may
+// or may not be included. It reads only: a large store is walked in
+// batches (SCAN, a paged query, a keys-only range read), never with one
+// blocking command, and ctx bounds the whole walk. Errors are the
+// store's, wrapped with the operation; a value that cannot be decoded is
+// still listed by its key when the key can be read, and skipped otherwise.
+type KeyLister interface {
+	ListKeys(ctx context.Context, prefix string) ([]string, error)
+}
