@@ -1,7 +1,11 @@
-// Package containertest holds the test of contrib/silenceper that needs a
+// Package containertest holds the tests of contrib/silenceper that need a
 // real Redis server: TestFleet, 8 processes running silenceper's Official
 // Account API over one Redis store against a simulated classic-token
-// WeChat, with the adapter and without. The server is started in Docker by
+// WeChat, with the adapter and without; and TestMixedFleet, a fleet half
+// way through a rolling migration (old instances on silenceper alone with
+// its Redis cache, new ones through the adapter, on stable_token or pinned
+// to the classic token), whose figures docs/migrating.md quotes. The
+// server is started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers
 // (testcontainers-go).
 //
