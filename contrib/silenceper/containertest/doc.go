@@ -1,7 +1,17 @@
-// Package containertest holds the test of contrib/silenceper that needs a
-// real Redis server: TestFleet, 8 processes running silenceper's Official
-// Account API over one Redis store against a simulated classic-token
-// WeChat, with the adapter and without. The server is started in Docker by
+// Package containertest holds the tests of contrib/silenceper that need a
+// real Redis server, each running silenceper's API in several OS processes
+// over one Redis store against the simulated WeChat (core/wxtest), with the
+// adapter and without (silenceper's own per-process token cache):
+//
+//   - TestFleet: 8 processes, the Official Account (GetCallbackIP), 8
+//     simulated hours of classic tokens;
+//   - TestFleetMiniProgram: 4 processes, a Mini Program (customer
+//     messages), classic tokens;
+//   - TestFleetWork: 4 processes, a WeCom app (application messages);
+//   - TestFleetOpenPlatform: 4 processes, an Open Platform authorizer's
+//     Official Account, the verify ticket pushed every 10 minutes.
+//
+// The server is started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers
 // (testcontainers-go).
 //
