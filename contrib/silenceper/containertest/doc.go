@@ -5,11 +5,10 @@
 //
 //   - TestFleet: 8 processes, the Official Account (GetCallbackIP), 8
 //     simulated hours of classic tokens;
-//   - TestFleetMiniProgram: 4 processes, a Mini Program (customer
-//     messages), classic tokens;
-//   - TestFleetWork: 4 processes, a WeCom app (application messages);
-//   - TestFleetOpenPlatform: 4 processes, an Open Platform authorizer's
-//     Official Account, the verify ticket pushed every 10 minutes.
+//   - TestFleetPlatforms, one subtest each, 4 processes: a Mini Program
+//     (customer messages, classic tokens), a WeCom app (application
+//     messages) and an Open Platform authorizer's Official Account (the
+//     verify ticket pushed every 10 minutes).
 //
 // The server is started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers

@@ -37,8 +37,7 @@ import (
 	redisstore "github.com/wechatconf/wechatconf/store/redis"
 )
 
-// The fleets of TestFleetMiniProgram, TestFleetWork and
-// TestFleetOpenPlatform: smaller than the Official Account's TestFleet
+// The fleets of TestFleetPlatforms: smaller than the Official Account's TestFleet
 // (which shows the scale), to keep each well under a minute on a loaded
 // 2-core machine. Rounds every fleetStep of the simulated clock (4
 // simulated hours: two refresh cycles and a revoke); in each, every process makes pfCalls calls from each
@@ -67,7 +66,7 @@ const (
 // and counts its token fetches, and how a child builds its client.
 type platformFleet struct {
 	name  string // "miniprogram", "work", "openplatform"
-	test  string // the Test function, which a child runs
+	test  string // the subtest of TestFleetPlatforms
 	calls string // what each call is, for the log
 	opts  wxtest.Options
 	// setup prepares WeChat and the store before the children start (the
@@ -131,15 +130,15 @@ func fleetModel(margin time.Duration) int {
 	return n
 }
 
-// TestFleetMiniProgram runs silenceper's Mini Program API (customer
+// miniProgramFleet runs silenceper's Mini Program API (customer
 // service messages) in 4 processes over one Redis store against a
 // simulated classic-token WeChat, as TestFleet does for the Official
 // Account: with MiniProgram, exactly one token fetch per refresh cycle and
 // no rejected call; with silenceper alone (its per-process token cache,
 // classic tokens, its default), more fetches and rejected calls.
-func TestFleetMiniProgram(t *testing.T) {
-	runPlatformFleet(t, &platformFleet{
-		name: "miniprogram", test: "TestFleetMiniProgram", calls: "customer message Send",
+func miniProgramFleet() *platformFleet {
+	return &platformFleet{
+		name: "miniprogram", test: "MiniProgram", calls: "customer message Send",
 		opts:     wxtest.Options{AppID: mpAppID, AppSecret: mpSecret},
 		fetches:  func(w *wxtest.Server) int { return w.TokensIssued() },
 		expected: fleetModel(fleetMargin),
@@ -164,10 +163,10 @@ func TestFleetMiniProgram(t *testing.T) {
 				token: mp.GetContext().GetAccessToken,
 			}
 		},
-	})
+	}
 }
 
-// TestFleetWork runs silenceper's WeCom API (application messages) in 4
+// workFleet runs silenceper's WeCom API (application messages) in 4
 // processes over one Redis store against the simulated WeCom, where
 // gettoken hands back the app's token until it expires and WeCom revokes
 // it once early (40014). With Work, one gettoken call per token (at its
@@ -176,9 +175,9 @@ func TestFleetMiniProgram(t *testing.T) {
 // token in its cache (for expires_in − 1500 s) and its calls fail with
 // 40014, and in each token's last 25 minutes silenceper's cache takes the
 // token for a negative time and calls gettoken before every API call.
-func TestFleetWork(t *testing.T) {
-	runPlatformFleet(t, &platformFleet{
-		name: "work", test: "TestFleetWork", calls: "application message SendText",
+func workFleet() *platformFleet {
+	return &platformFleet{
+		name: "work", test: "Work", calls: "application message SendText",
 		opts:     wxtest.Options{WeComApps: []wxtest.WeComApp{{CorpID: workCorpID, AgentID: workAgentID, Secret: workSecret}}},
 		fetches:  func(w *wxtest.Server) int { return w.Calls(wxtest.PathWeComToken) },
 		expected: fleetModel(0), // HandoverAtExpiry: served to its expiry
@@ -209,10 +208,10 @@ func TestFleetWork(t *testing.T) {
 				token: wk.GetContext().GetAccessToken,
 			}
 		},
-	})
+	}
 }
 
-// TestFleetOpenPlatform runs a merchant's Official Account API
+// openPlatformFleet runs a merchant's Official Account API
 // (GetCallbackIP) through silenceper's Open Platform client in 4 processes
 // over one Redis store against the simulated Open Platform, where each
 // authorizer-token refresh mints a new token and the one before works 5
@@ -228,9 +227,9 @@ func TestFleetWork(t *testing.T) {
 // their next authorizer refresh is refused and silenceper, which does not
 // check that reply's errcode, caches an empty token: their calls then fail
 // with 41001 (access_token missing) until its cache expires.
-func TestFleetOpenPlatform(t *testing.T) {
-	runPlatformFleet(t, &platformFleet{
-		name: "openplatform", test: "TestFleetOpenPlatform", calls: "merchant GetCallbackIP",
+func openPlatformFleet() *platformFleet {
+	return &platformFleet{
+		name: "openplatform", test: "OpenPlatform", calls: "merchant GetCallbackIP",
 		opts: wxtest.Options{Components: []wxtest.Component{{AppID: componentID, AppSecret: componentKey}}},
 		setup: func(t *testing.T, f *pfRun) []string {
 			// The push handler: on the fleet's store with the adapter, on
@@ -309,7 +308,7 @@ func TestFleetOpenPlatform(t *testing.T) {
 				},
 			}
 		},
-	})
+	}
 }
 
 // store returns the child's Redis store.
@@ -323,23 +322,35 @@ func (c *pfChild) store(t *testing.T) core.TokenStore {
 	return s
 }
 
-// runPlatformFleet runs p's fleet with the adapter and with silenceper
-// alone over one Redis, and checks the adapter's figures against the
-// model and silenceper's against the adapter's.
-func runPlatformFleet(t *testing.T, p *platformFleet) {
-	if os.Getenv(pfPlatformEnv) == p.name {
-		platformChild(t, p)
-		return
-	}
-	if os.Getenv(pfPlatformEnv) != "" {
+// TestFleetPlatforms runs the fleets of silenceper's Mini Program
+// (miniProgramFleet), WeCom (workFleet) and Open Platform
+// (openPlatformFleet) clients, one subtest each, over one Redis: each
+// with the adapter and with silenceper alone.
+func TestFleetPlatforms(t *testing.T) {
+	fleets := []*platformFleet{miniProgramFleet(), workFleet(), openPlatformFleet()}
+	if name := os.Getenv(pfPlatformEnv); name != "" {
+		for _, p := range fleets {
+			if p.name == name {
+				platformChild(t, p)
+			}
+		}
 		return
 	}
 	if testing.Short() {
-		t.Skip("runs 8 processes and a Redis container")
+		t.Skip("runs 24 processes and a Redis container")
 	}
 	r := containers.StartRedis(t)
-	with := runPlatformOnce(t, p, r.Addr, "adapter")
-	without := runPlatformOnce(t, p, r.Addr, "naive")
+	for _, p := range fleets {
+		t.Run(p.test, func(t *testing.T) { runPlatformFleet(t, p, r.Addr) })
+	}
+}
+
+// runPlatformFleet runs p's fleet with the adapter and with silenceper
+// alone over the Redis at redisAddr, and checks the adapter's figures
+// against the model and silenceper's against the adapter's.
+func runPlatformFleet(t *testing.T, p *platformFleet, redisAddr string) {
+	with := runPlatformOnce(t, p, redisAddr, "adapter")
+	without := runPlatformOnce(t, p, redisAddr, "naive")
 	calls := pfProcs * pfGoroutines * pfCalls * pfRounds
 	for _, f := range []fleetResult{with, without} {
 		t.Logf("%s: %d processes x %d goroutines, %d rounds %v apart (%v simulated), %d %s calls, %s: %d token fetches (one per refresh cycle would be %d), %d calls rejected with 40001/40014/42001 (%.1f %%), %d other errors, %v real time",
@@ -389,7 +400,7 @@ func runPlatformOnce(t *testing.T, p *platformFleet, redisAddr, mode string) fle
 	defer cancel()
 	children := make([]*fleetChildProc, pfProcs)
 	for i := range children {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+p.test+"$")
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFleetPlatforms$")
 		cmd.Env = append(os.Environ(), pfPlatformEnv+"="+p.name, fleetURLEnv+"="+wechat.URL, fleetRedisEnv+"="+redisAddr,
 			fleetPrefixEnv+"="+f.prefix, fleetModeEnv+"="+mode, fleetStartEnv+"="+strconv.FormatInt(start.UnixNano(), 10),
 			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
