@@ -166,3 +166,28 @@ func ExampleAuthorizerOfficialAccount() {
 	// [127.0.0.1] <nil>
 	// authorizer token fetches: 2
 }
+
+// ExampleRedirectWeCom points silenceper's WeChat and WeCom calls at a
+// proxy of one's own (an egress proxy with a fixed IP for WeCom's trusted
+// IP list, say), where the wecom.App and the Conf fetch their tokens too.
+func ExampleRedirectWeCom() {
+	rt, err := silenceper.Redirect("https://wechat-proxy.internal.example", nil)
+	if err != nil {
+		panic(err)
+	}
+	if rt, err = silenceper.RedirectWeCom("https://wecom-proxy.internal.example", rt); err != nil {
+		panic(err)
+	}
+	util.DefaultHTTPClient = &http.Client{Transport: rt}
+	app, err := wecom.New(wecom.Config{
+		CorpID:  "wwcorp",
+		AgentID: 1000002,
+		Secret:  core.NewSecret("app-secret"),
+		BaseURL: "https://wecom-proxy.internal.example",
+	})
+	if err != nil {
+		panic(err)
+	}
+	wk := silenceper.Work(app, nil)
+	_ = wk // wk.GetMessage().SendText(...), ...
+}
