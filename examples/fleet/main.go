@@ -8,7 +8,7 @@
 //	go run ./examples/fleet                                 # 8 processes, file store, 24h in 60s
 //	go run ./examples/fleet -naive                          # the same fleet, each process on its own
 //	go run ./examples/fleet -api stable [-naive]            # the same, with stable tokens
-//	go run ./examples/fleet -api wecom [-naive]             # a WeCom app, its token revoked 4 times a day
+//	go run ./examples/fleet -api wecom [-naive]             # a WeCom app, its token revoked early 3 times a day
 //	go run ./examples/fleet -store=redis -redis=127.0.0.1:6379
 //	go run ./examples/fleet -duration 5s -json              # a smoke run, summary as JSON
 //
@@ -53,9 +53,16 @@
 // /cgi-bin/gettoken returns the current token while it is valid, so
 // fetches alone break nobody; what breaks a fleet is WeCom revoking a token
 // early ("企业微信可能会出于运营需要，提前使access_token失效"): the parent
-// makes the simulator revoke the current token every 6 simulated hours
-// (06:00, 12:00, 18:00: 4 times a day with midnight's new token), and the
-// token answers 40014. Through the shared store the first call to meet it
+// makes the simulator revoke the current token every 7 simulated hours
+// (07:00, 14:00 and 21:00), and the token answers 40014. The schedule is
+// off the 2h expiry grid on purpose: a token is minted at the start and
+// at each revocation and lives 2h, so each revocation falls halfway
+// through its token's life, an hour before it would expire; every
+// instance holds that token and must notice that it was revoked (a
+// schedule on the grid, such as every 6h, would end a token seconds
+// before its expiry, which the fleet was replacing anyway). The parent
+// prints each revocation on stderr with the time the revoked token had
+// left. Through the shared store the first call to meet it
 // does a compare-and-refresh, one gettoken call for the fleet, and is
 // retried: no caller sees the 40014. With -naive each process has its own
 // wecom.App on a memory store and calls with its cached token; a 40014
@@ -107,7 +114,7 @@
 //
 //	-store     memory|file|redis|postgres|etcd, default file
 //	-api       classic|stable|wecom: the token endpoint, default classic;
-//	           wecom: a WeCom app's /cgi-bin/gettoken, revoked every 6h
+//	           wecom: a WeCom app's /cgi-bin/gettoken, revoked every 7h
 //	-dir       the file store's directory; default a new temporary
 //	           directory, removed at the end
 //	-redis     Redis address host:port (a comma-separated list for a
@@ -283,7 +290,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.store, "store", storeFile, "the shared store: memory, file, redis, postgres or etcd")
-	fs.StringVar(&o.api, "api", apiClassic, "the token endpoint: classic (/cgi-bin/token, every fetch invalidates the previous token), stable (/cgi-bin/stable_token), or wecom (a WeCom app's /cgi-bin/gettoken, its token revoked early every 6 simulated hours)")
+	fs.StringVar(&o.api, "api", apiClassic, "the token endpoint: classic (/cgi-bin/token, every fetch invalidates the previous token), stable (/cgi-bin/stable_token), or wecom (a WeCom app's /cgi-bin/gettoken, its token revoked early every 7 simulated hours, halfway through its 2h life)")
 	fs.StringVar(&o.dir, "dir", "", "the file store's directory (default a new temporary directory, removed at the end)")
 	fs.StringVar(&o.redis, "redis", "", "Redis address host:port, a comma-separated Cluster list or a redis:// URL (default $WECHATCONF_REDIS_ADDR)")
 	fs.StringVar(&o.postgres, "postgres", "", "PostgreSQL DSN (default $DATABASE_URL)")
@@ -342,9 +349,29 @@ const (
 
 // revokeEvery is how often, in simulated time, the parent makes the
 // simulated WeCom revoke the current access_token early with -api wecom
-// ("企业微信可能会出于运营需要，提前使access_token失效"): 4 times a simulated
-// day, at 06:00, 12:00 and 18:00.
-const revokeEvery = 6 * time.Hour
+// ("企业微信可能会出于运营需要，提前使access_token失效"): at 07:00, 14:00 and
+// 21:00 of a simulated day (revocationTimes).
+//
+// It is off the tokens' expiry grid by half a lifetime: a token is minted
+// at the start and at each revocation and lives wxtest.DefaultExpiresIn
+// (2h), so 7h after a revocation its fourth token is 1h old and has 1h
+// left, and every revocation ends a token halfway through its life. A
+// multiple of 2h (every 6h, the earlier schedule) falls on the grid: it
+// revoked a token seconds before it expired, which the fleet was about
+// to replace anyway, or one the revoker's own probe had just minted.
+// TestRevocationsFallInsideATokensLife checks the schedule.
+const revokeEvery = 7 * time.Hour
+
+// revocationTimes returns the simulated times, from the start, at which
+// the parent revokes the WeCom token over a run of sim: every revokeEvery
+// before sim.
+func revocationTimes(sim time.Duration) []time.Duration {
+	var at []time.Duration
+	for t := revokeEvery; t < sim; t += revokeEvery {
+		at = append(at, t)
+	}
+	return at
+}
 
 // tokenPath is the simulator's token endpoint for api.
 func tokenPath(api string) string {
@@ -363,7 +390,7 @@ func apiDesc(api string) string {
 	case apiStable:
 		return "stable /cgi-bin/stable_token"
 	case apiWeCom:
-		return "WeCom app /cgi-bin/gettoken, token revoked every " + fmtDur(revokeEvery)
+		return "WeCom app /cgi-bin/gettoken, token revoked every " + fmtDur(revokeEvery) + " (halfway through its life)"
 	}
 	return "classic /cgi-bin/token"
 }
@@ -380,8 +407,9 @@ func rejectedCodes(api string) string {
 // access_token, as WeCom may do early: the token answers 40014 and the
 // next gettoken mints a new one. It learns the token with a gettoken call
 // of its own, through the handler (no network), which the caller must not
-// count as one of the fleet's.
-func revokeWeCom(wechat *wxtest.Server) error {
+// count as one of the fleet's, and returns the time the token had left
+// (its expires_in: 2h if no valid token existed and the probe minted it).
+func revokeWeCom(wechat *wxtest.Server) (left time.Duration, err error) {
 	q := "?corpid=" + simCorpID + "&corpsecret=" + simCorpSecret
 	rec := httptest.NewRecorder()
 	wechat.Handler().ServeHTTP(rec, httptest.NewRequest("GET", wxtest.PathWeComToken+q, nil))
@@ -389,12 +417,13 @@ func revokeWeCom(wechat *wxtest.Server) error {
 		Errcode     int    `json:"errcode"`
 		Errmsg      string `json:"errmsg"`
 		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &reply); err != nil || reply.AccessToken == "" {
-		return fmt.Errorf("revoking the WeCom token: gettoken answered %d %q (%v)", reply.Errcode, reply.Errmsg, err)
+		return 0, fmt.Errorf("revoking the WeCom token: gettoken answered %d %q (%v)", reply.Errcode, reply.Errmsg, err)
 	}
 	wechat.Revoke(reply.AccessToken)
-	return nil
+	return time.Duration(reply.ExpiresIn) * time.Second, nil
 }
 
 // spec returns the store the workers open, without the connection checked.
@@ -549,9 +578,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	startReal := clk.startReal
 	endReal := clk.realAt(o.sim)
 
-	// With -api wecom, WeCom revokes the current token every revokeEvery
-	// of simulated time; each revocation makes one gettoken call of the
-	// parent's own (probes), which the fetch count leaves out.
+	// With -api wecom, WeCom revokes the current token at revocationTimes;
+	// each revocation makes one gettoken call of the parent's own (probes),
+	// which the fetch count leaves out, and is shown on stderr with the
+	// time the revoked token had left.
 	var revocations, probes atomic.Int64
 	stopRevoking := make(chan struct{})
 	revokerDone := make(chan struct{})
@@ -561,7 +591,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if !revoke {
 			return
 		}
-		for at := revokeEvery; at < o.sim; at += revokeEvery {
+		for _, at := range revocationTimes(o.sim) {
 			t := time.NewTimer(time.Until(clk.realAt(at)))
 			select {
 			case <-t.C:
@@ -570,9 +600,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return
 			}
 			probes.Add(1)
-			if err := revokeWeCom(wechat); err != nil {
+			left, err := revokeWeCom(wechat)
+			if err != nil {
 				errw.printf("fleet: %v\n", err)
 				continue
+			}
+			if left >= wxtest.DefaultExpiresIn-time.Second {
+				// The fleet held no valid token: the probe minted this one.
+				errw.printf("fleet: sim %s: WeCom revoked a token no instance had yet (the fleet's had expired)\n", hhmm(at))
+			} else {
+				errw.printf("fleet: sim %s: WeCom revoked the app's token, %s before its expiry\n", hhmm(at), fmtDur(left))
 			}
 			revocations.Add(1)
 		}
@@ -703,7 +740,7 @@ func expectedFetches(sim time.Duration) int {
 }
 
 // expectedWeComFetches is how many gettoken calls a WeCom fleet needs over
-// sim: one at the start and one at each revocation (every revokeEvery),
+// sim: one at the start and one at each revocation (revocationTimes),
 // and one each time a token expires in between: WeCom hands the current
 // token back until it expires, so there is no refreshing ahead
 // (core.HandoverAtExpiry).
@@ -712,9 +749,10 @@ func expectedWeComFetches(sim time.Duration) int {
 		return 1
 	}
 	n := 0
-	for from := time.Duration(0); from < sim; from += revokeEvery {
-		seg := min(revokeEvery, sim-from)
-		n += int((seg + wxtest.DefaultExpiresIn - 1) / wxtest.DefaultExpiresIn)
+	from := time.Duration(0)
+	for _, to := range append(revocationTimes(sim), sim) {
+		n += int((to - from + wxtest.DefaultExpiresIn - 1) / wxtest.DefaultExpiresIn)
+		from = to
 	}
 	return n
 }
