@@ -68,20 +68,28 @@
 // wecom.App on a memory store and calls with its cached token; a 40014
 // goes back to the caller and the process drops its token (its next call
 // fetches): one gettoken call per process per expiry or revocation, and a
-// 40014 for each caller that met the revoked token. Because gettoken
-// hands back the same token until its end, wecom.App serves a token to
-// its end and fetches after it (core.HandoverAtExpiry); on the fast
-// simulated clock a fetch can reach WeCom a few simulated seconds before
-// the end and get the old token back for those seconds, so a shared fleet
-// may make one more fetch per expiry than expected.
+// 40014 for each call made with the revoked token before its process has
+// the new one. Because gettoken hands back the same token until its end,
+// wecom.App serves a token to its end and fetches after it
+// (core.HandoverAtExpiry), so a call made in a token's last instant
+// reaches WeCom after it expired and gets 42001: Do replaces the token and
+// retries, -naive hands the 42001 to its caller. On the fast simulated
+// clock (a real millisecond is 1.4 simulated seconds at ×1440) a fetch at
+// a token's end can also reach WeCom a moment before the end, by WeCom's
+// clock (the fleet reckons the end from expires_in, whole seconds rounded
+// down), and get the old token back for that moment: one more gettoken
+// call that mints nothing.
 // "token fetches" counts the fleet's gettoken calls, not the parent's own
 // (it learns the token to revoke with one, through the simulator's
 // handler); "expected" is one at the start, one per revocation and one
-// per 2h token lifetime in between; the "40014 errors" line (JSON
-// errors_40001) counts 40014 and 42001.
+// per 2h token lifetime in between; "new tokens" is how many of the
+// fleet's calls minted a token (the rest got the current one back); the
+// "40014 errors" and "42001 errors" lines split the rejected calls (JSON
+// errors_40001 counts both, errors_42001 the second).
 //
 // Every second the parent prints a progress line to stderr (simulated
-// time, token fetches, 40001 errors and calls so far); at the end of the
+// time, token fetches, 40001 errors (40014/42001 with -api wecom) and
+// calls so far); at the end of the
 // simulated day the workers stop, send their counters and latency
 // histograms to the parent (JSON lines on their stdout), and the parent
 // prints the summary.
@@ -183,8 +191,10 @@
 //	 "access_token_p50_ns":536,"access_token_p99_ns":2656}
 //
 // store is "memory" with -naive (each process its own); api is "classic",
-// "stable" or "wecom"; with -api wecom there is one more key,
-// "revocations", the early revocations made; duration_s is the
+// "stable" or "wecom"; with -api wecom there are three more keys:
+// "revocations", the early revocations made, "new_tokens", the tokens
+// WeCom minted for the fleet, and "errors_42001", the calls among
+// errors_40001 rejected with 42001 (the others with 40014); duration_s is the
 // real time from the clock's start to the last worker's report; the
 // latencies are in nanoseconds.
 //
@@ -278,7 +288,9 @@ type Summary struct {
 	DurationS        float64 `json:"duration_s"`
 	Fetches          int     `json:"fetches"`
 	ExpectedFetches  int     `json:"expected_fetches"`
-	Errors40001      int64   `json:"errors_40001"` // with -api wecom: 40014 and 42001
+	Errors40001      int64   `json:"errors_40001"`           // with -api wecom: 40014 and 42001
+	Errors42001      *int64  `json:"errors_42001,omitempty"` // -api wecom only: the 42001s among Errors40001
+	NewTokens        *int    `json:"new_tokens,omitempty"`   // -api wecom only: tokens WeCom minted for the fleet
 	Revocations      int     `json:"revocations,omitempty"`
 	Calls            int64   `json:"calls"`
 	AccessTokenP50NS int64   `json:"access_token_p50_ns"`
@@ -398,7 +410,7 @@ func apiDesc(api string) string {
 // rejectedCodes names the errcodes of a rejected token for api.
 func rejectedCodes(api string) string {
 	if api == apiWeCom {
-		return "40014"
+		return "40014/42001"
 	}
 	return "40001"
 }
@@ -582,7 +594,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// each revocation makes one gettoken call of the parent's own (probes),
 	// which the fetch count leaves out, and is shown on stderr with the
 	// time the revoked token had left.
-	var revocations, probes atomic.Int64
+	var revocations, probes, probeMints atomic.Int64
 	stopRevoking := make(chan struct{})
 	revokerDone := make(chan struct{})
 	revoke := o.api == apiWeCom && !interrupted
@@ -601,15 +613,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 			probes.Add(1)
 			left, err := revokeWeCom(wechat)
+			now := clk.now().Sub(clk.start) // at, or a little after on a busy machine
 			if err != nil {
 				errw.printf("fleet: %v\n", err)
 				continue
 			}
 			if left >= wxtest.DefaultExpiresIn-time.Second {
 				// The fleet held no valid token: the probe minted this one.
-				errw.printf("fleet: sim %s: WeCom revoked a token no instance had yet (the fleet's had expired)\n", hhmm(at))
+				probeMints.Add(1)
+				errw.printf("fleet: sim %s: WeCom revoked a token no instance had yet (the fleet's had expired)\n", hhmm(now))
 			} else {
-				errw.printf("fleet: sim %s: WeCom revoked the app's token, %s before its expiry\n", hhmm(at), fmtDur(left))
+				errw.printf("fleet: sim %s: WeCom revoked the app's token, %s before its expiry\n", hhmm(now), fmtDur(left))
 			}
 			revocations.Add(1)
 		}
@@ -686,8 +700,12 @@ loop:
 		ExpectedFetches: expectedFetches(stoppedAt),
 		Revocations:     int(revocations.Load()),
 	}
+	var errors42001 int64
 	if o.api == apiWeCom {
 		sum.ExpectedFetches = expectedWeComFetches(stoppedAt)
+		newTokens := wechat.TokensIssued() - int(probeMints.Load())
+		sum.NewTokens = &newTokens
+		sum.Errors42001 = &errors42001
 	}
 	var lat hist
 	var other int64
@@ -706,6 +724,7 @@ loop:
 		}
 		sum.Calls += m.Calls
 		sum.Errors40001 += m.Errors40001
+		errors42001 += m.Errors42001
 		other += m.OtherErrors
 		if firstErr == "" {
 			firstErr = m.FirstError
@@ -762,6 +781,9 @@ func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDe
 	fmt.Fprintf(w, "       %s simulated in %.1fs (×%.0f)\n", fmtDur(sim.Round(time.Minute)), s.DurationS, speed)
 	if o.api == apiWeCom {
 		fmt.Fprintf(w, "token fetches %8d   expected %d = 1 + %d revocations + expiries (2h) in %s\n", s.Fetches, s.ExpectedFetches, s.Revocations, fmtDur(sim.Round(time.Minute)))
+		if s.NewTokens != nil {
+			fmt.Fprintf(w, "new tokens    %8d   minted by WeCom; the other %d gettoken calls got the current token back\n", *s.NewTokens, s.Fetches-*s.NewTokens)
+		}
 	} else {
 		fmt.Fprintf(w, "token fetches %8d   expected %d = %s / (2h − 5m refresh-ahead) + 1\n", s.Fetches, s.ExpectedFetches, fmtDur(sim.Round(time.Minute)))
 	}
@@ -772,7 +794,12 @@ func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDe
 	} else if o.naive {
 		how = "seen by callers (no 40001 handling: -naive)"
 	}
-	fmt.Fprintf(w, "%s errors  %8d   %s\n", code, s.Errors40001, how)
+	if o.api == apiWeCom && s.Errors42001 != nil {
+		fmt.Fprintf(w, "40014 errors  %8d   a revoked token, %s\n", s.Errors40001-*s.Errors42001, how)
+		fmt.Fprintf(w, "42001 errors  %8d   an expired token (used in its last instant), %s\n", *s.Errors42001, how)
+	} else {
+		fmt.Fprintf(w, "%s errors  %8d   %s\n", code, s.Errors40001, how)
+	}
 	fmt.Fprintf(w, "calls         %8d   %d other errors\n", s.Calls, other)
 	if other > 0 {
 		fmt.Fprintf(w, "              first other error: %s\n", firstErr)
@@ -822,7 +849,7 @@ func printWeComVerdict(w io.Writer, o *options, s Summary) {
 		fmt.Fprintf(w, "=> %d gettoken calls where %d would do: the extra ones reached WeCom just before a token's end and got it back", s.Fetches, s.ExpectedFetches)
 	}
 	if s.Errors40001 > 0 {
-		fmt.Fprintf(w, ";\n   %d calls (%.2f%%) were rejected with 40014: revoked tokens reached the callers.\n", s.Errors40001, 100*float64(s.Errors40001)/float64(max(s.Calls, 1)))
+		fmt.Fprintf(w, ";\n   %d calls (%.2f%%) were rejected with 40014 or 42001: revoked or expired tokens reached the callers.\n", s.Errors40001, 100*float64(s.Errors40001)/float64(max(s.Calls, 1)))
 	} else {
 		fmt.Fprintln(w, ", and no caller saw a revoked token.")
 	}

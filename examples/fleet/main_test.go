@@ -138,6 +138,11 @@ func TestWeCom(t *testing.T) {
 	if shared.Errors40001 != 0 {
 		t.Errorf("callers saw %d 40014 errors through a shared store, want 0", shared.Errors40001)
 	}
+	// WeCom mints one token per expiry or revocation, whoever asks: the
+	// parent's probes mint none (each revocation falls inside a token's
+	// life) and the fleet's calls that got the current token back are not
+	// counted.
+	checkNewTokens(t, "shared", shared)
 	// One per event, plus at most one more per event: on the fast simulated
 	// clock a fetch at a token's end can reach WeCom a few simulated seconds
 	// before it and get the same token back for those seconds.
@@ -154,10 +159,28 @@ func TestWeCom(t *testing.T) {
 	if naive.Fetches < 4*(1+naive.Revocations) || naive.Fetches <= shared.Fetches {
 		t.Errorf("naive WeCom fleet: %d gettoken calls, want at least %d (one per process per event) and more than the shared store's %d", naive.Fetches, 4*(1+naive.Revocations), shared.Fetches)
 	}
+	checkNewTokens(t, "naive", naive)
 	if naive.Errors40001 < 4 {
 		t.Errorf("naive WeCom fleet: %d 40014 errors, want at least one per process (4) after the revocation", naive.Errors40001)
 	}
 	t.Logf("wecom: shared %d gettoken calls (expected %d), naive %d; 40014s %d and %d", shared.Fetches, shared.ExpectedFetches, naive.Fetches, shared.Errors40001, naive.Errors40001)
+}
+
+// checkNewTokens asserts that an -api wecom run reports the tokens WeCom
+// minted and its 42001s, and minted one token per expiry or revocation
+// (± 1: a loaded machine can move an expiry across the run's end).
+func checkNewTokens(t *testing.T, mode string, s Summary) {
+	t.Helper()
+	if s.NewTokens == nil || s.Errors42001 == nil {
+		t.Errorf("%s: new_tokens or errors_42001 missing from an -api wecom summary: %+v", mode, s)
+		return
+	}
+	if d := *s.NewTokens - s.ExpectedFetches; d < -1 || d > 1 {
+		t.Errorf("%s: WeCom minted %d tokens, want %d ± 1 (one per expiry or revocation)", mode, *s.NewTokens, s.ExpectedFetches)
+	}
+	if *s.Errors42001 < 0 || *s.Errors42001 > s.Errors40001 {
+		t.Errorf("%s: %d 42001s among %d rejected calls", mode, *s.Errors42001, s.Errors40001)
+	}
 }
 
 func TestSharedRedisStore(t *testing.T) {
