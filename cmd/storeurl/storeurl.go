@@ -1,20 +1,44 @@
 // Package storeurl opens the token store a URL names, so that a command
-// (cmd/wechatconf-tokenserver, and an operator CLI after it) picks its
-// store from one flag or environment variable and two processes over one
-// shared store need no source edit:
+// (cmd/wechatconf-tokenserver, cmd/wechatconf) picks its store from one
+// flag or environment variable and two processes over one shared store
+// need no source edit. It accepts the forms a team already writes for
+// go-redis, pgx and etcd:
 //
 //	memory:                                   core's in-process memory store (one process only)
 //	file:///var/lib/wechatconf                store/file over that directory (one machine)
-//	redis://[user:password@]host:6379/0       store/redis; rediss:// for TLS
-//	postgres://user:password@host:5432/db     store/postgres (postgresql:// too; pgx's parameters)
-//	etcd://[user:password@]host:2379[,host:2379…]  store/etcd over those endpoints
+//	redis://[user:password@]host:6379/0       store/redis, one server (go-redis ParseURL); rediss:// for TLS
+//	redis://h1:6379,h2:6379,h3:6379           Redis Cluster (go-redis ParseClusterURL); also redis://h1:6379?addr=h2:6379&addr=h3:6379
+//	redis://h1:6379?cluster=true              Redis Cluster through one seed (a configuration endpoint)
+//	redis://s1:26379,s2:26379/0?master_name=M Redis Sentinel (go-redis ParseFailoverURL); also ?addr=s2:26379
+//	postgres://user:password@host:5432/db     store/postgres (postgresql:// too; pgx's and libpq's URL: host lists, ?password=, ?sslmode=…)
+//	host=db port=5432 dbname=db user=u        the same as a libpq keyword/value DSN (pgx accepts both); quote a value with spaces: password='a b'
+//	etcd://[user:password@]host:2379[,host:2379…]  store/etcd over that endpoint list
 //
-// redis:// and etcd:// take ?prefix=… for the key prefix (default
-// "wechatconf:" and "wechatconf/"); redis:// takes go-redis's other URL
-// options too. A password in the URL is never printed: String and every
-// error show the URL redacted. Passwords belong in the environment, not in
-// a command-line flag, which other users can read in the process list;
-// Spec.HasPassword lets a command refuse them there.
+// Which Redis client a URL gets follows go-redis's NewUniversalClient:
+// ?master_name= selects Sentinel (the hosts and addr= are the sentinels;
+// the userinfo is the sentinels' credentials and ?username=&password= the
+// data nodes', as go-redis reads them); two or more addresses (a
+// comma-separated host list, our shorthand for go-redis's addr=), or our
+// ?cluster=true, select Cluster (database 0 only; master_name and
+// cluster=true exclude each other); anything else is one server. A host
+// without a port gets 6379 (go-redis's default, for sentinels too). Every
+// other query parameter is go-redis's, checked by its parser (an unknown
+// one is an error). redis:// and etcd:// take ?prefix=… for the key prefix
+// (default "wechatconf:" and "wechatconf/"), removed before go-redis sees
+// the URL.
+//
+// A password may sit in a URL's userinfo, in a query parameter (pgx's
+// password= and sslpassword=, go-redis Sentinel's password=) or in a
+// keyword (password=, sslpassword=); in a URL it must be percent-encoded
+// where URLs require it (libpq does not read '+' as a space: write %20).
+// It is never printed: String, every parse error and every open error show
+// the URL with each password replaced by xxxxx (a query parameter or
+// keyword whose name holds "password", "passwd" or "secret" is masked
+// too), and an error that cannot tell where a password ends (a malformed
+// URL or keyword DSN) quotes none of it. Passwords belong in the
+// environment, not in a command-line flag, which other users can read in
+// the process list: Spec.HasPassword reports a password in any of these
+// places, so that a command refuses it there.
 package storeurl
 
 import (
