@@ -48,6 +48,7 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,6 +118,11 @@ type Spec struct {
 // String returns the URL with every password (userinfo, query parameter,
 // keyword value) replaced by "xxxxx".
 func (s Spec) String() string { return s.redacted }
+
+// GoString returns the URL redacted, as String does, so that %#v (which
+// would otherwise print the parsed options, passwords included) shows no
+// password either.
+func (s Spec) GoString() string { return "storeurl.Spec(" + strconv.Quote(s.redacted) + ")" }
 
 // HasPassword reports whether the URL holds a password in any form: in its
 // userinfo, in a query parameter (password=, sslpassword=, or any other

@@ -222,6 +222,11 @@ func TestParse(t *testing.T) {
 			if p := leak(s.String(), f.pw, f.allowed...); p != "" {
 				t.Errorf("Parse(%q).String() = %q shows %q of the password", f.raw, s.String(), p)
 			}
+			for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+				if text := fmt.Sprintf(verb, s); leak(text, f.pw, f.allowed...) != "" {
+					t.Errorf("Parse(%q) printed with %s shows the password: %s", f.raw, verb, text)
+				}
+			}
 			if s.HasPassword() != (f.pw != "") {
 				t.Errorf("Parse(%q).HasPassword() = %v, want %v", f.raw, s.HasPassword(), f.pw != "")
 			}
