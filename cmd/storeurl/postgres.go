@@ -203,12 +203,14 @@ func parsePostgres(s *Spec, raw string, keyword bool) error {
 			s.redacted = "(PostgreSQL keyword/value DSN)"
 			return err
 		}
-		s.redacted, s.secrets, host = red, secrets, h
+		s.redacted, s.secrets, host = red, &secrets, h
 		if !host {
 			return errors.New("no host: write host=db.internal port=5432 dbname=… user=…")
 		}
 	} else {
-		s.redacted, s.secrets, host = redactPGURL(raw)
+		var secrets []string
+		s.redacted, secrets, host = redactPGURL(raw)
+		s.secrets = &secrets
 		if !host {
 			return errors.New("no host: write postgres://user@host:5432/dbname")
 		}
@@ -224,7 +226,7 @@ func parsePostgres(s *Spec, raw string, keyword bool) error {
 				msg = msg[i+len("`: "):]
 			}
 		}
-		return errors.New(scrub(msg, s.secrets))
+		return errors.New(scrub(msg, s.secretList()))
 	}
 	cc := cfg.ConnConfig
 	s.Addrs = []string{pgAddr(cc.Host, cc.Port)}

@@ -106,13 +106,16 @@ type Spec struct {
 	Database string
 
 	redacted string   // the URL with its passwords replaced
-	secrets  []string // the passwords the URL holds, decoded and as written
+	// The passwords the URL holds, decoded and as written, behind a
+	// pointer (and etcdPass in a core.Secret) so that fmt's reflection into
+	// a struct keeping a Spec in an unexported field prints an address.
+	secrets  *[]string
 	redis    *goredis.Options
 	failover *goredis.FailoverOptions
 	cluster  *goredis.ClusterOptions
 	pg       *pgxpool.Config
 	etcdUser string
-	etcdPass string
+	etcdPass core.Secret
 }
 
 // String returns the URL with every password (userinfo, query parameter,
@@ -129,7 +132,15 @@ func (s Spec) GoString() string { return "storeurl.Spec(" + strconv.Quote(s.reda
 // whose name holds "password", "passwd" or "secret"), or as a keyword of a
 // keyword/value DSN (password=…, sslpassword=…). A command refuses such a
 // URL in a command-line flag.
-func (s Spec) HasPassword() bool { return len(s.secrets) > 0 }
+func (s Spec) HasPassword() bool { return len(s.secretList()) > 0 }
+
+// secretList returns the passwords the URL holds.
+func (s Spec) secretList() []string {
+	if s.secrets == nil {
+		return nil
+	}
+	return *s.secrets
+}
 
 // Parse checks a store URL and returns what it names, doing no I/O. Its
 // errors show the URL redacted and say what a good one looks like; they
@@ -141,7 +152,7 @@ func Parse(raw string) (Spec, error) {
 	}
 	var s Spec
 	bad := func(err error) (Spec, error) {
-		return Spec{}, fmt.Errorf("storeurl: %s: %s", s.redacted, scrub(err.Error(), s.secrets))
+		return Spec{}, fmt.Errorf("storeurl: %s: %s", s.redacted, scrub(err.Error(), s.secretList()))
 	}
 	switch {
 	case pgKeywordStart.MatchString(raw):
@@ -162,7 +173,9 @@ func Parse(raw string) (Spec, error) {
 		return Spec{}, fmt.Errorf("storeurl: not a URL: want one of %s; "+
 			"percent-encode @ : / ? # %% and spaces in a user name or password", Schemes)
 	}
-	s.redacted, s.secrets = redactURL(u)
+	var secrets []string
+	s.redacted, secrets = redactURL(u)
+	s.secrets = &secrets
 	badf := func(format string, a ...any) (Spec, error) { return bad(fmt.Errorf(format, a...)) }
 	switch u.Scheme {
 	case "memory":
@@ -208,9 +221,9 @@ func Parse(raw string) (Spec, error) {
 			s.Endpoints = append(s.Endpoints, "http://"+h)
 		}
 		if u.User != nil {
-			s.etcdUser, s.etcdPass = u.User.Username(), ""
+			s.etcdUser, s.etcdPass = u.User.Username(), core.Secret{}
 			if pw, ok := u.User.Password(); ok {
-				s.etcdPass = pw
+				s.etcdPass = core.NewSecret(pw)
 			}
 		}
 		s.Kind = Etcd
@@ -247,7 +260,7 @@ func Open(ctx context.Context, raw string) (core.TokenStore, func() error, error
 func (s Spec) Open(ctx context.Context) (core.TokenStore, func() error, error) {
 	nop := func() error { return nil }
 	fail := func(err error) (core.TokenStore, func() error, error) {
-		return nil, nil, fmt.Errorf("storeurl: opening %s: %s", s.redacted, scrub(err.Error(), s.secrets))
+		return nil, nil, fmt.Errorf("storeurl: opening %s: %s", s.redacted, scrub(err.Error(), s.secretList()))
 	}
 	switch s.Kind {
 	case Memory:
@@ -291,7 +304,7 @@ func (s Spec) Open(ctx context.Context) (core.TokenStore, func() error, error) {
 			dial = max(time.Until(d), time.Millisecond)
 		}
 		client, err := clientv3.New(clientv3.Config{
-			Endpoints: s.Endpoints, Username: s.etcdUser, Password: s.etcdPass,
+			Endpoints: s.Endpoints, Username: s.etcdUser, Password: s.etcdPass.Reveal(),
 			DialTimeout: dial, Context: context.WithoutCancel(ctx),
 			Logger: zap.NewNop(), // its errors reach the caller; its retries are noise
 		})

@@ -441,3 +441,28 @@ func TestNewRedisClient(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecInAnUnexportedField: fmt prints a struct that keeps a Spec in an
+// unexported field by reflection, without calling String; no password, of
+// any form, may show (the passwords are behind pointers).
+func TestSpecInAnUnexportedField(t *testing.T) {
+	const pw = "Refl3ctedPassw0rd"
+	for _, raw := range []string{
+		"redis://u:" + pw + "@127.0.0.1:6379/0",
+		"redis://u:" + pw + "@127.0.0.1:26379/0?master_name=m",
+		"postgres://app@127.0.0.1/db?password=" + pw,
+		"host=127.0.0.1 dbname=db user=app password=" + pw,
+		"etcd://root:" + pw + "@127.0.0.1:2379",
+	} {
+		spec, err := storeurl.Parse(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		type holder struct{ spec storeurl.Spec }
+		for _, verb := range []string{"%v", "%+v", "%#v"} {
+			if out := fmt.Sprintf(verb, holder{spec}); strings.Contains(out, pw) || strings.Contains(out, pw[:8]) {
+				t.Errorf("%s of a struct holding %s shows the password: %s", verb, spec, out)
+			}
+		}
+	}
+}
