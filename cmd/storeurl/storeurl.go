@@ -105,7 +105,7 @@ type Spec struct {
 	// Database is the PostgreSQL database name ("" for pgx's default).
 	Database string
 
-	redacted string   // the URL with its passwords replaced
+	redacted string // the URL with its passwords replaced
 	// The passwords the URL holds, decoded and as written, behind a
 	// pointer (and etcdPass in a core.Secret) so that fmt's reflection into
 	// a struct keeping a Spec in an unexported field prints an address.
