@@ -36,6 +36,9 @@ var brokenStores = []brokenCase{
 	// Waiters that miss the release hang until their ctx ends: the
 	// watchdog (shortened in the child) must fail the check and cancel it.
 	{"LostWakeup", inProcess(newTestStore(lostWakeup)), []string{"RefreshHerdFetchesOnce", "RefreshWakesWaitersPromptly"}},
+	// Listers that get core.KeyLister wrong.
+	{"ListsLocks", inProcess(&listsLocks{newTestStore(lockedFenced)}), []string{"ListKeysHidesInternalNames"}},
+	{"ListsBySegment", inProcess(&listsBySegment{newTestStore(lockedFenced)}), []string{"ListKeysFiltersByPrefix"}},
 }
 
 // inProcess returns the harness of a store that lives in process memory.
@@ -189,6 +192,42 @@ func (s *testStore) Refresh(ctx context.Context, key, stale string, fetch core.F
 		return core.Token{}, fmt.Errorf("teststore: refresh %q: %w", key, core.ErrLockLost)
 	}
 	return t, s.mem.Set(ctx, key, t)
+}
+
+// ListKeys implements core.KeyLister over the tokens, correctly.
+func (s *testStore) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	return s.mem.ListKeys(ctx, prefix)
+}
+
+// listsLocks is a store whose ListKeys also lists the refresh locks held,
+// by the name a store might give them (the key and ":lock").
+type listsLocks struct{ *testStore }
+
+func (s *listsLocks) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.testStore.ListKeys(ctx, prefix)
+	s.locks.mu.Lock()
+	for k := range s.locks.held {
+		if name := k + ":lock"; strings.HasPrefix(name, prefix) {
+			keys = append(keys, name)
+		}
+	}
+	s.locks.mu.Unlock()
+	slices.Sort(keys)
+	return keys, err
+}
+
+// listsBySegment is a store whose ListKeys reads the prefix as whole path
+// segments: "app/1" lists "app/1" and "app/1/x" but not "app/10".
+type listsBySegment struct{ *testStore }
+
+func (s *listsBySegment) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.testStore.ListKeys(ctx, prefix)
+	if prefix == "" || strings.HasSuffix(prefix, "/") {
+		return keys, err
+	}
+	return slices.DeleteFunc(keys, func(k string) bool {
+		return k != prefix && !strings.HasPrefix(k, prefix+"/")
+	}), err
 }
 
 // leaseLocks is a per-key lock whose holder loses it when its lease runs

@@ -23,9 +23,15 @@
 //     outlives its lease loses the lock and its write (fencing, ErrLockLost);
 //   - a crash (rule 5): a holder in another OS process is killed with SIGKILL
 //     and the lock is free again within the lease.
+//   - listing, for a store that implements core.KeyLister: ListKeys lists
+//     the keys stored by Set and Refresh, sorted and each once, selects
+//     them by prefix byte for byte, never lists a lock or other name of the
+//     store, honours ctx, and lists every key exactly once while other
+//     store values write. A store that does not list has these checks
+//     skipped, with that reason.
 //
 // Benchmark measures Get, Set and Refresh on its fast path, its fetch path
-// and under contention.
+// and under contention, and ListKeys over 10,000 keys.
 //
 // ProcessHerd is the fleet check, run from a test of its own: several OS
 // processes (the test binary started again, like the crash check's child)

@@ -109,6 +109,11 @@ var checks = []check{
 	{"RefreshFetchContextEndsWithLease", testRefreshFetchContextEndsWithLease},
 	{"RefreshFencesLateHolder", testRefreshFencesLateHolder},
 	{"RefreshSurvivesCrashedHolder", testRefreshSurvivesCrashedHolder},
+	{"ListKeysListsStoredKeys", testListKeysListsStoredKeys},
+	{"ListKeysFiltersByPrefix", testListKeysFiltersByPrefix},
+	{"ListKeysHidesInternalNames", testListKeysHidesInternalNames},
+	{"ListKeysHonoursCanceledContext", testListKeysHonoursCanceledContext},
+	{"ListKeysDuringWrites", testListKeysDuringWrites},
 }
 
 // Run checks the store that h builds against the TokenStore contract, one
@@ -161,6 +166,26 @@ var checks = []check{
 //   - RefreshSurvivesCrashedHolder: rule 5, the lock of a holder killed in
 //     another process is taken over within the lease (see the package
 //     documentation for what it needs).
+//
+// The ListKeys checks run on a store that implements core.KeyLister (the
+// optional listing of its keys) and are skipped, saying so, on one that
+// does not:
+//
+//   - ListKeysListsStoredKeys: the keys stored by Set (expiring, durable,
+//     overwritten) and by Refresh are listed, sorted and each once, through
+//     any store value; a failed Refresh's key and a key never written are
+//     not; "" lists them among all the others.
+//   - ListKeysFiltersByPrefix: a prefix selects the keys that begin with it,
+//     byte for byte ("app/1" lists "app/10" too, "app/1/" does not; "%",
+//     "_", "*", "?", "[" and "\" match themselves; a prefix may end inside
+//     a rune); a prefix nothing begins with lists nothing, without error.
+//   - ListKeysHidesInternalNames: a key whose lock is held and which has no
+//     token is not listed, and no lock or other name of the store is.
+//   - ListKeysHonoursCanceledContext: a cancelled ctx fails with
+//     context.Canceled.
+//   - ListKeysDuringWrites: while other store values overwrite 1,200 keys
+//     and store new ones, every listing is sorted, lists each key once,
+//     lists every key stored before it began and nothing never written.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	h = h.normalize(t)

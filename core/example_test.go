@@ -195,3 +195,28 @@ func ExampleConf_Transport() {
 	fmt.Println(out.IPList)
 	// Output: [127.0.0.1]
 }
+
+// Listing the keys a store holds, as an operator's tool does: any store
+// that implements core.KeyLister (MemoryStore here; the file, Redis,
+// PostgreSQL and etcd stores too) lists its keys by prefix, sorted,
+// without their values.
+func ExampleKeyLister() {
+	ctx := context.Background()
+	var store core.TokenStore = core.NewMemoryStore()
+	for _, key := range []string{"wechatconf/wx10/access_token", "wechatconf/wx1/jsapi_ticket", "wechatconf/wx1/access_token"} {
+		if err := store.Set(ctx, key, core.Token{Value: "secret-value"}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	lister, ok := store.(core.KeyLister)
+	if !ok {
+		log.Fatal("this store cannot list its keys")
+	}
+	keys, err := lister.ListKeys(ctx, "wechatconf/wx1/")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(keys)
+	// Output:
+	// [wechatconf/wx1/access_token wechatconf/wx1/jsapi_ticket]
+}

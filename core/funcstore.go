@@ -36,6 +36,12 @@ type StoreFuncs struct {
 
 // FuncStore is a TokenStore built from user functions; see StoreFuncs for
 // its two forms. It is safe for concurrent use if the functions are.
+//
+// A FuncStore does not implement KeyLister: its functions get and set one
+// key each and have no way to enumerate what they hold (and in the worker
+// form the tokens live with the master), so the wechatconf command's ls
+// and its not-found hint cannot list one. List the store behind the
+// functions, or the master's, instead.
 type FuncStore struct {
 	f     StoreFuncs
 	lease time.Duration

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -73,6 +75,9 @@ func WithLease(d time.Duration) StoreOption {
 // Two MemoryStore values share nothing: to let several Confs in one process
 // share tokens, give them the same *MemoryStore.
 //
+// It implements KeyLister (ListKeys), so the wechatconf command's ls can
+// list what it holds.
+//
 // A MemoryStore is safe for concurrent use. Its zero value is not usable;
 // build it with NewMemoryStore.
 type MemoryStore struct {
@@ -123,6 +128,27 @@ func (m *MemoryStore) Refresh(ctx context.Context, key, stale string, fetch Fetc
 		return Token{}, fmt.Errorf("memorystore: refresh %q: %w", key, err)
 	}
 	return t, nil
+}
+
+// ListKeys implements KeyLister: the keys of the tokens m holds that begin
+// with prefix ("" for all), sorted, each once. It copies the matching keys
+// under m's read lock (one pass over the map, which holds no lock or other
+// internal entry) and sorts them after releasing it. A ctx already done is
+// an error wrapping ctx.Err().
+func (m *MemoryStore) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memorystore: list keys: %w", err)
+	}
+	var keys []string
+	m.mu.RLock()
+	for k := range m.tokens {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	m.mu.RUnlock()
+	slices.Sort(keys)
+	return keys, nil
 }
 
 func (m *MemoryStore) load(key string) (Token, bool) {

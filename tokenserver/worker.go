@@ -33,6 +33,10 @@ const maxReply = 64 << 10
 // The worker reads the server only when its in-process copy nears expiry,
 // and its Conf's Do (or Transport) sends a token WeChat rejected back as
 // stale, so a fleet that sees one token revoked causes one fetch.
+//
+// The worker store cannot list keys (it does not implement core.KeyLister,
+// like every core.FuncStore): the tokens live in the server's store, which
+// is the one to list.
 func NewWorkerStore(baseURL string, secret core.Secret, client *http.Client) (*core.FuncStore, error) {
 	u, err := url.Parse(baseURL)
 	switch {

@@ -25,6 +25,10 @@
 // Since b64 never produces "/", no key's lock prefix is a prefix of
 // another key's.
 //
+// Store.ListKeys (core.KeyLister, for the wechatconf command's ls) lists
+// the keys by decoding the names under P+"token/": keys-only range reads
+// of 1,000 keys, never a value, never the lock range.
+//
 // Get is a linearizable read (clientv3's default; never serializable), so
 // it sees every write acknowledged before it, through any member. A stored
 // value that cannot be decoded is an error for Get (not core.ErrNotFound);

@@ -40,6 +40,10 @@
 // The file name keeps only the key's first 40 readable bytes, so it may
 // not show the suffix: read the "key" inside the file.
 //
+// Store.ListKeys (core.KeyLister, for the wechatconf command's ls) lists
+// the keys of the .token files, read from inside each file since the name
+// shows only part of the key; it costs one small read per token file.
+//
 // The store never removes a key's files, expired or not: an expired token
 // stays until it is overwritten, and a key no longer used leaves its four
 // files behind. Clean them up yourself if they accumulate (never the

@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -233,6 +235,89 @@ func (s *Store) paths(key string) paths {
 	sum := sha256.Sum256([]byte(key))
 	var b strings.Builder
 	b.Grow(maxReadable + 1 + 2*len(sum))
+	b.WriteString(readableName(key))
+	b.WriteByte('-')
+	b.WriteString(hex.EncodeToString(sum[:]))
+	base := b.String()
+	join := func(ext string) string { return filepath.Join(s.dir, base+ext) }
+	return paths{base: base, token: join(".token"), lock: join(".lock"), lease: join(".lease"), held: join(".held")}
+}
+
+// listBatch is how many directory entries ListKeys reads at a time.
+const listBatch = 256
+
+// ListKeys implements core.KeyLister: the keys of the token files in the
+// directory that begin with prefix ("" for all), sorted, each once. It
+// reads the directory in batches of 256 entries, looks only at the .token
+// files (never a .lock, .lease or .held file, nor a temporary file), skips
+// those whose readable name shows that their key cannot begin with prefix,
+// and reads the key kept inside the others. A file that cannot be decoded
+// as a token is listed by its key when its "key" can be read and names that
+// file (so a hand-edited value still shows), and skipped otherwise, as is
+// a file that vanished meanwhile. ctx is checked between batches and
+// between files. It takes no lock: a file renamed into place during the
+// walk is listed once, a key written after the walk began may or may not
+// be.
+func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.listKeys(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("filestore: list keys under %q: %w", prefix, err)
+	}
+	return keys, nil
+}
+
+func (s *Store) listKeys(ctx context.Context, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	// A key that begins with prefix has a file name that begins with the
+	// readable form of prefix (its first 40 bytes, made safe).
+	readable := readableName(prefix)
+	seen := make(map[string]bool)
+	var keys []string
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		entries, err := d.ReadDir(listBatch)
+		for _, e := range entries {
+			name := e.Name()
+			base, ok := strings.CutSuffix(name, ".token")
+			if !ok || !e.Type().IsRegular() || !strings.HasPrefix(base, readable) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			key, ok := keyOfFile(filepath.Join(s.dir, name))
+			if !ok || !strings.HasPrefix(key, prefix) || seen[key] || s.paths(key).base != base {
+				continue
+			}
+			seen[key] = true
+			keys = append(keys, key)
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// readableName returns the readable part of the file names of key (see
+// paths): up to maxReadable of its bytes, each letter, digit, "_" and "-"
+// (not first) kept, anything else "_".
+func readableName(key string) string {
+	var b strings.Builder
+	b.Grow(min(len(key), maxReadable))
 	for i := 0; i < len(key) && i < maxReadable; i++ {
 		c := key[i]
 		switch {
@@ -242,11 +327,7 @@ func (s *Store) paths(key string) paths {
 			b.WriteByte('_')
 		}
 	}
-	b.WriteByte('-')
-	b.WriteString(hex.EncodeToString(sum[:]))
-	base := b.String()
-	join := func(ext string) string { return filepath.Join(s.dir, base+ext) }
-	return paths{base: base, token: join(".token"), lock: join(".lock"), lease: join(".lease"), held: join(".held")}
+	return b.String()
 }
 
 // keyState returns the state the goroutines of s share about the key whose

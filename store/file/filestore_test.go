@@ -210,8 +210,10 @@ func tokenFile(t *testing.T, dir string) string {
 }
 
 // TestCorruptFile tests a token file that cannot be decoded: Get fails with
-// an error naming the file that does not wrap core.ErrNotFound, and Refresh
-// treats the value as absent, fetches and repairs the file.
+// an error naming the file that does not wrap core.ErrNotFound, ListKeys
+// lists its key when the file's "key" can be read and is the file's own
+// (and skips it otherwise), and Refresh treats the value as absent, fetches
+// and repairs the file.
 func TestCorruptFile(t *testing.T) {
 	const key = "wechatconf/wx1/access_token"
 	valid := func(t *testing.T, key string) []byte {
@@ -228,23 +230,25 @@ func TestCorruptFile(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		content func(t *testing.T) []byte
+		listed  bool // its key can be read: ListKeys lists it
 	}{
-		{"Empty", func(*testing.T) []byte { return nil }},
-		{"Truncated", func(t *testing.T) []byte { b := valid(t, key); return b[:len(b)/2] }},
-		{"Garbage", func(*testing.T) []byte { return []byte("\x00\xff\xfe garbage \x01\x02") }},
-		{"NotJSONObject", func(*testing.T) []byte { return []byte(`["v",1]`) }},
+		{"Empty", func(*testing.T) []byte { return nil }, false},
+		{"Truncated", func(t *testing.T) []byte { b := valid(t, key); return b[:len(b)/2] }, false},
+		{"Garbage", func(*testing.T) []byte { return []byte("\x00\xff\xfe garbage \x01\x02") }, false},
+		{"NotJSONObject", func(*testing.T) []byte { return []byte(`["v",1]`) }, false},
 		{"NoVersion", func(*testing.T) []byte {
 			return []byte(`{"key":"` + key + `","value":"x","expires_at":"2030-01-01T00:00:00Z"}`)
-		}},
+		}, true},
 		{"NewerVersion", func(*testing.T) []byte {
 			return []byte(`{"v":2,"key":"` + key + `","value":"x","expires_at":"2030-01-01T00:00:00Z"}`)
-		}},
-		{"OtherKey", func(t *testing.T) []byte { return valid(t, "wechatconf/wx2/access_token") }},
+		}, true},
+		// Another key's file copied here: that key is not stored here.
+		{"OtherKey", func(t *testing.T) []byte { return valid(t, "wechatconf/wx2/access_token") }, false},
 		{"NoValue", func(*testing.T) []byte {
 			return []byte(`{"v":1,"key":"` + key + `","expires_at":"2030-01-01T00:00:00Z"}`)
-		}},
-		{"BadExpiry", func(*testing.T) []byte { return []byte(`{"v":1,"key":"` + key + `","value":"x","expires_at":"soon"}`) }},
-		{"Huge", func(*testing.T) []byte { return make([]byte, 2<<20) }},
+		}, true},
+		{"BadExpiry", func(*testing.T) []byte { return []byte(`{"v":1,"key":"` + key + `","value":"x","expires_at":"soon"}`) }, true},
+		{"Huge", func(*testing.T) []byte { return make([]byte, 2<<20) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -268,6 +272,15 @@ func TestCorruptFile(t *testing.T) {
 				t.Errorf("Get(%q) of a corrupt file: %v; want the error to name %s", key, err, path)
 			default:
 				t.Logf("Get: %v", err)
+			}
+			keys, err := s.ListKeys(ctx, "")
+			switch {
+			case err != nil:
+				t.Errorf("ListKeys: %v", err)
+			case tc.listed && (len(keys) != 1 || keys[0] != key):
+				t.Errorf("ListKeys of a corrupt file whose key can be read = %q, want [%q]", keys, key)
+			case !tc.listed && len(keys) != 0:
+				t.Errorf("ListKeys of a corrupt file whose key cannot be read (or is another file's) = %q, want none", keys)
 			}
 
 			var n atomic.Int32

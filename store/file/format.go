@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,29 @@ func readToken(path, key string) (core.Token, error) {
 		return core.Token{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return t, nil
+}
+
+// keyOfFile returns the key kept in the token file at path (its "key"
+// field), whatever the rest of the file holds, and false when there is
+// none: the file is gone, unreadable, not JSON, or its key is not a valid
+// key.
+func keyOfFile(path string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, core.MaxEncodedToken+1))
+	if err != nil || len(b) > core.MaxEncodedToken {
+		return "", false
+	}
+	var k struct {
+		Key *string `json:"key"`
+	}
+	if json.Unmarshal(b, &k) != nil || k.Key == nil || core.ValidateKey(*k.Key) != nil {
+		return "", false
+	}
+	return *k.Key, true
 }
 
 // writeTemp writes the token file of key to a new temporary file in the

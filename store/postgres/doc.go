@@ -40,6 +40,11 @@
 // strings is the table identifier, quoted with pgx.Identifier.Sanitize;
 // keys and values are always parameters.
 //
+// Store.ListKeys (core.KeyLister, for the wechatconf command's ls) lists
+// the table's keys in keyset pages of 1,000 (an index range scan of the
+// primary key from the prefix on), never one unbounded SELECT, and needs
+// only SELECT on the table.
+//
 // # The refresh lock: a transaction-scoped advisory lock
 //
 // Refresh first reads the key outside any transaction: a stored value other

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -93,6 +94,7 @@ type Store struct {
 	lockSQL  string
 	waitSQL  string
 	checkSQL string
+	listSQL  string
 }
 
 // New returns a Store that keeps its tokens in a table of the database pool
@@ -173,6 +175,10 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.ex
 		// checkSQL fails unless the table exists with the columns the
 		// store uses and its name resolves to the OID the locks use.
 		checkSQL: `SELECT $1::text::regclass::oid::int4, EXISTS (SELECT key, value, expires_at, updated_at FROM ` + t + `)`,
+		// listSQL is one page of ListKeys: the keys from $1 on (the
+		// prefix) after $2 (the last key of the previous page), in
+		// bytewise order whatever the column's collation.
+		listSQL: `SELECT key FROM ` + t + ` WHERE key COLLATE "C" >= $1 AND key COLLATE "C" > $2 ORDER BY key COLLATE "C" LIMIT ` + strconv.Itoa(listPage),
 	}
 }
 
@@ -401,6 +407,67 @@ func (s *Store) waitUnlocked(ctx context.Context, key string) error {
 		return nil
 	}
 	return err
+}
+
+// listPage is how many keys one query of ListKeys reads.
+const listPage = 1000
+
+// ListKeys implements core.KeyLister: the keys of the table's rows that
+// begin with prefix ("" for all), sorted bytewise, each once. Every row is
+// a token (locks are advisory locks, not rows), so every key is listed,
+// even one whose row cannot be a token (but not a key no store method
+// accepts, longer than core.MaxKeyLen, which only an edit can insert). It reads keyset pages of 1,000
+// keys, each a statement of its own outside any transaction (so it holds
+// no snapshot or lock across the walk): the keys from prefix on, after the
+// last key of the previous page, in the "C" order, which the primary key
+// of the documented table serves as an index range scan; the walk ends at
+// the first key that does not begin with prefix. A key written after the
+// walk passed its place is not listed. ctx bounds the walk.
+func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.listKeys(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list keys under %q: %w", prefix, core.ContextError(ctx, err))
+	}
+	return keys, nil
+}
+
+func (s *Store) listKeys(ctx context.Context, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// PostgreSQL text is valid UTF-8: the range starts at the longest
+	// valid beginning of prefix, and Go compares the rest.
+	from := prefix
+	for !utf8.ValidString(from) {
+		from = from[:len(from)-1]
+	}
+	var keys []string
+	after := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rows, err := s.pool.Query(ctx, s.listSQL, from, after)
+		if err != nil {
+			return nil, err
+		}
+		page, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range page {
+			if !strings.HasPrefix(k, from) {
+				return keys, nil // past the keys that can begin with prefix
+			}
+			if strings.HasPrefix(k, prefix) && core.ValidateKey(k) == nil {
+				keys = append(keys, k)
+			}
+		}
+		if len(page) < listPage {
+			return keys, nil
+		}
+		after = page[len(page)-1]
+	}
 }
 
 // rowState is what a read found.

@@ -31,6 +31,10 @@
 // behind; a token written already expired is kept for the grace from the
 // write, and one with a zero ExpiresAt until it is overwritten. Store.RedisKeys
 // names the keys of a user key for operators.
+// Since the names are hashed, redis-cli --scan cannot find a user key:
+// Store.ListKeys (core.KeyLister, behind the wechatconf command's ls) lists
+// them, SCANning (never KEYS) the token hashes under the prefix on every
+// master of a Cluster or shard of a Ring and reading their field k.
 //
 // A stored value that cannot be decoded (not a hash, a format version this
 // package does not know, the token of another key) makes Get fail with an

@@ -57,3 +57,18 @@ func hashTag(key string) string {
 	}
 	return key
 }
+
+// TestTokenPattern tests the SCAN MATCH pattern of ListKeys: the prefix's
+// glob characters are escaped, and the rest matches a hash tag of 32 hex
+// digits and ":token" only.
+func TestTokenPattern(t *testing.T) {
+	for prefix, want := range map[string]string{
+		"":            "{" + strings.Repeat("[0-9a-f]", 32) + "}:token",
+		"wechatconf:": "wechatconf:{" + strings.Repeat("[0-9a-f]", 32) + "}:token",
+		`a*b?c[d]e\f`: `a\*b\?c\[d\]e\\f{` + strings.Repeat("[0-9a-f]", 32) + "}:token",
+	} {
+		if got := tokenPattern(prefix); got != want {
+			t.Errorf("tokenPattern(%q) = %q, want %q", prefix, got, want)
+		}
+	}
+}

@@ -2,10 +2,12 @@ package containertest_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -193,6 +195,42 @@ func testStore(t *testing.T, eps []string) {
 			if got, err := s.Get(ctx, key); err != nil || got.Value != fresh.Value {
 				t.Errorf("Get(%q) after Refresh repaired it = %+v, %v; want %q", key, got, err, fresh.Value)
 			}
+		}
+	})
+
+	t.Run("ListKeysSkipsForeign", func(t *testing.T) {
+		// ListKeys lists the keys of tokens, a corrupt one included, and
+		// skips what something else wrote under the token range: a name
+		// that is not base64url, the encoding of something that is not a
+		// key, and keys under another Store's prefix that begins with
+		// this one's.
+		prefix := uniquePrefix(t)
+		cli := newClient(t, eps)
+		s, _ := etcdstore.New(cli, etcdstore.WithPrefix(prefix), etcdstore.WithLease(testLease))
+		other, _ := etcdstore.New(cli, etcdstore.WithPrefix(prefix+"token/x"), etcdstore.WithLease(testLease))
+		tok := core.Token{Value: "v", ExpiresAt: time.Now().Add(time.Hour)}
+		for _, k := range []string{"wechatconf/wx1/access_token", "corrupt"} {
+			if err := s.Set(ctx, k, tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := other.Set(ctx, "other-store", tok); err != nil {
+			t.Fatal(err)
+		}
+		enc := base64.RawURLEncoding.EncodeToString
+		for k, v := range map[string]string{
+			prefix + "token/" + enc([]byte("corrupt")):                "not json",
+			prefix + "token/!not-base64!":                             "x",
+			prefix + "token/" + enc([]byte(strings.Repeat("k", 300))): "too long a key",
+			prefix + "token/" + enc([]byte("a\x00b")):                 "NUL",
+		} {
+			if _, err := cli.Put(ctx, k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.ListKeys(ctx, "")
+		if want := []string{"corrupt", "wechatconf/wx1/access_token"}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("ListKeys(\"\") = %q, %v; want %q", got, err, want)
 		}
 	})
 

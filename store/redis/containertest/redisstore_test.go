@@ -129,6 +129,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("RetriedAcquire", func(t *testing.T) { testRetriedAcquire(t, dial) })
 	t.Run("NoSubscriptionLeft", func(t *testing.T) { testNoSubscriptionLeft(t, dial) })
 	t.Run("RetryWithoutMessage", func(t *testing.T) { testRetryWithoutMessage(t, dial) })
+	t.Run("ListKeysLayout", func(t *testing.T) { testListKeysLayout(t, dial) })
 }
 
 // TestCluster runs the conformance suite and the slot checks against a
@@ -141,6 +142,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Theft", func(t *testing.T) { testTheft(t, dial) })
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, dial) })
 	t.Run("KeyLayout", func(t *testing.T) { testKeyLayout(t, dial) })
+	t.Run("ListKeysLayout", func(t *testing.T) { testListKeysLayout(t, dial) })
 }
 
 // uniqueKey returns a user key no other test uses.
