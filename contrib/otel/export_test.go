@@ -1,0 +1,10 @@
+package wechatconfotel
+
+// ObservedLen returns how many credentials h holds for the gauge once the
+// collected ones are dropped (as a collection of the gauge drops them).
+func ObservedLen(h *Handler) int {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	h.s.sweepLocked(nil)
+	return len(h.s.observed)
+}
