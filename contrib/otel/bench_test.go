@@ -54,7 +54,7 @@ func BenchmarkHandleFetched(b *testing.B) {
 	b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	h := wechatconfotel.NewHandler(nil, wechatconfotel.WithMeterProvider(mp))
 	r := slog.NewRecord(time.Now(), slog.LevelInfo, core.EventFetched, 0)
-	r.AddAttrs(slog.String("credential", "access_token"), slog.String("key", "wechatconf:wx:access_token"),
+	r.AddAttrs(slog.String("credential", "access_token"), slog.String("platform", "official_account"), slog.String("key", "wechatconf:wx:access_token"),
 		slog.String("reason", "expiry"), slog.Bool("forced", false), slog.Duration("latency", 80*time.Millisecond),
 		slog.Duration("lock_wait", time.Millisecond), slog.Time("expires_at", time.Now().Add(2*time.Hour)))
 	ctx := b.Context()
