@@ -138,6 +138,7 @@ type API struct {
 	logger       *slog.Logger
 	now          func() time.Time
 	secrets      []Secret
+	account      Platform // the "platform" attribute of EventRetry, "" for none
 
 	cred  *Credential // the token Do adds; nil for none
 	param string      // the query parameter cred's token goes in
@@ -164,6 +165,11 @@ type APIConfig struct {
 	RetryBackoff time.Duration
 	// Logger receives EventRetry; nil drops it.
 	Logger *slog.Logger
+	// Platform is the "platform" attribute of the API's events
+	// (EventRetry), the kind of account whose calls it makes; "" leaves
+	// the attribute out. It selects nothing: Codes says how the host
+	// answers.
+	Platform Platform
 	// Now is the clock Issue counts expires_in from; nil means time.Now.
 	Now func() time.Time
 }
@@ -177,7 +183,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		return nil, fmt.Errorf("wechatconf: BaseURL %q is not an http(s) URL of a host (like %s)", cfg.BaseURL, DefaultBaseURL)
 	}
 	a := &API{baseURL: base, scheme: u.Scheme, host: u.Host, client: cfg.HTTPClient, codes: cfg.Codes,
-		retries: cfg.MaxRetries, backoff: cfg.RetryBackoff, logger: cfg.Logger, now: cfg.Now, secrets: cfg.Secrets}
+		retries: cfg.MaxRetries, backoff: cfg.RetryBackoff, logger: cfg.Logger, now: cfg.Now, secrets: cfg.Secrets, account: cfg.Platform}
 	if a.client == nil {
 		a.client = &http.Client{Timeout: 15 * time.Second}
 	}
@@ -407,7 +413,13 @@ func (a *API) call(ctx context.Context, req request, out any) error {
 			return err
 		}
 		delay := a.delay(attempt)
-		a.logger.LogAttrs(ctx, slog.LevelDebug, EventRetry, slog.String("path", req.path), slog.Int("attempt", attempt+1), slog.Duration("delay", delay), slog.String("error", err.Error()))
+		if a.logger.Enabled(ctx, slog.LevelDebug) {
+			attrs := []slog.Attr{slog.String("path", req.path), slog.Int("attempt", attempt+1), slog.Duration("delay", delay), slog.String("error", err.Error())}
+			if a.account != "" {
+				attrs = append(attrs, slog.String("platform", string(a.account)))
+			}
+			a.logger.LogAttrs(ctx, slog.LevelDebug, EventRetry, attrs...)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

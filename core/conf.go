@@ -69,6 +69,13 @@ func newConf(cfg Config, access *Credential) (*Conf, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	switch {
+	case cfg.Platform != "":
+	case access != nil:
+		cfg.Platform = access.Platform()
+	default:
+		cfg.Platform = PlatformOfficialAccount
+	}
 	c := &Conf{cfg: cfg}
 	var err error
 	if !cfg.EncodingAESKey.IsZero() {
@@ -84,7 +91,7 @@ func newConf(cfg Config, access *Credential) (*Conf, error) {
 	c.base = c.now()
 	if c.raw, err = NewAPI(APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Secrets: []Secret{cfg.AppSecret},
-		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
+		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now, Platform: cfg.Platform,
 	}); err != nil {
 		return nil, err
 	}
@@ -107,7 +114,7 @@ func (c *Conf) newKind(name string, fetch func(context.Context, FetchRequest) (T
 		needs = c.access
 	}
 	cr, err := NewCredential(CredentialConfig{
-		Name: name, Key: c.cfg.KeyPrefix + "/" + c.cfg.AppID + "/" + name, Store: c.cfg.Store, Fetch: fetch,
+		Name: name, Platform: c.cfg.Platform, Key: c.cfg.KeyPrefix + "/" + c.cfg.AppID + "/" + name, Store: c.cfg.Store, Fetch: fetch,
 		Forcible: forcible, Needs: needs, Initial: initial, Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now,
 	})
 	if err != nil {

@@ -70,6 +70,18 @@ type Config struct {
 	EncryptMode    EncryptMode // "" means Safe when EncodingAESKey is set, Normal otherwise
 	EncodingAESKey Secret      // 43 characters; requires Token and AppID
 
+	// Platform says what kind of account AppID is — PlatformOfficialAccount
+	// (the default) or PlatformMiniProgram — which the AppID alone does not
+	// tell. It is the "platform" attribute of every event of the Conf's
+	// credentials and of its API (contrib/otel's "wechatconf.platform"),
+	// so that an operator's metrics tell an Official Account's
+	// access_token from a Mini Program's or a WeCom app's; it changes
+	// nothing else. NewWithAccessToken's default is the access_token
+	// Credential's Platform (an Open Platform authorizer's tickets are
+	// PlatformOpenPlatformAuthorizer). Another value than a Platform
+	// constant is an error.
+	Platform Platform
+
 	// Receiving messages (see Conf.ReadMessage).
 
 	// PreviousEncodingAESKey is the EncodingAESKey in use before the
@@ -275,6 +287,9 @@ func (c *Config) validate() error {
 	}
 	if c.TimestampWindow == 0 {
 		c.TimestampWindow = DefaultTimestampWindow
+	}
+	if err := checkPlatform(c.Platform); err != nil {
+		return err
 	}
 	switch c.TokenAPI {
 	case StableToken, ClassicToken:

@@ -35,7 +35,8 @@ import (
 //     a configuration or quota error are limited (Policy); a limit returns a
 //     *LimitError without calling WeChat.
 //   - Events: every fetch, adoption, rejection and failure is logged
-//     (Event* constants) with "credential" (Name) and "key" (Key).
+//     (Event* constants) with "credential" (Name), "platform" (Platform)
+//     and "key" (Key).
 //   - Write-back: a token a fetch returned whose write the store did not
 //     confirm (the lock lost, the write failed or not answered within
 //     RefreshTimeout) is served to the callers all the same and written
@@ -48,6 +49,7 @@ import (
 // token is not yet in the store).
 type Credential struct {
 	name, key string
+	platform  Platform
 	store     TokenStore
 	fetch     func(context.Context, FetchRequest) (Token, error)
 	prepare   func(context.Context) (any, error)
@@ -118,6 +120,10 @@ type CredentialConfig struct {
 	// LimitError.Credential, in WeChat's terms: "access_token",
 	// "jsapi_ticket", "agent_config_ticket". Required.
 	Name string
+	// Platform is the kind of account the credential belongs to, the
+	// "platform" attribute of its events (see Platform): keep it to a few
+	// values, as metrics are split by it. Default PlatformCustom.
+	Platform Platform
 	// Key is the store key, unique per credential: it should hold the
 	// platform, the account's id and the kind, never a secret, e.g.
 	// "wechatconf/wx1234/access_token". Required.
@@ -383,8 +389,11 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 	if cfg.Rejects == nil {
 		cfg.Rejects = IsInvalidCredential
 	}
+	if cfg.Platform == "" {
+		cfg.Platform = PlatformCustom
+	}
 	cr := &Credential{
-		name: cfg.Name, key: cfg.Key, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, decode: cfg.Decode, forcible: cfg.Forcible,
+		name: cfg.Name, key: cfg.Key, platform: cfg.Platform, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, decode: cfg.Decode, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
 		initial: cfg.Initial, wbKick: make(chan struct{}, 1), wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
 	}
@@ -426,6 +435,10 @@ func (cr *Credential) Expiry() (time.Time, bool) {
 
 // Name returns the credential's kind, CredentialConfig.Name.
 func (cr *Credential) Name() string { return cr.name }
+
+// Platform returns the kind of account the credential belongs to,
+// CredentialConfig.Platform (PlatformCustom if it was left empty).
+func (cr *Credential) Platform() Platform { return cr.platform }
 
 // Key returns the credential's store key, CredentialConfig.Key.
 func (cr *Credential) Key() string { return cr.key }

@@ -178,7 +178,13 @@
 // *slog.Logger): the record's message is the event's name, its attributes
 // are documented with each name, and both are an interface that changes
 // only with a major version. Every event of a credential carries
-// "credential" and "key".
+// "credential" (its kind: "access_token", "jsapi_ticket", …), "platform"
+// and "key". "platform" is the kind of account (a Platform): a Conf's is
+// Config.Platform, "official_account" by default or "mini_program" — a
+// Conf cannot tell a Mini Program's AppID from an Official Account's, so
+// say it — while wecom.App's is "wecom" and the Open Platform's
+// "open_platform_component" or "open_platform_authorizer"; it is what
+// tells an Official Account's access_token from a WeCom app's.
 //
 //	event                               level  when
 //	EventFetched (wechatconf.fetched)   Info   this Conf got a credential from WeChat ("reason", "forced", "latency", "expires_at")

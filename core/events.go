@@ -13,7 +13,13 @@ import (
 //
 // Every event of a credential carries "credential" (its kind,
 // CredentialConfig.Name: "access_token", "jsapi_ticket", "wx_card_ticket",
-// "agent_config_ticket", …) and "key" (its store key).
+// "agent_config_ticket", …), "platform" (the kind of account, a Platform:
+// "official_account", "mini_program", "wecom", "open_platform_component",
+// "open_platform_authorizer" or "custom"; it tells an Official Account's
+// access_token from a WeCom app's) and "key" (its store key). EventRetry,
+// logged by an API rather than a credential, carries "platform" when its
+// APIConfig.Platform is set (a Conf's, a wecom.App's and an Open Platform
+// component's are).
 const (
 	// EventFetched (Info): this Conf got a new credential from WeChat.
 	// Across a fleet, counting these counts token calls. Attributes:
@@ -89,7 +95,8 @@ const (
 	EventNoNewer = "wechatconf.no_newer"
 	// EventRetry (Debug): a WeChat call is retried after a busy reply, a
 	// 5xx or a network error. Attributes: "path", "attempt" (1 for the
-	// first retry), "delay", "error".
+	// first retry), "delay", "error", and "platform" when the API has one
+	// (APIConfig.Platform).
 	EventRetry = "wechatconf.retry"
 )
 
@@ -111,8 +118,8 @@ func (cr *Credential) logEvent(level slog.Level, event string, attrs ...slog.Att
 	if !l.Enabled(ctx, level) {
 		return
 	}
-	all := make([]slog.Attr, 0, len(attrs)+2)
-	all = append(all, slog.String("credential", cr.name), slog.String("key", cr.key))
+	all := make([]slog.Attr, 0, len(attrs)+3)
+	all = append(all, slog.String("credential", cr.name), slog.String("platform", string(cr.platform)), slog.String("key", cr.key))
 	l.LogAttrs(ctx, level, event, append(all, attrs...)...)
 }
 

@@ -15,7 +15,8 @@ import (
 )
 
 // A Mini Program is a Conf like an Official Account's, with the Mini
-// Program's AppID and AppSecret: the same stable_token keeps its
+// Program's AppID and AppSecret, and Config.Platform saying it is one
+// (for its events and metrics only): the same stable_token keeps its
 // access_token. An API that answers a file, such as the unlimited Mini
 // Program code, is read into a *core.Media; its errors still come back as
 // *core.APIError. (The login, GET /sns/jscode2session, is made with the
@@ -26,6 +27,7 @@ func ExampleConf_Do_miniProgramCode() {
 	conf, err := core.New(core.Config{
 		AppID:     "wxa1b2c3d4e5f60718", // the Mini Program's
 		AppSecret: core.NewSecret("secret"),
+		Platform:  core.PlatformMiniProgram, // its events and metrics say "mini_program"
 		BaseURL:   wechat.URL,
 		Now:       wechat.Now,
 	})
@@ -65,6 +67,7 @@ func ExampleConf_Code2Session() {
 	conf, err := core.New(core.Config{
 		AppID:     "wxa1b2c3d4e5f60718", // the Mini Program's
 		AppSecret: core.NewSecret("secret"),
+		Platform:  core.PlatformMiniProgram, // its events and metrics say "mini_program"
 		BaseURL:   wechat.URL,
 		Now:       wechat.Now,
 	})

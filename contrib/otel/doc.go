@@ -10,6 +10,16 @@
 //	conf, err := core.New(core.Config{AppID: id, AppSecret: secret, Store: store, Logger: slog.New(h)})
 //	h.Observe(conf.AccessTokenCredential()) // the wechatconf.token.remaining gauge
 //
+// [Handler.Observe] holds the credentials it is given weakly: it keeps none
+// alive. A service can observe every Open Platform authorizer it serves
+// (authorizer.AccessTokenCredential()); one the Component's registry evicts
+// (openplatform.Config.MaxAuthorizers) leaves the gauge and the handler's
+// memory once it is collected, so observation stays bounded by the
+// authorizers alive however many come and go, and adding one is O(1)
+// (BenchmarkObserveEvictedAuthorizers: 100,000 authorizers observed then
+// evicted leave about 0 bytes behind each). [Handler.Forget] removes a
+// credential that is still alive.
+//
 // The handler is Enabled for every record of level Info and above, even when
 // the next handler is not (records the next handler does not want are not
 // passed to it), so the metrics are kept with logging off. Records that are
@@ -25,7 +35,17 @@
 //
 // Every metric carries "wechatconf.credential", the credential's kind
 // (CredentialConfig.Name: "access_token", "jsapi_ticket",
-// "authorizer_access_token", …). The store key ("wechatconf.credential.key")
+// "authorizer_access_token", …), and "wechatconf.platform", the kind of
+// account (core.Platform, the events' "platform"): "official_account",
+// "mini_program", "wecom", "open_platform_component",
+// "open_platform_authorizer", or "custom" (a credential of one's own that
+// does not set CredentialConfig.Platform). The platform is what tells an
+// Official Account's access_token from a WeCom app's, both
+// "access_token". A Conf cannot tell by itself whether its AppID is an
+// Official Account's or a Mini Program's: set core.Config.Platform to
+// core.PlatformMiniProgram for a Mini Program (the default is
+// "official_account"); wecom.App and package openplatform set theirs. The
+// store key ("wechatconf.credential.key")
 // is added only with [WithKeyAttribute]: a platform with 10,000 authorizers
 // has 10,000 keys, one time series each per metric. No attribute ever holds
 // a token, a ticket or a secret.
@@ -48,8 +68,8 @@
 // ("wechatconf.outcome", "wechatconf.reason", "wechatconf.forced",
 // "wechatconf.errcode", "wechatconf.event", "wechatconf.why",
 // "wechatconf.limit", "wechatconf.store.op"). Without [WithKeyAttribute],
-// the gauge has one point per kind: the least life left among the observed
-// credentials of that kind, the one to alert on.
+// the gauge has one point per kind and platform: the least life left among
+// the observed credentials of that kind and platform, the one to alert on.
 //
 // # Spans
 //
@@ -65,7 +85,8 @@
 // core logs with context.Background(), so these spans are roots of their own
 // traces unless a future core passes the caller's context; their timing is
 // that of the events (to the precision of the record's clock). Spans carry
-// the store key (a span is not aggregated, so it costs no cardinality).
+// the platform and the store key (a span is not aggregated, so it costs no
+// cardinality).
 //
 // # Prometheus
 //

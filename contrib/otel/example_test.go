@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	wechatconfotel "github.com/wechatconf/wechatconf/contrib/otel"
 	"github.com/wechatconf/wechatconf/core"
@@ -87,4 +88,60 @@ func Example() {
 	// wechatconf.limited ({call}): 1
 	// wechatconf.lock.wait (s): 2
 	// wechatconf.token.remaining (s): 1
+}
+
+// Observe holds credentials weakly, so a service can observe every
+// credential it makes (each Open Platform authorizer it serves, a kind of
+// its own) without keeping any alive; Forget removes one at once, here a
+// partner's token no longer used. The gauge has one point per kind and
+// platform (CredentialConfig.Platform).
+func ExampleHandler_Forget() {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	h := wechatconfotel.NewHandler(nil, wechatconfotel.WithMeterProvider(mp))
+	ctx := context.Background()
+	partnerToken := func(key string) *core.Credential {
+		cr, err := core.NewCredential(core.CredentialConfig{
+			Name: "partner_token", Platform: "partner", Key: key, Logger: slog.New(h),
+			Fetch: func(context.Context, core.FetchRequest) (core.Token, error) {
+				return core.Token{Value: "token-of-" + key, ExpiresAt: time.Now().Add(time.Hour)}, nil
+			},
+		})
+		if err != nil {
+			panic(err)
+		}
+		if _, err := cr.Get(ctx); err != nil {
+			panic(err)
+		}
+		return cr
+	}
+	a, b := partnerToken("partner/a"), partnerToken("partner/b")
+	h.Observe(a, b)
+	printGauge := func() {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(ctx, &rm); err != nil {
+			panic(err)
+		}
+		points := 0
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if g, ok := m.Data.(metricdata.Gauge[float64]); ok {
+					for _, p := range g.DataPoints {
+						kind, _ := p.Attributes.Value(wechatconfotel.AttrCredential)
+						platform, _ := p.Attributes.Value(wechatconfotel.AttrPlatform)
+						fmt.Printf("%s{%s, %s}\n", m.Name, kind.AsString(), platform.AsString())
+						points++
+					}
+				}
+			}
+		}
+		fmt.Println(points, "point(s)")
+	}
+	printGauge()
+	h.Forget(a, b)
+	printGauge()
+	// Output:
+	// wechatconf.token.remaining{partner_token, partner}
+	// 1 point(s)
+	// 0 point(s)
 }

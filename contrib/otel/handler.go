@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/wechatconf/wechatconf/core"
 	"go.opentelemetry.io/otel"
@@ -21,6 +22,7 @@ const ScopeName = "github.com/wechatconf/wechatconf/contrib/otel"
 // The attribute keys.
 const (
 	AttrCredential = attribute.Key("wechatconf.credential")     // the credential's kind
+	AttrPlatform   = attribute.Key("wechatconf.platform")       // the kind of account, a core.Platform ("official_account", "wecom", …)
 	AttrKey        = attribute.Key("wechatconf.credential.key") // its store key (WithKeyAttribute; always on spans)
 	AttrOutcome    = attribute.Key("wechatconf.outcome")        // "ok" or "error"
 	AttrReason     = attribute.Key("wechatconf.reason")         // "expiry", "rejected" or "forced"
@@ -72,10 +74,21 @@ type state struct {
 	fetchDuration, lockWait                                                                                       metric.Float64Histogram
 	gauge                                                                                                         metric.Float64ObservableGauge
 
-	reg   metric.Registration
-	mu    sync.Mutex
-	creds []*core.Credential
+	reg metric.Registration
+	mu  sync.Mutex
+	// observed are the credentials given to Observe, held weakly: one
+	// collected (an evicted authorizer's) reads nil and is dropped by the
+	// next sweep. sweepAt is the size at which Observe sweeps before
+	// adding: twice the live count of the last sweep, so that a sweep
+	// (O(n)) comes after n/2 additions at least and adding stays O(1)
+	// amortised, and the map never holds more than twice the credentials
+	// alive at the last sweep (or minSweep).
+	observed map[weak.Pointer[core.Credential]]struct{}
+	sweepAt  int
 }
+
+// minSweep is the least sweepAt.
+const minSweep = 64
 
 // durationBuckets are the histograms' bucket boundaries, in seconds (those
 // of the HTTP semantic conventions, up to a slow token call with retries).
@@ -100,7 +113,8 @@ func NewHandler(next slog.Handler, opts ...Option) *Handler {
 		cfg.tp = otel.GetTracerProvider()
 	}
 	m := cfg.mp.Meter(ScopeName)
-	s := &state{withKey: cfg.withKey, tracer: cfg.tp.Tracer(ScopeName)}
+	s := &state{withKey: cfg.withKey, tracer: cfg.tp.Tracer(ScopeName),
+		observed: make(map[weak.Pointer[core.Credential]]struct{}), sweepAt: minSweep}
 	counter := func(name, unit, desc string) metric.Int64Counter {
 		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		if err != nil {
@@ -140,24 +154,80 @@ func NewHandler(next slog.Handler, opts ...Option) *Handler {
 }
 
 // Observe adds credentials to the wechatconf.token.remaining gauge
-// (conf.AccessTokenCredential(), app.AccessTokenCredential(), …). A
-// credential holding no token in memory has no point. Safe for concurrent
-// use; a credential given twice is observed once.
+// (conf.AccessTokenCredential(), app.AccessTokenCredential(),
+// authorizer.AccessTokenCredential(), …). A credential holding no token in
+// memory has no point. Safe for concurrent use; a credential given twice
+// is observed once; nil is ignored.
+//
+// The handler holds the credentials weakly: it keeps none alive, and one
+// that nothing else references any more — an Open Platform authorizer
+// evicted from its Component's registry (openplatform.Config.MaxAuthorizers)
+// and not held by the caller — leaves the gauge, and the handler's memory,
+// once the garbage collector has reclaimed it. Observing every authorizer
+// a Component hands out is thus bounded by the authorizers alive, however
+// many come and go. Adding a credential costs O(1) (amortised: the
+// collected ones are swept out when the set has doubled since the last
+// sweep, and at each collection of the gauge). Forget stops observing a
+// credential that is still alive.
 func (h *Handler) Observe(creds ...*core.Credential) {
-	h.s.mu.Lock()
-	defer h.s.mu.Unlock()
-next:
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, c := range creds {
 		if c == nil {
 			continue
 		}
-		for _, have := range h.s.creds {
-			if have == c {
-				continue next
+		wp := weak.Make(c)
+		if _, ok := s.observed[wp]; ok {
+			continue
+		}
+		if len(s.observed) >= s.sweepAt {
+			s.sweepLocked(nil)
+		}
+		s.observed[wp] = struct{}{}
+	}
+}
+
+// Forget removes credentials from the wechatconf.token.remaining gauge:
+// those Observe was given that are still alive but no longer to be
+// reported (an authorizer whose grant was withdrawn, a Conf being
+// retired). A credential not observed is ignored. Safe for concurrent use.
+func (h *Handler) Forget(creds ...*core.Credential) {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range creds {
+		if c != nil {
+			delete(s.observed, weak.Make(c))
+		}
+	}
+}
+
+// sweepLocked drops the collected credentials from s.observed, calling
+// live, if not nil, with each live one, and sets the next sweepAt. A map
+// from which any was dropped is rebuilt: a Go map does not give back the
+// room of deleted entries, and the set must shrink after a burst of
+// authorizers. s.mu is held.
+func (s *state) sweepLocked(live func(*core.Credential)) {
+	n := 0
+	for wp := range s.observed {
+		if c := wp.Value(); c != nil {
+			n++
+			if live != nil {
+				live(c)
 			}
 		}
-		h.s.creds = append(h.s.creds, c)
 	}
+	if n < len(s.observed) {
+		m := make(map[weak.Pointer[core.Credential]]struct{}, n)
+		for wp := range s.observed {
+			if wp.Value() != nil {
+				m[wp] = struct{}{}
+			}
+		}
+		s.observed = m
+	}
+	s.sweepAt = max(2*len(s.observed), minSweep)
 }
 
 // Close unregisters the gauge's callback. The counters stay usable.
@@ -168,13 +238,20 @@ func (h *Handler) Close() error {
 	return h.s.reg.Unregister()
 }
 
-// observe is the gauge's callback.
+// series is a point of the gauge without the key attribute.
+type series struct {
+	kind     string
+	platform core.Platform
+}
+
+// observe is the gauge's callback; it sweeps the collected credentials out.
 func (s *state) observe(_ context.Context, o metric.Observer) error {
 	s.mu.Lock()
-	creds := append([]*core.Credential(nil), s.creds...)
+	creds := make([]*core.Credential, 0, len(s.observed))
+	s.sweepLocked(func(c *core.Credential) { creds = append(creds, c) })
 	s.mu.Unlock()
 	now := time.Now()
-	var least map[string]float64 // by kind, without the key attribute
+	var least map[series]float64 // without the key attribute
 	for _, c := range creds {
 		exp, ok := c.Expiry()
 		if !ok {
@@ -182,18 +259,20 @@ func (s *state) observe(_ context.Context, o metric.Observer) error {
 		}
 		left := exp.Sub(now).Seconds()
 		if s.withKey {
-			o.ObserveFloat64(s.gauge, left, metric.WithAttributes(AttrCredential.String(c.Name()), AttrKey.String(c.Key())))
+			o.ObserveFloat64(s.gauge, left, metric.WithAttributes(AttrCredential.String(c.Name()),
+				AttrPlatform.String(string(c.Platform())), AttrKey.String(c.Key())))
 			continue
 		}
 		if least == nil {
-			least = make(map[string]float64)
+			least = make(map[series]float64)
 		}
-		if v, ok := least[c.Name()]; !ok || left < v {
-			least[c.Name()] = left
+		k := series{c.Name(), c.Platform()}
+		if v, ok := least[k]; !ok || left < v {
+			least[k] = left
 		}
 	}
-	for kind, left := range least {
-		o.ObserveFloat64(s.gauge, left, metric.WithAttributes(AttrCredential.String(kind)))
+	for k, left := range least {
+		o.ObserveFloat64(s.gauge, left, metric.WithAttributes(AttrCredential.String(k.kind), AttrPlatform.String(string(k.platform))))
 	}
 	return nil
 }
@@ -237,10 +316,10 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 
 // event is what record reads from a record's attributes.
 type event struct {
-	kind, key, reason, why, limit, op, errText string
-	forced, fetched, hasWait, hasErrcode       bool
-	errcode                                    int64
-	latency, lockWait                          time.Duration
+	kind, platform, key, reason, why, limit, op, errText string
+	forced, fetched, hasWait, hasErrcode                 bool
+	errcode                                              int64
+	latency, lockWait                                    time.Duration
 }
 
 // record records the event r.
@@ -251,6 +330,8 @@ func (s *state) record(ctx context.Context, r slog.Record) {
 		switch a.Key {
 		case "credential":
 			e.kind = v.String()
+		case "platform":
+			e.platform = v.String()
 		case "key":
 			e.key = v.String()
 		case "reason":
@@ -287,6 +368,9 @@ func (s *state) record(ctx context.Context, r slog.Record) {
 	}
 	base := make([]attribute.KeyValue, 0, 8)
 	base = append(base, AttrCredential.String(e.kind))
+	if e.platform != "" { // every event of core has one
+		base = append(base, AttrPlatform.String(e.platform))
+	}
 	if s.withKey {
 		base = append(base, AttrKey.String(e.key))
 	}
@@ -349,7 +433,7 @@ func (s *state) spans(ctx context.Context, r slog.Record, e *event, ok bool) {
 	}
 	fetchStart := end.Add(-e.latency)
 	start := fetchStart.Add(-e.lockWait)
-	attrs := []attribute.KeyValue{AttrCredential.String(e.kind), AttrKey.String(e.key), AttrReason.String(e.reason), AttrForced.Bool(e.forced)}
+	attrs := []attribute.KeyValue{AttrCredential.String(e.kind), AttrPlatform.String(e.platform), AttrKey.String(e.key), AttrReason.String(e.reason), AttrForced.Bool(e.forced)}
 	ctx, refresh := s.tracer.Start(ctx, "wechatconf.refresh "+e.kind, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
 	if !refresh.IsRecording() {
 		refresh.End(trace.WithTimestamp(end))

@@ -96,7 +96,7 @@ func (c *Component) pin(e *entry, a *Authorizer) bool {
 func (c *Component) newAuthorizer(appid string) *Authorizer {
 	p := c.cfg.Policy
 	cr, err := core.NewCredential(core.CredentialConfig{
-		Name: "authorizer_access_token", Key: c.recordKey(appid), Store: c.durable, Needs: c.token,
+		Name: "authorizer_access_token", Platform: core.PlatformOpenPlatformAuthorizer, Key: c.recordKey(appid), Store: c.durable, Needs: c.token,
 		Decode:  func(stored core.Token) (core.Token, error) { return decodeServed(appid, stored) },
 		Prepare: func(ctx context.Context) (any, error) { return nil, c.checkAuthorized(ctx, appid) },
 		Fetch: func(ctx context.Context, r core.FetchRequest) (core.Token, error) {
@@ -113,7 +113,7 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 		MaxRetries: c.cfg.MaxRetries, RetryBackoff: c.cfg.RetryBackoff,
 		RefreshAhead: p.RefreshAhead, ExpiryMargin: p.ExpiryMargin, RefreshTimeout: p.RefreshTimeout,
 		RejectedRefreshInterval: p.RejectedRefreshInterval, ErrorBackoff: p.ErrorBackoff,
-		TokenAPI: core.ClassicToken,
+		TokenAPI: core.ClassicToken, Platform: core.PlatformOpenPlatformAuthorizer,
 	}, cr)
 	if err != nil {
 		panic(err) // the same settings passed New

@@ -229,11 +229,12 @@ func New(cfg Config) (*Component, error) {
 	if c.raw, err = core.NewAPI(core.APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, Secrets: []core.Secret{cfg.AppSecret},
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
+		Platform: core.PlatformOpenPlatformComponent,
 	}); err != nil {
 		return nil, err
 	}
 	if c.token, err = core.NewCredential(core.CredentialConfig{
-		Name: "component_access_token", Key: c.prefix + "component_access_token", Store: cfg.Store,
+		Name: "component_access_token", Platform: core.PlatformOpenPlatformComponent, Key: c.prefix + "component_access_token", Store: cfg.Store,
 		Prepare: c.readVerifyTicket, Fetch: c.fetchComponentToken,
 		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now,
 	}); err != nil {
@@ -244,6 +245,7 @@ func New(cfg Config) (*Component, error) {
 		if c.msgs, err = core.New(core.Config{
 			AppID: cfg.AppID, Token: cfg.Token, EncodingAESKey: cfg.EncodingAESKey, PreviousEncodingAESKey: cfg.PreviousEncodingAESKey,
 			Store: cfg.Store, KeyPrefix: cfg.KeyPrefix + "/open", BaseURL: cfg.BaseURL, Now: cfg.Now, Logger: cfg.Logger,
+			Platform: core.PlatformOpenPlatformComponent,
 		}); err != nil {
 			return nil, err
 		}

@@ -173,7 +173,7 @@ func (c *Component) writeBack(key string) {
 		c.held.mu.Unlock()
 		if written {
 			c.logger().LogAttrs(context.Background(), slog.LevelInfo, core.EventWrittenBack,
-				slog.String("credential", h.name), slog.String("key", key))
+				slog.String("credential", h.name), slog.String("platform", string(platformOf(h.name))), slog.String("key", key))
 		}
 		if h.appid != "" {
 			c.changed(h.appid) // its handle reads the store again
@@ -201,5 +201,16 @@ func (c *Component) logger() *slog.Logger {
 // a value in an error).
 func (c *Component) logStoreError(name, key, op string, err error) {
 	c.logger().LogAttrs(context.Background(), slog.LevelWarn, core.EventStoreError,
-		slog.String("credential", name), slog.String("key", key), slog.String("op", op), slog.String("error", err.Error()))
+		slog.String("credential", name), slog.String("platform", string(platformOf(name))), slog.String("key", key),
+		slog.String("op", op), slog.String("error", err.Error()))
+}
+
+// platformOf is the "platform" attribute of the events of a durable write
+// of name: the component's verify ticket is the component's, the rest
+// (an authorizer's record, an authorization code's index) an authorizer's.
+func platformOf(name string) core.Platform {
+	if name == "component_verify_ticket" {
+		return core.PlatformOpenPlatformComponent
+	}
+	return core.PlatformOpenPlatformAuthorizer
 }

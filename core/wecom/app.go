@@ -183,6 +183,7 @@ func New(cfg Config) (*App, error) {
 	raw, err := core.NewAPI(core.APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, Secrets: []core.Secret{cfg.Secret},
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
+		Platform: core.PlatformWeCom,
 	})
 	if err != nil {
 		return nil, err
@@ -191,7 +192,7 @@ func New(cfg Config) (*App, error) {
 	corp := cfg.KeyPrefix + "/wecom/" + cfg.CorpID + "/"
 	kind := func(name, key string, fetch func(context.Context, core.FetchRequest) (core.Token, error), needs *core.Credential, p core.Policy) (*core.Credential, error) {
 		return core.NewCredential(core.CredentialConfig{
-			Name: name, Key: key, Store: cfg.Store, Fetch: fetch, Needs: needs,
+			Name: name, Platform: core.PlatformWeCom, Key: key, Store: cfg.Store, Fetch: fetch, Needs: needs,
 			Policy: p, Logger: cfg.Logger, Now: cfg.Now,
 		})
 	}
