@@ -37,7 +37,8 @@ func ExampleMiniProgram() {
 	conf, err := core.New(core.Config{
 		AppID:     "wxminiprogram",
 		AppSecret: core.NewSecret("example-secret"),
-		BaseURL:   wechat.URL, // omit in production
+		Platform:  core.PlatformMiniProgram, // its events and metrics say mini_program
+		BaseURL:   wechat.URL,               // omit in production
 		// Store: a shared store (redisstore.New(rdb), ...) for a fleet
 	})
 	if err != nil {
