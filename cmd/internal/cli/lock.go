@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -13,7 +13,8 @@ import (
 // cheaply: on Redis, the lock is a string key with a PX lease (one PTTL).
 // The file store's flock, PostgreSQL's advisory lock and etcd's lease
 // cannot be read without taking them or a query per backend, so inspect
-// shows no lock for them.
+// shows no lock for them. Its client is the command's own, from the store
+// URL's options, so that it works whatever the store exposes.
 type lockReader struct {
 	client *goredis.Client
 	names  interface {
@@ -33,7 +34,7 @@ func newLockReader(spec storeurl.Spec, st core.TokenStore) *lockReader {
 }
 
 // read returns key's lock, or nil when the store cannot tell.
-func (r *lockReader) read(ctx context.Context, key string) *lockView {
+func (r *lockReader) read(ctx context.Context, key string) *LockView {
 	if r.client == nil {
 		return nil
 	}
@@ -43,10 +44,10 @@ func (r *lockReader) read(ctx context.Context, key string) *lockView {
 		return nil
 	}
 	if ttl < 0 { // -2: no lock; -1 (no lease) is not one of the store's
-		return &lockView{Held: false}
+		return &LockView{Held: false}
 	}
 	lease := ttl.Round(time.Millisecond).Seconds()
-	return &lockView{Held: true, Lease: &lease}
+	return &LockView{Held: true, Lease: &lease}
 }
 
 func (r *lockReader) close() {
