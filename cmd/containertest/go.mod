@@ -5,6 +5,7 @@ go 1.25.0
 require (
 	github.com/wechatconf/wechatconf/cmd v0.1.0
 	github.com/wechatconf/wechatconf/conformance/containers v0.1.0
+	github.com/wechatconf/wechatconf/core v0.1.0
 )
 
 require (
@@ -33,6 +34,7 @@ require (
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.26.3 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/pgx/v5 v5.12.0 // indirect
@@ -55,11 +57,12 @@ require (
 	github.com/redis/go-redis/v9 v9.22.0 // indirect
 	github.com/shirou/gopsutil/v4 v4.26.6 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
+	github.com/spf13/cobra v1.10.2 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
 	github.com/stretchr/testify v1.12.1 // indirect
 	github.com/testcontainers/testcontainers-go v0.44.0 // indirect
 	github.com/tklauser/go-sysconf v0.4.0 // indirect
 	github.com/tklauser/numcpus v0.12.0 // indirect
-	github.com/wechatconf/wechatconf/core v0.1.0 // indirect
 	github.com/wechatconf/wechatconf/store/etcd v0.1.0 // indirect
 	github.com/wechatconf/wechatconf/store/file v0.1.0 // indirect
 	github.com/wechatconf/wechatconf/store/postgres v0.1.0 // indirect

@@ -196,7 +196,9 @@ func (e *env) otherStorePrefixes(ctx context.Context, keys []string) []string {
 	for p := range found {
 		prefixes = append(prefixes, p)
 	}
-	sort.Slice(prefixes, func(i, j int) bool { return found[prefixes[i]] > found[prefixes[j]] || found[prefixes[i]] == found[prefixes[j]] && prefixes[i] < prefixes[j] })
+	sort.Slice(prefixes, func(i, j int) bool {
+		return found[prefixes[i]] > found[prefixes[j]] || found[prefixes[i]] == found[prefixes[j]] && prefixes[i] < prefixes[j]
+	})
 	if len(prefixes) > maxHintKeys {
 		prefixes = prefixes[:maxHintKeys]
 	}

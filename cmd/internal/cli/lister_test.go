@@ -19,7 +19,9 @@ type listing struct {
 	keys map[string]bool
 }
 
-func newListing() *listing { return &listing{MemoryStore: core.NewMemoryStore(), keys: map[string]bool{}} }
+func newListing() *listing {
+	return &listing{MemoryStore: core.NewMemoryStore(), keys: map[string]bool{}}
+}
 
 func (l *listing) Set(ctx context.Context, key string, t core.Token) error {
 	if err := l.MemoryStore.Set(ctx, key, t); err != nil {
