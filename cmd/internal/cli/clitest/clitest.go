@@ -46,7 +46,9 @@ func (s *SyncBuffer) String() string {
 
 // Result is one run of the command.
 type Result struct {
-	Code           int
+	// Code is the exit code (cli.ExitOK …).
+	Code int
+	// Stdout and Stderr are what the run printed.
 	Stdout, Stderr string
 }
 
@@ -82,6 +84,7 @@ type RunFunc func(ctx context.Context, args []string, getenv func(string) string
 // CLI runs the command in-process with Environ, and checks that the
 // AppSecret and, without --reveal, no value in Secrets reach its output.
 type CLI struct {
+	// T is the test the runs belong to.
 	T *testing.T
 	// Environ is the command's environment.
 	Environ map[string]string
