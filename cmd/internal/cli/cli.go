@@ -286,14 +286,13 @@ func (e *env) withTimeout(ctx context.Context) (context.Context, context.CancelF
 }
 
 // positional returns a cobra.PositionalArgs accepting between min and max
-// arguments (max < 0: any), whose refusal is a usage error saying what the
-// command wants.
+// arguments, whose refusal is a usage error saying what the command wants.
 func positional(min, max int, want string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if len(args) < min || (max >= 0 && len(args) > max) {
-			if len(args) > max && max >= 0 {
-				return usagef("%s: too many arguments %q: %s", cmd.Name(), args, want)
-			}
+		switch {
+		case len(args) > max:
+			return usagef("%s: too many arguments %q: %s", cmd.Name(), args, want)
+		case len(args) < min:
 			return usagef("%s: %s", cmd.Name(), want)
 		}
 		return nil
