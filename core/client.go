@@ -229,7 +229,8 @@ func (a *API) WithCredential(cr *Credential, param string) *API {
 // out decides how the reply is read:
 //
 //	out                   a JSON object with errcode != 0   any other reply
-//	nil                   *APIError                         JSON checked, discarded; not JSON: *ReplyError
+//	nil                   *APIError                         discarded: a reply starting with "{" is checked to be
+//	                                                        JSON (cut short: *ReplyError), any other is drained unread
 //	*T (struct, map, …)   *APIError                         JSON decoded into out; not JSON: *ReplyError
 //	*[]byte               *APIError                         the body, whatever it is (a file)
 //	*Media                *APIError                         body, Content-Type, file name, headers
@@ -527,7 +528,21 @@ func (a *API) decode(req request, resp *http.Response, out any) error {
 		}
 		return nil
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
+	var body io.Reader = resp.Body
+	if out == nil {
+		// The caller does not need the body: only a reply that starts as a
+		// JSON object can carry an errcode, so only that one is read and
+		// checked; any other (a file, an empty body) is drained, unread.
+		br := bufio.NewReaderSize(resp.Body, 512)
+		if first, err := peekNonSpace(br); err != nil || first != '{' {
+			if _, err := io.Copy(io.Discard, io.LimitReader(br, maxReply)); err != nil {
+				return readErr(err)
+			}
+			return nil
+		}
+		body = br
+	}
+	data, err := io.ReadAll(io.LimitReader(body, maxReply+1))
 	if err != nil {
 		return readErr(err)
 	}

@@ -258,7 +258,9 @@ func (c *Conf) ForceRefreshAccessToken(ctx context.Context, stale string) (Token
 
 // Do calls the WeChat API at path (e.g. "/cgi-bin/user/info") with the
 // Conf's access_token added to query, and decodes the reply into out: see
-// API.Do for the kinds of body and out, retries and errors. When WeChat
+// API.Do for the kinds of body and out, retries and errors. A nil out
+// means the body is not needed: it is discarded (a file as much as JSON),
+// but a JSON errcode still fails the call. When WeChat
 // rejects the Conf's token (40001, 40014, 42001), Do calls
 // RefreshAccessToken with the token it used and retries once.
 //

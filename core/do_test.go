@@ -133,3 +133,54 @@ func TestDoKeepsTheCallersAccessToken(t *testing.T) {
 		t.Errorf("%d token calls; a token the Conf does not own must not be refreshed", n)
 	}
 }
+
+// tests that out == nil means "the body is not needed": a file is read and
+// discarded, not refused for not being JSON, while an errcode still fails
+// the call (and a rejected token is still refreshed and the call retried),
+// and a reply that starts as JSON but is cut short is still a *ReplyError.
+func TestDoNilOutDiscardsTheBody(t *testing.T) {
+	s := newServer(t)
+	c := newConf(t, s, classic)
+	ctx := t.Context()
+	id := upload(t, c, "photo.jpg", jpeg)
+	q := url.Values{"media_id": {id}}
+
+	if err := c.Do(ctx, http.MethodGet, wxtest.PathMediaGet, q, nil, nil); err != nil {
+		t.Errorf("Do(%s, out=nil) on a JPEG reply: %v, want nil (the body discarded)", wxtest.PathMediaGet, err)
+	}
+	if err := c.Do(ctx, http.MethodPost, wxtest.PathSend, nil, []byte(`{}`), nil); err != nil {
+		t.Errorf("Do(%s, out=nil) on {\"errcode\":0}: %v, want nil", wxtest.PathSend, err)
+	}
+
+	var ae *core.APIError
+	err := c.Do(ctx, http.MethodGet, wxtest.PathMediaGet, url.Values{"media_id": {"nope"}}, nil, nil)
+	if !errors.As(err, &ae) || ae.Code != 40007 {
+		t.Errorf("Do(%s, out=nil) for an unknown media_id: %v, want *core.APIError 40007", wxtest.PathMediaGet, err)
+	}
+	s.InjectFault(wxtest.PathSend, wxtest.Errcode(45015, "response out of time limit"), 1)
+	if err := c.Do(ctx, http.MethodPost, wxtest.PathSend, nil, []byte(`{}`), nil); !errors.As(err, &ae) || ae.Code != 45015 {
+		t.Errorf("Do(%s, out=nil) on errcode 45015: %v, want *core.APIError 45015", wxtest.PathSend, err)
+	}
+
+	old, err := c.AccessToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Revoke(old.Value)
+	s.ResetCounters()
+	if err := c.Do(ctx, http.MethodGet, wxtest.PathMediaGet, q, nil, nil); err != nil {
+		t.Errorf("Do(%s, out=nil) with a revoked token: %v, want a refresh and a retry", wxtest.PathMediaGet, err)
+	}
+	if n := s.Calls(wxtest.PathToken); n != 1 {
+		t.Errorf("%d token fetches after the revoke, want 1", n)
+	}
+	if n := s.Calls(wxtest.PathMediaGet); n != 2 {
+		t.Errorf("%d downloads after the revoke, want 2 (rejected, retried)", n)
+	}
+
+	s.InjectFault(wxtest.PathSend, wxtest.Fault{Body: `{"errcode":40001,"errmsg":"invalid cre`}, 1)
+	var re *core.ReplyError
+	if err := c.Do(ctx, http.MethodPost, wxtest.PathSend, nil, []byte(`{}`), nil); !errors.As(err, &re) {
+		t.Errorf("Do(%s, out=nil) on a JSON reply cut short: %v, want a *core.ReplyError", wxtest.PathSend, err)
+	}
+}

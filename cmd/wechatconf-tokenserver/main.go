@@ -14,13 +14,18 @@
 //	memory:                                 this process only (a restart costs one fetch)
 //	file:///var/lib/wechatconf              servers on one machine
 //	redis://[user:password@]host:6379/0     rediss:// for TLS; ?prefix=… for the key prefix
-//	postgres://user:password@host:5432/db   pgx's connection parameters
+//	redis://h1:6379,h2:6379,h3:6379         Redis Cluster (or ?addr=h2:6379…, or one seed with ?cluster=true)
+//	redis://s1:26379,s2:26379/0?master_name=mymaster   Redis Sentinel (&password=… for the master)
+//	postgres://user:password@host:5432/db   pgx's connection parameters (?password=…, host lists)
+//	host=db.internal dbname=db user=u       a PostgreSQL keyword/value DSN (password='…')
 //	etcd://host:2379[,host:2379…]           ?prefix=… for the key prefix
 //
-// (package cmd/storeurl). A URL with a password is accepted from
-// WECHATCONF_STORE only, never from -store, which other users can read in
-// the process list, and it is printed redacted. The secrets come from the
-// environment only and are never printed: WECHAT_APPID and WECHAT_APPSECRET
+// (package cmd/storeurl, which says how a Redis URL selects its topology).
+// A URL with a password in any form (userinfo, ?password=, a keyword
+// password=) is accepted from WECHATCONF_STORE only, never from -store,
+// which other users can read in the process list, and it is printed with
+// the password masked. The secrets come from the environment only and are
+// never printed: WECHAT_APPID and WECHAT_APPSECRET
 // (both required), TOKENSERVER_SECRET (the workers' bearer secret, at least
 // 16 characters). WECHAT_BASE_URL overrides the WeChat API host. -addr (or
 // TOKENSERVER_ADDR, default 127.0.0.1:8080) is the listen address and

@@ -61,3 +61,44 @@ func TestRedirectRefusesWhatIsNotABaseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectWeComSendsOnlyWeComsHost tests that RedirectWeCom sends
+// requests to WeCom's API host to its baseURL and leaves WeChat's hosts
+// (and every other) to the next transport, and that Redirect leaves
+// WeCom's host alone: a regional WeChat host does not serve WeCom.
+func TestRedirectWeComSendsOnlyWeComsHost(t *testing.T) {
+	for _, tc := range []struct {
+		wecom    bool // RedirectWeCom, else Redirect
+		in, want string
+	}{
+		{true, "https://qyapi.weixin.qq.com/cgi-bin/message/send?access_token=t", "http://127.0.0.1:8080/cgi-bin/message/send?access_token=t"},
+		{true, "https://QYAPI.weixin.qq.com/cgi-bin/gettoken", "http://127.0.0.1:8080/cgi-bin/gettoken"},
+		{true, "https://api.weixin.qq.com/cgi-bin/getcallbackip", "https://api.weixin.qq.com/cgi-bin/getcallbackip"},
+		{true, "http://qyapi.weixin.qq.com/cgi-bin/x", "http://qyapi.weixin.qq.com/cgi-bin/x"},
+		{false, "https://qyapi.weixin.qq.com/cgi-bin/message/send", "https://qyapi.weixin.qq.com/cgi-bin/message/send"},
+	} {
+		rec := &recorder{}
+		redirect := silenceper.Redirect
+		if tc.wecom {
+			redirect = silenceper.RedirectWeCom
+		}
+		rt, err := redirect("http://127.0.0.1:8080", rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := http.NewRequest(http.MethodGet, tc.in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.RoundTrip(req); err != nil {
+			t.Errorf("RoundTrip(%s): %v", tc.in, err)
+			continue
+		}
+		if len(rec.urls) != 1 || rec.urls[0] != tc.want {
+			t.Errorf("RedirectWeCom %v: %s was sent as %q, want %s", tc.wecom, tc.in, rec.urls, tc.want)
+		}
+	}
+	if _, err := silenceper.RedirectWeCom("https://user:hunter2@h", nil); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("RedirectWeCom with user info = %v; want an error without the password", err)
+	}
+}

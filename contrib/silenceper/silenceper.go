@@ -15,6 +15,8 @@ import (
 	"github.com/silenceper/wechat/v2/util"
 
 	"github.com/wechatconf/wechatconf/core"
+	coreopen "github.com/wechatconf/wechatconf/core/openplatform"
+	"github.com/wechatconf/wechatconf/core/wecom"
 )
 
 // The handle interfaces of silenceper a *Handle implements.
@@ -28,38 +30,88 @@ var (
 // built with a token older than this many generations is long expired.
 const recent = 8
 
-// Handle is silenceper's access-token and JS-SDK ticket handle over a
-// *core.Conf. Create it with New; it is safe for concurrent use.
+// source is what a Handle serves the credentials of: a *core.Conf (an
+// Official Account, a Mini Program, an Open Platform authorizer) or a
+// *wecom.App. Both implement it.
+type source interface {
+	AccessToken(ctx context.Context) (core.Token, error)
+	JSAPITicket(ctx context.Context) (core.Token, error)
+	Transport(base http.RoundTripper) http.RoundTripper
+	AccessTokenCredential() *core.Credential
+}
+
+// Handle is silenceper's access-token and JS-SDK ticket handle over the
+// credentials of a *core.Conf (New, NewAuthorizer) or of a *wecom.App
+// (NewWeCom). It is safe for concurrent use.
 type Handle struct {
-	conf *core.Conf
+	src   source
+	conf  *core.Conf           // src, when it is a Conf
+	app   *wecom.App           // src, when it is a WeCom app
+	hosts map[string]*core.API // the platform's API hosts: weChatAPIs or weComAPIs
+	keep  any                  // what src belongs to, kept reachable (an *openplatform.Authorizer)
 
 	mu     sync.Mutex
 	issued [recent]string // the last tokens handed out, newest at next-1
 	next   int
 }
 
-// New returns the Handle of conf. conf must not be nil.
+// New returns the Handle of conf: an Official Account's or a Mini
+// Program's Conf (core.New), or an Open Platform authorizer's (prefer
+// NewAuthorizer for those). conf must not be nil.
 func New(conf *core.Conf) *Handle {
 	if conf == nil {
 		panic("silenceper: New with a nil *core.Conf")
 	}
-	return &Handle{conf: conf}
+	return &Handle{src: conf, conf: conf, hosts: weChatAPIs}
 }
 
-// Conf returns the Conf the Handle serves.
+// NewWeCom returns the Handle of a WeCom app: its access token is
+// app.AccessToken, its ticket the corp's jsapi_ticket (app.JSAPITicket),
+// and the installed transport replaces a token WeCom rejects (40014,
+// 42001: WeCom's codes, wecom.Codes) on requests to WeCom's host,
+// https://qyapi.weixin.qq.com, and to the app's own BaseURL. app must
+// not be nil.
+func NewWeCom(app *wecom.App) *Handle {
+	if app == nil {
+		panic("silenceper: NewWeCom with a nil *wecom.App")
+	}
+	return &Handle{src: app, app: app, hosts: weComAPIs}
+}
+
+// NewAuthorizer returns the Handle of an Open Platform authorizer (a
+// merchant's Official Account or Mini Program): its access token is the
+// authorizer_access_token a.AccessToken keeps. The Handle keeps a
+// reachable, so that a withdrawal this process applies reaches the handle
+// it serves (see openplatform.Component.Authorizer). a must not be nil.
+func NewAuthorizer(a *coreopen.Authorizer) *Handle {
+	if a == nil || a.Conf == nil {
+		panic("silenceper: NewAuthorizer with a nil *openplatform.Authorizer")
+	}
+	h := New(a.Conf)
+	h.keep = a
+	return h
+}
+
+// Conf returns the Conf the Handle serves, nil for a WeCom app's Handle
+// (NewWeCom).
 func (h *Handle) Conf() *core.Conf { return h.conf }
 
-// GetAccessToken returns the Conf's access_token (core.Conf.AccessToken).
-// It waits for a refresh at most core.Config.RefreshTimeout; use
+// WeComApp returns the WeCom app the Handle serves, nil for a Conf's
+// Handle (New, NewAuthorizer).
+func (h *Handle) WeComApp() *wecom.App { return h.app }
+
+// GetAccessToken returns the access_token of the Handle's Conf or WeCom
+// app (core.Conf.AccessToken, wecom.App.AccessToken). It waits for a
+// refresh at most the Conf's or app's Policy.RefreshTimeout; use
 // GetAccessTokenContext to bound it otherwise.
 func (h *Handle) GetAccessToken() (string, error) {
 	return h.GetAccessTokenContext(context.Background())
 }
 
-// GetAccessTokenContext returns the Conf's access_token
-// (core.Conf.AccessToken), waiting for a refresh no longer than ctx allows.
+// GetAccessTokenContext returns the access_token of the Handle's Conf or
+// WeCom app, waiting for a refresh no longer than ctx allows.
 func (h *Handle) GetAccessTokenContext(ctx context.Context) (string, error) {
-	tok, err := h.conf.AccessToken(ctx)
+	tok, err := h.src.AccessToken(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -67,16 +119,17 @@ func (h *Handle) GetAccessTokenContext(ctx context.Context) (string, error) {
 	return tok.Value, nil
 }
 
-// GetTicket returns the Conf's jsapi_ticket (core.Conf.JSAPITicket). The
-// access token silenceper passes is not used: the Conf gets a valid one
-// itself.
+// GetTicket returns the jsapi_ticket of the Handle's Conf
+// (core.Conf.JSAPITicket) or, for a WeCom app, the corp's
+// (wecom.App.JSAPITicket). The access token silenceper passes is not
+// used: the Conf or app gets a valid one itself.
 func (h *Handle) GetTicket(accessToken string) (string, error) {
 	return h.GetTicketContext(context.Background(), accessToken)
 }
 
 // GetTicketContext is GetTicket within ctx.
 func (h *Handle) GetTicketContext(ctx context.Context, _ string) (string, error) {
-	tok, err := h.conf.JSAPITicket(ctx)
+	tok, err := h.src.JSAPITicket(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -144,10 +197,12 @@ var (
 	installed *http.Client
 )
 
-// Install puts the transports of the Conf of each h on silenceper's HTTP
-// client, util.DefaultHTTPClient, so that requests carrying a token one of
-// them handed out, to one of WeChat's API hosts or to the Conf's BaseURL,
-// get compare-and-refresh and one retry on 40001, 40014 and 42001 (see the
+// Install puts the transports of the Conf (or WeCom app) of each h on
+// silenceper's HTTP client, util.DefaultHTTPClient, so that requests
+// carrying a token one of them handed out, to one of its platform's API
+// hosts (WeChat's for a Conf, WeCom's for an app) or to its BaseURL, get
+// compare-and-refresh and one retry when the token is rejected (40001,
+// 40014 and 42001 from WeChat; 40014 and 42001 from WeCom; see the
 // package documentation). Handles installed before stay installed. If
 // util.DefaultHTTPClient is not the client Install last set (first call,
 // or the variable was set since), that client becomes the base. Call it
@@ -183,7 +238,7 @@ func Install(hs ...*Handle) {
 			dup = dup || rt.h == h
 		}
 		if !dup {
-			routes = append(routes, route{h: h, rt: h.conf.Transport(restorer{base: r.base, wechat: weChatTransports(h.conf, r.base)})})
+			routes = append(routes, route{h: h, rt: h.src.Transport(restorer{base: r.base, hosts: hostTransports(h, r.base)})})
 		}
 	}
 	r.routes.Store(&routes)
@@ -211,8 +266,8 @@ func Uninstall() error {
 }
 
 // router is the transport Install sets: it sends a request carrying a token
-// a Handle handed out through that Handle's Conf's transport, whose base,
-// a restorer, serves WeChat's other hosts.
+// a Handle handed out through the transport of that Handle's Conf (or
+// WeCom app), whose base, a restorer, serves the platform's other hosts.
 type router struct {
 	base   http.RoundTripper
 	routes atomic.Pointer[[]route]
@@ -220,39 +275,51 @@ type router struct {
 
 type route struct {
 	h  *Handle
-	rt http.RoundTripper // h.conf.Transport(restorer{base, ...})
+	rt http.RoundTripper // h.src.Transport(restorer{base, ...})
 }
 
 // weChatHosts are WeChat's API access points, all over https and all
-// serving the same tokens: silenceper's Official Account calls go to the
-// first, hardcoded in its URLs; the others are WeChat's backup and regional
-// hosts (Shanghai, Shenzhen, Hong Kong), which a util.SetURIModifier or a
-// Conf's BaseURL may name.
+// serving the same tokens: silenceper's Official Account, Mini Program and
+// Open Platform calls go to the first, hardcoded in its URLs; the others
+// are WeChat's backup and regional hosts (Shanghai, Shenzhen, Hong Kong),
+// which a util.SetURIModifier or a Conf's BaseURL may name.
 var weChatHosts = [...]string{"api.weixin.qq.com", "api2.weixin.qq.com", "sh.api.weixin.qq.com", "sz.api.weixin.qq.com", "hk.api.weixin.qq.com"}
 
-// weChatAPIs holds a core.API without credential for each of weChatHosts;
-// weChatTransports gives each a Conf's.
-var weChatAPIs = func() map[string]*core.API {
-	apis := make(map[string]*core.API, len(weChatHosts))
-	for _, host := range weChatHosts {
-		api, err := core.NewAPI(core.APIConfig{BaseURL: "https://" + host})
+// weComHost is WeCom's API host, which silenceper's work package calls,
+// hardcoded in its URLs (wecom.DefaultBaseURL).
+const weComHost = "qyapi.weixin.qq.com"
+
+// weChatAPIs holds a core.API without credential for each of weChatHosts,
+// with the Official Account's errcodes; hostTransports gives each a
+// Conf's credential.
+var weChatAPIs = apisOf(nil, weChatHosts[:]...)
+
+// weComAPIs holds the core.API of WeCom's host, with WeCom's errcodes
+// (40014 and 42001 are a rejected token, 40001 a wrong secret).
+var weComAPIs = apisOf(wecom.Codes, weComHost)
+
+func apisOf(codes *core.Codes, hosts ...string) map[string]*core.API {
+	apis := make(map[string]*core.API, len(hosts))
+	for _, host := range hosts {
+		api, err := core.NewAPI(core.APIConfig{BaseURL: "https://" + host, Codes: codes})
 		if err != nil {
 			panic("silenceper: " + err.Error()) // the hosts above are valid
 		}
 		apis[host] = api
 	}
 	return apis
-}()
+}
 
-// weChatTransports returns, for each of WeChat's API hosts, a transport
-// over base that adds conf's access_token and replaces it when WeChat
-// rejects it, as conf.Transport does for conf's own BaseURL: the requests
-// silenceper makes go to WeChat's hosts whatever host conf fetches its
+// hostTransports returns, for each of the API hosts of h's platform
+// (h.hosts), a transport over base that adds the access_token of h's Conf
+// or WeCom app and replaces it when the platform rejects it, as the Conf's
+// or app's Transport does for its own BaseURL: the requests silenceper
+// makes go to the platform's hosts whatever host the Conf fetches its
 // tokens from.
-func weChatTransports(conf *core.Conf, base http.RoundTripper) map[string]http.RoundTripper {
-	cred := conf.AccessTokenCredential()
-	m := make(map[string]http.RoundTripper, len(weChatAPIs))
-	for host, api := range weChatAPIs {
+func hostTransports(h *Handle, base http.RoundTripper) map[string]http.RoundTripper {
+	cred := h.src.AccessTokenCredential()
+	m := make(map[string]http.RoundTripper, len(h.hosts))
+	for host, api := range h.hosts {
 		m[host] = api.WithCredential(cred, "access_token").Transport(base)
 	}
 	return m
@@ -275,7 +342,7 @@ func (r *router) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !rt.h.handedOut(tok) {
 			continue
 		}
-		// Let the Conf's transport put its current token in: the one
+		// Let the Conf's (or app's) transport put its current token in: the one
 		// handed out may have been replaced since.
 		out := req.Clone(context.WithValue(req.Context(), origTokenKey{}, tok))
 		u := *req.URL
@@ -287,14 +354,14 @@ func (r *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.base.RoundTrip(req)
 }
 
-// restorer is the base of a routed Conf transport. A request that reaches
-// it with no access_token did not go to the Conf's own host (its
-// BaseURL): if it goes to one of WeChat's API hosts, the transport of that
-// host adds the Conf's token and replaces it on a rejection; any other
-// gets back the token router took out.
+// restorer is the base of a routed Conf (or WeCom app) transport. A
+// request that reaches it with no access_token did not go to the Conf's
+// own host (its BaseURL): if it goes to one of its platform's API hosts,
+// the transport of that host adds the Conf's token and replaces it on a
+// rejection; any other gets back the token router took out.
 type restorer struct {
-	base   http.RoundTripper
-	wechat map[string]http.RoundTripper // by host, from weChatTransports
+	base  http.RoundTripper
+	hosts map[string]http.RoundTripper // by host, from hostTransports
 }
 
 func (r restorer) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -305,7 +372,7 @@ func (r restorer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "https" {
 		// The key is the host as core's transport compares it, without a
 		// port: "api.weixin.qq.com:443" gets its token back below.
-		if rt := r.wechat[strings.ToLower(req.URL.Host)]; rt != nil {
+		if rt := r.hosts[strings.ToLower(req.URL.Host)]; rt != nil {
 			return rt.RoundTrip(req)
 		}
 	}

@@ -239,6 +239,16 @@ func TestForceRefreshLimits(t *testing.T) {
 	stableToken(t, s, true)
 }
 
+// tests that classic and stable tokens of one AppID never invalidate each
+// other: classic fetches leave the stable token served and accepted, a
+// force_refresh leaves the classic token accepted. WeChat's reference for
+// getStableAccessToken says the stable token is "completely isolated from
+// the invocation credentials obtained by getAccessToken" (与getAccessToken
+// 获取的调用凭证完全隔离，互不影响):
+// https://developers.weixin.qq.com/doc/service/en/api/base/api_getstableaccesstoken.html
+// (silenceper/wechat quotes the same sentence on its StableAccessToken).
+// docs/migrating.md relies on it: old instances on the classic token and
+// new ones on stable_token can run side by side.
 func TestClassicAndStableIndependent(t *testing.T) {
 	s := newServer(t, wxtest.Options{})
 	st := stableToken(t, s, false)

@@ -8,7 +8,7 @@
 //	go run ./examples/fleet                                 # 8 processes, file store, 24h in 60s
 //	go run ./examples/fleet -naive                          # the same fleet, each process on its own
 //	go run ./examples/fleet -api stable [-naive]            # the same, with stable tokens
-//	go run ./examples/fleet -api wecom [-naive]             # a WeCom app, its token revoked 4 times a day
+//	go run ./examples/fleet -api wecom [-naive]             # a WeCom app, its token revoked early 3 times a day
 //	go run ./examples/fleet -store=redis -redis=127.0.0.1:6379
 //	go run ./examples/fleet -duration 5s -json              # a smoke run, summary as JSON
 //
@@ -53,28 +53,43 @@
 // /cgi-bin/gettoken returns the current token while it is valid, so
 // fetches alone break nobody; what breaks a fleet is WeCom revoking a token
 // early ("企业微信可能会出于运营需要，提前使access_token失效"): the parent
-// makes the simulator revoke the current token every 6 simulated hours
-// (06:00, 12:00, 18:00: 4 times a day with midnight's new token), and the
-// token answers 40014. Through the shared store the first call to meet it
+// makes the simulator revoke the current token every 7 simulated hours
+// (07:00, 14:00 and 21:00), and the token answers 40014. The schedule is
+// off the 2h expiry grid on purpose: a token is minted at the start and
+// at each revocation and lives 2h, so each revocation falls halfway
+// through its token's life, an hour before it would expire; every
+// instance holds that token and must notice that it was revoked (a
+// schedule on the grid, such as every 6h, would end a token seconds
+// before its expiry, which the fleet was replacing anyway). The parent
+// prints each revocation on stderr with the time the revoked token had
+// left. Through the shared store the first call to meet it
 // does a compare-and-refresh, one gettoken call for the fleet, and is
 // retried: no caller sees the 40014. With -naive each process has its own
 // wecom.App on a memory store and calls with its cached token; a 40014
 // goes back to the caller and the process drops its token (its next call
 // fetches): one gettoken call per process per expiry or revocation, and a
-// 40014 for each caller that met the revoked token. Because gettoken
-// hands back the same token until its end, wecom.App serves a token to
-// its end and fetches after it (core.HandoverAtExpiry); on the fast
-// simulated clock a fetch can reach WeCom a few simulated seconds before
-// the end and get the old token back for those seconds, so a shared fleet
-// may make one more fetch per expiry than expected.
+// 40014 for each call made with the revoked token before its process has
+// the new one. Because gettoken hands back the same token until its end,
+// wecom.App serves a token to its end and fetches after it
+// (core.HandoverAtExpiry), so a call made in a token's last instant
+// reaches WeCom after it expired and gets 42001: Do replaces the token and
+// retries, -naive hands the 42001 to its caller. On the fast simulated
+// clock (a real millisecond is 1.4 simulated seconds at ×1440) a fetch at
+// a token's end can also reach WeCom a moment before the end, by WeCom's
+// clock (the fleet reckons the end from expires_in, whole seconds rounded
+// down), and get the old token back for that moment: one more gettoken
+// call that mints nothing.
 // "token fetches" counts the fleet's gettoken calls, not the parent's own
 // (it learns the token to revoke with one, through the simulator's
 // handler); "expected" is one at the start, one per revocation and one
-// per 2h token lifetime in between; the "40014 errors" line (JSON
-// errors_40001) counts 40014 and 42001.
+// per 2h token lifetime in between; "new tokens" is how many of the
+// fleet's calls minted a token (the rest got the current one back); the
+// "40014 errors" and "42001 errors" lines split the rejected calls (JSON
+// errors_40001 counts both, errors_42001 the second).
 //
 // Every second the parent prints a progress line to stderr (simulated
-// time, token fetches, 40001 errors and calls so far); at the end of the
+// time, token fetches, 40001 errors (40014/42001 with -api wecom) and
+// calls so far); at the end of the
 // simulated day the workers stop, send their counters and latency
 // histograms to the parent (JSON lines on their stdout), and the parent
 // prints the summary.
@@ -107,7 +122,7 @@
 //
 //	-store     memory|file|redis|postgres|etcd, default file
 //	-api       classic|stable|wecom: the token endpoint, default classic;
-//	           wecom: a WeCom app's /cgi-bin/gettoken, revoked every 6h
+//	           wecom: a WeCom app's /cgi-bin/gettoken, revoked every 7h
 //	-dir       the file store's directory; default a new temporary
 //	           directory, removed at the end
 //	-redis     Redis address host:port (a comma-separated list for a
@@ -176,8 +191,10 @@
 //	 "access_token_p50_ns":536,"access_token_p99_ns":2656}
 //
 // store is "memory" with -naive (each process its own); api is "classic",
-// "stable" or "wecom"; with -api wecom there is one more key,
-// "revocations", the early revocations made; duration_s is the
+// "stable" or "wecom"; with -api wecom there are three more keys:
+// "revocations", the early revocations made, "new_tokens", the tokens
+// WeCom minted for the fleet, and "errors_42001", the calls among
+// errors_40001 rejected with 42001 (the others with 40014); duration_s is the
 // real time from the clock's start to the last worker's report; the
 // latencies are in nanoseconds.
 //
@@ -271,7 +288,9 @@ type Summary struct {
 	DurationS        float64 `json:"duration_s"`
 	Fetches          int     `json:"fetches"`
 	ExpectedFetches  int     `json:"expected_fetches"`
-	Errors40001      int64   `json:"errors_40001"` // with -api wecom: 40014 and 42001
+	Errors40001      int64   `json:"errors_40001"`           // with -api wecom: 40014 and 42001
+	Errors42001      *int64  `json:"errors_42001,omitempty"` // -api wecom only: the 42001s among Errors40001
+	NewTokens        *int    `json:"new_tokens,omitempty"`   // -api wecom only: tokens WeCom minted for the fleet
 	Revocations      int     `json:"revocations,omitempty"`
 	Calls            int64   `json:"calls"`
 	AccessTokenP50NS int64   `json:"access_token_p50_ns"`
@@ -283,7 +302,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.store, "store", storeFile, "the shared store: memory, file, redis, postgres or etcd")
-	fs.StringVar(&o.api, "api", apiClassic, "the token endpoint: classic (/cgi-bin/token, every fetch invalidates the previous token), stable (/cgi-bin/stable_token), or wecom (a WeCom app's /cgi-bin/gettoken, its token revoked early every 6 simulated hours)")
+	fs.StringVar(&o.api, "api", apiClassic, "the token endpoint: classic (/cgi-bin/token, every fetch invalidates the previous token), stable (/cgi-bin/stable_token), or wecom (a WeCom app's /cgi-bin/gettoken, its token revoked early every 7 simulated hours, halfway through its 2h life)")
 	fs.StringVar(&o.dir, "dir", "", "the file store's directory (default a new temporary directory, removed at the end)")
 	fs.StringVar(&o.redis, "redis", "", "Redis address host:port, a comma-separated Cluster list or a redis:// URL (default $WECHATCONF_REDIS_ADDR)")
 	fs.StringVar(&o.postgres, "postgres", "", "PostgreSQL DSN (default $DATABASE_URL)")
@@ -342,9 +361,29 @@ const (
 
 // revokeEvery is how often, in simulated time, the parent makes the
 // simulated WeCom revoke the current access_token early with -api wecom
-// ("企业微信可能会出于运营需要，提前使access_token失效"): 4 times a simulated
-// day, at 06:00, 12:00 and 18:00.
-const revokeEvery = 6 * time.Hour
+// ("企业微信可能会出于运营需要，提前使access_token失效"): at 07:00, 14:00 and
+// 21:00 of a simulated day (revocationTimes).
+//
+// It is off the tokens' expiry grid by half a lifetime: a token is minted
+// at the start and at each revocation and lives wxtest.DefaultExpiresIn
+// (2h), so 7h after a revocation its fourth token is 1h old and has 1h
+// left, and every revocation ends a token halfway through its life. A
+// multiple of 2h (every 6h, the earlier schedule) falls on the grid: it
+// revoked a token seconds before it expired, which the fleet was about
+// to replace anyway, or one the revoker's own probe had just minted.
+// TestRevocationsFallInsideATokensLife checks the schedule.
+const revokeEvery = 7 * time.Hour
+
+// revocationTimes returns the simulated times, from the start, at which
+// the parent revokes the WeCom token over a run of sim: every revokeEvery
+// before sim.
+func revocationTimes(sim time.Duration) []time.Duration {
+	var at []time.Duration
+	for t := revokeEvery; t < sim; t += revokeEvery {
+		at = append(at, t)
+	}
+	return at
+}
 
 // tokenPath is the simulator's token endpoint for api.
 func tokenPath(api string) string {
@@ -363,7 +402,7 @@ func apiDesc(api string) string {
 	case apiStable:
 		return "stable /cgi-bin/stable_token"
 	case apiWeCom:
-		return "WeCom app /cgi-bin/gettoken, token revoked every " + fmtDur(revokeEvery)
+		return "WeCom app /cgi-bin/gettoken, token revoked every " + fmtDur(revokeEvery) + " (halfway through its life)"
 	}
 	return "classic /cgi-bin/token"
 }
@@ -371,7 +410,7 @@ func apiDesc(api string) string {
 // rejectedCodes names the errcodes of a rejected token for api.
 func rejectedCodes(api string) string {
 	if api == apiWeCom {
-		return "40014"
+		return "40014/42001"
 	}
 	return "40001"
 }
@@ -380,8 +419,9 @@ func rejectedCodes(api string) string {
 // access_token, as WeCom may do early: the token answers 40014 and the
 // next gettoken mints a new one. It learns the token with a gettoken call
 // of its own, through the handler (no network), which the caller must not
-// count as one of the fleet's.
-func revokeWeCom(wechat *wxtest.Server) error {
+// count as one of the fleet's, and returns the time the token had left
+// (its expires_in: 2h if no valid token existed and the probe minted it).
+func revokeWeCom(wechat *wxtest.Server) (left time.Duration, err error) {
 	q := "?corpid=" + simCorpID + "&corpsecret=" + simCorpSecret
 	rec := httptest.NewRecorder()
 	wechat.Handler().ServeHTTP(rec, httptest.NewRequest("GET", wxtest.PathWeComToken+q, nil))
@@ -389,12 +429,13 @@ func revokeWeCom(wechat *wxtest.Server) error {
 		Errcode     int    `json:"errcode"`
 		Errmsg      string `json:"errmsg"`
 		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &reply); err != nil || reply.AccessToken == "" {
-		return fmt.Errorf("revoking the WeCom token: gettoken answered %d %q (%v)", reply.Errcode, reply.Errmsg, err)
+		return 0, fmt.Errorf("revoking the WeCom token: gettoken answered %d %q (%v)", reply.Errcode, reply.Errmsg, err)
 	}
 	wechat.Revoke(reply.AccessToken)
-	return nil
+	return time.Duration(reply.ExpiresIn) * time.Second, nil
 }
 
 // spec returns the store the workers open, without the connection checked.
@@ -549,10 +590,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	startReal := clk.startReal
 	endReal := clk.realAt(o.sim)
 
-	// With -api wecom, WeCom revokes the current token every revokeEvery
-	// of simulated time; each revocation makes one gettoken call of the
-	// parent's own (probes), which the fetch count leaves out.
-	var revocations, probes atomic.Int64
+	// With -api wecom, WeCom revokes the current token at revocationTimes;
+	// each revocation makes one gettoken call of the parent's own (probes),
+	// which the fetch count leaves out, and is shown on stderr with the
+	// time the revoked token had left.
+	var revocations, probes, probeMints atomic.Int64
 	stopRevoking := make(chan struct{})
 	revokerDone := make(chan struct{})
 	revoke := o.api == apiWeCom && !interrupted
@@ -561,7 +603,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if !revoke {
 			return
 		}
-		for at := revokeEvery; at < o.sim; at += revokeEvery {
+		for _, at := range revocationTimes(o.sim) {
 			t := time.NewTimer(time.Until(clk.realAt(at)))
 			select {
 			case <-t.C:
@@ -570,9 +612,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return
 			}
 			probes.Add(1)
-			if err := revokeWeCom(wechat); err != nil {
+			left, err := revokeWeCom(wechat)
+			now := clk.now().Sub(clk.start) // at, or a little after on a busy machine
+			if err != nil {
 				errw.printf("fleet: %v\n", err)
 				continue
+			}
+			if left >= wxtest.DefaultExpiresIn-time.Second {
+				// The fleet held no valid token: the probe minted this one.
+				probeMints.Add(1)
+				errw.printf("fleet: sim %s: WeCom revoked a token no instance had yet (the fleet's had expired)\n", hhmm(now))
+			} else {
+				errw.printf("fleet: sim %s: WeCom revoked the app's token, %s before its expiry\n", hhmm(now), fmtDur(left))
 			}
 			revocations.Add(1)
 		}
@@ -649,8 +700,12 @@ loop:
 		ExpectedFetches: expectedFetches(stoppedAt),
 		Revocations:     int(revocations.Load()),
 	}
+	var errors42001 int64
 	if o.api == apiWeCom {
 		sum.ExpectedFetches = expectedWeComFetches(stoppedAt)
+		newTokens := wechat.TokensIssued() - int(probeMints.Load())
+		sum.NewTokens = &newTokens
+		sum.Errors42001 = &errors42001
 	}
 	var lat hist
 	var other int64
@@ -669,6 +724,7 @@ loop:
 		}
 		sum.Calls += m.Calls
 		sum.Errors40001 += m.Errors40001
+		errors42001 += m.Errors42001
 		other += m.OtherErrors
 		if firstErr == "" {
 			firstErr = m.FirstError
@@ -703,7 +759,7 @@ func expectedFetches(sim time.Duration) int {
 }
 
 // expectedWeComFetches is how many gettoken calls a WeCom fleet needs over
-// sim: one at the start and one at each revocation (every revokeEvery),
+// sim: one at the start and one at each revocation (revocationTimes),
 // and one each time a token expires in between: WeCom hands the current
 // token back until it expires, so there is no refreshing ahead
 // (core.HandoverAtExpiry).
@@ -712,9 +768,10 @@ func expectedWeComFetches(sim time.Duration) int {
 		return 1
 	}
 	n := 0
-	for from := time.Duration(0); from < sim; from += revokeEvery {
-		seg := min(revokeEvery, sim-from)
-		n += int((seg + wxtest.DefaultExpiresIn - 1) / wxtest.DefaultExpiresIn)
+	from := time.Duration(0)
+	for _, to := range append(revocationTimes(sim), sim) {
+		n += int((to - from + wxtest.DefaultExpiresIn - 1) / wxtest.DefaultExpiresIn)
+		from = to
 	}
 	return n
 }
@@ -724,6 +781,9 @@ func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDe
 	fmt.Fprintf(w, "       %s simulated in %.1fs (×%.0f)\n", fmtDur(sim.Round(time.Minute)), s.DurationS, speed)
 	if o.api == apiWeCom {
 		fmt.Fprintf(w, "token fetches %8d   expected %d = 1 + %d revocations + expiries (2h) in %s\n", s.Fetches, s.ExpectedFetches, s.Revocations, fmtDur(sim.Round(time.Minute)))
+		if s.NewTokens != nil {
+			fmt.Fprintf(w, "new tokens    %8d   minted by WeCom; the other %d gettoken calls got the current token back\n", *s.NewTokens, s.Fetches-*s.NewTokens)
+		}
 	} else {
 		fmt.Fprintf(w, "token fetches %8d   expected %d = %s / (2h − 5m refresh-ahead) + 1\n", s.Fetches, s.ExpectedFetches, fmtDur(sim.Round(time.Minute)))
 	}
@@ -734,7 +794,12 @@ func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDe
 	} else if o.naive {
 		how = "seen by callers (no 40001 handling: -naive)"
 	}
-	fmt.Fprintf(w, "%s errors  %8d   %s\n", code, s.Errors40001, how)
+	if o.api == apiWeCom && s.Errors42001 != nil {
+		fmt.Fprintf(w, "40014 errors  %8d   a revoked token, %s\n", s.Errors40001-*s.Errors42001, how)
+		fmt.Fprintf(w, "42001 errors  %8d   an expired token (used in its last instant), %s\n", *s.Errors42001, how)
+	} else {
+		fmt.Fprintf(w, "%s errors  %8d   %s\n", code, s.Errors40001, how)
+	}
 	fmt.Fprintf(w, "calls         %8d   %d other errors\n", s.Calls, other)
 	if other > 0 {
 		fmt.Fprintf(w, "              first other error: %s\n", firstErr)
@@ -784,7 +849,7 @@ func printWeComVerdict(w io.Writer, o *options, s Summary) {
 		fmt.Fprintf(w, "=> %d gettoken calls where %d would do: the extra ones reached WeCom just before a token's end and got it back", s.Fetches, s.ExpectedFetches)
 	}
 	if s.Errors40001 > 0 {
-		fmt.Fprintf(w, ";\n   %d calls (%.2f%%) were rejected with 40014: revoked tokens reached the callers.\n", s.Errors40001, 100*float64(s.Errors40001)/float64(max(s.Calls, 1)))
+		fmt.Fprintf(w, ";\n   %d calls (%.2f%%) were rejected with 40014 or 42001: revoked or expired tokens reached the callers.\n", s.Errors40001, 100*float64(s.Errors40001)/float64(max(s.Calls, 1)))
 	} else {
 		fmt.Fprintln(w, ", and no caller saw a revoked token.")
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wechatconf/wechatconf/conformance/containers"
+	"github.com/wechatconf/wechatconf/core/wxtest"
 )
 
 // TestMain makes the test binary a fleet worker when the parent (run, in a
@@ -122,7 +123,7 @@ func TestStableAPI(t *testing.T) {
 
 // TestWeCom runs both modes with -api wecom: a WeCom app's gettoken hands
 // back the current token while it is valid, and the simulator revokes it
-// early at 06:00 of the 8 simulated hours. The shared store makes one
+// early at 07:00 of the 8 simulated hours, an hour before it would expire. The shared store makes one
 // gettoken call per expiry or revocation for the whole fleet and no caller
 // sees a 40014; the naive fleet fetches once per process per event, and
 // its callers see the revoked token.
@@ -131,12 +132,17 @@ func TestWeCom(t *testing.T) {
 	if shared.API != apiWeCom || shared.Store != "file" || shared.Naive {
 		t.Errorf("summary does not describe the run: %+v", shared)
 	}
-	if shared.Revocations != 1 || shared.ExpectedFetches != 4 { // 00:00, 02:00, 04:00, 06:00 (revoked)
-		t.Errorf("revocations %d, expected_fetches %d, want 1 and 4", shared.Revocations, shared.ExpectedFetches)
+	if shared.Revocations != 1 || shared.ExpectedFetches != 5 { // 00:00, 02:00, 04:00, 06:00, 07:00 (revoked)
+		t.Errorf("revocations %d, expected_fetches %d, want 1 and 5", shared.Revocations, shared.ExpectedFetches)
 	}
 	if shared.Errors40001 != 0 {
 		t.Errorf("callers saw %d 40014 errors through a shared store, want 0", shared.Errors40001)
 	}
+	// WeCom mints one token per expiry or revocation, whoever asks: the
+	// parent's probes mint none (each revocation falls inside a token's
+	// life) and the fleet's calls that got the current token back are not
+	// counted.
+	checkNewTokens(t, "shared", shared)
 	// One per event, plus at most one more per event: on the fast simulated
 	// clock a fetch at a token's end can reach WeCom a few simulated seconds
 	// before it and get the same token back for those seconds.
@@ -153,10 +159,28 @@ func TestWeCom(t *testing.T) {
 	if naive.Fetches < 4*(1+naive.Revocations) || naive.Fetches <= shared.Fetches {
 		t.Errorf("naive WeCom fleet: %d gettoken calls, want at least %d (one per process per event) and more than the shared store's %d", naive.Fetches, 4*(1+naive.Revocations), shared.Fetches)
 	}
+	checkNewTokens(t, "naive", naive)
 	if naive.Errors40001 < 4 {
 		t.Errorf("naive WeCom fleet: %d 40014 errors, want at least one per process (4) after the revocation", naive.Errors40001)
 	}
 	t.Logf("wecom: shared %d gettoken calls (expected %d), naive %d; 40014s %d and %d", shared.Fetches, shared.ExpectedFetches, naive.Fetches, shared.Errors40001, naive.Errors40001)
+}
+
+// checkNewTokens asserts that an -api wecom run reports the tokens WeCom
+// minted and its 42001s, and minted one token per expiry or revocation
+// (± 1: a loaded machine can move an expiry across the run's end).
+func checkNewTokens(t *testing.T, mode string, s Summary) {
+	t.Helper()
+	if s.NewTokens == nil || s.Errors42001 == nil {
+		t.Errorf("%s: new_tokens or errors_42001 missing from an -api wecom summary: %+v", mode, s)
+		return
+	}
+	if d := *s.NewTokens - s.ExpectedFetches; d < -1 || d > 1 {
+		t.Errorf("%s: WeCom minted %d tokens, want %d ± 1 (one per expiry or revocation)", mode, *s.NewTokens, s.ExpectedFetches)
+	}
+	if *s.Errors42001 < 0 || *s.Errors42001 > s.Errors40001 {
+		t.Errorf("%s: %d 42001s among %d rejected calls", mode, *s.Errors42001, s.Errors40001)
+	}
 }
 
 func TestSharedRedisStore(t *testing.T) {
@@ -350,11 +374,46 @@ func TestClock(t *testing.T) {
 }
 
 func TestExpectedWeComFetches(t *testing.T) {
-	// Tokens live 2h; revocations at 06:00, 12:00 and 18:00.
-	for sim, want := range map[time.Duration]int{24 * time.Hour: 12, 8 * time.Hour: 4, time.Hour: 1, 0: 1, 7 * time.Hour: 4} {
+	// Tokens live 2h; revocations at 07:00, 14:00 and 21:00: 4 tokens
+	// before each (00:00, 02:00, 04:00, 06:00; 07:00, 09:00, 11:00, 13:00;
+	// ...) and 2 after the last (21:00, 23:00).
+	for sim, want := range map[time.Duration]int{
+		24 * time.Hour: 14, 8 * time.Hour: 5, time.Hour: 1, 0: 1,
+		7 * time.Hour: 4, 14 * time.Hour: 8, 15 * time.Hour: 9,
+	} {
 		if got := expectedWeComFetches(sim); got != want {
 			t.Errorf("expectedWeComFetches(%v) = %d, want %d", sim, got, want)
 		}
+	}
+}
+
+// TestRevocationsFallInsideATokensLife checks that -api wecom's early
+// revocations are early: on the timeline of a fleet that fetches a token at
+// the start, at each expiry (2h later) and at each revocation, every
+// revocation ends a token at least a quarter of its life after it was
+// minted and a quarter of its life before it would expire. A schedule on
+// the 2h grid (every 6h) revokes a token at the instant it expires.
+func TestRevocationsFallInsideATokensLife(t *testing.T) {
+	life := wxtest.DefaultExpiresIn
+	if life != 2*time.Hour {
+		t.Fatalf("wxtest.DefaultExpiresIn = %v; this test and revokeEvery's doc assume 2h", life)
+	}
+	revs := revocationTimes(24 * time.Hour)
+	if len(revs) != 3 {
+		t.Errorf("%d revocations in a simulated day (%v), want 3", len(revs), revs)
+	}
+	minted := time.Duration(0) // the current token's birth
+	for _, r := range revs {
+		for minted+life <= r {
+			minted += life // it expired; the fleet fetched the next one
+		}
+		age, left := r-minted, minted+life-r
+		t.Logf("revocation at %s: the token is %v old, %v left", hhmm(r), age, left)
+		if age < life/4 || left < life/4 {
+			t.Errorf("revocation at %s ends a token %v after it was minted, %v before it expires: want at least %v from both, off the expiry grid",
+				hhmm(r), age, left, life/4)
+		}
+		minted = r // revoked: the fleet fetches a new token at once
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,6 +40,11 @@ const (
 	simCorpSecret = "fleet-demo-corpsecret"
 )
 
+// codeExpired is WeCom's errcode for an expired access_token (42001
+// access_token已过期); its other rejection, 40014, is a revoked or unknown
+// token. Both are wecom.Codes' invalid credentials.
+const codeExpired = 42001
+
 // progressEvery is how often a worker reports its counters to the parent.
 const progressEvery = 250 * time.Millisecond
 
@@ -69,6 +75,7 @@ type workerMsg struct {
 	Final       bool       `json:"final,omitempty"`
 	Calls       int64      `json:"calls"`
 	Errors40001 int64      `json:"errors_40001"`
+	Errors42001 int64      `json:"errors_42001,omitempty"` // the part of Errors40001 that was 42001 (-api wecom)
 	OtherErrors int64      `json:"other_errors"`
 	FirstError  string     `json:"first_error,omitempty"`
 	Latency     [][2]int64 `json:"latency,omitempty"` // AccessToken latency histogram (hist.sparse)
@@ -76,7 +83,7 @@ type workerMsg struct {
 
 // workerCounters are a worker's live counters.
 type workerCounters struct {
-	calls, errors40001, other atomic.Int64
+	calls, errors40001, errors42001, other atomic.Int64
 
 	mu       sync.Mutex
 	firstErr string
@@ -85,7 +92,7 @@ type workerCounters struct {
 func (c *workerCounters) msg() workerMsg {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return workerMsg{Calls: c.calls.Load(), Errors40001: c.errors40001.Load(), OtherErrors: c.other.Load(), FirstError: c.firstErr}
+	return workerMsg{Calls: c.calls.Load(), Errors40001: c.errors40001.Load(), Errors42001: c.errors42001.Load(), OtherErrors: c.other.Load(), FirstError: c.firstErr}
 }
 
 func (c *workerCounters) fail(err error) {
@@ -339,6 +346,9 @@ func caller(ctx context.Context, cl client, cfg *workerConfig, cnt *workerCounte
 		case err == nil:
 		case core.IsInvalidCredential(err):
 			cnt.errors40001.Add(1)
+			if ae := (*core.APIError)(nil); errors.As(err, &ae) && ae.Code == codeExpired {
+				cnt.errors42001.Add(1)
+			}
 		default:
 			cnt.fail(err)
 		}

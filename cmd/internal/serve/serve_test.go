@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"bytes"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,6 +53,8 @@ func TestRunRefuses(t *testing.T) {
 		{"bad store flag", good, []string{"-store", "file:relative"}, "absolute"},
 		{"password in -store", good, []string{"-store", "redis://u:" + storePassword + "@127.0.0.1:1/0"}, "WECHATCONF_STORE"},
 		{"unreachable store", with("WECHATCONF_STORE", "redis://u:"+storePassword+"@127.0.0.1:1/0"), nil, "xxxxx"},
+		{"unreachable postgres, password in the query", with("WECHATCONF_STORE", "postgres://u@127.0.0.1:1/db?sslmode=disable&password="+storePassword), nil, "xxxxx"},
+		{"unreachable postgres, keyword DSN", with("WECHATCONF_STORE", "host=127.0.0.1 port=1 dbname=db user=u sslmode=disable password='"+storePassword+" x'"), nil, "xxxxx"},
 		{"bad timeout", good, []string{"-timeout", "0s"}, "-timeout"},
 		{"stray argument", good, []string{"serve"}, "unexpected"},
 	} {
@@ -72,6 +75,43 @@ func TestRunRefuses(t *testing.T) {
 		}
 		if strings.Contains(out.String(), "serving") {
 			t.Errorf("%s: the server started:\n%s", c.name, out.String())
+		}
+	}
+}
+
+// TestRunRefusesPasswordInFlag tests that -store refuses a URL with a
+// password in every form the store URLs accept, before it opens anything,
+// and that its refusal shows no part of the password.
+func TestRunRefusesPasswordInFlag(t *testing.T) {
+	const pw = "flag-pa55word"
+	env := map[string]string{"WECHAT_APPID": testAppID, "WECHAT_APPSECRET": testAppSecret, "TOKENSERVER_SECRET": testSecret}
+	for _, store := range []string{
+		"redis://:" + pw + "@127.0.0.1:1/0",
+		"rediss://user:" + pw + "@127.0.0.1:1/0",
+		"redis://127.0.0.1:1/0?master_name=m&password=" + pw,
+		"redis://sentinel:" + pw + "@127.0.0.1:1,127.0.0.2:1/0?master_name=m",
+		"redis://:" + pw + "@127.0.0.1:1,127.0.0.2:1",
+		"redis://:" + pw + "@127.0.0.1:1?cluster=true",
+		"postgres://u:" + pw + "@127.0.0.1:1/db",
+		"postgres://u@127.0.0.1:1/db?password=" + pw,
+		"postgres://u@127.0.0.1:1/db?password=" + url.QueryEscape(pw+" x/y"),
+		"postgresql://u@127.0.0.1:1/db?sslmode=disable&sslpassword=" + pw,
+		"host=127.0.0.1 port=1 dbname=db user=u password=" + pw,
+		"host=127.0.0.1 port=1 dbname=db user=u password='" + pw + " with spaces'",
+		"host=127.0.0.1 dbname=db sslpassword=" + pw,
+		"etcd://root:" + pw + "@127.0.0.1:1,127.0.0.2:1",
+	} {
+		var out, logs bytes.Buffer
+		err := serve.Run(t.Context(), []string{"-addr", "127.0.0.1:0", "-store", store}, func(k string) string { return env[k] }, &out, &logs)
+		switch {
+		case err == nil:
+			t.Errorf("-store %q: run returned nil, want a refusal", store)
+			continue
+		case !strings.Contains(err.Error(), "holds a password"):
+			t.Errorf("-store %q: %v; want the password refusal", store, err)
+		}
+		if text := out.String() + logs.String() + err.Error(); strings.Contains(text, pw) || strings.Contains(text, "spaces") {
+			t.Errorf("-store %q: the password was printed: %s", store, text)
 		}
 	}
 }
