@@ -2,6 +2,7 @@ package containertest
 
 import (
 	"context"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,25 @@ func TestCLIRedisStore(t *testing.T) {
 	t.Run("store prefix hint", func(t *testing.T) { storePrefixHint(t, url) })
 }
 
+// TestCLIRedisSentinelAndCluster runs the flow and the store-prefix hint
+// over Redis Sentinel and Redis Cluster URLs: the lock inspect and ls read
+// and the hint's SCAN (every master of a Cluster) go through a client of
+// the URL's topology.
+func TestCLIRedisSentinelAndCluster(t *testing.T) {
+	t.Run("Sentinel", func(t *testing.T) {
+		rs := containers.StartRedisSentinel(t)
+		url := "redis://" + strings.Join(rs.SentinelAddrs, ",") + "/0?master_name=" + neturl.QueryEscape(rs.MasterName)
+		t.Run("flow", func(t *testing.T) { clitest.Flow(t, url, false) })
+		t.Run("store prefix hint", func(t *testing.T) { storePrefixHint(t, url) })
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		rc := containers.StartRedisCluster(t)
+		url := "redis://" + strings.Join(rc.Addrs, ",")
+		t.Run("flow", func(t *testing.T) { clitest.Flow(t, url, false) })
+		t.Run("store prefix hint", func(t *testing.T) { storePrefixHint(t, url) })
+	})
+}
+
 // storePrefixHint tests that a get that finds nothing on Redis names the
 // store prefix it looked under and finds the key under another store
 // prefix of the same server, with the ?prefix= to add; and that with that
@@ -31,7 +51,13 @@ func TestCLIRedisStore(t *testing.T) {
 func storePrefixHint(t *testing.T, url string) {
 	ctx := context.Background()
 	const other = "otherfleet:"
-	st, closeStore, err := storeurl.Open(ctx, url+"?prefix="+other)
+	withPrefix := func(p string) string {
+		if strings.Contains(url, "?") {
+			return url + "&prefix=" + p
+		}
+		return url + "?prefix=" + p
+	}
+	st, closeStore, err := storeurl.Open(ctx, withPrefix(other))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +88,7 @@ func storePrefixHint(t *testing.T, url string) {
 			t.Errorf("get of a key under another store prefix: stderr lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-	c.Setenv("WECHATCONF_STORE", url+"?prefix="+other)
+	c.Setenv("WECHATCONF_STORE", withPrefix(other))
 	c.Want(c.Exec(ctx, "get", appID), cli.ExitOK)
 	r = c.Exec(ctx, "get", "wxnowhere000000001")
 	c.Want(r, cli.ExitNotFound)

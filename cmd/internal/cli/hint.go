@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -28,9 +29,10 @@ import (
 //     core.KeyLister when the store implements it (the whole store is
 //     listed: ListKeys walks it in batches, bounded by --timeout), with
 //     the --prefix to try;
-//   - on Redis, the other store prefixes the server holds credentials
-//     under, from at most maxScanBatches SCAN batches of the token
-//     hashes' names, and whether the keys looked for are under one of them
+//   - on Redis (one server, Sentinel or Cluster), the other store
+//     prefixes the server holds credentials under, from at most
+//     maxScanBatches SCAN batches of the token hashes' names (per master
+//     on a Cluster), and whether the keys looked for are under one of them
 //     (one HMGET per key and prefix), with the ?prefix= to try.
 
 // maxHintKeys bounds the keys a hint prints.
@@ -156,37 +158,58 @@ func storePrefixText(spec storeurl.Spec) string {
 
 // otherStorePrefixes returns, on Redis, the lines saying under which other
 // store prefixes the server holds credentials, and which of keys are under
-// one of them; nil for another store.
+// one of them; nil for another store. On a Cluster every master is
+// scanned, each within the same budget.
 func (e *env) otherStorePrefixes(ctx context.Context, keys []string) []string {
-	opts := e.spec.RedisOptions()
-	if opts == nil {
+	client := e.spec.NewRedisClient()
+	if client == nil {
 		return nil
 	}
+	defer client.Close()
 	own := e.spec.Prefix
 	if own == "" {
 		own = redisstore.DefaultPrefix
 	}
-	client := goredis.NewClient(opts)
-	defer client.Close()
+	var mu sync.Mutex
 	found := map[string]int{} // prefix → token hashes seen
-	var cursor uint64
-	batches := 0
-	for ; batches < maxScanBatches; batches++ {
-		names, next, err := client.Scan(ctx, cursor, "*}:token", scanCount).Result()
-		if err != nil {
-			return []string{fmt.Sprintf("other store prefixes: not searched: SCAN failed: %v", err)}
-		}
-		for _, n := range names {
-			if p, ok := tokenPrefix(n); ok && p != own {
-				found[p]++
+	truncated := false
+	scan := func(ctx context.Context, node *goredis.Client) error {
+		var cursor uint64
+		for range maxScanBatches {
+			names, next, err := node.Scan(ctx, cursor, "*}:token", scanCount).Result()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for _, n := range names {
+				if p, ok := tokenPrefix(n); ok && p != own {
+					found[p]++
+				}
+			}
+			mu.Unlock()
+			if cursor = next; cursor == 0 {
+				return nil
 			}
 		}
-		if cursor = next; cursor == 0 {
-			break
-		}
+		mu.Lock()
+		truncated = true
+		mu.Unlock()
+		return nil
+	}
+	var err error
+	switch c := client.(type) {
+	case *goredis.ClusterClient:
+		err = c.ForEachMaster(ctx, scan)
+	case *goredis.Client:
+		err = scan(ctx, c)
+	default:
+		return nil
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("other store prefixes: not searched: SCAN failed: %v", err)}
 	}
 	scanned := "this Redis"
-	if cursor != 0 {
+	if truncated {
 		scanned = fmt.Sprintf("the first %d SCAN batches of this Redis", maxScanBatches)
 	}
 	if len(found) == 0 {

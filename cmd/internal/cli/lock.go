@@ -5,30 +5,34 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/wechatconf/wechatconf/cmd/storeurl"
 	"github.com/wechatconf/wechatconf/core"
 )
+
+// redisNamer is the Redis store's: the Redis names of a key.
+type redisNamer interface {
+	RedisKeys(key string) (token, lock string)
+}
 
 // lockReader reads a key's refresh lock where the store can tell it
 // cheaply: on Redis, the lock is a string key with a PX lease (one PTTL).
 // The file store's flock, PostgreSQL's advisory lock and etcd's lease
 // cannot be read without taking them or a query per backend, so inspect
-// shows no lock for them. Its client is the command's own, from the store
-// URL's options, so that it works whatever the store exposes.
+// and ls show no lock for them. Its client is the command's own, of the
+// URL's topology (storeurl.Spec.NewRedisClient: one server, Sentinel,
+// Cluster), so that it needs nothing from the store but the names.
 type lockReader struct {
-	client *goredis.Client
-	names  interface {
-		RedisKeys(key string) (token, lock string)
-	}
+	client goredis.UniversalClient
+	names  redisNamer
 }
 
 func newLockReader(spec storeurl.Spec, st core.TokenStore) *lockReader {
 	r := &lockReader{}
-	names, ok := st.(interface {
-		RedisKeys(key string) (token, lock string)
-	})
-	if opts := spec.RedisOptions(); ok && opts != nil {
-		r.client, r.names = goredis.NewClient(opts), names
+	if names, ok := st.(redisNamer); ok {
+		if c := spec.NewRedisClient(); c != nil {
+			r.client, r.names = c, names
+		}
 	}
 	return r
 }

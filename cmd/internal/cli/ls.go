@@ -96,9 +96,7 @@ func (e *env) ls(ctx context.Context, args []string, all bool) error {
 	}
 	locks := newLockReader(e.spec, st)
 	defer locks.close()
-	redisNames, _ := st.(interface {
-		RedisKeys(key string) (token, lock string)
-	})
+	redisNames, _ := st.(redisNamer)
 	var entries []Entry
 	var readErrs []error
 	for _, k := range keys {
