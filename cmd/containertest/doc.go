@@ -1,7 +1,9 @@
 // Package containertest holds the tests of the commands (module
 // github.com/wechatconf/wechatconf/cmd) that need real store servers:
 // wechatconf-tokenserver over Redis (two servers, one store), the
-// wechatconf CLI's flows over Redis, PostgreSQL and etcd, and package
+// wechatconf CLI's flows over Redis, PostgreSQL and etcd (clitest.Flow;
+// on Redis also a refresh's held lock and the not-found hint that finds a
+// key under another store prefix), and package
 // storeurl opening every URL form against Redis (standalone, Sentinel,
 // Cluster), PostgreSQL and etcd. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).

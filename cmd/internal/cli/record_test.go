@@ -1,4 +1,4 @@
-package main
+package cli_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wechatconf/wechatconf/cmd/internal/cli"
+	"github.com/wechatconf/wechatconf/cmd/internal/cli/clitest"
 	"github.com/wechatconf/wechatconf/cmd/storeurl"
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/openplatform"
@@ -78,7 +80,7 @@ func TestInspectAuthorizationRecord(t *testing.T) {
 		t.Fatalf("Authorize: %v", err)
 	}
 	key := comp.AuthorizationKey(testMerchant)
-	if want := "wechatconf/open/" + testComponent + "/" + testMerchant + recordSuffix; key != want {
+	if want := "wechatconf/open/" + testComponent + "/" + testMerchant + cli.RecordSuffix; key != want {
 		t.Fatalf("AuthorizationKey = %q, want %q (the key inspect reads)", key, want)
 	}
 	ticketKey := "wechatconf/open/" + testComponent + "/" + testMerchant + "/jsapi_ticket"
@@ -106,14 +108,14 @@ func TestInspectAuthorizationRecord(t *testing.T) {
 		}
 		return stored, rec
 	}
-	c := &cli{t: t, environ: map[string]string{"WECHATCONF_STORE": "file://" + dir}, secrets: func() []string { return secrets }}
-	inspect := func(code int) (result, view) {
+	c := &clitest.CLI{T: t, Environ: map[string]string{"WECHATCONF_STORE": "file://" + dir}, Secrets: func() []string { return secrets }}
+	inspect := func(code int) (clitest.Result, cli.View) {
 		t.Helper()
-		r := c.run(ctx, "inspect", "--component", testComponent, testMerchant, "--json")
-		c.want(r, code)
-		vs := r.views(t)
+		r := c.Exec(ctx, "inspect", "--component", testComponent, testMerchant, "--json")
+		c.Want(r, code)
+		vs := r.Views(t)
 		if len(vs) != 3 || vs[2].Key != key {
-			t.Fatalf("inspect: %d views, want 3, the last of %s:\n%s", len(vs), key, r.stdout)
+			t.Fatalf("inspect: %d views, want 3, the last of %s:\n%s", len(vs), key, r.Stdout)
 		}
 		return r, vs[2]
 	}
@@ -124,22 +126,22 @@ func TestInspectAuthorizationRecord(t *testing.T) {
 	if refresh == "" || rec.AccessToken.IsZero() || rec.ExpiresAt.IsZero() || rec.Since.IsZero() || rec.Withdrawn {
 		t.Fatalf("precondition: the record after Authorize is %+v, want authorized with both tokens and since", rec)
 	}
-	_, v := inspect(exitOK)
-	if v.Status != statusAuthorized || v.Since == nil || !v.Since.Equal(rec.Since) ||
-		v.Fingerprint != fingerprint(refresh) || v.Length != len(refresh) || v.Value != "" ||
+	_, v := inspect(cli.ExitOK)
+	if v.Status != cli.StatusAuthorized || v.Since == nil || !v.Since.Equal(rec.Since) ||
+		v.Fingerprint != cli.Fingerprint(refresh) || v.Length != len(refresh) || v.Value != "" ||
 		v.ExpiresAt == nil || !v.ExpiresAt.Equal(rec.ExpiresAt) || v.ExpiresIn == nil || *v.ExpiresIn <= 0 {
 		t.Errorf("inspect --json of an authorized record: %+v; want status authorized, since %v, fingerprint %s and length %d (the refresh token's), expires_at %v, no value",
-			v, rec.Since, fingerprint(refresh), len(refresh), rec.ExpiresAt)
+			v, rec.Since, cli.Fingerprint(refresh), len(refresh), rec.ExpiresAt)
 	}
-	if v.Fingerprint == fingerprint(stored.Value) || v.Length == len(stored.Value) {
+	if v.Fingerprint == cli.Fingerprint(stored.Value) || v.Length == len(stored.Value) {
 		t.Errorf("inspect shows the fingerprint or length of the whole record: %+v", v)
 	}
-	r := c.run(ctx, "inspect", "--component", testComponent, testMerchant)
-	c.want(r, exitOK)
-	if !strings.Contains(r.stdout, key+"  authorized since="+rec.Since.UTC().Format(time.RFC3339)) ||
-		!strings.Contains(r.stdout, "refresh_token:  fingerprint="+fingerprint(refresh)) ||
-		!strings.Contains(r.stdout, "access_token:  expires_at="+rec.ExpiresAt.UTC().Format(time.RFC3339)) {
-		t.Errorf("inspect (text) of an authorized record:\n%s", r.stdout)
+	r := c.Exec(ctx, "inspect", "--component", testComponent, testMerchant)
+	c.Want(r, cli.ExitOK)
+	if !strings.Contains(r.Stdout, key+"  authorized since="+rec.Since.UTC().Format(time.RFC3339)) ||
+		!strings.Contains(r.Stdout, "refresh_token:  fingerprint="+cli.Fingerprint(refresh)) ||
+		!strings.Contains(r.Stdout, "access_token:  expires_at="+rec.ExpiresAt.UTC().Format(time.RFC3339)) {
+		t.Errorf("inspect (text) of an authorized record:\n%s", r.Stdout)
 	}
 
 	// An access-token refresh rewrites the record; the refresh token's
@@ -151,20 +153,20 @@ func TestInspectAuthorizationRecord(t *testing.T) {
 	if stored2.Value == stored.Value || rec2.RefreshToken.Reveal() != refresh {
 		t.Fatalf("precondition: the refresh changed the record %t and kept the refresh token %t; want both", stored2.Value != stored.Value, rec2.RefreshToken.Reveal() == refresh)
 	}
-	if _, v2 := inspect(exitOK); v2.Fingerprint != v.Fingerprint || !v2.ExpiresAt.Equal(rec2.ExpiresAt) {
+	if _, v2 := inspect(cli.ExitOK); v2.Fingerprint != v.Fingerprint || !v2.ExpiresAt.Equal(rec2.ExpiresAt) {
 		t.Errorf("inspect after an access-token refresh: fingerprint %s, expires_at %v; want %s (unchanged) and %v", v2.Fingerprint, v2.ExpiresAt, v.Fingerprint, rec2.ExpiresAt)
 	}
 
 	// --reveal: the refresh token, never the access token or the record.
 	for _, args := range [][]string{{"get", "--key", key, "--reveal"}, {"get", "--key", key, "--reveal", "--json"}} {
-		r := c.run(ctx, args...)
-		c.want(r, exitOK)
-		if !strings.Contains(r.stdout, refresh) {
-			t.Errorf("wechatconf %q: the refresh token is not revealed:\n%s", args, r.stdout)
+		r := c.Exec(ctx, args...)
+		c.Want(r, cli.ExitOK)
+		if !strings.Contains(r.Stdout, refresh) {
+			t.Errorf("wechatconf %q: the refresh token is not revealed:\n%s", args, r.Stdout)
 		}
 		for _, s := range append([]string{stored2.Value, rec2.AccessToken.Reveal(), "wechatconf.authorizer/"}, runs(rec2.AccessToken.Reveal())...) {
-			if strings.Contains(r.stdout+r.stderr, s) {
-				t.Errorf("wechatconf %q reveals more than the refresh token (%q):\n%s", args, s, r.stdout)
+			if strings.Contains(r.Stdout+r.Stderr, s) {
+				t.Errorf("wechatconf %q reveals more than the refresh token (%q):\n%s", args, s, r.Stdout)
 				break
 			}
 		}
@@ -176,17 +178,17 @@ func TestInspectAuthorizationRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, rec3 := record()
-	r, v = inspect(exitNotFound)
-	if v.Status != statusWithdrawn || v.Since == nil || !v.Since.Equal(rec3.Since) || v.Fingerprint != "" || v.Length != 0 || v.ExpiresAt != nil {
+	r, v = inspect(cli.ExitNotFound)
+	if v.Status != cli.StatusWithdrawn || v.Since == nil || !v.Since.Equal(rec3.Since) || v.Fingerprint != "" || v.Length != 0 || v.ExpiresAt != nil {
 		t.Errorf("inspect --json of a withdrawn record: %+v; want status withdrawn, since %v, no token", v, rec3.Since)
 	}
-	if vs := r.views(t); vs[0].Status != "valid" || !strings.Contains(r.stderr, "withdrew") {
-		t.Errorf("inspect of a withdrawn authorizer with a ticket stored: %s\nstderr: %s; want the ticket valid and the exit explained", r.stdout, r.stderr)
+	if vs := r.Views(t); vs[0].Status != "valid" || !strings.Contains(r.Stderr, "withdrew") {
+		t.Errorf("inspect of a withdrawn authorizer with a ticket stored: %s\nstderr: %s; want the ticket valid and the exit explained", r.Stdout, r.Stderr)
 	}
-	r = c.run(ctx, "get", "--key", key)
-	c.want(r, exitNotFound)
-	if !strings.Contains(r.stdout, key+"  withdrawn since=") {
-		t.Errorf("get of a withdrawn record: %s", r.stdout)
+	r = c.Exec(ctx, "get", "--key", key)
+	c.Want(r, cli.ExitNotFound)
+	if !strings.Contains(r.Stdout, key+"  withdrawn since=") {
+		t.Errorf("get of a withdrawn record: %s", r.Stdout)
 	}
 
 	// A value that does not parse: corrupt, shown by no value at all.
@@ -195,14 +197,14 @@ func TestInspectAuthorizationRecord(t *testing.T) {
 	if err := st.Set(ctx, key, corrupt); err != nil {
 		t.Fatal(err)
 	}
-	_, v = inspect(exitError)
-	if v.Status != statusCorrupt || v.Value != "" || v.Fingerprint != "" || v.Length != 0 || v.Error == "" {
+	_, v = inspect(cli.ExitError)
+	if v.Status != cli.StatusCorrupt || v.Value != "" || v.Fingerprint != "" || v.Length != 0 || v.Error == "" {
 		t.Errorf("inspect --json of a corrupt record: %+v; want status corrupt, an error, no value, fingerprint or length", v)
 	}
-	r = c.run(ctx, "get", "--key", key, "--reveal", "--json")
-	c.want(r, exitError)
-	if v := r.views(t)[0]; v.Status != statusCorrupt || strings.Contains(r.stdout+r.stderr, corrupt.Value) || strings.Contains(r.stdout+r.stderr, refresh) {
-		t.Errorf("get --reveal of a corrupt record shows a value: %s\nstderr: %s", r.stdout, r.stderr)
+	r = c.Exec(ctx, "get", "--key", key, "--reveal", "--json")
+	c.Want(r, cli.ExitError)
+	if v := r.Views(t)[0]; v.Status != cli.StatusCorrupt || strings.Contains(r.Stdout+r.Stderr, corrupt.Value) || strings.Contains(r.Stdout+r.Stderr, refresh) {
+		t.Errorf("get --reveal of a corrupt record shows a value: %s\nstderr: %s", r.Stdout, r.Stderr)
 	}
 
 	// A bare refresh token, as an earlier version stored it.
@@ -212,8 +214,8 @@ func TestInspectAuthorizationRecord(t *testing.T) {
 	if err := st.Set(ctx, key, bare); err != nil {
 		t.Fatal(err)
 	}
-	if _, v = inspect(exitOK); v.Status != statusAuthorized || v.Since != nil || v.Fingerprint != fingerprint(bare.Value) || v.ExpiresAt != nil {
-		t.Errorf("inspect --json of a bare refresh token: %+v; want authorized, no since, fingerprint %s, no expiry", v, fingerprint(bare.Value))
+	if _, v = inspect(cli.ExitOK); v.Status != cli.StatusAuthorized || v.Since != nil || v.Fingerprint != cli.Fingerprint(bare.Value) || v.ExpiresAt != nil {
+		t.Errorf("inspect --json of a bare refresh token: %+v; want authorized, no since, fingerprint %s, no expiry", v, cli.Fingerprint(bare.Value))
 	}
-	c.recheck()
+	c.Recheck()
 }

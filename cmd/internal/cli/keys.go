@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"strings"
+)
+
+// kinds of an Official Account's credentials, in inspect's order.
+var kinds = []string{"access_token", "jsapi_ticket", "wx_card_ticket"}
+
+// keyOf returns the store key of an AppID's credential kind.
+func (e *env) keyOf(appID, kind string) string { return e.g.prefix + "/" + appID + "/" + kind }
+
+// resolveKey turns get's and watch's arguments into a store key.
+func (e *env) resolveKey(cmd, rawKey string, pos []string) (string, error) {
+	if rawKey != "" {
+		if len(pos) > 0 {
+			return "", usagef("%s: --key names the key: no APPID or kind with it", cmd)
+		}
+		return rawKey, nil
+	}
+	switch len(pos) {
+	case 0:
+		return "", usagef("%s: give an APPID (or --key KEY)", cmd)
+	case 1:
+		return e.keyOf(pos[0], "access_token"), nil
+	case 2:
+		for _, k := range kinds {
+			if pos[1] == k {
+				return e.keyOf(pos[0], k), nil
+			}
+		}
+		return "", usagef("%s: unknown kind %q: want one of %s (or --key KEY)", cmd, pos[1], strings.Join(kinds, ", "))
+	}
+	return "", usagef("%s: too many arguments %q", cmd, pos)
+}
+
+// Platforms of a parsed key (KeyInfo.Platform).
+const (
+	// PlatformOfficialAccount is an Official Account's or a Mini
+	// Program's credential: they share one layout.
+	PlatformOfficialAccount = "official_account"
+	// PlatformWeCom is a WeCom app's (CorpID and AgentID) or a corp's
+	// (CorpID alone: its jsapi_ticket).
+	PlatformWeCom = "wecom"
+	// PlatformOpenComponent is an Open Platform component's own.
+	PlatformOpenComponent = "open_platform_component"
+	// PlatformOpenAuthorizer is an Open Platform authorizer's (its
+	// record, its tickets), under its component.
+	PlatformOpenAuthorizer = "open_platform_authorizer"
+	// PlatformOther is a key of no known layout (a credential of your
+	// own, core.NewCredential).
+	PlatformOther = "other"
+)
+
+// KeyInfo is what a store key says of its credential, by the layouts of
+// README's "Credential kinds" table:
+//
+//	<prefix>/<AppID>/access_token|jsapi_ticket|wx_card_ticket           official_account
+//	<prefix>/wecom/<CorpID>/<AgentID>/access_token|agent_config_ticket  wecom (app)
+//	<prefix>/wecom/<CorpID>/jsapi_ticket                                wecom (corp)
+//	<prefix>/open/<component>/component_access_token|component_verify_ticket
+//	<prefix>/open/<component>/<AppID>/authorizer_refresh_token|jsapi_ticket|wx_card_ticket
+//
+// A key is read from its end, so a prefix may hold "/". Where two layouts
+// fit (wechatconf/wecom/corp/jsapi_ticket is also the jsapi_ticket of an
+// AppID "corp" under the prefix wechatconf/wecom), the WeCom and Open
+// Platform ones win: no AppID is "wecom" or "open".
+type KeyInfo struct {
+	// Key is the store key.
+	Key string `json:"key"`
+	// Prefix is the Config.KeyPrefix the key is under ("" for PlatformOther).
+	Prefix string `json:"prefix,omitempty"`
+	// Platform is one of the Platform constants.
+	Platform string `json:"platform"`
+	// AppID is an Official Account's, Mini Program's or authorizer's.
+	AppID string `json:"appid,omitempty"`
+	// CorpID and AgentID are a WeCom app's (AgentID "" for a corp's key).
+	CorpID  string `json:"corp_id,omitempty"`
+	AgentID string `json:"agent_id,omitempty"`
+	// ComponentAppID is an Open Platform component's.
+	ComponentAppID string `json:"component_appid,omitempty"`
+	// Kind is the credential kind, the key's last segment (for
+	// PlatformOther, the key after the prefix given to ls, if any).
+	Kind string `json:"kind"`
+}
+
+// Account names the credential's owner as text: the AppID, CORPID/AGENTID
+// (a corp's key: CORPID), COMPONENT or COMPONENT/AUTHORIZER; "-" if none.
+func (k KeyInfo) Account() string {
+	switch k.Platform {
+	case PlatformOfficialAccount:
+		return k.AppID
+	case PlatformWeCom:
+		if k.AgentID == "" {
+			return k.CorpID
+		}
+		return k.CorpID + "/" + k.AgentID
+	case PlatformOpenComponent:
+		return k.ComponentAppID
+	case PlatformOpenAuthorizer:
+		return k.ComponentAppID + "/" + k.AppID
+	}
+	return "-"
+}
+
+// ParseKey reads the credential a store key names. A key of no known
+// layout is PlatformOther, its Kind the whole key.
+func ParseKey(key string) KeyInfo {
+	s := strings.Split(key, "/")
+	n := len(s)
+	info := KeyInfo{Key: key, Platform: PlatformOther, Kind: key}
+	for _, seg := range s {
+		if seg == "" {
+			return info // no layout has an empty segment
+		}
+	}
+	kind := s[n-1]
+	prefix := func(i int) string { return strings.Join(s[:i], "/") }
+	switch {
+	case n >= 4 && s[n-3] == "open" && (kind == "component_access_token" || kind == "component_verify_ticket"):
+		return KeyInfo{Key: key, Prefix: prefix(n - 3), Platform: PlatformOpenComponent, ComponentAppID: s[n-2], Kind: kind}
+	case n >= 5 && s[n-4] == "open" && (kind == "authorizer_refresh_token" || kind == "jsapi_ticket" || kind == "wx_card_ticket"):
+		return KeyInfo{Key: key, Prefix: prefix(n - 4), Platform: PlatformOpenAuthorizer, ComponentAppID: s[n-3], AppID: s[n-2], Kind: kind}
+	case n >= 5 && s[n-4] == "wecom" && (kind == "access_token" || kind == "agent_config_ticket"):
+		return KeyInfo{Key: key, Prefix: prefix(n - 4), Platform: PlatformWeCom, CorpID: s[n-3], AgentID: s[n-2], Kind: kind}
+	case n >= 4 && s[n-3] == "wecom" && kind == "jsapi_ticket":
+		return KeyInfo{Key: key, Prefix: prefix(n - 3), Platform: PlatformWeCom, CorpID: s[n-2], Kind: kind}
+	case n >= 3 && (kind == "access_token" || kind == "jsapi_ticket" || kind == "wx_card_ticket"):
+		return KeyInfo{Key: key, Prefix: prefix(n - 2), Platform: PlatformOfficialAccount, AppID: s[n-2], Kind: kind}
+	}
+	return info
+}

@@ -1,0 +1,254 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/openplatform"
+)
+
+// View is what get, inspect, watch, refresh and force print about one key,
+// as text or as one JSON object (--json).
+//
+// An authorizer's record (a key ending in RecordSuffix) is shown by what
+// it says rather than as one opaque value: Status is the authorization
+// state (authorized, withdrawn) or corrupt, Since when that state was set,
+// Value (--reveal), Fingerprint and Length are the refresh token's alone —
+// the whole record changes at every access-token refresh, the refresh
+// token only with a new authorization, so its fingerprint is what a backup
+// is compared with — and ExpiresAt, ExpiresIn and Age are the held access
+// token's.
+type View struct {
+	// Key is the store key.
+	Key string `json:"key"`
+	// Status is StatusValid, StatusExpired, StatusAbsent or StatusError;
+	// for a record StatusAuthorized, StatusWithdrawn or StatusCorrupt.
+	Status string `json:"status"`
+	// Since is when a record's state was set, if known.
+	Since *time.Time `json:"since,omitempty"`
+	// Value is the value itself, with --reveal only.
+	Value string `json:"value,omitempty"`
+	// Fingerprint names the value without revealing it (see Fingerprint).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Length is the value's length in bytes.
+	Length int `json:"length,omitempty"`
+	// ExpiresAt is the value's expiry, UTC.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// ExpiresIn is the time left, in seconds (negative once expired).
+	ExpiresIn *float64 `json:"expires_in_seconds,omitempty"`
+	// Age is the age in seconds, estimated from WeChat's 2-hour lifetime.
+	Age *float64 `json:"age_seconds,omitempty"`
+	// Previous is refresh's and force's: the fingerprint of the value
+	// replaced (or kept).
+	Previous string `json:"previous_fingerprint,omitempty"`
+	// Replaced is refresh's and force's: whether the value changed.
+	Replaced *bool `json:"replaced,omitempty"`
+	// Lock is inspect's, on a store that can tell it (Redis).
+	Lock *LockView `json:"lock,omitempty"`
+	// Error says why Status is StatusError or StatusCorrupt.
+	Error string `json:"error,omitempty"`
+	// Time is watch's: when the change was seen, UTC.
+	Time *time.Time `json:"time,omitempty"`
+}
+
+// LockView is a key's refresh lock, as far as the store tells it.
+type LockView struct {
+	// Held says whether a refresh holds the lock now.
+	Held bool `json:"held"`
+	// Lease is the lease left on a held lock, in seconds.
+	Lease *float64 `json:"lease_seconds,omitempty"`
+}
+
+// The statuses of a View.
+const (
+	StatusValid   = "valid"
+	StatusExpired = "expired"
+	StatusAbsent  = "absent"
+	StatusError   = "error"
+	// An authorizer's record: its state, or a value that does not parse.
+	StatusAuthorized = "authorized"
+	StatusWithdrawn  = "withdrawn"
+	StatusCorrupt    = "corrupt"
+)
+
+// RecordSuffix ends the key of an Open Platform authorizer's durable
+// record (openplatform's Component.AuthorizationKey): one value holding the
+// authorization state, the refresh token and the current access token.
+const RecordSuffix = "/authorizer_refresh_token"
+
+// Fingerprint names a value without revealing it: "sha256:" and the first
+// 8 hex digits of its SHA-256, "" for "". Enough to tell two values apart
+// and to compare what two hosts see, nothing an attacker can use.
+func Fingerprint(v string) string {
+	if v == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(v))
+	return "sha256:" + hex.EncodeToString(sum[:4])
+}
+
+// viewOf describes token t stored under key.
+func viewOf(key string, t core.Token, reveal bool, now time.Time) View {
+	if strings.HasSuffix(key, RecordSuffix) {
+		return recordViewOf(key, t, reveal, now)
+	}
+	v := View{Key: key, Status: StatusValid, Fingerprint: Fingerprint(t.Value), Length: len(t.Value)}
+	if reveal {
+		v.Value = t.Value
+	}
+	v.setExpiry(t.ExpiresAt, now)
+	return v
+}
+
+// setExpiry sets v's expiry fields from exp, if not zero, and marks v
+// expired once exp has passed.
+func (v *View) setExpiry(exp time.Time, now time.Time) {
+	if exp.IsZero() {
+		return
+	}
+	at := exp.UTC()
+	left := exp.Sub(now).Round(time.Second)
+	in := left.Seconds()
+	v.ExpiresAt, v.ExpiresIn = &at, &in
+	if left <= 0 {
+		v.Status = StatusExpired
+	}
+	if left <= wechatLifetime {
+		age := (wechatLifetime - left).Seconds()
+		v.Age = &age
+	}
+}
+
+// recordViewOf describes an authorizer's record t stored under key: its
+// state, the refresh token (revealed with reveal, never the record
+// itself) and the access token's expiry. A value that does not parse is
+// status corrupt, with no value, fingerprint or length.
+func recordViewOf(key string, t core.Token, reveal bool, now time.Time) View {
+	rec, err := openplatform.ParseAuthorizationRecord(t)
+	if err != nil {
+		return View{Key: key, Status: StatusCorrupt, Error: err.Error()}
+	}
+	v := View{Key: key, Status: StatusAuthorized}
+	if rec.Withdrawn {
+		v.Status = StatusWithdrawn
+	}
+	if !rec.Since.IsZero() {
+		since := rec.Since.UTC()
+		v.Since = &since
+	}
+	if refresh := rec.RefreshToken.Reveal(); refresh != "" {
+		v.Fingerprint, v.Length = Fingerprint(refresh), len(refresh)
+		if reveal {
+			v.Value = refresh
+		}
+	}
+	if !rec.AccessToken.IsZero() {
+		v.setExpiry(rec.ExpiresAt, now)
+		v.Status = StatusAuthorized // an expired access token is fetched again: the record is not expired
+	}
+	return v
+}
+
+// read gets key from st and describes it; a missing key is status absent.
+func read(ctx context.Context, st core.TokenStore, key string, reveal bool) (View, error) {
+	t, err := st.Get(ctx, key)
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return View{Key: key, Status: StatusAbsent}, nil
+	case err != nil:
+		return View{Key: key, Status: StatusError, Error: err.Error()}, err
+	}
+	return viewOf(key, t, reveal, time.Now()), nil
+}
+
+// print writes v as text or JSON.
+func (e *env) print(v View) {
+	if e.g.json {
+		e.printJSON(v)
+		return
+	}
+	var b strings.Builder
+	if v.Time != nil {
+		fmt.Fprintf(&b, "%s  ", v.Time.Format(time.RFC3339))
+	}
+	fmt.Fprintf(&b, "%s  %s", v.Key, v.Status)
+	if v.Since != nil {
+		fmt.Fprintf(&b, " since=%s", v.Since.Format(time.RFC3339))
+	}
+	record := strings.HasSuffix(v.Key, RecordSuffix)
+	switch {
+	case v.Status == StatusAbsent || v.Status == StatusError || v.Status == StatusCorrupt:
+		if v.Error != "" {
+			fmt.Fprintf(&b, "  error=%s", v.Error)
+		}
+	case record && v.Status == StatusWithdrawn:
+		// No token: nothing more to show.
+	default:
+		if record {
+			b.WriteString("  refresh_token:") // the value, fingerprint and length are the refresh token's
+		}
+		if v.Value != "" {
+			fmt.Fprintf(&b, "  value=%s", v.Value)
+		}
+		fmt.Fprintf(&b, "  fingerprint=%s length=%d", v.Fingerprint, v.Length)
+		if v.Previous != "" {
+			fmt.Fprintf(&b, " previous=%s", v.Previous)
+		}
+		if v.Replaced != nil {
+			fmt.Fprintf(&b, " replaced=%t", *v.Replaced)
+		}
+		if record && v.ExpiresAt != nil {
+			b.WriteString("  access_token:")
+		}
+		if v.ExpiresAt != nil {
+			fmt.Fprintf(&b, "  expires_at=%s left=%s", v.ExpiresAt.Format(time.RFC3339), seconds(*v.ExpiresIn))
+		}
+		if v.Age != nil {
+			fmt.Fprintf(&b, " age≈%s", seconds(*v.Age))
+		}
+	}
+	if v.Lock != nil {
+		fmt.Fprintf(&b, "  lock=%s", v.Lock)
+	}
+	fmt.Fprintln(e.stdout, b.String())
+}
+
+// String is the lock as text: "held lease=1.5s" or "free".
+func (l *LockView) String() string {
+	if l == nil {
+		return "-"
+	}
+	if l.Held {
+		return "held lease=" + seconds(*l.Lease).Round(time.Millisecond).String()
+	}
+	return "free"
+}
+
+// seconds converts a JSON field in seconds back to a duration.
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// printJSON writes v as one line of JSON.
+func (e *env) printJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only plain fields: cannot happen
+		panic(err)
+	}
+	fmt.Fprintf(e.stdout, "%s\n", b)
+}
+
+// withdrawnError says that the record v shows withdrawn holds nothing
+// usable: exit code 3, as for a key that is absent.
+func withdrawnError(v View) error {
+	since := ""
+	if v.Since != nil {
+		since = " on " + v.Since.Format(time.RFC3339)
+	}
+	return fmt.Errorf("%s: the merchant withdrew the authorization%s: no refresh token, nothing usable until it authorizes again", v.Key, since)
+}
