@@ -546,7 +546,7 @@ func (a *API) decode(req request, resp *http.Response, out any) error {
 		// JSON object can carry an errcode, so only that one is read and
 		// checked; any other (a file, an empty body) is drained, unread.
 		br := bufio.NewReaderSize(resp.Body, 512)
-		if first, err := peekNonSpace(br); err != nil || first != '{' {
+		if first, err := skipSpace(br); err != nil || first != '{' {
 			if _, err := io.Copy(io.Discard, io.LimitReader(br, maxReply)); err != nil {
 				return readErr(err)
 			}
@@ -609,6 +609,29 @@ func peekNonSpace(br *bufio.Reader) (byte, error) {
 			return c, nil
 		}
 	}
+}
+
+// skipSpace consumes the JSON white space and a UTF-8 byte order mark at
+// the start of br, up to maxReply bytes of it (peekNonSpace gives up after
+// its buffer), and returns the next byte without consuming it: a reply Do
+// need not keep is tested for an errcode wherever its object starts. After
+// maxReply bytes of white space it returns ' '.
+func skipSpace(br *bufio.Reader) (byte, error) {
+	if b, err := br.Peek(3); err == nil && string(b) == "\uFEFF" {
+		br.Discard(3)
+	}
+	for range maxReply {
+		c, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c, br.UnreadByte()
+	}
+	return ' ', nil
 }
 
 // issuedReply is a reply that issues a credential: its fields, and the

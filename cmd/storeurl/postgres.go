@@ -144,8 +144,12 @@ func redactPGKeywords(raw string) (string, []string, bool, error) {
 // host is named. It splits the URL as pgconn's parseURLSettings does (which
 // mirrors libpq, not net/url): the userinfo ends at the first '@' found
 // before any '/', the password at the first ':' in it; the query starts at
-// the first '?' after the userinfo.
-func redactPGURL(raw string) (string, []string, bool) {
+// the first '?' after the userinfo. ambiguous reports an unencoded '@' or
+// '?' that leaves where a password ends in doubt: a second '@' before the
+// path (pgx's host then holds the rest of the password the writer meant),
+// or a '?' before the userinfo's '@' (a '@' in a query password of a URL
+// without a path, which pgx reads as the end of a userinfo).
+func redactPGURL(raw string) (red string, secrets []string, host, ambiguous bool) {
 	var b strings.Builder
 	p := raw
 	for _, prefix := range []string{"postgresql://", "postgres://"} {
@@ -155,8 +159,10 @@ func redactPGURL(raw string) (string, []string, bool) {
 			break
 		}
 	}
-	var secrets []string
 	if i := strings.IndexAny(p, "@/"); i >= 0 && p[i] == '@' {
+		if strings.Contains(p[:i], "?") {
+			ambiguous = true // a '@' in what a reader takes for the query
+		}
 		user, pw, has := strings.Cut(p[:i], ":")
 		b.WriteString(user)
 		switch {
@@ -176,7 +182,10 @@ func redactPGURL(raw string) (string, []string, bool) {
 	if i := strings.IndexAny(p, "/?"); i >= 0 {
 		netloc = p[:i]
 	}
-	host := strings.Trim(netloc, ",:") != ""
+	host = strings.Trim(netloc, ",:") != ""
+	if strings.Contains(netloc, "@") {
+		ambiguous = true // a second '@': the password runs into the host
+	}
 	path, query, hasQuery := strings.Cut(p, "?")
 	b.WriteString(path)
 	if hasQuery {
@@ -190,8 +199,15 @@ func redactPGURL(raw string) (string, []string, bool) {
 			}
 		}
 	}
-	return b.String(), secrets, host
+	return b.String(), secrets, host, ambiguous
 }
+
+// errPGAmbiguous ends the error of a PostgreSQL URL that is not shown.
+const errPGAmbiguous = "the URL is not shown, since it may hold a password: " +
+	"percent-encode @ : / ? # and blanks in a user name or password (@ is %40)"
+
+// pgQuoted matches a double-quoted piece of a pgx error.
+var pgQuoted = regexp.MustCompile(`"[^"]*"`)
 
 // parsePostgres parses a PostgreSQL URL (keyword false) or keyword/value
 // DSN into s, whose redacted and secrets it sets.
@@ -208,9 +224,16 @@ func parsePostgres(s *Spec, raw string, keyword bool) error {
 			return errors.New("no host: write host=db.internal port=5432 dbname=… user=…")
 		}
 	} else {
-		var secrets []string
-		s.redacted, secrets, host = redactPGURL(raw)
+		var (
+			secrets   []string
+			ambiguous bool
+		)
+		s.redacted, secrets, host, ambiguous = redactPGURL(raw)
 		s.secrets = &secrets
+		if ambiguous {
+			s.redacted = "(PostgreSQL URL)"
+			return errors.New(errPGAmbiguous)
+		}
 		if !host {
 			return errors.New("no host: write postgres://user@host:5432/dbname")
 		}
@@ -218,6 +241,14 @@ func parsePostgres(s *Spec, raw string, keyword bool) error {
 	cfg, err := pgxpool.ParseConfig(raw)
 	if err != nil {
 		msg := err.Error()
+		if !keyword {
+			// pgx refused the URL: where its password ends is in doubt
+			// (postgres://app@server:pw@host/db reads the port
+			// "pw@host"), and pgx's reason may quote a piece of it
+			// (unexpected spaces found in "…"). Quote none of either.
+			s.redacted = "(PostgreSQL URL)"
+			msg = pgQuoted.ReplaceAllLiteralString(msg, `"…"`) + "; " + errPGAmbiguous
+		}
 		var pce *pgconn.ParseConfigError
 		if errors.As(err, &pce) {
 			// "cannot parse `DSN`: why": pgx's own redaction of DSN is

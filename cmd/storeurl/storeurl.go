@@ -35,7 +35,11 @@
 // the URL with each password replaced by xxxxx (a query parameter or
 // keyword whose name holds "password", "passwd" or "secret" is masked
 // too), and an error that cannot tell where a password ends (a malformed
-// URL or keyword DSN) quotes none of it. Passwords belong in the
+// URL or keyword DSN, a URL written without the two slashes before its
+// userinfo: redis:app:pw@host) quotes none of it. A PostgreSQL URL with an
+// unencoded '@' in its password, or a '@' in a query value of a URL without
+// a path, is refused: pgx (as libpq) would read the rest of the password as
+// the host and show it in its connection errors. Passwords belong in the
 // environment, not in a command-line flag, which other users can read in
 // the process list: Spec.HasPassword reports a password in any of these
 // places, so that a command refuses it there.
@@ -176,6 +180,14 @@ func Parse(raw string) (Spec, error) {
 	var secrets []string
 	s.redacted, secrets = redactURL(u)
 	s.secrets = &secrets
+	if u.Host == "" && u.User == nil &&
+		(strings.Contains(u.Opaque, "@") || (u.Scheme != "file" && strings.Contains(u.Path, "@"))) {
+		// No "//host": a "user:password@host" written without its two
+		// slashes (redis:app:pw@host, redis:///app:pw@host, app:pw@host)
+		// is an opaque part or a path, where no password is recognised.
+		// Every such URL is refused below; its error quotes none of it.
+		s.redacted = u.Scheme + ":" + mask
+	}
 	badf := func(format string, a ...any) (Spec, error) { return bad(fmt.Errorf(format, a...)) }
 	switch u.Scheme {
 	case "memory":
