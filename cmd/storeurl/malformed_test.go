@@ -9,11 +9,11 @@ import (
 	"github.com/wechatconf/wechatconf/cmd/storeurl"
 )
 
-// TestRedteam1MalformedURLsQuoteNoPassword: a store URL the parsers refuse,
+// TestMalformedURLsQuoteNoPassword: a store URL the parsers refuse,
 // whose password sits where the refusal cannot tell where it ends, is quoted
 // in no error (String of a refused URL is never shown: Parse returns the
 // error alone). pw is the password the writer meant.
-func TestRedteam1MalformedURLsQuoteNoPassword(t *testing.T) {
+func TestMalformedURLsQuoteNoPassword(t *testing.T) {
 	const pw = "Hunter2Hunter2"
 	for _, tc := range []struct{ name, raw string }{
 		// "//" forgotten: the userinfo is an opaque part or a path.

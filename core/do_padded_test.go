@@ -10,13 +10,13 @@ import (
 	"github.com/wechatconf/wechatconf/core/wxtest"
 )
 
-// TestRedteam1DoNilOutErrcodeAfterPadding: with out == nil, a JSON errcode
+// TestDoNilOutErrcodeAfterPadding: with out == nil, a JSON errcode
 // reply still fails the call however it is padded. Before Do discarded a
 // non-JSON reply, out == nil decoded the whole body as JSON, so an errcode
 // after any white space (JSON allows it) or after a UTF-8 byte order mark
 // (a *ReplyError then) failed the call; the peek of 512 bytes must not turn
 // either into a silent success.
-func TestRedteam1DoNilOutErrcodeAfterPadding(t *testing.T) {
+func TestDoNilOutErrcodeAfterPadding(t *testing.T) {
 	s := newServer(t)
 	c := newConf(t, s, classic)
 	ctx := t.Context()

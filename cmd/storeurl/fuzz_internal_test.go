@@ -6,14 +6,14 @@ import (
 	"testing"
 )
 
-var redteam1Words = regexp.MustCompile(`[A-Za-z_]+=|[A-Za-z.]+:/*|storeurl\.Spec|xxxxx`)
+var Words = regexp.MustCompile(`[A-Za-z_]+=|[A-Za-z.]+:/*|storeurl\.Spec|xxxxx`)
 
-// FuzzRedteam1PasswordNotShown: for any store URL Parse accepts, the
+// FuzzPasswordNotShown: for any store URL Parse accepts, the
 // password the client library will send (pgx's, go-redis's for every
 // topology, etcd's) is reported by HasPassword and shown by neither String
 // nor GoString. A password of fewer than 4 bytes, or one that is part of
 // the rest of the shown URL's host names, is too short to judge.
-func FuzzRedteam1PasswordNotShown(f *testing.F) {
+func FuzzPasswordNotShown(f *testing.F) {
 	for _, s := range []string{
 		"postgres://u:pw1234@h/db", "postgres://h/db?password=pw1234", "host=h password='a b c d'",
 		"host=h password=a\\ bcd", "redis://:pw1234@h:1/0", "redis://h:1?master_name=m&password=pw1234",
@@ -42,7 +42,7 @@ func FuzzRedteam1PasswordNotShown(f *testing.F) {
 		}
 		pws = append(pws, s.etcdPass.Reveal())
 		// The keys and schemes shown are not the password's.
-		shown := redteam1Words.ReplaceAllString(s.String()+" "+s.GoString(), " ")
+		shown := Words.ReplaceAllString(s.String()+" "+s.GoString(), " ")
 		hosts := strings.Join(s.Addrs, " ") + strings.Join(s.Endpoints, " ") + s.Database + s.MasterName + s.Prefix
 		for _, pw := range pws {
 			if pw == "" {
