@@ -51,6 +51,13 @@
 // m.MiniProgram.SetAccessTokenContextHandle and Install, but its own
 // GetBasic, GetURLLink and GetComponent read silenceper's cache).
 //
+// Errors: when the network fails, Go's http.Client returns a *url.Error
+// whose URL is the request's, and silenceper has put the access_token in
+// that URL's query. No transport can change that text: do not log the
+// errors silenceper returns whole in production (log err's type or
+// errors.Unwrap(err) of a *url.Error), or go through core's Do and
+// Transport, whose errors are redacted.
+//
 // # How the transport finds the token
 //
 // silenceper writes the token it got from the handle into the URL
