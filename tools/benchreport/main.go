@@ -11,13 +11,15 @@
 //	meta.txt                      "key: value" lines: date, go, nproc, cpu, kernel, loadavg, bench_count, …
 //	commands.txt                  the commands that produced the rest, one a line
 //	<backend>.skip                why a backend was not run ("no Docker", "not selected")
-//	<backend>.bench.txt           go test -bench output of conformance.Benchmark
+//	<backend>.bench.txt           go test -bench output of conformance.Benchmark (Get, Set, RefreshUncontended,
+//	                              RefreshFetch and, for a store that implements core.KeyLister, ListKeys10000)
 //	<backend>.herd.txt            go test -v output of the backend's conformance.ProcessHerd test
 //	<backend>.wake.txt            go test -v output of its RefreshWakesWaitersPromptly check
 //	core.skip, core.hot.txt       go test -bench output of BenchmarkAccessTokenHot(Parallel)
 //	core.herd.txt                 go test -bench output of core's in-process BenchmarkHerd
 //	otel.skip, otel.bench.txt     go test -bench output of contrib/otel's BenchmarkAccessTokenHotWithHandler,
 //	                              BenchmarkHandleOther and BenchmarkHandleFetched
+//	otel.evict.txt                go test -bench output of contrib/otel's BenchmarkObserveEvictedAuthorizers
 //	<section>.rows.txt            go test -v output of a table section's tests (any name: outage, faults, …):
 //	                              every "wechatconf-row: {json}" line (conformance.ReportRow) in it is a
 //	                              row of the table it names
@@ -622,8 +624,10 @@ func render(f inputs) string {
 
 	writeMachine(&w, meta, f)
 	writeStores(&w, rows, runs)
+	writeListing(&w, f, rows, runs)
 	writeFleet(&w, f)
 	writeHot(&w, f, rows)
+	writeEvicted(&w, f, runs)
 	writeTables(&w, f)
 	writeCommands(&w, f)
 	return w.String()
@@ -880,6 +884,134 @@ func writeStores(w *strings.Builder, rows []storeRow, runs string) {
   the loopback, like PostgreSQL.
 
 `, runs)
+}
+
+// listSub is the sub-benchmark of conformance.Benchmark that lists keys, and
+// listKeys how many keys it lists per op.
+const (
+	listSub  = "ListKeys10000"
+	listKeys = 10_000
+)
+
+// writeListing writes the Listing keys table: conformance.Benchmark's
+// ListKeys10000 per backend. A backend whose benchmark run passed without a
+// ListKeys10000 result has a store that is no core.KeyLister (the
+// sub-benchmark skips, and go test -bench prints nothing of a skip), unless
+// its command did not ask for it (raw outputs of an older scripts/bench).
+func writeListing(w *strings.Builder, f inputs, rows []storeRow, runs string) {
+	w.WriteString("## Listing keys (wechatconf ls)\n\n")
+	w.WriteString("| Backend | ListKeys (10,000 keys) | keys/s | allocs/op | B/op | × memory |\n")
+	w.WriteString("|---|--:|--:|--:|--:|--:|\n")
+	memNs, memOK := rows[0].ns(listSub)
+	for _, r := range rows {
+		cells := []string{r.b.name}
+		why := ""
+		s, found := find(r.bench, listSub)
+		name := r.b.id + ".bench"
+		text, present := f.section(name, ".txt")
+		switch {
+		case r.skip != "":
+			why = "skipped: " + strings.TrimPrefix(r.skip, "skipped: ")
+		case found:
+		case r.benchNA != "":
+			why = r.benchNA
+		case f.exit(name) != 0:
+			why = fmt.Sprintf("failed (exit %d)", f.exit(name))
+		case !present:
+			why = na
+		case f.command(name) != "" && !strings.Contains(f.command(name), listSub):
+			why = "not run"
+		case failed(text):
+			why = "failed"
+		default:
+			why = "not listed (no core.KeyLister)"
+		}
+		if why != "" {
+			cells = append(cells, why)
+			for range 4 {
+				cells = append(cells, "—")
+			}
+			writeRow(w, cells)
+			continue
+		}
+		cell := func(unit string, format func(float64) string) string {
+			if v, ok := s.median(unit); ok {
+				return format(v)
+			}
+			return na
+		}
+		count := func(x float64) string { return fmtCount(math.Round(x)) }
+		ratio := na
+		if v, ok := s.median("ns/op"); ok && memOK {
+			ratio = fmtRatio(v, memNs)
+		}
+		cells = append(cells, cell("ns/op", fmtNs), cell("keys/s", count), cell("allocs/op", count), cell("B/op", count), ratio)
+		writeRow(w, cells)
+	}
+	fmt.Fprintf(w, "\n`conformance.Benchmark`'s %[2]s: `core.KeyLister`'s ListKeys of a prefix holding %[3]s keys "+
+		"(512-byte tokens, stored before the timer starts), the call behind `wechatconf ls`; time/op, keys/s (keys listed a second: "+
+		"%[3]s × ops / elapsed), allocs/op and B/op, %[1]s. × memory: the backend's time over the memory store's. "+
+		"A store that does not implement `core.KeyLister` (the function store, the SQLite example) skips it and reports nothing: "+
+		"`wechatconf ls` cannot list it.\n\n", runs, listSub, fmtCount(listKeys))
+}
+
+// evictBench is contrib/otel's benchmark of the handler across evicted
+// authorizers, and churnAuthorizers how many authorizers one op observes and
+// has evicted (its constant of the same name), maxAuthorizers the registry's
+// MaxAuthorizers there.
+const (
+	evictBench       = "BenchmarkObserveEvictedAuthorizers"
+	churnAuthorizers = 100_000
+	maxAuthorizers   = 1000
+)
+
+// writeEvicted writes the OpenTelemetry section on evicted authorizers:
+// BenchmarkObserveEvictedAuthorizers's custom metrics, and its allocations per
+// authorizer.
+func writeEvicted(w *strings.Builder, f inputs, runs string) {
+	w.WriteString("## OpenTelemetry handler: evicted authorizers\n\n")
+	if why, ok := f.skipped("otel"); ok {
+		fmt.Fprintf(w, "Not measured: %s.\n\n", strings.TrimSuffix(why, "."))
+		return
+	}
+	w.WriteString("| Benchmark | Heap kept per evicted authorizer | Observed after GC | Time per authorizer | CPU per authorizer | Allocated per authorizer | allocs per authorizer |\n")
+	w.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	text, present := f.section("otel.evict", ".txt")
+	s, ok := find(parseBench(text), evictBench)
+	if !ok {
+		writeRow(w, []string{evictBench, f.missing("otel.evict", text, present), "—", "—", "—", "—", "—"})
+	} else {
+		cell := func(unit string, format func(float64) string) string {
+			if v, ok := s.median(unit); ok {
+				return format(v)
+			}
+			return na
+		}
+		perAuthorizer := func(format func(float64) string) func(float64) string {
+			return func(x float64) string { return format(x / churnAuthorizers) }
+		}
+		observed := func(x float64) string {
+			c := fmtCount(math.Round(x))
+			if x > maxAuthorizers {
+				c += " ⚠"
+			}
+			return c
+		}
+		writeRow(w, []string{evictBench,
+			cell("heap-B/evicted-authorizer", func(x float64) string { return trimFloat(x, 1) + " B" }),
+			cell("observed-after-GC", observed),
+			cell("ns/authorizer", fmtNs), cell("cpu-ns/authorizer", fmtNs),
+			cell("B/op", perAuthorizer(func(x float64) string { return fmtCount(math.Round(x)) + " B" })),
+			cell("allocs/op", perAuthorizer(func(x float64) string { return trimFloat(x, 1) }))})
+	}
+	fmt.Fprintf(w, "\n`contrib/otel`'s %[2]s: a service on an Open Platform observes (`Handler.Observe`) the access_token "+
+		"of every authorizer it serves while the Component's registry (MaxAuthorizers %[3]s) evicts the least used: "+
+		"%[4]s authorizers observed, then evicted, per op (%[1]s; `-benchtime 1x`: each figure is one op's). "+
+		"Heap kept per evicted authorizer is the heap still in use after GC over those %[4]s (the goal: about 0 B, "+
+		"the handler keeps nothing of an evicted authorizer; it can be below 0); observed after GC is the credentials "+
+		"the handler still observes (the goal: at most the %[3]s the registry keeps; ⚠ above); time and CPU per authorizer "+
+		"are wall-clock and process CPU (GC included) per authorizer handed out and observed; allocated and allocs per "+
+		"authorizer are B/op and allocs/op over %[4]s.\n\n", runs, evictBench, fmtCount(maxAuthorizers), fmtCount(churnAuthorizers))
 }
 
 // escapeCell keeps a value from breaking a Markdown table.

@@ -94,12 +94,138 @@ func TestReportTables(t *testing.T) {
 	}
 	// The sections come in order.
 	last := -1
-	for _, h := range []string{"# Benchmarks", "## Machine", "## Stores", "## Fleet day", "## Hot path", "## Store outage", "## Tables not produced", "## Commands"} {
+	for _, h := range []string{"# Benchmarks", "## Machine", "## Stores", "## Listing keys (wechatconf ls)", "## Fleet day", "## Hot path",
+		"## OpenTelemetry handler: evicted authorizers", "## Store outage", "## Tables not produced", "## Commands"} {
 		i := strings.Index(report, h)
 		if i <= last {
 			t.Errorf("section %q at %d, after the previous one at %d", h, i, last)
 		}
 		last = i
+	}
+}
+
+// section returns the report's section that begins with the heading, up to
+// the next heading.
+func section(t *testing.T, report, heading string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(report, "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("no section %q in the report:\n%s", heading, report)
+	}
+	if i := strings.Index(rest, "\n## "); i >= 0 {
+		rest = rest[:i+1]
+	}
+	return rest
+}
+
+const (
+	listingHeading = "## Listing keys (wechatconf ls)"
+	evictedHeading = "## OpenTelemetry handler: evicted authorizers"
+)
+
+// TestReportListing: conformance.Benchmark's ListKeys10000 per backend,
+// medians of the runs (memory 1.1, 1.0, 1.3 ms → 1.1 ms), ratios over
+// memory; a store that is no core.KeyLister (the function store: its run
+// passed without a ListKeys10000 line), a skipped backend, a failed run.
+func TestReportListing(t *testing.T) {
+	report := render(fixture(t))
+	want := "\n| Backend | ListKeys (10,000 keys) | keys/s | allocs/op | B/op | × memory |\n|---|--:|--:|--:|--:|--:|\n" +
+		"| memory | 1.1 ms | 9,090,909 | 18 | 665,968 | ×1 |\n" +
+		"| function store | not listed (no core.KeyLister) | — | — | — | — |\n" +
+		"| file | 45 ms | 222,222 | 30,050 | 2,400,000 | ×41 |\n" +
+		"| Redis (standalone) | skipped: no Docker | — | — | — | — |\n" +
+		"| PostgreSQL | failed (exit 1) | — | — | — | — |\n" +
+		"| etcd (1 member) | 25 ms | 400,000 | 120,000 | 9,000,000 | ×23 |\n" +
+		"| SQLite (custom store) | skipped: not selected | — | — | — | — |\n\n" +
+		"`conformance.Benchmark`'s ListKeys10000: `core.KeyLister`'s ListKeys of a prefix holding 10,000 keys"
+	if got := section(t, report, listingHeading); !strings.HasPrefix(got, want) {
+		t.Errorf("listing section:\n%s\nwant it to begin\n%s", got, want)
+	}
+	if !strings.Contains(report, "allocs/op and B/op, medians of 3 runs.") {
+		t.Errorf("listing section does not say how many runs:\n%s", section(t, report, listingHeading))
+	}
+
+	// An older scripts/bench that did not ask for ListKeys10000; a run that
+	// failed after its other sub-benchmarks; no memory figure to compare to.
+	f := fixture(t)
+	drop := func(name string) {
+		var kept []string
+		for line := range strings.Lines(f[name]) {
+			if !strings.Contains(line, "ListKeys10000") {
+				kept = append(kept, line)
+			}
+		}
+		f[name] = strings.Join(kept, "")
+	}
+	drop("etcd.bench.txt")
+	f["etcd.bench.cmd"] = "(cd store/etcd/containertest && go test -run '^$' -bench '^BenchmarkStore$/^(Get|Set|RefreshUncontended|RefreshFetch)$' -benchmem -count 3 .)\n"
+	drop("file.bench.txt")
+	f["file.bench.txt"] += "--- FAIL: BenchmarkStore/ListKeys10000\n    conformance.go:1: ListKeys(\"p/\"): boom\nFAIL\n"
+	f["file.bench.exit"] = "1\n"
+	drop("memory.bench.txt")
+	got := section(t, render(f), listingHeading)
+	for _, want := range []string{
+		"| etcd (1 member) | not run | — | — | — | — |",
+		"| file | failed (exit 1) | — | — | — | — |",
+		"| memory | not listed (no core.KeyLister) | — | — | — | — |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("listing section lacks %q:\n%s", want, got)
+		}
+	}
+	f = fixture(t)
+	drop("memory.bench.txt")
+	f["memory.bench.txt"] += "BenchmarkMemoryStore/ListKeys10000-2 \t 1000 \t 1000000 ns/op\n" // ns/op only
+	delete(f, "file.bench.exit")
+	if got := section(t, render(f), listingHeading); !strings.Contains(got, "| memory | 1 ms | n/a | n/a | n/a | ×1 |") ||
+		!strings.Contains(got, "| file | 45 ms | 222,222 | 30,050 | 2,400,000 | ×45 |") {
+		t.Errorf("listing section with a memory figure lacking units:\n%s", got)
+	}
+
+	// Nothing at all.
+	if got := section(t, render(inputs{}), listingHeading); !strings.Contains(got, "| memory | n/a | — | — | — | — |") {
+		t.Errorf("empty report's listing section:\n%s", got)
+	}
+}
+
+// TestReportEvicted: contrib/otel's BenchmarkObserveEvictedAuthorizers,
+// medians of its custom metrics and its allocations per authorizer (B/op and
+// allocs/op over 100,000); more observed than the registry keeps; a failed
+// run; the otel section not selected.
+func TestReportEvicted(t *testing.T) {
+	report := render(fixture(t))
+	want := "\n| Benchmark | Heap kept per evicted authorizer | Observed after GC | Time per authorizer | CPU per authorizer | Allocated per authorizer | allocs per authorizer |\n" +
+		"|---|--:|--:|--:|--:|--:|--:|\n" +
+		"| BenchmarkObserveEvictedAuthorizers | 0.5 B | 912 | 20 µs | 8.8 µs | 2,381 B | 26.3 |\n\n" +
+		"`contrib/otel`'s BenchmarkObserveEvictedAuthorizers: "
+	got := section(t, report, evictedHeading)
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("evicted section:\n%s\nwant it to begin\n%s", got, want)
+	}
+	for _, want := range []string{"(MaxAuthorizers 1,000)", "100,000 authorizers observed, then evicted, per op (medians of 3 runs;"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("evicted section lacks %q:\n%s", want, got)
+		}
+	}
+
+	f := fixture(t)
+	f["otel.evict.txt"] = "BenchmarkObserveEvictedAuthorizers-2 \t 1 \t 2000000000 ns/op \t -3.5 heap-B/evicted-authorizer \t 1500 observed-after-GC\n"
+	if got := section(t, render(f), evictedHeading); !strings.Contains(got, "| BenchmarkObserveEvictedAuthorizers | -3.5 B | 1,500 ⚠ | n/a | n/a | n/a | n/a |") {
+		t.Errorf("evicted section with more observed than the registry keeps:\n%s", got)
+	}
+	f["otel.evict.txt"] = "--- FAIL: BenchmarkObserveEvictedAuthorizers\nFAIL\n"
+	f["otel.evict.exit"] = "1\n"
+	if got := section(t, render(f), evictedHeading); !strings.Contains(got, "| BenchmarkObserveEvictedAuthorizers | failed (exit 1) | — | — | — | — | — |") {
+		t.Errorf("evicted section of a failed run:\n%s", got)
+	}
+	delete(f, "otel.evict.txt")
+	delete(f, "otel.evict.exit")
+	if got := section(t, render(f), evictedHeading); !strings.Contains(got, "| BenchmarkObserveEvictedAuthorizers | n/a | — | — | — | — | — |") {
+		t.Errorf("evicted section without its output:\n%s", got)
+	}
+	f["otel.skip"] = "not selected\n"
+	if got := section(t, render(f), evictedHeading); got != "\nNot measured: not selected.\n\n" {
+		t.Errorf("evicted section of an otel section not selected: %q", got)
 	}
 }
 
