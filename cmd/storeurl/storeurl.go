@@ -138,6 +138,12 @@ func (s Spec) GoString() string { return "storeurl.Spec(" + strconv.Quote(s.reda
 // URL in a command-line flag.
 func (s Spec) HasPassword() bool { return len(s.secretList()) > 0 }
 
+// Redact returns text with every password the URL holds removed, in each
+// form Parse knows (decoded, as written, percent-encoded), for text that a
+// client library wrote about this store (a log line, an error) before it
+// is printed.
+func (s Spec) Redact(text string) string { return scrub(text, s.secretList()) }
+
 // secretList returns the passwords the URL holds.
 func (s Spec) secretList() []string {
 	if s.secrets == nil {

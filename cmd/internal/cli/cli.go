@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -137,8 +138,12 @@ the fleet's token working runs without --yes.`,
 	pf.DurationVar(&e.g.timeout, "timeout", 30*time.Second, "how long the command may take (watch: each poll)")
 	pf.BoolVar(&e.g.json, "json", false, "print JSON, one object per line, with the text's fields")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if !cmd.HasParent() { // the root: fail prints the command's name already
+			return usageError{err.Error()}
+		}
 		return usageError{cmd.Name() + ": " + err.Error()}
 	})
+	root.Version = version()
 	root.SetUsageTemplate(root.UsageTemplate() + usageTemplateTail)
 	root.AddCommand(
 		e.getCommand(),
@@ -149,6 +154,16 @@ the fleet's token working runs without --yes.`,
 		e.forceCommand(),
 	)
 	return root
+}
+
+// version is the module version the binary was built from (v0.1.0 when
+// installed with go install …@v0.1.0; "(devel)" in a workspace build), for
+// --version.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
 }
 
 // usageError is a mistake in the command line: exit code 2, with a

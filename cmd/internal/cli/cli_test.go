@@ -75,6 +75,13 @@ func TestUsage(t *testing.T) {
 			t.Errorf("wechatconf %q printed the URL's password: %s", tc.args, r.Stderr)
 		}
 	}
+	// An unknown flag of the command itself: its name once, not twice.
+	if r := c.Exec(ctx, "--bogus"); r.Code != cli.ExitError || !strings.HasPrefix(r.Stderr, "wechatconf: unknown flag: --bogus\n") {
+		t.Errorf("wechatconf --bogus: exit %d, stderr %q; want 2 and %q", r.Code, r.Stderr, "wechatconf: unknown flag: --bogus")
+	}
+	if r := c.Exec(ctx, "--version"); r.Code != cli.ExitOK || !strings.HasPrefix(r.Stdout, "wechatconf version ") {
+		t.Errorf("wechatconf --version: exit %d, stdout %q, stderr %q; want 0 and the version", r.Code, r.Stdout, r.Stderr)
+	}
 }
 
 // TestHelp tests that help, for the command and each subcommand, goes to

@@ -5,10 +5,13 @@
 package serve
 
 import (
+	"sync/atomic"
+
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	goredis "github.com/redis/go-redis/v9"
 	"io"
 	"log/slog"
 	"net"
@@ -75,6 +78,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	redisLogTo.Store(&redisLogTarget{logger, spec})
 	openCtx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
 	store, closeStore, err := spec.Open(openCtx)
 	cancelOpen()
@@ -102,4 +106,29 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "%s: serving AppID %s from store %s on http://%s\n", Name, appID, spec, ln.Addr())
 
 	return tokenserver.Serve(ctx, ln, handler, *timeout, logger)
+}
+
+// go-redis logs through one process-wide logger (its pool's "failed to
+// dial" lines, written to the process's stderr by default). The server
+// routes them into its own log, as Warn records with the store URL's
+// passwords redacted. The logger is installed once, in init, before any
+// client exists (go-redis reads it unsynchronised), and points at the
+// latest Run's logger (a test may run several servers in one process);
+// before any Run it drops what it is given.
+var redisLogTo atomic.Pointer[redisLogTarget]
+
+func init() { goredis.SetLogger(redisLogger{}) }
+
+type redisLogTarget struct {
+	logger *slog.Logger
+	spec   storeurl.Spec
+}
+
+// redisLogger is go-redis's logging interface over redisLogTo.
+type redisLogger struct{}
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if t := redisLogTo.Load(); t != nil {
+		t.logger.WarnContext(ctx, Name+": redis client", "message", t.spec.Redact(fmt.Sprintf(format, v...)))
+	}
 }

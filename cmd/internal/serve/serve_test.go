@@ -115,3 +115,25 @@ func TestRunRefusesPasswordInFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisLogsInTheServersLog tests that go-redis's own log lines (its
+// pool's "failed to dial", which go-redis writes to the process's stderr
+// by default) reach the server's log, as its records, with the store
+// URL's password redacted.
+func TestRedisLogsInTheServersLog(t *testing.T) {
+	const storePassword = "store-pa55word-routed"
+	env := map[string]string{
+		"WECHAT_APPID": testAppID, "WECHAT_APPSECRET": testAppSecret, "TOKENSERVER_SECRET": testSecret,
+		"WECHATCONF_STORE": "redis://u:" + storePassword + "@127.0.0.1:1/0",
+	}
+	var out, logs bytes.Buffer
+	if err := serve.Run(t.Context(), []string{"-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, &out, &logs); err == nil {
+		t.Fatal("Run over an unreachable Redis returned nil")
+	}
+	if !strings.Contains(logs.String(), "redis client") || !strings.Contains(logs.String(), "dial") {
+		t.Errorf("go-redis's dial failures are not in the server's log:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), storePassword) {
+		t.Errorf("the server's log holds the store's password:\n%s", logs.String())
+	}
+}
