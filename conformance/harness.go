@@ -114,6 +114,7 @@ var checks = []check{
 	{"ListKeysHidesInternalNames", testListKeysHidesInternalNames},
 	{"ListKeysHonoursCanceledContext", testListKeysHonoursCanceledContext},
 	{"ListKeysDuringWrites", testListKeysDuringWrites},
+	{"ListKeysOddPrefixes", testListKeysOddPrefixes},
 }
 
 // Run checks the store that h builds against the TokenStore contract, one
@@ -186,6 +187,10 @@ var checks = []check{
 //   - ListKeysDuringWrites: while other store values overwrite 1,200 keys
 //     and store new ones, every listing is sorted, lists each key once,
 //     lists every key stored before it began and nothing never written.
+//   - ListKeysOddPrefixes: keys of any bytes a key may hold and of
+//     MaxKeyLen bytes are listed; a prefix no key can begin with (holding
+//     NUL, invalid UTF-8, longer than MaxKeyLen) lists nothing, without an
+//     error.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	h = h.normalize(t)

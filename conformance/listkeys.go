@@ -382,3 +382,38 @@ func benchmarkListKeys(b *testing.B, s core.TokenStore, prefix string) {
 		b.ReportMetric(float64(listBenchKeys)*float64(b.N)/sec, "keys/s")
 	}
 }
+
+// testListKeysOddPrefixes tests that ListKeys lists keys of any bytes a key
+// may hold (the hostile keys, and keys of exactly MaxKeyLen bytes, ASCII
+// and ending in 3-byte runes), and that a prefix no key can begin with —
+// one holding NUL, one that is not valid UTF-8 before its end, one longer
+// than MaxKeyLen — lists nothing, without an error: a prefix is a string
+// compared byte for byte, not something the store must be able to hold.
+func testListKeysOddPrefixes(t *testing.T, f *fixture) {
+	s := f.store()
+	l := f.lister(s)
+	p := f.key("")
+	var all []string
+	for i, k := range hostileKeys {
+		f.set(s, p+k, token(fmt.Sprintf("odd-%02d", i)))
+		all = append(all, p+k)
+	}
+	long := p + strings.Repeat("k", core.MaxKeyLen-len(p))
+	wide := p + strings.Repeat("令", (core.MaxKeyLen-len(p))/3)
+	wide += strings.Repeat("w", core.MaxKeyLen-len(wide))
+	for i, k := range []string{long, wide} {
+		f.set(s, k, token(fmt.Sprintf("long-%d", i)))
+		all = append(all, k)
+	}
+	wantListed(t, p, f.listKeys(l, p), all, "every key a store accepts is listed, whatever its bytes and length")
+	wantListed(t, long, f.listKeys(l, long), []string{long}, "a key of MaxKeyLen bytes is its own prefix")
+	wantListed(t, wide, f.listKeys(l, wide), []string{wide}, "a key of MaxKeyLen bytes is its own prefix")
+	wantListed(t, wide[:len(p)+1], f.listKeys(l, wide[:len(p)+1]), under(all, wide[:len(p)+1]), "a prefix may end inside a rune")
+	for _, q := range []string{
+		"\x00", p + "\x00", p + "\x00x",
+		"\xff", p + "\xff", p + "\xffapp", p + "\xc3x",
+		long + "k",
+	} {
+		wantListed(t, q, f.listKeys(l, q), nil, "a prefix no key can begin with (NUL, invalid UTF-8, longer than any key) lists nothing, without an error")
+	}
+}

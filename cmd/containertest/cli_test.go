@@ -46,8 +46,8 @@ func TestCLIRedisSentinelAndCluster(t *testing.T) {
 
 // storePrefixHint tests that a get that finds nothing on Redis names the
 // store prefix it looked under and finds the key under another store
-// prefix of the same server, with the ?prefix= to add; and that with that
-// ?prefix= the key is found.
+// prefix of the same server, with the ?prefix= to add; that refresh makes
+// no token call for it; and that with that ?prefix= the key is found.
 func storePrefixHint(t *testing.T, url string) {
 	ctx := context.Background()
 	const other = "otherfleet:"
@@ -88,6 +88,16 @@ func storePrefixHint(t *testing.T, url string) {
 			t.Errorf("get of a key under another store prefix: stderr lacks %q:\n%s", want, r.Stderr)
 		}
 	}
+	// refresh --classic under the default store prefix makes no token
+	// call: the fleet's valid token is under "otherfleet:", and a classic
+	// call would stop it working (the base URL refuses every call).
+	c.Setenv("WECHAT_APPSECRET", clitest.AppSecret)
+	r = c.Exec(ctx, "--classic", "--base-url", "http://127.0.0.1:1", "refresh", appID)
+	c.Want(r, cli.ExitNotFound)
+	if !strings.Contains(r.Stderr, `a valid one is stored under Redis store prefix "otherfleet:"`) || !strings.Contains(r.Stderr, "no call to WeChat") {
+		t.Errorf("refresh of a key valid under another store prefix: stderr\n%s\nwant where it is and that nothing was done", r.Stderr)
+	}
+	c.Setenv("WECHAT_APPSECRET", "")
 	c.Setenv("WECHATCONF_STORE", withPrefix(other))
 	c.Want(c.Exec(ctx, "get", appID), cli.ExitOK)
 	r = c.Exec(ctx, "get", "wxnowhere000000001")

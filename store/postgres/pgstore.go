@@ -422,7 +422,8 @@ const listPage = 1000
 // last key of the previous page, in the "C" order, which the primary key
 // of the documented table serves as an index range scan; the walk ends at
 // the first key that does not begin with prefix. A key written after the
-// walk passed its place is not listed. ctx bounds the walk.
+// walk passed its place is not listed. A prefix holding NUL, which no key
+// holds, lists nothing without a query. ctx bounds the walk.
 func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, error) {
 	keys, err := s.listKeys(ctx, prefix)
 	if err != nil {
@@ -434,6 +435,12 @@ func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, error) {
 func (s *Store) listKeys(ctx context.Context, prefix string) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	// No key holds NUL (core.ValidateKey), and PostgreSQL text cannot:
+	// sent as a parameter, it is an error. Nothing begins with such a
+	// prefix.
+	if strings.IndexByte(prefix, 0) >= 0 {
+		return nil, nil
 	}
 	// PostgreSQL text is valid UTF-8: the range starts at the longest
 	// valid beginning of prefix, and Go compares the rest.

@@ -28,7 +28,10 @@
 // when the stored access_token is still valid (without --yes a refresh of
 // a valid token makes no call to WeChat and says so; an absent or expired
 // one is fetched by one normal call, which invalidates nothing the fleet
-// holds).
+// holds — unless the store holds a valid access_token of the AppID under
+// another key prefix or Redis store prefix: a prefix mistaken, where a
+// classic fetch would stop the fleet's token working, so refresh exits 3
+// with where it is, and fetches only with --yes).
 //
 // When a key is not found (exit 3) the error says where the command
 // looked — the store, its own prefix (a Redis or etcd URL's ?prefix=), the
@@ -44,7 +47,8 @@
 //	2  usage error, or any failure (store unreachable or unable to list,
 //	   WeChat error, an authorizer's record that does not parse, …)
 //	3  not found or nothing usable: get: absent; inspect: none of the keys
-//	   present; ls: nothing listed; get and inspect: an authorizer's record
+//	   present; ls: nothing listed; refresh: absent or expired here but
+//	   valid under another prefix (nothing done); get and inspect: an authorizer's record
 //	   says withdrawn (its tickets may still be stored, but nothing can
 //	   renew them)
 //	4  held back by a limit: core's (*core.LimitError: an interval or daily

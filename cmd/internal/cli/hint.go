@@ -170,39 +170,8 @@ func (e *env) otherStorePrefixes(ctx context.Context, keys []string) []string {
 	if own == "" {
 		own = redisstore.DefaultPrefix
 	}
-	var mu sync.Mutex
-	found := map[string]int{} // prefix → token hashes seen
-	truncated := false
-	scan := func(ctx context.Context, node *goredis.Client) error {
-		var cursor uint64
-		for range maxScanBatches {
-			names, next, err := node.Scan(ctx, cursor, "*}:token", scanCount).Result()
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			for _, n := range names {
-				if p, ok := tokenPrefix(n); ok && p != own {
-					found[p]++
-				}
-			}
-			mu.Unlock()
-			if cursor = next; cursor == 0 {
-				return nil
-			}
-		}
-		mu.Lock()
-		truncated = true
-		mu.Unlock()
-		return nil
-	}
-	var err error
-	switch c := client.(type) {
-	case *goredis.ClusterClient:
-		err = c.ForEachMaster(ctx, scan)
-	case *goredis.Client:
-		err = scan(ctx, c)
-	default:
+	found, truncated, err := scanStorePrefixes(ctx, client, own)
+	if errors.Is(err, errors.ErrUnsupported) {
 		return nil
 	}
 	if err != nil {
@@ -249,6 +218,48 @@ func (e *env) otherStorePrefixes(ctx context.Context, keys []string) []string {
 		tail = "; none holds the key(s) looked for" + tail
 	}
 	return []string{fmt.Sprintf("other store prefixes in %s, with their credentials: %s%s", scanned, strings.Join(list, ", "), tail)}
+}
+
+// scanStorePrefixes returns the store prefixes other than own under which
+// the Redis server of client holds token hashes, with how many each, from
+// at most maxScanBatches SCAN batches per master (truncated says the
+// budget ran out); errors.ErrUnsupported for a client of another type than
+// a *goredis.Client or *goredis.ClusterClient.
+func scanStorePrefixes(ctx context.Context, client goredis.UniversalClient, own string) (found map[string]int, truncated bool, err error) {
+	var mu sync.Mutex
+	found = map[string]int{} // prefix → token hashes seen
+	scan := func(ctx context.Context, node *goredis.Client) error {
+		var cursor uint64
+		for range maxScanBatches {
+			names, next, err := node.Scan(ctx, cursor, "*}:token", scanCount).Result()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for _, n := range names {
+				if p, ok := tokenPrefix(n); ok && p != own {
+					found[p]++
+				}
+			}
+			mu.Unlock()
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+		mu.Lock()
+		truncated = true
+		mu.Unlock()
+		return nil
+	}
+	switch c := client.(type) {
+	case *goredis.ClusterClient:
+		err = c.ForEachMaster(ctx, scan)
+	case *goredis.Client:
+		err = scan(ctx, c)
+	default:
+		err = errors.ErrUnsupported // no topology to scan
+	}
+	return found, truncated, err
 }
 
 // prefixAdvice says how to name the Redis store prefix p in the URL.

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wechatconf/wechatconf/core"
+	redisstore "github.com/wechatconf/wechatconf/store/redis"
 )
 
 // refreshCommand: wechatconf refresh APPID [--yes] [--reveal]
@@ -20,7 +23,11 @@ func (e *env) refreshCommand() *cobra.Command {
 		Long: `refresh makes sure the store holds a valid access_token. One that is absent or expired
 is fetched as any worker of the fleet would (core.Conf.AccessToken: one normal token call,
 through the store's lock, so that a fleet asking together fetches once; never a forced
-call). A valid one is left alone, with no call to WeChat, and refresh says so.
+call). A valid one is left alone, with no call to WeChat, and refresh says so. One that
+is absent or expired under --prefix while a valid access_token of the AppID is stored under
+another key prefix, or on Redis another store prefix (?prefix=), is the fleet's under a
+prefix mistaken: refresh does nothing and exits 3 with where it is, unless --yes (a
+classic fetch here would stop the fleet's token working).
 
 With --yes a valid token is replaced too, by the compare-and-refresh a worker makes when
 WeChat rejects the token (core.Conf.RefreshAccessToken with the stored value as the
@@ -88,6 +95,22 @@ func (e *env) refresh(ctx context.Context, appID string, reveal, yes bool) error
 			"  To replace it anyway (WeChat rejects it: 40001, 42001) add --yes: %s.\n", name, appID, left, e.replaceCost())
 		return nil
 	}
+	if !healthy && !yes {
+		// Absent or expired here, but the fleet may keep the AppID's token
+		// under another key prefix or Redis store prefix (--prefix or
+		// ?prefix= mistaken): a classic call would stop it working, a
+		// stable_token one would store a token the fleet never reads.
+		if where := e.validElsewhere(ctx, st, appID, key); len(where) > 0 {
+			state := "absent"
+			if err == nil {
+				state = "expired"
+			}
+			return e.notFound(ctx, st, []string{key}, fmt.Sprintf(
+				"refresh: the access_token of %s is %s under key prefix %q, but a valid one is stored %s: nothing done, no call to WeChat.\n"+
+					"  A fetch here %s. Fix --prefix or the store URL's ?prefix=, or add --yes to fetch under key prefix %q all the same",
+				appID, state, e.g.prefix, strings.Join(where, " and "), e.elsewhereCost(), e.g.prefix))
+		}
+	}
 	var tok core.Token
 	if healthy {
 		fmt.Fprintf(e.stderr, "%s: refresh --yes: replacing the valid access_token of %s: %s\n", name, appID, e.replaceCost())
@@ -104,6 +127,63 @@ func (e *env) refresh(ctx context.Context, appID string, reveal, yes bool) error
 	}
 	e.printReplaced(key, old, tok, reveal)
 	return nil
+}
+
+// elsewhereCost says what fetching the access_token under the wrong
+// prefix costs the fleet that keeps it under another.
+func (e *env) elsewhereCost() string {
+	if e.g.classic {
+		return "would be a classic /cgi-bin/token call: the token stored elsewhere, the fleet's, would stop working ~5 minutes later"
+	}
+	return "would store a token where the fleet does not read it"
+}
+
+// validElsewhere returns where, other than key, the store holds a valid
+// access_token of appID: under another key prefix (core.KeyLister) or, on
+// Redis, under another store prefix (the not-found hint's SCAN), each as
+// text; nil when it holds none, or cannot tell.
+func (e *env) validElsewhere(ctx context.Context, st core.TokenStore, appID, key string) []string {
+	now := time.Now()
+	valid := func(t core.Token) bool { return t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt) }
+	var where []string
+	if kl, ok := st.(core.KeyLister); ok {
+		if keys, err := kl.ListKeys(ctx, ""); err == nil {
+			for _, k := range keys {
+				info := ParseKey(k)
+				if k == key || info.Platform != PlatformOfficialAccount || info.AppID != appID || info.Kind != "access_token" {
+					continue
+				}
+				if t, err := st.Get(ctx, k); err == nil && valid(t) {
+					where = append(where, fmt.Sprintf("under key prefix %q (%s)", info.Prefix, k))
+				}
+			}
+		}
+	}
+	if client := e.spec.NewRedisClient(); client != nil {
+		defer client.Close()
+		own := e.spec.Prefix
+		if own == "" {
+			own = redisstore.DefaultPrefix
+		}
+		found, _, err := scanStorePrefixes(ctx, client, own)
+		if err == nil {
+			prefixes := make([]string, 0, len(found))
+			for p := range found {
+				prefixes = append(prefixes, p)
+			}
+			sort.Strings(prefixes)
+			for _, p := range prefixes {
+				other, err := redisstore.New(client, redisstore.WithPrefix(p))
+				if err != nil {
+					continue
+				}
+				if t, err := other.Get(ctx, key); err == nil && valid(t) {
+					where = append(where, fmt.Sprintf("under Redis store prefix %q (%s)", p, prefixAdvice(p)))
+				}
+			}
+		}
+	}
+	return where
 }
 
 // printReplaced prints the token tok that replaced (or kept) old.

@@ -260,7 +260,10 @@ func Flow(t *testing.T, storeURL string, viaEnv bool) {
 // when the store lists its keys.
 func HeldLock(t *testing.T, storeURL string) {
 	ctx := context.Background()
-	wechat := wxtest.New(wxtest.Options{AppID: AppID, AppSecret: AppSecret, Now: time.Now})
+	// An AppID of its own: Flow stores AppID's token under another key
+	// prefix of the same store, and refresh would then refuse to fetch.
+	const appID = "wxheldlock00000001"
+	wechat := wxtest.New(wxtest.Options{AppID: appID, AppSecret: AppSecret, Now: time.Now})
 	t.Cleanup(wechat.Close)
 	gate := wechat.Block(wxtest.PathStableToken)
 	c := &CLI{T: t, Environ: map[string]string{"WECHAT_APPSECRET": AppSecret, "WECHATCONF_STORE": storeURL}}
@@ -268,7 +271,7 @@ func HeldLock(t *testing.T, storeURL string) {
 	done := make(chan Result, 1)
 	go func() {
 		var out, errOut SyncBuffer
-		code := cli.Run(ctx, append(append([]string{}, global...), "refresh", AppID), c.Getenv, &out, &errOut)
+		code := cli.Run(ctx, append(append([]string{}, global...), "refresh", appID), c.Getenv, &out, &errOut)
 		done <- Result{code, out.String(), errOut.String()}
 	}()
 	select {
@@ -276,7 +279,7 @@ func HeldLock(t *testing.T, storeURL string) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("refresh made no WeChat call")
 	}
-	r := c.Exec(ctx, append(append([]string{}, global...), "inspect", AppID, "--json")...)
+	r := c.Exec(ctx, append(append([]string{}, global...), "inspect", appID, "--json")...)
 	gate.Release()
 	c.Want(r, cli.ExitNotFound) // nothing stored yet
 	vs := r.Views(t)
