@@ -48,5 +48,6 @@ func checkPlatform(p Platform) error {
 		PlatformOpenPlatformComponent, PlatformOpenPlatformAuthorizer, PlatformCustom:
 		return nil
 	}
-	return fmt.Errorf("wechatconf: unknown Config.Platform %q (want %q or %q)", string(p), PlatformOfficialAccount, PlatformMiniProgram)
+	return fmt.Errorf("wechatconf: unknown Config.Platform %q (a Conf is %q, the default, or %q; the others are set by wecom and openplatform: %q, %q, %q, %q)",
+		string(p), PlatformOfficialAccount, PlatformMiniProgram, PlatformWeCom, PlatformOpenPlatformComponent, PlatformOpenPlatformAuthorizer, PlatformCustom)
 }

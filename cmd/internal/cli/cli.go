@@ -302,6 +302,23 @@ func (e *env) withTimeout(ctx context.Context) (context.Context, context.CancelF
 
 // positional returns a cobra.PositionalArgs accepting between min and max
 // arguments, whose refusal is a usage error saying what the command wants.
+// appIDArg is positional(1, 1, …) for a command whose one argument is an
+// AppID of an Official Account or Mini Program (refresh, force): it
+// refuses one holding "/" (a key such as wecom/CORP/AGENT, which these
+// commands would resolve to another platform's key and fetch from the
+// wrong API) or a character outside printable ASCII.
+func appIDArg(cmd *cobra.Command, args []string) error {
+	if err := positional(1, 1, "give exactly one APPID")(cmd, args); err != nil {
+		return err
+	}
+	for _, r := range args[0] {
+		if r == '/' || r <= ' ' || r > '~' {
+			return usagef("%s: %q is not an AppID (wx… of an Official Account or Mini Program; for a key use get/inspect/watch --key)", cmd.Name(), args[0])
+		}
+	}
+	return nil
+}
+
 func positional(min, max int, want string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		switch {

@@ -58,6 +58,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"--store", dir, "get", "-reveal", testAppID}, cli.ExitError, "unknown shorthand flag"},
 		{[]string{"--store", dir, "--timeout", "0s", "get", testAppID}, cli.ExitError, "--timeout"},
 		{[]string{"--store", dir, "refresh"}, cli.ExitError, "exactly one APPID"},
+		{[]string{"--store", dir, "refresh", "wecom/ww0123/1000002"}, cli.ExitError, "is not an AppID"},
+		{[]string{"--store", dir, "force", "wx01\n23", "--yes"}, cli.ExitError, "is not an AppID"},
 		{[]string{"--store", dir, "force", testAppID}, cli.ExitError, "--yes"},
 		{[]string{"--store", dir, "ls", "a", "b"}, cli.ExitError, "too many arguments"},
 		{[]string{"--store", dir, "inspect", "--wecom", "corp"}, cli.ExitError, "CORPID/AGENTID"},

@@ -25,7 +25,7 @@ only: mind WeChat's limits yourself. With nothing stored, a token is fetched, th
 
 WECHAT_APPSECRET comes from the environment only.`,
 		Example: `  WECHAT_APPSECRET=… wechatconf force wx0123456789abcdef --yes`,
-		Args:    positional(1, 1, "give exactly one APPID"),
+		Args:    appIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return e.force(cmd.Context(), args[0], reveal, yes)
 		},

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -139,6 +142,19 @@ func filterKeys(keys []string, s string) []string {
 	return out
 }
 
+// cell is s as a table cell: a key may hold any byte but NUL, so one with
+// a control character, a non-UTF-8 byte or white space that would break
+// the table (or forge a row) is shown quoted, Go-escaped, as --json's
+// string would be unambiguous.
+func cell(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) || (unicode.IsSpace(r)) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
 // printTable prints entries as an aligned table.
 func (e *env) printTable(entries []Entry, prefixes, redis bool) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
@@ -148,6 +164,9 @@ func (e *env) printTable(entries []Entry, prefixes, redis bool) {
 		}
 		if !redis {
 			cells = cells[:len(cells)-1]
+		}
+		for i, c := range cells {
+			cells[i] = cell(c)
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}

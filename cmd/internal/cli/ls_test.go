@@ -199,3 +199,25 @@ func TestParseKey(t *testing.T) {
 		}
 	}
 }
+
+// TestLsQuotesOddKeys: a key may hold a newline, a tab or an escape
+// sequence; the table shows it quoted on its one row, so that it can
+// neither break the table nor forge a row.
+func TestLsQuotesOddKeys(t *testing.T) {
+	ctx := context.Background()
+	st := newListing()
+	for _, k := range []string{"wechatconf/wxodd\nwechatconf/wxforged/access_token", "wechatconf/wx\x1b[31mred/access_token", "wechatconf/wx\ttab/access_token"} {
+		if err := st.Set(ctx, k, core.Token{Value: "v", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &clitest.CLI{T: t, Environ: map[string]string{"WECHATCONF_STORE": "file://" + t.TempDir()}, Run: cli.RunWithStore(st)}
+	r := c.Exec(ctx, "ls", "--all-prefixes")
+	if r.Code != cli.ExitOK {
+		t.Fatalf("ls: exit %d, stderr %s", r.Code, r.Stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n")
+	if len(lines) != 4 || strings.Contains(r.Stdout, "\x1b") || strings.Contains(r.Stdout, "\t") {
+		t.Errorf("ls printed %d lines (want a header and 3 rows), raw control characters: %q", len(lines), r.Stdout)
+	}
+}

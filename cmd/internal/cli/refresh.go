@@ -41,7 +41,7 @@ fleet's token after ~5 minutes. Give --yes when WeChat rejects the stored token 
 WECHAT_APPSECRET comes from the environment only.`,
 		Example: `  WECHAT_APPSECRET=… wechatconf refresh wx0123456789abcdef
   WECHAT_APPSECRET=… wechatconf refresh wx0123456789abcdef --yes   # WeChat rejects the stored token`,
-		Args: positional(1, 1, "give exactly one APPID"),
+		Args: appIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return e.refresh(cmd.Context(), args[0], reveal, yes)
 		},
