@@ -695,6 +695,10 @@ func (cr *Credential) run(parent context.Context, f *flight) {
 		if op := f.inStore.Load(); op != 0 {
 			r.err = &unavailableError{op: storeOps[op], err: r.err}
 			cr.storeError(storeOps[op], r.err) // no answer is the store's failure too
+		} else {
+			// Not in a store call: in the fetch, in Prepare or Needs, or
+			// not yet started (a starved machine). Not the store's fault.
+			r.err = fmt.Errorf("the refresh did not finish within RefreshTimeout (%v): %w", cr.policy.RefreshTimeout, ctx.Err())
 		}
 		r.err = wrapErr(r.err, "refresh %s", cr.name)
 	}
