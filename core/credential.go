@@ -26,7 +26,12 @@ import (
 //     token that one is adopted, otherwise TokenStore.Refresh is called
 //     with the stale value, under the store's lock, fenced. One refresh is
 //     in flight per Credential at a time; every other caller waits for it
-//     with its own ctx. Across a fleet, one fetch per refresh.
+//     with its own ctx. Across a fleet, one fetch per refresh, as long as
+//     the lock holder's fetch ends within the store's lease and the refresh
+//     within Policy.RefreshTimeout: a holder stalled past its lease loses
+//     the lock and the next one may fetch again (its write is fenced, its
+//     token written back), and a refresh that waits out RefreshTimeout
+//     counts the store as down (see Policy.FetchWithoutStore).
 //   - Rejection: Refresh(ctx, rejected) is a compare-and-refresh, so a
 //     fleet that sees the same token rejected makes one fetch; if a normal
 //     fetch hands the rejected token back and the kind is Forcible, it
@@ -690,6 +695,10 @@ func (cr *Credential) run(parent context.Context, f *flight) {
 		if op := f.inStore.Load(); op != 0 {
 			r.err = &unavailableError{op: storeOps[op], err: r.err}
 			cr.storeError(storeOps[op], r.err) // no answer is the store's failure too
+		} else {
+			// Not in a store call: in the fetch, in Prepare or Needs, or
+			// not yet started (a starved machine). Not the store's fault.
+			r.err = fmt.Errorf("the refresh did not finish within RefreshTimeout (%v): %w", cr.policy.RefreshTimeout, ctx.Err())
 		}
 		r.err = wrapErr(r.err, "refresh %s", cr.name)
 	}

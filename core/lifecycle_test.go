@@ -58,14 +58,25 @@ func TestRejectedStableTokenIsForcedOnce(t *testing.T) {
 	}
 }
 
+// noStall is a store lease and RefreshTimeout no run of a test can reach:
+// for the tests of the fleet's one fetch, which holds while each lock
+// holder's fetch ends within the store's lease. With the defaults (15 s,
+// 30 s) a holder that a loaded machine stalls past its lease loses the
+// lock and the next caller fetches again, and a refresh that waits for the
+// lock past RefreshTimeout counts the store as down and, for a stable
+// token, fetches without it: what the lease and the outage handling are
+// for, tested on their own (TestLeaseLostReadsTheNewerToken,
+// TestStoreLeaseFencesTheLateHolder, outage_test.go), not here.
+const noStall = time.Hour
+
 // A fleet of Confs on one store, every goroutine seeing the same rejected
 // token: one forced call in all.
 func TestRejectedStableTokenFleetForcesOnce(t *testing.T) {
 	s := newServer(t)
-	store := core.NewMemoryStore()
+	store := core.NewMemoryStore(core.WithLease(noStall))
 	confs := make([]*core.Conf, 8)
 	for i := range confs {
-		confs[i] = newConf(t, s, func(c *core.Config) { c.Store = store })
+		confs[i] = newConf(t, s, func(c *core.Config) { c.Store = store; c.RefreshTimeout = noStall })
 	}
 	ctx := t.Context()
 	for _, c := range confs {

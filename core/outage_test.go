@@ -10,9 +10,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
@@ -173,22 +175,46 @@ func TestStoreOutageFetchesAtMostOncePerInterval(t *testing.T) {
 
 // hangingStore is a TokenStore over a server that does not answer, with a
 // client that honours ctx (go-redis with ContextTimeoutEnabled, pgx, the
-// etcd client): every call blocks until ctx ends and returns its error.
-type hangingStore struct{}
-
-func (hangingStore) Get(ctx context.Context, key string) (core.Token, error) {
-	<-ctx.Done()
-	return core.Token{}, ctx.Err()
+// etcd client): every call blocks until ctx ends and returns its error,
+// until back is closed (the server answers again): then Get finds
+// nothing, Set stores nothing and Refresh runs fetch and returns its token.
+// inTime records whether a Get was called before its ctx ended. Build it
+// with newHangingStore.
+type hangingStore struct {
+	back   chan struct{}
+	inTime atomic.Bool
 }
 
-func (hangingStore) Set(ctx context.Context, key string, t core.Token) error {
-	<-ctx.Done()
-	return ctx.Err()
+func newHangingStore() *hangingStore { return &hangingStore{back: make(chan struct{})} }
+
+func (s *hangingStore) Get(ctx context.Context, key string) (core.Token, error) {
+	if ctx.Err() == nil {
+		s.inTime.Store(true)
+	}
+	select {
+	case <-ctx.Done():
+		return core.Token{}, ctx.Err()
+	case <-s.back:
+		return core.Token{}, core.ErrNotFound
+	}
 }
 
-func (hangingStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	<-ctx.Done()
-	return core.Token{}, ctx.Err()
+func (s *hangingStore) Set(ctx context.Context, key string, t core.Token) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.back:
+		return nil
+	}
+}
+
+func (s *hangingStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	select {
+	case <-ctx.Done():
+		return core.Token{}, ctx.Err()
+	case <-s.back:
+		return fetch(ctx)
+	}
 }
 
 // A store call that the RefreshTimeout ends is a store outage whether the
@@ -197,32 +223,75 @@ func (hangingStore) Refresh(ctx context.Context, key, stale string, fetch core.F
 // ErrStoreUnavailable (classic), and stable_token fetches without the
 // store. The store call and the RefreshTimeout end together, so which of
 // the two the refresh sees first is a race: run it many times.
+//
+// It runs in a synctest bubble, whose clock moves only when every
+// goroutine in it is blocked: the RefreshTimeout cannot end before the
+// refresh has reached the store call (on a loaded machine a real 100 ms
+// could pass before its goroutine first ran: a refresh that never asked
+// the store is rightly not a store outage), and the fetch without the
+// store, blocked on the network, cannot outlive its own RefreshTimeout.
+// The bubble's HTTP connections are its own (a client without
+// keep-alives), and each stable Conf's write-back is let land (the store
+// answers again) before the next attempt, so that no goroutine outlives
+// the bubble.
 func TestStoreOutageOfAStoreThatHonoursTheDeadline(t *testing.T) {
 	s := newServer(t)
+	synctest.Test(t, func(t *testing.T) {
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		defer client.CloseIdleConnections()
+		for i := range 20 {
+			c := newConf(t, s, func(c *core.Config) {
+				classic(c)
+				c.Store = newHangingStore()
+				c.RefreshTimeout = 100 * time.Millisecond
+				c.HTTPClient = client
+			})
+			if _, err := c.AccessToken(t.Context()); !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("classic, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v; want an error wrapping ErrStoreUnavailable and context.DeadlineExceeded", i, err)
+			}
+			store := newHangingStore()
+			st := newConf(t, s, func(c *core.Config) {
+				c.Store = store
+				c.RefreshTimeout = time.Second
+				c.HTTPClient = client
+			})
+			if tok, err := st.AccessToken(t.Context()); err != nil || !s.TokenValid(tok.Value) {
+				t.Fatalf("stable, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v (valid %v); want a valid token fetched without the store", i, err, s.TokenValid(tok.Value))
+			}
+			close(store.back)
+			if err := core.WriteBackIdle(t.Context(), st.AccessTokenCredential()); err != nil {
+				t.Fatalf("stable, attempt %d: the write-back once the store answers: %v", i, err)
+			}
+		}
+	})
+	// On the real clock the store's answer and the RefreshTimeout also
+	// meet in the other order (the refresh sees the store's error before
+	// the deadline), which the bubble's scheduling does not produce. An
+	// attempt whose goroutine first reached the store after the deadline
+	// (a loaded machine) asked the store nothing: it is not judged.
+	judged := 0
 	for i := range 20 {
+		store := newHangingStore()
 		c := newConf(t, s, func(c *core.Config) {
 			classic(c)
-			c.Store = hangingStore{}
+			c.Store = store
 			c.RefreshTimeout = 100 * time.Millisecond
 		})
-		if _, err := c.AccessToken(t.Context()); !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("classic, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v; want an error wrapping ErrStoreUnavailable and context.DeadlineExceeded", i, err)
+		_, err := c.AccessToken(t.Context())
+		if !store.inTime.Load() {
+			continue
 		}
-		if i%4 != 0 {
-			continue // the stable half five times: each waits a whole second
-		}
-		// A RefreshTimeout the fetch without the store, which gets one of
-		// its own, meets on a loaded machine.
-		st := newConf(t, s, func(c *core.Config) {
-			c.Store = hangingStore{}
-			c.RefreshTimeout = time.Second
-		})
-		if tok, err := st.AccessToken(t.Context()); err != nil || !s.TokenValid(tok.Value) {
-			t.Fatalf("stable, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v (valid %v); want a valid token fetched without the store", i, err, s.TokenValid(tok.Value))
+		judged++
+		if !errors.Is(err, core.ErrStoreUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("classic on the real clock, attempt %d: AccessToken over a store that answers at the deadline with ctx's error = %v; want an error wrapping ErrStoreUnavailable and context.DeadlineExceeded", i, err)
 		}
 	}
+	t.Logf("classic on the real clock: %d of 20 attempts reached the store before the deadline", judged)
 	if n := s.Calls(wxtest.PathToken); n != 0 {
 		t.Errorf("%d classic token calls over a store that did not answer, want 0", n)
+	}
+	if n := s.Calls(wxtest.PathStableToken); n != 20 {
+		t.Errorf("%d stable_token calls for 20 stable Confs over a store that did not answer, want 20 (one fetch without the store each)", n)
 	}
 }
 

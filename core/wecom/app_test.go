@@ -109,14 +109,28 @@ func TestAppsOfOneCorpKeepTheirOwnTokens(t *testing.T) {
 	}
 }
 
+// noStall is a store lease, RefreshTimeout and HTTP timeout no run of a
+// test can reach. The fleet's one gettoken holds while the lock holder's
+// fetch ends within the store's lease: with the defaults (15 s each) a
+// holder that a loaded machine stalls past its lease loses the lock and
+// the next App fetches again (WeCom hands back the same token, so no
+// caller fails), and a refresh that waits for the lock past RefreshTimeout
+// counts the store as down and fetches without it. That is what the lease
+// and the outage handling are for (tested on their own), not what this
+// test is about.
+const noStall = time.Hour
+
 // WeCom ends a token early: the next call gets 40014, the app refreshes
 // once and the call succeeds; a fleet of Apps on one store refreshes once.
 func TestRevokedTokenIsRefreshedOncePerFleet(t *testing.T) {
 	s := newWeCom(t)
-	store := core.NewMemoryStore()
+	store := core.NewMemoryStore(core.WithLease(noStall))
 	var apps []*wecom.App
 	for range 8 {
-		apps = append(apps, newApp(t, s, store, agent1, secret1, nil))
+		apps = append(apps, newApp(t, s, store, agent1, secret1, func(c *wecom.Config) {
+			c.Policy.RefreshTimeout = noStall
+			c.HTTPClient = s.Client()
+		}))
 	}
 	ctx := t.Context()
 	old, err := apps[0].AccessToken(ctx)
