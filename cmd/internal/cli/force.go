@@ -2,12 +2,9 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/wechatconf/wechatconf/core"
 )
 
 // forceCommand: wechatconf force APPID --yes [--reveal]
@@ -39,30 +36,16 @@ func (e *env) force(ctx context.Context, appID string, reveal, yes bool) error {
 	if !yes {
 		return usagef("force: this rotates the access_token of %s: %s. Add --yes", appID, e.replaceCost())
 	}
-	if e.getenv("WECHAT_APPSECRET") == "" {
-		return errNoSecret
-	}
-	st, closeStore, err := e.openStore(ctx)
+	s, err := e.openAccessToken(ctx, appID)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	conf, err := e.conf(st, appID)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := e.withTimeout(ctx)
-	defer cancel()
-	key := e.keyOf(appID, "access_token")
-	old, err := st.Get(ctx, key)
-	if err != nil && !errors.Is(err, core.ErrNotFound) {
-		return err
-	}
+	defer s.done()
 	fmt.Fprintf(e.stderr, "%s: force: rotating the access_token of %s: the current one stops working at WeChat now\n", name, appID)
-	tok, err := conf.ForceRefreshAccessToken(ctx, old.Value) // "": fetch one, then rotate it
+	tok, err := s.conf.ForceRefreshAccessToken(s.ctx, s.old.Value) // "": fetch one, then rotate it
 	if err != nil {
 		return err
 	}
-	e.printReplaced(key, old, tok, reveal)
+	e.printReplaced(s.key, s.old, tok, reveal)
 	return nil
 }

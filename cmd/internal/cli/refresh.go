@@ -60,33 +60,58 @@ func (e *env) replaceCost() string {
 	return "it spends one of WeChat's ~20 daily forced refreshes (stable_token with force_refresh, 30 s apart), and the token every host of the fleet holds stops working at once"
 }
 
-func (e *env) refresh(ctx context.Context, appID string, reveal, yes bool) error {
+// storedAccessToken is what refresh and force start from: the store
+// opened, the AppID's Conf over it, ctx bounded by --timeout, and the
+// access_token the store holds (found false when there is none). done
+// ends the deadline and closes the store.
+type storedAccessToken struct {
+	ctx   context.Context
+	st    core.TokenStore
+	conf  *core.Conf
+	key   string
+	old   core.Token
+	found bool
+	done  func()
+}
+
+// openAccessToken opens what refresh and force work on; a store error
+// other than not found is returned, with nothing left open.
+func (e *env) openAccessToken(ctx context.Context, appID string) (*storedAccessToken, error) {
 	if e.getenv("WECHAT_APPSECRET") == "" {
-		return errNoSecret
+		return nil, errNoSecret
 	}
 	st, closeStore, err := e.openStore(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeStore()
 	conf, err := e.conf(st, appID)
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	s := &storedAccessToken{ctx: ctx, st: st, conf: conf, key: e.keyOf(appID, "access_token"),
+		done: func() { cancel(); closeStore() }}
+	s.old, err = st.Get(ctx, s.key)
+	if err != nil && !errors.Is(err, core.ErrNotFound) {
+		s.done()
+		return nil, err
+	}
+	s.found = err == nil
+	return s, nil
+}
+
+func (e *env) refresh(ctx context.Context, appID string, reveal, yes bool) error {
+	s, err := e.openAccessToken(ctx, appID)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.withTimeout(ctx)
-	defer cancel()
-	key := e.keyOf(appID, "access_token")
-	old, err := st.Get(ctx, key)
-	if err != nil && !errors.Is(err, core.ErrNotFound) {
-		return err
-	}
+	defer s.done()
+	ctx, st, conf, key, old := s.ctx, s.st, s.conf, s.key, s.old
 	now := time.Now()
-	healthy := err == nil && (old.ExpiresAt.IsZero() || now.Before(old.ExpiresAt))
+	healthy := s.found && (old.ExpiresAt.IsZero() || now.Before(old.ExpiresAt))
 	if healthy && !yes {
-		v := viewOf(key, old, false, now)
-		v.Previous = Fingerprint(old.Value)
-		v.Replaced = new(bool)
-		e.print(v)
+		e.printReplaced(key, old, old, false)
 		left := "no expiry stored"
 		if !old.ExpiresAt.IsZero() {
 			left = "expires in " + old.ExpiresAt.Sub(now).Round(time.Second).String()
@@ -102,7 +127,7 @@ func (e *env) refresh(ctx context.Context, appID string, reveal, yes bool) error
 		// stable_token one would store a token the fleet never reads.
 		if where := e.validElsewhere(ctx, st, appID, key); len(where) > 0 {
 			state := "absent"
-			if err == nil {
+			if s.found {
 				state = "expired"
 			}
 			return e.notFound(ctx, st, []string{key}, fmt.Sprintf(
