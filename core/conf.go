@@ -113,9 +113,20 @@ func (c *Conf) newKind(name string, fetch func(context.Context, FetchRequest) (T
 	if name != "access_token" {
 		needs = c.access
 	}
+	var ledger *LedgerConfig
+	if !c.cfg.NoLedger {
+		ledger = &LedgerConfig{Instance: c.cfg.Instance, Operator: c.cfg.Operator}
+		switch {
+		case name != "access_token":
+		case forcible:
+			ledger.ForcedDailyLimit = DefaultForceRefreshDailyLimit // WeChat's 20 force_refresh calls a day
+		default:
+			ledger.DailyLimit = ClassicTokenDailyLimit
+		}
+	}
 	cr, err := NewCredential(CredentialConfig{
 		Name: name, Platform: c.cfg.Platform, Key: c.cfg.KeyPrefix + "/" + c.cfg.AppID + "/" + name, Store: c.cfg.Store, Fetch: fetch,
-		Forcible: forcible, Needs: needs, Initial: initial, Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now,
+		Forcible: forcible, Needs: needs, Initial: initial, Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now, Ledger: ledger,
 	})
 	if err != nil {
 		panic(err) // cfg.validate checked the policy
@@ -281,6 +292,28 @@ func (c *Conf) Do(ctx context.Context, method, path string, query url.Values, bo
 // API returns the API Conf calls WeChat through, with its access_token:
 // for code that wants an *API (Do, Issue, Transport) rather than a Conf.
 func (c *Conf) API() *API { return c.api }
+
+// Ledger reads the fleet's fetch ledger of the access_token from the store
+// (see Ledger and ReadLedger): the last fetches, who made them and why, and
+// the day's counts. An error wrapping ErrNotFound when none is recorded
+// (no fetch yet, or Config.NoLedger).
+func (c *Conf) Ledger(ctx context.Context) (Ledger, error) { return c.access.Ledger(ctx) }
+
+// FlushLedger waits until the fetch records of c's credentials (its
+// access_token and the tickets it has used) are in the store, or ctx ends
+// (its error). Call it before a process exits to keep its last records;
+// tests call it before reading the ledger.
+func (c *Conf) FlushLedger(ctx context.Context) error {
+	for _, cr := range []*Credential{c.access, c.jsapi.cr.Load(), c.card.cr.Load()} {
+		if cr == nil {
+			continue
+		}
+		if err := cr.FlushLedger(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // AccessTokenCredential returns the Credential that keeps the
 // access_token, for code built on Credentials (a ticket kind of your own

@@ -115,6 +115,20 @@ type Config struct {
 	// each environment its own prefix when they share a store.
 	KeyPrefix string
 
+	// Instance names this process in the fleet's fetch ledger (see
+	// Ledger): "" means DefaultInstance(), "hostname/pid". Give it a
+	// stable name (a pod's name) to tell restarts apart by time only. At
+	// most 64 bytes are kept.
+	Instance string
+	// NoLedger turns the fetch ledger off: fetches are then not recorded in
+	// the store (no `wechatconf history`, no EventOutsideFetch, no
+	// EventQuota). The ledger costs nothing on the hot path and two store
+	// calls per fetch, after the token is written.
+	NoLedger bool
+	// Operator marks the Conf as an operator's tool (the wechatconf
+	// command): its fetches are recorded with reason "operator".
+	Operator bool
+
 	// TokenAPI selects stable_token (default) or the classic token call.
 	TokenAPI TokenAPI
 	// BaseURL of the WeChat API, default DefaultBaseURL.

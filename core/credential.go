@@ -67,6 +67,7 @@ type Credential struct {
 	now       func() time.Time // nil: the system clock
 	base      time.Time        // the clock's reading at NewCredential; hot-path deadlines are offsets from it
 	initial   Token
+	ledger    *ledgerWriter // the fetch ledger's queue and writer; nil when off
 
 	cur         atomic.Pointer[held] // the in-process copy, nil until first load
 	invalidated atomic.Uint64        // Invalidate calls: a flight that saw one begin does not keep its token
@@ -213,6 +214,10 @@ type CredentialConfig struct {
 	// Now is the clock expiry is computed and judged by; nil means the
 	// system clock (read on the hot path through the monotonic clock only).
 	Now func() time.Time
+	// Ledger, if set, records every fetch in the fleet's fetch ledger
+	// under LedgerKey(Key) (see Ledger and ReadLedger): written after the
+	// token, off the callers' path. nil: no ledger.
+	Ledger *LedgerConfig
 }
 
 // FetchRequest is what a Credential asks of its Fetch.
@@ -401,6 +406,7 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		name: cfg.Name, key: cfg.Key, platform: cfg.Platform, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, decode: cfg.Decode, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
 		initial: cfg.Initial, wbKick: make(chan struct{}, 1), wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
+		ledger: newLedgerWriter(cfg.Ledger, cfg.Key),
 	}
 	cr.base = cr.clock()
 	return cr, nil
@@ -905,7 +911,8 @@ func (cr *Credential) refreshStore(ctx context.Context, f *flight, raw, cur Toke
 		var err error
 		start := time.Now()
 		f.inStore.Store(storeRefresh)
-		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, prev, in, &called, &got, start))
+		rec := cr.newRecord(f.why, false, prev, cr.suspect(f, cur))
+		tok, err = cr.store.Refresh(ctx, cr.key, replaced, cr.fetcher(f, replaced, prev, in, rec, &called, &got, start))
 		if err == nil || ctx.Err() == nil || called {
 			f.inStore.Store(0) // else it stays the store's failure for run (see load)
 		}
@@ -1050,7 +1057,7 @@ const refreshAttempts = 3
 // prev the token served from it; *called is set when the FetchFunc runs,
 // and *got to the token served from what it returns, which is also
 // recorded as f.issued until the store answers for its write.
-func (cr *Credential) fetcher(f *flight, replaced, prev string, in FetchRequest, called *bool, got *Token, refreshStart time.Time) FetchFunc {
+func (cr *Credential) fetcher(f *flight, replaced, prev string, in FetchRequest, rec *FetchRecord, called *bool, got *Token, refreshStart time.Time) FetchFunc {
 	p := &cr.policy
 	return func(ctx context.Context) (Token, error) {
 		*called = true
@@ -1067,13 +1074,13 @@ func (cr *Credential) fetcher(f *flight, replaced, prev string, in FetchRequest,
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "requested"))
 		}
-		raw, tok, err := cr.call(ctx, f.why, in, force, now, wait)
+		raw, tok, err := cr.call(ctx, f.why, in, force, now, wait, rec)
 		if err == nil && !force && f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale && cr.forcible {
 			if err := cr.lim.takeForce(p, cr.name, now); err != nil {
 				return Token{}, cr.limited(err)
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "rejected token handed back"))
-			raw, tok, err = cr.call(ctx, f.why, in, true, now, wait)
+			raw, tok, err = cr.call(ctx, f.why, in, true, now, wait, rec)
 		}
 		if err == nil && tok.Value != prev {
 			// A newly issued token: its time to expiry is its lifetime
@@ -1094,7 +1101,7 @@ func (cr *Credential) fetcher(f *flight, replaced, prev string, in FetchRequest,
 // a stored form with Decode) and the token served from it. A fetch that
 // returns an empty value without an error is refused: an empty credential
 // is never stored.
-func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, force bool, now time.Time, wait time.Duration) (raw, tok Token, err error) {
+func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, force bool, now time.Time, wait time.Duration, rec *FetchRecord) (raw, tok Token, err error) {
 	start := time.Now()
 	in.Force = force
 	raw, err = cr.fetch(ctx, in)
@@ -1111,6 +1118,7 @@ func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, for
 		return Token{}, Token{}, err
 	}
 	cr.logEvent(slog.LevelInfo, EventFetched, append(fetchAttrs(why, force, latency, wait), slog.Time("expires_at", tok.ExpiresAt))...)
+	cr.record(rec, tok, force, cr.clock(), latency, wait)
 	return raw, tok, nil
 }
 
@@ -1226,7 +1234,7 @@ func (cr *Credential) fetchWithoutStore(ctx context.Context, f *flight, now time
 	if err := cr.lim.admit(&cr.policy, cr.name, f.why, f.stale, f.cause, now); err != nil {
 		return Token{}, false, cr.limited(err)
 	}
-	_, tok, err := cr.call(ctx, f.why, in, false, now, 0) // no Decode: the token is its stored form
+	_, tok, err := cr.call(ctx, f.why, in, false, now, 0, cr.newRecord(f.why, true, f.stale, nil)) // no Decode: the token is its stored form
 	switch {
 	case err != nil:
 		return Token{}, false, err

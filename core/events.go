@@ -51,7 +51,8 @@ const (
 	// "error".
 	EventLimited = "wechatconf.limited"
 	// EventStoreError (Warn): the TokenStore failed. Attributes: "op"
-	// ("get", "set", "refresh", "write_back" for a write-back of a fetched
+	// ("get", "set", "refresh", "ledger" for a fetch ledger write — tried
+	// again with a back-off —, "write_back" for a write-back of a fetched
 	// token that failed — it is tried again, see EventWrittenBack — or
 	// "decode": a stored value CredentialConfig.Decode found corrupt,
 	// replaced by a fetch), "error".
@@ -93,6 +94,32 @@ const (
 	// credential back (stable_token before its hand-over); retried in 15 s.
 	// Attribute "expires_at".
 	EventNoNewer = "wechatconf.no_newer"
+	// EventOutsideFetch (Warn): WeChat rejected (40001, 40014) a token the
+	// fleet fetched, before its expiry, and the fetch ledger holds no later
+	// fetch by the fleet: someone outside the fleet fetched a token for the
+	// same AppID (another environment, an old deployment, a script) — or,
+	// on stable_token, forced a new one. Logged by the instance whose
+	// ledger write records the replacing fetch, once per rejected token
+	// fleet-wide. Attributes: "rejected" (the token's Fingerprint),
+	// "fetched_at" and "fetched_by" (the fleet's fetch of it),
+	// "token_age" (duration: its age when rejected), "path" and "errcode"
+	// (the rejection; "" and 0 when the caller did not say),
+	// "forced_elsewhere" (bool: stable_token), "advice" (what to do).
+	EventOutsideFetch = "wechatconf.outside_fetch"
+	// EventQuota (Warn): the fleet's fetches of the credential today
+	// (Beijing time, counted in the fetch ledger) reached 50 % or 80 % of
+	// WeChat's daily limit (LedgerConfig.DailyLimit: 2,000 for the classic
+	// access_token; ForcedDailyLimit: stable_token's 20 forced refreshes).
+	// Logged once per threshold and day fleet-wide, by the instance whose
+	// record crossed it. Attributes: "limit" ("fetches" or "forced"),
+	// "used", "daily_limit", "percent" (50 or 80), "day" ("2006-01-02").
+	EventQuota = "wechatconf.quota"
+	// EventRecorded (Debug): this instance's fetch records landed in the
+	// fetch ledger; the attributes are the fleet's counts for the day of
+	// the newest: "day", "fetches", "forced", "outside", "daily_limit",
+	// "forced_daily_limit" (0: none known). contrib/otel's quota gauges
+	// read them.
+	EventRecorded = "wechatconf.recorded"
 	// EventRetry (Debug): a WeChat call is retried after a busy reply, a
 	// 5xx or a network error. Attributes: "path", "attempt" (1 for the
 	// first retry), "delay", "error", and "platform" when the API has one

@@ -37,3 +37,23 @@ func WriteBackIdle(ctx context.Context, cr *Credential) error {
 		}
 	}
 }
+
+// SetLedgerBackoff sets the bounds of cr's ledger writer's back-off; call
+// it before cr is used.
+func SetLedgerBackoff(cr *Credential, min, max time.Duration) {
+	if cr.ledger != nil {
+		cr.ledger.min, cr.ledger.max = min, max
+	}
+}
+
+// EncodeLedgerForTest encodes l as the ledger writer stores it.
+func EncodeLedgerForTest(l Ledger) string { return encodeLedger(l) }
+
+// DecodeLedgerForTest decodes a stored ledger.
+func DecodeLedgerForTest(v string) (Ledger, error) { return decodeLedger(v) }
+
+// MergeLedgerForTest merges records into l as the writer does.
+func MergeLedgerForTest(l Ledger, records []FetchRecord) Ledger {
+	next, _ := mergeLedger(l, records, 0)
+	return next
+}

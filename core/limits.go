@@ -48,6 +48,10 @@ const (
 	// configuration or quota error, or answered with a reply that is not a
 	// token (a *ReplyError of HTTP 200), is not made again.
 	DefaultErrorBackoff = time.Minute
+	// ClassicTokenDailyLimit is how many classic /cgi-bin/token calls
+	// WeChat allows an AppID per Beijing day (2,000; 45009 beyond): the
+	// fetch ledger's EventQuota thresholds for it.
+	ClassicTokenDailyLimit = 2000
 )
 
 // maxTrustedLifetime caps how long a fetched credential is trusted,

@@ -1,0 +1,657 @@
+package core
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// The fetch ledger: every fetch a fleet makes of a credential, recorded in
+// the store the fleet shares, under the credential's key plus
+// LedgerKeySuffix ("wechatconf/wx…/access_token/fetch_ledger"). It answers
+// "why did my token die?": which instance fetched, when, why, which token
+// (by fingerprint) it replaced, how long it took; how many fetches the
+// fleet made each Beijing day (the days WeChat's quotas count); and
+// whether a token WeChat rejected was replaced by someone outside the
+// fleet (EventOutsideFetch).
+//
+// How it is written. The token's own write is untouched: the ledger is a
+// second value, written after the token's fenced write, never while the
+// credential's lock is held (no store call under a lock). Each process
+// queues its records per credential and a background writer merges them
+// into the stored ledger by a compare-and-refresh (Store.Get, then
+// Store.Refresh with the value read as stale), so that two processes
+// recording at once both land: the loser of the compare reads the
+// winner's ledger and merges again. A write the store did not take is
+// retried with a back-off (1 s doubling to 1 min), each failure an
+// EventStoreError with op "ledger"; Credential.FlushLedger waits for the
+// queue. Merging is idempotent (a record already in the ledger, by time
+// and instance, is not counted again), so a write that landed but
+// reported failure is not counted twice. The hot path never touches it.
+//
+// What it costs: nothing on the hot path; per fetch, one Store.Get and one
+// Store.Refresh of the ledger key after the token's write, off the
+// callers' path (BenchmarkLedgerWrite).
+//
+// What it cannot see: a record whose process died between the token's
+// write and the ledger's is lost (the fetch is then missing from the
+// counts, and no outside fetch is named for the token it issued: a
+// rejection of a token the ledger does not hold is never called an
+// outside fetch). A store that drops the ledger key loses the history,
+// not a token.
+
+// LedgerKeySuffix is appended to a credential's key to name its ledger.
+const LedgerKeySuffix = "/fetch_ledger"
+
+// LedgerKey returns the store key of the ledger of the credential stored
+// under key.
+func LedgerKey(key string) string { return key + LedgerKeySuffix }
+
+// LedgerEntries is the most fetch records a ledger keeps (the newest); fewer
+// are kept when they would not fit in MaxLedgerBytes.
+const LedgerEntries = 16
+
+// LedgerDays is the most Beijing days a ledger keeps counters for.
+const LedgerDays = 8
+
+// MaxLedgerBytes bounds the encoded ledger (the TokenStore contract's 4 KiB
+// values): the oldest records are dropped until it fits.
+const MaxLedgerBytes = 4000
+
+// maxInstance bounds an instance name, in bytes.
+const maxInstance = 64
+
+// ledgerFormat is the "v" of the stored ledger.
+const ledgerFormat = 1
+
+// Fetch reasons, FetchRecord.Reason.
+const (
+	ReasonExpiry   = "expiry"   // the token was about to expire (or none was held)
+	ReasonRejected = "rejected" // WeChat rejected the token (40001, 40014, 42001)
+	ReasonForced   = "forced"   // ForceRefresh: a brand-new token was asked for
+	ReasonOutage   = "outage"   // fetched without the store while it was down (Policy.FetchWithoutStore)
+	ReasonOperator = "operator" // an operator's tool (LedgerConfig.Operator: the wechatconf command)
+)
+
+// Ledger is a credential's fetch ledger as stored (see LedgerKey): the last
+// fetches of the fleet and per-day counters.
+type Ledger struct {
+	// Entries are the newest fetch records, oldest first: at most
+	// LedgerEntries.
+	Entries []FetchRecord `json:"entries"`
+	// Days are the per-Beijing-day counters, newest first: at most
+	// LedgerDays.
+	Days []LedgerDay `json:"days"`
+	// Lost counts records a process could not keep for the ledger (its
+	// queue overflowed while the store was down).
+	Lost int `json:"lost,omitempty"`
+}
+
+// FetchRecord is one fetch in a Ledger.
+type FetchRecord struct {
+	// At is when the fetch was made (the credential's clock, UTC).
+	At time.Time `json:"at"`
+	// Instance names the process that made it (LedgerConfig.Instance;
+	// DefaultInstance: "hostname/pid").
+	Instance string `json:"instance"`
+	// Seq numbers the records of one process (from 1 at its start): with At
+	// and Instance it tells two records apart.
+	Seq uint64 `json:"seq"`
+	// Reason is why: ReasonExpiry, ReasonRejected, ReasonForced,
+	// ReasonOutage or ReasonOperator.
+	Reason string `json:"reason"`
+	// Forced says the fetch asked for a brand-new token (stable_token's
+	// force_refresh), which WeChat limits to 20 a day.
+	Forced bool `json:"forced,omitempty"`
+	// Token is the Fingerprint of the token issued.
+	Token string `json:"token"`
+	// Replaced is the Fingerprint of the token it replaced; "" for none.
+	Replaced string `json:"replaced,omitempty"`
+	// Latency is how long WeChat took, retries included (ns in JSON).
+	Latency time.Duration `json:"latency_ns"`
+	// LockWait is how long the fetch waited for the store's lock (ns in
+	// JSON).
+	LockWait time.Duration `json:"lock_wait_ns,omitempty"`
+	// Outside is set when the token this fetch replaced was rejected
+	// although the fleet had fetched nothing since: someone outside the
+	// fleet fetched (see EventOutsideFetch).
+	Outside *OutsideFetch `json:"outside,omitempty"`
+
+	// suspect: the token replaced was rejected while the store held it
+	// (no fleet member had replaced it) and before its expiry; the merge
+	// decides from the ledger whether it was an outside fetch.
+	suspect *suspicion
+}
+
+// OutsideFetch is the evidence that a fetch outside the fleet killed a
+// token: the fleet fetched the rejected token (FetchedAt, by FetchedBy),
+// recorded no fetch after it, and WeChat rejected it Age later.
+type OutsideFetch struct {
+	// Rejected is the Fingerprint of the token WeChat rejected.
+	Rejected string `json:"rejected"`
+	// FetchedAt and FetchedBy are the fleet's fetch of that token.
+	FetchedAt time.Time `json:"fetched_at"`
+	FetchedBy string    `json:"fetched_by"`
+	// Age is the token's age when it was rejected (ns in JSON).
+	Age time.Duration `json:"age_ns"`
+	// Path is the API that rejected it ("" when the caller did not say),
+	// Code WeChat's errcode (0 when unknown).
+	Path string `json:"path,omitempty"`
+	Code int    `json:"errcode,omitempty"`
+	// Forced says the fleet is on stable_token: only a forced refresh
+	// (force_refresh) rotates its token, so someone else forced one.
+	Forced bool `json:"forced_elsewhere,omitempty"`
+}
+
+// suspicion is what a rejection-triggered fetch knew of the token it
+// replaced, for the merge to name an outside fetch.
+type suspicion struct {
+	rejected string // fingerprint
+	path     string
+	code     int
+	forcible bool
+}
+
+// LedgerDay is a Ledger's counters for one Beijing day.
+type LedgerDay struct {
+	// Day is the date in Beijing time, "2006-01-02": WeChat's quotas reset
+	// at midnight there.
+	Day string `json:"day"`
+	// Fetches counts the token calls WeChat answered with a token.
+	Fetches int `json:"fetches"`
+	// Forced counts those that forced a new token (stable_token's
+	// force_refresh: 20 a day).
+	Forced int `json:"forced,omitempty"`
+	// Outside counts the outside fetches named that day.
+	Outside int `json:"outside,omitempty"`
+}
+
+// Today returns the counters of t's Beijing day (zero if none).
+func (l Ledger) Today(t time.Time) LedgerDay {
+	day := beijingDay(t)
+	for _, d := range l.Days {
+		if d.Day == day {
+			return d
+		}
+	}
+	return LedgerDay{Day: day}
+}
+
+// Last returns the newest record and true, or false for an empty ledger.
+func (l Ledger) Last() (FetchRecord, bool) {
+	if len(l.Entries) == 0 {
+		return FetchRecord{}, false
+	}
+	return l.Entries[len(l.Entries)-1], true
+}
+
+// Fingerprint names a token in the ledger and in events without revealing
+// it: the first 12 hex digits of its SHA-256. Two tokens share one with
+// probability 2⁻⁴⁸; nothing of the token can be learnt from it.
+func Fingerprint(token string) string {
+	if token == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+// DefaultInstance is the instance name a ledger records when none is
+// configured: the host name and the process id, "web-7f9c/4242".
+func DefaultInstance() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return clipInstance(host + "/" + strconv.Itoa(os.Getpid()))
+}
+
+// clipInstance keeps an instance name within maxInstance bytes of valid
+// UTF-8.
+func clipInstance(s string) string {
+	if len(s) <= maxInstance {
+		return s
+	}
+	s = s[:maxInstance]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// ErrLedgerCorrupt is wrapped by ReadLedger's error for a stored ledger it
+// cannot decode. The writer replaces such a ledger with a fresh one.
+var ErrLedgerCorrupt = errors.New("corrupt fetch ledger")
+
+// ReadLedger reads the ledger of the credential stored under key (its
+// CredentialConfig.Key, e.g. "wechatconf/wx…/access_token"). An absent
+// ledger is an error wrapping ErrNotFound (no fetch recorded yet, or the
+// ledger is off); one that cannot be decoded wraps ErrLedgerCorrupt. Other
+// errors are the store's.
+func ReadLedger(ctx context.Context, store TokenStore, key string) (Ledger, error) {
+	t, err := store.Get(ctx, LedgerKey(key))
+	if err != nil {
+		return Ledger{}, fmt.Errorf("wechatconf: read the fetch ledger of %s: %w", key, err)
+	}
+	l, err := decodeLedger(t.Value)
+	if err != nil {
+		return Ledger{}, fmt.Errorf("wechatconf: read the fetch ledger of %s: %w", key, err)
+	}
+	return l, nil
+}
+
+type storedLedger struct {
+	V int `json:"v"`
+	Ledger
+}
+
+func decodeLedger(v string) (Ledger, error) {
+	var s storedLedger
+	if err := json.Unmarshal([]byte(v), &s); err != nil {
+		return Ledger{}, fmt.Errorf("%w: %v", ErrLedgerCorrupt, err)
+	}
+	if s.V != ledgerFormat {
+		return Ledger{}, fmt.Errorf("%w: format %d, want %d", ErrLedgerCorrupt, s.V, ledgerFormat)
+	}
+	return s.Ledger, nil
+}
+
+// encodeLedger encodes l, dropping its oldest records until it fits in
+// MaxLedgerBytes.
+func encodeLedger(l Ledger) string {
+	for {
+		b, err := json.Marshal(storedLedger{V: ledgerFormat, Ledger: l})
+		if err != nil {
+			panic(err) // plain data
+		}
+		if len(b) <= MaxLedgerBytes || len(l.Entries) <= 1 {
+			return string(b)
+		}
+		l.Entries = l.Entries[1:]
+	}
+}
+
+// LedgerConfig turns on a credential's fetch ledger (CredentialConfig.Ledger)
+// and names its limits. Core's Conf, wecom.App and openplatform set it from
+// their Config's Instance and NoLedger.
+type LedgerConfig struct {
+	// Instance names this process in the records; "" means
+	// DefaultInstance(). At most 64 bytes are kept.
+	Instance string
+	// Operator records every fetch with ReasonOperator (the wechatconf
+	// command's refresh and force).
+	Operator bool
+	// DailyLimit is WeChat's daily limit on the credential's fetches
+	// (2,000 for the classic access_token), 0 for none known: the fleet's
+	// count crossing 50 % and 80 % of it is an EventQuota.
+	DailyLimit int
+	// ForcedDailyLimit is the daily limit on forced fetches (stable_token's
+	// force_refresh: 20), 0 for none.
+	ForcedDailyLimit int
+}
+
+// Quota thresholds, in percent of a daily limit: crossing one is an
+// EventQuota.
+var quotaThresholds = [...]int{50, 80}
+
+// ledgerSeq numbers this process's records (FetchRecord.Seq).
+var ledgerSeq atomic.Uint64
+
+// ledgerQueueMax bounds a process's records waiting for the store, per
+// credential; beyond it the oldest are dropped and counted in Ledger.Lost.
+const ledgerQueueMax = 64
+
+// ledgerWriter is a credential's queue of records for the ledger and its
+// background writer.
+type ledgerWriter struct {
+	cfg      LedgerConfig
+	key      string // the ledger's store key
+	mu       sync.Mutex
+	queue    []FetchRecord
+	dropped  int
+	running  bool
+	idle     chan struct{} // closed when the writer stops with an empty queue
+	min, max time.Duration
+}
+
+func newLedgerWriter(cfg *LedgerConfig, key string) *ledgerWriter {
+	if cfg == nil || ValidateKey(LedgerKey(key)) != nil {
+		return nil // off, or a key too long to have a ledger beside it
+	}
+	c := *cfg
+	if c.Instance == "" {
+		c.Instance = DefaultInstance()
+	}
+	c.Instance = clipInstance(c.Instance)
+	idle := make(chan struct{})
+	close(idle)
+	return &ledgerWriter{cfg: c, key: LedgerKey(key), idle: idle, min: writeBackMinBackoff, max: writeBackMaxBackoff}
+}
+
+// newRecord starts the record of a fetch made now for why, replacing the
+// token prev. rejected is set when prev was rejected while the store held
+// it, unexpired: the merge then decides whether someone outside fetched.
+func (cr *Credential) newRecord(why reason, outage bool, prev string, rejected *suspicion) *FetchRecord {
+	if cr.ledger == nil {
+		return nil
+	}
+	r := &FetchRecord{Instance: cr.ledger.cfg.Instance, Reason: why.String(), Replaced: Fingerprint(prev), suspect: rejected}
+	switch {
+	case cr.ledger.cfg.Operator:
+		r.Reason = ReasonOperator
+	case outage:
+		r.Reason = ReasonOutage
+	}
+	return r
+}
+
+// suspect returns the suspicion for a fetch of flight f that replaces cur
+// (the token served from the stored value), or nil: f is a rejection of
+// the very token the store holds, WeChat said "invalid" rather than
+// "expired", and cur had not expired.
+func (cr *Credential) suspect(f *flight, cur Token) *suspicion {
+	if cr.ledger == nil || f.why != reasonRejected || f.stale == "" || cur.Value != f.stale || !cr.clock().Before(cur.ExpiresAt) {
+		return nil
+	}
+	s := &suspicion{rejected: Fingerprint(f.stale), forcible: cr.forcible}
+	if e := asAPIError(f.cause); e != nil {
+		if e.Code == 42001 { // access_token expired: not someone else's doing
+			return nil
+		}
+		s.path, s.code = e.Path, e.Code
+	}
+	return s
+}
+
+// record queues r, completed with the fetch's outcome, for the ledger.
+func (cr *Credential) record(r *FetchRecord, tok Token, forced bool, at time.Time, latency, wait time.Duration) {
+	if r == nil {
+		return
+	}
+	rec := *r
+	rec.At, rec.Token, rec.Forced, rec.Latency, rec.LockWait = at.UTC(), Fingerprint(tok.Value), forced, latency, wait
+	rec.Seq = ledgerSeq.Add(1)
+	if rec.Token == rec.Replaced {
+		rec.suspect = nil // handed back (stable_token): it replaced nothing
+	}
+	w := cr.ledger
+	w.mu.Lock()
+	if len(w.queue) == ledgerQueueMax {
+		w.queue = w.queue[1:]
+		w.dropped++
+	}
+	w.queue = append(w.queue, rec)
+	start := !w.running
+	if start {
+		w.running, w.idle = true, make(chan struct{})
+	}
+	w.mu.Unlock()
+	if start {
+		go cr.ledgerLoop()
+	}
+}
+
+// FlushLedger waits until this process's fetch records are in the store's
+// ledger (see LedgerKey), or ctx ends (its error is returned). A nil error
+// with the ledger off.
+func (cr *Credential) FlushLedger(ctx context.Context) error {
+	if cr.ledger == nil {
+		return nil
+	}
+	for {
+		cr.ledger.mu.Lock()
+		idle, empty := cr.ledger.idle, len(cr.ledger.queue) == 0 && !cr.ledger.running
+		cr.ledger.mu.Unlock()
+		if empty {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Ledger reads the credential's fetch ledger from its store (ReadLedger).
+func (cr *Credential) Ledger(ctx context.Context) (Ledger, error) {
+	return ReadLedger(ctx, cr.store, cr.key)
+}
+
+// ledgerLoop writes the queued records until none is left, backing off
+// while the store fails.
+func (cr *Credential) ledgerLoop() {
+	w := cr.ledger
+	delay := w.min
+	for {
+		w.mu.Lock()
+		batch, dropped := slices.Clone(w.queue), w.dropped
+		if len(batch) == 0 && dropped == 0 {
+			w.running = false
+			close(w.idle)
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), cr.policy.RefreshTimeout)
+		err := cr.writeLedger(ctx, batch, dropped)
+		cancel()
+		if err != nil {
+			cr.storeError("ledger", err)
+			t := time.NewTimer(delay)
+			<-t.C
+			delay = min(2*delay, w.max)
+			continue
+		}
+		delay = w.min
+		w.mu.Lock()
+		w.queue = w.queue[len(batch):]
+		w.dropped -= dropped
+		w.mu.Unlock()
+	}
+}
+
+// ledgerAttempts bounds the compare-and-refresh rounds of one write when
+// other processes keep winning the compare.
+const ledgerAttempts = 8
+
+// writeLedger merges batch (and dropped, a count of records lost) into the
+// stored ledger by compare-and-refresh, and logs what the merge found once
+// it lands.
+func (cr *Credential) writeLedger(ctx context.Context, batch []FetchRecord, dropped int) error {
+	w := cr.ledger
+	stored, err := cr.store.Get(ctx, w.key)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt):
+		stored = Token{}
+	default:
+		return err
+	}
+	for range ledgerAttempts {
+		cur, err := decodeLedger(stored.Value)
+		if stored.Value != "" && err != nil {
+			cr.storeError("ledger", err) // replaced by a fresh ledger
+		}
+		next, found := mergeLedger(cur, batch, dropped)
+		if found.unchanged {
+			return nil // landed before (a write that reported failure)
+		}
+		val := encodeLedger(next)
+		got, err := cr.store.Refresh(ctx, w.key, stored.Value, func(context.Context) (Token, error) {
+			return Token{Value: val}, nil
+		})
+		if err != nil {
+			return err
+		}
+		if got.Value == val {
+			cr.ledgerLanded(found)
+			return nil
+		}
+		stored = got // another process wrote first: merge into its ledger
+	}
+	return errors.New("other processes kept writing the ledger first")
+}
+
+// mergeFound is what a merge learnt: the outside fetches it named and the
+// quota thresholds the fleet's counts crossed.
+type mergeFound struct {
+	unchanged bool
+	outside   []FetchRecord
+	crossed   []crossing
+	day       LedgerDay
+}
+
+type crossing struct {
+	limit        string // "fetches" or "forced"
+	before, used int    // the day's count before and after the record
+}
+
+// mergeLedger returns cur with batch's records that it does not hold (by
+// At and Instance) added in time order, counted in their days, and
+// suspicions decided: a record replacing a rejected token the ledger shows
+// the fleet fetched last, with nothing after it, names an outside fetch.
+func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFound) {
+	var found mergeFound
+	next := Ledger{Entries: slices.Clone(cur.Entries), Days: slices.Clone(cur.Days), Lost: cur.Lost + dropped}
+	added := 0
+	var last time.Time
+	for _, r := range batch {
+		if slices.ContainsFunc(next.Entries, func(e FetchRecord) bool { return e.Seq == r.Seq && e.Instance == r.Instance && e.At.Equal(r.At) }) {
+			continue
+		}
+		if s := r.suspect; s != nil {
+			r.Outside = outsideFetch(next.Entries, r, s)
+		}
+		r.suspect = nil
+		i, _ := slices.BinarySearchFunc(next.Entries, r.At, func(e FetchRecord, t time.Time) int { return e.At.Compare(t) })
+		next.Entries = slices.Insert(next.Entries, i, r)
+		before := dayOf(next.Days, r.At)
+		d := before
+		d.Fetches++
+		if r.Forced {
+			d.Forced++
+		}
+		if r.Outside != nil {
+			d.Outside++
+			found.outside = append(found.outside, r)
+		}
+		next.Days = putDay(next.Days, d)
+		found.crossed = append(found.crossed, crossings(before, d)...)
+		if r.At.After(last) {
+			last, found.day = r.At, d
+		}
+		added++
+	}
+	if added == 0 && dropped == 0 {
+		found.unchanged = true
+		return cur, found
+	}
+	if n := len(next.Entries); n > LedgerEntries {
+		next.Entries = next.Entries[n-LedgerEntries:]
+	}
+	return next, found
+}
+
+// outsideFetch returns the evidence that r's rejected token was killed by
+// a fetch outside the fleet, or nil: entries (the fleet's records, in time
+// order, before r is added) must hold the fetch that issued it and nothing
+// after it up to r.
+func outsideFetch(entries []FetchRecord, r FetchRecord, s *suspicion) *OutsideFetch {
+	i := slices.IndexFunc(entries, func(e FetchRecord) bool { return e.Token == s.rejected })
+	if i < 0 {
+		return nil // not a token the ledger knows the fleet fetched
+	}
+	for _, e := range entries[i+1:] {
+		if !e.At.After(r.At) && e.Token != s.rejected {
+			return nil // the fleet fetched since: its own doing
+		}
+	}
+	e := entries[i]
+	return &OutsideFetch{Rejected: s.rejected, FetchedAt: e.At, FetchedBy: e.Instance, Age: r.At.Sub(e.At), Path: s.path, Code: s.code, Forced: s.forcible}
+}
+
+// dayOf returns days' counters for t's Beijing day.
+func dayOf(days []LedgerDay, t time.Time) LedgerDay {
+	return Ledger{Days: days}.Today(t)
+}
+
+// putDay stores d in days, newest first, keeping LedgerDays.
+func putDay(days []LedgerDay, d LedgerDay) []LedgerDay {
+	if i := slices.IndexFunc(days, func(x LedgerDay) bool { return x.Day == d.Day }); i >= 0 {
+		days[i] = d
+		return days
+	}
+	days = append(days, d)
+	slices.SortFunc(days, func(a, b LedgerDay) int { return -compareStrings(a.Day, b.Day) })
+	if len(days) > LedgerDays {
+		days = days[:LedgerDays]
+	}
+	return days
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// crossings returns the counts a record moved, for ledgerLanded to compare
+// with the limits.
+func crossings(before, after LedgerDay) []crossing {
+	return []crossing{{"fetches", before.Fetches, after.Fetches}, {"forced", before.Forced, after.Forced}}
+}
+
+// beijingDay is t's date in Beijing time.
+func beijingDay(t time.Time) string { return t.In(beijing).Format(time.DateOnly) }
+
+// ledgerLanded logs what a landed merge found: each outside fetch named
+// (EventOutsideFetch), each quota threshold crossed (EventQuota), and the
+// fleet's counts for the day (EventRecorded).
+func (cr *Credential) ledgerLanded(found mergeFound) {
+	for _, r := range found.outside {
+		o := r.Outside
+		advice := "another environment or script fetches this AppID's access_token: use stable_token (Config.TokenAPI), give it its own AppID, or make it a worker of the token server"
+		if o.Forced {
+			advice = "someone outside the fleet forced a new token (stable_token's force_refresh): find who calls it with this AppID and make it a worker of the token server"
+		}
+		cr.logEvent(slog.LevelWarn, EventOutsideFetch,
+			slog.String("rejected", o.Rejected), slog.Time("fetched_at", o.FetchedAt), slog.String("fetched_by", o.FetchedBy),
+			slog.Duration("token_age", o.Age), slog.String("path", o.Path), slog.Int("errcode", o.Code),
+			slog.Bool("forced_elsewhere", o.Forced), slog.String("advice", advice))
+	}
+	limits := map[string]int{"fetches": cr.ledger.cfg.DailyLimit, "forced": cr.ledger.cfg.ForcedDailyLimit}
+	for _, c := range found.crossed {
+		daily := limits[c.limit]
+		if daily <= 0 {
+			continue
+		}
+		for _, p := range quotaThresholds {
+			at := (daily*p + 99) / 100 // the count that reaches p %
+			if c.before < at && c.used >= at {
+				cr.logEvent(slog.LevelWarn, EventQuota, slog.String("limit", c.limit), slog.Int("used", c.used),
+					slog.Int("daily_limit", daily), slog.Int("percent", p), slog.String("day", found.day.Day))
+			}
+		}
+	}
+	if found.day.Day != "" {
+		cr.logEvent(slog.LevelDebug, EventRecorded, slog.String("day", found.day.Day), slog.Int("fetches", found.day.Fetches),
+			slog.Int("forced", found.day.Forced), slog.Int("outside", found.day.Outside),
+			slog.Int("daily_limit", cr.ledger.cfg.DailyLimit), slog.Int("forced_daily_limit", cr.ledger.cfg.ForcedDailyLimit))
+	}
+}
