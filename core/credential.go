@@ -67,7 +67,9 @@ type Credential struct {
 	now       func() time.Time // nil: the system clock
 	base      time.Time        // the clock's reading at NewCredential; hot-path deadlines are offsets from it
 	initial   Token
-	ledger    *ledgerWriter // the fetch ledger's queue and writer; nil when off
+	ledger    *LedgerConfig // the fetch ledger's settings; nil when off
+
+	ledgerW atomic.Pointer[ledgerWriter] // the ledger's queue and writer, from the first record
 
 	cur         atomic.Pointer[held] // the in-process copy, nil until first load
 	invalidated atomic.Uint64        // Invalidate calls: a flight that saw one begin does not keep its token
@@ -406,7 +408,7 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		name: cfg.Name, key: cfg.Key, platform: cfg.Platform, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, decode: cfg.Decode, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
 		initial: cfg.Initial, wbKick: make(chan struct{}, 1), wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
-		ledger: newLedgerWriter(cfg.Ledger, cfg.Key),
+		ledger: ledgerConfig(cfg.Ledger, cfg.Key),
 	}
 	cr.base = cr.clock()
 	return cr, nil

@@ -42,7 +42,8 @@ func WriteBackIdle(ctx context.Context, cr *Credential) error {
 // it before cr is used.
 func SetLedgerBackoff(cr *Credential, min, max time.Duration) {
 	if cr.ledger != nil {
-		cr.ledger.min, cr.ledger.max = min, max
+		w := cr.writer()
+		w.min, w.max = min, max
 	}
 }
 

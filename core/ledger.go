@@ -209,13 +209,15 @@ func Fingerprint(token string) string {
 
 // DefaultInstance is the instance name a ledger records when none is
 // configured: the host name and the process id, "web-7f9c/4242".
-func DefaultInstance() string {
+func DefaultInstance() string { return defaultInstance() }
+
+var defaultInstance = sync.OnceValue(func() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "unknown-host"
 	}
 	return clipInstance(host + "/" + strconv.Itoa(os.Getpid()))
-}
+})
 
 // clipInstance keeps an instance name within maxInstance bytes of valid
 // UTF-8.
@@ -301,6 +303,17 @@ type LedgerConfig struct {
 	ForcedDailyLimit int
 }
 
+// NewLedgerConfig returns the LedgerConfig of a credential of a
+// configuration with these Instance and NoLedger fields (core.Config's,
+// wecom.Config's, openplatform.Config's): nil when noLedger, no limits
+// known.
+func NewLedgerConfig(instance string, noLedger bool) *LedgerConfig {
+	if noLedger {
+		return nil
+	}
+	return &LedgerConfig{Instance: instance}
+}
+
 // Quota thresholds, in percent of a daily limit: crossing one is an
 // EventQuota.
 var quotaThresholds = [...]int{50, 80}
@@ -313,9 +326,9 @@ var ledgerSeq atomic.Uint64
 const ledgerQueueMax = 64
 
 // ledgerWriter is a credential's queue of records for the ledger and its
-// background writer.
+// background writer, made at its first record (a credential that never
+// fetches — most of 10,000 authorizers in a process — holds none).
 type ledgerWriter struct {
-	cfg      LedgerConfig
 	key      string // the ledger's store key
 	mu       sync.Mutex
 	queue    []FetchRecord
@@ -325,18 +338,36 @@ type ledgerWriter struct {
 	min, max time.Duration
 }
 
-func newLedgerWriter(cfg *LedgerConfig, key string) *ledgerWriter {
+// ledgerConfig returns cfg as a credential keeps it: nil when off or when
+// key is too long to have a ledger beside it, else shared (a component's
+// authorizers share theirs) unless the instance must be filled in.
+func ledgerConfig(cfg *LedgerConfig, key string) *LedgerConfig {
 	if cfg == nil || ValidateKey(LedgerKey(key)) != nil {
-		return nil // off, or a key too long to have a ledger beside it
+		return nil
 	}
-	c := *cfg
-	if c.Instance == "" {
-		c.Instance = DefaultInstance()
+	if cfg.Instance == "" || len(cfg.Instance) > maxInstance {
+		c := *cfg
+		if c.Instance == "" {
+			c.Instance = DefaultInstance()
+		}
+		c.Instance = clipInstance(c.Instance)
+		return &c
 	}
-	c.Instance = clipInstance(c.Instance)
+	return cfg
+}
+
+// writer returns cr's ledger writer, making it at the first call.
+func (cr *Credential) writer() *ledgerWriter {
+	if w := cr.ledgerW.Load(); w != nil {
+		return w
+	}
 	idle := make(chan struct{})
 	close(idle)
-	return &ledgerWriter{cfg: c, key: LedgerKey(key), idle: idle, min: writeBackMinBackoff, max: writeBackMaxBackoff}
+	w := &ledgerWriter{key: LedgerKey(cr.key), idle: idle, min: writeBackMinBackoff, max: writeBackMaxBackoff}
+	if cr.ledgerW.CompareAndSwap(nil, w) {
+		return w
+	}
+	return cr.ledgerW.Load()
 }
 
 // newRecord starts the record of a fetch made now for why, replacing the
@@ -346,9 +377,9 @@ func (cr *Credential) newRecord(why reason, outage bool, prev string, rejected *
 	if cr.ledger == nil {
 		return nil
 	}
-	r := &FetchRecord{Instance: cr.ledger.cfg.Instance, Reason: why.String(), Replaced: Fingerprint(prev), suspect: rejected}
+	r := &FetchRecord{Instance: cr.ledger.Instance, Reason: why.String(), Replaced: Fingerprint(prev), suspect: rejected}
 	switch {
-	case cr.ledger.cfg.Operator:
+	case cr.ledger.Operator:
 		r.Reason = ReasonOperator
 	case outage:
 		r.Reason = ReasonOutage
@@ -385,7 +416,7 @@ func (cr *Credential) record(r *FetchRecord, tok Token, forced bool, at time.Tim
 	if rec.Token == rec.Replaced {
 		rec.suspect = nil // handed back (stable_token): it replaced nothing
 	}
-	w := cr.ledger
+	w := cr.writer()
 	w.mu.Lock()
 	if len(w.queue) == ledgerQueueMax {
 		w.queue = w.queue[1:]
@@ -406,13 +437,14 @@ func (cr *Credential) record(r *FetchRecord, tok Token, forced bool, at time.Tim
 // ledger (see LedgerKey), or ctx ends (its error is returned). A nil error
 // with the ledger off.
 func (cr *Credential) FlushLedger(ctx context.Context) error {
-	if cr.ledger == nil {
+	w := cr.ledgerW.Load()
+	if w == nil {
 		return nil
 	}
 	for {
-		cr.ledger.mu.Lock()
-		idle, empty := cr.ledger.idle, len(cr.ledger.queue) == 0 && !cr.ledger.running
-		cr.ledger.mu.Unlock()
+		w.mu.Lock()
+		idle, empty := w.idle, len(w.queue) == 0 && !w.running
+		w.mu.Unlock()
 		if empty {
 			return nil
 		}
@@ -432,7 +464,7 @@ func (cr *Credential) Ledger(ctx context.Context) (Ledger, error) {
 // ledgerLoop writes the queued records until none is left, backing off
 // while the store fails.
 func (cr *Credential) ledgerLoop() {
-	w := cr.ledger
+	w := cr.ledgerW.Load()
 	delay := w.min
 	for {
 		w.mu.Lock()
@@ -470,7 +502,7 @@ const ledgerAttempts = 8
 // stored ledger by compare-and-refresh, and logs what the merge found once
 // it lands.
 func (cr *Credential) writeLedger(ctx context.Context, batch []FetchRecord, dropped int) error {
-	w := cr.ledger
+	w := cr.ledgerW.Load()
 	stored, err := cr.store.Get(ctx, w.key)
 	switch {
 	case err == nil:
@@ -635,7 +667,7 @@ func (cr *Credential) ledgerLanded(found mergeFound) {
 			slog.Duration("token_age", o.Age), slog.String("path", o.Path), slog.Int("errcode", o.Code),
 			slog.Bool("forced_elsewhere", o.Forced), slog.String("advice", advice))
 	}
-	limits := map[string]int{"fetches": cr.ledger.cfg.DailyLimit, "forced": cr.ledger.cfg.ForcedDailyLimit}
+	limits := map[string]int{"fetches": cr.ledger.DailyLimit, "forced": cr.ledger.ForcedDailyLimit}
 	for _, c := range found.crossed {
 		daily := limits[c.limit]
 		if daily <= 0 {
@@ -652,6 +684,6 @@ func (cr *Credential) ledgerLanded(found mergeFound) {
 	if found.day.Day != "" {
 		cr.logEvent(slog.LevelDebug, EventRecorded, slog.String("day", found.day.Day), slog.Int("fetches", found.day.Fetches),
 			slog.Int("forced", found.day.Forced), slog.Int("outside", found.day.Outside),
-			slog.Int("daily_limit", cr.ledger.cfg.DailyLimit), slog.Int("forced_daily_limit", cr.ledger.cfg.ForcedDailyLimit))
+			slog.Int("daily_limit", cr.ledger.DailyLimit), slog.Int("forced_daily_limit", cr.ledger.ForcedDailyLimit))
 	}
 }

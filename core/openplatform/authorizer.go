@@ -102,7 +102,7 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 		Fetch: func(ctx context.Context, r core.FetchRequest) (core.Token, error) {
 			return c.fetchAuthorizerToken(ctx, appid, r)
 		},
-		Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now,
+		Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now, Ledger: c.ledger,
 	})
 	if err != nil {
 		panic(err) // the policy was checked by New
@@ -114,6 +114,7 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 		RefreshAhead: p.RefreshAhead, ExpiryMargin: p.ExpiryMargin, RefreshTimeout: p.RefreshTimeout,
 		RejectedRefreshInterval: p.RejectedRefreshInterval, ErrorBackoff: p.ErrorBackoff,
 		TokenAPI: core.ClassicToken, Platform: core.PlatformOpenPlatformAuthorizer,
+		Instance: c.cfg.Instance, NoLedger: c.cfg.NoLedger,
 	}, cr)
 	if err != nil {
 		panic(err) // the same settings passed New

@@ -154,6 +154,12 @@ type Config struct {
 	MaxRetries   int
 	RetryBackoff time.Duration
 	Now          func() time.Time
+	// Instance and NoLedger are as core.Config's: the name this process
+	// records in each credential's fetch ledger (core.Ledger: the
+	// component_access_token's, each authorizer's under its record's key),
+	// and turning the ledger off.
+	Instance string
+	NoLedger bool
 	// Policy is the timing and limits of the component_access_token and
 	// of every authorizer's tokens. Zero fields take core's defaults, but
 	// RefreshJitter defaults to 10 minutes: thousands of authorizer tokens
@@ -191,7 +197,8 @@ type Component struct {
 	keyring msgcrypt.Keyring
 	msgs    *core.Conf // reads the authorizers' messages: the component's keys and AppID
 
-	durable core.TokenStore // Config.DurableStore, or Store
+	durable core.TokenStore    // Config.DurableStore, or Store
+	ledger  *core.LedgerConfig // the authorizers' fetch ledger, shared; nil when off
 
 	handles   sync.Map     // authorizer AppID → *entry
 	count     atomic.Int64 // entries whose handle is held strongly
@@ -225,6 +232,7 @@ func New(cfg Config) (*Component, error) {
 	if c.durable == nil {
 		c.durable = cfg.Store
 	}
+	c.ledger = core.NewLedgerConfig(cfg.Instance, cfg.NoLedger)
 	var err error
 	if c.raw, err = core.NewAPI(core.APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, Secrets: []core.Secret{cfg.AppSecret},
@@ -236,7 +244,7 @@ func New(cfg Config) (*Component, error) {
 	if c.token, err = core.NewCredential(core.CredentialConfig{
 		Name: "component_access_token", Platform: core.PlatformOpenPlatformComponent, Key: c.prefix + "component_access_token", Store: cfg.Store,
 		Prepare: c.readVerifyTicket, Fetch: c.fetchComponentToken,
-		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now,
+		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now, Ledger: core.NewLedgerConfig(cfg.Instance, cfg.NoLedger),
 	}); err != nil {
 		return nil, err
 	}

@@ -107,6 +107,11 @@ type Config struct {
 	// Logger receives the credentials' events (core's Event* constants);
 	// nil sends those of level Warn and above to slog.Default().
 	Logger *slog.Logger
+	// Instance and NoLedger are as core.Config's: the name this process
+	// records in each credential's fetch ledger (core.Ledger), and turning
+	// the ledger off.
+	Instance string
+	NoLedger bool
 	// Policy is the credentials' timing and limits (RefreshAhead,
 	// ExpiryMargin, RejectedRefreshInterval, ErrorBackoff, …); its zero
 	// fields take core's defaults, except the access_token's Handover,
@@ -193,7 +198,7 @@ func New(cfg Config) (*App, error) {
 	kind := func(name, key string, fetch func(context.Context, core.FetchRequest) (core.Token, error), needs *core.Credential, p core.Policy) (*core.Credential, error) {
 		return core.NewCredential(core.CredentialConfig{
 			Name: name, Platform: core.PlatformWeCom, Key: key, Store: cfg.Store, Fetch: fetch, Needs: needs,
-			Policy: p, Logger: cfg.Logger, Now: cfg.Now,
+			Policy: p, Logger: cfg.Logger, Now: cfg.Now, Ledger: core.NewLedgerConfig(cfg.Instance, cfg.NoLedger),
 		})
 	}
 	accessPolicy := cfg.Policy
