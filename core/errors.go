@@ -137,7 +137,7 @@ func officialAccountHint(code int, msg string) string {
 	case 41004:
 		return "the secret parameter is missing: set Config.AppSecret"
 	case 45009:
-		return "the daily quota of this API is used up: it resets at midnight Beijing time or can be cleared in the admin console; not retried"
+		return "the daily quota of this API is used up: it resets at midnight Beijing time, or can be cleared in the admin console or with clear_quota (Conf.ClearQuota, 10 times a month); not retried"
 	case 45011:
 		return "the per-minute quota of this API is used up; retry later"
 	case 48006:

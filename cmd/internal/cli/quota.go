@@ -121,11 +121,11 @@ func (e *env) quota(ctx context.Context, appID, path string) error {
 	q, err := s.conf.Quota(s.ctx, path)
 	if err != nil {
 		if tokenQuotaUsedUp(err) {
-			return fmt.Errorf("quota %s: no access_token to ask WeChat with: %w\n"+
+			return wrapf(err, "quota %s: no access_token to ask WeChat with: %s\n"+
 				"  The token quota is used up and no valid token is stored. `%s quota reset %s --yes` clears it without a token (clear_quota/v2): %s",
-				appID, err, name, appID, clearCost)
+				appID, errText(err), name, appID, clearCost)
 		}
-		return fmt.Errorf("quota %s %s: %w", appID, path, err)
+		return wrapf(err, "quota %s %s: %s", appID, path, errText(err))
 	}
 	v := QuotaView{AppID: appID, CGIPath: path, DailyLimit: q.DailyLimit, Used: q.Used, Remain: q.Remain}
 	if e.g.json {
@@ -155,7 +155,7 @@ func (e *env) quotaReset(ctx context.Context, appID string, yes bool) error {
 		err = s.conf.ClearQuotaByAppSecret(s.ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("quota reset %s: %w", appID, err)
+		return wrapf(err, "quota reset %s: %s", appID, errText(err))
 	}
 	v := ClearView{AppID: appID, Cleared: true, Via: via}
 	if e.g.json {
@@ -164,6 +164,23 @@ func (e *env) quotaReset(ctx context.Context, appID string, yes bool) error {
 	}
 	fmt.Fprintf(e.stdout, "%s  cleared  via=%s\n", v.AppID, v.Via)
 	return nil
+}
+
+// wrappedError is an error with a text of its own that wraps err, for
+// errors.As and the exit code: core's error in a sentence of the
+// command's, without the "wechatconf: " core's own text begins with.
+type wrappedError struct {
+	msg string
+	err error
+}
+
+func (w *wrappedError) Error() string { return w.msg }
+func (w *wrappedError) Unwrap() error { return w.err }
+
+// wrapf returns an error reading format (with errText(err) among its
+// arguments, as the caller places it) and wrapping err.
+func wrapf(err error, format string, a ...any) error {
+	return &wrappedError{msg: fmt.Sprintf(format, a...), err: err}
 }
 
 // tokenQuotaUsedUp reports whether err is the token call's 45009: the

@@ -138,8 +138,8 @@ func TestQuotaShowsTheFetches(t *testing.T) {
 	}
 	r = q.run("quota", testAppID, "--path", "/cgi-bin/no/such/api")
 	q.c.Want(r, cli.ExitError)
-	if !strings.Contains(r.Stderr, "76021") {
-		t.Errorf("quota of an unknown API: stderr %q, want WeChat's 76021", r.Stderr)
+	if !strings.Contains(r.Stderr, "76021") || strings.Contains(r.Stderr, ": wechatconf: ") {
+		t.Errorf("quota of an unknown API: stderr %q, want WeChat's 76021 (and the command's name once)", r.Stderr)
 	}
 }
 
@@ -229,7 +229,8 @@ func TestQuotaResetPastTheMonthlyLimit(t *testing.T) {
 	}
 	r := q.run("quota", "reset", testAppID, "--yes", "--json")
 	q.c.Want(r, cli.ExitLimited)
-	if r.Stdout != "" || !strings.Contains(r.Stderr, "errcode 48006") || !strings.Contains(r.Stderr, "10 chances this month are used up") {
+	if r.Stdout != "" || !strings.Contains(r.Stderr, "errcode 48006") || !strings.Contains(r.Stderr, "10 chances this month are used up") ||
+		strings.Contains(r.Stderr, ": wechatconf: ") {
 		t.Errorf("clear %d of the month: stdout %q, stderr %q; want nothing printed, 48006 explained", wxtest.ClearQuotaMonthlyLimit+1, r.Stdout, r.Stderr)
 	}
 	if n := q.wechat.Calls(wxtest.PathClearQuota); n != wxtest.ClearQuotaMonthlyLimit+1 {
