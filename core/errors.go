@@ -54,7 +54,8 @@ func (e *APIError) InvalidCredential() bool { return e.codes().InvalidCredential
 func (e *APIError) ConfigError() bool { return e.codes().Config.has(e.Code) }
 
 // QuotaExceeded reports whether the API's quota is used up (Codes.Quota:
-// 45009 on the Official Account API). It is never retried: retrying only
+// 45009 on the Official Account API, and 48006, clear_quota's monthly
+// chances). It is never retried: retrying only
 // burns tomorrow's quota.
 func (e *APIError) QuotaExceeded() bool { return e.codes().Quota.has(e.Code) }
 
@@ -108,7 +109,7 @@ var OfficialAccountCodes = &Codes{
 	Platform:          "wechat",
 	InvalidCredential: CodeSet{40001, 40014, 42001},
 	Config:            CodeSet{40013, 40125, 40164, 41002, 41004, 89503},
-	Quota:             CodeSet{45009},
+	Quota:             CodeSet{45009, 48006},
 	Temporary:         CodeSet{-1, 45011},
 	Hint:              officialAccountHint,
 }
@@ -136,9 +137,17 @@ func officialAccountHint(code int, msg string) string {
 	case 41004:
 		return "the secret parameter is missing: set Config.AppSecret"
 	case 45009:
-		return "the daily quota of this API is used up: it resets at midnight Beijing time or can be cleared in the admin console; not retried"
+		return "the daily quota of this API is used up: it resets at midnight Beijing time, or can be cleared in the admin console or with clear_quota (Conf.ClearQuota, 10 times a month); not retried"
 	case 45011:
 		return "the per-minute quota of this API is used up; retry later"
+	case 48006:
+		return "clear_quota's 10 chances this month are used up (clear_quota and clear_quota/v2 together): the daily quota resets at midnight Beijing time"
+	case 76003:
+		return "cgi_path must be the API path alone, with its leading / and no host, e.g. /cgi-bin/token"
+	case 76021:
+		return "WeChat knows no API at this cgi_path: give an API path such as /cgi-bin/token"
+	case 76022:
+		return "WeChat reports no quota for this cgi_path with this token (the /sns/ APIs, or an API of another kind of account)"
 	case 89503:
 		return "the call came from an IP an administrator must confirm in the admin console; not retried"
 	}

@@ -636,7 +636,7 @@ func (s *Server) mintAuthorizerLocked(a *authorizer, now time.Time) *token {
 	clear(a.live[len(live):])
 	a.live = live
 
-	t := s.mintLocked(now)
+	t := s.mintLocked(a.appID, now)
 	if old := a.current; old != nil && old.dead.IsZero() {
 		old.dead = now.Add(s.opts.Overlap)
 	}

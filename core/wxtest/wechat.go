@@ -58,6 +58,8 @@ const (
 
 // app is the per-appid state.
 type app struct {
+	id string // the appid; "" for the quota holders of WeCom and the Open Platform
+
 	classic *token   // the latest classic token
 	stable  *token   // the stable token normal calls return
 	stables []*token // stable tokens not yet expired or invalidated, stable among them
@@ -68,6 +70,9 @@ type app struct {
 	forceDay  string // UTC date forceUsed counts for
 	forceUsed int
 	lastForce time.Time
+
+	clearMonth string // UTC year and month clears counts for (quota.go)
+	clears     int    // clear_quota and clear_quota/v2 calls that cleared this month
 }
 
 type token struct {
@@ -78,7 +83,8 @@ type token struct {
 	// rejected: APIs answer 40001, but a normal stable_token call keeps
 	// returning it until it hands over or a force_refresh replaces it.
 	rejected bool
-	seq      int // issue order: the n-th token mintLocked created has seq n (see Server.TokenSeq)
+	seq      int    // issue order: the n-th token mintLocked created has seq n (see Server.TokenSeq)
+	appid    string // the account the token was issued to, whose quota it reads and clears (quota.go)
 }
 
 // status is the errcode an API answers for t at now, 0 if t is accepted.
@@ -186,7 +192,7 @@ func (s *Server) checkCredentials(grantType, appid, secret string) int {
 func (s *Server) appLocked(appid string) *app {
 	a := s.apps[appid]
 	if a == nil {
-		a = &app{}
+		a = &app{id: appid}
 		s.apps[appid] = a
 	}
 	return a
@@ -195,7 +201,7 @@ func (s *Server) appLocked(appid string) *app {
 // useQuotaLocked takes one token mint from a's daily quota, or returns 45009.
 // s.mu must be held.
 func (s *Server) useQuotaLocked(a *app, now time.Time) int {
-	day := now.UTC().Format(time.DateOnly)
+	day := dayOf(now)
 	if a.quotaDay != day {
 		a.quotaDay, a.quotaUsed = day, 0
 	}
@@ -206,9 +212,10 @@ func (s *Server) useQuotaLocked(a *app, now time.Time) int {
 	return 0
 }
 
-// mintLocked creates and registers a new access token. s.mu must be held.
-func (s *Server) mintLocked(now time.Time) *token {
-	t := &token{expires: now.Add(s.opts.ExpiresIn)}
+// mintLocked creates and registers a new access token of appid. s.mu must
+// be held.
+func (s *Server) mintLocked(appid string, now time.Time) *token {
+	t := &token{expires: now.Add(s.opts.ExpiresIn), appid: appid}
 	for {
 		t.value = newValue(tokenBytes)
 		if _, dup := s.tokens[t.value]; !dup {
@@ -241,7 +248,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code)
 		return
 	}
-	t := s.mintLocked(now)
+	t := s.mintLocked(appid, now)
 	if old := a.classic; old != nil && old.dead.IsZero() {
 		old.dead = now.Add(s.opts.Overlap)
 	}
@@ -340,7 +347,7 @@ func (s *Server) stableLocked(a *app, force bool, now time.Time) (*token, int) {
 // mintStableLocked mints the next stable token of a and makes it current.
 // s.mu must be held.
 func (s *Server) mintStableLocked(a *app, now time.Time) *token {
-	t := s.mintLocked(now)
+	t := s.mintLocked(a.id, now)
 	a.stable = t
 	a.stables = append(a.stables, t)
 	return t

@@ -30,6 +30,12 @@
 // token at a time, which gettoken hands back until it expires (42001) or is
 // revoked (40014); a wrong corpid is 40013, a wrong secret 40001.
 //
+// The quota APIs ([PathQuotaGet], [PathClearQuota], [PathClearQuotaV2])
+// report and clear the token endpoints' daily count from the same counters
+// that make them answer 45009, and clearing is limited to
+// [ClearQuotaMonthlyLimit] times a month per account (errcode 48006), as
+// on WeChat.
+//
 // It also answers the Open Platform (第三方平台) credential endpoints
 // ([PathComponentToken], [PathQueryAuth], [PathAuthorizerToken]) for the
 // platforms in [Options.Components]: the test plays WeChat's side of the
@@ -402,8 +408,9 @@ func (s *Server) ResetCounters() {
 }
 
 // ResetQuota forgets the daily quota and force_refresh use of every appid,
-// as WeChat's clear_quota API does, and the daily quota of every WeCom
-// application.
+// as WeChat's clear_quota API ([PathClearQuota]) does, and the daily quota
+// of every WeCom application. It spends none of clear_quota's monthly
+// allowance, and gives none back.
 func (s *Server) ResetQuota() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -458,6 +465,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveTicket(w, r)
 	case PathAPI:
 		s.serveAPI(w, r)
+	case PathQuotaGet:
+		s.serveQuotaGet(w, r, body)
+	case PathClearQuota:
+		s.serveClearQuota(w, r, body)
+	case PathClearQuotaV2:
+		s.serveClearQuotaV2(w, r, body)
 	case PathSend:
 		s.serveSend(w, r, body)
 	case PathMediaUpload:

@@ -152,6 +152,7 @@ the fleet's token working runs without --yes.`,
 		e.watchCommand(),
 		e.refreshCommand(),
 		e.forceCommand(),
+		e.quotaCommand(),
 	)
 	return root
 }

@@ -8,6 +8,8 @@
 //	wechatconf watch   APPID [KIND] | --key KEY [--interval 2s] [--count N]
 //	wechatconf refresh APPID [--yes] [--reveal]     (WECHAT_APPSECRET in the environment)
 //	wechatconf force   APPID --yes [--reveal]       (WECHAT_APPSECRET in the environment)
+//	wechatconf quota   APPID [--path /cgi-bin/token] (WECHAT_APPSECRET in the environment)
+//	wechatconf quota reset APPID --yes              (WECHAT_APPSECRET in the environment)
 //	wechatconf completion bash|zsh|fish|powershell
 //	wechatconf help [COMMAND]                       (or COMMAND --help)
 //
@@ -24,7 +26,9 @@
 // fingerprint (Fingerprint). The AppSecret is read from WECHAT_APPSECRET
 // only and never printed; errors show the store URL redacted (storeurl).
 // Nothing that spends one of WeChat's ~20 daily forced refreshes or stops
-// the fleet's token working runs without --yes: force always; refresh
+// the fleet's token working runs without --yes, nor does quota reset,
+// which spends one of WeChat's 10 clear_quota calls a month (without
+// --yes it makes no call): force always; refresh
 // when the stored access_token is still valid (without --yes a refresh of
 // a valid token makes no call to WeChat and says so; an absent or expired
 // one is fetched by one normal call, which invalidates nothing the fleet
@@ -52,7 +56,8 @@
 //	   says withdrawn (its tickets may still be stored, but nothing can
 //	   renew them)
 //	4  held back by a limit: core's (*core.LimitError: an interval or daily
-//	   limit, a back-off) or WeChat's (a quota, core.IsQuotaExceeded: 45009;
+//	   limit, a back-off) or WeChat's (a quota, core.IsQuotaExceeded: 45009,
+//	   or 48006 when quota reset finds the month's 10 clears spent;
 //	   or, after core's retries, core.IsTemporary: 45011 minute quota, -1
 //	   system busy): retry later, not at once
 //
