@@ -388,21 +388,20 @@ func (cr *Credential) newRecord(why reason, outage bool, prev string, rejected *
 }
 
 // suspect returns the suspicion for a fetch of flight f that replaces cur
-// (the token served from the stored value), or nil: f is a rejection of
-// the very token the store holds, WeChat said "invalid" rather than
-// "expired", and cur had not expired.
+// (the token served from the stored value), or nil. It takes WeChat's word
+// for it: f is a rejection (an *APIError with 40001 or 40014, "invalid",
+// not 42001 "expired") of the very token the store holds, before its
+// expiry. A Refresh whose caller did not say what WeChat answered names
+// nobody.
 func (cr *Credential) suspect(f *flight, cur Token) *suspicion {
 	if cr.ledger == nil || f.why != reasonRejected || f.stale == "" || cur.Value != f.stale || !cr.clock().Before(cur.ExpiresAt) {
 		return nil
 	}
-	s := &suspicion{rejected: Fingerprint(f.stale), forcible: cr.forcible}
-	if e := asAPIError(f.cause); e != nil {
-		if e.Code == 42001 { // access_token expired: not someone else's doing
-			return nil
-		}
-		s.path, s.code = e.Path, e.Code
+	e := asAPIError(f.cause)
+	if e == nil || (e.Code != 40001 && e.Code != 40014) {
+		return nil
 	}
-	return s
+	return &suspicion{rejected: Fingerprint(f.stale), forcible: cr.forcible, path: e.Path, code: e.Code}
 }
 
 // record queues r, completed with the fetch's outcome, for the ledger.
