@@ -200,12 +200,45 @@
 //	EventBackgroundRefreshFailed        Warn   a refresh ahead of expiry failed ("expires_at", "error")
 //	EventNoNewer                        Debug  a refresh ahead of expiry brought the same credential back
 //	EventRetry                          Debug  a WeChat call is retried ("path", "attempt", "delay", "error")
+//	EventOutsideFetch                   Warn   a token the fleet fetched was killed by a fetch outside it ("fetched_by", "token_age", "advice", …)
+//	EventQuota                          Warn   the fleet's fetches today reached 50 % or 80 % of a daily limit ("limit", "used", "percent")
+//	EventRecorded                       Debug  this instance's fetch records landed in the ledger (the day's fleet-wide counts)
 //
 // Across a fleet, EventFetched counts token calls: an instance that takes
 // a token another one fetched logs EventAdopted instead. With a nil Logger
 // the events of level Warn and above go to slog.Default() (failures are
 // visible by default) and the rest are dropped. No attribute holds a
 // credential.
+//
+// # The fetch ledger: why did my token die?
+//
+// Every fetch a fleet makes is recorded in the store it shares, beside the
+// credential (LedgerKey: "<key>/fetch_ledger"): when, which instance
+// (Config.Instance, by default "hostname/pid"), why ("expiry", "rejected",
+// "forced", "outage", "operator"), which token it replaced (by
+// Fingerprint, never the value), how long it took; the last LedgerEntries
+// of them, and per-Beijing-day counts (the days WeChat's quotas count).
+// Read it with Conf.Ledger (ReadLedger for any credential) or the
+// wechatconf command's history. It is written after the token's own write,
+// off the callers' path (the hot path is untouched): one Store.Get and one
+// compare-and-refresh of the ledger's key per fetch, merged with what other
+// instances recorded meanwhile, retried until the store takes it. A
+// process killed between the two writes loses its record, not a token.
+//
+// From it the fleet tells two things no single process can:
+//   - a fetch outside the fleet. When WeChat rejects (40001, 40014) the
+//     very token the store holds, before its expiry, and the ledger shows
+//     the fleet fetched it and nothing since, someone else fetched a token
+//     for the AppID (another environment, an old deployment, a script) —
+//     or, on stable_token, forced one. The instance that replaces the token
+//     logs EventOutsideFetch once, with the evidence and what to do, and
+//     the record keeps it (FetchRecord.Outside).
+//   - the day's quota: when the fleet's count crosses 50 % and 80 % of
+//     WeChat's daily limit (2,000 classic token calls; 20 forced
+//     stable_token refreshes), one EventQuota, fleet-wide. Conf.Quota asks
+//     WeChat itself.
+//
+// Config.NoLedger turns it off.
 //
 // # Decisions
 //

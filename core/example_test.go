@@ -220,3 +220,34 @@ func ExampleKeyLister() {
 	// Output:
 	// [wechatconf/wx1/access_token wechatconf/wx1/jsapi_ticket]
 }
+
+// Ledger reads the fleet's fetch ledger: who fetched the access_token, when
+// and why, and the day's count, from the store the fleet shares.
+func ExampleConf_Ledger() {
+	wechat := wxtest.New(wxtest.Options{AppID: "wx0123456789abcdef", AppSecret: "secret"})
+	defer wechat.Close()
+	conf, err := core.New(core.Config{
+		AppID: "wx0123456789abcdef", AppSecret: core.NewSecret("secret"), BaseURL: wechat.URL, Now: wechat.Now,
+		Instance: "web-1/42", // default: hostname/pid
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := conf.AccessToken(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := conf.FlushLedger(ctx); err != nil { // the record is written in the background
+		log.Fatal(err)
+	}
+	ledger, err := conf.Ledger(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	last, _ := ledger.Last()
+	fmt.Println(last.Instance, last.Reason, len(last.Token), "hex digits of fingerprint")
+	fmt.Println("fetches today:", ledger.Today(wechat.Now()).Fetches)
+	// Output:
+	// web-1/42 expiry 12 hex digits of fingerprint
+	// fetches today: 1
+}
