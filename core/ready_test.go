@@ -285,7 +285,9 @@ func TestReadyHorizon(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := newServer(t)
 			store := storetest.NewDown()
-			conf := newConf(t, s, func(cfg *core.Config) { cfg.Store, cfg.TokenAPI, cfg.ReadyHorizon = store, core.ClassicToken, c.horizon })
+			conf := newConf(t, s, func(cfg *core.Config) {
+				cfg.Store, cfg.TokenAPI, cfg.ReadyHorizon = store, core.ClassicToken, c.horizon
+			})
 			tok, err := conf.AccessToken(t.Context())
 			if err != nil {
 				t.Fatal(err)
