@@ -137,10 +137,6 @@ func (e *NotReadyError) Error() string {
 	}
 	switch {
 	case e.Err != nil:
-		var le *LimitError
-		if errors.As(e.Err, &le) && e.Reason != ReasonLimited {
-			s += fmt.Sprintf(" (no token call until %s)", le.Until.UTC().Format(time.RFC3339))
-		}
 		s += ": " + trimPrefix(e.Err.Error())
 	case e.Reason == ReasonExpiring:
 		s += ", and no newer one could be had yet (its last refresh failed or brought the same token: see the log)"
