@@ -221,6 +221,14 @@ type Config struct {
 	// retry up to 16 times it, with jitter. Default 200 ms.
 	RetryBackoff time.Duration
 
+	// ReadyHorizon is how long the access_token must stay valid for Ready
+	// to report the Conf ready: a token valid for at least that long is
+	// held, or can be had from the store or WeChat. Default
+	// DefaultReadyHorizon (2 minutes); a negative value means 0 (ready
+	// while a token can be served at all). It is clamped to RefreshAhead
+	// as it applies (see Credential.Ready). Only Ready reads it.
+	ReadyHorizon time.Duration
+
 	// Now is the clock used to compute and judge expiry; nil means the
 	// system clock (read on the hot path through the monotonic clock only,
 	// which is about twice as fast as time.Now). Tests point it at a wxtest
@@ -386,5 +394,15 @@ func errMissing(field, need string) error { return wrapErr(missingField(field, n
 // missingField is errMissing without the package prefix, for the errors a
 // fetch returns through a store (which wraps them in its own text).
 func missingField(field, need string) error {
-	return fmt.Errorf("Config.%s is required to %s", field, need)
+	return &missingFieldError{field: field, need: need}
 }
+
+// missingFieldError is the error of a call that needs an empty Config
+// field; it matches ErrMissingConfig.
+type missingFieldError struct{ field, need string }
+
+func (e *missingFieldError) Error() string {
+	return "Config." + e.field + " is required to " + e.need
+}
+
+func (e *missingFieldError) Is(target error) bool { return target == ErrMissingConfig }

@@ -172,6 +172,25 @@
 // EventStoreError and an EventStoreOutage (fetched=false unless a fetch
 // without the store is made).
 //
+// # Ready or not
+//
+// Conf.Ready (and wecom.App.Ready, openplatform's Component.Ready and
+// Authorizer.Ready, all Credential.Ready) is a readiness probe's logic: nil
+// when a token valid for at least Config.ReadyHorizon (default 2 minutes,
+// clamped to RefreshAhead) is held or can be had from the store or WeChat,
+// else a *NotReadyError whose Reason says why — "configuration" (40125,
+// 40013, 40164, an empty AppSecret: ErrMissingConfig), "store_unavailable"
+// (with how long the held token lives yet), "limited" (a *LimitError with
+// its Until), "revoked", "expiring", "no_token" — wrapping the cause. A
+// token valid for the horizon costs no I/O; otherwise Ready goes through
+// the path a caller would take, so a fresh process becomes ready by reading
+// the store or fetching through its lock, and Ready never makes a call a
+// caller would not make: no forced refresh, the limits and the store-outage
+// rules above apply. The tickets do not count (they are fetched on first
+// use). Liveness is another question: a process whose store is down is
+// alive and serves what it holds. The token server's GET /readyz is
+// Conf.Ready.
+//
 // # Events
 //
 // A Conf logs what it does as distinct events through Config.Logger (a

@@ -21,7 +21,7 @@
 //
 // # Endpoints
 //
-// Every endpoint except /healthz requires "Authorization: Bearer <secret>";
+// Every endpoint except /healthz and /readyz requires "Authorization: Bearer <secret>";
 // anything else is 401 with a WWW-Authenticate: Bearer header, and reveals
 // no credential.
 //
@@ -32,6 +32,7 @@
 //	GET  /wx_card_ticket           the current wx_card api_ticket
 //	POST /wx_card_ticket/refresh   {"stale":"…"}: the current api_ticket (see Tickets)
 //	GET  /healthz                  {"status":"ok"}: no secret needed, no WeChat call
+//	GET  /readyz                   200 ready or 503 not ready, and why (see Readiness)
 //
 // A success is 200 with
 //
@@ -50,6 +51,31 @@
 //	curl -H "Authorization: Bearer $TOKENSERVER_SECRET" http://127.0.0.1:8080/access_token
 //	curl -H "Authorization: Bearer $TOKENSERVER_SECRET" -H "Content-Type: application/json" \
 //		-d '{"stale":"THE_TOKEN_WECHAT_REJECTED"}' http://127.0.0.1:8080/access_token/refresh
+//
+// # Readiness
+//
+// GET /healthz is liveness: the process answers, nothing else is checked
+// (a server whose store is down is alive, and serves what it holds).
+// GET /readyz is readiness: core.Conf.Ready, so 200 when the server holds
+// an access_token valid for at least the Conf's Config.ReadyHorizon
+// (default 2 minutes) or can have one from the store or WeChat, 503
+// otherwise:
+//
+//	{"status":"ready","credentials":[{"credential":"access_token","ready":true,"expires_in_seconds":7080}]}
+//	{"status":"not_ready","credentials":[{"credential":"access_token","ready":false,"expires_in_seconds":90,
+//		"reason":"store_unavailable","horizon_seconds":120,"error":"…"}]}
+//
+// reason is a core.ReadyReason (no_token, expiring, store_unavailable,
+// configuration, limited, revoked); expires_in_seconds the held token's
+// time to expiry (omitted when none is held); error, the
+// core.NotReadyError's text, only for a caller that sends the bearer
+// secret (it may name the store's host). A fresh server becomes ready by
+// the fetch its first request would make, through the store's lock; a
+// probe never forces a refresh nor makes a call a request would not make.
+// The tickets do not count (see core.Conf.Ready): they are fetched on
+// first use with a ready access_token. The wait is bounded by WithTimeout
+// and by the probe's own timeout; a fetch it started goes on, and the next
+// probe sees its result. docs/kubernetes.md has a probe configuration.
 //
 // # Compare-and-refresh
 //

@@ -79,8 +79,9 @@ func WithLogger(l *slog.Logger) Option {
 
 // Handler returns the token server: an http.Handler serving conf's
 // access_token, jsapi_ticket and wx_card api_ticket to callers that present
-// secret as a bearer token, with GET /healthz open to all (see the package
-// doc for the endpoints). An empty secret refuses every credential request.
+// secret as a bearer token, with GET /healthz (liveness) and GET /readyz
+// (readiness: conf.Ready) open to all (see the package doc for the
+// endpoints). An empty secret refuses every credential request.
 // The secret is kept only as its SHA-256. The handler is safe for
 // concurrent use; serve it with an http.Server whose WriteTimeout exceeds
 // the request timeout.
@@ -150,13 +151,18 @@ func newServer(conf *core.Conf, secret core.Secret) *server {
 }
 
 // ServeHTTP checks the bearer secret, then serves the endpoint. /healthz
-// needs no secret and touches no credential.
+// needs no secret and touches no credential; /readyz needs no secret (the
+// error's text needs it) and is core.Conf.Ready.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.URL.Path == "/healthz" {
 		allow(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}).ServeHTTP(w, r)
+		return
+	}
+	if r.URL.Path == "/readyz" {
+		allow(http.MethodGet, s.serveReady).ServeHTTP(w, r)
 		return
 	}
 	start := time.Now()

@@ -1,7 +1,7 @@
 // Command wechatconf-tokenserver is the 中控 token server as a product: it
 // serves the access_token, jsapi_ticket and wx_card api_ticket of one
 // Official Account over HTTP (package tokenserver: bearer secret,
-// compare-and-refresh, GET /healthz) from a store chosen by URL, so that
+// compare-and-refresh, GET /healthz, GET /readyz) from a store chosen by URL, so that
 // two or more servers over one shared store behind a load balancer fetch
 // once between them and survive the loss of any one:
 //
@@ -30,7 +30,10 @@
 // 16 characters). WECHAT_BASE_URL overrides the WeChat API host. -addr (or
 // TOKENSERVER_ADDR, default 127.0.0.1:8080) is the listen address and
 // -timeout (default 10s) how long a request waits for a credential before a
-// 504.
+// 504. -ready-horizon (default 2m) is core.Config.ReadyHorizon: GET /readyz
+// answers 503 unless the access_token is valid for that long or can be had
+// (a Kubernetes readinessProbe; GET /healthz is the livenessProbe: see
+// docs/kubernetes.md).
 //
 // SIGINT or SIGTERM stops it gracefully: it stops accepting, lets requests
 // in flight finish (at most -timeout), then closes the store's client.

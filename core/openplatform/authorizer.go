@@ -113,7 +113,7 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 		MaxRetries: c.cfg.MaxRetries, RetryBackoff: c.cfg.RetryBackoff,
 		RefreshAhead: p.RefreshAhead, ExpiryMargin: p.ExpiryMargin, RefreshTimeout: p.RefreshTimeout,
 		RejectedRefreshInterval: p.RejectedRefreshInterval, ErrorBackoff: p.ErrorBackoff,
-		TokenAPI: core.ClassicToken, Platform: core.PlatformOpenPlatformAuthorizer,
+		TokenAPI: core.ClassicToken, Platform: core.PlatformOpenPlatformAuthorizer, ReadyHorizon: c.cfg.ReadyHorizon,
 		Instance: c.cfg.Instance, NoLedger: c.cfg.NoLedger,
 	}, cr)
 	if err != nil {

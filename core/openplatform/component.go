@@ -165,6 +165,11 @@ type Config struct {
 	// RefreshJitter defaults to 10 minutes: thousands of authorizer tokens
 	// fetched together come due spread over that window.
 	Policy core.Policy
+	// ReadyHorizon is how long the component_access_token (Component.Ready)
+	// and an authorizer's access token (Authorizer.Ready) must stay valid
+	// for Ready to report them ready; see core.Config.ReadyHorizon
+	// (default core.DefaultReadyHorizon, 2 minutes; negative means 0).
+	ReadyHorizon time.Duration
 	// MaxAuthorizers bounds how many authorizer handles (their in-memory
 	// copies) a Component keeps; beyond it the least recently used are
 	// dropped (and rebuilt from the store when asked for again). Durable
@@ -323,7 +328,7 @@ func (c *Component) readVerifyTicket(ctx context.Context) (any, error) {
 // fetchComponentToken makes one api_component_token call.
 func (c *Component) fetchComponentToken(ctx context.Context, r core.FetchRequest) (core.Token, error) {
 	if c.cfg.AppSecret.IsZero() {
-		return core.Token{}, errors.New("openplatform.Config.AppSecret is required to fetch the component_access_token")
+		return core.Token{}, fmt.Errorf("%w: openplatform.Config.AppSecret is required to fetch the component_access_token", core.ErrMissingConfig)
 	}
 	tok, err := c.raw.Issue(ctx, http.MethodPost, PathComponentToken, nil, map[string]string{
 		"component_appid": c.cfg.AppID, "component_appsecret": c.cfg.AppSecret.Reveal(), "component_verify_ticket": r.Prepared.(string),

@@ -126,6 +126,12 @@ type Config struct {
 	// MaxRetries and RetryBackoff: as core.Config's (default 3, 200 ms).
 	MaxRetries   int
 	RetryBackoff time.Duration
+	// ReadyHorizon is how long the access_token must stay valid for Ready
+	// to report the app ready; see core.Config.ReadyHorizon (default
+	// core.DefaultReadyHorizon; negative means 0). gettoken's token is
+	// served to its expiry with no refresh ahead, so the horizon is
+	// clamped to 0: the app is ready whenever it can serve a token.
+	ReadyHorizon time.Duration
 	// Now is the clock expiry is judged by; nil means the system clock.
 	Now func() time.Time
 }
@@ -228,7 +234,7 @@ func New(cfg Config) (*App, error) {
 // within its validity gettoken returns the current token.
 func (a *App) fetchAccessToken(ctx context.Context, _ core.FetchRequest) (core.Token, error) {
 	if a.cfg.Secret.IsZero() {
-		return core.Token{}, errors.New("wecom.Config.Secret is required to fetch an access_token")
+		return core.Token{}, fmt.Errorf("%w: wecom.Config.Secret is required to fetch an access_token", core.ErrMissingConfig)
 	}
 	return a.raw.Issue(ctx, http.MethodGet, PathToken, url.Values{"corpid": {a.cfg.CorpID}, "corpsecret": {a.cfg.Secret.Reveal()}}, nil, "access_token")
 }

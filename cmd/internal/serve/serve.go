@@ -40,6 +40,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	addr := fs.String("addr", defAddr, "listen address (env TOKENSERVER_ADDR)")
 	storeFlag := fs.String("store", "", "store URL, without a password (env WECHATCONF_STORE; default memory:): "+storeurl.Schemes)
 	timeout := fs.Duration("timeout", tokenserver.DefaultTimeout, "how long a request waits for a credential before a 504")
+	readyHorizon := fs.Duration("ready-horizon", core.DefaultReadyHorizon, "GET /readyz answers 503 unless the access_token is valid for this long, or can be had (core.Config.ReadyHorizon)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 	conf, err := core.New(core.Config{
 		AppID: appID, AppSecret: appSecret, BaseURL: getenv("WECHAT_BASE_URL"),
-		Store: store, Logger: logger,
+		Store: store, Logger: logger, ReadyHorizon: *readyHorizon,
 	})
 	if err != nil {
 		return err
