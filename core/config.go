@@ -70,6 +70,18 @@ type Config struct {
 	EncryptMode    EncryptMode // "" means Safe when EncodingAESKey is set, Normal otherwise
 	EncodingAESKey Secret      // 43 characters; requires Token and AppID
 
+	// AppSecretSource, if set, is read for the AppSecret instead: at the
+	// first access_token fetch, and again at the first fetch after WeChat
+	// refused the value it gave (40001 on /cgi-bin/token, 40125 on
+	// /cgi-bin/stable_token: the secret was reset in the admin console),
+	// which Config.ErrorBackoff holds back — so at most once per
+	// ErrorBackoff per process while the secret is refused, and the Conf
+	// recovers without a restart once the new secret is in place (see
+	// FileSecret, RotatingSecret). Setting both AppSecret and
+	// AppSecretSource is an error. Mini Program logins (Code2Session) use
+	// the same secret.
+	AppSecretSource SecretSource
+
 	// Platform says what kind of account AppID is — PlatformOfficialAccount
 	// (the default) or PlatformMiniProgram — which the AppID alone does not
 	// tell. It is the "platform" attribute of every event of the Conf's
@@ -290,6 +302,9 @@ func (c *Config) validate() error {
 	}
 	if err := checkPlatform(c.Platform); err != nil {
 		return err
+	}
+	if c.AppSecretSource != nil && !c.AppSecret.IsZero() {
+		return errors.New("wechatconf: set Config.AppSecret or Config.AppSecretSource, not both")
 	}
 	switch c.TokenAPI {
 	case StableToken, ClassicToken:

@@ -192,12 +192,19 @@ func (l *limits) result(p *Policy, err error, forced bool, now time.Time) {
 // again at once would not change its answer. That is a configuration or
 // quota error, a reply of HTTP 200 that is not a token (a *ReplyError: no
 // token, a missing, zero or negative expires_in, JSON cut short or
-// invalid), or a Fetch that returned an empty value (ErrEmptyToken).
+// invalid), a Fetch that returned an empty value (ErrEmptyToken), a
+// secret WeChat refused (ErrSecretRefused, whatever the code) or a
+// SecretSource that failed (*SecretSourceError): reading the source again
+// at once would not change its answer either, and the back-off is what
+// bounds the source's reads.
 // Busy replies, HTTP 5xx and network errors are retried inside the call
 // and do not back off; nor does another HTTP status, which a kind's
 // Rejects may read as a rejection of the token it Needs.
 func backsOff(err error) bool {
-	if IsConfigError(err) || IsQuotaExceeded(err) || errors.Is(err, ErrEmptyToken) {
+	if IsConfigError(err) || IsQuotaExceeded(err) || errors.Is(err, ErrEmptyToken) || errors.Is(err, ErrSecretRefused) {
+		return true
+	}
+	if se := (*SecretSourceError)(nil); errors.As(err, &se) {
 		return true
 	}
 	var re *ReplyError
