@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 )
 
@@ -97,17 +98,17 @@ var (
 	// give: an empty file (one being written, or left empty), a zero
 	// StaticSecret. A source that returns a zero Secret without an error
 	// is treated the same.
-	ErrEmptySecret = errors.New("wechatconf: the secret source holds no secret")
+	ErrEmptySecret = errors.New("the secret source holds no secret")
 	// ErrSecretTooLarge is returned by FileSecret for a file of more than
 	// 64 KiB: not a secret (a wrong path, a whole bundle).
-	ErrSecretTooLarge = errors.New("wechatconf: the secret file is too large to be a secret")
+	ErrSecretTooLarge = errors.New("the secret file is too large to be a secret")
 	// ErrSecretRefused is wrapped by the error of a token call whose
 	// secret WeChat refused (a RotatingSecret's refusal codes: 40001 and
 	// 40125 on the Official Account's token calls). The *APIError is
 	// wrapped too (errors.As reaches it). The call starts
 	// Config.ErrorBackoff (Policy.ErrorBackoff), and with a SecretSource
 	// the secret is read again at the first fetch after it.
-	ErrSecretRefused = errors.New("wechatconf: WeChat refused the secret")
+	ErrSecretRefused = errors.New("WeChat refused the secret")
 )
 
 // SecretSourceError is the error of a token fetch whose SecretSource
@@ -123,8 +124,10 @@ type SecretSourceError struct {
 	text  string // Err's text, redacted
 }
 
+// Error reads "reading the secret from Config.<Field>: <the source's
+// error, with the secrets it gave before removed>".
 func (e *SecretSourceError) Error() string {
-	return fmt.Sprintf("wechatconf: reading the secret from Config.%s: %s", e.Field, e.text)
+	return fmt.Sprintf("reading the secret from Config.%s: %s", e.Field, e.text)
 }
 
 // Unwrap returns the source's error.
@@ -229,7 +232,7 @@ func (r *RotatingSecret) Get(ctx context.Context) (Secret, error) {
 		err = ErrEmptySecret
 	}
 	if err != nil {
-		return Secret{}, &SecretSourceError{Field: r.srcName, Err: err, text: redactText(err.Error(), r.cur.Reveal(), r.prev.Reveal())}
+		return Secret{}, &SecretSourceError{Field: r.srcName, Err: err, text: strings.TrimPrefix(redactText(err.Error(), r.cur.Reveal(), r.prev.Reveal()), prefix)}
 	}
 	if s.Reveal() != r.cur.Reveal() {
 		r.prev, r.cur = r.cur, s

@@ -241,7 +241,7 @@ func New(cfg Config) (*Component, error) {
 		Field: "AppSecret", SourceField: "AppSecretSource", Secret: cfg.AppSecret, Source: cfg.AppSecretSource,
 		Refused: core.AppSecretRefused,
 	}); err != nil {
-		return nil, fmt.Errorf("wechatconf: openplatform: %w", err)
+		return nil, err // "wechatconf: set Config.… or …, not both"
 	}
 	if c.raw, err = core.NewAPI(core.APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, RotatingSecrets: []*core.RotatingSecret{c.secret},

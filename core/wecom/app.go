@@ -198,7 +198,7 @@ func New(cfg Config) (*App, error) {
 		Field: "Secret", SourceField: "SecretSource", Secret: cfg.Secret, Source: cfg.SecretSource, Refused: secretRefused,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("wechatconf: wecom: %w", err)
+		return nil, err // "wechatconf: set Config.… or …, not both"
 	}
 	raw, err := core.NewAPI(core.APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, RotatingSecrets: []*core.RotatingSecret{secret},
