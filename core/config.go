@@ -197,7 +197,9 @@ type Config struct {
 	// configuration error (40013, 40125, 40164, 41002, 41004, 89503) or a
 	// quota error (45009), or answered with HTTP 200 and no usable token (a
 	// *ReplyError: no token, an expires_in that is missing, 0 or negative,
-	// JSON cut short or invalid), is not made again: every refresh in that
+	// JSON cut short or invalid), or whose secret WeChat refused
+	// (ErrSecretRefused) or AppSecretSource could not give
+	// (*SecretSourceError), is not made again: every refresh in that
 	// window returns a *LimitError wrapping that error at once. It is
 	// counted per process: each instance of a fleet makes at most one such
 	// call per ErrorBackoff. A token another instance put in the store is

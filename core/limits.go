@@ -75,9 +75,11 @@ var beijing = time.FixedZone("CST", 8*60*60)
 //     call refused with a configuration or quota error (an *APIError),
 //     answered with a reply that is not a token (a *ReplyError of HTTP 200:
 //     no token, an expires_in that is missing, 0 or negative, JSON that is
-//     cut short or invalid), or whose Fetch returned an empty value
-//     (ErrEmptyToken). Each process makes at most one such call per
-//     ErrorBackoff: 8 processes sharing a store make at most 8 in all.
+//     cut short or invalid), whose Fetch returned an empty value
+//     (ErrEmptyToken), whose secret WeChat refused (ErrSecretRefused), or
+//     whose SecretSource failed (*SecretSourceError). Each process makes
+//     at most one such call per ErrorBackoff: 8 processes sharing a store
+//     make at most 8 in all.
 //   - ForceRefreshInterval, ForceRefreshDailyLimit: a force_refresh beyond
 //     them.
 //

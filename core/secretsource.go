@@ -164,12 +164,13 @@ type RotatingSecret struct {
 	src     SecretSource
 	refused CodeSet
 
-	mu    sync.Mutex
-	cur   Secret
-	prev  Secret // the value cur replaced, still redacted
-	read  bool   // cur came from src (or is the fixed secret)
-	stale bool   // WeChat refused cur: read src at the next Get
-	reads int    // calls of src
+	readMu sync.Mutex // serialises the reads of src
+	mu     sync.Mutex // guards what follows
+	cur    Secret
+	prev   Secret // the value cur replaced, still redacted
+	read   bool   // cur came from src (or is the fixed secret)
+	stale  bool   // WeChat refused cur: read src at the next Get
+	reads  int    // calls of src
 }
 
 // RotatingSecretConfig configures NewRotatingSecret.
@@ -221,24 +222,42 @@ func (r *RotatingSecret) IsZero() bool {
 // source's (a *SecretSourceError when it fails or gives nothing; the next
 // call reads it again).
 func (r *RotatingSecret) Get(ctx context.Context) (Secret, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.src == nil || (r.read && !r.stale) {
-		return r.cur, nil
+	if s, ok := r.cached(); ok {
+		return s, nil
 	}
+	// One read at a time, without holding mu: held, which the API calls
+	// for every error it redacts, must not wait for a slow source.
+	r.readMu.Lock()
+	defer r.readMu.Unlock()
+	if s, ok := r.cached(); ok {
+		return s, nil // another Get read it meanwhile
+	}
+	r.mu.Lock()
 	r.reads++
+	cur, prev := r.cur, r.prev
+	r.mu.Unlock()
 	s, err := r.src(ctx)
 	if err == nil && s.IsZero() {
 		err = ErrEmptySecret
 	}
 	if err != nil {
-		return Secret{}, &SecretSourceError{Field: r.srcName, Err: err, text: strings.TrimPrefix(redactText(err.Error(), r.cur.Reveal(), r.prev.Reveal()), prefix)}
+		return Secret{}, &SecretSourceError{Field: r.srcName, Err: err, text: strings.TrimPrefix(redactText(err.Error(), cur.Reveal(), prev.Reveal()), prefix)}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if s.Reveal() != r.cur.Reveal() {
 		r.prev, r.cur = r.cur, s
 	}
 	r.read, r.stale = true, false
 	return s, nil
+}
+
+// cached returns the value to send without reading the source, if there is
+// one: a fixed secret, or a value read and not refused since.
+func (r *RotatingSecret) cached() (Secret, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur, r.src == nil || (r.read && !r.stale)
 }
 
 // Check returns err, the outcome of a token call made with used (what Get

@@ -418,3 +418,42 @@ func TestRotatingSecretRendering(t *testing.T) {
 		t.Errorf("StaticSecret(zero) = %v; want ErrEmptySecret", err)
 	}
 }
+
+// Callers of Get at once on a secret not read yet read the source once;
+// Check marks it stale only for the value held (a refusal of a value
+// already replaced changes nothing), and the next Get reads it again.
+func TestRotatingSecretReadsOnce(t *testing.T) {
+	src := &countingSource{value: appSecret}
+	r, err := core.NewRotatingSecret(core.RotatingSecretConfig{Source: src.read, Refused: core.AppSecretRefused})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if s, err := r.Get(t.Context()); err != nil || s.Reveal() != appSecret {
+				t.Errorf("Get = %v, %v", s, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := src.calls.Load(); n != 1 || r.Reads() != 1 {
+		t.Fatalf("16 Gets at once read the source %d times (Reads %d), want 1", n, r.Reads())
+	}
+	refusal := &core.APIError{Code: 40125, Path: "/cgi-bin/stable_token"}
+	if err := r.Check(core.NewSecret("an-older-value"), refusal); !errors.Is(err, core.ErrSecretRefused) {
+		t.Fatalf("Check = %v; want ErrSecretRefused", err)
+	}
+	if _, _ = r.Get(t.Context()); src.calls.Load() != 1 {
+		t.Errorf("a refusal of a value no longer held made Get read the source")
+	}
+	if err := r.Check(core.NewSecret(appSecret), &core.APIError{Code: 40164}); errors.Is(err, core.ErrSecretRefused) {
+		t.Errorf("Check(40164) = %v; not a refusal of the secret", err)
+	}
+	held, _ := r.Get(t.Context())
+	_ = r.Check(held, refusal)
+	src.set(newAppSecret, nil)
+	if s, err := r.Get(t.Context()); err != nil || s.Reveal() != newAppSecret || src.calls.Load() != 2 {
+		t.Errorf("Get after a refusal = %v, %v after %d reads; want the new secret, read once more", s, err, src.calls.Load())
+	}
+}
