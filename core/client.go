@@ -138,6 +138,7 @@ type API struct {
 	logger       *slog.Logger
 	now          func() time.Time
 	secrets      []Secret
+	rotating     []*RotatingSecret
 	account      Platform // the "platform" attribute of EventRetry, "" for none
 
 	cred  *Credential // the token Do adds; nil for none
@@ -157,6 +158,10 @@ type APIConfig struct {
 	// Secrets are values no error or log line may show, whole or in part:
 	// the AppSecret or corpsecret the token calls send.
 	Secrets []Secret
+	// RotatingSecrets are secrets read from a SecretSource: the values
+	// each holds (the current one and the one it replaced) are removed
+	// like Secrets.
+	RotatingSecrets []*RotatingSecret
 	// MaxRetries is how many times a retryable call is retried; 0 means 3,
 	// negative none.
 	MaxRetries int
@@ -183,7 +188,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		return nil, fmt.Errorf("wechatconf: BaseURL %q is not an http(s) URL of a host (like %s)", cfg.BaseURL, DefaultBaseURL)
 	}
 	a := &API{baseURL: base, scheme: u.Scheme, host: u.Host, client: cfg.HTTPClient, codes: cfg.Codes,
-		retries: cfg.MaxRetries, backoff: cfg.RetryBackoff, logger: cfg.Logger, now: cfg.Now, secrets: cfg.Secrets, account: cfg.Platform}
+		retries: cfg.MaxRetries, backoff: cfg.RetryBackoff, logger: cfg.Logger, now: cfg.Now, secrets: cfg.Secrets, rotating: cfg.RotatingSecrets, account: cfg.Platform}
 	if a.client == nil {
 		a.client = &http.Client{Timeout: 15 * time.Second}
 	}
@@ -456,6 +461,9 @@ func (a *API) secretsOf(req request) []string {
 	s := make([]string, 0, len(a.secrets)+1)
 	for _, x := range a.secrets {
 		s = append(s, x.Reveal())
+	}
+	for _, r := range a.rotating {
+		s = append(s, r.held()...)
 	}
 	return append(s, req.token)
 }

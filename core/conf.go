@@ -42,8 +42,9 @@ type Conf struct {
 
 	access      *Credential
 	jsapi, card lazyCredential
-	raw         *API // token and ticket calls: no credential added
-	api         *API // raw with the access_token
+	raw         *API            // token and ticket calls: no credential added
+	secret      *RotatingSecret // the AppSecret, fixed or from AppSecretSource
+	api         *API            // raw with the access_token
 }
 
 // New validates cfg the way the seed's WechatConf does and returns a Conf.
@@ -89,8 +90,14 @@ func newConf(cfg Config, access *Credential) (*Conf, error) {
 		}
 	}
 	c.base = c.now()
+	if c.secret, err = NewRotatingSecret(RotatingSecretConfig{
+		Field: "AppSecret", SourceField: "AppSecretSource", Secret: cfg.AppSecret, Source: cfg.AppSecretSource,
+		Refused: AppSecretRefused,
+	}); err != nil {
+		return nil, err
+	}
 	if c.raw, err = NewAPI(APIConfig{
-		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Secrets: []Secret{cfg.AppSecret},
+		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, RotatingSecrets: []*RotatingSecret{c.secret},
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now, Platform: cfg.Platform,
 	}); err != nil {
 		return nil, err
@@ -174,18 +181,35 @@ func (c *Conf) fetchAccessToken(ctx context.Context, r FetchRequest) (Token, err
 	switch {
 	case c.cfg.AppID == "":
 		return Token{}, missingField("AppID", "keep the access_token")
-	case c.cfg.AppSecret.IsZero():
+	case c.secret.IsZero():
 		return Token{}, missingField("AppSecret", "fetch an access_token")
 	}
-	if c.cfg.TokenAPI == ClassicToken {
-		return c.raw.Issue(ctx, http.MethodGet, pathToken, url.Values{
-			"grant_type": {"client_credential"}, "appid": {c.cfg.AppID}, "secret": {c.cfg.AppSecret.Reveal()},
-		}, nil, "access_token")
+	secret, err := c.secret.Get(ctx)
+	if err != nil {
+		return Token{}, err
 	}
-	return c.raw.Issue(ctx, http.MethodPost, pathStableToken, nil, map[string]any{
-		"grant_type": "client_credential", "appid": c.cfg.AppID, "secret": c.cfg.AppSecret.Reveal(), "force_refresh": r.Force,
-	}, "access_token")
+	var tok Token
+	if c.cfg.TokenAPI == ClassicToken {
+		tok, err = c.raw.Issue(ctx, http.MethodGet, pathToken, url.Values{
+			"grant_type": {"client_credential"}, "appid": {c.cfg.AppID}, "secret": {secret.Reveal()},
+		}, nil, "access_token")
+	} else {
+		tok, err = c.raw.Issue(ctx, http.MethodPost, pathStableToken, nil, map[string]any{
+			"grant_type": "client_credential", "appid": c.cfg.AppID, "secret": secret.Reveal(), "force_refresh": r.Force,
+		}, "access_token")
+	}
+	return tok, c.secret.Check(secret, err)
 }
+
+// AppSecretRefused are the errcodes with which the Official Account's (and
+// Mini Program's) token calls refuse the AppSecret: 40001 on
+// /cgi-bin/token ("AppSecret错误或者AppSecret不属于这个公众号", its
+// documentation's entry) and 40125 "invalid appsecret" (what
+// /cgi-bin/stable_token, and /cgi-bin/token in practice, answer). No
+// access_token is sent on these calls, so a 40001 there can only be the
+// secret. Open Platform's api_component_token refuses a
+// component_appsecret with the same codes.
+var AppSecretRefused = CodeSet{40001, 40125}
 
 // ticketFetcher returns the fetch of a ticket of type typ ("jsapi" or
 // "wx_card"), made with the access_token the credential engine got before

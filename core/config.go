@@ -70,6 +70,18 @@ type Config struct {
 	EncryptMode    EncryptMode // "" means Safe when EncodingAESKey is set, Normal otherwise
 	EncodingAESKey Secret      // 43 characters; requires Token and AppID
 
+	// AppSecretSource, if set, is read for the AppSecret instead: at the
+	// first access_token fetch, and again at the first fetch after WeChat
+	// refused the value it gave (40001 on /cgi-bin/token, 40125 on
+	// /cgi-bin/stable_token: the secret was reset in the admin console),
+	// which Config.ErrorBackoff holds back — so at most once per
+	// ErrorBackoff per process while the secret is refused, and the Conf
+	// recovers without a restart once the new secret is in place (see
+	// FileSecret, RotatingSecret). Setting both AppSecret and
+	// AppSecretSource is an error. Mini Program logins (Code2Session) use
+	// the same secret.
+	AppSecretSource SecretSource
+
 	// Platform says what kind of account AppID is — PlatformOfficialAccount
 	// (the default) or PlatformMiniProgram — which the AppID alone does not
 	// tell. It is the "platform" attribute of every event of the Conf's
@@ -199,7 +211,9 @@ type Config struct {
 	// configuration error (40013, 40125, 40164, 41002, 41004, 89503) or a
 	// quota error (45009), or answered with HTTP 200 and no usable token (a
 	// *ReplyError: no token, an expires_in that is missing, 0 or negative,
-	// JSON cut short or invalid), is not made again: every refresh in that
+	// JSON cut short or invalid), or whose secret WeChat refused
+	// (ErrSecretRefused) or AppSecretSource could not give
+	// (*SecretSourceError), is not made again: every refresh in that
 	// window returns a *LimitError wrapping that error at once. It is
 	// counted per process: each instance of a fleet makes at most one such
 	// call per ErrorBackoff. A token another instance put in the store is
@@ -312,6 +326,9 @@ func (c *Config) validate() error {
 	}
 	if err := checkPlatform(c.Platform); err != nil {
 		return err
+	}
+	if c.AppSecretSource != nil && !c.AppSecret.IsZero() {
+		return errors.New("wechatconf: set Config.AppSecret or Config.AppSecretSource, not both")
 	}
 	switch c.TokenAPI {
 	case StableToken, ClassicToken:

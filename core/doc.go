@@ -103,6 +103,22 @@
 // limits are counted per Conf; a fleet shares the store's compare-and-
 // refresh, so only the instance holding the lock for a stale value calls.
 //
+// # Secrets that rotate
+//
+// An AppSecret reset in the admin console dies at once: every token call
+// made with the old one is refused (40001 from /cgi-bin/token, 40125 from
+// /cgi-bin/stable_token). Such a refusal is an ErrSecretRefused wrapping
+// the *APIError, and backs off like a configuration error (ErrorBackoff).
+// A Conf given Config.AppSecretSource instead of Config.AppSecret — a
+// SecretSource: FileSecret for a mounted Kubernetes or Docker secret, or a
+// function of your own — reads it at the first fetch and again only at
+// the first fetch after a refusal, so at most once per ErrorBackoff per
+// process, and recovers without a restart as soon as the new secret is in
+// place. A source that fails is a *SecretSourceError, and backs off the
+// same way. wecom.Config.SecretSource and
+// openplatform.Config.AppSecretSource do the same for a corpsecret and a
+// component_appsecret, through the same RotatingSecret.
+//
 // A lock lost to another holder (ErrLockLost: the fetch outlived the
 // store's lease) is not the caller's problem: the token the fetch returned
 // is written back (below), or, if the new holder wrote a newer one, that

@@ -557,7 +557,7 @@ func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFou
 	var found mergeFound
 	next := Ledger{Entries: slices.Clone(cur.Entries), Days: slices.Clone(cur.Days), Lost: cur.Lost + dropped}
 	added := 0
-	var last time.Time
+	var last time.Time // the newest record added
 	for _, r := range batch {
 		if slices.ContainsFunc(next.Entries, func(e FetchRecord) bool { return e.Seq == r.Seq && e.Instance == r.Instance && e.At.Equal(r.At) }) {
 			continue
@@ -580,8 +580,8 @@ func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFou
 		}
 		next.Days = putDay(next.Days, d)
 		found.crossed = append(found.crossed, crossings(before, d)...)
-		if r.At.After(last) {
-			last, found.day = r.At, d
+		if !r.At.Before(last) {
+			last = r.At
 		}
 		added++
 	}
@@ -591,6 +591,9 @@ func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFou
 	}
 	if n := len(next.Entries); n > LedgerEntries {
 		next.Entries = next.Entries[n-LedgerEntries:]
+	}
+	if added > 0 {
+		found.day = dayOf(next.Days, last)
 	}
 	return next, found
 }

@@ -79,9 +79,11 @@ var beijing = time.FixedZone("CST", 8*60*60)
 //     call refused with a configuration or quota error (an *APIError),
 //     answered with a reply that is not a token (a *ReplyError of HTTP 200:
 //     no token, an expires_in that is missing, 0 or negative, JSON that is
-//     cut short or invalid), or whose Fetch returned an empty value
-//     (ErrEmptyToken). Each process makes at most one such call per
-//     ErrorBackoff: 8 processes sharing a store make at most 8 in all.
+//     cut short or invalid), whose Fetch returned an empty value
+//     (ErrEmptyToken), whose secret WeChat refused (ErrSecretRefused), or
+//     whose SecretSource failed (*SecretSourceError). Each process makes
+//     at most one such call per ErrorBackoff: 8 processes sharing a store
+//     make at most 8 in all.
 //   - ForceRefreshInterval, ForceRefreshDailyLimit: a force_refresh beyond
 //     them.
 //
@@ -196,12 +198,19 @@ func (l *limits) result(p *Policy, err error, forced bool, now time.Time) {
 // again at once would not change its answer. That is a configuration or
 // quota error, a reply of HTTP 200 that is not a token (a *ReplyError: no
 // token, a missing, zero or negative expires_in, JSON cut short or
-// invalid), or a Fetch that returned an empty value (ErrEmptyToken).
+// invalid), a Fetch that returned an empty value (ErrEmptyToken), a
+// secret WeChat refused (ErrSecretRefused, whatever the code) or a
+// SecretSource that failed (*SecretSourceError): reading the source again
+// at once would not change its answer either, and the back-off is what
+// bounds the source's reads.
 // Busy replies, HTTP 5xx and network errors are retried inside the call
 // and do not back off; nor does another HTTP status, which a kind's
 // Rejects may read as a rejection of the token it Needs.
 func backsOff(err error) bool {
-	if IsConfigError(err) || IsQuotaExceeded(err) || errors.Is(err, ErrEmptyToken) {
+	if IsConfigError(err) || IsQuotaExceeded(err) || errors.Is(err, ErrEmptyToken) || errors.Is(err, ErrSecretRefused) {
+		return true
+	}
+	if se := (*SecretSourceError)(nil); errors.As(err, &se) {
 		return true
 	}
 	var re *ReplyError

@@ -53,14 +53,20 @@ func (c *Conf) Code2Session(ctx context.Context, code string) (Session, error) {
 	switch {
 	case c.cfg.AppID == "":
 		return Session{}, errMissing("AppID", "log a Mini Program user in (code2Session)")
-	case c.cfg.AppSecret.IsZero():
+	case c.secret.IsZero():
 		return Session{}, errMissing("AppSecret", "log a Mini Program user in (code2Session)")
 	case code == "":
 		return Session{}, wrapErr(errors.New("the code is empty: pass the code wx.login gave the Mini Program"), "code2Session")
 	}
+	// The AppSecret held (AppSecretSource is read here only when nothing
+	// is held yet, or a token fetch saw it refused).
+	secret, err := c.secret.Get(ctx)
+	if err != nil {
+		return Session{}, err
+	}
 	var raw json.RawMessage
-	err := c.raw.Do(ctx, http.MethodGet, pathCode2Session, url.Values{
-		"appid": {c.cfg.AppID}, "secret": {c.cfg.AppSecret.Reveal()}, "js_code": {code}, "grant_type": {"authorization_code"},
+	err = c.raw.Do(ctx, http.MethodGet, pathCode2Session, url.Values{
+		"appid": {c.cfg.AppID}, "secret": {secret.Reveal()}, "js_code": {code}, "grant_type": {"authorization_code"},
 	}, nil, &raw)
 	if err != nil {
 		return Session{}, err
@@ -77,7 +83,7 @@ func (c *Conf) readSession(raw []byte) (Session, error) {
 	var key string
 	_ = json.Unmarshal(fields["session_key"], &key)
 	bad := func(reason string) (Session, error) {
-		body := redactBody(raw, c.cfg.AppSecret.Reveal(), key, string(fields["session_key"]))
+		body := redactBody(raw, append(c.secret.held(), key, string(fields["session_key"]))...)
 		return Session{}, wrapErr(&ReplyError{Path: pathCode2Session, StatusCode: http.StatusOK, Reason: reason, Body: body}, "")
 	}
 	var s struct {

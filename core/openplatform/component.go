@@ -120,6 +120,16 @@ type Config struct {
 	// AppSecret is the component_appsecret: core.NewSecret(os.Getenv(…)).
 	// Required to fetch the component_access_token.
 	AppSecret core.Secret
+	// AppSecretSource, if set, is read for the component_appsecret instead
+	// (core.FileSecret for a mounted secret file): at the first
+	// component_access_token fetch, and again at the first fetch after
+	// api_component_token refused the value it gave (40125 invalid
+	// appsecret, or 40001: the secret was reset in the Open Platform
+	// console), which Policy.ErrorBackoff holds back — at most once per
+	// back-off per process, and the platform recovers without a restart
+	// once the new secret is in place (core.RotatingSecret). Setting both
+	// AppSecret and AppSecretSource is an error.
+	AppSecretSource core.SecretSource
 	// Token and EncodingAESKey verify and decrypt the pushes to the
 	// authorization event URL (and the authorizers' messages to the message
 	// URL): the component's 消息校验Token and 消息加解密Key. Required for
@@ -199,6 +209,7 @@ type Component struct {
 	raw     *core.API
 	api     *core.API // raw with the component_access_token
 	token   *core.Credential
+	secret  *core.RotatingSecret // AppSecret, or AppSecretSource
 	keyring msgcrypt.Keyring
 	msgs    *core.Conf // reads the authorizers' messages: the component's keys and AppID
 
@@ -239,8 +250,14 @@ func New(cfg Config) (*Component, error) {
 	}
 	c.ledger = core.NewLedgerConfig(cfg.Instance, cfg.NoLedger)
 	var err error
+	if c.secret, err = core.NewRotatingSecret(core.RotatingSecretConfig{
+		Field: "AppSecret", SourceField: "AppSecretSource", Secret: cfg.AppSecret, Source: cfg.AppSecretSource,
+		Refused: core.AppSecretRefused,
+	}); err != nil {
+		return nil, err // "wechatconf: set Config.… or …, not both"
+	}
 	if c.raw, err = core.NewAPI(core.APIConfig{
-		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, Secrets: []core.Secret{cfg.AppSecret},
+		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, RotatingSecrets: []*core.RotatingSecret{c.secret},
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
 		Platform: core.PlatformOpenPlatformComponent,
 	}); err != nil {
@@ -327,12 +344,17 @@ func (c *Component) readVerifyTicket(ctx context.Context) (any, error) {
 
 // fetchComponentToken makes one api_component_token call.
 func (c *Component) fetchComponentToken(ctx context.Context, r core.FetchRequest) (core.Token, error) {
-	if c.cfg.AppSecret.IsZero() {
-		return core.Token{}, fmt.Errorf("%w: openplatform.Config.AppSecret is required to fetch the component_access_token", core.ErrMissingConfig)
+	if c.secret.IsZero() {
+		return core.Token{}, fmt.Errorf("%w: openplatform.Config.AppSecret (or AppSecretSource) is required to fetch the component_access_token", core.ErrMissingConfig)
+	}
+	secret, err := c.secret.Get(ctx)
+	if err != nil {
+		return core.Token{}, err
 	}
 	tok, err := c.raw.Issue(ctx, http.MethodPost, PathComponentToken, nil, map[string]string{
-		"component_appid": c.cfg.AppID, "component_appsecret": c.cfg.AppSecret.Reveal(), "component_verify_ticket": r.Prepared.(string),
+		"component_appid": c.cfg.AppID, "component_appsecret": secret.Reveal(), "component_verify_ticket": r.Prepared.(string),
 	}, "component_access_token")
+	err = c.secret.Check(secret, err)
 	if e := apiError(err); e != nil && (e.Code == 61005 || e.Code == 61006) {
 		return core.Token{}, fmt.Errorf("%w: %w", ErrNoVerifyTicket, err)
 	}

@@ -94,6 +94,15 @@ type Config struct {
 	// Secret is the app's Secret: core.NewSecret(os.Getenv(…)). Required
 	// to fetch tokens; no rendering of a Config shows it.
 	Secret core.Secret
+	// SecretSource, if set, is read for the Secret instead (core.FileSecret
+	// for a mounted secret file): at the first access_token fetch, and
+	// again at the first fetch after gettoken refused the value it gave
+	// (40001 不合法的secret参数, 40091 secret不合法: the Secret was reset in
+	// the admin console), which Policy.ErrorBackoff holds back — at most
+	// once per back-off per process, and the app recovers without a restart
+	// once the new Secret is in place (core.RotatingSecret). Setting both
+	// Secret and SecretSource is an error.
+	SecretSource core.SecretSource
 
 	// Store keeps the credentials and serialises their refresh across the
 	// fleet; nil means a new core.MemoryStore (one process).
@@ -161,7 +170,12 @@ type App struct {
 	cfg                  Config
 	access, jsapi, agent *core.Credential
 	raw, api             *core.API
+	secret               *core.RotatingSecret // Secret, or SecretSource
 }
+
+// secretRefused are the errcodes with which gettoken refuses the
+// corpsecret: 40001 不合法的secret参数 and 40091 secret不合法.
+var secretRefused = core.CodeSet{40001, 40091}
 
 // Keys returns the store keys of the app's credentials: its access_token
 // and agent_config ticket, "<KeyPrefix>/wecom/<CorpID>/<App>/access_token"
@@ -191,15 +205,21 @@ func New(cfg Config) (*App, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
+	secret, err := core.NewRotatingSecret(core.RotatingSecretConfig{
+		Field: "Secret", SourceField: "SecretSource", Secret: cfg.Secret, Source: cfg.SecretSource, Refused: secretRefused,
+	})
+	if err != nil {
+		return nil, err // "wechatconf: set Config.… or …, not both"
+	}
 	raw, err := core.NewAPI(core.APIConfig{
-		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, Secrets: []core.Secret{cfg.Secret},
+		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, RotatingSecrets: []*core.RotatingSecret{secret},
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
 		Platform: core.PlatformWeCom,
 	})
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, raw: raw}
+	a := &App{cfg: cfg, raw: raw, secret: secret}
 	corp := cfg.KeyPrefix + "/wecom/" + cfg.CorpID + "/"
 	kind := func(name, key string, fetch func(context.Context, core.FetchRequest) (core.Token, error), needs *core.Credential, p core.Policy) (*core.Credential, error) {
 		return core.NewCredential(core.CredentialConfig{
@@ -233,10 +253,15 @@ func New(cfg Config) (*App, error) {
 // fetchAccessToken makes one gettoken call. WeCom has no forced variant:
 // within its validity gettoken returns the current token.
 func (a *App) fetchAccessToken(ctx context.Context, _ core.FetchRequest) (core.Token, error) {
-	if a.cfg.Secret.IsZero() {
-		return core.Token{}, fmt.Errorf("%w: wecom.Config.Secret is required to fetch an access_token", core.ErrMissingConfig)
+	if a.secret.IsZero() {
+		return core.Token{}, fmt.Errorf("%w: wecom.Config.Secret (or SecretSource) is required to fetch an access_token", core.ErrMissingConfig)
 	}
-	return a.raw.Issue(ctx, http.MethodGet, PathToken, url.Values{"corpid": {a.cfg.CorpID}, "corpsecret": {a.cfg.Secret.Reveal()}}, nil, "access_token")
+	secret, err := a.secret.Get(ctx)
+	if err != nil {
+		return core.Token{}, err
+	}
+	tok, err := a.raw.Issue(ctx, http.MethodGet, PathToken, url.Values{"corpid": {a.cfg.CorpID}, "corpsecret": {secret.Reveal()}}, nil, "access_token")
+	return tok, a.secret.Check(secret, err)
 }
 
 // ticketFetcher returns the fetch of the ticket at path, made with the

@@ -188,7 +188,7 @@ func (s *Server) serveClearQuotaV2(w http.ResponseWriter, r *http.Request, body 
 			return
 		}
 	}
-	if code := s.checkCredentials("client_credential", req.AppID, req.AppSecret); code != 0 {
+	if code := s.checkCredentials("client_credential", req.AppID, req.AppSecret, false); code != 0 {
 		writeError(w, code)
 		return
 	}

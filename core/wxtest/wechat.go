@@ -172,7 +172,10 @@ func newValue(n int) string {
 func seconds(d time.Duration) int64 { return int64(d / time.Second) }
 
 // checkCredentials validates a token request's parameters; 0 means accepted.
-func (s *Server) checkCredentials(grantType, appid, secret string) int {
+// classic says which endpoint asks ([PathToken] rather than
+// [PathStableToken]): they answer a secret retired by SetAppSecret
+// differently.
+func (s *Server) checkCredentials(grantType, appid, secret string, classic bool) int {
 	switch {
 	case grantType != "client_credential":
 		return codeInvalidGrantType
@@ -182,6 +185,11 @@ func (s *Server) checkCredentials(grantType, appid, secret string) int {
 		return codeSecretMissing
 	case s.opts.AppID != "" && appid != s.opts.AppID:
 		return codeInvalidAppID
+	}
+	if code, handled := s.checkAppSecret(appid, secret, classic); handled {
+		return code
+	}
+	switch {
 	case s.opts.AppSecret != "" && secret != s.opts.AppSecret:
 		return codeInvalidAppSecret
 	}
@@ -235,7 +243,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	appid := q.Get("appid")
-	if code := s.checkCredentials(q.Get("grant_type"), appid, q.Get("secret")); code != 0 {
+	if code := s.checkCredentials(q.Get("grant_type"), appid, q.Get("secret"), true); code != 0 {
 		writeError(w, code)
 		return
 	}
@@ -275,7 +283,7 @@ func (s *Server) serveStableToken(w http.ResponseWriter, r *http.Request, body [
 		writeError(w, codeDataFormat)
 		return
 	}
-	if code := s.checkCredentials(req.GrantType, req.AppID, req.Secret); code != 0 {
+	if code := s.checkCredentials(req.GrantType, req.AppID, req.Secret, false); code != 0 {
 		writeError(w, code)
 		return
 	}

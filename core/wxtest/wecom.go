@@ -199,29 +199,35 @@ func writeWeComError(w http.ResponseWriter, r *http.Request, code int) {
 }
 
 // checkWeComCredentials validates a gettoken request; 0 means accepted.
-func (s *Server) checkWeComCredentials(corpID, secret string) (agentID int64, code int) {
+// key is the secret that identifies the application: the secret declared
+// in Options.WeComApps, whatever SetWeComSecret made it since (an
+// application keeps its token across a reset), or the secret itself for an
+// undeclared one.
+func (s *Server) checkWeComCredentials(corpID, secret string) (agentID int64, key string, code int) {
 	switch {
 	case corpID == "":
-		return 0, weComCodeCorpIDMissing
+		return 0, "", weComCodeCorpIDMissing
 	case secret == "":
-		return 0, weComCodeSecretMissing
+		return 0, "", weComCodeSecretMissing
 	case len(s.opts.WeComApps) == 0:
-		return 0, 0
+		return 0, secret, 0
 	}
 	corpKnown := false
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, a := range s.opts.WeComApps {
 		if a.CorpID != corpID {
 			continue
 		}
 		corpKnown = true
-		if a.Secret == secret {
-			return a.AgentID, 0
+		if s.weComSecretLocked(a) == secret {
+			return a.AgentID, a.Secret, 0
 		}
 	}
 	if !corpKnown {
-		return 0, weComCodeInvalidCorpID
+		return 0, "", weComCodeInvalidCorpID
 	}
-	return 0, weComCodeInvalidSecret
+	return 0, "", weComCodeInvalidSecret
 }
 
 func (s *Server) serveWeComToken(w http.ResponseWriter, r *http.Request) {
@@ -230,8 +236,9 @@ func (s *Server) serveWeComToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	key := weComKey{corpID: q.Get("corpid"), secret: q.Get("corpsecret")}
-	agentID, code := s.checkWeComCredentials(key.corpID, key.secret)
+	key := weComKey{corpID: q.Get("corpid")}
+	agentID, appSecret, code := s.checkWeComCredentials(key.corpID, q.Get("corpsecret"))
+	key.secret = appSecret
 	if code != 0 {
 		writeWeComError(w, r, code)
 		return

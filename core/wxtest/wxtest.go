@@ -73,7 +73,9 @@
 // [Server.Calls], [Server.TokensIssued], [Server.ForceRefreshes] and
 // [Server.LastBody] tell a test what its client did; [Server.TokenValid],
 // [Server.TicketValid], [Server.Revoke] and [Server.Reject] inspect and
-// change the server's state. [Server.InjectFault] makes the next
+// change the server's state; [Server.SetAppSecret], [Server.SetWeComSecret]
+// and [Server.SetComponentSecret] reset a secret as an administrator does
+// in the console, the old one refused at once. [Server.InjectFault] makes the next
 // requests to a path fail in a chosen way (system busy, malformed JSON, an
 // HTTP 5xx, any errcode), and [Server.Block] holds requests until the test
 // releases them, so concurrency tests synchronise on channels instead of
@@ -239,6 +241,8 @@ type Server struct {
 	gates            map[string]*Gate
 	weComApps        map[weComKey]*weComApp
 	weComTokens      map[string]*weComToken
+	appSecrets       map[string]*rotated   // SetAppSecret, by appid
+	weComSecrets     map[weComKey]*rotated // SetWeComSecret, by the declared app
 	loginCodes       map[string]*loginCode // Mini Program login codes, made on first use
 	components       map[string]*component // Open Platform state, by component_appid
 	componentTokens  map[string]*componentToken
@@ -284,6 +288,9 @@ func New(opts Options) *Server {
 
 		weComApps:   make(map[weComKey]*weComApp),
 		weComTokens: make(map[string]*weComToken),
+
+		appSecrets:   make(map[string]*rotated),
+		weComSecrets: make(map[weComKey]*rotated),
 
 		components:       make(map[string]*component),
 		componentTokens:  make(map[string]*componentToken),

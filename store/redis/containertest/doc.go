@@ -5,7 +5,9 @@
 // Open Platform authorizers), fault
 // injection (stopped, paused, restarted servers), the store-outage proof
 // (TestStoreOutage: 8 processes calling through a minute without Redis,
-// stable_token and classic), a Sentinel failover under a fleet of 8
+// stable_token and classic), the secret-rotation proof (TestSecretRotation:
+// the AppSecret reset under 8 processes reading it from a mounted file,
+// recovered with no restart), a Sentinel failover under a fleet of 8
 // processes (TestSentinelFailover: the master is killed while a token
 // refresh is in flight), the durability check (TestDurabilityRisk: servers
 // that evict keys without a TTL, persist nothing, refuse CONFIG, or keep
