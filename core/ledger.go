@@ -546,6 +546,7 @@ type mergeFound struct {
 
 type crossing struct {
 	limit        string // "fetches" or "forced"
+	day          string // the record's Beijing day
 	before, used int    // the day's count before and after the record
 }
 
@@ -648,7 +649,7 @@ func compareStrings(a, b string) int {
 // crossings returns the counts a record moved, for ledgerLanded to compare
 // with the limits.
 func crossings(before, after LedgerDay) []crossing {
-	return []crossing{{"fetches", before.Fetches, after.Fetches}, {"forced", before.Forced, after.Forced}}
+	return []crossing{{"fetches", after.Day, before.Fetches, after.Fetches}, {"forced", after.Day, before.Forced, after.Forced}}
 }
 
 // beijingDay is t's date in Beijing time.
@@ -679,7 +680,7 @@ func (cr *Credential) ledgerLanded(found mergeFound) {
 			at := (daily*p + 99) / 100 // the count that reaches p %
 			if c.before < at && c.used >= at {
 				cr.logEvent(slog.LevelWarn, EventQuota, slog.String("limit", c.limit), slog.Int("used", c.used),
-					slog.Int("daily_limit", daily), slog.Int("percent", p), slog.String("day", found.day.Day))
+					slog.Int("daily_limit", daily), slog.Int("percent", p), slog.String("day", c.day))
 			}
 		}
 	}
