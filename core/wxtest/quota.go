@@ -62,8 +62,8 @@ const (
 // per simulated month ([PathClearQuota] and [PathClearQuotaV2] together):
 // WeChat's "每个帐号每月共10次清零操作机会,清零生效一次即用掉一次机会" (10
 // chances a month per account; each clear that takes effect uses one). The
-// month is the UTC month of the server's clock, as the day of
-// [Options.DailyQuota] is its UTC date. [Server.ResetQuota] does not give
+// month is the Beijing month of the server's clock, as the day of
+// [Options.DailyQuota] is its Beijing date. [Server.ResetQuota] does not give
 // the chances back.
 const ClearQuotaMonthlyLimit = 10
 
@@ -201,7 +201,7 @@ func (s *Server) serveClearQuotaV2(w http.ResponseWriter, r *http.Request, body 
 // counts, or answers 48006. s.mu must be held.
 func (s *Server) clearLocked(w http.ResponseWriter, appid string, now time.Time) {
 	a := s.appLocked(appid)
-	if month := now.UTC().Format("2006-01"); a.clearMonth != month {
+	if month := now.In(beijing).Format("2006-01"); a.clearMonth != month {
 		a.clearMonth, a.clears = month, 0
 	}
 	if a.clears >= ClearQuotaMonthlyLimit {
@@ -223,5 +223,10 @@ func (s *Server) tokenOwnerLocked(value string, now time.Time) (*token, int) {
 	return s.tokens[value], 0
 }
 
-// dayOf is the simulated day now falls in: its UTC date.
-func dayOf(now time.Time) string { return now.UTC().Format(time.DateOnly) }
+// beijing is China Standard Time (UTC+8, no daylight saving): WeChat's
+// daily quotas reset at midnight there.
+var beijing = time.FixedZone("CST", 8*60*60)
+
+// dayOf is the simulated day now falls in: its date in Beijing, where
+// WeChat's daily quotas reset at midnight.
+func dayOf(now time.Time) string { return now.In(beijing).Format(time.DateOnly) }

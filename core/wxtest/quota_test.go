@@ -60,7 +60,7 @@ func clearQuotaV2(t *testing.T, s *wxtest.Server, appid, secret string) reply {
 // token paths, the count that makes the token endpoints answer 45009:
 // used is the tokens minted that day (a stable_token call that hands the
 // current token back is not one), remain never goes below 0, and the next
-// UTC day starts at 0.
+// day (in Beijing, as WeChat's) starts at 0.
 func TestQuotaGetCountsTokenMints(t *testing.T) {
 	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	s := newServer(t, wxtest.Options{DailyQuota: 5, Start: start})
@@ -78,7 +78,7 @@ func TestQuotaGetCountsTokenMints(t *testing.T) {
 		t.Fatalf("sixth mint with remain=0: %s, want 45009", r.Raw)
 	}
 	wantQuota(t, s, tok, wxtest.PathToken, 5, 5, 0) // a refused call mints nothing
-	s.Advance(12 * time.Hour)                       // the next UTC day: the count starts again
+	s.Advance(12 * time.Hour)                       // the next Beijing day: the count starts again
 	wantQuota(t, s, classicToken(t, s), wxtest.PathToken, 5, 1, 4)
 
 	unlimited := newServer(t, wxtest.Options{})

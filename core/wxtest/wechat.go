@@ -64,14 +64,14 @@ type app struct {
 	stable  *token   // the stable token normal calls return
 	stables []*token // stable tokens not yet expired or invalidated, stable among them
 
-	quotaDay  string // UTC date quotaUsed counts for
+	quotaDay  string // Beijing date quotaUsed counts for (dayOf)
 	quotaUsed int
 
-	forceDay  string // UTC date forceUsed counts for
+	forceDay  string // Beijing date forceUsed counts for (dayOf)
 	forceUsed int
 	lastForce time.Time
 
-	clearMonth string // UTC year and month clears counts for (quota.go)
+	clearMonth string // Beijing year and month clears counts for (quota.go)
 	clears     int    // clear_quota and clear_quota/v2 calls that cleared this month
 }
 
@@ -325,7 +325,7 @@ func (s *Server) stableLocked(a *app, force bool, now time.Time) (*token, int) {
 		return s.mintStableLocked(a, now), 0
 	}
 
-	day := now.UTC().Format(time.DateOnly)
+	day := dayOf(now)
 	if a.forceDay != day {
 		a.forceDay, a.forceUsed = day, 0
 	}

@@ -179,7 +179,7 @@ type Options struct {
 	Latency time.Duration
 
 	// DailyQuota is how many access tokens (classic and stable together) an
-	// appid, or a WeCom application, can mint per simulated day (the UTC
+	// appid, or a WeCom application, can mint per simulated day (the Beijing
 	// date of the server's clock) before the token endpoints answer errcode
 	// 45009. A stable_token or WeCom gettoken call that returns the current
 	// token mints nothing and is not counted. Zero means unlimited.

@@ -235,7 +235,7 @@ func TestForceRefreshLimits(t *testing.T) {
 	stableToken(t, s, false) // normal mode is not limited
 	s.ResetQuota()
 	stableToken(t, s, true)
-	s.Advance(12 * time.Hour) // the next UTC day: the daily limit starts again
+	s.Advance(12 * time.Hour) // the next Beijing day: the daily limit starts again
 	stableToken(t, s, true)
 }
 
@@ -512,11 +512,11 @@ func TestDailyQuota(t *testing.T) {
 	if got := s.TokensIssued(); got != 3 {
 		t.Fatalf("TokensIssued = %d, want 3", got)
 	}
-	s.Advance(12*time.Hour - time.Second) // 23:59:59 UTC
+	s.Advance(4*time.Hour - time.Second) // 15:59:59 UTC, 23:59:59 in Beijing
 	if r := classic(t, s); r.Errcode != 45009 {
 		t.Fatalf("same day: %s, want 45009", r.Raw)
 	}
-	s.Advance(time.Second) // next UTC day
+	s.Advance(time.Second) // the next day in Beijing, WeChat's
 	classicToken(t, s)
 	s.ResetQuota()
 	for range 3 {
