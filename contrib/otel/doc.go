@@ -20,12 +20,20 @@
 // evicted leave about 0 bytes behind each). [Handler.Forget] removes a
 // credential that is still alive.
 //
-// The handler is Enabled for every record of level Info and above, even when
-// the next handler is not (records the next handler does not want are not
-// passed to it), so the metrics are kept with logging off. Records that are
-// not wechatconf events cost a prefix comparison of the message. The hot
-// path of a credential (a valid token in memory) logs nothing, so the
-// handler adds nothing to it (BenchmarkAccessTokenHotWithHandler).
+// The handler is Enabled for every record of level Debug and above, even
+// when the next handler is not (records the next handler does not want are
+// not passed to it), so the metrics are kept with logging off or at any
+// level: core.EventRecorded, which the quota gauges read, is a Debug event,
+// and core logs an event only when its logger is Enabled for the level.
+// Give the handler, as slog.New(h), to the credentials' Logger (or put it
+// first in the chain): a level filter in front of it (a slog.HandlerOptions
+// Level of Info, a core.DefaultLogger) would hide the Debug events from it.
+// An application that logs through the same logger has its own Debug
+// records built and handed to the handler, which drops them (a prefix
+// comparison of the message) unless next wants them; give the handler to
+// the credentials alone if that matters. The hot path of a credential (a
+// valid token in memory) logs nothing, so the handler adds nothing to it
+// (BenchmarkAccessTokenHotWithHandler).
 //
 // By default the global providers (otel.GetMeterProvider,
 // otel.GetTracerProvider) are used; [WithMeterProvider] and
@@ -57,19 +65,42 @@
 //	wechatconf.rejections           counter {rejection}    errcode: WeChat rejected a credential (a compare-and-refresh follows)
 //	wechatconf.forced_refreshes     counter {refresh}      why ("requested", "rejected token handed back")
 //	wechatconf.limited              counter {call}         limit (the Config field): a token call held back by a limit
-//	wechatconf.store.errors         counter {error}        store.op ("get", "set", "refresh", "decode", "write_back")
+//	wechatconf.store.errors         counter {error}        store.op ("get", "set", "refresh", "decode", "write_back", "ledger")
 //	wechatconf.store.outages        counter {refresh}      store.op, fetched (core.EventStoreOutage)
 //	wechatconf.lock.lost            counter {event}        a refresh lost the store's lock to another holder
 //	wechatconf.written_back         counter {write}        a fetched token whose write did not land, written afterwards (core.EventWrittenBack)
 //	wechatconf.background_refresh.failures counter {failure} a refresh ahead of expiry failed
 //	wechatconf.token.remaining      gauge s                the life left of each credential given to [Handler.Observe]
+//	wechatconf.outside_fetches      counter {fetch}        forced (bool: on stable_token, a force_refresh elsewhere): a token killed by a fetch outside the fleet (core.EventOutsideFetch)
+//	wechatconf.quota.crossed        counter {crossing}     limit ("fetches", "forced"), percent (50, 80): the fleet's fetches of a Beijing day reached that share of WeChat's daily limit (core.EventQuota)
+//	wechatconf.quota.used           gauge {fetch}          limit ("fetches", "forced"): the fleet's fetches of the credential today, Beijing day (core.EventRecorded)
+//	wechatconf.quota.limit          gauge {fetch}          limit: WeChat's daily limit on them (2,000 classic token calls; 20 forced refreshes), when core knows it
 //
 // The attribute names are those above prefixed with "wechatconf."
 // ("wechatconf.outcome", "wechatconf.reason", "wechatconf.forced",
 // "wechatconf.errcode", "wechatconf.event", "wechatconf.why",
-// "wechatconf.limit", "wechatconf.store.op"). Without [WithKeyAttribute],
-// the gauge has one point per kind and platform: the least life left among
-// the observed credentials of that kind and platform, the one to alert on.
+// "wechatconf.limit", "wechatconf.store.op", "wechatconf.percent").
+// Without [WithKeyAttribute], the token.remaining gauge has one point per
+// kind and platform: the least life left among the observed credentials of
+// that kind and platform, the one to alert on.
+//
+// # Quota
+//
+// The quota metrics count the fleet, not the process: core's fetch ledger
+// (core.Ledger, in the store the fleet shares) counts every instance's
+// fetches per Beijing day, and each instance logs the fleet's counts when
+// its own records land (core.EventRecorded). So wechatconf.quota.used is
+// the fleet's count as of this instance's last fetch: across instances,
+// the greatest value is the freshest (max by credential in PromQL), and
+// wechatconf.quota.used / wechatconf.quota.limit is the share of the day's
+// quota spent. A credential with no fetch recorded today (in this
+// process) has no point: the count of a past day is dropped at
+// collection. Without [WithKeyAttribute] each kind, platform and limit has
+// one point, that of the credential nearest its limit (the greatest
+// used/limit, then the greatest count). wechatconf.quota.crossed and
+// wechatconf.outside_fetches are counted once fleet-wide, by the instance
+// whose ledger write found them: sum them across instances. A fleet with
+// core.Config.NoLedger has none of these.
 //
 // # Spans
 //

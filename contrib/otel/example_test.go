@@ -38,6 +38,8 @@ func (namesEncoder) Encode(v any) error {
 				}
 			case metricdata.Gauge[float64]:
 				n = int64(len(d.DataPoints))
+			case metricdata.Gauge[int64]:
+				n = int64(len(d.DataPoints))
 			}
 			lines = append(lines, fmt.Sprintf("%s (%s): %d", m.Name, m.Unit, n))
 		}
@@ -77,6 +79,7 @@ func Example() {
 	conf.AccessToken(ctx)                 // from memory: nothing recorded
 	conf.ForceRefreshAccessToken(ctx, "") // a forced refresh and a token call
 	conf.ForceRefreshAccessToken(ctx, "") // held back: wechatconf.limited
+	conf.FlushLedger(ctx)                 // the fetch ledger's counts: wechatconf.quota.used (fetches, forced) and .limit (forced: 20)
 
 	if err := mp.Shutdown(ctx); err != nil { // the last export
 		panic(err)
@@ -87,6 +90,8 @@ func Example() {
 	// wechatconf.forced_refreshes ({refresh}): 1
 	// wechatconf.limited ({call}): 1
 	// wechatconf.lock.wait (s): 2
+	// wechatconf.quota.limit ({fetch}): 1
+	// wechatconf.quota.used ({fetch}): 2
 	// wechatconf.token.remaining (s): 1
 }
 

@@ -1,6 +1,7 @@
 package wechatconfotel
 
 import (
+	"time"
 	"weak"
 
 	"github.com/wechatconf/wechatconf/core"
@@ -22,3 +23,6 @@ func IsObserved(h *Handler, c *core.Credential) bool {
 	_, ok := h.s.observed[weak.Make(c)]
 	return ok
 }
+
+// SetClock sets the clock the quota gauges read today's Beijing day from.
+func SetClock(h *Handler, now func() time.Time) { h.s.now = now }

@@ -2,6 +2,7 @@ package wechatconfotel
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -31,7 +32,14 @@ const (
 	AttrEvent      = attribute.Key("wechatconf.event")          // "fetched", "fetch_failed" or "adopted"
 	AttrWhy        = attribute.Key("wechatconf.why")            // of a forced refresh
 	AttrLimit      = attribute.Key("wechatconf.limit")          // the Config field of a limit
-	AttrStoreOp    = attribute.Key("wechatconf.store.op")       // "get", "set", "refresh", "decode", "write_back"
+	AttrStoreOp    = attribute.Key("wechatconf.store.op")       // "get", "set", "refresh", "decode", "write_back", "ledger"
+	// AttrQuota names the daily limit of the quota metrics: "fetches" (the
+	// token calls WeChat answered) or "forced" (stable_token's
+	// force_refresh calls).
+	AttrQuota = attribute.Key("wechatconf.limit")
+	// AttrPercent is the threshold wechatconf.quota.crossed counts: 50
+	// or 80 (percent of the daily limit).
+	AttrPercent = attribute.Key("wechatconf.percent")
 )
 
 // Option configures NewHandler.
@@ -71,11 +79,22 @@ type state struct {
 	tracer  trace.Tracer
 
 	fetches, adoptions, rejections, forced, limited, storeErrors, storeOutages, lockLost, bgFailures, writtenBack metric.Int64Counter
+	outsideFetches, quotaCrossed                                                                                  metric.Int64Counter
 	fetchDuration, lockWait                                                                                       metric.Float64Histogram
 	gauge                                                                                                         metric.Float64ObservableGauge
+	quotaUsed, quotaLimit                                                                                         metric.Int64ObservableGauge
 
-	reg metric.Registration
-	mu  sync.Mutex
+	reg, quotaReg metric.Registration
+	now           func() time.Time // the quota gauges' clock (tests set it)
+
+	// quota holds, per credential key, the fleet's counts of the day the
+	// last core.EventRecorded reported, for the quota gauges; an entry
+	// of another Beijing day than today's is dropped at collection, so it
+	// holds the credentials that fetched today at most.
+	quotaMu sync.Mutex
+	quota   map[string]quotaEntry
+
+	mu sync.Mutex
 	// observed are the credentials given to Observe, held weakly: one
 	// collected (an evicted authorizer's) reads nil and is dropped by the
 	// next sweep. sweepAt is the size at which Observe sweeps before
@@ -114,7 +133,8 @@ func NewHandler(next slog.Handler, opts ...Option) *Handler {
 	}
 	m := cfg.mp.Meter(ScopeName)
 	s := &state{withKey: cfg.withKey, tracer: cfg.tp.Tracer(ScopeName),
-		observed: make(map[weak.Pointer[core.Credential]]struct{}), sweepAt: minSweep}
+		observed: make(map[weak.Pointer[core.Credential]]struct{}), sweepAt: minSweep,
+		now: time.Now, quota: make(map[string]quotaEntry)}
 	counter := func(name, unit, desc string) metric.Int64Counter {
 		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		if err != nil {
@@ -139,6 +159,8 @@ func NewHandler(next slog.Handler, opts ...Option) *Handler {
 	s.lockLost = counter("wechatconf.lock.lost", "{event}", "Refreshes that lost the store's lock to another holder.")
 	s.writtenBack = counter("wechatconf.written_back", "{write}", "Tokens a fetch brought whose first write did not land, written to the store afterwards.")
 	s.bgFailures = counter("wechatconf.background_refresh.failures", "{failure}", "Failed refreshes ahead of expiry.")
+	s.outsideFetches = counter("wechatconf.outside_fetches", "{fetch}", "Tokens killed by a fetch outside the fleet, named from the fetch ledger (core.EventOutsideFetch).")
+	s.quotaCrossed = counter("wechatconf.quota.crossed", "{crossing}", "The fleet's fetches of a day reaching 50 % or 80 % of WeChat's daily limit (core.EventQuota).")
 	s.fetchDuration = histogram("wechatconf.fetch.duration", "Duration of token calls, retries included.")
 	s.lockWait = histogram("wechatconf.lock.wait", "Wait for the token store's lock before a fetch or an adoption.")
 
@@ -149,6 +171,19 @@ func NewHandler(next slog.Handler, opts ...Option) *Handler {
 		otel.Handle(err)
 	} else if s.reg, err = m.RegisterCallback(s.observe, s.gauge); err != nil {
 		otel.Handle(err)
+	}
+	if s.quotaUsed, err = m.Int64ObservableGauge("wechatconf.quota.used", metric.WithUnit("{fetch}"),
+		metric.WithDescription("The fleet's fetches of the credential today (Beijing day), from the fetch ledger (core.EventRecorded).")); err != nil {
+		otel.Handle(err)
+	}
+	if s.quotaLimit, err = m.Int64ObservableGauge("wechatconf.quota.limit", metric.WithUnit("{fetch}"),
+		metric.WithDescription("WeChat's daily limit on the fetches wechatconf.quota.used counts.")); err != nil {
+		otel.Handle(err)
+	}
+	if s.quotaUsed != nil && s.quotaLimit != nil {
+		if s.quotaReg, err = m.RegisterCallback(s.observeQuota, s.quotaUsed, s.quotaLimit); err != nil {
+			otel.Handle(err)
+		}
 	}
 	return &Handler{next: next, s: s}
 }
@@ -230,12 +265,107 @@ func (s *state) sweepLocked(live func(*core.Credential)) {
 	s.sweepAt = max(2*len(s.observed), minSweep)
 }
 
-// Close unregisters the gauge's callback. The counters stay usable.
+// Close unregisters the gauges' callbacks. The counters stay usable.
 func (h *Handler) Close() error {
-	if h.s.reg == nil {
-		return nil
+	var errs []error
+	for _, r := range []metric.Registration{h.s.reg, h.s.quotaReg} {
+		if r != nil {
+			if err := r.Unregister(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
-	return h.s.reg.Unregister()
+	return errors.Join(errs...)
+}
+
+// quotaEntry is a credential's counts of one day, from its last
+// core.EventRecorded.
+type quotaEntry struct {
+	kind, platform, key, day     string
+	fetches, forced              int64
+	dailyLimit, forcedDailyLimit int64
+}
+
+// beijing is the time zone of WeChat's days (core's ledger counts them).
+var beijing = time.FixedZone("CST", 8*60*60)
+
+// quotaSeries is a point of the quota gauges without the key attribute.
+type quotaSeries struct {
+	kind, platform, limit string
+}
+
+// quotaPoint is a point of the quota gauges: used of limit (0: none known).
+type quotaPoint struct {
+	used, limit int64
+}
+
+// fuller reports whether p is nearer its limit than q: by the share used,
+// then (no limit known) by the count.
+func (p quotaPoint) fuller(q quotaPoint) bool {
+	ps, qs := share(p), share(q)
+	if ps != qs {
+		return ps > qs
+	}
+	return p.used > q.used
+}
+
+func share(p quotaPoint) float64 {
+	if p.limit <= 0 {
+		return 0
+	}
+	return float64(p.used) / float64(p.limit)
+}
+
+// observeQuota is the quota gauges' callback: today's counts of the
+// credentials that recorded fetches today; an entry of another day is
+// dropped. Without the key attribute, each kind, platform and limit has
+// the point of the credential nearest its limit.
+func (s *state) observeQuota(_ context.Context, o metric.Observer) error {
+	today := s.now().In(beijing).Format(time.DateOnly)
+	points := make(map[quotaSeries]quotaPoint)
+	type keyedPoint struct {
+		e     quotaEntry
+		limit string
+		p     quotaPoint
+	}
+	var keyed []keyedPoint
+	s.quotaMu.Lock()
+	for k, e := range s.quota {
+		if e.day != today {
+			delete(s.quota, k)
+			continue
+		}
+		for _, c := range []struct {
+			limit string
+			p     quotaPoint
+		}{{"fetches", quotaPoint{e.fetches, e.dailyLimit}}, {"forced", quotaPoint{e.forced, e.forcedDailyLimit}}} {
+			if c.limit == "forced" && c.p.limit <= 0 && c.p.used == 0 {
+				continue // not a credential with forced fetches
+			}
+			if s.withKey {
+				keyed = append(keyed, keyedPoint{e, c.limit, c.p})
+				continue
+			}
+			sk := quotaSeries{e.kind, e.platform, c.limit}
+			if q, ok := points[sk]; !ok || c.p.fuller(q) {
+				points[sk] = c.p
+			}
+		}
+	}
+	s.quotaMu.Unlock()
+	observe := func(p quotaPoint, attrs ...attribute.KeyValue) {
+		o.ObserveInt64(s.quotaUsed, p.used, metric.WithAttributes(attrs...))
+		if p.limit > 0 {
+			o.ObserveInt64(s.quotaLimit, p.limit, metric.WithAttributes(attrs...))
+		}
+	}
+	for _, k := range keyed {
+		observe(k.p, AttrCredential.String(k.e.kind), AttrPlatform.String(k.e.platform), AttrKey.String(k.e.key), AttrQuota.String(k.limit))
+	}
+	for sk, p := range points {
+		observe(p, AttrCredential.String(sk.kind), AttrPlatform.String(sk.platform), AttrQuota.String(sk.limit))
+	}
+	return nil
 }
 
 // series is a point of the gauge without the key attribute.
@@ -277,11 +407,11 @@ func (s *state) observe(_ context.Context, o metric.Observer) error {
 	return nil
 }
 
-// Enabled reports true for every level from Info up (wechatconf's Info and
-// Warn events are recorded whatever next wants), and otherwise what next
-// reports.
+// Enabled reports true for every level from Debug up (wechatconf's events
+// are recorded whatever next wants: core.EventRecorded, which the quota
+// gauges read, is a Debug event), and otherwise what next reports.
 func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo || (h.next != nil && h.next.Enabled(ctx, l))
+	return l >= slog.LevelDebug || (h.next != nil && h.next.Enabled(ctx, l))
 }
 
 // Handle records r if it is a wechatconf event, then passes it to next if
@@ -316,10 +446,11 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 
 // event is what record reads from a record's attributes.
 type event struct {
-	kind, platform, key, reason, why, limit, op, errText string
-	forced, fetched, hasWait, hasErrcode                 bool
-	errcode                                              int64
-	latency, lockWait                                    time.Duration
+	kind, platform, key, reason, why, limit, op, errText, day string
+	forced, fetched, hasWait, hasErrcode, forcedElsewhere     bool
+	errcode, percent                                          int64
+	nFetches, nForced, dailyLimit, forcedDailyLimit           int64 // core.EventRecorded's counts
+	latency, lockWait                                         time.Duration
 }
 
 // record records the event r.
@@ -345,7 +476,24 @@ func (s *state) record(ctx context.Context, r slog.Record) {
 		case "error":
 			e.errText = v.String()
 		case "forced":
-			e.forced = v.Kind() == slog.KindBool && v.Bool()
+			switch v.Kind() {
+			case slog.KindBool: // EventFetched's: a forced fetch
+				e.forced = v.Bool()
+			case slog.KindInt64: // EventRecorded's: the day's forced fetches
+				e.nForced = v.Int64()
+			}
+		case "forced_elsewhere":
+			e.forcedElsewhere = v.Kind() == slog.KindBool && v.Bool()
+		case "day":
+			e.day = v.String()
+		case "fetches":
+			e.nFetches = intValue(v)
+		case "daily_limit":
+			e.dailyLimit = intValue(v)
+		case "forced_daily_limit":
+			e.forcedDailyLimit = intValue(v)
+		case "percent":
+			e.percent = intValue(v)
 		case "fetched":
 			e.fetched = v.Kind() == slog.KindBool && v.Bool()
 		case "errcode":
@@ -420,7 +568,34 @@ func (s *state) record(ctx context.Context, r slog.Record) {
 		s.writtenBack.Add(ctx, 1, with())
 	case core.EventBackgroundRefreshFailed:
 		s.bgFailures.Add(ctx, 1, with())
+	case core.EventOutsideFetch:
+		s.outsideFetches.Add(ctx, 1, with(AttrForced.Bool(e.forcedElsewhere)))
+	case core.EventQuota:
+		s.quotaCrossed.Add(ctx, 1, with(AttrQuota.String(e.limit), AttrPercent.Int64(e.percent)))
+	case core.EventRecorded:
+		if e.key == "" || e.day == "" {
+			return
+		}
+		s.quotaMu.Lock()
+		next := quotaEntry{kind: e.kind, platform: e.platform, key: e.key, day: e.day,
+			fetches: e.nFetches, forced: e.nForced, dailyLimit: e.dailyLimit, forcedDailyLimit: e.forcedDailyLimit}
+		switch cur, ok := s.quota[e.key]; {
+		case !ok || cur.day < e.day:
+			s.quota[e.key] = next
+		case cur.day == e.day: // the fleet's counts only grow within a day; two Confs of one key report in any order
+			next.fetches, next.forced = max(cur.fetches, next.fetches), max(cur.forced, next.forced)
+			s.quota[e.key] = next
+		} // a late report of an earlier day does not hide today's
+		s.quotaMu.Unlock()
 	}
+}
+
+// intValue is v as an int64, 0 for another kind.
+func intValue(v slog.Value) int64 {
+	if v.Kind() == slog.KindInt64 {
+		return v.Int64()
+	}
+	return 0
 }
 
 // spans reconstructs the spans of a refresh that made a token call from its

@@ -402,8 +402,8 @@ func TestGaugeLeastPerKind(t *testing.T) {
 func TestEnabled(t *testing.T) {
 	ctx := context.Background()
 	h := wechatconfotel.NewHandler(nil)
-	if !h.Enabled(ctx, slog.LevelInfo) || !h.Enabled(ctx, slog.LevelWarn) || h.Enabled(ctx, slog.LevelDebug) {
-		t.Error("a Handler without next: want Enabled from Info up only")
+	if !h.Enabled(ctx, slog.LevelDebug) || !h.Enabled(ctx, slog.LevelWarn) || h.Enabled(ctx, slog.LevelDebug-1) {
+		t.Error("a Handler without next: want Enabled from Debug up only (core.EventRecorded is a Debug event)")
 	}
 	d := wechatconfotel.NewHandler(slog.NewTextHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if !d.Enabled(ctx, slog.LevelDebug) || !d.WithAttrs(nil).Enabled(ctx, slog.LevelDebug) || !d.WithGroup("g").Enabled(ctx, slog.LevelDebug) {

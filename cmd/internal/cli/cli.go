@@ -153,6 +153,7 @@ the fleet's token working runs without --yes.`,
 		e.refreshCommand(),
 		e.forceCommand(),
 		e.quotaCommand(),
+		e.historyCommand(),
 	)
 	return root
 }
@@ -268,7 +269,9 @@ func (e *env) openStore(ctx context.Context) (core.TokenStore, func(), error) {
 }
 
 // conf builds the Conf refresh and force use, with the AppSecret from the
-// environment.
+// environment. It is an operator's tool (core.Config.Operator): its fetches
+// are recorded in the fleet's fetch ledger with reason "operator", by the
+// instance cliInstance names.
 func (e *env) conf(st core.TokenStore, appID string) (*core.Conf, error) {
 	secret := core.NewSecret(e.getenv("WECHAT_APPSECRET"))
 	if secret.IsZero() {
@@ -276,9 +279,15 @@ func (e *env) conf(st core.TokenStore, appID string) (*core.Conf, error) {
 	}
 	return core.New(core.Config{
 		AppID: appID, AppSecret: secret, BaseURL: e.baseURL(), Store: st, KeyPrefix: e.g.prefix, TokenAPI: e.tokenAPI(),
+		Operator: true, Instance: cliInstance(),
 		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 }
+
+// cliInstance names this command's process in the fetch ledger:
+// "wechatconf-cli@HOST/PID", so that history tells an operator's fetch
+// from the fleet's by its instance as well as its reason.
+func cliInstance() string { return name + "-cli@" + core.DefaultInstance() }
 
 var errNoSecret = usageError{"set WECHAT_APPSECRET in the environment (it is never taken from a flag)"}
 

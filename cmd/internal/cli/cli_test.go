@@ -98,7 +98,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	r := c.Exec(ctx, "help")
-	for _, cmd := range []string{"get", "ls", "inspect", "watch", "refresh", "force", "completion"} {
+	for _, cmd := range []string{"get", "ls", "inspect", "watch", "refresh", "force", "history", "completion"} {
 		if !strings.Contains(r.Stdout, "\n  "+cmd+" ") {
 			t.Errorf("wechatconf help does not list %s:\n%s", cmd, r.Stdout)
 		}

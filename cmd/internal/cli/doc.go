@@ -10,6 +10,7 @@
 //	wechatconf force   APPID --yes [--reveal]       (WECHAT_APPSECRET in the environment)
 //	wechatconf quota   APPID [--path /cgi-bin/token] (WECHAT_APPSECRET in the environment)
 //	wechatconf quota reset APPID --yes              (WECHAT_APPSECRET in the environment)
+//	wechatconf history APPID [KIND] | --key KEY      (the fleet's fetch ledger)
 //	wechatconf completion bash|zsh|fish|powershell
 //	wechatconf help [COMMAND]                       (or COMMAND --help)
 //
@@ -43,6 +44,17 @@
 // account's keys under other key prefixes (when the store implements
 // core.KeyLister) and, on Redis, credentials under other store prefixes.
 //
+// # The fetch ledger
+//
+// history prints a credential's fetch ledger (core.ReadLedger): the
+// fleet's last fetches, who made them and why, the outside fetches named,
+// and the counts per Beijing day against WeChat's daily limits. ls lists a
+// ledger (KIND/fetch_ledger, status ledger) beside its credential, as the
+// same account's; inspect shows each credential's last fetch and today's
+// count. refresh and force are an operator's fetches: their Conf sets
+// core.Config.Operator and the instance "wechatconf-cli@HOST/PID", and
+// waits, before the command exits, for the record to reach the ledger.
+//
 // # Exit codes
 //
 //	0  done; get: found and not expired; inspect: a key present; ls: a
@@ -51,7 +63,7 @@
 //	2  usage error, or any failure (store unreachable or unable to list,
 //	   WeChat error, an authorizer's record that does not parse, …)
 //	3  not found or nothing usable: get: absent; inspect: none of the keys
-//	   present; ls: nothing listed; refresh: absent or expired here but
+//	   present; ls: nothing listed; history: no ledger; refresh: absent or expired here but
 //	   valid under another prefix (nothing done); get and inspect: an authorizer's record
 //	   says withdrawn (its tickets may still be stored, but nothing can
 //	   renew them)

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -20,7 +21,9 @@ component_access_token and component_verify_ticket; with an authorizer APPID its
 and its record under authorizer_refresh_token, which holds its access token and refresh
 token together), each present or not with its expiry. On Redis it also shows each key's
 refresh lock and the lease left (one PTTL); the other stores cannot tell it cheaply (a
-flock, an advisory lock, an etcd lease) and do not show it.
+flock, an advisory lock, an etcd lease) and do not show it. A credential whose fleet keeps
+a fetch ledger (core's default) shows its last fetch — when, by which instance, why — and
+the fleet's fetches today (Beijing day); wechatconf history shows the whole ledger.
 
 Exit: 0 a key present, 3 none (with where it looked and the keys nearby) or an
 authorizer's record that says withdrawn.`,
@@ -60,6 +63,7 @@ authorizer's record that says withdrawn.`,
 					}
 				}
 				v.Lock = locks.read(ctx, k)
+				v.Ledger = readLedgerSummary(ctx, st, k, time.Now())
 				e.print(v)
 			}
 			switch {

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"strings"
+
+	"github.com/wechatconf/wechatconf/core"
 )
 
 // kinds of an Official Account's credentials, in inspect's order.
@@ -61,6 +63,12 @@ const (
 //	<prefix>/open/<component>/component_access_token|component_verify_ticket
 //	<prefix>/open/<component>/<AppID>/authorizer_refresh_token|jsapi_ticket|wx_card_ticket
 //
+// A credential's fetch ledger (its key plus core.LedgerKeySuffix,
+// "…/access_token/fetch_ledger") belongs to the credential's account: it
+// parses as the credential's key does, its Kind the credential's kind plus
+// the suffix ("access_token/fetch_ledger"), so that ls lists it beside the
+// credential and an ACCOUNT filter keeps it (see IsLedger).
+//
 // A key is read from its end, so a prefix may hold "/". Where two layouts
 // fit (wechatconf/wecom/corp/jsapi_ticket is also the jsapi_ticket of an
 // AppID "corp" under the prefix wechatconf/wecom), the WeCom and Open
@@ -80,9 +88,14 @@ type KeyInfo struct {
 	// ComponentAppID is an Open Platform component's.
 	ComponentAppID string `json:"component_appid,omitempty"`
 	// Kind is the credential kind, the key's last segment (for
-	// PlatformOther, the key after the prefix given to ls, if any).
+	// PlatformOther, the key after the prefix given to ls, if any); a
+	// fetch ledger's is its credential's kind and "/fetch_ledger".
 	Kind string `json:"kind"`
 }
+
+// IsLedger reports whether the key is a credential's fetch ledger (it ends
+// in core.LedgerKeySuffix), which holds no token: see history.
+func (k KeyInfo) IsLedger() bool { return strings.HasSuffix(k.Key, core.LedgerKeySuffix) }
 
 // Account names the credential's owner as text: the AppID, CORPID/AGENTID
 // (a corp's key: CORPID), COMPONENT or COMPONENT/AUTHORIZER; "-" if none.
@@ -104,8 +117,21 @@ func (k KeyInfo) Account() string {
 }
 
 // ParseKey reads the credential a store key names. A key of no known
-// layout is PlatformOther, its Kind the whole key.
+// layout is PlatformOther, its Kind the whole key. A fetch ledger's key
+// parses as its credential's, with Key the ledger's and
+// core.LedgerKeySuffix added to Kind.
 func ParseKey(key string) KeyInfo {
+	if base, ok := strings.CutSuffix(key, core.LedgerKeySuffix); ok {
+		if info := parseCredentialKey(base); info.Platform != PlatformOther {
+			info.Key, info.Kind = key, info.Kind+core.LedgerKeySuffix
+			return info
+		}
+	}
+	return parseCredentialKey(key)
+}
+
+// parseCredentialKey is ParseKey for the key of a credential.
+func parseCredentialKey(key string) KeyInfo {
 	s := strings.Split(key, "/")
 	n := len(s)
 	info := KeyInfo{Key: key, Platform: PlatformOther, Kind: key}

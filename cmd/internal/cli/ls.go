@@ -23,6 +23,7 @@ type Entry struct {
 	KeyInfo
 	// Status is a View's: valid, expired, absent (gone between the
 	// listing and the read), error; for a record authorized, withdrawn or
+	// corrupt; for a fetch ledger (KeyInfo.IsLedger) StatusLedger, or
 	// corrupt.
 	Status string `json:"status"`
 	// Since is when a record's state was set, if known.
@@ -51,7 +52,8 @@ with --all-prefixes), one line each, by what its key says (README's "Credential 
 the platform (official_account, which Mini Programs share; wecom, an app's
 CORPID/AGENTID or a corp's CORPID; open_platform_component; open_platform_authorizer,
 COMPONENT/APPID; other, a key of no known layout), the account, the kind, the status and
-expiry as get shows them, and the refresh lock where the store can tell it (Redis: free,
+expiry as get shows them (a credential's fetch ledger, KIND/fetch_ledger, is listed beside
+it with status ledger: see history), and the refresh lock where the store can tell it (Redis: free,
 or held with the lease left; "-" elsewhere). On Redis it also names each key's token hash,
 for redis-cli. ACCOUNT keeps the keys of one AppID, CorpID or component. Values are never
 printed.
@@ -107,7 +109,12 @@ func (e *env) ls(ctx context.Context, args []string, all bool) error {
 		if info.Platform == PlatformOther && !all {
 			info.Prefix, info.Kind = e.g.prefix, strings.TrimPrefix(k, e.g.prefix+"/")
 		}
-		v, err := read(lctx, st, k, false)
+		var v View
+		if info.IsLedger() {
+			v, err = readLedgerEntry(lctx, st, k)
+		} else {
+			v, err = read(lctx, st, k, false)
+		}
 		if err != nil {
 			readErrs = append(readErrs, err)
 		}
@@ -129,6 +136,22 @@ func (e *env) ls(ctx context.Context, args []string, all bool) error {
 		return fmt.Errorf("ls: %d of %d keys could not be read; the first: %w", len(readErrs), len(keys), readErrs[0])
 	}
 	return nil
+}
+
+// readLedgerEntry reads the fetch ledger stored under key (a key ending in
+// core.LedgerKeySuffix) for ls: status ledger, or corrupt (with the error)
+// when it does not decode; a store error is returned.
+func readLedgerEntry(ctx context.Context, st core.TokenStore, key string) (View, error) {
+	_, err := core.ReadLedger(ctx, st, strings.TrimSuffix(key, core.LedgerKeySuffix))
+	switch {
+	case err == nil:
+		return View{Key: key, Status: StatusLedger}, nil
+	case errors.Is(err, core.ErrNotFound):
+		return View{Key: key, Status: StatusAbsent}, nil
+	case errors.Is(err, core.ErrLedgerCorrupt):
+		return View{Key: key, Status: StatusCorrupt, Error: errText(err)}, nil
+	}
+	return View{Key: key, Status: StatusError, Error: err.Error()}, err
 }
 
 // filterKeys returns the keys that contain s.

@@ -42,6 +42,11 @@ func lsFixture(t *testing.T) (*listing, []string) {
 			t.Fatal(err)
 		}
 	}
+	// The access_token's fetch ledger, as a fleet writes it (see history).
+	ledger := `{"v":1,"entries":[{"at":"2026-12-05T21:45:28Z","instance":"web-7f9c/4242","seq":1,"reason":"expiry","token":"59f7fc6781a2","latency_ns":1000000}],"days":[{"day":"2026-12-06","fetches":1}]}`
+	if err := st.Set(ctx, core.LedgerKey("wechatconf/wx0123456789abcdef/access_token"), core.Token{Value: ledger}); err != nil {
+		t.Fatal(err)
+	}
 	return st, values
 }
 
@@ -71,6 +76,7 @@ func TestLs(t *testing.T) {
 		"wechatconf/wecom/ww0123456789/jsapi_ticket":                                     {cli.PlatformWeCom, "", "ww0123456789", "", "", "jsapi_ticket", cli.StatusValid},
 		"wechatconf/wx0123456789abcdef/access_token":                                     {cli.PlatformOfficialAccount, testAppID, "", "", "", "access_token", cli.StatusValid},
 		"wechatconf/wx0123456789abcdef/jsapi_ticket":                                     {cli.PlatformOfficialAccount, testAppID, "", "", "", "jsapi_ticket", cli.StatusExpired},
+		"wechatconf/wx0123456789abcdef/access_token/fetch_ledger":                        {cli.PlatformOfficialAccount, testAppID, "", "", "", "access_token/fetch_ledger", cli.StatusLedger},
 	}
 	es := r.Entries(t)
 	if len(es) != len(wants) {
@@ -84,6 +90,9 @@ func TestLs(t *testing.T) {
 		}
 		if e.Status == cli.StatusValid && (e.ExpiresAt == nil || e.ExpiresIn == nil || *e.ExpiresIn <= 0) {
 			t.Errorf("ls --json: %s is valid with no expiry: %+v", e.Key, e)
+		}
+		if e.Status == cli.StatusLedger && (e.ExpiresAt != nil || e.ExpiresIn != nil) {
+			t.Errorf("ls --json: the ledger %s shows an expiry: %+v", e.Key, e)
 		}
 		if e.Lock != nil || e.RedisKey != "" {
 			t.Errorf("ls --json: %s shows a lock or a Redis key on a store that has none: %+v", e.Key, e)
@@ -110,6 +119,7 @@ func TestLs(t *testing.T) {
 	for _, row := range []string{
 		"official_account  wx0123456789abcdef  access_token  valid",
 		"official_account  wx0123456789abcdef  jsapi_ticket  expired",
+		"official_account  wx0123456789abcdef  access_token/fetch_ledger  ledger  -  -  -",
 		"wecom  ww0123456789/1000002  agent_config_ticket  valid",
 		"wecom  ww0123456789  jsapi_ticket  valid",
 		"open_platform_authorizer  wxcomponent0000001/wxauthorizer000001  authorizer_refresh_token  authorized  -  -  -",
@@ -131,7 +141,7 @@ func TestLs(t *testing.T) {
 	}
 	r = c.Exec(ctx, "ls", testAppID, "--json")
 	c.Want(r, cli.ExitOK)
-	if es := r.Entries(t); len(es) != 2 || es[0].AppID != testAppID || es[1].AppID != testAppID {
+	if es := r.Entries(t); len(es) != 3 || es[0].AppID != testAppID || es[1].AppID != testAppID || es[2].AppID != testAppID {
 		t.Errorf("ls %s: %s", testAppID, r.Stdout)
 	}
 
@@ -141,7 +151,7 @@ func TestLs(t *testing.T) {
 	for _, want := range []string{
 		`ls: no credential under key prefix "nothing" in file://` + dir, "looked in: store file://" + dir,
 		`nearby: 1 key(s) under key prefix "fleet2": try --prefix fleet2`,
-		`nearby: 9 key(s) under key prefix "wechatconf": try --prefix wechatconf`,
+		`nearby: 10 key(s) under key prefix "wechatconf": try --prefix wechatconf`,
 		"nearby: 1 key(s) of no known layout (ls --all-prefixes)",
 	} {
 		if !strings.Contains(r.Stderr, want) {
@@ -189,6 +199,10 @@ func TestParseKey(t *testing.T) {
 		{"p/open/c/component_verify_ticket", cli.KeyInfo{Prefix: "p", Platform: cli.PlatformOpenComponent, ComponentAppID: "c", Kind: "component_verify_ticket"}},
 		{"p/open/c/wxa/authorizer_refresh_token", cli.KeyInfo{Prefix: "p", Platform: cli.PlatformOpenAuthorizer, ComponentAppID: "c", AppID: "wxa", Kind: "authorizer_refresh_token"}},
 		{"p/open/c/wxa/jsapi_ticket", cli.KeyInfo{Prefix: "p", Platform: cli.PlatformOpenAuthorizer, ComponentAppID: "c", AppID: "wxa", Kind: "jsapi_ticket"}},
+		{"wechatconf/wx1/access_token/fetch_ledger", cli.KeyInfo{Prefix: "wechatconf", Platform: cli.PlatformOfficialAccount, AppID: "wx1", Kind: "access_token/fetch_ledger"}},
+		{"p/wecom/corp/7/access_token/fetch_ledger", cli.KeyInfo{Prefix: "p", Platform: cli.PlatformWeCom, CorpID: "corp", AgentID: "7", Kind: "access_token/fetch_ledger"}},
+		{"p/open/c/wxa/jsapi_ticket/fetch_ledger", cli.KeyInfo{Prefix: "p", Platform: cli.PlatformOpenAuthorizer, ComponentAppID: "c", AppID: "wxa", Kind: "jsapi_ticket/fetch_ledger"}},
+		{"p/svc/signing_key/fetch_ledger", cli.KeyInfo{Platform: cli.PlatformOther, Kind: "p/svc/signing_key/fetch_ledger"}},
 		{"wx1/access_token", cli.KeyInfo{Platform: cli.PlatformOther, Kind: "wx1/access_token"}},
 		{"p//access_token", cli.KeyInfo{Platform: cli.PlatformOther, Kind: "p//access_token"}},
 		{"p/svc/signing_key", cli.KeyInfo{Platform: cli.PlatformOther, Kind: "p/svc/signing_key"}},

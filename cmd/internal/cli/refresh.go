@@ -91,7 +91,15 @@ func (e *env) openAccessToken(ctx context.Context, appID string) (*storedAccessT
 	}
 	ctx, cancel := e.withTimeout(ctx)
 	s := &storedAccessToken{ctx: ctx, st: st, conf: conf, key: e.keyOf(appID, "access_token"),
-		done: func() { cancel(); closeStore() }}
+		done: func() {
+			// The fetch's record goes to the fleet's ledger in the
+			// background: wait for it, or this process's exit loses it.
+			if err := conf.FlushLedger(ctx); err != nil {
+				fmt.Fprintf(e.stderr, "%s: the fetch ledger (history) could not record this command's fetch: %v\n", name, err)
+			}
+			cancel()
+			closeStore()
+		}}
 	s.old, err = st.Get(ctx, s.key)
 	if err != nil && !errors.Is(err, core.ErrNotFound) {
 		s.done()

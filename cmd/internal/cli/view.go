@@ -52,6 +52,9 @@ type View struct {
 	Replaced *bool `json:"replaced,omitempty"`
 	// Lock is inspect's, on a store that can tell it (Redis).
 	Lock *LockView `json:"lock,omitempty"`
+	// Ledger is inspect's: the last fetch and today's count from the
+	// credential's fetch ledger, when it has one (see history).
+	Ledger *LedgerSummary `json:"ledger,omitempty"`
 	// Error says why Status is StatusError or StatusCorrupt.
 	Error string `json:"error,omitempty"`
 	// Time is watch's: when the change was seen, UTC.
@@ -66,6 +69,60 @@ type LockView struct {
 	Lease *float64 `json:"lease_seconds,omitempty"`
 }
 
+// LedgerSummary is what inspect shows of a credential's fetch ledger
+// (core.Ledger; history prints it whole).
+type LedgerSummary struct {
+	// LastFetch is the newest fetch recorded: when (UTC), by which
+	// instance, why (core.FetchRecord's Reason).
+	LastFetch  *time.Time `json:"last_fetch,omitempty"`
+	LastBy     string     `json:"last_by,omitempty"`
+	LastReason string     `json:"last_reason,omitempty"`
+	// Day is today in Beijing time ("2006-01-02"), the day WeChat's quotas
+	// count; Fetches and Forced the fleet's fetches and forced fetches
+	// recorded that day.
+	Day     string `json:"day"`
+	Fetches int    `json:"fetches_today"`
+	Forced  int    `json:"forced_today,omitempty"`
+	// Error says why the ledger could not be read (a corrupt ledger, a
+	// store failure); the other fields are then empty.
+	Error string `json:"error,omitempty"`
+}
+
+// readLedgerSummary reads the ledger of the credential under key; nil when
+// it has none.
+func readLedgerSummary(ctx context.Context, st core.TokenStore, key string, now time.Time) *LedgerSummary {
+	l, err := core.ReadLedger(ctx, st, key)
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return nil
+	case err != nil:
+		return &LedgerSummary{Error: errText(err)}
+	}
+	today := l.Today(now)
+	s := &LedgerSummary{Day: today.Day, Fetches: today.Fetches, Forced: today.Forced}
+	if r, ok := l.Last(); ok {
+		at := r.At.UTC()
+		s.LastFetch, s.LastBy, s.LastReason = &at, r.Instance, r.Reason
+	}
+	return s
+}
+
+// String is the summary as text, for inspect's line.
+func (s *LedgerSummary) String() string {
+	if s.Error != "" {
+		return "ledger error=" + s.Error
+	}
+	var b strings.Builder
+	if s.LastFetch != nil {
+		fmt.Fprintf(&b, "last_fetch=%s by=%s reason=%s ", s.LastFetch.Format(time.RFC3339), cell(s.LastBy), cell(s.LastReason))
+	}
+	fmt.Fprintf(&b, "today=%d", s.Fetches)
+	if s.Forced > 0 {
+		fmt.Fprintf(&b, " forced_today=%d", s.Forced)
+	}
+	return b.String()
+}
+
 // The statuses of a View.
 const (
 	StatusValid   = "valid"
@@ -76,6 +133,9 @@ const (
 	StatusAuthorized = "authorized"
 	StatusWithdrawn  = "withdrawn"
 	StatusCorrupt    = "corrupt"
+	// StatusLedger is ls's for a credential's fetch ledger (a key ending
+	// in core.LedgerKeySuffix): no token, no expiry (see history).
+	StatusLedger = "ledger"
 )
 
 // RecordSuffix ends the key of an Open Platform authorizer's durable
@@ -216,6 +276,9 @@ func (e *env) print(v View) {
 	}
 	if v.Lock != nil {
 		fmt.Fprintf(&b, "  lock=%s", v.Lock)
+	}
+	if v.Ledger != nil {
+		fmt.Fprintf(&b, "  %s", v.Ledger)
 	}
 	fmt.Fprintln(e.stdout, b.String())
 }

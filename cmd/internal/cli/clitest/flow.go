@@ -13,14 +13,15 @@ import (
 	"github.com/wechatconf/wechatconf/core/wxtest"
 )
 
-// Flow runs get, ls, refresh, force, inspect and watch against the store
-// storeURL names (given in --store, or in WECHATCONF_STORE when viaEnv: a
-// URL with a password), under a key prefix of the test's own, and a
-// simulated WeChat. It tests the exit codes, that no value is printed
-// without --reveal, that a refresh of a valid token makes no token call
-// without --yes and one forced call with it, and that a not-found says
-// where it looked. ls is tested in full when the store implements
-// core.KeyLister, and for its error otherwise.
+// Flow runs get, ls, refresh, force, inspect, history and watch against
+// the store storeURL names (given in --store, or in WECHATCONF_STORE when
+// viaEnv: a URL with a password), under a key prefix of the test's own,
+// and a simulated WeChat. It tests the exit codes, that no value is
+// printed without --reveal, that a refresh of a valid token makes no token
+// call without --yes and one forced call with it, that a not-found says
+// where it looked, and that the command's fetches reach the fleet's fetch
+// ledger as an operator's (history, inspect). ls is tested in full when
+// the store implements core.KeyLister, and for its error otherwise.
 func Flow(t *testing.T, storeURL string, viaEnv bool) {
 	ctx := context.Background()
 	wechat := wxtest.New(wxtest.Options{AppID: AppID, AppSecret: AppSecret, Now: time.Now})
@@ -189,14 +190,61 @@ func Flow(t *testing.T, storeURL string, viaEnv bool) {
 		t.Fatalf("inspect shows a lock the store cannot tell: %s", r.Stdout)
 	}
 
-	// ls: the two credentials, by AppID and kind, with no value.
+	// The fetch ledger: every token call the command made, recorded (before
+	// the command exited) as an operator's by the command's instance.
+	// inspect shows the last fetch of the access_token; the ticket, set
+	// directly, has no ledger.
+	l, err := core.ReadLedger(ctx, st, key)
+	if err != nil {
+		t.Fatalf("ReadLedger after refresh and force: %v", err)
+	}
+	total := 0
+	for _, d := range l.Days {
+		total += d.Fetches
+	}
+	if total != fetches() || len(l.Entries) != fetches() {
+		t.Errorf("the ledger counts %d fetches in %d records, want the %d token calls made: %+v", total, len(l.Entries), fetches(), l)
+	}
+	for _, e := range l.Entries {
+		if e.Reason != core.ReasonOperator || !strings.HasPrefix(e.Instance, "wechatconf-cli@") {
+			t.Errorf("the command's fetch recorded as %q by %q, want reason %q by wechatconf-cli@HOST/PID", e.Reason, e.Instance, core.ReasonOperator)
+		}
+	}
+	last, _ := l.Last()
+	if s := vs[0].Ledger; s == nil || s.LastFetch == nil || !s.LastFetch.Equal(last.At) || s.LastBy != last.Instance || s.LastReason != core.ReasonOperator ||
+		s.Fetches < 1 || s.Fetches > total || vs[1].Ledger != nil {
+		t.Errorf("inspect's ledger summary: %s\nwant the access_token's last fetch (%v by %s) and no ledger for the ticket", r.Stdout, last.At, last.Instance)
+	}
+	r = cmd("history", AppID)
+	c.Want(r, cli.ExitOK)
+	if !strings.Contains(r.Stdout, core.LedgerKey(key)) || strings.Count(r.Stdout, " operator ") != fetches() ||
+		!strings.Contains(r.Stdout, "stored now: token "+core.Fingerprint(third.Value)) || !strings.Contains(r.Stdout, "of 20") {
+		t.Errorf("history: %s\nwant the ledger's key, %d operator fetches, the stored token's fingerprint and the forced limit", r.Stdout, fetches())
+	}
+	r = cmd("history", AppID, "--json")
+	c.Want(r, cli.ExitOK)
+	if hs := decode[cli.History](t, r.Stdout); len(hs) != 1 || hs[0].Key != key || len(hs[0].Entries) != len(l.Entries) ||
+		hs[0].Entries[len(l.Entries)-1].Token != core.Fingerprint(third.Value) || hs[0].ForcedDailyLimit != core.DefaultForceRefreshDailyLimit {
+		t.Errorf("history --json: %s", r.Stdout)
+	}
+	r = cmd("history", AppID, "jsapi_ticket")
+	c.Want(r, cli.ExitNotFound)
+	if !strings.Contains(r.Stderr, core.LedgerKey(ticketKey)+": no fetch ledger") || !strings.Contains(r.Stderr, "looked in: store ") {
+		t.Errorf("history of a ticket with no ledger: stderr %q, want the ledger's key and where it looked", r.Stderr)
+	}
+
+	// ls: the two credentials, by AppID and kind, with no value, and the
+	// access_token's fetch ledger beside it, of the same account, status
+	// ledger, no expiry.
 	if lists {
 		r = cmd("ls", "--json")
 		c.Want(r, cli.ExitOK)
 		es := r.Entries(t)
-		if len(es) != 2 || es[0].Key != key || es[0].Kind != "access_token" || es[0].AppID != AppID || es[0].Platform != cli.PlatformOfficialAccount ||
+		if len(es) != 3 || es[0].Key != key || es[0].Kind != "access_token" || es[0].AppID != AppID || es[0].Platform != cli.PlatformOfficialAccount ||
 			es[0].Prefix != prefix || es[0].Status != cli.StatusValid || es[0].ExpiresAt == nil || !es[0].ExpiresAt.Equal(third.ExpiresAt) ||
-			es[1].Kind != "jsapi_ticket" || es[1].Status != cli.StatusExpired {
+			es[1].Key != core.LedgerKey(key) || es[1].Kind != "access_token/fetch_ledger" || es[1].AppID != AppID ||
+			es[1].Platform != cli.PlatformOfficialAccount || es[1].Status != cli.StatusLedger || es[1].ExpiresAt != nil ||
+			es[2].Kind != "jsapi_ticket" || es[2].Status != cli.StatusExpired {
 			t.Errorf("ls --json: %s", r.Stdout)
 		}
 		if redis != (len(es) > 0 && es[0].Lock != nil && es[0].RedisKey != "") {
@@ -204,8 +252,9 @@ func Flow(t *testing.T, storeURL string, viaEnv bool) {
 		}
 		r = cmd("ls", AppID)
 		c.Want(r, cli.ExitOK)
-		if lines := strings.Split(strings.TrimSpace(r.Stdout), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[0], "PLATFORM") ||
-			!strings.Contains(lines[1], "official_account") || !strings.Contains(lines[1], AppID) || !strings.Contains(lines[1], "access_token") {
+		if lines := strings.Split(strings.TrimSpace(r.Stdout), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[0], "PLATFORM") ||
+			!strings.Contains(lines[1], "official_account") || !strings.Contains(lines[1], AppID) || !strings.Contains(lines[1], "access_token") ||
+			!strings.Contains(lines[2], "access_token/fetch_ledger") || !strings.Contains(lines[2], " ledger ") {
 			t.Errorf("ls %s: %s", AppID, r.Stdout)
 		}
 	}
