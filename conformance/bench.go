@@ -23,6 +23,13 @@ import (
 //   - RefreshContended: goroutines (b.RunParallel) refreshing one key, each
 //     with the last value it saw as stale, so that most calls find a value
 //     another goroutine fetched; fetches/op tells how many calls fetched;
+//   - FetchLedger/on and FetchLedger/off: one refresh of a core.Credential
+//     whose Fetch answers at once, with the fetch ledger written (on: the
+//     default of core.Config) or not, the ledger already full
+//     (core.LedgerEntries records); the difference is what the ledger adds
+//     to a fetch. store-calls/op counts the TokenStore calls (the ledger's
+//     are one Get and one Refresh of its key), ledger-bytes the stored
+//     ledger's size;
 //   - ListKeys10000: ListKeys of a prefix holding 10,000 keys, for a store
 //     that implements core.KeyLister (skipped otherwise); keys/s is how
 //     many keys it lists a second. The keys are stored once, before the
@@ -126,7 +133,91 @@ func Benchmark(b *testing.B, h Harness) {
 		b.ReportMetric(float64(fetches.Load())/float64(b.N), "fetches/op")
 	})
 
+	b.Run("FetchLedger", func(b *testing.B) {
+		for _, on := range []bool{true, false} {
+			name := "on"
+			if !on {
+				name = "off"
+			}
+			b.Run(name, func(b *testing.B) { benchmarkFetchLedger(b, h.NewStore(b), key(b), on) })
+		}
+	})
+
 	b.Run("ListKeys10000", func(b *testing.B) {
 		benchmarkListKeys(b, h.NewStore(b), key(b)+"/")
 	})
+}
+
+// countedStore counts a TokenStore's calls.
+type countedStore struct {
+	core.TokenStore
+	calls atomic.Int64
+}
+
+func (s *countedStore) Get(ctx context.Context, key string) (core.Token, error) {
+	s.calls.Add(1)
+	return s.TokenStore.Get(ctx, key)
+}
+
+func (s *countedStore) Set(ctx context.Context, key string, t core.Token) error {
+	s.calls.Add(1)
+	return s.TokenStore.Set(ctx, key, t)
+}
+
+func (s *countedStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	s.calls.Add(1)
+	return s.TokenStore.Refresh(ctx, key, stale, fetch)
+}
+
+// benchmarkFetchLedger is Benchmark's FetchLedger/on and /off.
+func benchmarkFetchLedger(b *testing.B, s core.TokenStore, key string, on bool) {
+	ctx := context.Background()
+	store := &countedStore{TokenStore: s}
+	var ledger *core.LedgerConfig
+	if on {
+		ledger = &core.LedgerConfig{Instance: "bench/1"}
+	}
+	var seq atomic.Int64
+	cr, err := core.NewCredential(core.CredentialConfig{
+		Name: "access_token", Key: key, Store: store, Ledger: ledger,
+		Fetch: func(context.Context, core.FetchRequest) (core.Token, error) {
+			return core.Token{Value: pattern(fmt.Sprintf("fetched-%d-", seq.Add(1)), 512), ExpiresAt: time.Now().Add(2 * time.Hour)}, nil
+		},
+		Policy: core.Policy{RejectedRefreshInterval: -1},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, err := cr.Get(ctx)
+	if err != nil {
+		b.Fatalf("Get: %v", err)
+	}
+	for range core.LedgerEntries { // a full ledger, as in production
+		if t, err = cr.Refresh(ctx, t.Value); err != nil {
+			b.Fatalf("Refresh: %v", err)
+		}
+	}
+	if err := cr.FlushLedger(ctx); err != nil {
+		b.Fatal(err)
+	}
+	calls := store.calls.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if t, err = cr.Refresh(ctx, t.Value); err != nil {
+			b.Fatalf("Refresh: %v", err)
+		}
+		if err := cr.FlushLedger(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(store.calls.Load()-calls)/float64(b.N), "store-calls/op")
+	if on {
+		raw, err := s.Get(ctx, core.LedgerKey(key))
+		if err != nil {
+			b.Fatalf("Get of the ledger: %v", err)
+		}
+		b.ReportMetric(float64(len(raw.Value)), "ledger-bytes")
+	}
 }

@@ -2,9 +2,7 @@ package core_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,93 +140,6 @@ func BenchmarkAccessTokenHotLedger(b *testing.B) {
 				if _, err := c.AccessToken(ctx); err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
-	}
-}
-
-// countingStore counts a TokenStore's calls.
-type countingStore struct {
-	core.TokenStore
-	calls atomic.Int64
-}
-
-func (s *countingStore) Get(ctx context.Context, key string) (core.Token, error) {
-	s.calls.Add(1)
-	return s.TokenStore.Get(ctx, key)
-}
-
-func (s *countingStore) Set(ctx context.Context, key string, t core.Token) error {
-	s.calls.Add(1)
-	return s.TokenStore.Set(ctx, key, t)
-}
-
-func (s *countingStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
-	s.calls.Add(1)
-	return s.TokenStore.Refresh(ctx, key, stale, fetch)
-}
-
-// BenchmarkFetchLedger is one refresh of a credential whose Fetch answers at
-// once, on a MemoryStore, with the ledger written (on) or not (off): the
-// difference is what the ledger adds to a fetch. It reports store-calls/op
-// (the ledger's: one Get and one Refresh of its key) and ledger-bytes (the
-// stored ledger's size once it holds LedgerEntries records).
-func BenchmarkFetchLedger(b *testing.B) {
-	for _, on := range []bool{true, false} {
-		name := "ledger=on"
-		if !on {
-			name = "ledger=off"
-		}
-		b.Run(name, func(b *testing.B) {
-			store := &countingStore{TokenStore: core.NewMemoryStore()}
-			var ledger *core.LedgerConfig
-			if on {
-				ledger = &core.LedgerConfig{Instance: "bench/1"}
-			}
-			var seq atomic.Int64
-			cr, err := core.NewCredential(core.CredentialConfig{
-				Name: "access_token", Key: "bench/wx/access_token", Store: store, Ledger: ledger,
-				Fetch: func(context.Context, core.FetchRequest) (core.Token, error) {
-					return core.Token{Value: fmt.Sprintf("bench-token-%064d", seq.Add(1)), ExpiresAt: time.Now().Add(2 * time.Hour)}, nil
-				},
-				Policy: core.Policy{RejectedRefreshInterval: -1},
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx := b.Context()
-			tok, err := cr.Get(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for range core.LedgerEntries { // a full ledger, as in production
-				if tok, err = cr.Refresh(ctx, tok.Value); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := cr.FlushLedger(ctx); err != nil {
-				b.Fatal(err)
-			}
-			calls := store.calls.Load()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if tok, err = cr.Refresh(ctx, tok.Value); err != nil {
-					b.Fatal(err)
-				}
-				if err := cr.FlushLedger(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			// Per refresh: the token's Get and Refresh, plus the ledger's.
-			b.ReportMetric(float64(store.calls.Load()-calls)/float64(b.N), "store-calls/op")
-			if on {
-				raw, err := store.Get(ctx, core.LedgerKey("bench/wx/access_token"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportMetric(float64(len(raw.Value)), "ledger-bytes")
 			}
 		})
 	}

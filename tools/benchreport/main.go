@@ -625,6 +625,7 @@ func render(f inputs) string {
 	writeMachine(&w, meta, f)
 	writeStores(&w, rows, runs)
 	writeListing(&w, f, rows, runs)
+	writeLedger(&w, f, rows, runs)
 	writeFleet(&w, f)
 	writeHot(&w, f, rows)
 	writeEvicted(&w, f, runs)
@@ -955,6 +956,76 @@ func writeListing(w *strings.Builder, f inputs, rows []storeRow, runs string) {
 		"`wechatconf ls` cannot list it.\n\n", runs, listSub, fmtCount(listKeys))
 }
 
+// ledgerOn and ledgerOff are conformance.Benchmark's fetch with and without
+// the fetch ledger.
+const (
+	ledgerOn  = "FetchLedger/on"
+	ledgerOff = "FetchLedger/off"
+)
+
+// writeLedger writes the Fetch ledger table: conformance.Benchmark's
+// FetchLedger/on and /off per backend, and what the ledger adds to a fetch.
+func writeLedger(w *strings.Builder, f inputs, rows []storeRow, runs string) {
+	w.WriteString("## Fetch ledger: what recording a fetch costs\n\n")
+	w.WriteString("| Backend | fetch, ledger on | fetch, ledger off | ledger's cost per fetch | store calls per fetch (on / off) | allocs/op (on / off) | ledger bytes |\n")
+	w.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rows {
+		on, okOn := findFull(r.bench, ledgerOn)
+		off, okOff := findFull(r.bench, ledgerOff)
+		if !okOn || !okOff {
+			why := na
+			switch {
+			case r.skip != "":
+				why = "skipped: " + strings.TrimPrefix(r.skip, "skipped: ")
+			case r.benchNA != "":
+				why = r.benchNA
+			}
+			writeRow(w, []string{r.b.name, why, "—", "—", "—", "—", "—"})
+			continue
+		}
+		med := func(s samples, unit string) (float64, bool) { return s.median(unit) }
+		cell := func(s samples, unit string, format func(float64) string) string {
+			if v, ok := med(s, unit); ok {
+				return format(v)
+			}
+			return na
+		}
+		cost := na
+		if a, ok := med(on, "ns/op"); ok {
+			if b, ok := med(off, "ns/op"); ok {
+				cost = fmtNs(a - b)
+			}
+		}
+		one := func(x float64) string { return trimFloat(x, 1) }
+		count := func(x float64) string { return fmtCount(math.Round(x)) }
+		writeRow(w, []string{r.b.name, cell(on, "ns/op", fmtNs), cell(off, "ns/op", fmtNs), cost,
+			cell(on, "store-calls/op", one) + " / " + cell(off, "store-calls/op", one),
+			cell(on, "allocs/op", count) + " / " + cell(off, "allocs/op", count),
+			cell(on, "ledger-bytes", count)})
+	}
+	fmt.Fprintf(w, "\n`conformance.Benchmark`'s FetchLedger: one refresh of a `core.Credential` whose fetch answers at once, "+
+		"followed by `FlushLedger`, with the fetch ledger on (the default) and off, the ledger already holding its 16 records; %s. "+
+		"The ledger's cost is the difference: one Get and one compare-and-refresh of the ledger's key, written after the token "+
+		"by a background writer, so the callers do not wait for it. The hot path is unchanged with the ledger on "+
+		"(BenchmarkAccessTokenHotLedger in the Hot path table, both in one run).\n\n", runs)
+}
+
+// findFull finds sub-benchmark name (a path such as "FetchLedger/on") under
+// any parent benchmark.
+func findFull(res map[string]samples, name string) (samples, bool) {
+	names := make([]string, 0, len(res))
+	for n := range res {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if strings.HasSuffix(n, "/"+name) {
+			return res[n], true
+		}
+	}
+	return nil, false
+}
+
 // evictBench is contrib/otel's benchmark of the handler across evicted
 // authorizers, and churnAuthorizers how many authorizers one op observes and
 // has evicted (its constant of the same name), maxAuthorizers the registry's
@@ -1165,6 +1236,8 @@ type hotBench struct{ name, file, section string }
 var hotBenches = []hotBench{
 	{"BenchmarkAccessTokenHot", "core.hot", "core"},
 	{"BenchmarkAccessTokenHotParallel", "core.hot", "core"},
+	{"BenchmarkAccessTokenHotLedger/ledger=on", "core.hot", "core"},
+	{"BenchmarkAccessTokenHotLedger/ledger=off", "core.hot", "core"},
 	{"BenchmarkAccessTokenHotWithHandler", "otel.bench", "otel"},
 	{"BenchmarkHandleOther", "otel.bench", "otel"},
 	{"BenchmarkHandleFetched", "otel.bench", "otel"},
