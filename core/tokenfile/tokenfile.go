@@ -39,8 +39,9 @@
 // directory. A reader therefore opens either the previous file or the new
 // one, whole, never a partial one, and a crash of the machine leaves one of
 // the two. A token that is expired or within Agent.Margin of its expiry is
-// never written (ErrExpired). Temporary files a killed agent left behind are
-// removed when Run starts.
+// never written (ErrExpired). A file removed while Run runs (a clean-up of
+// its directory) is written again at the next poll. Temporary files a killed
+// agent left behind are removed when Run starts.
 //
 // # Decisions
 //
@@ -69,6 +70,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -81,8 +83,9 @@ import (
 // Version is the format version a Record carries ("version").
 const Version = 1
 
-// DefaultMargin is how long before its expiry a token is neither written
-// nor accepted by Read's callers that use it: core's default ExpiryMargin.
+// DefaultMargin is how long before its expiry an Agent stops writing a
+// token, and the margin readers should give Read: core's default
+// ExpiryMargin.
 const DefaultMargin = time.Minute
 
 // DefaultInterval is how often Agent.Run asks for the token by default.
@@ -280,7 +283,8 @@ func removeLeftovers(path string) {
 
 // Run keeps the file fresh until ctx ends, then returns nil. It calls
 // Token at once and then every Interval, and writes the token whenever its
-// value or expiry differs from what it last wrote (the first one always).
+// value or expiry differs from what it last wrote (the first one always),
+// or the file no longer exists.
 // A Token error is logged and tried again at the next poll, the file left
 // as it is (see the package doc, "Decisions"); so is a write that fails
 // after a first one succeeded. A first write that fails for a reason other
@@ -308,7 +312,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case err != nil:
 			a.logFailure(log, "tokenfile.no_token", last, written, err)
-		case !written || tok.Value != last.Value || !tok.ExpiresAt.Equal(last.ExpiresAt):
+		case !written || tok.Value != last.Value || !tok.ExpiresAt.Equal(last.ExpiresAt) || missing(a.Path):
 			r, err := a.Write(tok)
 			if err != nil {
 				if !written && !errors.Is(err, ErrExpired) {
@@ -329,6 +333,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// missing reports whether path no longer exists (removed by hand, or by
+// a clean-up of its directory): Run then writes it again.
+func missing(path string) bool {
+	_, err := os.Lstat(path)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // logFailure logs err: at Warn while the file's token (last) is still

@@ -158,7 +158,8 @@ func (l *logBuffer) String() string {
 }
 
 // TestRunLeavesTheFileWhenNoToken tests that when Token fails after a
-// write, Run leaves the file as it is (not removed, not rewritten), logs
+// write, Run leaves the file as it is (not removed, not rewritten), writes
+// it again if it was removed (the same token), logs
 // the failure at Warn while the file's token is outside the margin and at
 // Error once it is inside, and removes the temporary files a killed agent
 // left. Each poll is driven by the test: Token blocks until the test lets
@@ -203,6 +204,14 @@ func TestRunLeavesTheFileWhenNoToken(t *testing.T) {
 	}
 	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Run left the temporary file a killed agent left: %v", err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	answers <- answer{tok: core.Token{Value: "VALUE-1", ExpiresAt: epoch.Add(time.Hour)}}
+	answers <- answer{err: failure} // the file is written again once Token is called again
+	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, written) {
+		t.Errorf("the file removed while its token is unchanged: %q, %v; want it written again", b, err)
 	}
 	mu.Lock()
 	now = epoch.Add(59*time.Minute + 30*time.Second) // inside the file's margin
