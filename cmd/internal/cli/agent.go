@@ -41,7 +41,8 @@ replaced atomically (a temporary file in the same directory, mode 0600, fsync, r
 fsync of the directory), with the value, expires_at (RFC 3339, UTC), expires_at_unix,
 expires_in, the kind and the AppID, never the AppSecret; a token within a minute of its
 expiry is never written. When no valid token can be had the file is left as it is:
-readers judge expires_at. Run it as the readers' user: the file is 0600.
+readers judge expires_at. Run it as the readers' user: the file is 0600. Its fetches are
+recorded in the fleet's fetch ledger (history) by instance wechatconf-agent@HOST/PID.
 
 It runs until SIGTERM or SIGINT (exit 0) and logs to stderr what it writes and what fails,
 never a value (--json: one JSON object per line). It exits 2 at once when it cannot write
@@ -68,6 +69,11 @@ the file at all. WECHAT_APPSECRET comes from the environment only.`,
 	return cmd
 }
 
+// agentInstance names the agent's process in the fleet's fetch ledger:
+// "wechatconf-agent@HOST/PID", so that history tells its fetches from the
+// other members'.
+func agentInstance() string { return name + "-agent@" + core.DefaultInstance() }
+
 func (e *env) agent(ctx context.Context, appID, kind, out string, interval time.Duration) error {
 	if kind != "access_token" && kind != "jsapi_ticket" && kind != "wx_card_ticket" {
 		return usagef("agent: --kind %q: want access_token, jsapi_ticket or wx_card_ticket", kind)
@@ -88,11 +94,12 @@ func (e *env) agent(ctx context.Context, appID, kind, out string, interval time.
 		return err
 	}
 	defer closeStore()
-	// e.conf's Conf, with its events at Info (fetched, adopted) in the
-	// agent's log, next to what the agent writes.
+	// A fleet member's Conf (not e.conf's operator's tool: its fetches are
+	// the fleet's own, with their reasons), with its events at Info
+	// (fetched, adopted) in the agent's log, next to what it writes.
 	conf, err := core.New(core.Config{
 		AppID: appID, AppSecret: core.NewSecret(e.getenv("WECHAT_APPSECRET")), BaseURL: e.baseURL(), Store: st,
-		KeyPrefix: e.g.prefix, TokenAPI: e.tokenAPI(), Logger: log,
+		KeyPrefix: e.g.prefix, TokenAPI: e.tokenAPI(), Logger: log, Instance: agentInstance(),
 	})
 	if err != nil {
 		return err
