@@ -10,13 +10,14 @@
 //	wechatconf watch   APPID [KIND] | --key KEY [--interval 2s] [--count N]
 //	wechatconf refresh APPID [--yes]                      fetch if absent or expired; a valid one only with --yes
 //	wechatconf force   APPID --yes                        rotate: the old token stops working at once
+//	wechatconf agent   APPID --out PATH [--kind KIND]     keep a credential in a file for PHP, Python, Node
 //	wechatconf completion bash|zsh|fish|powershell        shell completion script
 //	wechatconf help [COMMAND]
 //
 // Global flags, before or after the command: --store URL (or
 // WECHATCONF_STORE; no password in a flag), --prefix KEYPREFIX (default
 // wechatconf), --base-url URL, --classic, --timeout 30s, --json.
-// WECHAT_APPSECRET (refresh, force) comes from the environment only.
+// WECHAT_APPSECRET (refresh, force, agent) comes from the environment only.
 //
 // Exit codes: 0 done, 1 expired, 2 usage error or failure, 3 not found or
 // withdrawn (the error says where it looked and what is nearby), 4 held

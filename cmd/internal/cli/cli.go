@@ -146,6 +146,7 @@ the fleet's token working runs without --yes.`,
 	root.Version = version()
 	root.SetUsageTemplate(root.UsageTemplate() + usageTemplateTail)
 	root.AddCommand(
+		e.agentCommand(),
 		e.getCommand(),
 		e.lsCommand(),
 		e.inspectCommand(),

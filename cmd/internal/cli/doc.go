@@ -2,6 +2,7 @@
 // view of the credentials a fleet keeps in its store: Run takes a command
 // line and returns its exit code. Its commands, one file each:
 //
+//	wechatconf agent   APPID --out PATH [--kind KIND] [--interval 10s]   (WECHAT_APPSECRET in the environment)
 //	wechatconf get     APPID [access_token|jsapi_ticket|wx_card_ticket] | --key KEY [--reveal]
 //	wechatconf ls      [ACCOUNT] [--all-prefixes]
 //	wechatconf inspect APPID | --wecom CORPID/AGENTID | --component COMPONENT_APPID [APPID]
