@@ -48,8 +48,12 @@ import (
 // write and the ledger's is lost (the fetch is then missing from the
 // counts, and no outside fetch is named for the token it issued: a
 // rejection of a token the ledger does not hold is never called an
-// outside fetch). A store that drops the ledger key loses the history,
-// not a token.
+// outside fetch). A fleet member cut off from the store just after its
+// fetch (its token and its record unwritten for longer than WeChat's
+// 5-minute overlap) looks like an outside fetch to the others, and is
+// named as one; its record, landing later, shows the fleet's own fetch in
+// the ledger. A store that drops the ledger key loses the history, not a
+// token.
 
 // LedgerKeySuffix is appended to a credential's key to name its ledger.
 const LedgerKeySuffix = "/fetch_ledger"
@@ -602,8 +606,13 @@ func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFou
 // outsideFetch returns the evidence that r's rejected token was killed by
 // a fetch outside the fleet, or nil: entries (the fleet's records, in time
 // order, before r is added) must hold the fetch that issued it and nothing
-// after it up to r.
+// after it up to r, and no record already naming it (two fleet members
+// that replaced the same rejected token — one cut off from the store, its
+// record landing after the other's — name it once).
 func outsideFetch(entries []FetchRecord, r FetchRecord, s *suspicion) *OutsideFetch {
+	if slices.ContainsFunc(entries, func(e FetchRecord) bool { return e.Outside != nil && e.Outside.Rejected == s.rejected }) {
+		return nil // named already
+	}
 	i := slices.IndexFunc(entries, func(e FetchRecord) bool { return e.Token == s.rejected })
 	if i < 0 {
 		return nil // not a token the ledger knows the fleet fetched

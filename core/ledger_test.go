@@ -607,3 +607,100 @@ func (c *clock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// partitioned is a MemoryStore a process reaches only to read and to run
+// its fetch: until healed, its token writes (the fetch runs, the write
+// does not land) and every ledger call fail, as for a process cut off from
+// the store just after it took the lock.
+type partitioned struct {
+	*core.MemoryStore
+	healed atomic.Bool
+}
+
+func (p *partitioned) Get(ctx context.Context, key string) (core.Token, error) {
+	if isLedger(key) && !p.healed.Load() {
+		return core.Token{}, errInjected
+	}
+	return p.MemoryStore.Get(ctx, key)
+}
+
+func (p *partitioned) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	switch {
+	case p.healed.Load():
+		return p.MemoryStore.Refresh(ctx, key, stale, fetch)
+	case isLedger(key):
+		return core.Token{}, errInjected
+	}
+	if cur, err := p.MemoryStore.Get(ctx, key); err == nil && cur.Value == stale {
+		if _, err := fetch(ctx); err != nil {
+			return core.Token{}, err
+		}
+	}
+	return core.Token{}, errInjected
+}
+
+// One outside fetch, two fleet members replacing the token it killed: one
+// cut off from the store (its token write and its record held back), the
+// other replacing it again through the store. The second record to land
+// must not name the same outside fetch again: one event, counted once.
+func TestLedgerNamesAnOutsideFetchOnceWhenARecordLandsLate(t *testing.T) {
+	s := newServer(t)
+	mem := core.NewMemoryStore()
+	cut := &partitioned{MemoryStore: mem}
+	var logs [3]jsonLog
+	c0 := newConf(t, s, func(c *core.Config) {
+		classic(c)
+		c.Store, c.Instance, c.Logger = mem, "web-0/1", logs[0].logger(slog.LevelInfo)
+	})
+	a := newConf(t, s, func(c *core.Config) {
+		classic(c)
+		c.Store, c.Instance, c.Logger = cut, "web-a/1", logs[1].logger(slog.LevelInfo)
+	})
+	b := newConf(t, s, func(c *core.Config) {
+		classic(c)
+		c.Store, c.Instance, c.Logger = mem, "web-b/2", logs[2].logger(slog.LevelInfo)
+	})
+	core.SetLedgerBackoff(a.AccessTokenCredential(), time.Millisecond, 10*time.Millisecond)
+	ctx := t.Context()
+	t0, err := c0.AccessToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, c0)
+	for _, c := range []*core.Conf{a, b} {
+		if tok, err := c.AccessToken(ctx); err != nil || tok.Value != t0.Value {
+			t.Fatalf("adopting the fleet's token: %v", err)
+		}
+	}
+	s.Advance(10 * time.Minute)
+	outsideFetch(t, s)
+	s.Advance(wxtest.DefaultOverlap + time.Second)
+	if err := callAPI(ctx, a); err != nil { // replaced; written nowhere yet
+		t.Fatal(err)
+	}
+	s.Advance(time.Minute)
+	if err := callAPI(ctx, b); err != nil { // the store still holds t0: replaced again
+		t.Fatal(err)
+	}
+	flush(t, b)
+	cut.healed.Store(true)
+	flush(t, a)
+	l, err := b.Ledger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Entries) != 3 {
+		t.Fatalf("ledger %+v: want the three fetches", l.Entries)
+	}
+	var events []map[string]any
+	for i := range logs {
+		events = append(events, logs[i].records(t, core.EventOutsideFetch)...)
+	}
+	if len(events) != 1 || l.Today(s.Now()).Outside != 1 {
+		t.Errorf("%d %s events, %d outside fetches counted today; want the one outside fetch named once: %v",
+			len(events), core.EventOutsideFetch, l.Today(s.Now()).Outside, events)
+	}
+	if len(events) > 0 && events[0]["rejected"] != core.Fingerprint(t0.Value) {
+		t.Errorf("event %v: want the rejection of the fleet's first token", events[0])
+	}
+}

@@ -153,6 +153,7 @@
 //	fleet: 8 processes × 4 callers, store file (/tmp/fleet-4009437282), classic /cgi-bin/token
 //	       24h simulated in 20.0s (×4320)
 //	token fetches       13   expected 13 = 24h / (2h − 5m refresh-ahead) + 1
+//	outside fetches      0   named by the fleet's fetch ledger (it recorded 13 fetches)
 //	40001 errors         0   seen by callers, after Do's compare-and-refresh and one retry
 //	calls           114396   0 other errors
 //	AccessToken    p50 452ns   p99 2.144µs   (114397 samples, measured in the workers)
@@ -165,6 +166,14 @@
 //	calls           113101   0 other errors
 //	=> 104 fetches where 13 would do: each fetch invalidates, 5 minutes later, the token every other process holds;
 //	   83.6% of the calls were rejected with 40001.
+//
+// "outside fetches" reads the fleet's fetch ledger (core.ReadLedger), which
+// every worker (core.Config.Instance "worker-N") writes to the shared store
+// and flushes before its last report: the outside fetches it named
+// (core.EventOutsideFetch: a token the fleet fetched rejected with no later
+// fetch by the fleet) and the fetches it recorded, which should be the
+// token fetches. Nobody outside fetches here, so it is 0; the line is left
+// out with -naive, -store=memory and -api wecom (no shared ledger to read).
 //
 // "token fetches" is how many token calls (/cgi-bin/token, or
 // /cgi-bin/stable_token with -api stable) reached the simulator;
@@ -187,16 +196,18 @@
 // keys:
 //
 //	{"store":"file","api":"classic","naive":false,"procs":8,"sim_hours":24,"duration_s":5,
-//	 "fetches":13,"expected_fetches":13,"errors_40001":0,"calls":28331,
-//	 "access_token_p50_ns":536,"access_token_p99_ns":2656}
+//	 "fetches":13,"expected_fetches":13,"errors_40001":0,"ledger_fetches":13,"outside_fetches":0,
+//	 "calls":28331,"access_token_p50_ns":536,"access_token_p99_ns":2656}
 //
 // store is "memory" with -naive (each process its own); api is "classic",
 // "stable" or "wecom"; with -api wecom there are three more keys:
 // "revocations", the early revocations made, "new_tokens", the tokens
 // WeCom minted for the fleet, and "errors_42001", the calls among
-// errors_40001 rejected with 42001 (the others with 40014); duration_s is the
-// real time from the clock's start to the last worker's report; the
-// latencies are in nanoseconds.
+// errors_40001 rejected with 42001 (the others with 40014);
+// "ledger_fetches" and "outside_fetches" are the "outside fetches" line's
+// figures, left out where that line is; duration_s is the real time from
+// the clock's start to the last worker's report; the latencies are in
+// nanoseconds.
 //
 // Ctrl-C stops the run: the parent closes the workers' stdin, they report,
 // the summary covers the simulated time run so far (sim_hours and
@@ -228,6 +239,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/wxtest"
 )
 
@@ -292,6 +304,8 @@ type Summary struct {
 	Errors42001      *int64  `json:"errors_42001,omitempty"` // -api wecom only: the 42001s among Errors40001
 	NewTokens        *int    `json:"new_tokens,omitempty"`   // -api wecom only: tokens WeCom minted for the fleet
 	Revocations      int     `json:"revocations,omitempty"`
+	LedgerFetches    *int    `json:"ledger_fetches,omitempty"`  // the fleet's fetch ledger: fetches recorded (shared store, not wecom)
+	OutsideFetches   *int    `json:"outside_fetches,omitempty"` // the outside fetches the ledger named
 	Calls            int64   `json:"calls"`
 	AccessTokenP50NS int64   `json:"access_token_p50_ns"`
 	AccessTokenP99NS int64   `json:"access_token_p99_ns"`
@@ -506,7 +520,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			if o.api == apiWeCom {
 				key = keyPrefix + "/wecom/" + simCorpID + "/" + strconv.Itoa(simAgentID) + "/access_token"
 			}
-			if err := be.remove(rctx, key); err != nil {
+			// The token and its fetch ledger (core.LedgerKey).
+			if err := errors.Join(be.remove(rctx, key), be.remove(rctx, core.LedgerKey(key))); err != nil {
 				fmt.Fprintf(stderr, "fleet: removing the run's token from the store: %v\n", err)
 			}
 		}()
@@ -700,6 +715,16 @@ loop:
 		ExpectedFetches: expectedFetches(stoppedAt),
 		Revocations:     int(revocations.Load()),
 	}
+	if l, err := readLedger(ctx, be.store, keyPrefix+"/"+simAppID+"/access_token"); err != nil {
+		errw.printf("fleet: reading the fleet's fetch ledger: %v\n", err)
+	} else if l != nil {
+		fetches, outside := 0, 0
+		for _, d := range l.Days {
+			fetches += d.Fetches
+			outside += d.Outside
+		}
+		sum.LedgerFetches, sum.OutsideFetches = &fetches, &outside
+	}
 	var errors42001 int64
 	if o.api == apiWeCom {
 		sum.ExpectedFetches = expectedWeComFetches(stoppedAt)
@@ -752,6 +777,23 @@ loop:
 	return errors.Join(failures...)
 }
 
+// readLedger reads the Official Account's fetch ledger from the parent's
+// store (core.ReadLedger); nil when there is none: -naive and -store=memory
+// (each process its own store), -api wecom (the ledger is the Official
+// Account's), or no fetch recorded.
+func readLedger(ctx context.Context, store core.TokenStore, key string) (*core.Ledger, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), connectTimeout)
+	defer cancel()
+	l, err := core.ReadLedger(ctx, store, key)
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return &l, nil
+}
+
 // expectedFetches is how many token fetches a fleet needs over sim: one at
 // the start, then one each token lifetime minus the refresh-ahead.
 func expectedFetches(sim time.Duration) int {
@@ -786,6 +828,9 @@ func printSummary(w io.Writer, o *options, s Summary, sim time.Duration, storeDe
 		}
 	} else {
 		fmt.Fprintf(w, "token fetches %8d   expected %d = %s / (2h − 5m refresh-ahead) + 1\n", s.Fetches, s.ExpectedFetches, fmtDur(sim.Round(time.Minute)))
+	}
+	if s.OutsideFetches != nil && s.LedgerFetches != nil {
+		fmt.Fprintf(w, "outside fetches %6d   named by the fleet's fetch ledger (it recorded %d fetches)\n", *s.OutsideFetches, *s.LedgerFetches)
 	}
 	code := rejectedCodes(o.api)
 	how := "seen by callers, after Do's compare-and-refresh and one retry"

@@ -52,12 +52,15 @@ func runFleet(t *testing.T, env map[string]string, args ...string) Summary {
 }
 
 // checkShared asserts what a shared store gives a fleet: no caller sees a
-// 40001, and the fleet fetches about as often as one process would.
-func checkShared(t *testing.T, s Summary) {
+// 40001, the fleet fetches about as often as one process would
+// (expected: sim / (2h − 5m) + 1), and its fetch ledger counts every
+// fetch and names no outside fetch (there is none).
+func checkShared(t *testing.T, s Summary, expected int) {
 	t.Helper()
-	if s.ExpectedFetches != 5 { // 8h / (2h − 5m) + 1
-		t.Errorf("expected_fetches = %d, want 5", s.ExpectedFetches)
+	if s.ExpectedFetches != expected {
+		t.Errorf("expected_fetches = %d, want %d", s.ExpectedFetches, expected)
 	}
+	checkLedger(t, s)
 	if s.Errors40001 != 0 {
 		t.Errorf("callers saw %d 40001 errors through a shared store, want 0", s.Errors40001)
 	}
@@ -66,15 +69,30 @@ func checkShared(t *testing.T, s Summary) {
 	}
 }
 
+// checkLedger asserts that a fleet on a shared store, with no one fetching
+// outside it, names no outside fetch, and that its fetch ledger counts
+// the fetches WeChat answered.
+func checkLedger(t *testing.T, s Summary) {
+	t.Helper()
+	switch {
+	case s.LedgerFetches == nil || s.OutsideFetches == nil:
+		t.Errorf("no ledger figures in the summary of a shared store: %+v", s)
+	case *s.OutsideFetches != 0:
+		t.Errorf("the fleet's ledger named %d outside fetches in a run without one", *s.OutsideFetches)
+	case *s.LedgerFetches != s.Fetches:
+		t.Errorf("the fleet's ledger counts %d fetches, the simulator answered %d", *s.LedgerFetches, s.Fetches)
+	}
+}
+
 func TestSharedFileStoreVersusNaive(t *testing.T) {
 	shared := runFleet(t, nil, "-store=file")
 	if shared.Store != "file" || shared.Naive || shared.Procs != 4 || shared.SimHours != 8 {
 		t.Errorf("summary does not describe the run: %+v", shared)
 	}
-	checkShared(t, shared)
+	checkShared(t, shared, 5) // 8h / (2h − 5m) + 1
 
 	naive := runFleet(t, nil, "-naive")
-	if naive.Store != "memory" || !naive.Naive {
+	if naive.Store != "memory" || !naive.Naive || naive.LedgerFetches != nil || naive.OutsideFetches != nil {
 		t.Errorf("summary does not describe the naive run: %+v", naive)
 	}
 	t.Logf("shared file store: %d fetches, %d 40001s of %d calls; naive: %d fetches, %d 40001s of %d calls",
@@ -101,6 +119,7 @@ func TestStableAPI(t *testing.T) {
 	if shared.Fetches < shared.ExpectedFetches-1 {
 		t.Errorf("%d token fetches, want at least %d", shared.Fetches, shared.ExpectedFetches-1)
 	}
+	checkLedger(t, shared)
 
 	naive := runFleet(t, nil, "-api", "stable", "-naive")
 	if naive.API != apiStable || !naive.Naive {
@@ -183,16 +202,21 @@ func checkNewTokens(t *testing.T, mode string, s Summary) {
 	}
 }
 
+// TestSharedRedisStore runs the demo's day on Redis: 8 processes, 24
+// simulated hours (in 12 s), no one fetching outside the fleet. Besides
+// checkShared's figures, the fleet's fetch ledger must name no outside
+// fetch across the fleet's own refreshes and lock contention, and count
+// what the simulator answered.
 func TestSharedRedisStore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis container")
 	}
 	rdb := containers.StartRedis(t)
-	s := runFleet(t, map[string]string{"WECHATCONF_REDIS_ADDR": rdb.Addr}, "-store=redis")
-	if s.Store != "redis" {
-		t.Errorf("store = %q, want redis", s.Store)
+	s := runFleet(t, map[string]string{"WECHATCONF_REDIS_ADDR": rdb.Addr}, "-store=redis", "-procs", "8", "-sim", "24h", "-duration", "12s")
+	if s.Store != "redis" || s.Procs != 8 || s.SimHours != 24 {
+		t.Errorf("summary does not describe the run: %+v", s)
 	}
-	checkShared(t, s)
+	checkShared(t, s, 13) // 24h / (2h − 5m) + 1
 }
 
 func TestTextSummary(t *testing.T) {
@@ -202,7 +226,7 @@ func TestTextSummary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"token fetches", "expected 3", "40001 errors", "calls", "AccessToken    p50"} {
+	for _, want := range []string{"token fetches", "expected 3", "outside fetches      0", "40001 errors", "calls", "AccessToken    p50"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
 		}

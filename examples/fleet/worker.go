@@ -163,6 +163,7 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 			HTTPClient: httpc,
 			Logger:     logger,
 			Now:        now,
+			Instance:   workerInstance(cfg.Index),
 			// RefreshAhead and ExpiryMargin: the defaults, 5 and 1 minutes of
 			// simulated time.
 		})
@@ -229,11 +230,23 @@ func runWorker(ctx context.Context, spec string, stdin io.Reader, stdout, stderr
 			running = false
 		}
 	}
+	// The fleet's fetch ledger: this worker's records are in the store
+	// before it reports, so that the parent reads the whole fleet's.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout/2)
+	if err := cl.credential().FlushLedger(fctx); err != nil {
+		fmt.Fprintf(stderr, "the fetch ledger: %v\n", err)
+	}
+	fcancel()
 	final := cnt.msg()
 	final.Final = true
 	final.Latency = total.sparse()
 	return out.send(final)
 }
+
+// workerInstance is worker i's name in the fleet's fetch ledger
+// (core.Config.Instance): the ledger's records and an outside fetch's
+// evidence say which worker fetched.
+func workerInstance(i int) string { return "worker-" + strconv.Itoa(i) }
 
 // client is what a caller calls through: an Official Account's core.Conf
 // (-api classic or stable) or a WeCom app's wecom.App (-api wecom).
@@ -246,6 +259,8 @@ type client interface {
 	// naive makes one call the way an SDK with only an in-process cache
 	// does, with tok: see naiveCall and weComClient.naive.
 	naive(ctx context.Context, tok core.Token) error
+	// credential is the access_token's credential (its fetch ledger).
+	credential() *core.Credential
 }
 
 // officialClient calls the Official Account API, PathAPI.
@@ -258,6 +273,8 @@ type officialClient struct {
 func (c officialClient) AccessToken(ctx context.Context) (core.Token, error) {
 	return c.conf.AccessToken(ctx)
 }
+
+func (c officialClient) credential() *core.Credential { return c.conf.AccessTokenCredential() }
 
 func (c officialClient) do(ctx context.Context) error {
 	// Do takes the token again (from memory), and on 40001 does a
@@ -282,6 +299,8 @@ type weComClient struct {
 func (c weComClient) AccessToken(ctx context.Context) (core.Token, error) {
 	return c.app.AccessToken(ctx)
 }
+
+func (c weComClient) credential() *core.Credential { return c.app.AccessTokenCredential() }
 
 func (c weComClient) do(ctx context.Context) error {
 	// As Conf.Do: on 40014 or 42001 a compare-and-refresh through the

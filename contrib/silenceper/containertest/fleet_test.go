@@ -2,16 +2,12 @@ package containertest_test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	neturl "net/url"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +21,7 @@ import (
 	"github.com/silenceper/wechat/v2/util"
 
 	"github.com/wechatconf/wechatconf/conformance/containers"
+	"github.com/wechatconf/wechatconf/conformance/containers/childproc"
 	"github.com/wechatconf/wechatconf/contrib/silenceper"
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/wxtest"
@@ -139,13 +136,6 @@ type fleetResult struct {
 	elapsed             time.Duration
 }
 
-type fleetChildProc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string
-	stderr *syncBuffer
-}
-
 // runFleet runs the fleet once in the given mode and returns its figures.
 func runFleet(t *testing.T, redisAddr, mode string) fleetResult {
 	t.Helper()
@@ -157,57 +147,16 @@ func runFleet(t *testing.T, redisAddr, mode string) fleetResult {
 	defer wechat.Close()
 	prefix := fmt.Sprintf("silenceperfleet%08x", rand.Uint32())
 
-	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
-	defer cancel()
-	children := make([]*fleetChildProc, fleetProcs)
-	for i := range children {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFleet$")
-		cmd.Env = append(os.Environ(), fleetURLEnv+"="+wechat.URL, fleetRedisEnv+"="+redisAddr, fleetPrefixEnv+"="+prefix,
-			fleetModeEnv+"="+mode, fleetStartEnv+"="+strconv.FormatInt(start.UnixNano(), 10),
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-		c := &fleetChildProc{cmd: cmd, lines: make(chan string, 4), stderr: &syncBuffer{}}
-		cmd.Stderr = c.stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.stdin, err = cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("fleet child %d: starting %s: %v", i, os.Args[0], err)
-		}
-		go func() {
-			defer close(c.lines)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				if l, ok := strings.CutPrefix(sc.Text(), fleetLine); ok {
-					c.lines <- l
-				} else {
-					c.stderr.Write([]byte(sc.Text() + "\n"))
-				}
-			}
-		}()
-		children[i] = c
-		defer func() { c.stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
-	}
-	next := func(i int) string {
-		c := children[i]
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("%s fleet child %d exited early; its output:\n%s", mode, i, c.stderr)
-			}
-			return l
-		case <-ctx.Done():
-			t.Fatalf("%s fleet child %d did not answer within %v; its output:\n%s", mode, i, fleetTimeout, c.stderr)
-		}
-		return ""
-	}
-	for i := range children {
-		if l := next(i); l != "ready" {
-			t.Fatalf("%s fleet child %d: got %q, want ready", mode, i, l)
-		}
+	children := childproc.Start(t, fleetProcs, childproc.Options{
+		Test: "TestFleet",
+		Env: []string{fleetURLEnv + "=" + wechat.URL, fleetRedisEnv + "=" + redisAddr, fleetPrefixEnv + "=" + prefix,
+			fleetModeEnv + "=" + mode, fleetStartEnv + "=" + strconv.FormatInt(start.UnixNano(), 10)},
+		Prefix:  fleetLine,
+		Timeout: fleetTimeout,
+	})
+	next := func(i int) string { return children[i].Next() }
+	for _, c := range children {
+		c.Expect("ready")
 	}
 
 	res := fleetResult{mode: mode, expected: expectedFetches()}
@@ -222,7 +171,7 @@ func runFleet(t *testing.T, redisAddr, mode string) fleetResult {
 			}
 		}
 		for _, c := range children {
-			fmt.Fprintf(c.stdin, "%d\n", now.UnixNano())
+			c.Send("%d", now.UnixNano())
 		}
 		held = map[string]bool{}
 		for i := range children {
@@ -248,11 +197,8 @@ func runFleet(t *testing.T, redisAddr, mode string) fleetResult {
 	res.elapsed = time.Since(began)
 	res.fetches = wechat.TokensIssued()
 	for i, c := range children {
-		c.stdin.Close()
-		for range c.lines {
-		}
-		if err := c.cmd.Wait(); err != nil {
-			t.Errorf("%s fleet child %d: %v; its output:\n%s", mode, i, err, c.stderr)
+		if err := c.Wait(); err != nil {
+			t.Errorf("%s fleet child %d: %v; its output:\n%s", mode, i, err, c.Output())
 		}
 	}
 	return res
@@ -389,24 +335,6 @@ func (c *simCache) Delete(key string) error {
 	defer c.mu.Unlock()
 	delete(c.m, key)
 	return nil
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // toServer is the test's network: requests to https://api.weixin.qq.com

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"github.com/silenceper/wechat/v2/util"
 
 	"github.com/wechatconf/wechatconf/conformance/containers"
+	"github.com/wechatconf/wechatconf/conformance/containers/childproc"
 	"github.com/wechatconf/wechatconf/contrib/silenceper"
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/wxtest"
@@ -273,55 +273,17 @@ func runMixed(t *testing.T, redisAddr string, v mixedVariant) mixedResult {
 	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
 	defer cancel()
 	starting := time.Now()
-	children := make([]*fleetChildProc, len(v.roles))
-	for i, role := range v.roles {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMixedFleet$")
-		cmd.Env = append(os.Environ(), mixedURLEnv+"="+wechat.URL, mixedRedisEnv+"="+redisAddr, mixedAppIDEnv+"="+appID,
-			mixedPrefixEnv+"=mixed"+appID, mixedRoleEnv+"="+role, mixedStartEnv+"="+strconv.FormatInt(start.UnixNano(), 10),
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-		c := &fleetChildProc{cmd: cmd, lines: make(chan string, 4), stderr: &syncBuffer{}}
-		cmd.Stderr = c.stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.stdin, err = cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("%s instance %d: starting %s: %v", v.name, i, os.Args[0], err)
-		}
-		go func() {
-			defer close(c.lines)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				if l, ok := strings.CutPrefix(sc.Text(), fleetLine); ok {
-					c.lines <- l
-				} else {
-					c.stderr.Write([]byte(sc.Text() + "\n"))
-				}
-			}
-		}()
-		children[i] = c
-		defer func() { c.stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
-	}
-	next := func(i int) string {
-		c := children[i]
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("%s instance %d (%s) exited early; its output:\n%s", v.name, i, v.roles[i], c.stderr)
-			}
-			return l
-		case <-ctx.Done():
-			t.Fatalf("%s instance %d (%s) did not answer within %v; its output:\n%s", v.name, i, v.roles[i], fleetTimeout, c.stderr)
-		}
-		return ""
-	}
-	for i := range children {
-		if l := next(i); l != "ready" {
-			t.Fatalf("%s instance %d: got %q, want ready", v.name, i, l)
-		}
+	children := childproc.Start(t, len(v.roles), childproc.Options{
+		Test: "TestMixedFleet",
+		Env: []string{mixedURLEnv + "=" + wechat.URL, mixedRedisEnv + "=" + redisAddr, mixedAppIDEnv + "=" + appID,
+			mixedPrefixEnv + "=mixed" + appID, mixedStartEnv + "=" + strconv.FormatInt(start.UnixNano(), 10)},
+		EnvOf:   func(i int) []string { return []string{mixedRoleEnv + "=" + v.roles[i]} },
+		Prefix:  fleetLine,
+		Timeout: fleetTimeout,
+	})
+	next := func(i int) string { return children[i].Next() }
+	for _, c := range children {
+		c.Expect("ready")
 	}
 
 	res := mixedResult{startup: time.Since(starting)}
@@ -338,7 +300,7 @@ func runMixed(t *testing.T, redisAddr string, v mixedVariant) mixedResult {
 		clock.Store(now.UnixNano())
 		var rejOld, rejNew bool
 		for i, c := range children {
-			fmt.Fprintf(c.stdin, "%d\n", now.UnixNano())
+			c.Send("%d", now.UnixNano())
 			f := strings.SplitN(next(i), " ", 8)
 			if len(f) != 8 || f[0] != "done" {
 				t.Fatalf("%s instance %d: malformed report %q", v.name, i, strings.Join(f, " "))
@@ -374,11 +336,8 @@ func runMixed(t *testing.T, redisAddr string, v mixedVariant) mixedResult {
 	res.classicAtWX = wechat.Calls(wxtest.PathToken)
 	res.stableAtWX = wechat.Calls(wxtest.PathStableToken)
 	for i, c := range children {
-		c.stdin.Close()
-		for range c.lines {
-		}
-		if err := c.cmd.Wait(); err != nil {
-			t.Errorf("%s instance %d: %v; its output:\n%s", v.name, i, err, c.stderr)
+		if err := c.Wait(); err != nil {
+			t.Errorf("%s instance %d: %v; its output:\n%s", v.name, i, err, c.Output())
 		}
 	}
 

@@ -5,11 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +27,7 @@ import (
 	workmessage "github.com/silenceper/wechat/v2/work/message"
 
 	"github.com/wechatconf/wechatconf/conformance/containers"
+	"github.com/wechatconf/wechatconf/conformance/containers/childproc"
 	"github.com/wechatconf/wechatconf/contrib/silenceper"
 	"github.com/wechatconf/wechatconf/core"
 	coreopen "github.com/wechatconf/wechatconf/core/openplatform"
@@ -396,48 +395,16 @@ func runPlatformOnce(t *testing.T, p *platformFleet, redisAddr, mode string) fle
 	}
 	wechat.ResetCounters()
 
-	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
-	defer cancel()
-	children := make([]*fleetChildProc, pfProcs)
-	for i := range children {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFleetPlatforms$")
-		cmd.Env = append(os.Environ(), pfPlatformEnv+"="+p.name, fleetURLEnv+"="+wechat.URL, fleetRedisEnv+"="+redisAddr,
-			fleetPrefixEnv+"="+f.prefix, fleetModeEnv+"="+mode, fleetStartEnv+"="+strconv.FormatInt(start.UnixNano(), 10),
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-		cmd.Env = append(cmd.Env, env...)
-		c := &fleetChildProc{cmd: cmd, lines: make(chan string, 4), stderr: &syncBuffer{}}
-		cmd.Stderr = c.stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.stdin, err = cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("%s fleet child %d: starting %s: %v", p.name, i, os.Args[0], err)
-		}
-		go readChild(stdout, c)
-		children[i] = c
-		defer func() { c.stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
-	}
-	next := func(i int) string {
-		c := children[i]
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("%s %s fleet child %d exited early; its output:\n%s", p.name, mode, i, c.stderr)
-			}
-			return l
-		case <-ctx.Done():
-			t.Fatalf("%s %s fleet child %d did not answer within %v; its output:\n%s", p.name, mode, i, fleetTimeout, c.stderr)
-		}
-		return ""
-	}
-	for i := range children {
-		if l := next(i); l != "ready" {
-			t.Fatalf("%s %s fleet child %d: got %q, want ready", p.name, mode, i, l)
-		}
+	children := childproc.Start(t, pfProcs, childproc.Options{
+		Test: "TestFleetPlatforms",
+		Env: append([]string{pfPlatformEnv + "=" + p.name, fleetURLEnv + "=" + wechat.URL, fleetRedisEnv + "=" + redisAddr,
+			fleetPrefixEnv + "=" + f.prefix, fleetModeEnv + "=" + mode, fleetStartEnv + "=" + strconv.FormatInt(start.UnixNano(), 10)}, env...),
+		Prefix:  fleetLine,
+		Timeout: fleetTimeout,
+	})
+	next := func(i int) string { return children[i].Next() }
+	for _, c := range children {
+		c.Expect("ready")
 	}
 
 	res := fleetResult{mode: mode, expected: p.expected}
@@ -455,7 +422,7 @@ func runPlatformOnce(t *testing.T, p *platformFleet, redisAddr, mode string) fle
 			extra = p.tick(t, f)
 		}
 		for _, c := range children {
-			fmt.Fprintf(c.stdin, "%d %s\n", clock.Load(), extra)
+			c.Send("%d %s", clock.Load(), extra)
 		}
 		held = map[string]bool{}
 		for i := range children {
@@ -481,28 +448,11 @@ func runPlatformOnce(t *testing.T, p *platformFleet, redisAddr, mode string) fle
 	res.elapsed = time.Since(began)
 	res.fetches = p.fetches(wechat)
 	for i, c := range children {
-		c.stdin.Close()
-		for range c.lines {
-		}
-		if err := c.cmd.Wait(); err != nil {
-			t.Errorf("%s %s fleet child %d: %v; its output:\n%s", p.name, mode, i, err, c.stderr)
+		if err := c.Wait(); err != nil {
+			t.Errorf("%s %s fleet child %d: %v; its output:\n%s", p.name, mode, i, err, c.Output())
 		}
 	}
 	return res
-}
-
-// readChild passes the child's report lines to c.lines and the rest of
-// its output to c.stderr.
-func readChild(stdout io.Reader, c *fleetChildProc) {
-	defer close(c.lines)
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if l, ok := strings.CutPrefix(sc.Text(), fleetLine); ok {
-			c.lines <- l
-		} else {
-			c.stderr.Write([]byte(sc.Text() + "\n"))
-		}
-	}
 }
 
 // platformChild is one process of p's fleet: it builds its client, says

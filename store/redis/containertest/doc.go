@@ -18,6 +18,16 @@
 // TestSweepRedis runs conformance.Sweep on the real server: one fault at every
 // store call of each durable-state scenario, the invariants checked after.
 //
+// The fetch ledger across a fleet (outsidefetch_test.go): 8 processes on one
+// Redis, each a core.Conf with its Instance, driven round by round on a
+// simulated clock the parent owns (conformance/containers/childproc).
+// TestLedgerOutsideFetcher: the parent fetches a classic token outside the
+// fleet 5 times; each is named once fleet-wide (EventOutsideFetch, with the
+// fleet's fetch of the killed token as evidence) and the ledger counts what
+// WeChat issued to the fleet. TestLedgerFleetDayNoFalseAlarm: a simulated
+// day with forced refreshes, expiries and lock contention and no one
+// outside: nothing is named.
+//
 // It is a module of its own, github.com/wechatconf/wechatconf/store/redis/containertest,
 // so that testcontainers-go and the Docker client stay out of the module graph
 // of users of store/redis (redisstore): the store module requires only core and its
