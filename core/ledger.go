@@ -395,10 +395,18 @@ func (cr *Credential) newRecord(why reason, outage bool, prev string, rejected *
 // (the token served from the stored value), or nil. It takes WeChat's word
 // for it: f is a rejection (an *APIError with 40001 or 40014, "invalid",
 // not 42001 "expired") of the very token the store holds, before its
-// expiry. A Refresh whose caller did not say what WeChat answered names
-// nobody.
+// expiry, from an issuer whose fetch kills the token it replaces (not
+// WeCom's gettoken, Policy.HandoverAtExpiry). A Refresh whose caller did
+// not say what WeChat answered names nobody.
 func (cr *Credential) suspect(f *flight, cur Token) *suspicion {
 	if cr.ledger == nil || f.why != reasonRejected || f.stale == "" || cur.Value != f.stale || !cr.clock().Before(cur.ExpiresAt) {
+		return nil
+	}
+	if cr.policy.Handover < 0 {
+		// The issuer hands every caller the same token until it expires
+		// (WeCom's gettoken): no one's fetch kills another's token, so a
+		// rejection is the issuer's doing (WeCom revokes early), never an
+		// outside fetch.
 		return nil
 	}
 	e := asAPIError(f.cause)
@@ -571,7 +579,12 @@ func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFou
 			r.Outside = outsideFetch(next.Entries, r, s)
 		}
 		r.suspect = nil
-		i, _ := slices.BinarySearchFunc(next.Entries, r.At, func(e FetchRecord, t time.Time) int { return e.At.Compare(t) })
+		// After every record of the same time or older: records of one
+		// time (a coarse or fake clock) keep the order they landed in.
+		i := len(next.Entries)
+		for i > 0 && next.Entries[i-1].At.After(r.At) {
+			i--
+		}
 		next.Entries = slices.Insert(next.Entries, i, r)
 		before := dayOf(next.Days, r.At)
 		d := before
