@@ -22,24 +22,6 @@ func breakerRecords(n int, start time.Time) []FetchRecord {
 	return out
 }
 
-// tests that merging a batch again into the ledger its first merge wrote —
-// what the writer does after a write that landed but reported failure — is
-// a no-op even when the batch holds more records than the ledger keeps (a
-// queue that grew while the store was down): "Merging is idempotent".
-func TestBreakLedgerRemergeOfATrimmedBatchCountsOnce(t *testing.T) {
-	batch := breakerRecords(LedgerEntries+4, time.Date(2026, 3, 1, 1, 0, 0, 0, time.UTC))
-	first, _ := mergeLedger(Ledger{}, batch, 0)
-	stored, err := decodeLedger(encodeLedger(first))
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, found := mergeLedger(stored, batch, 0)
-	if got := again.Today(batch[0].At).Fetches; got != len(batch) || !found.unchanged {
-		t.Fatalf("re-merging a landed batch of %d: the day counts %d fetches (unchanged=%v), want %d and no change",
-			len(batch), got, found.unchanged, len(batch))
-	}
-}
-
 // tests that a stored ledger, whatever it holds (hostile, hand-edited, a
 // bug's), is written back within MaxLedgerBytes, with no negative count,
 // its records in time order and the newest kept.
