@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,8 +38,15 @@ import (
 // retried with a back-off (1 s doubling to 1 min), each failure an
 // EventStoreError with op "ledger"; Credential.FlushLedger waits for the
 // queue. Merging is idempotent (a record already in the ledger, by time
-// and instance, is not counted again), so a write that landed but
-// reported failure is not counted twice. The hot path never touches it.
+// and instance, is not counted again), and a write that landed but
+// reported failure is recognised at the next try by its name in the
+// stored ledger (the last 32 writes are named): its records are not
+// merged again — even those the 16 kept records no longer show — and what
+// it found (outside fetches, quota thresholds) is logged then, once. A
+// stored ledger is brought within bounds when read (records sorted and cut
+// to 16, days to 8, no negative count, long fields clipped), and one of a
+// newer format is left alone (this process's records are then not kept).
+// The hot path never touches it.
 //
 // What it costs: nothing on the hot path; per fetch, one Store.Get and one
 // Store.Refresh of the ledger key after the token's write, off the
@@ -259,32 +267,131 @@ func ReadLedger(ctx context.Context, store TokenStore, key string) (Ledger, erro
 
 type storedLedger struct {
 	V int `json:"v"`
+	// Writes names the last ledgerWrites writes that stored this value
+	// and its predecessors, oldest first (8 hex digits each, from the
+	// writer's instance and a number of its process): a writer whose
+	// write reported failure finds it there if the write landed (see
+	// ledgerWriter.unsure).
+	Writes []string `json:"writes,omitempty"`
 	Ledger
 }
 
+// errLedgerNewer is wrapped by decodeLedgerValue's error for a ledger of a
+// format newer than this version's: it is left as it is (a rolling
+// upgrade's newer instances own it), never replaced.
+var errLedgerNewer = errors.New("the stored fetch ledger has a newer format")
+
 func decodeLedger(v string) (Ledger, error) {
-	var s storedLedger
-	if err := json.Unmarshal([]byte(v), &s); err != nil {
-		return Ledger{}, fmt.Errorf("%w: %v", ErrLedgerCorrupt, err)
-	}
-	if s.V != ledgerFormat {
-		return Ledger{}, fmt.Errorf("%w: format %d, want %d", ErrLedgerCorrupt, s.V, ledgerFormat)
-	}
-	return s.Ledger, nil
+	s, err := decodeLedgerValue(v)
+	return s.Ledger, err
 }
 
-// encodeLedger encodes l, dropping its oldest records until it fits in
-// MaxLedgerBytes.
-func encodeLedger(l Ledger) string {
+// decodeLedgerValue decodes a stored ledger and brings what it holds
+// within the ledger's bounds (normalizeLedger): a hand-edited or hostile
+// value never makes the writer keep more than it would write itself.
+func decodeLedgerValue(v string) (storedLedger, error) {
+	var s storedLedger
+	if err := json.Unmarshal([]byte(v), &s); err != nil {
+		return storedLedger{}, fmt.Errorf("%w: %v", ErrLedgerCorrupt, err)
+	}
+	if s.V > ledgerFormat {
+		return storedLedger{}, fmt.Errorf("%w: %w: format %d, want %d", ErrLedgerCorrupt, errLedgerNewer, s.V, ledgerFormat)
+	}
+	if s.V != ledgerFormat {
+		return storedLedger{}, fmt.Errorf("%w: format %d, want %d", ErrLedgerCorrupt, s.V, ledgerFormat)
+	}
+	s.Ledger = normalizeLedger(s.Ledger)
+	if n := len(s.Writes); n > ledgerWrites {
+		s.Writes = s.Writes[n-ledgerWrites:]
+	}
+	for i, w := range s.Writes {
+		s.Writes[i] = clipText(w, 8)
+	}
+	return s, nil
+}
+
+// ledgerWrites is how many write names a ledger keeps (storedLedger.Writes):
+// a write that reported failure is known to have landed as long as fewer
+// writes followed it before its writer's next try.
+const ledgerWrites = 32
+
+// maxLedgerField bounds a stored record's free-text fields (the API path
+// of an outside fetch's evidence), in bytes.
+const maxLedgerField = 128
+
+// normalizeLedger returns l within the ledger's bounds: records in time
+// order, the newest LedgerEntries, instance names and paths clipped; days
+// that are dates, each once, newest first, the newest LedgerDays; no
+// negative count.
+func normalizeLedger(l Ledger) Ledger {
+	l.Entries = slices.Clone(l.Entries)
+	slices.SortStableFunc(l.Entries, func(a, b FetchRecord) int { return a.At.Compare(b.At) })
+	if n := len(l.Entries); n > LedgerEntries {
+		l.Entries = l.Entries[n-LedgerEntries:]
+	}
+	for i := range l.Entries {
+		e := &l.Entries[i]
+		e.Instance = clipInstance(e.Instance)
+		e.Reason = clipText(e.Reason, maxLedgerField)
+		e.Token, e.Replaced = clipText(e.Token, 12), clipText(e.Replaced, 12)
+		if o := e.Outside; o != nil {
+			c := *o
+			c.Rejected, c.FetchedBy, c.Path = clipText(c.Rejected, 12), clipInstance(c.FetchedBy), clipText(c.Path, maxLedgerField)
+			e.Outside = &c
+		}
+	}
+	var days []LedgerDay
+	for _, d := range l.Days {
+		if _, err := time.Parse(time.DateOnly, d.Day); err != nil || slices.ContainsFunc(days, func(x LedgerDay) bool { return x.Day == d.Day }) {
+			continue
+		}
+		d.Fetches, d.Forced, d.Outside = max(0, d.Fetches), max(0, d.Forced), max(0, d.Outside)
+		days = append(days, d)
+	}
+	slices.SortFunc(days, func(a, b LedgerDay) int { return -compareStrings(a.Day, b.Day) })
+	if len(days) > LedgerDays {
+		days = days[:LedgerDays]
+	}
+	l.Days, l.Lost = days, max(0, l.Lost)
+	return l
+}
+
+// clipText keeps s within n bytes of valid UTF-8.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// encodeLedger encodes l, dropping its oldest records (then its oldest
+// days) until it fits in MaxLedgerBytes.
+func encodeLedger(l Ledger) string { return encodeLedgerWrite(l, nil) }
+
+// encodeLedgerWrite is encodeLedger with the names of the last writes
+// (storedLedger.Writes).
+func encodeLedgerWrite(l Ledger, writes []string) string {
 	for {
-		b, err := json.Marshal(storedLedger{V: ledgerFormat, Ledger: l})
+		b, err := json.Marshal(storedLedger{V: ledgerFormat, Writes: writes, Ledger: l})
 		if err != nil {
 			panic(err) // plain data
 		}
-		if len(b) <= MaxLedgerBytes || len(l.Entries) <= 1 {
+		switch {
+		case len(b) <= MaxLedgerBytes:
 			return string(b)
+		case len(l.Entries) > 1:
+			l.Entries = l.Entries[1:]
+		case len(l.Days) > 1:
+			l.Days = l.Days[:len(l.Days)-1]
+		case len(l.Entries) > 0:
+			l.Entries = nil
+		default:
+			l.Days = nil // a normalized ledger fits long before this
 		}
-		l.Entries = l.Entries[1:]
 	}
 }
 
@@ -340,6 +447,22 @@ type ledgerWriter struct {
 	running  bool
 	idle     chan struct{} // closed when the writer stops with an empty queue
 	min, max time.Duration
+	// unsure is the last write whose Refresh reported failure, which may
+	// have landed all the same (only the writer's goroutine uses it).
+	unsure *unsureWrite
+}
+
+// unsureWrite is a ledger write whose Refresh reported failure: the next
+// write reads the stored ledger and, if this one landed (the ledger names
+// it, or holds its newest surviving record), logs what its merge found and
+// does not merge its records again — even those the ledger no longer
+// keeps, so that a big batch is not counted twice.
+type unsureWrite struct {
+	id      string        // its name in storedLedger.Writes
+	probe   *FetchRecord  // its newest record kept in the value, if any
+	added   []FetchRecord // the records it merged
+	dropped int
+	found   mergeFound
 }
 
 // ledgerConfig returns cfg as a credential keeps it: nil when off or when
@@ -488,8 +611,15 @@ func (cr *Credential) ledgerLoop() {
 		}
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), cr.policy.RefreshTimeout)
-		err := cr.writeLedger(ctx, batch, dropped)
+		done, doneDropped, err := cr.writeLedger(ctx, batch, dropped)
 		cancel()
+		// What is in the stored ledger leaves the queue (by identity: a
+		// write found to have landed takes its records, whatever else
+		// failed).
+		w.mu.Lock()
+		w.queue = slices.DeleteFunc(w.queue, func(r FetchRecord) bool { return slices.ContainsFunc(done, r.same) })
+		w.dropped = max(0, w.dropped-doneDropped)
+		w.mu.Unlock()
 		if err != nil {
 			cr.storeError("ledger", err)
 			t := time.NewTimer(delay)
@@ -498,10 +628,6 @@ func (cr *Credential) ledgerLoop() {
 			continue
 		}
 		delay = w.min
-		w.mu.Lock()
-		w.queue = w.queue[len(batch):]
-		w.dropped -= dropped
-		w.mu.Unlock()
 	}
 }
 
@@ -511,46 +637,83 @@ const ledgerAttempts = 8
 
 // writeLedger merges batch (and dropped, a count of records lost) into the
 // stored ledger by compare-and-refresh, and logs what the merge found once
-// it lands.
-func (cr *Credential) writeLedger(ctx context.Context, batch []FetchRecord, dropped int) error {
+// it lands. It returns the records of batch (and the count of dropped) now
+// known to be in the stored ledger: all of them when err is nil; else those
+// of an earlier write found to have landed (see unsureWrite).
+func (cr *Credential) writeLedger(ctx context.Context, batch []FetchRecord, dropped int) (done []FetchRecord, doneDropped int, err error) {
+	all, allDropped := batch, dropped
 	w := cr.ledgerW.Load()
-	stored, err := cr.store.Get(ctx, w.key)
+	stored, gerr := cr.store.Get(ctx, w.key)
 	switch {
-	case err == nil:
-	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt):
+	case gerr == nil:
+	case errors.Is(gerr, ErrNotFound) || errors.Is(gerr, ErrCorrupt):
 		stored = Token{}
 	default:
-		return err
+		return nil, 0, gerr
 	}
-	for range ledgerAttempts {
-		cur, err := decodeLedger(stored.Value)
-		if stored.Value != "" && err != nil {
+	for attempt := range ledgerAttempts {
+		cur, err := decodeLedgerValue(stored.Value)
+		switch {
+		case errors.Is(err, errLedgerNewer):
+			// A newer version's: left alone, this process's records
+			// are not kept (logged once per write).
+			cr.storeError("ledger", err)
+			return all, allDropped, nil
+		case stored.Value != "" && err != nil:
 			cr.storeError("ledger", err) // replaced by a fresh ledger
 		}
-		next, found := mergeLedger(cur, batch, dropped)
-		if found.unchanged {
-			return nil // landed before (a write that reported failure)
+		if u := w.unsure; attempt == 0 && u != nil {
+			w.unsure = nil
+			if slices.Contains(cur.Writes, u.id) || (u.probe != nil && slices.ContainsFunc(cur.Entries, u.probe.same)) {
+				// It landed: what it found is logged now, and its records
+				// are not merged again.
+				cr.ledgerLanded(u.found)
+				done, doneDropped = u.added, min(dropped, u.dropped)
+				batch = slices.DeleteFunc(slices.Clone(batch), func(r FetchRecord) bool {
+					return slices.ContainsFunc(u.added, r.same)
+				})
+				dropped -= doneDropped
+			}
 		}
-		val := encodeLedger(next)
+		next, found := mergeLedger(cur.Ledger, batch, dropped)
+		if found.unchanged {
+			return all, allDropped, nil // landed before (a write that reported failure)
+		}
+		id := Fingerprint(cr.ledger.Instance + "#" + strconv.FormatUint(ledgerSeq.Add(1), 10))[:8]
+		writes := append(slices.Clone(cur.Writes), id)
+		if n := len(writes); n > ledgerWrites {
+			writes = writes[n-ledgerWrites:]
+		}
+		val := encodeLedgerWrite(next, writes)
 		got, err := cr.store.Refresh(ctx, w.key, stored.Value, func(context.Context) (Token, error) {
 			return Token{Value: val}, nil
 		})
 		if err != nil {
-			return err
+			u := &unsureWrite{id: id, added: found.added, dropped: dropped, found: found}
+			if kept, err := decodeLedger(val); err == nil {
+				for i := len(kept.Entries) - 1; i >= 0 && u.probe == nil; i-- {
+					if slices.ContainsFunc(found.added, kept.Entries[i].same) {
+						u.probe = &kept.Entries[i]
+					}
+				}
+			}
+			w.unsure = u
+			return done, doneDropped, err
 		}
 		if got.Value == val {
 			cr.ledgerLanded(found)
-			return nil
+			return all, allDropped, nil
 		}
 		stored = got // another process wrote first: merge into its ledger
 	}
-	return errors.New("other processes kept writing the ledger first")
+	return done, doneDropped, errors.New("other processes kept writing the ledger first")
 }
 
 // mergeFound is what a merge learnt: the outside fetches it named and the
 // quota thresholds the fleet's counts crossed.
 type mergeFound struct {
 	unchanged bool
+	added     []FetchRecord // the records merged
 	outside   []FetchRecord
 	crossed   []crossing
 	day       LedgerDay
@@ -572,19 +735,16 @@ func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFou
 	added := 0
 	var last time.Time // the newest record added
 	for _, r := range batch {
-		if slices.ContainsFunc(next.Entries, func(e FetchRecord) bool { return e.Seq == r.Seq && e.Instance == r.Instance && e.At.Equal(r.At) }) {
+		if slices.ContainsFunc(next.Entries, r.same) {
 			continue
 		}
 		if s := r.suspect; s != nil {
 			r.Outside = outsideFetch(next.Entries, r, s)
 		}
 		r.suspect = nil
-		// After every record of the same time or older: records of one
-		// time (a coarse or fake clock) keep the order they landed in.
-		i := len(next.Entries)
-		for i > 0 && next.Entries[i-1].At.After(r.At) {
-			i--
-		}
+		// After the records of the same time: the newest merged is the
+		// last trimmed.
+		i := sort.Search(len(next.Entries), func(j int) bool { return next.Entries[j].At.After(r.At) })
 		next.Entries = slices.Insert(next.Entries, i, r)
 		before := dayOf(next.Days, r.At)
 		d := before
@@ -597,6 +757,7 @@ func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFou
 			found.outside = append(found.outside, r)
 		}
 		next.Days = putDay(next.Days, d)
+		found.added = append(found.added, r)
 		found.crossed = append(found.crossed, crossings(before, d)...)
 		if !r.At.Before(last) {
 			last = r.At
@@ -616,6 +777,11 @@ func mergeLedger(cur Ledger, batch []FetchRecord, dropped int) (Ledger, mergeFou
 	return next, found
 }
 
+// same reports whether e is r: the same instance, sequence and time.
+func (r FetchRecord) same(e FetchRecord) bool {
+	return e.Seq == r.Seq && e.Instance == r.Instance && e.At.Equal(r.At)
+}
+
 // outsideFetch returns the evidence that r's rejected token was killed by
 // a fetch outside the fleet, or nil: entries (the fleet's records, in time
 // order, before r is added) must hold the fetch that issued it and nothing
@@ -631,8 +797,10 @@ func outsideFetch(entries []FetchRecord, r FetchRecord, s *suspicion) *OutsideFe
 		return nil // not a token the ledger knows the fleet fetched
 	}
 	for _, e := range entries[i+1:] {
-		if !e.At.After(r.At) && e.Token != s.rejected {
-			return nil // the fleet fetched since: its own doing
+		if e.Token != s.rejected && (!e.At.After(r.At) || e.Replaced == s.rejected) {
+			// The fleet fetched since (or replaced that very token, whatever
+			// its clock says): its own doing.
+			return nil
 		}
 	}
 	e := entries[i]
