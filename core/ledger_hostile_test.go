@@ -15,14 +15,14 @@ import (
 // Red-team tests of the fetch ledger's durable state, end to end through a
 // Credential and a MemoryStore with injected faults.
 
-// breakerCred is a Credential on store whose every fetch issues a new
+// ledgerCred is a Credential on store whose every fetch issues a new
 // token, with the ledger's DailyLimit daily.
-func breakerCred(t *testing.T, store core.TokenStore, clk *clock, lg *jsonLog, instance string, daily int) *core.Credential {
-	return breakerCredCounting(t, store, clk, lg, instance, daily, new(atomic.Int64))
+func ledgerCred(t *testing.T, store core.TokenStore, clk *clock, lg *jsonLog, instance string, daily int) *core.Credential {
+	return ledgerCredCounting(t, store, clk, lg, instance, daily, new(atomic.Int64))
 }
 
-// breakerCredCounting is breakerCred adding each fetch to fetches.
-func breakerCredCounting(t *testing.T, store core.TokenStore, clk *clock, lg *jsonLog, instance string, daily int, fetches *atomic.Int64) *core.Credential {
+// ledgerCredCounting is ledgerCred adding each fetch to fetches.
+func ledgerCredCounting(t *testing.T, store core.TokenStore, clk *clock, lg *jsonLog, instance string, daily int, fetches *atomic.Int64) *core.Credential {
 	t.Helper()
 	var mu sync.Mutex
 	n := 0
@@ -76,7 +76,7 @@ func TestLedgerLandedButFailedStillLogsQuota(t *testing.T) {
 	clk := newClock(time.Date(2026, 3, 1, 1, 0, 0, 0, time.UTC))
 	store := &ledgerFaults{MemoryStore: core.NewMemoryStore(), landFail: 1}
 	var lg jsonLog
-	cr := breakerCred(t, store, clk, &lg, "a/1", 2) // 50 % at 1 fetch, 80 % at 2
+	cr := ledgerCred(t, store, clk, &lg, "a/1", 2) // 50 % at 1 fetch, 80 % at 2
 	if _, err := cr.Get(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestLedgerLandedButFailedBigBatchCountsOnce(t *testing.T) {
 	clk := newClock(time.Date(2026, 3, 1, 1, 0, 0, 0, time.UTC))
 	store := &batchFaults{MemoryStore: core.NewMemoryStore(), release: make(chan struct{}), landFail: true}
 	var lg jsonLog
-	c := breakerCred(t, store, clk, &lg, "a/1", 0)
+	c := ledgerCred(t, store, clk, &lg, "a/1", 0)
 	// RefreshTimeout bounds the blocked Get: keep it long enough that the
 	// 20 fetches are queued before it ends.
 	if _, err := c.Get(t.Context()); err != nil {
@@ -171,7 +171,7 @@ func TestLedgerNewerFormatIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lg jsonLog
-	cr := breakerCred(t, mem, clk, &lg, "a/1", 0)
+	cr := ledgerCred(t, mem, clk, &lg, "a/1", 0)
 	if _, err := cr.Get(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestLedgerConcurrentWritersExact(t *testing.T) {
 	var fetches atomic.Int64
 	var crs []*core.Credential
 	for i := range 4 {
-		crs = append(crs, breakerCredCounting(t, &ledgerFaults{MemoryStore: mem, landFail: 2}, clk, &lg, fmt.Sprintf("w%d/1", i), total, &fetches))
+		crs = append(crs, ledgerCredCounting(t, &ledgerFaults{MemoryStore: mem, landFail: 2}, clk, &lg, fmt.Sprintf("w%d/1", i), total, &fetches))
 	}
 	var wg sync.WaitGroup
 	for _, cr := range crs {

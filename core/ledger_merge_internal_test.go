@@ -11,7 +11,7 @@ import (
 // Red-team tests of the ledger's merge (package-internal: they need
 // suspicions and mergeFound).
 
-func breakerRecords(n int, start time.Time) []FetchRecord {
+func ledgerRecords(n int, start time.Time) []FetchRecord {
 	var out []FetchRecord
 	for i := range n {
 		out = append(out, FetchRecord{
@@ -27,7 +27,7 @@ func breakerRecords(n int, start time.Time) []FetchRecord {
 // its records in time order and the newest kept.
 func TestLedgerHostileStoredLedgerIsBounded(t *testing.T) {
 	at := time.Date(2026, 3, 1, 1, 0, 0, 0, time.UTC)
-	rec := breakerRecords(1, at.Add(time.Hour))
+	rec := ledgerRecords(1, at.Add(time.Hour))
 	rec[0].Seq = 999
 	manyDays := func() Ledger {
 		var l Ledger
@@ -39,12 +39,12 @@ func TestLedgerHostileStoredLedgerIsBounded(t *testing.T) {
 	hugeInstance := Ledger{Entries: []FetchRecord{{At: at, Instance: strings.Repeat("x", 100000), Seq: 1, Token: "0123456789ab"}}}
 	negative := Ledger{Days: []LedgerDay{{Day: beijingDay(at), Fetches: -50, Forced: -3, Outside: -7}}, Lost: -9}
 	var reversed Ledger
-	rs := breakerRecords(LedgerEntries+4, at.Add(-24*time.Hour))
+	rs := ledgerRecords(LedgerEntries+4, at.Add(-24*time.Hour))
 	for i := len(rs) - 1; i >= 0; i-- {
 		reversed.Entries = append(reversed.Entries, rs[i])
 	}
 	var tenThousand Ledger
-	tenThousand.Entries = breakerRecords(10000, at.Add(-30*24*time.Hour))
+	tenThousand.Entries = ledgerRecords(10000, at.Add(-30*24*time.Hour))
 	cases := map[string]Ledger{
 		"10,000 days": manyDays(), "a 100 KB instance": hugeInstance, "negative counts": negative,
 		"entries newest first": reversed, "10,000 entries": tenThousand,
