@@ -174,7 +174,11 @@ func (m *MemoryStore) store(key string, t Token) {
 // (a slow get leaves fetch less time, never a second lease). The write is
 // fenced by pinning the lock, and set gets one more lease of its own: a set
 // that has not returned by then (a user function that ignores ctx) is left
-// running and the lock is released with an error, never held forever.
+// running and the lock is released with an error, never held forever. When
+// ctx ends while set runs, refresh returns ctx's error at once but the lock
+// stays held until set returns (or its lease ends): a write released from
+// the lock early could land over the next holder's (MemoryStore's write is
+// a goroutine that may not have run yet when ctx ends).
 func (l *keyLocks) refresh(ctx context.Context, key, stale string, lease time.Duration, fetch FetchFunc,
 	get func(context.Context) (Token, bool, error), set func(context.Context, Token) error) (Token, error) {
 	gen, err := l.acquire(ctx, key, lease)
@@ -182,7 +186,12 @@ func (l *keyLocks) refresh(ctx context.Context, key, stale string, lease time.Du
 		return Token{}, fmt.Errorf("waiting for the lock: %w", err)
 	}
 	deadline := time.Now().Add(lease)
-	defer l.release(key, gen)
+	unlock := true // false: a write left running releases the lock when it returns
+	defer func() {
+		if unlock {
+			l.release(key, gen)
+		}
+	}()
 
 	gctx, cancel := context.WithDeadline(ctx, deadline)
 	cur, found, err := get(gctx)
@@ -203,24 +212,51 @@ func (l *keyLocks) refresh(ctx context.Context, key, stale string, lease time.Du
 	if !l.pin(key, gen) {
 		return Token{}, fmt.Errorf("fetch outlived the %v lease, write refused: %w", lease, ErrLockLost)
 	}
-	if err := setWithin(ctx, lease, t, set); err != nil {
+	running, err := setWithin(ctx, lease, t, set)
+	if running != nil {
+		unlock = false
+		go func() {
+			<-running
+			l.release(key, gen)
+		}()
+	}
+	if err != nil {
 		return Token{}, err
 	}
 	return t, nil
 }
 
-// setWithin calls set with a ctx that ends after lease and returns its
-// error, or an error wrapping context.DeadlineExceeded once lease has passed
-// without set returning (set goes on in the background).
-func setWithin(ctx context.Context, lease time.Duration, t Token, set func(context.Context, Token) error) error {
+// setWithin calls set with a ctx that ends with ctx or after lease, and
+// returns set's error (running nil), or an error wrapping
+// context.DeadlineExceeded once lease has passed without set returning
+// (set goes on in the background; the caller releases the lock). When ctx
+// ends first, it returns an error wrapping ctx.Err() at once, and running,
+// closed when set returns or lease has passed: the caller keeps the lock
+// until then, so that set's write, which may still land, lands under it.
+func setWithin(ctx context.Context, lease time.Duration, t Token, set func(context.Context, Token) error) (running <-chan struct{}, err error) {
 	sctx, cancel := context.WithTimeout(ctx, lease)
-	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- set(sctx, t) }()
+	leaseEnd := time.NewTimer(lease)
 	select {
 	case err := <-done:
-		return err
-	case <-sctx.Done():
-		return fmt.Errorf("writing the token did not finish within the %v lease; lock released: %w", lease, sctx.Err())
+		leaseEnd.Stop()
+		cancel()
+		return nil, err
+	case <-leaseEnd.C:
+		cancel()
+		return nil, fmt.Errorf("writing the token did not finish within the %v lease; lock released: %w", lease, context.DeadlineExceeded)
+	case <-ctx.Done():
 	}
+	cancel() // set's ctx ended with ctx: a set that honours it returns soon
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		defer leaseEnd.Stop()
+		select {
+		case <-done:
+		case <-leaseEnd.C:
+		}
+	}()
+	return left, fmt.Errorf("the caller's ctx ended while the token was being written (the write may still land; the lock is held until it returns): %w", ctx.Err())
 }
