@@ -231,6 +231,7 @@ func (r *run) play() *runResult {
 		Token: core.NewSecret(sweepPushToken), EncodingAESKey: core.NewSecret(sweepPushKey),
 		Store: obsStore, KeyPrefix: r.cfg.Prefix, BaseURL: r.wechat.URL, Now: r.wechat.Now,
 		RetryBackoff: 5 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		NoLedger: true, // see noLedger
 	})
 	if err != nil {
 		r.violate("baseline", "new", "openplatform.New: %v", err)

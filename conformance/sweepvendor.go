@@ -88,6 +88,12 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
+// noLedger: the sweep's processes keep no fetch ledger. The sweep checks
+// the token and durable records, whose writes it enumerates; the ledger is
+// written by a goroutine of its own after them, which an in-process "kill"
+// would leave writing into the store after the run (core's ledger tests
+// enumerate its fault points).
+
 // newLocalVendor builds process proc over store: the fault wrapper of plan
 // over the gate, over the lease player, over store.
 func newLocalVendor(proc string, cfg vendorConfig, store core.TokenStore, plan *faultPlan, now func() time.Time) (*localVendor, error) {
@@ -104,6 +110,7 @@ func newLocalVendor(proc string, cfg vendorConfig, store core.TokenStore, plan *
 		Store: fs, KeyPrefix: cfg.Prefix, BaseURL: cfg.URL, HTTPClient: client, Logger: logger, Now: now,
 		RetryBackoff: 5 * time.Millisecond,
 		Policy:       core.Policy{RefreshTimeout: cfg.RefreshTimeout},
+		NoLedger:     true, // see noLedger
 	})
 	if err != nil {
 		return nil, err
@@ -112,6 +119,7 @@ func newLocalVendor(proc string, cfg vendorConfig, store core.TokenStore, plan *
 		AppID: sweepOA, AppSecret: core.NewSecret(sweepOASecret), TokenAPI: core.ClassicToken,
 		Store: fs, KeyPrefix: cfg.Prefix, BaseURL: cfg.URL, HTTPClient: client, Logger: logger, Now: now,
 		RetryBackoff: 5 * time.Millisecond, RefreshTimeout: cfg.RefreshTimeout,
+		NoLedger: true, // see noLedger
 	})
 	if err != nil {
 		return nil, err

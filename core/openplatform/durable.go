@@ -64,16 +64,18 @@ func (c *Component) Held() int {
 }
 
 // Flush waits until every durable write held (see Held) has landed or
-// been superseded, or ctx ends (then it returns ctx's error, and the
-// writes go on being retried). Call it before a process stops, so that
-// nothing held in memory is lost with it.
+// been superseded, and the fetch records of the component_access_token and
+// of every authorizer handle alive are in their fetch ledgers
+// (core.Credential.FlushLedger), or ctx ends (then it returns ctx's error,
+// and the writes go on being retried). Call it before a process stops, so
+// that nothing held in memory is lost with it.
 func (c *Component) Flush(ctx context.Context) error {
 	for {
 		c.held.mu.Lock()
 		ch := c.held.drained
 		c.held.mu.Unlock()
 		if ch == nil {
-			return nil
+			break
 		}
 		select {
 		case <-ch:
@@ -81,6 +83,17 @@ func (c *Component) Flush(ctx context.Context) error {
 			return wrap("Flush", fmt.Errorf("%d durable writes still held: %w", c.Held(), ctx.Err()))
 		}
 	}
+	err := c.token.FlushLedger(ctx)
+	c.handles.Range(func(_, v any) bool {
+		if a := v.(*entry).live(); a != nil && err == nil {
+			err = a.Conf.FlushLedger(ctx) // its access_token (a.access) and tickets
+		}
+		return err == nil
+	})
+	if err != nil {
+		return wrap("Flush", fmt.Errorf("fetch records not yet in the ledger: %w", err))
+	}
+	return nil
 }
 
 // writeDurable applies st to the value under key in the durable store
