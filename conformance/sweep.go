@@ -110,7 +110,10 @@
 // Not covered: faults of WeChat itself (its own errors, latency), two
 // faults in one run, a kill inside a fetch (between WeChat's reply and the
 // write: the lost mode plays its store side, and the Refresh kill points
-// its crash side), faults of processes other than A in the kill mode, and
+// its crash side; and so the processes keep no fetch ledger, whose writes
+// run on a goroutine of their own: a kill at one of them would be a kill
+// inside another call's fetch), faults of processes other than A in the
+// kill mode, and
 // the limits and registries of the credentials (rejection limits,
 // evicted handles), which have tests of their own.
 package conformance

@@ -112,6 +112,10 @@
 //     seconds between a redirect and its push loses its rotated refresh
 //     token to the push's re-dating (the store holds another value, so the
 //     write-back gives way): 61023 at the next refresh.
+//   - With rotating refresh tokens, a process killed inside a refresh —
+//     after WeChat's reply, before the fenced write — loses the rotated
+//     refresh token (61023 at the next refresh): nothing but WeChat's reply
+//     held it. Only a crash in that window of milliseconds does.
 //   - A process killed between a code's exchange and its record's write
 //     loses the reply: WeChat's re-sent push brings it again only where a
 //     code may be exchanged twice (see wxtest's PathQueryAuth); under a
