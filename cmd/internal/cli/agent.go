@@ -104,15 +104,11 @@ func (e *env) agent(ctx context.Context, appID, kind, out string, interval time.
 	if err != nil {
 		return err
 	}
-	var get func(context.Context) (core.Token, error)
-	switch kind {
-	case "access_token":
-		get = conf.AccessToken
-	case "jsapi_ticket":
-		get = conf.JSAPITicket
-	default: // wx_card_ticket
-		get = conf.CardTicket
-	}
+	// Sync, not Get: the file's readers cannot tell the agent that WeChat
+	// rejected its token, so each poll follows the store, where a member
+	// that saw the rejection put the replacement (one store Get a poll, no
+	// token call).
+	get := conf.Credential(kind).Sync
 	a := &tokenfile.Agent{
 		Path: out, Kind: kind, AppID: appID, Interval: interval, Logger: log, OnWrite: agentWritten,
 		Token: func(ctx context.Context) (core.Token, error) {

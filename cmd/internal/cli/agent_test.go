@@ -162,3 +162,65 @@ func TestAgentUsage(t *testing.T) {
 		t.Errorf("a refused agent wrote %s", out)
 	}
 }
+
+// TestAgentFollowsTheFleet tests that the agent's file follows the store
+// within a poll when another member replaced the token (it saw WeChat
+// reject it; the file's readers cannot report that), with no token call of
+// the agent's own — not at the agent's own refresh, hours later.
+func TestAgentFollowsTheFleet(t *testing.T) {
+	ctx := context.Background()
+	wechat := wxtest.New(wxtest.Options{AppID: testAppID, AppSecret: testAppSecret, Now: time.Now})
+	t.Cleanup(wechat.Close)
+	dir := t.TempDir()
+	st, closeStore, err := storeurl.Open(ctx, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeStore() })
+	worker, err := core.New(core.Config{AppID: testAppID, AppSecret: core.NewSecret(testAppSecret), BaseURL: wechat.URL, Store: st, TokenAPI: core.ClassicToken, NoLedger: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := worker.AccessToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "access_token.json")
+	writes := make(chan tokenfile.Record, 16)
+	defer cli.SetAgentWritten(func(r tokenfile.Record) { writes <- r })()
+	c := &clitest.CLI{T: t, Environ: map[string]string{"WECHAT_APPSECRET": testAppSecret, "WECHATCONF_STORE": "file://" + dir}}
+	actx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan clitest.Result, 1)
+	go func() {
+		done <- c.Exec(actx, "--base-url", wechat.URL, "--classic", "agent", testAppID, "--out", path, "--interval", "10ms")
+	}()
+	next := func() tokenfile.Record {
+		t.Helper()
+		select {
+		case r := <-writes:
+			return r
+		case r := <-done:
+			t.Fatalf("agent ended: exit %d\n%s", r.Code, r.Stderr)
+		case <-time.After(time.Minute): // a watchdog, not a pace
+			t.Fatal("agent: no write within a minute")
+		}
+		return tokenfile.Record{}
+	}
+	if r := next(); r.Value != first.Value {
+		t.Fatal("the agent's first write is not the fleet's token")
+	}
+	calls := wechat.Calls(wxtest.PathToken) + wechat.Calls(wxtest.PathStableToken)
+	second, err := worker.RefreshAccessToken(ctx, first.Value) // WeChat rejected it, the worker says
+	if err != nil || second.Value == first.Value {
+		t.Fatalf("the worker's refresh: %v", err)
+	}
+	if r := next(); r.Value != second.Value {
+		t.Fatal("the agent's next write is not the fleet's replacement")
+	}
+	if n := wechat.Calls(wxtest.PathToken) + wechat.Calls(wxtest.PathStableToken) - calls; n != 1 {
+		t.Errorf("%d token calls, want 1 (the worker's): the agent made its own", n)
+	}
+	stop()
+	c.Want(<-done, cli.ExitOK)
+}
