@@ -26,7 +26,9 @@
 // which other users can read in the process list, and it is printed with
 // the password masked. The secrets come from the environment only and are
 // never printed: WECHAT_APPID and WECHAT_APPSECRET
-// (both required), TOKENSERVER_SECRET (the workers' bearer secret, at least
+// (both required; or WECHAT_APPSECRET_FILE, a file holding the AppSecret —
+// a mounted Kubernetes Secret — read again when WeChat refuses it, so that
+// an AppSecret reset in WeChat's console needs no restart), TOKENSERVER_SECRET (the workers' bearer secret, at least
 // 16 characters). WECHAT_BASE_URL overrides the WeChat API host. -addr (or
 // TOKENSERVER_ADDR, default 127.0.0.1:8080) is the listen address and
 // -timeout (default 10s) how long a request waits for a credential before a

@@ -41,6 +41,19 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	storeFlag := fs.String("store", "", "store URL, without a password (env WECHATCONF_STORE; default memory:): "+storeurl.Schemes)
 	timeout := fs.Duration("timeout", tokenserver.DefaultTimeout, "how long a request waits for a credential before a 504")
 	readyHorizon := fs.Duration("ready-horizon", core.DefaultReadyHorizon, "GET /readyz answers 503 unless the access_token is valid for this long, or can be had (core.Config.ReadyHorizon)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of %s:\n", Name)
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), `Environment (secrets come from here only, never from flags):
+  WECHAT_APPID            the AppID (required)
+  WECHAT_APPSECRET        its AppSecret, or
+  WECHAT_APPSECRET_FILE   a file holding it (a mounted secret), read again when WeChat refuses it
+  TOKENSERVER_SECRET      the workers' bearer secret (at least 16 characters; required)
+  WECHATCONF_STORE        the store URL, password allowed (default memory:)
+  TOKENSERVER_ADDR        the listen address (default 127.0.0.1:8080)
+  WECHAT_BASE_URL         the WeChat API host (default https://api.weixin.qq.com)
+`)
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,8 +80,18 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	appID, appSecret := getenv("WECHAT_APPID"), core.NewSecret(getenv("WECHAT_APPSECRET"))
-	if appID == "" || appSecret.IsZero() {
-		return errors.New("set WECHAT_APPID and WECHAT_APPSECRET in the environment")
+	// WECHAT_APPSECRET_FILE: a mounted secret (a Kubernetes Secret volume),
+	// read again when WeChat refuses the AppSecret — an admin reset it in
+	// the console — so that the server recovers without a restart.
+	var secretSource core.SecretSource
+	if path := getenv("WECHAT_APPSECRET_FILE"); path != "" {
+		if !appSecret.IsZero() {
+			return errors.New("set WECHAT_APPSECRET or WECHAT_APPSECRET_FILE, not both")
+		}
+		secretSource = core.FileSecret(path)
+	}
+	if appID == "" || (appSecret.IsZero() && secretSource == nil) {
+		return errors.New("set WECHAT_APPID and WECHAT_APPSECRET (or WECHAT_APPSECRET_FILE, a file holding it) in the environment")
 	}
 	secret := getenv("TOKENSERVER_SECRET")
 	switch {
@@ -92,7 +115,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 	conf, err := core.New(core.Config{
-		AppID: appID, AppSecret: appSecret, BaseURL: getenv("WECHAT_BASE_URL"),
+		AppID: appID, AppSecret: appSecret, AppSecretSource: secretSource, BaseURL: getenv("WECHAT_BASE_URL"),
 		Store: store, Logger: logger, ReadyHorizon: *readyHorizon,
 	})
 	if err != nil {

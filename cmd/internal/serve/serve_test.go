@@ -2,13 +2,17 @@ package serve_test
 
 import (
 	"bytes"
+	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wechatconf/wechatconf/cmd/internal/serve"
 	"github.com/wechatconf/wechatconf/cmd/internal/serve/servetest"
+	"github.com/wechatconf/wechatconf/core/wxtest"
 )
 
 const (
@@ -49,6 +53,7 @@ func TestRunRefuses(t *testing.T) {
 		{"short secret", with("TOKENSERVER_SECRET", "short"), nil, "at least 16"},
 		{"no AppID", with("WECHAT_APPID", ""), nil, "WECHAT_APPID"},
 		{"no AppSecret", with("WECHAT_APPSECRET", ""), nil, "WECHAT_APPSECRET"},
+		{"AppSecret and its file", with("WECHAT_APPSECRET_FILE", "/run/secrets/appsecret"), nil, "not both"},
 		{"bad store env", with("WECHATCONF_STORE", "mysql://host/db"), nil, "unknown scheme"},
 		{"bad store flag", good, []string{"-store", "file:relative"}, "absolute"},
 		{"password in -store", good, []string{"-store", "redis://u:" + storePassword + "@127.0.0.1:1/0"}, "WECHATCONF_STORE"},
@@ -135,5 +140,41 @@ func TestRedisLogsInTheServersLog(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), storePassword) {
 		t.Errorf("the server's log holds the store's password:\n%s", logs.String())
+	}
+}
+
+// TestAppSecretFromAFile tests WECHAT_APPSECRET_FILE: the server reads the
+// AppSecret from a mounted file (core.FileSecret, read again when WeChat
+// refuses it: core's tests rotate it).
+func TestAppSecretFromAFile(t *testing.T) {
+	wechat := wxtest.New(wxtest.Options{AppID: testAppID, AppSecret: testAppSecret, Now: time.Now})
+	t.Cleanup(wechat.Close)
+	path := filepath.Join(t.TempDir(), "appsecret")
+	if err := os.WriteFile(path, []byte(testAppSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := servetest.StartServer(t, map[string]string{
+		"WECHAT_APPID": testAppID, "WECHAT_APPSECRET_FILE": path, "WECHAT_BASE_URL": wechat.URL,
+		"TOKENSERVER_SECRET": testSecret, "WECHATCONF_STORE": "memory:",
+	})
+	get := func(path string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testSecret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("/access_token"); code != http.StatusOK {
+		t.Fatalf("GET /access_token with the secret from its file: %d", code)
+	}
+	if n := wechat.Calls(wxtest.PathStableToken); n != 1 {
+		t.Errorf("%d token calls, want 1 with the AppSecret read from its file", n)
 	}
 }
