@@ -46,7 +46,9 @@ recorded in the fleet's fetch ledger (history) by instance wechatconf-agent@HOST
 
 It runs until SIGTERM or SIGINT (exit 0) and logs to stderr what it writes and what fails,
 never a value (--json: one JSON object per line). It exits 2 at once when it cannot write
-the file at all. WECHAT_APPSECRET comes from the environment only.`,
+the file at all. WECHAT_APPSECRET comes from the environment only, or
+WECHAT_APPSECRET_FILE names a file holding it (a mounted secret), read again
+when WeChat refuses it.`,
 		Example: `  WECHAT_APPSECRET=… wechatconf agent wx0123456789abcdef --out /run/wechat/access_token.json
   WECHAT_APPSECRET=… wechatconf agent wx0123456789abcdef --kind jsapi_ticket --out /run/wechat/jsapi_ticket.json`,
 		Args: appIDArg,
@@ -78,7 +80,15 @@ func (e *env) agent(ctx context.Context, appID, kind, out string, interval time.
 	if kind != "access_token" && kind != "jsapi_ticket" && kind != "wx_card_ticket" {
 		return usagef("agent: --kind %q: want access_token, jsapi_ticket or wx_card_ticket", kind)
 	}
-	if e.getenv("WECHAT_APPSECRET") == "" {
+	// WECHAT_APPSECRET_FILE, as the token server's: a long-running agent
+	// reads the AppSecret again when WeChat refuses it (a reset).
+	var source core.SecretSource
+	if path := e.getenv("WECHAT_APPSECRET_FILE"); path != "" {
+		if e.getenv("WECHAT_APPSECRET") != "" {
+			return usagef("agent: set WECHAT_APPSECRET or WECHAT_APPSECRET_FILE, not both")
+		}
+		source = core.FileSecret(path)
+	} else if e.getenv("WECHAT_APPSECRET") == "" {
 		return errNoSecret
 	}
 	if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
@@ -98,7 +108,7 @@ func (e *env) agent(ctx context.Context, appID, kind, out string, interval time.
 	// the fleet's own, with their reasons), with its events at Info
 	// (fetched, adopted) in the agent's log, next to what it writes.
 	conf, err := core.New(core.Config{
-		AppID: appID, AppSecret: core.NewSecret(e.getenv("WECHAT_APPSECRET")), BaseURL: e.baseURL(), Store: st,
+		AppID: appID, AppSecret: core.NewSecret(e.getenv("WECHAT_APPSECRET")), AppSecretSource: source, BaseURL: e.baseURL(), Store: st,
 		KeyPrefix: e.g.prefix, TokenAPI: e.tokenAPI(), Logger: log, Instance: agentInstance(),
 	})
 	if err != nil {

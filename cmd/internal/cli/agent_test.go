@@ -154,6 +154,11 @@ func TestAgentUsage(t *testing.T) {
 			t.Errorf("wechatconf %q: exit %d, %q; want %d and %q", tc.args, r.Code, r.Stderr, cli.ExitError, tc.want)
 		}
 	}
+	c.Setenv("WECHAT_APPSECRET_FILE", filepath.Join(t.TempDir(), "appsecret"))
+	if r := c.Exec(ctx, "agent", testAppID, "--out", out); r.Code != cli.ExitError || !strings.Contains(r.Stderr, "not both") {
+		t.Errorf("agent with WECHAT_APPSECRET and WECHAT_APPSECRET_FILE: exit %d, %q", r.Code, r.Stderr)
+	}
+	c.Setenv("WECHAT_APPSECRET_FILE", "")
 	c.Setenv("WECHAT_APPSECRET", "")
 	if r := c.Exec(ctx, "agent", testAppID, "--out", out); r.Code != cli.ExitError || !strings.Contains(r.Stderr, "WECHAT_APPSECRET") {
 		t.Errorf("agent without WECHAT_APPSECRET: exit %d, %q", r.Code, r.Stderr)
