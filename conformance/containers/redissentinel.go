@@ -200,8 +200,14 @@ func runHostRedis(t testing.TB, ctx context.Context, image, readyLog string, cmd
 		if err == nil {
 			return &Redis{Container: c, Addr: loopback(port)}, nil
 		}
+		logs := containerLogTail(ctx, c)
 		lastErr = hint(err)
-		if !isPortClash(err) {
+		if logs != "" {
+			lastErr = fmt.Errorf("%w; its log ends: %s", lastErr, logs)
+		}
+		// A redis-server that lost its port to another process between
+		// freePort and its bind exits (code 1) with the reason in its log.
+		if !isPortClash(err) && !strings.Contains(logs, "Address already in use") {
 			break
 		}
 		if c != nil {
@@ -328,4 +334,23 @@ func (rs *RedisSentinel) Node(addr string) *Redis {
 		}
 	}
 	return nil
+}
+
+// containerLogTail returns the last lines of c's log (at most 1 KiB), ""
+// when there is no container or its log cannot be read.
+func containerLogTail(ctx context.Context, c *testcontainers.DockerContainer) string {
+	if c == nil {
+		return ""
+	}
+	r, err := c.Logs(ctx)
+	if err != nil {
+		return ""
+	}
+	defer r.Close()
+	b, _ := io.ReadAll(io.LimitReader(r, 1<<20))
+	s := strings.TrimSpace(string(b))
+	if len(s) > 1024 {
+		s = s[len(s)-1024:]
+	}
+	return s
 }
