@@ -164,8 +164,8 @@ type RotatingSecret struct {
 	src     SecretSource
 	refused CodeSet
 
-	readMu sync.Mutex // serialises the reads of src
-	mu     sync.Mutex // guards what follows
+	readSem chan struct{} // holds one value while src is read: one read at a time, waited for under ctx
+	mu      sync.Mutex    // guards what follows
 	cur    Secret
 	prev   Secret // the value cur replaced, still redacted
 	read   bool   // cur came from src (or is the fixed secret)
@@ -204,7 +204,7 @@ func NewRotatingSecret(cfg RotatingSecretConfig) (*RotatingSecret, error) {
 	if cfg.Source != nil && !cfg.Secret.IsZero() {
 		return nil, fmt.Errorf("wechatconf: set Config.%s or Config.%s, not both", cfg.Field, cfg.SourceField)
 	}
-	r := &RotatingSecret{field: cfg.Field, srcName: cfg.SourceField, src: cfg.Source, refused: cfg.Refused}
+	r := &RotatingSecret{field: cfg.Field, srcName: cfg.SourceField, src: cfg.Source, refused: cfg.Refused, readSem: make(chan struct{}, 1)}
 	if cfg.Source == nil {
 		r.cur, r.read = cfg.Secret, true
 	}
@@ -226,9 +226,14 @@ func (r *RotatingSecret) Get(ctx context.Context) (Secret, error) {
 		return s, nil
 	}
 	// One read at a time, without holding mu: held, which the API calls
-	// for every error it redacts, must not wait for a slow source.
-	r.readMu.Lock()
-	defer r.readMu.Unlock()
+	// for every error it redacts, must not wait for a slow source. A Get
+	// waiting for another's read gives up when its own ctx ends.
+	select {
+	case r.readSem <- struct{}{}:
+	case <-ctx.Done():
+		return Secret{}, &SecretSourceError{Field: r.srcName, Err: ctx.Err(), text: "waiting for another read of the source: " + ctx.Err().Error()}
+	}
+	defer func() { <-r.readSem }()
 	if s, ok := r.cached(); ok {
 		return s, nil // another Get read it meanwhile
 	}
@@ -236,7 +241,7 @@ func (r *RotatingSecret) Get(ctx context.Context) (Secret, error) {
 	r.reads++
 	cur, prev := r.cur, r.prev
 	r.mu.Unlock()
-	s, err := r.src(ctx)
+	s, err := r.readSource(ctx)
 	if err == nil && s.IsZero() {
 		err = ErrEmptySecret
 	}
@@ -250,6 +255,23 @@ func (r *RotatingSecret) Get(ctx context.Context) (Secret, error) {
 	}
 	r.read, r.stale = true, false
 	return s, nil
+}
+
+// ErrSecretSourcePanicked is wrapped by the *SecretSourceError of a
+// SecretSource that panicked: the panic is recovered (the source runs in a
+// credential's background refresh, where no caller could recover it, and
+// it would end the process), and its value, which may quote the secret, is
+// not kept — only its type is named.
+var ErrSecretSourcePanicked = errors.New("the secret source panicked")
+
+// readSource calls r's source, turning a panic into an error.
+func (r *RotatingSecret) readSource(ctx context.Context) (s Secret, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s, err = Secret{}, fmt.Errorf("%w (a %T)", ErrSecretSourcePanicked, v)
+		}
+	}()
+	return r.src(ctx)
 }
 
 // cached returns the value to send without reading the source, if there is

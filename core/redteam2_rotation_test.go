@@ -1,0 +1,88 @@
+package core_test
+
+// Red team 2 (issue 25 §5): a SecretSource that blocks, panics, or keeps
+// the old secret.
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+)
+
+// A Get waiting for another Get's slow source read honours its own ctx:
+// before, it waited on a mutex for as long as the other read took (the
+// first caller's ctx, up to RefreshTimeout), whatever its own deadline.
+func TestRedteam2RotatingSecretGetHonoursCtxWhileAnotherReads(t *testing.T) {
+	inSource, release := make(chan struct{}), make(chan struct{})
+	rs, err := core.NewRotatingSecret(core.RotatingSecretConfig{Source: func(ctx context.Context) (core.Secret, error) {
+		close(inSource)
+		select {
+		case <-release:
+			return core.NewSecret(appSecret), nil
+		case <-ctx.Done():
+			return core.Secret{}, ctx.Err()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { _, err := rs.Get(context.Background()); first <- err }()
+	<-inSource
+	var released atomic.Bool
+	// Failsafe so that the old code ends: the source is released after a
+	// minute, and the second Get must have returned before.
+	failsafe := time.AfterFunc(time.Minute, func() { released.Store(true); close(release) })
+	defer func() {
+		if failsafe.Stop() {
+			close(release)
+		}
+		<-first
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = rs.Get(ctx)
+	if released.Load() {
+		t.Fatal("a Get with an ended ctx waited for another Get's source read to finish")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get with an ended ctx = %v; want context.Canceled", err)
+	}
+}
+
+// A source that panics gives the fetch an error, not a crash of the
+// process: the source runs in the credential's background refresh, where
+// no caller could recover it. The panic's value (which may be the secret)
+// is not in the error.
+func TestRedteam2PanickingSecretSourceIsAnError(t *testing.T) {
+	s := newServer(t)
+	var calls atomic.Int32
+	c := newConf(t, s, func(cfg *core.Config) {
+		cfg.AppSecret = core.Secret{}
+		cfg.AppSecretSource = func(context.Context) (core.Secret, error) {
+			calls.Add(1)
+			panic("vault client: " + appSecret)
+		}
+	})
+	_, err := c.AccessToken(t.Context())
+	var se *core.SecretSourceError
+	if !errors.As(err, &se) {
+		t.Fatalf("AccessToken with a panicking source = %v; want a *SecretSourceError", err)
+	}
+	if strings.Contains(err.Error(), "vault client") {
+		t.Errorf("the error holds the panic's value: %q", err)
+	}
+	// The source's lock was released: the next read (after the back-off)
+	// is not stuck.
+	rs, _ := core.NewRotatingSecret(core.RotatingSecretConfig{Source: func(context.Context) (core.Secret, error) { panic("x") }})
+	for range 2 {
+		if _, err := rs.Get(t.Context()); err == nil {
+			t.Fatal("Get of a panicking source = nil error")
+		}
+	}
+}
