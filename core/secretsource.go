@@ -166,11 +166,11 @@ type RotatingSecret struct {
 
 	readSem chan struct{} // holds one value while src is read: one read at a time, waited for under ctx
 	mu      sync.Mutex    // guards what follows
-	cur    Secret
-	prev   Secret // the value cur replaced, still redacted
-	read   bool   // cur came from src (or is the fixed secret)
-	stale  bool   // WeChat refused cur: read src at the next Get
-	reads  int    // calls of src
+	cur     Secret
+	prev    Secret // the value cur replaced, still redacted
+	read    bool   // cur came from src (or is the fixed secret)
+	stale   bool   // WeChat refused cur: read src at the next Get
+	reads   int    // calls of src
 }
 
 // RotatingSecretConfig configures NewRotatingSecret.
