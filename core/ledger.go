@@ -785,7 +785,8 @@ func (r FetchRecord) same(e FetchRecord) bool {
 // outsideFetch returns the evidence that r's rejected token was killed by
 // a fetch outside the fleet, or nil: entries (the fleet's records, in time
 // order, before r is added) must hold the fetch that issued it and nothing
-// after it up to r, and no record already naming it (two fleet members
+// after it up to r nor answered while it was in flight (from its At less
+// its Latency), and no record already naming it (two fleet members
 // that replaced the same rejected token — one cut off from the store, its
 // record landing after the other's — name it once).
 func outsideFetch(entries []FetchRecord, r FetchRecord, s *suspicion) *OutsideFetch {
@@ -800,6 +801,16 @@ func outsideFetch(entries []FetchRecord, r FetchRecord, s *suspicion) *OutsideFe
 		if e.Token != s.rejected && (!e.At.After(r.At) || e.Replaced == s.rejected) {
 			// The fleet fetched since (or replaced that very token, whatever
 			// its clock says): its own doing.
+			return nil
+		}
+	}
+	// A fleet fetch answered while the rejected token's fetch was in
+	// flight (a lease that ran out mid-fetch: two holders at WeChat at
+	// once) may have been issued after it, though its record is older:
+	// its own doing too.
+	asked := entries[i].At.Add(-entries[i].Latency)
+	for _, e := range entries[:i] {
+		if e.Token != s.rejected && !e.At.Before(asked) {
 			return nil
 		}
 	}
