@@ -417,12 +417,17 @@ type LedgerConfig struct {
 // NewLedgerConfig returns the LedgerConfig of a credential of a
 // configuration with these Instance and NoLedger fields (core.Config's,
 // wecom.Config's, openplatform.Config's): nil when noLedger, no limits
-// known.
+// known. Its Instance is filled in (DefaultInstance() for "", clipped to
+// 64 bytes), so that the credentials given it share it as it is: a
+// component's 10,000 authorizers hold one, not a copy each.
 func NewLedgerConfig(instance string, noLedger bool) *LedgerConfig {
 	if noLedger {
 		return nil
 	}
-	return &LedgerConfig{Instance: instance}
+	if instance == "" {
+		instance = DefaultInstance()
+	}
+	return &LedgerConfig{Instance: clipInstance(instance)}
 }
 
 // Quota thresholds, in percent of a daily limit: crossing one is an
@@ -469,7 +474,9 @@ type unsureWrite struct {
 // key is too long to have a ledger beside it, else shared (a component's
 // authorizers share theirs) unless the instance must be filled in.
 func ledgerConfig(cfg *LedgerConfig, key string) *LedgerConfig {
-	if cfg == nil || ValidateKey(LedgerKey(key)) != nil {
+	// The ledger's key is key and an ASCII suffix: valid when key is and
+	// the two fit (checked without building it: 10,000 authorizers).
+	if cfg == nil || ValidateKey(key) != nil || len(key)+len(LedgerKeySuffix) > MaxKeyLen {
 		return nil
 	}
 	if cfg.Instance == "" || len(cfg.Instance) > maxInstance {

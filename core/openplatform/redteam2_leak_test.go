@@ -1,0 +1,63 @@
+package openplatform_test
+
+// Red team 2 (issue 25 §6): 10,000 authorizers that never fetch cost no
+// ledger goroutine, and the ledger adds no allocation to a handle.
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/openplatform"
+)
+
+// 10,000 authorizer handles whose tokens are adopted from the store (no
+// fetch, so no ledger record) start no goroutine, and a handle costs the
+// same allocations with the ledger on as with it off: the ledger's writer
+// and its goroutine are made at the first record only.
+func TestRedteam2TenThousandIdleAuthorizersHoldNoLedger(t *testing.T) {
+	const n = 10000
+	build := func(noLedger bool) (*openplatform.Component, []string) {
+		store := core.NewMemoryStore()
+		c, err := openplatform.New(openplatform.Config{AppID: componentAppID, AppSecret: core.NewSecret(componentSecret),
+			Store: store, MaxAuthorizers: n, NoLedger: noLedger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := time.Now().Add(2 * time.Hour)
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("wx%014d", i)
+			if err := store.Set(context.Background(), c.AuthorizationKey(ids[i]), openplatform.StoredRecord(fmt.Sprintf("refreshtoken@@@%d", i), fmt.Sprintf("authorizer-token-%d", i), exp)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c, ids
+	}
+	c, ids := build(false)
+	before := runtime.NumGoroutine()
+	for _, id := range ids {
+		if _, err := c.Authorizer(id).AccessToken(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("goroutines %d -> %d after 10,000 authorizers adopted their tokens: want none more", before, after)
+	}
+	// A handle's construction, ledger on and off.
+	perHandle := func(noLedger bool) float64 {
+		c, _ := build(noLedger)
+		i := 0
+		return testing.AllocsPerRun(200, func() {
+			c.Authorizer(fmt.Sprintf("wy%014d", i))
+			i++
+		})
+	}
+	on, off := perHandle(false), perHandle(true)
+	if on > off {
+		t.Errorf("a new authorizer handle allocates %.0f times with the ledger on, %.0f with it off: the ledger costs an idle authorizer", on, off)
+	}
+}
