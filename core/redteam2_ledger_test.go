@@ -4,7 +4,12 @@ package core_test
 // clock skew.
 
 import (
+	"context"
+	"errors"
 	"log/slog"
+	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,5 +53,63 @@ func TestRedteam2StableHandedBackRejectionIsNoOutsideFetch(t *testing.T) {
 	}
 	if ev := lg.records(t, core.EventOutsideFetch); len(ev) != 0 {
 		t.Errorf("%d %s events, want none: %v", len(ev), core.EventOutsideFetch, ev)
+	}
+}
+
+// ledgerDownStore is a MemoryStore that fails every call on a ledger key:
+// the tokens are stored, their ledger never.
+type ledgerDownStore struct {
+	*core.MemoryStore
+	ledgerCalls atomic.Int64
+}
+
+var errLedgerDown = errors.New("ledger key unavailable")
+
+func (s *ledgerDownStore) Get(ctx context.Context, key string) (core.Token, error) {
+	if strings.HasSuffix(key, core.LedgerKeySuffix) {
+		s.ledgerCalls.Add(1)
+		return core.Token{}, errLedgerDown
+	}
+	return s.MemoryStore.Get(ctx, key)
+}
+
+func (s *ledgerDownStore) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	if strings.HasSuffix(key, core.LedgerKeySuffix) {
+		s.ledgerCalls.Add(1)
+		return core.Token{}, errLedgerDown
+	}
+	return s.MemoryStore.Refresh(ctx, key, stale, fetch)
+}
+
+// A credential whose ledger the store never takes keeps one writer
+// goroutine however many fetches it records (each waits in its queue,
+// bounded at 64), and its callers are never held by it.
+func TestRedteam2LedgerStoreDownForeverKeepsOneGoroutine(t *testing.T) {
+	s := newServer(t)
+	store := &ledgerDownStore{MemoryStore: core.NewMemoryStore()}
+	c := newConf(t, s, func(c *core.Config) { classic(c); c.Store, c.Instance = store, "web-a/1" })
+	ctx := t.Context()
+	tok, err := c.AccessToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The writer has started (its first write failed, or is failing).
+	for store.ledgerCalls.Load() == 0 {
+		runtime.Gosched()
+	}
+	before := runtime.NumGoroutine()
+	for range 100 {
+		s.Advance(time.Minute) // RejectedRefreshInterval
+		if tok, err = c.ForceRefreshAccessToken(ctx, tok.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("goroutines %d -> %d after 100 fetches with the ledger down: want the one writer", before, after)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.FlushLedger(fctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("FlushLedger with the ledger down = %v; want ctx's error", err)
 	}
 }
