@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/internal/storetest"
 )
 
 // A Get waiting for another Get's slow source read honours its own ctx:
@@ -84,5 +85,49 @@ func TestRedteam2PanickingSecretSourceIsAnError(t *testing.T) {
 		if _, err := rs.Get(t.Context()); err == nil {
 			t.Fatal("Get of a panicking source = nil error")
 		}
+	}
+}
+
+// The AppSecret reset while the store is down (stable_token,
+// Policy.FetchWithoutStore): the fetch without the store is refused with
+// ErrSecretRefused, the source is read again at the first fetch after
+// ErrorBackoff, and that fetch — still without the store — succeeds. The
+// source is read once per refusal, never per caller.
+func TestRedteam2RotationDuringStoreOutage(t *testing.T) {
+	s := newServer(t)
+	store := storetest.NewDown()
+	src := &countingSource{value: appSecret}
+	c := newConf(t, s, func(cfg *core.Config) {
+		cfg.AppSecret, cfg.AppSecretSource, cfg.Store = core.Secret{}, src.read, store
+	})
+	ctx := t.Context()
+	if _, err := c.AccessToken(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store.Failing.Store(true)
+	s.SetAppSecret(appID, newAppSecret)
+	s.Advance(7200 * time.Second) // the held token expires
+	for range 20 {
+		_, err := c.AccessToken(ctx)
+		if err == nil {
+			t.Fatal("a token with the old secret and the store down")
+		}
+		noSecretsIn(t, "the error", err.Error())
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Fatalf("source read %d times, want 1 (the first fetch)", n)
+	}
+	src.set(newAppSecret, nil)
+	s.Advance(core.DefaultErrorBackoff + time.Second)
+	// One caller at a time: a caller arriving while a flight is under way
+	// with the store known to be down is not made to wait for it (it gets
+	// the store's error at once: see Credential.refresh).
+	for range 10 {
+		if _, err := c.AccessToken(ctx); err != nil {
+			t.Fatalf("AccessToken after the rotation with the store down: %v", err)
+		}
+	}
+	if n := src.calls.Load(); n != 2 {
+		t.Errorf("source read %d times, want 2", n)
 	}
 }
