@@ -131,3 +131,31 @@ func TestRedteam2RotationDuringStoreOutage(t *testing.T) {
 		t.Errorf("source read %d times, want 2", n)
 	}
 }
+
+// A Mini Program that only logs users in (Code2Session, no token call)
+// recovers from an AppSecret reset through its AppSecretSource: the
+// refusal (40125) marks the secret refused, and the next login reads the
+// source again. Before, only a token call's refusal did, so a login-only
+// service failed every login until it was restarted.
+func TestRedteam2Code2SessionRereadsARefusedSecret(t *testing.T) {
+	s := newServer(t)
+	src := &countingSource{value: appSecret}
+	c := newConf(t, s, func(cfg *core.Config) { cfg.AppSecret, cfg.AppSecretSource = core.Secret{}, src.read })
+	ctx := t.Context()
+	if _, err := c.Code2Session(ctx, s.IssueLoginCode("oUser1")); err != nil {
+		t.Fatal(err)
+	}
+	s.SetAppSecret(appID, newAppSecret)
+	_, err := c.Code2Session(ctx, s.IssueLoginCode("oUser1"))
+	if !errors.Is(err, core.ErrSecretRefused) {
+		t.Fatalf("Code2Session with the old secret = %v; want ErrSecretRefused", err)
+	}
+	noSecretsIn(t, "the refusal", err.Error())
+	src.set(newAppSecret, nil)
+	if _, err := c.Code2Session(ctx, s.IssueLoginCode("oUser1")); err != nil {
+		t.Fatalf("Code2Session once the source holds the new secret = %v", err)
+	}
+	if n := src.calls.Load(); n != 2 {
+		t.Errorf("source read %d times, want 2", n)
+	}
+}
