@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 )
 
 // 10,000 authorizer handles whose tokens are adopted from the store (no
-// fetch, so no ledger record) start no goroutine, and a handle costs the
+// fetch, so no ledger record) leave no goroutine behind, and a handle costs the
 // same allocations with the ledger on as with it off: the ledger's writer
 // and its goroutine are made at the first record only.
 func TestRedteam2TenThousandIdleAuthorizersHoldNoLedger(t *testing.T) {
@@ -38,21 +39,31 @@ func TestRedteam2TenThousandIdleAuthorizersHoldNoLedger(t *testing.T) {
 		return c, ids
 	}
 	c, ids := build(false)
-	before := runtime.NumGoroutine()
+	if _, err := c.Authorizer(ids[0]).AccessToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	before := ourGoroutines()
 	for _, id := range ids {
 		if _, err := c.Authorizer(id).AccessToken(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if after := runtime.NumGoroutine(); after > before {
-		t.Errorf("goroutines %d -> %d after 10,000 authorizers adopted their tokens: want none more", before, after)
+	// A flight's goroutine may still be returning after its caller got the
+	// token: a few are allowed, one per authorizer (a ledger writer, a
+	// refresh loop) is not.
+	if after, stacks := ourGoroutineStacks(); after > before+4 {
+		t.Errorf("goroutines running this module's code %d -> %d after 10,000 authorizers adopted their tokens: want none more\n%.4000s", before, after, stacks)
 	}
 	// A handle's construction, ledger on and off.
 	perHandle := func(noLedger bool) float64 {
 		c, _ := build(noLedger)
+		fresh := make([]string, 202) // AllocsPerRun's warm-up call and 200 runs
+		for i := range fresh {
+			fresh[i] = fmt.Sprintf("wy%014d", i)
+		}
 		i := 0
 		return testing.AllocsPerRun(200, func() {
-			c.Authorizer(fmt.Sprintf("wy%014d", i))
+			c.Authorizer(fresh[i])
 			i++
 		})
 	}
@@ -60,4 +71,21 @@ func TestRedteam2TenThousandIdleAuthorizersHoldNoLedger(t *testing.T) {
 	if on > off {
 		t.Errorf("a new authorizer handle allocates %.0f times with the ledger on, %.0f with it off: the ledger costs an idle authorizer", on, off)
 	}
+}
+
+// ourGoroutines counts the goroutines running this module's code outside
+// a test (the runtime's own come and go: runtime.NumGoroutine is noisy).
+func ourGoroutines() int { n, _ := ourGoroutineStacks(); return n }
+
+func ourGoroutineStacks() (int, string) {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n, all := 0, ""
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "github.com/wechatconf/wechatconf/core") && !strings.Contains(g, "testing.tRunner") {
+			n++
+			all += g + "\n\n"
+		}
+	}
+	return n, all
 }
