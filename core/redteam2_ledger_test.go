@@ -6,6 +6,7 @@ package core_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -111,5 +112,82 @@ func TestRedteam2LedgerStoreDownForeverKeepsOneGoroutine(t *testing.T) {
 	cancel()
 	if err := c.FlushLedger(fctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("FlushLedger with the ledger down = %v; want ctx's error", err)
+	}
+}
+
+// Two instances see the same token rejected at once (both calls held at
+// WeChat, then answered 40001 together): one fetch replaces it, and the
+// outside fetch is named once fleet-wide, by one record and one event.
+// Then a third instance that still holds the killed token (it never saw
+// the replacement) calls with it after the fleet replaced it: it adopts
+// the stored token, and nothing more is named.
+func TestRedteam2TwoInstancesRejectTheSameTokenAtOnce(t *testing.T) {
+	s := newServer(t)
+	store := core.NewMemoryStore()
+	logs := make([]*jsonLog, 3)
+	fleet := make([]*core.Conf, 3)
+	for i := range fleet {
+		logs[i] = &jsonLog{}
+		fleet[i] = newConf(t, s, func(c *core.Config) {
+			classic(c)
+			c.Store, c.Instance, c.Logger = store, fmt.Sprintf("web-%d/1", i), logs[i].logger(slog.LevelInfo)
+		})
+	}
+	ctx := t.Context()
+	t1, err := fleet[0].AccessToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range fleet[1:] {
+		if tok, err := c.AccessToken(ctx); err != nil || tok.Value != t1.Value {
+			t.Fatalf("AccessToken = %v; want the stored token", err)
+		}
+	}
+	s.Advance(10 * time.Minute)
+	outsideFetch(t, s)
+	s.Advance(wxtest.DefaultOverlap + time.Second) // t1 is dead
+
+	gate := s.Block(wxtest.PathAPI)
+	errs := make(chan error, 2)
+	for _, c := range fleet[:2] {
+		go func() { errs <- callAPI(ctx, c) }()
+	}
+	for range 2 {
+		<-gate.Arrived()
+	}
+	gate.Release()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Calls(wxtest.PathToken); n != 3 { // the fleet's first, the outside one, one replacement
+		t.Errorf("token calls = %d, want 3", n)
+	}
+	// The third still holds t1 in memory: its call is rejected after the
+	// fleet replaced it.
+	if err := callAPI(ctx, fleet[2]); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Calls(wxtest.PathToken); n != 3 {
+		t.Errorf("token calls = %d after the late rejection, want still 3", n)
+	}
+	flush(t, fleet...)
+	l, err := fleet[0].Ledger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for _, e := range l.Entries {
+		if e.Outside != nil {
+			named++
+		}
+	}
+	events := 0
+	for _, lg := range logs {
+		events += len(lg.records(t, core.EventOutsideFetch))
+	}
+	if named != 1 || events != 1 || len(l.Entries) != 2 || l.Today(s.Now()).Outside != 1 {
+		t.Errorf("%d records naming an outside fetch, %d events, %d records, today's outside %d; want 1, 1, 2, 1", named, events, len(l.Entries), l.Today(s.Now()).Outside)
 	}
 }
