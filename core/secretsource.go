@@ -65,31 +65,55 @@ const maxSecretFile = 64 << 10
 // Errors, none of which quotes the file's content: the file cannot be read
 // (an *os.PathError: missing, a dangling link during a swap, no
 // permission), it is empty after the newline is removed (ErrEmptySecret),
-// or it is larger than 64 KiB (ErrSecretTooLarge).
+// or it is larger than 64 KiB (ErrSecretTooLarge); ctx ended before the
+// read answered (a FIFO with no writer, a hung network mount: the error
+// wraps ctx's, and the read is left to finish).
 func FileSecret(path string) SecretSource {
 	return func(ctx context.Context) (Secret, error) {
 		if err := ctx.Err(); err != nil {
 			return Secret{}, err
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return Secret{}, err
+		// The read runs apart, so that ctx ends the wait for a read that
+		// blocks (a FIFO with no writer, a hung network mount); the read
+		// itself goes on until the file system answers.
+		type result struct {
+			s   Secret
+			err error
 		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-		switch {
-		case err != nil:
-			return Secret{}, err // an *os.PathError: the path, never the content
-		case len(b) > maxSecretFile:
-			return Secret{}, fmt.Errorf("%w: %s holds more than %d bytes", ErrSecretTooLarge, path, maxSecretFile)
+		done := make(chan result, 1)
+		go func() {
+			s, err := readSecretFile(path)
+			done <- result{s, err}
+		}()
+		select {
+		case r := <-done:
+			return r.s, r.err
+		case <-ctx.Done():
+			return Secret{}, fmt.Errorf("reading %s: %w", path, ctx.Err())
 		}
-		b = bytes.TrimSuffix(b, []byte("\n"))
-		b = bytes.TrimSuffix(b, []byte("\r"))
-		if len(b) == 0 {
-			return Secret{}, fmt.Errorf("%w: %s", ErrEmptySecret, path)
-		}
-		return NewSecret(string(b)), nil
 	}
+}
+
+// readSecretFile is FileSecret's read of path.
+func readSecretFile(path string) (Secret, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Secret{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	switch {
+	case err != nil:
+		return Secret{}, err // an *os.PathError: the path, never the content
+	case len(b) > maxSecretFile:
+		return Secret{}, fmt.Errorf("%w: %s holds more than %d bytes", ErrSecretTooLarge, path, maxSecretFile)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) == 0 {
+		return Secret{}, fmt.Errorf("%w: %s", ErrEmptySecret, path)
+	}
+	return NewSecret(string(b)), nil
 }
 
 // Errors of the secret sources.
