@@ -1082,6 +1082,14 @@ func (cr *Credential) fetcher(f *flight, replaced, prev string, in FetchRequest,
 				return Token{}, cr.limited(err)
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "rejected token handed back"))
+			if rec != nil {
+				// The normal call handed the rejected token back: WeChat
+				// holds it current, so no one outside forced a new one
+				// (that would be current instead). The rejection is
+				// WeChat's own (a leaked or revoked token), and the
+				// forced fetch that follows is the fleet's.
+				rec.suspect = nil
+			}
 			raw, tok, err = cr.call(ctx, f.why, in, true, now, wait, rec)
 		}
 		if err == nil && tok.Value != prev {

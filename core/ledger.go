@@ -417,12 +417,17 @@ type LedgerConfig struct {
 // NewLedgerConfig returns the LedgerConfig of a credential of a
 // configuration with these Instance and NoLedger fields (core.Config's,
 // wecom.Config's, openplatform.Config's): nil when noLedger, no limits
-// known.
+// known. Its Instance is filled in (DefaultInstance() for "", clipped to
+// 64 bytes), so that the credentials given it share it as it is: a
+// component's 10,000 authorizers hold one, not a copy each.
 func NewLedgerConfig(instance string, noLedger bool) *LedgerConfig {
 	if noLedger {
 		return nil
 	}
-	return &LedgerConfig{Instance: instance}
+	if instance == "" {
+		instance = DefaultInstance()
+	}
+	return &LedgerConfig{Instance: clipInstance(instance)}
 }
 
 // Quota thresholds, in percent of a daily limit: crossing one is an
@@ -469,7 +474,9 @@ type unsureWrite struct {
 // key is too long to have a ledger beside it, else shared (a component's
 // authorizers share theirs) unless the instance must be filled in.
 func ledgerConfig(cfg *LedgerConfig, key string) *LedgerConfig {
-	if cfg == nil || ValidateKey(LedgerKey(key)) != nil {
+	// The ledger's key is key and an ASCII suffix: valid when key is and
+	// the two fit (checked without building it: 10,000 authorizers).
+	if cfg == nil || ValidateKey(key) != nil || len(key)+len(LedgerKeySuffix) > MaxKeyLen {
 		return nil
 	}
 	if cfg.Instance == "" || len(cfg.Instance) > maxInstance {
@@ -785,7 +792,8 @@ func (r FetchRecord) same(e FetchRecord) bool {
 // outsideFetch returns the evidence that r's rejected token was killed by
 // a fetch outside the fleet, or nil: entries (the fleet's records, in time
 // order, before r is added) must hold the fetch that issued it and nothing
-// after it up to r, and no record already naming it (two fleet members
+// after it up to r nor answered while it was in flight (from its At less
+// its Latency), and no record already naming it (two fleet members
 // that replaced the same rejected token — one cut off from the store, its
 // record landing after the other's — name it once).
 func outsideFetch(entries []FetchRecord, r FetchRecord, s *suspicion) *OutsideFetch {
@@ -800,6 +808,16 @@ func outsideFetch(entries []FetchRecord, r FetchRecord, s *suspicion) *OutsideFe
 		if e.Token != s.rejected && (!e.At.After(r.At) || e.Replaced == s.rejected) {
 			// The fleet fetched since (or replaced that very token, whatever
 			// its clock says): its own doing.
+			return nil
+		}
+	}
+	// A fleet fetch answered while the rejected token's fetch was in
+	// flight (a lease that ran out mid-fetch: two holders at WeChat at
+	// once) may have been issued after it, though its record is older:
+	// its own doing too.
+	asked := entries[i].At.Add(-entries[i].Latency)
+	for _, e := range entries[:i] {
+		if e.Token != s.rejected && !e.At.Before(asked) {
 			return nil
 		}
 	}

@@ -48,7 +48,9 @@ type Session struct {
 // (Config.MaxRetries); 40029, 40163 and 40226 never are: the Mini Program
 // must call wx.login for a new code. (If a reply is lost after WeChat
 // accepted the code, the retry finds it used: 40163.) A reply without an
-// openid or a session_key is a *ReplyError.
+// openid or a session_key is a *ReplyError. A refused AppSecret (40125,
+// reset in the admin console) is ErrSecretRefused too, and with
+// Config.AppSecretSource the source is read again at the next call.
 func (c *Conf) Code2Session(ctx context.Context, code string) (Session, error) {
 	switch {
 	case c.cfg.AppID == "":
@@ -59,7 +61,7 @@ func (c *Conf) Code2Session(ctx context.Context, code string) (Session, error) {
 		return Session{}, wrapErr(errors.New("the code is empty: pass the code wx.login gave the Mini Program"), "code2Session")
 	}
 	// The AppSecret held (AppSecretSource is read here only when nothing
-	// is held yet, or a token fetch saw it refused).
+	// is held yet, or a call saw it refused).
 	secret, err := c.secret.Get(ctx)
 	if err != nil {
 		return Session{}, err
@@ -69,7 +71,11 @@ func (c *Conf) Code2Session(ctx context.Context, code string) (Session, error) {
 		"appid": {c.cfg.AppID}, "secret": {secret.Reveal()}, "js_code": {code}, "grant_type": {"authorization_code"},
 	}, nil, &raw)
 	if err != nil {
-		return Session{}, err
+		// A refusal of the secret (40125) has the source read again at
+		// the next call: a service that only logs users in recovers from
+		// a reset without a restart. There is no back-off here: while
+		// WeChat refuses the source's value, each login reads it once.
+		return Session{}, c.secret.Check(secret, err)
 	}
 	return c.readSession(raw)
 }

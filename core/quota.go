@@ -73,7 +73,10 @@ func (c *Conf) Quota(ctx context.Context, cgiPath string) (Quota, error) {
 		Quota *Quota `json:"quota"`
 	}
 	bad := func(reason string) (Quota, error) {
-		return Quota{}, wrapErr(&ReplyError{Path: pathQuotaGet, StatusCode: http.StatusOK, Reason: reason, Body: redactBody(raw)}, "")
+		// The reply may echo what the call sent or the Conf holds: the
+		// access_token, the AppSecret.
+		secrets := append(c.secret.held(), c.access.current())
+		return Quota{}, wrapErr(&ReplyError{Path: pathQuotaGet, StatusCode: http.StatusOK, Reason: reason, Body: redactBody(raw, secrets...)}, "")
 	}
 	if err := json.Unmarshal(raw, &reply); err != nil {
 		return bad("unexpected JSON: " + err.Error())
@@ -134,15 +137,25 @@ func (c *Conf) ClearQuota(ctx context.Context) error {
 // with NewWithAccessToken has no AppSecret: use ClearQuota). WeChat's
 // refusals: 40013 (invalid appid), 40125 (invalid appsecret), 41002 and
 // 41004 (missing), 48006.
+//
+// With Config.AppSecretSource the secret is the one the token calls use
+// (read from the source at the first call); a refusal (40001, 40125) is
+// ErrSecretRefused and has the source read again at the next call, as
+// after a token call's.
 func (c *Conf) ClearQuotaByAppSecret(ctx context.Context) error {
 	switch {
 	case c.cfg.AppID == "":
 		return errMissing("AppID", "clear the API quota")
-	case c.cfg.AppSecret.IsZero():
+	case c.secret.IsZero():
 		return errMissing("AppSecret", "clear the API quota with clear_quota/v2")
+	}
+	secret, err := c.secret.Get(ctx)
+	if err != nil {
+		return err
 	}
 	once := *c.raw
 	once.retries = 0
-	return once.Do(ctx, http.MethodPost, pathClearQuotaV2, nil,
-		map[string]string{"appid": c.cfg.AppID, "appsecret": c.cfg.AppSecret.Reveal()}, nil)
+	err = once.Do(ctx, http.MethodPost, pathClearQuotaV2, nil,
+		map[string]string{"appid": c.cfg.AppID, "appsecret": secret.Reveal()}, nil)
+	return c.secret.Check(secret, err)
 }

@@ -165,12 +165,14 @@ func TestClearQuotaByAppSecretNeedsNoToken(t *testing.T) {
 	if body := string(s.LastBody(wxtest.PathClearQuotaV2)); !strings.Contains(body, `"appsecret":"`+appSecret+`"`) {
 		t.Errorf("clear_quota/v2 body %q, want the appid and appsecret", body)
 	}
-	wrong := newConf(t, s, func(c *core.Config) { c.AppSecret = core.NewSecret("wrong-secret-0123456789") })
+	// Not a word of the error text in the wrong secret (its 6-character runs
+	// are checked): "secret" is in ErrSecretRefused's text.
+	wrong := newConf(t, s, func(c *core.Config) { c.AppSecret = core.NewSecret("wrong-s3cr3t-0123456789") })
 	err := wrong.ClearQuotaByAppSecret(ctx)
 	if !core.IsConfigError(err) {
 		t.Errorf("ClearQuotaByAppSecret with a wrong AppSecret: %v, want 40125", err)
 	}
-	noLeak(t, []string{err.Error()}, "wrong-secret-0123456789")
+	noLeak(t, []string{err.Error()}, "wrong-s3cr3t-0123456789")
 	noSecret := newConf(t, s, func(c *core.Config) { c.AppSecret = core.Secret{} })
 	before := s.Calls(wxtest.PathClearQuotaV2)
 	if err := noSecret.ClearQuotaByAppSecret(ctx); err == nil || s.Calls(wxtest.PathClearQuotaV2) != before {

@@ -65,31 +65,55 @@ const maxSecretFile = 64 << 10
 // Errors, none of which quotes the file's content: the file cannot be read
 // (an *os.PathError: missing, a dangling link during a swap, no
 // permission), it is empty after the newline is removed (ErrEmptySecret),
-// or it is larger than 64 KiB (ErrSecretTooLarge).
+// or it is larger than 64 KiB (ErrSecretTooLarge); ctx ended before the
+// read answered (a FIFO with no writer, a hung network mount: the error
+// wraps ctx's, and the read is left to finish).
 func FileSecret(path string) SecretSource {
 	return func(ctx context.Context) (Secret, error) {
 		if err := ctx.Err(); err != nil {
 			return Secret{}, err
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return Secret{}, err
+		// The read runs apart, so that ctx ends the wait for a read that
+		// blocks (a FIFO with no writer, a hung network mount); the read
+		// itself goes on until the file system answers.
+		type result struct {
+			s   Secret
+			err error
 		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-		switch {
-		case err != nil:
-			return Secret{}, err // an *os.PathError: the path, never the content
-		case len(b) > maxSecretFile:
-			return Secret{}, fmt.Errorf("%w: %s holds more than %d bytes", ErrSecretTooLarge, path, maxSecretFile)
+		done := make(chan result, 1)
+		go func() {
+			s, err := readSecretFile(path)
+			done <- result{s, err}
+		}()
+		select {
+		case r := <-done:
+			return r.s, r.err
+		case <-ctx.Done():
+			return Secret{}, fmt.Errorf("reading %s: %w", path, ctx.Err())
 		}
-		b = bytes.TrimSuffix(b, []byte("\n"))
-		b = bytes.TrimSuffix(b, []byte("\r"))
-		if len(b) == 0 {
-			return Secret{}, fmt.Errorf("%w: %s", ErrEmptySecret, path)
-		}
-		return NewSecret(string(b)), nil
 	}
+}
+
+// readSecretFile is FileSecret's read of path.
+func readSecretFile(path string) (Secret, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Secret{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	switch {
+	case err != nil:
+		return Secret{}, err // an *os.PathError: the path, never the content
+	case len(b) > maxSecretFile:
+		return Secret{}, fmt.Errorf("%w: %s holds more than %d bytes", ErrSecretTooLarge, path, maxSecretFile)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) == 0 {
+		return Secret{}, fmt.Errorf("%w: %s", ErrEmptySecret, path)
+	}
+	return NewSecret(string(b)), nil
 }
 
 // Errors of the secret sources.
@@ -164,13 +188,13 @@ type RotatingSecret struct {
 	src     SecretSource
 	refused CodeSet
 
-	readMu sync.Mutex // serialises the reads of src
-	mu     sync.Mutex // guards what follows
-	cur    Secret
-	prev   Secret // the value cur replaced, still redacted
-	read   bool   // cur came from src (or is the fixed secret)
-	stale  bool   // WeChat refused cur: read src at the next Get
-	reads  int    // calls of src
+	readSem chan struct{} // holds one value while src is read: one read at a time, waited for under ctx
+	mu      sync.Mutex    // guards what follows
+	cur     Secret
+	prev    Secret // the value cur replaced, still redacted
+	read    bool   // cur came from src (or is the fixed secret)
+	stale   bool   // WeChat refused cur: read src at the next Get
+	reads   int    // calls of src
 }
 
 // RotatingSecretConfig configures NewRotatingSecret.
@@ -204,7 +228,7 @@ func NewRotatingSecret(cfg RotatingSecretConfig) (*RotatingSecret, error) {
 	if cfg.Source != nil && !cfg.Secret.IsZero() {
 		return nil, fmt.Errorf("wechatconf: set Config.%s or Config.%s, not both", cfg.Field, cfg.SourceField)
 	}
-	r := &RotatingSecret{field: cfg.Field, srcName: cfg.SourceField, src: cfg.Source, refused: cfg.Refused}
+	r := &RotatingSecret{field: cfg.Field, srcName: cfg.SourceField, src: cfg.Source, refused: cfg.Refused, readSem: make(chan struct{}, 1)}
 	if cfg.Source == nil {
 		r.cur, r.read = cfg.Secret, true
 	}
@@ -226,9 +250,14 @@ func (r *RotatingSecret) Get(ctx context.Context) (Secret, error) {
 		return s, nil
 	}
 	// One read at a time, without holding mu: held, which the API calls
-	// for every error it redacts, must not wait for a slow source.
-	r.readMu.Lock()
-	defer r.readMu.Unlock()
+	// for every error it redacts, must not wait for a slow source. A Get
+	// waiting for another's read gives up when its own ctx ends.
+	select {
+	case r.readSem <- struct{}{}:
+	case <-ctx.Done():
+		return Secret{}, &SecretSourceError{Field: r.srcName, Err: ctx.Err(), text: "waiting for another read of the source: " + ctx.Err().Error()}
+	}
+	defer func() { <-r.readSem }()
 	if s, ok := r.cached(); ok {
 		return s, nil // another Get read it meanwhile
 	}
@@ -236,7 +265,7 @@ func (r *RotatingSecret) Get(ctx context.Context) (Secret, error) {
 	r.reads++
 	cur, prev := r.cur, r.prev
 	r.mu.Unlock()
-	s, err := r.src(ctx)
+	s, err := r.readSource(ctx)
 	if err == nil && s.IsZero() {
 		err = ErrEmptySecret
 	}
@@ -250,6 +279,23 @@ func (r *RotatingSecret) Get(ctx context.Context) (Secret, error) {
 	}
 	r.read, r.stale = true, false
 	return s, nil
+}
+
+// ErrSecretSourcePanicked is wrapped by the *SecretSourceError of a
+// SecretSource that panicked: the panic is recovered (the source runs in a
+// credential's background refresh, where no caller could recover it, and
+// it would end the process), and its value, which may quote the secret, is
+// not kept — only its type is named.
+var ErrSecretSourcePanicked = errors.New("the secret source panicked")
+
+// readSource calls r's source, turning a panic into an error.
+func (r *RotatingSecret) readSource(ctx context.Context) (s Secret, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s, err = Secret{}, fmt.Errorf("%w (a %T)", ErrSecretSourcePanicked, v)
+		}
+	}()
+	return r.src(ctx)
 }
 
 // cached returns the value to send without reading the source, if there is

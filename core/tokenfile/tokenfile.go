@@ -40,13 +40,17 @@
 // one, whole, never a partial one, and a crash of the machine leaves one of
 // the two. A token that is expired or within Agent.Margin of its expiry is
 // never written (ErrExpired). A file removed while Run runs (a clean-up of
-// its directory) is written again at the next poll. Temporary files a killed
-// agent left behind are removed when Run starts.
+// its directory), or replaced by another file or a symbolic link (which
+// readers would follow), is written again at the next poll; the rename
+// replaces the link itself, never the file it points to. Temporary files a
+// killed agent left behind are removed when Run starts.
 //
 // # Decisions
 //
 //   - One file per credential, one Agent per file: a reader reads one small
-//     file and a single writer renames it. An AppID's access_token and its
+//     file and a single writer renames it (two agents on one path would
+//     each see the other's file as a replacement and rewrite it at every
+//     poll: whole files still, but churn). An AppID's access_token and its
 //     jsapi_ticket are two agents writing two files, each a fleet member;
 //     neither adds a token call.
 //   - When no valid token can be had (the store and WeChat unreachable, a
@@ -173,6 +177,8 @@ type Agent struct {
 	// OnWrite, if set, is called by Run after each write with what was
 	// written.
 	OnWrite func(Record)
+
+	wrote os.FileInfo // the file the last Write made (same inode as Path while no one replaced it)
 }
 
 func (a *Agent) now() time.Time {
@@ -220,9 +226,11 @@ func (a *Agent) Write(tok core.Token) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("tokenfile: %s: %w", a.Path, err)
 	}
-	if err := writeAtomic(a.Path, append(b, '\n')); err != nil {
+	fi, err := writeAtomic(a.Path, append(b, '\n'))
+	if err != nil {
 		return Record{}, err
 	}
+	a.wrote = fi
 	return r, nil
 }
 
@@ -232,11 +240,14 @@ func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-"
 // writeAtomic replaces path with a file holding b, mode 0600: a temporary
 // file in the same directory, fchmod, write, fsync, rename, directory
 // fsync. On failure the temporary file is removed and path is untouched.
-func writeAtomic(path string, b []byte) (err error) {
+// It returns the new file's FileInfo (for os.SameFile). The rename
+// replaces whatever path is — a symbolic link included — and never writes
+// through it.
+func writeAtomic(path string, b []byte) (fi os.FileInfo, err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
-		return fmt.Errorf("tokenfile: %w", err)
+		return nil, fmt.Errorf("tokenfile: %w", err)
 	}
 	tmp := f.Name()
 	defer func() {
@@ -249,21 +260,24 @@ func writeAtomic(path string, b []byte) (err error) {
 	// CreateTemp asks for 0600, which the umask may narrow (0400 under
 	// umask 0277): set it exactly.
 	if err := f.Chmod(0o600); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := f.Write(b); err != nil {
-		return err
+		return nil, err
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return nil, err
+	}
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return err
+		return nil, err
 	}
-	return syncDir(dir)
+	return fi, syncDir(dir)
 }
 
 // removeLeftovers removes the temporary files of path that a killed
@@ -284,7 +298,8 @@ func removeLeftovers(path string) {
 // Run keeps the file fresh until ctx ends, then returns nil. It calls
 // Token at once and then every Interval, and writes the token whenever its
 // value or expiry differs from what it last wrote (the first one always),
-// or the file no longer exists.
+// or the file is no longer the one it wrote (removed, or replaced by
+// another file or a symbolic link).
 // A Token error is logged and tried again at the next poll, the file left
 // as it is (see the package doc, "Decisions"); so is a write that fails
 // after a first one succeeded. A first write that fails for a reason other
@@ -312,7 +327,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case err != nil:
 			a.logFailure(log, "tokenfile.no_token", last, written, err)
-		case !written || tok.Value != last.Value || !tok.ExpiresAt.Equal(last.ExpiresAt) || missing(a.Path):
+		case !written || tok.Value != last.Value || !tok.ExpiresAt.Equal(last.ExpiresAt) || a.replaced():
 			r, err := a.Write(tok)
 			if err != nil {
 				if !written && !errors.Is(err, ErrExpired) {
@@ -335,11 +350,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// missing reports whether path no longer exists (removed by hand, or by
-// a clean-up of its directory): Run then writes it again.
-func missing(path string) bool {
-	_, err := os.Lstat(path)
-	return errors.Is(err, fs.ErrNotExist)
+// replaced reports whether Path is no longer the file the last Write made:
+// removed (by hand, or by a clean-up of its directory), or replaced by
+// another file or a symbolic link (which readers would follow). Run then
+// writes it again.
+func (a *Agent) replaced() bool {
+	fi, err := os.Lstat(a.Path)
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	// An inode freed by a removal may be reused at once by the file that
+	// replaced it: its size, mode and modification time tell them apart.
+	w := a.wrote
+	return w == nil || !os.SameFile(fi, w) || fi.Size() != w.Size() || fi.Mode() != w.Mode() || !fi.ModTime().Equal(w.ModTime())
 }
 
 // logFailure logs err: at Warn while the file's token (last) is still

@@ -131,10 +131,17 @@ func (s *Server) serveCode2Session(w http.ResponseWriter, r *http.Request) {
 		code = codeSecretMissing
 	case s.opts.AppID != "" && q.Get("appid") != s.opts.AppID:
 		code = codeInvalidAppID
-	case s.opts.AppSecret != "" && q.Get("secret") != s.opts.AppSecret:
-		code = codeInvalidAppSecret
 	case q.Get("js_code") == "":
 		code = codeCodeMissing
+	}
+	if code == 0 {
+		// The AppSecret as SetAppSecret left it (any secret but the
+		// current one is 40125), else Options.AppSecret.
+		if c, handled := s.checkAppSecret(q.Get("appid"), q.Get("secret"), false); handled {
+			code = c
+		} else if s.opts.AppSecret != "" && q.Get("secret") != s.opts.AppSecret {
+			code = codeInvalidAppSecret
+		}
 	}
 	if code != 0 {
 		writeError(w, code)
