@@ -48,7 +48,7 @@ func polledAgent(t *testing.T, path string) chan<- core.Token {
 // removed one is: readers follow the link, and would read the other file
 // until the token changed. The write replaces the link itself (rename),
 // never the file it points to.
-func TestRedteam2AgentFileReplacedIsWrittenAgain(t *testing.T) {
+func TestAgentFileReplacedIsWrittenAgain(t *testing.T) {
 	for _, how := range []string{"symlink", "other file"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()

@@ -20,7 +20,7 @@ import (
 // the wait, and the next read is not stuck behind it. Before, os.Open
 // waited for a writer whatever ctx said, and the credential's load
 // goroutine with it.
-func TestRedteam2FileSecretHonoursCtxWhenTheReadBlocks(t *testing.T) {
+func TestFileSecretHonoursCtxWhenTheReadBlocks(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "appsecret")
 	if err := syscall.Mkfifo(path, 0o600); err != nil {
 		t.Skipf("no FIFO here: %v", err) // not a CI case: Linux runners have them

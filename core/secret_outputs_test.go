@@ -30,7 +30,7 @@ func holdsRunOf(text, secret string) bool {
 // access_token (a misbehaving proxy, a future WeChat reply) must not put
 // either into Quota's error: before, the *ReplyError's body was redacted by
 // parameter names only.
-func TestRedteam2QuotaReplyEchoingSecretsIsRedacted(t *testing.T) {
+func TestQuotaReplyEchoingSecretsIsRedacted(t *testing.T) {
 	s := newServer(t)
 	c := newConf(t, s, nil)
 	tok, err := c.AccessToken(t.Context())
@@ -56,7 +56,7 @@ func TestRedteam2QuotaReplyEchoingSecretsIsRedacted(t *testing.T) {
 // before, it said the AppSecret was missing (it looked at Config.AppSecret
 // only), so clear_quota/v2 — the one way out of a used-up token quota —
 // was unusable with a rotating secret.
-func TestRedteam2ClearQuotaByAppSecretReadsTheSource(t *testing.T) {
+func TestClearQuotaByAppSecretReadsTheSource(t *testing.T) {
 	s := newServer(t)
 	c := newConf(t, s, func(cfg *core.Config) {
 		cfg.AppSecret, cfg.AppSecretSource = core.Secret{}, core.StaticSecret(core.NewSecret(appSecret))
@@ -73,7 +73,7 @@ func TestRedteam2ClearQuotaByAppSecretReadsTheSource(t *testing.T) {
 // ErrSecretRefused and marks the source's value refused, as a token call's
 // does; the next call reads the source and clears with the new secret.
 // Its error never holds either secret.
-func TestRedteam2ClearQuotaByAppSecretRotates(t *testing.T) {
+func TestClearQuotaByAppSecretRotates(t *testing.T) {
 	s := newServer(t)
 	src := &countingSource{value: appSecret}
 	c := newConf(t, s, func(cfg *core.Config) { cfg.AppSecret, cfg.AppSecretSource = core.Secret{}, src.read })
@@ -91,7 +91,7 @@ func TestRedteam2ClearQuotaByAppSecretRotates(t *testing.T) {
 
 // A reply to clear_quota/v2 that echoes the AppSecret (in errmsg) is
 // redacted.
-func TestRedteam2ClearQuotaByAppSecretEchoIsRedacted(t *testing.T) {
+func TestClearQuotaByAppSecretEchoIsRedacted(t *testing.T) {
 	s := newServer(t)
 	c := newConf(t, s, nil)
 	s.InjectFault("/cgi-bin/clear_quota/v2", wxtest.Errcode(40125, "invalid appsecret "+appSecret+" hint: [x]"), 1)

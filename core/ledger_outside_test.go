@@ -25,7 +25,7 @@ import (
 // Before, the forced fetch carried the rejection's suspicion and named
 // "someone outside the fleet forced a new token" — the very fetch the
 // fleet had just made itself.
-func TestRedteam2StableHandedBackRejectionIsNoOutsideFetch(t *testing.T) {
+func TestStableHandedBackRejectionIsNoOutsideFetch(t *testing.T) {
 	s := newServer(t)
 	var lg jsonLog
 	a := newConf(t, s, func(c *core.Config) { c.Instance = "web-a/1"; c.Logger = lg.logger(slog.LevelInfo) })
@@ -85,7 +85,7 @@ func (s *ledgerDownStore) Refresh(ctx context.Context, key, stale string, fetch 
 // A credential whose ledger the store never takes keeps one writer
 // goroutine however many fetches it records (each waits in its queue,
 // bounded at 64), and its callers are never held by it.
-func TestRedteam2LedgerStoreDownForeverKeepsOneGoroutine(t *testing.T) {
+func TestLedgerStoreDownForeverKeepsOneGoroutine(t *testing.T) {
 	s := newServer(t)
 	store := &ledgerDownStore{MemoryStore: core.NewMemoryStore()}
 	c := newConf(t, s, func(c *core.Config) { classic(c); c.Store, c.Instance = store, "web-a/1" })
@@ -121,7 +121,7 @@ func TestRedteam2LedgerStoreDownForeverKeepsOneGoroutine(t *testing.T) {
 // Then a third instance that still holds the killed token (it never saw
 // the replacement) calls with it after the fleet replaced it: it adopts
 // the stored token, and nothing more is named.
-func TestRedteam2TwoInstancesRejectTheSameTokenAtOnce(t *testing.T) {
+func TestTwoInstancesRejectTheSameTokenAtOnce(t *testing.T) {
 	s := newServer(t)
 	store := core.NewMemoryStore()
 	logs := make([]*jsonLog, 3)
@@ -200,7 +200,7 @@ func TestRedteam2TwoInstancesRejectTheSameTokenAtOnce(t *testing.T) {
 // store answers, shows the fleet's own fetch of a token that replaced the
 // rejected one, which is how an operator tells the two apart. This test
 // pins the limit: a fix would make it name nothing (then change it).
-func TestRedteam2KnownLimitCutOffMemberLooksLikeAnOutsideFetch(t *testing.T) {
+func TestKnownLimitCutOffMemberLooksLikeAnOutsideFetch(t *testing.T) {
 	s := newServer(t)
 	mem := core.NewMemoryStore()
 	cut := &partitioned{MemoryStore: mem}

@@ -18,7 +18,7 @@ import (
 // A Get waiting for another Get's slow source read honours its own ctx:
 // before, it waited on a mutex for as long as the other read took (the
 // first caller's ctx, up to RefreshTimeout), whatever its own deadline.
-func TestRedteam2RotatingSecretGetHonoursCtxWhileAnotherReads(t *testing.T) {
+func TestRotatingSecretGetHonoursCtxWhileAnotherReads(t *testing.T) {
 	inSource, release := make(chan struct{}), make(chan struct{})
 	rs, err := core.NewRotatingSecret(core.RotatingSecretConfig{Source: func(ctx context.Context) (core.Secret, error) {
 		close(inSource)
@@ -60,7 +60,7 @@ func TestRedteam2RotatingSecretGetHonoursCtxWhileAnotherReads(t *testing.T) {
 // process: the source runs in the credential's background refresh, where
 // no caller could recover it. The panic's value (which may be the secret)
 // is not in the error.
-func TestRedteam2PanickingSecretSourceIsAnError(t *testing.T) {
+func TestPanickingSecretSourceIsAnError(t *testing.T) {
 	s := newServer(t)
 	var calls atomic.Int32
 	c := newConf(t, s, func(cfg *core.Config) {
@@ -93,7 +93,7 @@ func TestRedteam2PanickingSecretSourceIsAnError(t *testing.T) {
 // ErrSecretRefused, the source is read again at the first fetch after
 // ErrorBackoff, and that fetch — still without the store — succeeds. The
 // source is read once per refusal, never per caller.
-func TestRedteam2RotationDuringStoreOutage(t *testing.T) {
+func TestRotationDuringStoreOutage(t *testing.T) {
 	s := newServer(t)
 	store := storetest.NewDown()
 	src := &countingSource{value: appSecret}
@@ -137,7 +137,7 @@ func TestRedteam2RotationDuringStoreOutage(t *testing.T) {
 // refusal (40125) marks the secret refused, and the next login reads the
 // source again. Before, only a token call's refusal did, so a login-only
 // service failed every login until it was restarted.
-func TestRedteam2Code2SessionRereadsARefusedSecret(t *testing.T) {
+func TestCode2SessionRereadsARefusedSecret(t *testing.T) {
 	s := newServer(t)
 	src := &countingSource{value: appSecret}
 	c := newConf(t, s, func(cfg *core.Config) { cfg.AppSecret, cfg.AppSecretSource = core.Secret{}, src.read })

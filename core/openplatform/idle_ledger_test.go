@@ -19,7 +19,7 @@ import (
 // fetch, so no ledger record) leave no goroutine behind, and a handle costs the
 // same allocations with the ledger on as with it off: the ledger's writer
 // and its goroutine are made at the first record only.
-func TestRedteam2TenThousandIdleAuthorizersHoldNoLedger(t *testing.T) {
+func TestTenThousandIdleAuthorizersHoldNoLedger(t *testing.T) {
 	const n = 10000
 	build := func(noLedger bool) (*openplatform.Component, []string) {
 		store := core.NewMemoryStore()

@@ -15,7 +15,7 @@ import (
 // named. Before, only records newer than T3's were looked at, so the
 // fleet's own overlapping fetch was named an outside one. A fetch that
 // ended before T3's was even asked for is no excuse: then it is named.
-func TestRedteam2OverlappingFleetFetchIsNoOutsideFetch(t *testing.T) {
+func TestOverlappingFleetFetchIsNoOutsideFetch(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 4, 0, 0, 0, time.UTC)
 	base := FetchRecord{At: t0.Add(-2 * time.Hour), Instance: "web-c/3", Seq: 1, Reason: ReasonExpiry, Token: "t1t1t1t1t1t1", Latency: 100 * time.Millisecond}
 	rejection := func(at time.Time) FetchRecord {

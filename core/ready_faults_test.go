@@ -59,7 +59,7 @@ func (s *rt2HungStore) Refresh(ctx context.Context, key, stale string, fetch cor
 // Ready honours its ctx whatever the store does: with nothing held (it is
 // Get) and with a held token inside the horizon (the refresh ahead it
 // waits for), a store that hangs does not hold it past ctx's end.
-func TestRedteam2ReadyHonoursCtxWithAHungStore(t *testing.T) {
+func TestReadyHonoursCtxWithAHungStore(t *testing.T) {
 	for _, held := range []bool{false, true} {
 		name := map[bool]string{false: "nothing held", true: "held token within the horizon"}[held]
 		t.Run(name, func(t *testing.T) {
@@ -98,7 +98,7 @@ func TestRedteam2ReadyHonoursCtxWithAHungStore(t *testing.T) {
 // 1,000 Ready calls of a ready Conf, of one inside ErrorBackoff (a wrong
 // AppSecret) and of one whose store is down with a token held, cost at
 // most the one call each state allows.
-func TestRedteam2ReadyTightLoopMakesNoExtraCalls(t *testing.T) {
+func TestReadyTightLoopMakesNoExtraCalls(t *testing.T) {
 	s := newServer(t)
 	c := newConf(t, s, classic)
 	ctx := t.Context()
