@@ -638,6 +638,24 @@ func (cr *Credential) ledgerLoop() {
 	}
 }
 
+// ledgerExpiry is the ExpiresAt a ledger is stored with: LedgerDays after
+// its newest record. Stores never judge by it, but one that keeps a key
+// only while it may be read (Redis: a TTL of ExpiresAt plus a grace) drops
+// the ledger of a credential that has not fetched for that long; and a
+// ledger is not durable state (a zero ExpiresAt would say it is, and Redis
+// would warn that a server persisting nothing loses it:
+// wechatconf.durability_risk).
+// It is counted from the system clock or the newest record, whichever is
+// later, so that a credential on a clock of its own (a test's simulated
+// day) never writes a ledger already expired.
+func ledgerExpiry(l Ledger) time.Time {
+	from := time.Now()
+	if last, ok := l.Last(); ok && last.At.After(from) {
+		from = last.At
+	}
+	return from.Add(LedgerDays * 24 * time.Hour)
+}
+
 // ledgerAttempts bounds the compare-and-refresh rounds of one write when
 // other processes keep winning the compare.
 const ledgerAttempts = 8
@@ -693,7 +711,7 @@ func (cr *Credential) writeLedger(ctx context.Context, batch []FetchRecord, drop
 		}
 		val := encodeLedgerWrite(next, writes)
 		got, err := cr.store.Refresh(ctx, w.key, stored.Value, func(context.Context) (Token, error) {
-			return Token{Value: val}, nil
+			return Token{Value: val, ExpiresAt: ledgerExpiry(next)}, nil
 		})
 		if err != nil {
 			u := &unsureWrite{id: id, added: found.added, dropped: dropped, found: found}

@@ -73,6 +73,11 @@ func TestLedgerRecordsEveryFleetFetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Not durable state (a zero ExpiresAt): a store that keeps keys while
+	// they may be read (Redis's TTL) drops it 8 days after the last fetch.
+	if min := time.Now().Add(core.LedgerDays*24*time.Hour - time.Hour); raw.ExpiresAt.Before(min) {
+		t.Errorf("the ledger is stored to expire at %v, want %d days on", raw.ExpiresAt, core.LedgerDays)
+	}
 	for _, secret := range []string{t1.Value, t2.Value, appSecret} {
 		if strings.Contains(raw.Value, secret) || strings.Contains(fmt.Sprintf("%+v %#v", l, l), secret) {
 			t.Fatalf("the ledger holds a secret: %s", raw.Value)
