@@ -128,7 +128,16 @@ func (e *env) agent(ctx context.Context, appID, kind, out string, interval time.
 		},
 	}
 	log.Info("agent.start", "store", e.spec.String(), "key", e.keyOf(appID, kind), "interval", interval)
-	if err := a.Run(ctx); err != nil {
+	err = a.Run(ctx)
+	// Its fetch records (a ticket it fetched, a refresh it made) go to the
+	// fleet's ledger before the process ends: written in the background,
+	// they would be lost with it.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := conf.FlushLedger(fctx); ferr != nil {
+		log.Warn("agent.ledger", "error", ferr)
+	}
+	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	log.Info("agent.stop", "path", out)

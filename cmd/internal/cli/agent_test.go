@@ -37,6 +37,13 @@ func TestAgentIsAFleetMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its ledger record is written in the background into dir: flushed
+	// before dir is removed (cleanups run last registered first).
+	t.Cleanup(func() {
+		if err := worker.FlushLedger(ctx); err != nil {
+			t.Error(err)
+		}
+	})
 	fleet, err := worker.AccessToken(ctx) // the fleet's token, in the store
 	if err != nil {
 		t.Fatal(err)
