@@ -129,7 +129,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintf(stdout, "%s: serving AppID %s from store %s on http://%s\n", Name, appID, spec, ln.Addr())
 
-	return tokenserver.Serve(ctx, ln, handler, *timeout, logger)
+	err = tokenserver.Serve(ctx, ln, handler, *timeout, logger)
+	// The fetch records of the server's Conf go to the fleet's ledger in
+	// the background: wait for them (bounded), or the exit loses them.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := conf.FlushLedger(fctx); ferr != nil {
+		logger.Warn(Name+": the fetch ledger (history) did not take this server's last fetches", "error", ferr)
+	}
+	return err
 }
 
 // go-redis logs through one process-wide logger (its pool's "failed to
