@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -348,7 +349,7 @@ func normalizeLedger(l Ledger) Ledger {
 		d.Fetches, d.Forced, d.Outside = max(0, d.Fetches), max(0, d.Forced), max(0, d.Outside)
 		days = append(days, d)
 	}
-	slices.SortFunc(days, func(a, b LedgerDay) int { return -compareStrings(a.Day, b.Day) })
+	slices.SortFunc(days, func(a, b LedgerDay) int { return strings.Compare(b.Day, a.Day) })
 	if len(days) > LedgerDays {
 		days = days[:LedgerDays]
 	}
@@ -855,21 +856,11 @@ func putDay(days []LedgerDay, d LedgerDay) []LedgerDay {
 		return days
 	}
 	days = append(days, d)
-	slices.SortFunc(days, func(a, b LedgerDay) int { return -compareStrings(a.Day, b.Day) })
+	slices.SortFunc(days, func(a, b LedgerDay) int { return strings.Compare(b.Day, a.Day) })
 	if len(days) > LedgerDays {
 		days = days[:LedgerDays]
 	}
 	return days
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // crossings returns the counts a record moved, for ledgerLanded to compare
