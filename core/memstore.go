@@ -86,6 +86,8 @@ type MemoryStore struct {
 
 	mu     sync.RWMutex
 	tokens map[string]Token
+
+	claims memClaims // ClaimStore, apart from the tokens
 }
 
 // NewMemoryStore returns an empty in-memory TokenStore.
