@@ -10,8 +10,8 @@ import (
 // memClaims are a MemoryStore's claims: a map guarded by its own mutex,
 // judged live by the local clock, and swept in bounded steps.
 type memClaims struct {
-	mu     sync.Mutex
-	m      map[string]memClaim
+	mu sync.Mutex
+	m  map[string]memClaim
 }
 
 type memClaim struct {
