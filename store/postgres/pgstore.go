@@ -33,6 +33,7 @@ type Option func(*options)
 type options struct {
 	lease  time.Duration
 	table  pgx.Identifier
+	claims pgx.Identifier // nil: DefaultClaimsTable beside table
 	create bool
 }
 
@@ -95,6 +96,8 @@ type Store struct {
 	waitSQL  string
 	checkSQL string
 	listSQL  string
+
+	claims claimState // the claims table, its statements and clean-up (claims.go)
 }
 
 // New returns a Store that keeps its tokens in a table of the database pool
@@ -111,6 +114,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		opt(&o)
 	}
 	if err := validateTable(o.table); err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if err := o.claimsTable(); err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	s := newStore(pool, o)
@@ -162,7 +168,7 @@ func newStore(pool *pgxpool.Pool, o options) *Store {
 	// one most applications use; stores over the same table agree on it
 	// whatever name or search_path they reach the table by.
 	const lockKey = `$2::text::regclass::oid::int4, hashtext($1::text)`
-	return &Store{
+	s := &Store{
 		pool:    pool,
 		lease:   o.lease,
 		leaseMS: strconv.FormatInt(ms, 10),
@@ -180,6 +186,8 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.ex
 		// bytewise order whatever the column's collation.
 		listSQL: `SELECT key FROM ` + t + ` WHERE key COLLATE "C" >= $1 AND key COLLATE "C" > $2 ORDER BY key COLLATE "C" LIMIT ` + strconv.Itoa(listPage),
 	}
+	s.claims.init(o.claims.Sanitize(), o.create)
+	return s
 }
 
 // ddl returns the CREATE TABLE statement for the sanitized table name t.
