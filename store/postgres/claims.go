@@ -68,6 +68,7 @@ func (o *options) claimsTable() error {
 // of its clean-up.
 type claimState struct {
 	table  string // sanitized identifier
+	index  string // its index on expires_at, sanitized, without schema
 	create bool   // create the table when a statement finds it missing
 
 	claimSQL   string
@@ -80,13 +81,16 @@ type claimState struct {
 	busy atomic.Bool  // a clean-up of this Store is running
 }
 
-// init builds the statements over the sanitized table t. Times are the
+// init builds the statements over the table id. Times are the
 // server's: clock_timestamp(), the time at which each expression is
 // evaluated, never the client's clock and never the transaction's start.
 // ttl travels as a bigint of microseconds (timestamptz's resolution).
-func (c *claimState) init(t string, create bool) {
+func (c *claimState) init(id pgx.Identifier, create bool) {
 	const ttl = `$3::bigint * interval '1 microsecond'`
-	c.table, c.create = t, create
+	t := id.Sanitize()
+	// PostgreSQL truncates a name longer than 63 bytes, the same way every
+	// time, so IF NOT EXISTS still finds the index it made.
+	c.table, c.index, c.create = t, pgx.Identifier{id[len(id)-1] + "_expires_at_idx"}.Sanitize(), create
 	c.born = time.Now()
 	// One statement, one round trip. A key with no row is inserted. A key
 	// with a row takes the ON CONFLICT path, which locks the row (its
@@ -122,17 +126,16 @@ WHERE key = $1 AND value = $4 AND expires_at > clock_timestamp()`
 AND expires_at <= statement_timestamp()`
 }
 
-// claimsDDL returns the statements that create the claims table t
-// (sanitized) and its index.
-func claimsDDL(t string) []string {
+// ddl returns the statements that create the claims table and its index
+// (in the table's schema) when they are missing.
+func (c *claimState) ddl() []string {
 	return []string{
-		`CREATE TABLE ` + t + ` (
+		`CREATE TABLE IF NOT EXISTS ` + c.table + ` (
 	key        text COLLATE "C" PRIMARY KEY,
 	value      text COLLATE "C" NOT NULL,
 	expires_at timestamptz NOT NULL
 )`,
-		// Unnamed: PostgreSQL names it after the table, in its schema.
-		`CREATE INDEX ON ` + t + ` (expires_at)`,
+		`CREATE INDEX IF NOT EXISTS ` + c.index + ` ON ` + c.table + ` (expires_at)`,
 	}
 }
 
@@ -235,30 +238,64 @@ func (s *Store) maybeCleanClaims(ctx context.Context) {
 	c.next.Store(next)
 }
 
-// onClaims runs the statement f on the claims table. When the table is
-// missing it creates it (unless WithCreateTable(false) was given) and runs
-// f again, once.
-func (s *Store) onClaims(ctx context.Context, f func() error) error {
-	err := f()
-	if err == nil {
-		return nil
+// claimAttempts bounds how many times onClaims runs a statement that the
+// server ended for reasons of its own (see retryable), besides ctx.
+const claimAttempts = 1000
+
+// retryable reports whether code says that the server ended a statement,
+// which was rolled back whole (every claims statement is a transaction of
+// its own), for reasons that another attempt may not meet: a serialization
+// failure (a session whose default_transaction_isolation is repeatable
+// read or serializable, racing another claimer of the key), a deadlock, a
+// role's or database's lock_timeout or statement_timeout while waiting for
+// a row another claimer holds, or an operator's pg_cancel_backend.
+func retryable(code string) bool {
+	switch code {
+	case "40001", // serialization_failure
+		"40P01", // deadlock_detected
+		"55P03", // lock_not_available
+		"57014": // query_canceled
+		return true
 	}
-	var pgErr *pgconn.PgError
-	if ctx.Err() != nil || !errors.As(err, &pgErr) || pgErr.Code != "42P01" { // undefined_table
-		return core.ContextError(ctx, err)
-	}
-	if !s.claims.create {
-		return fmt.Errorf("claims table %s does not exist (create it with the DDL in the pgstore package documentation, section Claims, or leave WithCreateTable on): %w", s.claims.table, err)
-	}
-	if err := s.ensureClaimsTable(ctx); err != nil {
-		return err
-	}
-	return core.ContextError(ctx, f())
+	return false
 }
 
-// ensureClaimsTable creates the claims table and its index if the table
-// does not exist, in one transaction under the lock that serialises the
-// creation of tables.
+// onClaims runs the statement f on the claims table. When the table is
+// missing it creates it (unless WithCreateTable(false) was given) and runs
+// f again; when the server ended f for a reason that is not f's (see
+// retryable), it runs f again, up to claimAttempts times in all, while ctx
+// lasts. A statement that failed with such an error was rolled back, so
+// running it again is what the caller asked for.
+func (s *Store) onClaims(ctx context.Context, f func() error) error {
+	created := false
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if ctx.Err() != nil || !errors.As(err, &pgErr) {
+			return core.ContextError(ctx, err)
+		}
+		switch {
+		case pgErr.Code == "42P01" && !created: // undefined_table
+			if !s.claims.create {
+				return fmt.Errorf("claims table %s does not exist (create it with the DDL in the pgstore package documentation, section Claims, or leave WithCreateTable on): %w", s.claims.table, err)
+			}
+			if err := s.ensureClaimsTable(ctx); err != nil {
+				return err
+			}
+			created = true
+		case retryable(pgErr.Code) && attempt < claimAttempts:
+		default:
+			return err
+		}
+	}
+}
+
+// ensureClaimsTable creates the claims table and its index if they do not
+// exist, in one transaction under the lock that serialises the creation of
+// tables.
 func (s *Store) ensureClaimsTable(ctx context.Context) error {
 	t := s.claims.table
 	err := s.createClaimsTable(ctx)
@@ -283,16 +320,11 @@ func (s *Store) createClaimsTable(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, createLock); err != nil {
 		return err
 	}
-	// Looked for under the lock, with a snapshot taken after it: another
-	// Store may have created it while this one waited.
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1::text) IS NOT NULL`, s.claims.table).Scan(&exists); err != nil {
-		return err
-	}
-	if exists {
-		return nil
-	}
-	for _, stmt := range claimsDDL(s.claims.table) {
+	// IF NOT EXISTS, not a look with to_regclass: this session's failed
+	// statement may have left the name's absence in its catalogue cache,
+	// which a lock-free look does not refresh, whereas CREATE locks the
+	// schema first and so sees a table another Store created meanwhile.
+	for _, stmt := range s.claims.ddl() {
 		if _, err := tx.Exec(ctx, stmt); err != nil {
 			return err
 		}

@@ -7,6 +7,9 @@
 //	conf, err := core.New(core.Config{AppID: appID, AppSecret: secret, Store: store})
 //	tok, err := conf.AccessToken(ctx)
 //
+// The Store also keeps claims (core.ClaimStore, for de-duplicating WeChat's
+// pushes across the fleet) in a second table: see Claims below.
+//
 // It is built on github.com/jackc/pgx/v5 and needs PostgreSQL 11 or later
 // (it is tested on 15). The Store uses the pool the caller passes in and
 // never closes it.
@@ -32,8 +35,8 @@
 // comparisons bytewise whatever the database's default collation); value
 // and expires_at are the token (expires_at keeps microseconds); updated_at
 // is the server's time of the last write, for operators. The table holds
-// live credentials: grant it to the application's role only. Rows are never
-// deleted by the store; deleting one is harmless (the token is fetched
+// live credentials: grant it to the application's role only. Its rows are
+// never deleted by the store; deleting one is harmless (the token is fetched
 // again). A row that cannot be a token (an empty value, an infinite expiry:
 // only possible by editing the table) makes Get fail with a descriptive
 // error, and Refresh fetches and overwrites it. The only SQL built from
@@ -44,6 +47,119 @@
 // the table's keys in keyset pages of 1,000 (an index range scan of the
 // primary key from the prefix on), never one unbounded SELECT, and needs
 // only SELECT on the table.
+//
+// # Claims
+//
+// Store implements core.ClaimStore natively, in a table of its own
+// (DefaultClaimsTable, wechatconf_claims, in the token table's schema when
+// WithTable names one; WithClaimsTable names another), so claims never
+// mix with tokens and ListKeys never lists one. The table is created
+// lazily: New does not touch it, and the first Claim or
+// CompareAndSwapClaim that finds it missing creates it and its index (the
+// DDL below, with the Store's table name) in one transaction, under the
+// advisory lock that serialises New's CREATE TABLE, then runs again. A Store that never claims needs no claims table.
+// With WithCreateTable(false), or for a role that may not create in the
+// schema, the call fails instead with an error that points here (the
+// *pgconn.PgError, 42P01 or 42501, reachable with errors.As). The DDL, with
+// the default name:
+//
+//	CREATE TABLE IF NOT EXISTS wechatconf_claims (
+//		key        text COLLATE "C" PRIMARY KEY,
+//		value      text COLLATE "C" NOT NULL,
+//		expires_at timestamptz NOT NULL
+//	);
+//	CREATE INDEX IF NOT EXISTS wechatconf_claims_expires_at_idx ON wechatconf_claims (expires_at);
+//
+// The index is what keeps the clean-up bounded (below): without it, each
+// clean-up reads the whole table. The role needs SELECT, INSERT, UPDATE and
+// DELETE on the table (DELETE for releases and the clean-up).
+//
+// Time is the server's: every statement reads clock_timestamp(), never the
+// client's clock, and every statement compares expires_at, so a claim whose
+// expires_at has passed is not live whether or not its row is still there.
+// ttl travels as whole microseconds (timestamptz's resolution), rounded up.
+// Each call is one statement outside any explicit transaction, one round
+// trip (parameters: $1 key, $2 value, $3 ttl in microseconds, $4 old):
+//
+//	-- Claim: its RETURNING value is what the key holds after the call
+//	INSERT INTO wechatconf_claims AS c (key, value, expires_at)
+//	VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 microsecond')
+//	ON CONFLICT (key) DO UPDATE SET (value, expires_at) = (
+//		SELECT CASE WHEN c.expires_at <= clock.t THEN excluded.value ELSE c.value END,
+//		       CASE WHEN c.expires_at <= clock.t THEN clock.t + $3::bigint * interval '1 microsecond' ELSE c.expires_at END
+//		FROM (SELECT clock_timestamp() AS t) AS clock)
+//	RETURNING value
+//
+//	-- CompareAndSwapClaim to a new value; swapped is "one row updated"
+//	UPDATE wechatconf_claims SET value = $2, expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'
+//	WHERE key = $1 AND value = $4 AND expires_at > clock_timestamp()
+//
+//	-- CompareAndSwapClaim to "" (release); swapped is "one row deleted"
+//	DELETE FROM wechatconf_claims WHERE key = $1 AND value = $2 AND expires_at > clock_timestamp()
+//
+// Why exactly one of any number of concurrent claimers wins, in READ
+// COMMITTED (each statement is a transaction of its own): the primary key
+// arbitrates.
+// On a key with no row, the first INSERT to reach the index inserts; every
+// other one waits for that transaction to end, then finds the conflict and
+// takes the DO UPDATE path. That path locks the row's latest committed
+// version (waiting for any transaction writing it) and evaluates the SET
+// on that version, so it sees the winner's live claim and writes it back
+// unchanged. On a key whose claim expired, all of them take the DO UPDATE
+// path, and the row lock orders them: the first replaces the claim, the
+// others see its live claim. The server's clock is read once per row,
+// after the lock, so the two columns follow the same judgement. The price
+// of the single round trip is that a losing claimer rewrites the row with
+// its own values (a HOT update, one dead row version); a loser is a
+// retried push, rare next to the winners. A compare and swap waits in the
+// same way for a concurrent writer of the row and re-evaluates its WHERE
+// on the row that writer left, so a claim that expired or was replaced
+// meanwhile is neither swapped nor released: a late holder cannot bring
+// its claim back. Under a default_transaction_isolation of repeatable read
+// or serializable, a claimer that meets a row changed since its snapshot
+// gets a serialization failure instead of waiting; that, a deadlock, and a
+// role's lock_timeout or statement_timeout ending a wait for the row all
+// roll the statement back whole, and the Store runs it again (up to 1,000
+// times, while ctx lasts), so these settings cost retries, never a second
+// winner or an error.
+//
+// Clean-up. A released claim's row is deleted by the release; an expired
+// one stays until a clean-up deletes it, one batch at a time:
+//
+//	DELETE FROM wechatconf_claims WHERE ctid = ANY (ARRAY(
+//		SELECT ctid FROM wechatconf_claims WHERE expires_at <= statement_timestamp()
+//		ORDER BY expires_at LIMIT 500 FOR UPDATE SKIP LOCKED))
+//	AND expires_at <= statement_timestamp()
+//
+// It reads at most ClaimCleanupBatch (500) rows from the cold end of the
+// expires_at index and deletes them by ctid, skipping rows that a claimer
+// or another Store's clean-up holds locked; it never waits and never runs
+// unbounded. A Store runs it after a successful Claim (in a statement of
+// its own, so one more round trip for that Claim; its error is dropped,
+// the claim being made) when ClaimCleanupInterval (10 s) has passed since
+// its previous clean-up, or at once when the previous one deleted a full
+// batch, one at a time per Store. DeleteExpiredClaims runs one batch on
+// demand, for an operator's job or a fleet that claims rarely.
+//
+// What the table holds at a steady rate of R claims per second living T
+// each: about R·T live rows, and expired rows waiting for a clean-up,
+// fewer than R × 10 s + 500 (every Store that claims deletes a batch at
+// least every 10 s, and while more than a batch is waiting it deletes one
+// after each of its Claims, 500 rows per claim, far faster than one row
+// per claim expires). At 1,000 pushes per second with 30 s claims: about
+// 30,000 live rows and at most about 10,500 expired ones, each row a key,
+// a value and a timestamp (around 100 bytes). Deleted rows are reclaimed
+// by autovacuum as for any table with steady inserts and deletes.
+//
+// Context and PgBouncer: a call honours ctx as every other method does; a
+// statement waiting for a row lock (another claimer of the same key in
+// flight) returns at once when ctx ends, since pgx closes the connection,
+// but the server may still run it once the lock is released, as
+// core.ClaimStore allows (an error means nothing is known; Claim again
+// with the same value to find out). To have the server cancel such
+// statements, configure pgx with a pgconn.CancelRequestContextWatcherHandler.
+// The claims statements keep no session state, so they work through
+// PgBouncer in transaction mode, as the rest of the Store does (tested).
 //
 // # The refresh lock: a transaction-scoped advisory lock
 //
@@ -151,7 +267,8 @@
 //     standby cannot take these locks or write.
 //   - Transaction isolation: Refresh always uses READ COMMITTED, whatever
 //     default_transaction_isolation is; Get and the first read of Refresh
-//     are single statements outside a transaction.
+//     are single statements outside a transaction, and so are the claims
+//     statements (run again after a serialization failure).
 //   - The lease is the longest a fetch may take, and the longest a hung
 //     holder can keep others waiting. It must be longer than a WeChat call
 //     (with its retries) takes; the default is 15s. It is rounded up to a

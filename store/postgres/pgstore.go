@@ -186,7 +186,7 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.ex
 		// bytewise order whatever the column's collation.
 		listSQL: `SELECT key FROM ` + t + ` WHERE key COLLATE "C" >= $1 AND key COLLATE "C" > $2 ORDER BY key COLLATE "C" LIMIT ` + strconv.Itoa(listPage),
 	}
-	s.claims.init(o.claims.Sanitize(), o.create)
+	s.claims.init(o.claims, o.create)
 	return s
 }
 

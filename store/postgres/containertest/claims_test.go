@@ -58,6 +58,16 @@ func claim(t testing.TB, s *pgstore.Store, key, value string, ttl time.Duration)
 func TestClaimOneWinner(t *testing.T) {
 	needServer(t)
 	t.Run("Direct", func(t *testing.T) { testClaimOneWinner(t, testDSN, nil) })
+	// Session defaults the store must not rely on: under serializable a
+	// claimer that loses the race on a row gets serialization failures,
+	// and one queued on the row lock outlasts the timeouts.
+	t.Run("SessionDefaults", func(t *testing.T) {
+		testClaimOneWinner(t, testDSN, func(c *pgxpool.Config) {
+			c.ConnConfig.RuntimeParams["default_transaction_isolation"] = "serializable"
+			c.ConnConfig.RuntimeParams["lock_timeout"] = "5ms"
+			c.ConnConfig.RuntimeParams["statement_timeout"] = "100ms"
+		})
+	})
 	t.Run("PgBouncer", func(t *testing.T) {
 		dsn := startPgBouncer(t)
 		testClaimOneWinner(t, dsn, simpleProtocol)
