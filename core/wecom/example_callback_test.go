@@ -148,6 +148,6 @@ func ExampleCallbackConfig() {
 	s := fmt.Sprintf("%+v", server{cfg, ":8080"})
 	fmt.Println(strings.Contains(s, sampleToken), strings.Contains(s, sampleKey))
 	// Output:
-	// {Token:REDACTED EncodingAESKey:REDACTED PreviousEncodingAESKey: CorpID:wx5823bf96d3bd56c7 ReceiveID: MaxMessageBytes:0 TimestampWindow:0s Now:<nil>}
+	// {Token:REDACTED EncodingAESKey:REDACTED PreviousEncodingAESKey: CorpID:wx5823bf96d3bd56c7 ReceiveID: MaxMessageBytes:0 TimestampWindow:0s Now:<nil> Dedup:core.Dedup(nil)}
 	// false false
 }
