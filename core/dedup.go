@@ -208,8 +208,9 @@ const (
 	// the handler ran (and returned nil) without a claim, so another
 	// delivery may run it too.
 	PushUnguarded
-	// PushRefused: the store failed and DedupConfig.FailClosed is true:
-	// the handler was not run; Do returns the store's error. Answer 503.
+	// PushRefused: the store failed and DedupConfig.FailClosed is true,
+	// or ctx ended before the push could be claimed: the handler was not
+	// run; Do returns a *DedupError wrapping the cause. Answer 503.
 	PushRefused
 )
 
@@ -266,6 +267,14 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 	d.warnEmulated()
 
 	held, err := d.claim(ctx, full, mine, d.cfg.Lease)
+	if err != nil && ctx.Err() == nil {
+		// Once more with the same value: a claim that landed but whose
+		// reply was lost comes back as mine, and a blip passes.
+		held, err = d.claim(ctx, full, mine, d.cfg.Lease)
+	}
+	if err != nil && ctx.Err() != nil {
+		return PushRefused, &DedupError{Op: "claim", Key: full, Err: err}
+	}
 	if err != nil {
 		return d.unguarded(ctx, full, "claim", err, handle)
 	}
@@ -383,19 +392,19 @@ func (d *Dedup) unguarded(ctx context.Context, key, op string, err error, handle
 func (d *Dedup) run(ctx context.Context, key, mine string, handle func(context.Context) error) (outcome PushOutcome, err error) {
 	hctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
-	renewed := make(chan bool, 1) // whether the claim was still held when the renewals stopped
-	go d.renew(hctx, key, mine, cancel, stop, renewed)
+	taken := make(chan bool, 1) // whether another holds the claim, for sure
+	go d.renew(hctx, key, mine, cancel, stop, taken)
 	finished := false
 	defer func() {
 		close(stop)
-		held := <-renewed
+		lost := <-taken
 		cancel(nil)
 		switch {
 		case !finished: // handle panicked: free the push for a retry, and go on panicking
 			d.release(context.WithoutCancel(ctx), key, mine)
 		case err != nil:
 			d.release(context.WithoutCancel(ctx), key, mine)
-		case !held:
+		case lost:
 			d.logger.LogAttrs(ctx, slog.LevelWarn, EventPushClaimLost, slog.String("key", key), slog.String("stage", "handling"))
 		default:
 			d.markDone(context.WithoutCancel(ctx), key, mine)
@@ -409,11 +418,13 @@ func (d *Dedup) run(ctx context.Context, key, mine string, handle func(context.C
 	return PushHandled, nil
 }
 
-// renew renews the claim every Lease/3 until stop closes, and cancels the
-// handler's context when the claim is lost: taken by another (a definite
-// false) or not renewed for a whole Lease (the store failing). It sends
-// whether the claim is still held.
-func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.CancelCauseFunc, stop <-chan struct{}, held chan<- bool) {
+// renew renews the claim every Lease/3 until stop closes, and ends the
+// handler's context (cause ErrClaimLost) when the claim is lost — taken
+// by another or gone (a definite false) — or may be: not renewed for a
+// whole Lease while the store fails. It sends whether the claim was lost
+// for sure; otherwise the record of the push (a compare-and-swap) finds
+// out.
+func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.CancelCauseFunc, stop <-chan struct{}, taken chan<- bool) {
 	every := d.cfg.Lease / 3
 	last := time.Now()
 	t := time.NewTicker(every)
@@ -421,7 +432,7 @@ func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.Canc
 	for {
 		select {
 		case <-stop:
-			held <- time.Since(last) < d.cfg.Lease
+			taken <- false
 			return
 		case <-t.C:
 		}
@@ -430,13 +441,12 @@ func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.Canc
 		case err == nil && ok:
 			last = time.Now()
 			continue
-		case err == nil: // the claim is another's, or gone
-		case time.Since(last) < d.cfg.Lease:
+		case err != nil && time.Since(last) < d.cfg.Lease:
 			continue // try again at the next tick
 		}
 		cancel(ErrClaimLost)
 		<-stop
-		held <- false
+		taken <- err == nil
 		return
 	}
 }
@@ -450,12 +460,13 @@ func (d *Dedup) release(ctx context.Context, key, mine string) {
 	}
 }
 
-// markDone records the push as handled, trying again within one Lease: a
+// markDone records the push as handled, trying again for a Lease and
+// three CallTimeouts: a
 // write that failed, or landed but reported failure (then a Claim returns
 // the done value), is told apart from a claim lost to another.
 func (d *Dedup) markDone(ctx context.Context, key, mine string) {
 	done := claimDone + mine[len(claimRunning):]
-	deadline := time.Now().Add(d.cfg.Lease)
+	deadline := time.Now().Add(d.cfg.Lease + 3*d.cfg.CallTimeout)
 	var lastErr error
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		ok, err := d.swap(ctx, key, mine, done, d.cfg.Remember)
