@@ -17,7 +17,6 @@ import (
 	"github.com/wechatconf/wechatconf/core/openplatform"
 )
 
-
 // authorizerPush encrypts an authorizer's push for the component, as
 // WeChat sends it to the message URL.
 func authorizerPush(t *testing.T, plain string) (url.Values, string) {
