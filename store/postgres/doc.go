@@ -149,8 +149,8 @@
 // per claim expires). With core.Dedup's defaults (a push's claim becomes
 // a "done" claim remembered 5 min) at 1,000 pushes per second: about
 // 300,000 live rows and at most about 10,500 expired ones, each a key, a
-// value and a timestamp (around 100 bytes with the index entries: some
-// 30 MB). Deleted rows and the row versions of losing claimers are
+// value and a timestamp (around 200 bytes with its index entries: some
+// 60 MB). Deleted rows and the row versions of losing claimers are
 // reclaimed by autovacuum, as for any table with steady inserts and
 // deletes.
 //

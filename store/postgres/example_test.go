@@ -67,3 +67,33 @@ func ExampleWithTable() {
 	}
 	_ = store
 }
+
+// A claim is made once across the fleet, whichever instance asks first,
+// and released (or left to expire) when its work is done. core.Dedup does
+// this for WeChat's pushes; with a Store it uses these native claims.
+func ExampleStore_Claim() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := pgstore.New(ctx, pool) // the claims table is created by the first claim
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	const me = "instance-1/42"
+	held, err := store.Claim(ctx, "push/msg-1234", me, 30*time.Second)
+	switch {
+	case err != nil:
+		log.Fatal(err) // nothing is known: Claim again with the same value to find out
+	case held != me:
+		log.Printf("another instance holds it: %s", held)
+		return
+	}
+	// ... the work, once across the fleet ...
+	if _, err := store.CompareAndSwapClaim(ctx, "push/msg-1234", me, "", 0); err != nil {
+		log.Printf("release: %v (the claim expires after 30s anyway)", err)
+	}
+}
