@@ -65,12 +65,15 @@
 //
 //	CREATE TABLE IF NOT EXISTS wechatconf_claims (
 //		key        text COLLATE "C" PRIMARY KEY,
-//		value      text COLLATE "C" NOT NULL,
+//		value      bytea NOT NULL,
 //		expires_at timestamptz NOT NULL
 //	);
 //	CREATE INDEX IF NOT EXISTS wechatconf_claims_expires_at_idx ON wechatconf_claims (expires_at);
 //
-// The index is what keeps the clean-up bounded (below): without it, each
+// The value is bytea because a claim value is any bytes but NUL, valid
+// UTF-8 or not; it is sent and compared as bytes (read it with
+// convert_from(value, 'UTF8') for the values core.Dedup writes). The index
+// is what keeps the clean-up bounded (below): without it, each
 // clean-up reads the whole table. The role needs SELECT, INSERT, UPDATE and
 // DELETE on the table (DELETE for releases and the clean-up).
 //

@@ -60,12 +60,13 @@ func TestClaimOneWinner(t *testing.T) {
 	t.Run("Direct", func(t *testing.T) { testClaimOneWinner(t, testDSN, nil) })
 	// Session defaults the store must not rely on: under serializable a
 	// claimer that loses the race on a row gets serialization failures,
-	// and one queued on the row lock outlasts the timeouts.
+	// and one queued on the row lock outlasts lock_timeout (statement_timeout
+	// is long enough for New's statements on a loaded machine).
 	t.Run("SessionDefaults", func(t *testing.T) {
 		testClaimOneWinner(t, testDSN, func(c *pgxpool.Config) {
 			c.ConnConfig.RuntimeParams["default_transaction_isolation"] = "serializable"
 			c.ConnConfig.RuntimeParams["lock_timeout"] = "5ms"
-			c.ConnConfig.RuntimeParams["statement_timeout"] = "100ms"
+			c.ConnConfig.RuntimeParams["statement_timeout"] = "2s"
 		})
 	})
 	t.Run("PgBouncer", func(t *testing.T) {
@@ -301,6 +302,43 @@ func TestClaimCleanupBounded(t *testing.T) {
 			before = after
 		}
 	})
+}
+
+// TestClaimValuesAreBytes tests that claim values are kept and compared as
+// bytes, whatever PostgreSQL's text would make of them: invalid UTF-8, a
+// backslash sequence that bytea's escape format would decode, quotes and
+// control characters; directly and with the simple protocol, where pgx
+// writes the parameters into the SQL.
+func TestClaimValuesAreBytes(t *testing.T) {
+	needServer(t)
+	ctx := context.Background()
+	values := []string{"bad-utf8-\xff\xfe", `\x41\\`, "'; DROP TABLE x; --", "\x01\x7f\r\n", "令牌"}
+	for _, mode := range []struct {
+		name string
+		cfg  func(*pgxpool.Config)
+	}{{"Extended", nil}, {"Simple", simpleProtocol}} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := newStore(t, testDSN, mode.cfg)
+			for _, v := range values {
+				key := uniqueKey(t)
+				if got := claim(t, s, key, v, time.Hour); got != v {
+					t.Errorf("Claim(%q, %q) on a fresh key = %q, want it back whole", key, v, got)
+				}
+				if got := claim(t, s, key, "other", time.Hour); got != v {
+					t.Errorf("Claim(%q, other) = %q, want the held %q", key, got, v)
+				}
+				if ok, err := s.CompareAndSwapClaim(ctx, key, v[:len(v)-1], "x", time.Hour); err != nil || ok {
+					t.Errorf("CompareAndSwapClaim(%q, %q, x) with the held value %q = %v, %v; want false, nil", key, v[:len(v)-1], v, ok, err)
+				}
+				if ok, err := s.CompareAndSwapClaim(ctx, key, v, v+"2", time.Hour); err != nil || !ok {
+					t.Errorf("CompareAndSwapClaim(%q, %q, %q) = %v, %v; want true, nil", key, v, v+"2", ok, err)
+				}
+				if ok, err := s.CompareAndSwapClaim(ctx, key, v+"2", "", 0); err != nil || !ok {
+					t.Errorf("release of %q holding %q = %v, %v; want true, nil", key, v+"2", ok, err)
+				}
+			}
+		})
+	}
 }
 
 // TestClaimsNotListed tests that claims live apart from tokens: ListKeys
