@@ -124,11 +124,11 @@
 // role's lock_timeout or statement_timeout ending a wait for the row all
 // roll the statement back whole, and the Store runs it again (up to 1,000
 // times, while ctx lasts), so these settings cost retries, never a second
-// winner. The retries grow with the square of the number of concurrent
-// claimers of one key, since every claimer rewrites the row (measured: 64
-// claimers of one key under serializable, about 64²/2 attempts); a push
-// has a handful at most, but READ COMMITTED, PostgreSQL's default, costs
-// none.
+// winner. Under serializable the retries grow with the square of the
+// number of concurrent claimers of one key, since every claimer rewrites
+// the row and so fails the others' snapshots (n claimers, up to about n²/2
+// attempts); a push has a handful of claimers at most, and READ COMMITTED,
+// PostgreSQL's default, costs no retry.
 //
 // Clean-up. A released claim's row is deleted by the release; an expired
 // one stays until a clean-up deletes it, one batch at a time:
