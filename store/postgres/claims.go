@@ -83,10 +83,10 @@ type claimState struct {
 
 // init builds the statements over the table id. Values are bytea, sent
 // and compared as bytes (a claim value is any string without NUL, valid
-// UTF-8 or not, which text could not hold). Times are the
-// server's: clock_timestamp(), the time at which each expression is
-// evaluated, never the client's clock and never the transaction's start.
-// ttl travels as a bigint of microseconds (timestamptz's resolution).
+// UTF-8 or not, which text could not hold). Times are the server's:
+// clock_timestamp(), the time at which each expression is evaluated, never
+// the client's clock and never the transaction's start. ttl travels as a
+// bigint of microseconds (timestamptz's resolution).
 func (c *claimState) init(id pgx.Identifier, create bool) {
 	const ttl = `$3::bigint * interval '1 microsecond'`
 	t := id.Sanitize()
