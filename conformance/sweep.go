@@ -171,6 +171,7 @@ func Sweep(t *testing.T, h Harness) {
 		sem: make(chan struct{}, sweepParallel), hangSem: make(chan struct{}, sweepHangParallel), killSem: make(chan struct{}, sweepKillParallel)}
 	begin := time.Now()
 	ReportNote(t, "Fault sweep", "One fault (fail, lands, hang, lost, kill) at each store call k of each scenario, then the scenario driven to rest and five invariants checked; \"broke an invariant\" counts fault points that broke one the fault-free run did not (must be 0); \"extra fetch\" counts fault points where WeChat issued one token more than the fault-free run (the fault's own, allowed). kill samples: a Get with no WeChat call since the previous store call is skipped as equivalent (WECHATCONF_SWEEP_KILL=all tries every one).")
+	ReportNote(t, pushTable, "The Pushes scenario: two processes, each with a core.Dedup on the store, receive pushes delivered as WeChat does (re-sent while not answered 200); one fault at each store call k (Claim and CompareAndSwapClaim, or the Get and Refresh calls of core.ClaimsOver's emulation on a store without core.ClaimStore), and in the kill mode also right after each handler returns; invariants 6-8 checked on the history of the handlers' runs. \"duplicate allowed\" counts fault points the Dedup documents as a possible duplicate (a kill after the handler finished and before the push was recorded as handled, a record that never landed), derived from the history; \"duplicate seen\" those after which a push was handled twice: every one must be allowed, or it counts as broken.")
 	for _, sc := range sweepScenarios {
 		t.Run(sc.name, func(t *testing.T) { sw.scenario(t, sc) })
 	}
@@ -203,7 +204,7 @@ func (sw *sweeper) scenario(t *testing.T, sc *scenario) {
 		if len(base.found) > 0 {
 			failed = []int{0}
 		}
-		sw.row(sc, faultNone, 1, 0, failed, 0, 0, time.Since(start))
+		sw.row(sc, faultNone, 1, 0, failed, 0, 0, 0, 0, time.Since(start))
 	})
 	if base == nil { // -run left the baseline out: play it unreported
 		base = sw.runOnce(t, sc, faultNone, 0, 0, nil)
@@ -253,7 +254,9 @@ func (sw *sweeper) points(m faultMode, calls []storeCall) (ks []int, skipped int
 		return ks, skipped
 	}
 	for _, c := range calls {
-		ks = append(ks, c.Seq)
+		if c.Op != opHandler { // a kill point only
+			ks = append(ks, c.Seq)
+		}
 	}
 	return ks, 0
 }
@@ -293,13 +296,19 @@ func (sw *sweeper) mode(t *testing.T, sc *scenario, m faultMode, base *runResult
 	}
 	wg.Wait()
 	var failed []int
-	notReached, tried, extra := 0, 0, 0
+	notReached, tried, extra, dupAllowed, dupSeen := 0, 0, 0, 0, 0
 	for i, res := range results {
 		if played[i] {
 			tried++
 		}
 		if res != nil && !res.notReached && res.counts.more(base.counts) {
 			extra++
+		}
+		if res != nil && !res.notReached && res.push.dupAllowed {
+			dupAllowed++
+		}
+		if res != nil && !res.notReached && res.push.dupSeen {
+			dupSeen++
 		}
 		switch {
 		case !played[i]: // left out by -run
@@ -312,7 +321,16 @@ func (sw *sweeper) mode(t *testing.T, sc *scenario, m faultMode, base *runResult
 		}
 	}
 	elapsed := time.Since(start)
-	sw.row(sc, m, tried, skipped, failed, notReached, extra, elapsed)
+	sw.row(sc, m, tried, skipped, failed, notReached, extra, dupAllowed, dupSeen, elapsed)
+	if sc.pushes {
+		ReportRow(t, pushTable, Col{"store", sw.runName}, Col{"scenario", sc.name}, Col{"mode", m.String()},
+			Col{"fault points", fmt.Sprint(tried)}, Col{"skipped (equivalent)", fmt.Sprint(skipped)},
+			Col{"broke an invariant", fmt.Sprint(len(failed))}, Col{"duplicate allowed", fmt.Sprint(dupAllowed)},
+			Col{"duplicate seen", fmt.Sprint(dupSeen)}, Col{"time", elapsed.Round(time.Millisecond).String()})
+		t.Logf("%s/%s: %d fault points tried (%d equivalent ones skipped), %d not reached, %d broke an invariant beyond the baseline %v, %d are a fault the Dedup documents as a possible duplicate, %d had a push handled twice, in %v",
+			sc.name, m, tried, skipped, notReached, len(failed), failed, dupAllowed, dupSeen, elapsed.Round(time.Millisecond))
+		return
+	}
 	ReportRow(t, "Fault sweep", Col{"store", sw.runName}, Col{"scenario", sc.name}, Col{"mode", m.String()},
 		Col{"fault points", fmt.Sprint(tried)}, Col{"skipped (equivalent)", fmt.Sprint(skipped)},
 		Col{"broke an invariant", fmt.Sprint(len(failed))}, Col{"extra fetch", fmt.Sprint(extra)},
@@ -322,7 +340,7 @@ func (sw *sweeper) mode(t *testing.T, sc *scenario, m faultMode, base *runResult
 }
 
 // row adds a line to the table Sweep logs at its end.
-func (sw *sweeper) row(sc *scenario, m faultMode, tried, skipped int, failed []int, notReached, extra int, elapsed time.Duration) {
+func (sw *sweeper) row(sc *scenario, m faultMode, tried, skipped int, failed []int, notReached, extra, dupAllowed, dupSeen int, elapsed time.Duration) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	sw.runs += tried
@@ -330,9 +348,16 @@ func (sw *sweeper) row(sc *scenario, m faultMode, tried, skipped int, failed []i
 	if len(failed) > 0 {
 		f += " " + strings.ReplaceAll(fmt.Sprint(failed), " ", ",")
 	}
-	sw.table = append(sw.table, fmt.Sprintf("\t%-20s %-8s points %3d (skipped %2d, not reached %2d)  failed %-24s extra fetch %2d  %v",
-		sc.name, m, tried, skipped, notReached, f, extra, elapsed.Round(time.Millisecond)))
+	last := fmt.Sprintf("extra fetch %2d", extra)
+	if sc.pushes {
+		last = fmt.Sprintf("duplicate allowed %2d seen %2d", dupAllowed, dupSeen)
+	}
+	sw.table = append(sw.table, fmt.Sprintf("\t%-20s %-8s points %3d (skipped %2d, not reached %2d)  failed %-24s %s  %v",
+		sc.name, m, tried, skipped, notReached, f, last, elapsed.Round(time.Millisecond)))
 }
+
+// pushTable is the ReportRow table of the scenarios with pushes.
+const pushTable = "Fault sweep, pushes"
 
 // run plays one run and reports what it found on t. A run that broke an
 // invariant while the machine's speed played a part — a call ran out its
