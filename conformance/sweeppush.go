@@ -224,14 +224,14 @@ func dupAllowed(hist []histEvent, hit int, mode faultMode, key string, r1 handle
 
 // checkPushes checks the Pushes scenario's invariants on the history:
 //
-//	6. every push handled (a handler finished) at least once;
-//	7. no push handled twice, but when the fault is one the Dedup
-//	   documents (dupAllowed), and never by two handlers at once or
-//	   three times;
-//	8. every delivery's outcome agrees with the runs: handled (or
-//	   unguarded) after its own handler finished, failed after its own
-//	   handler failed, duplicate after some handler of the push finished
-//	   and without a run of its own, in progress or refused without one.
+//  6. every push handled (a handler finished) at least once;
+//  7. no push handled twice, but when the fault is one the Dedup
+//     documents (dupAllowed), and never by two handlers at once or
+//     three times;
+//  8. every delivery's outcome agrees with the runs: handled (or
+//     unguarded) after its own handler finished, failed after its own
+//     handler failed, duplicate after some handler of the push finished
+//     and without a run of its own, in progress or refused without one.
 func (r *run) checkPushes() pushOutcome {
 	hist := r.plan.history()
 	_, _, hitCall := r.plan.snapshot()
