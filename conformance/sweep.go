@@ -2,11 +2,12 @@
 //
 // Sweep proves that a store keeps the durable state of the credential
 // chain — an authorizer_refresh_token, a component_verify_ticket, a
-// withdrawal — whichever of its calls fails, and how. It wraps the store
-// in a fault injector and runs each of its scenarios (one
-// openplatform.Component, or two processes of one, with one or two
-// authorizers, or two core.Conf of an Official Account, against the
-// simulated WeChat of core/wxtest on its manual clock):
+// withdrawal — and the claims that have each push handled once, whichever
+// of its calls fails, and how. It wraps the store in a fault injector and
+// runs each of its scenarios (one openplatform.Component, or two processes
+// of one, with one or two authorizers, or two core.Conf of an Official
+// Account, against the simulated WeChat of core/wxtest on its manual
+// clock; or two processes with a core.Dedup):
 //
 //   - FirstAuthorization: the redirect (Component.Authorize with the code)
 //     and the authorized push, each delivered twice;
@@ -24,7 +25,17 @@
 //   - LostLease: the Official Account's classic token refreshed by two
 //     processes, the first one's lease running out during its fetch (its
 //     fenced write fails with core.ErrLockLost) and the second taking the
-//     lock only after the first one's next store call.
+//     lock only after the first one's next store call;
+//   - Pushes: two processes, each with a core.Dedup on the store (Lease
+//     500ms, Wait six leases, CallTimeout the hang mode's wait there),
+//     receive pushes through Dedup.Do with core.PushKey keys — a message
+//     whose handler fails once, an event, two different events of one
+//     user in one second, and the event again after its answer was lost
+//     — delivered as WeChat does: first to A, then, while a delivery is
+//     not answered with status 200 (PushOutcome.HTTPStatus), again to B,
+//     A (restarted after a kill), B. Every handler's start and end is
+//     recorded in the parent's history, in order with the store calls and
+//     writes (a kill-mode child reports them as it goes).
 //
 // Each scenario runs once without a fault (the baseline, which counts its
 // store calls N), then once per fault point: for every k from 1 to N, one
@@ -42,11 +53,18 @@
 //     write fails — the store lost the connection, or the lease, under
 //     the fetch;
 //   - kill: the process is killed with SIGKILL right after the call
-//     returns. The scenario's process A is then a child process (the test
+//     returns, or (Pushes) right after a push handler returns: the crash
+//     between the Claim and the call that records or releases the push. The scenario's process A is then a child process (the test
 //     binary started again, as for the crash check: see Harness.ChildEnv)
 //     that runs the scenario's steps as its parent sends them, the k-th
 //     call is the k-th of A's, and a new process takes A's place after the
 //     kill. Skipped when Harness.SingleProcess is set.
+//
+// The store calls are those of core.TokenStore (Get, Set, Refresh) and,
+// when the store implements core.ClaimStore, its Claim and
+// CompareAndSwapClaim (every mode but lost). On a store without it, a
+// Dedup emulates its claims over Refresh (core.ClaimsOver), and the faults
+// hit the emulation's Get and Refresh calls instead.
 //
 // After the fault the store answers again, and the run is driven to rest
 // as WeChat and callers would: a push not answered "success" is delivered
@@ -75,8 +93,28 @@
 //  5. WeChat issues at most one token of each kind more than the scenario
 //     without a fault (one per refresh cycle): the fault's own.
 //
+// And, for the Pushes scenario, on the history of the handlers' runs, the
+// deliveries and the store's writes:
+//
+//  6. every push is handled (a handler finished) at least once, and
+//     answered 200 within WeChat's re-sends;
+//  7. no push is handled twice, unless the fault is one core.Dedup
+//     documents as a possible duplicate, as the history shows it: a kill
+//     of the process whose handler finished, after it finished and before
+//     any write recorded the push as handled ("d/…"); or a fault of that
+//     process's call of the push after its handler finished, when no such
+//     write landed before the next run. Never two handlers of a push at
+//     once, never three runs. Which (mode, call) pairs allow one is not
+//     listed by k: it is derived from each run's history;
+//  8. every delivery's outcome agrees with the runs: PushHandled (or
+//     PushUnguarded) after its own handler started and finished,
+//     PushFailed after it started and failed, PushDuplicate with no run
+//     of its own and only after some handler of the push finished,
+//     PushInProgress and PushRefused with no run of their own.
+//
 // The baseline must also play every step at the first try (each push
-// answered "success" at once, each call succeeding) with at most one
+// answered "success" at once — but the Pushes message whose handler fails
+// once —, each call succeeding) with at most one
 // fetch per refresh cycle, and every run must reach rest: each push
 // answered "success" within WeChat's re-sends. A faulted run fails for
 // what it breaks that the baseline does not.
@@ -86,7 +124,9 @@
 // them — the same crash as a kill right after that previous call — unless
 // SweepKillEnv is "all". Every k is tried in the other modes.
 //
-// Timing: nothing waits on a timer but the hang mode's ctx. A run that
+// Timing: nothing waits on a timer but the hang mode's ctx, and in
+// Pushes a claim's lease: a delivery that finds the claim a killed process
+// (or a release that failed) left waits for it to expire. A run that
 // breaks an invariant while the machine's speed played a part (a call
 // ran out its ctx, a Refresh lost its lock to the lease) is played once
 // more, with twice the hang mode's wait, and the second result counts.
@@ -105,7 +145,9 @@
 //
 // and Sweep logs a table: per scenario and mode, the fault points tried,
 // those that broke an invariant, those after which WeChat issued one
-// token more than without a fault, and the time.
+// token more than without a fault (for Pushes instead: those that
+// invariant 7 allows a duplicate, and those after which a push was
+// handled twice), and the time.
 //
 // Not covered: faults of WeChat itself (its own errors, latency), two
 // faults in one run, a kill inside a fetch (between WeChat's reply and the
@@ -113,8 +155,11 @@
 // its crash side; and so the processes keep no fetch ledger, whose writes
 // run on a goroutine of their own: a kill at one of them would be a kill
 // inside another call's fetch), faults of processes other than A in the
-// kill mode, and
-// the limits and registries of the credentials (rejection limits,
+// kill mode, a Dedup's renewals and a delivery that arrives while another
+// handler of its push runs (the scenario's handlers return at once and its
+// deliveries follow one another: a delivery waits on a live claim only
+// after a fault left one; core/dedup_test.go injects the rest), and the
+// limits and registries of the credentials (rejection limits,
 // evicted handles), which have tests of their own.
 package conformance
 
