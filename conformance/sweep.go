@@ -168,6 +168,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -207,6 +208,12 @@ const (
 // h.Lease bounds how long a process killed while it held a lock keeps it.
 func Sweep(t *testing.T, h Harness) {
 	t.Helper()
+	sweep(t, h, nil)
+}
+
+// sweep is Sweep, limited to the scenarios named in only (nil: all).
+func sweep(t *testing.T, h Harness, only []string) {
+	t.Helper()
 	h = h.normalize(t)
 	if os.Getenv(sweepChildEnv) != "" {
 		runSweepChild(t, h)
@@ -218,7 +225,9 @@ func Sweep(t *testing.T, h Harness) {
 	ReportNote(t, "Fault sweep", "One fault (fail, lands, hang, lost, kill) at each store call k of each scenario, then the scenario driven to rest and five invariants checked; \"broke an invariant\" counts fault points that broke one the fault-free run did not (must be 0); \"extra fetch\" counts fault points where WeChat issued one token more than the fault-free run (the fault's own, allowed). kill samples: a Get with no WeChat call since the previous store call is skipped as equivalent (WECHATCONF_SWEEP_KILL=all tries every one).")
 	ReportNote(t, pushTable, "The Pushes scenario: two processes, each with a core.Dedup on the store, receive pushes delivered as WeChat does (re-sent while not answered 200); one fault at each store call k (Claim and CompareAndSwapClaim, or the Get and Refresh calls of core.ClaimsOver's emulation on a store without core.ClaimStore), and in the kill mode also right after each handler returns; invariants 6-8 checked on the history of the handlers' runs. \"duplicate allowed\" counts fault points the Dedup documents as a possible duplicate (a kill after the handler finished and before the push was recorded as handled, a record that never landed), derived from the history; \"duplicate seen\" those after which a push was handled twice: every one must be allowed, or it counts as broken.")
 	for _, sc := range sweepScenarios {
-		t.Run(sc.name, func(t *testing.T) { sw.scenario(t, sc) })
+		if only == nil || slices.Contains(only, sc.name) {
+			t.Run(sc.name, func(t *testing.T) { sw.scenario(t, sc) })
+		}
 	}
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
