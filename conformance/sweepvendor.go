@@ -59,7 +59,8 @@ type pushConfig struct {
 }
 
 // vendor is one process of the vendor's fleet: an openplatform.Component
-// and a core.Conf (the Official Account) over one view of the store. It is
+// and a core.Conf (the Official Account), and in the Pushes scenario a
+// core.Dedup, over one view of the store. It is
 // played in this process (localVendor) or in a child (childVendor).
 type vendor interface {
 	name() string
