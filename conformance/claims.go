@@ -296,6 +296,7 @@ var claimValues = []string{
 	"line\nbreak\ttab\r\x01\x7f",
 	" ",
 	"令牌/🔑",
+	"\x01released", // core.ClaimsOver's mark of a released claim, once
 }
 
 // testClaimValuesKeptWhole tests that claim values of 1 byte and of
