@@ -265,7 +265,7 @@ func runClaimRaceChild(t *testing.T, h Harness, base string) {
 // with its ttl: a child process (the test binary started again) claims a
 // key with claimTTL and is killed with SIGKILL once this process saw the
 // claim held (a Claim here returned the child's value); a probe Claim here
-// then wins within ttl + leaseSlack (plus costMargin times what a Claim
+// then wins within ttl + claimSlack (plus costMargin times what a Claim
 // cost) of the child's claim, and not before its ttl had passed since the
 // child called Claim. Skipped, saying why, under Harness.SingleProcess,
 // and on Windows and Plan 9.
@@ -302,7 +302,7 @@ func testClaimCrashedHolder(t *testing.T, f *fixture) {
 			t.Fatalf("Claim(%q, %q) while the child holds the key = %q, want the child's %q", key, "parent", held, claimCrashValue)
 		}
 		child.kill()
-		deadline := seen.Add(ttl + leaseSlack(f.h.Lease) + costMargin*returned.Sub(probeBegan))
+		deadline := seen.Add(ttl + claimSlack(f.h.Lease) + costMargin*returned.Sub(probeBegan))
 		f.wantClaimGone(c, key, claimCrashValue, "parent", began, ttl, deadline, "a killed holder's claim ends with its ttl")
 		return
 	}

@@ -26,9 +26,10 @@ import (
 // returned before ttl had passed since the claim's writer was called must
 // still see the claim (less claimClockSlack, the precision a store keeps a
 // claim's end to). The upper bound, that an expired claim is gone, is
-// given the generous allowance of the lease checks: ttl + leaseSlack +
-// costMargin times what the claim cost on this machine at that moment,
-// proved by a probe Claim begun after that bound that still lost.
+// given a generous allowance: ttl + claimSlack (the lease checks'
+// leaseSlack and a second more) + costMargin times what the claim cost on
+// this machine at that moment; a probe Claim begun after that bound that
+// still lost fails the check.
 
 // Claim check sizes and times.
 const (
@@ -47,6 +48,13 @@ const (
 	// reads its clock once.
 	claimClockSlack = 10 * time.Millisecond
 )
+
+// claimSlack is how long after its ttl a claim may still be live: the lease
+// checks' leaseSlack (a second, plus half the lease: etcd rounds leases up
+// to whole seconds and expires them on a 500ms tick), and a second more,
+// since a store may also round a claim's ttl up to its own granularity
+// (etcd's claims share leases a whole second longer than their ttl).
+func claimSlack(lease time.Duration) time.Duration { return leaseSlack(lease) + time.Second }
 
 // claimTTL is the short ttl of the expiry checks: the harness lease, and
 // at least a second, since etcd's leases are whole seconds.
@@ -158,7 +166,7 @@ func (f *fixture) wantClaimGone(c core.ClaimStore, key, holder, probe string, cl
 			return false
 		case began.After(deadline):
 			f.t.Errorf("Claim(%q, %q, %v) = %q begun %v after %q's claim with a ttl of %v was made: the claim is still live past its ttl + %v, over the bound of %v (%s)",
-				key, probe, claimLongTTL, held, began.Sub(claimedFrom).Round(time.Millisecond), holder, ttl, leaseSlack(f.h.Lease), deadline.Sub(claimedFrom).Round(time.Millisecond), rule)
+				key, probe, claimLongTTL, held, began.Sub(claimedFrom).Round(time.Millisecond), holder, ttl, claimSlack(f.h.Lease), deadline.Sub(claimedFrom).Round(time.Millisecond), rule)
 			return false
 		}
 		select {
@@ -187,10 +195,10 @@ func (f *fixture) wantClaimHeldUntil(c core.ClaimStore, key, holder, other strin
 }
 
 // expiryDeadline returns the time by which a claim made with ttl by a call
-// that began at began and ended at ended must be gone: ttl + leaseSlack
+// that began at began and ended at ended must be gone: ttl + claimSlack
 // after it ended, plus costMargin times what the call cost.
 func (f *fixture) expiryDeadline(began, ended time.Time, ttl time.Duration) time.Time {
-	return ended.Add(ttl + leaseSlack(f.h.Lease) + costMargin*ended.Sub(began))
+	return ended.Add(ttl + claimSlack(f.h.Lease) + costMargin*ended.Sub(began))
 }
 
 // claimResult is what one caller of a contended Claim got.
@@ -328,7 +336,7 @@ func testClaimValuesKeptWhole(t *testing.T, f *fixture) {
 // claim made with claimTTL (the lease, at least a second) is held right
 // after it was made (another value's Claim returns it), is still held by
 // any Claim that returned before its ttl had passed, and is gone — a probe
-// Claim polling every claimPoll wins — within ttl + leaseSlack (plus
+// Claim polling every claimPoll wins — within ttl + claimSlack (plus
 // costMargin times what the claim cost); a claim made with a ttl of a
 // minute at the same time is still held then.
 func testClaimExpires(t *testing.T, f *fixture) {
@@ -368,7 +376,7 @@ func testClaimExpires(t *testing.T, f *fixture) {
 // probe released it, the former holder's late CompareAndSwapClaim still
 // finds nothing, and a new Claim wins. The same holds on a key nobody
 // claimed again: a holder that stalls until its claim must be gone (ttl +
-// leaseSlack, plus costMargin times what the claim cost, as ClaimExpires
+// claimSlack, plus costMargin times what the claim cost, as ClaimExpires
 // allows) and then calls CompareAndSwapClaim gets false, and a new Claim
 // wins.
 func testClaimNotResurrected(t *testing.T, f *fixture) {
@@ -444,7 +452,7 @@ func testClaimCompareAndSwap(t *testing.T, f *fixture) {
 	}
 
 	// Extension: a claim made with ttl and extended at once to a minute
-	// outlives ttl + leaseSlack, while one made with ttl beside it ends.
+	// outlives ttl + claimSlack, while one made with ttl beside it ends.
 	ttl := f.claimTTL()
 	for round := 1; round <= timingRounds; round++ {
 		ext, ctl := f.key(fmt.Sprintf("extended%d", round)), f.key(fmt.Sprintf("control%d", round))

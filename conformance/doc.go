@@ -38,9 +38,9 @@
 //     check); a claim with the held value returns it; values are kept and
 //     compared whole; CompareAndSwapClaim replaces, extends and deletes
 //     only from the held value; a claim lives for its ttl and is gone
-//     within ttl + leaseSlack (a probe Claim polls until it wins), also
-//     when its holder was killed; an expired claim is never brought back
-//     by its former holder; claims and tokens under one key share nothing
+//     within ttl + 2s + half the lease (a probe Claim polls until it
+//     wins), also when its holder was killed; an expired claim is never
+//     brought back by its former holder; claims and tokens under one key share nothing
 //     and ListKeys never lists a claim (native ClaimStores only: the
 //     emulation keeps claims as tokens); bad arguments and a cancelled ctx
 //     are errors that write nothing.

@@ -226,13 +226,14 @@ var checks = []check{
 //     or deletes it (to ""), after which a Claim wins at once and a second
 //     delete returns false.
 //   - ClaimExpires: a claim with a short ttl is held right after it was made
-//     and gone (a probe Claim wins) within ttl + leaseSlack (1s + half the
-//     lease), not before its ttl; one with a ttl of a minute is still held.
+//     and gone (a probe Claim wins) within ttl + 2s + half the lease (the
+//     lease checks' slack and a second for the store's rounding of ttl),
+//     not before its ttl; one with a ttl of a minute is still held.
 //   - ClaimNotResurrected: once an expired claim's key was claimed again,
 //     its former holder's CompareAndSwapClaim (to a value, to itself, to
 //     "") returns false, nil and changes nothing, also after a release.
 //   - ClaimCrashedHolder: the claim of a holder in another process, killed
-//     with SIGKILL, ends within ttl + leaseSlack; skipped under
+//     with SIGKILL, ends as ClaimExpires says; skipped under
 //     Harness.SingleProcess.
 //   - ClaimsApartFromTokens: a token and a claim under one key share nothing
 //     (Set, Get, Refresh and its lock against Claim and
