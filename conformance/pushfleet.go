@@ -64,6 +64,10 @@ type PushFleetConfig struct {
 	ExpirySlack time.Duration
 	// Timeout bounds the whole run; Default Spread + 2 minutes.
 	Timeout time.Duration
+	// Name names the store in the results row PushFleet logs
+	// (ReportRow, table "Push fleet: every push handled once"). Default
+	// the store's Go type.
+	Name string
 }
 
 func (c PushFleetConfig) normalize(t testing.TB) PushFleetConfig {
@@ -771,11 +775,27 @@ func (f *pfFleet) check(took time.Duration) {
 	for _, o := range slices.Sorted(maps.Keys(c.Outcomes)) {
 		outcomes = append(outcomes, fmt.Sprintf("%d %s", c.Outcomes[o], o))
 	}
+	store := f.cfg.Name
+	if store == "" {
+		store = fmt.Sprintf("%T", f.h.NewStore(t))
+	}
+	ReportRow(t, "Push fleet: every push handled once",
+		Col{"store", store}, Col{"processes", strconv.Itoa(f.cfg.Procs)}, Col{"pushes", strconv.Itoa(c.Pushes)},
+		Col{"deliveries", strconv.Itoa(deliveries)}, Col{"kills", strconv.Itoa(f.kills)},
+		Col{"again after crash", strconv.Itoa(c.Dups["crashed"])}, Col{"again after failure", strconv.Itoa(c.Dups["failed"])},
+		Col{"again, claim lost or unguarded", strconv.Itoa(c.Dups["lost"] + c.Dups["unguarded"])},
+		Col{"again, other", strconv.Itoa(c.Dups["other"])}, Col{"never handled", strconv.Itoa(c.Pushes - c.Handled)},
+		Col{"took", took.Round(100 * time.Millisecond).String()})
 	t.Logf("PushFleet: seed %#x, %d processes, %d pushes (%d messages, %d events, %d same-second event pairs), %d deliveries (%d retries; answers: %s), %d reached their last delivery, %d got no 200 from the fleet; %d kills (%d postponed, %d spared), %d handlers started, %d pushes handled; handled again: %d after crashes, %d after failures, %d after lost claims, %d unguarded, %d other; took %v",
 		f.cfg.Seed, f.cfg.Procs, c.Pushes, messages, events, pairs, deliveries, retries, strings.Join(outcomes, ", "),
 		lastDelivery, noAnswer, f.kills, f.postpone, f.spared, c.Starts, c.Handled,
 		c.Dups["crashed"], c.Dups["failed"], c.Dups["lost"], c.Dups["unguarded"], c.Dups["other"], took.Round(100*time.Millisecond))
-	for _, o := range slices.Sorted(maps.Keys(f.other)) {
+	const maxOther = 8
+	for i, o := range slices.Sorted(maps.Keys(f.other)) {
+		if i == maxOther {
+			t.Logf("PushFleet: … and %d more kinds of Dedup events", len(f.other)-maxOther)
+			break
+		}
 		if o == "unguarded store" {
 			t.Logf("PushFleet: %d processes warned that the store does not implement core.ClaimStore: claims are emulated (core.ClaimsOver)", f.other[o])
 			continue

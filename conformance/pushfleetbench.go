@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -139,6 +140,10 @@ func BenchmarkPushFleet(b *testing.B, h Harness, procs int) {
 	b.ReportMetric(float64(dups), "duplicates")
 	b.ReportMetric(float64(retries.Load()), "retries")
 	b.ReportMetric(0, "ns/op")
+	ReportRow(b, "Push fleet throughput",
+		Col{"store", fmt.Sprintf("%T", h.NewStore(b))}, Col{"processes", strconv.Itoa(procs)},
+		Col{"pushes/s", strconv.Itoa(int(float64(total) / elapsed.Seconds()))}, Col{"pushes", strconv.Itoa(total)},
+		Col{"duplicates", strconv.Itoa(dups)}, Col{"retries", strconv.FormatInt(retries.Load(), 10)})
 	if dups != 0 || handled != total || failed.Load() != 0 {
 		b.Errorf("BenchmarkPushFleet: %d pushes, %d handled, %d extra handlers (pushes handled more than once), %d never answered 200", total, handled, dups, failed.Load())
 	}

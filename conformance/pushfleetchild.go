@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,7 +254,7 @@ func (h pfLogHandler) WithAttrs([]slog.Attr) slog.Handler           { return h }
 func (h pfLogHandler) WithGroup(string) slog.Handler                { return h }
 
 func (h pfLogHandler) Handle(ctx context.Context, r slog.Record) error {
-	var name, detail string
+	var name, detail, errText string
 	switch r.Message {
 	case core.EventPushClaimLost:
 		name = "claim_lost"
@@ -263,8 +264,11 @@ func (h pfLogHandler) Handle(ctx context.Context, r slog.Record) error {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "stage" || a.Key == "op" {
+		switch a.Key {
+		case "stage", "op":
 			detail = a.Value.String()
+		case "error":
+			errText = a.Value.String()
 		}
 		return true
 	})
@@ -272,9 +276,17 @@ func (h pfLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	if d := deliveryOf(ctx); d != nil {
 		push, delivery = d.push, d.delivery
 	}
+	if errText != "" && push >= 0 {
+		// The store's error, for the parent's summary (one line per kind).
+		h.out.line(pfEvent, -1, -1, name, detail, "error:", pfQuoted.ReplaceAllString(strings.ReplaceAll(errText, "\n", " "), `"…"`))
+	}
 	h.out.line(pfEvent, push, delivery, name, detail)
 	return nil
 }
+
+// pfQuoted matches the quoted parts of a store error (the claim's key), so
+// that the errors of many pushes read as one kind.
+var pfQuoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 
 // runPushFleetChild plays one process of the fleet: it serves the three
 // endpoints on 127.0.0.1, prints its port, and serves until the parent
