@@ -1,6 +1,12 @@
 package conformance_test
 
 import (
+	"bytes"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
 	"strings"
 	"testing"
 
@@ -84,5 +90,47 @@ func TestPushHistoryChecker(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// pushLocalEnv makes TestPushFleetLocalClaimsChild run.
+const pushLocalEnv = "WECHATCONF_CONFORMANCE_PUSH_LOCAL"
+
+// pushLocal is one MemoryStore per process, declared (wrongly) as a shared
+// backend: claims that only work inside one process, what an in-process
+// duplicate checker does.
+var pushLocal = core.NewMemoryStore(core.WithLease(testLease))
+
+// TestPushFleetLocalClaimsChild runs PushFleet on per-process stores; it
+// is run in a child process by TestPushFleetCatchesProcessLocalClaims.
+func TestPushFleetLocalClaimsChild(t *testing.T) {
+	if os.Getenv(pushLocalEnv) == "" {
+		t.Skipf("runs only as the child of TestPushFleetCatchesProcessLocalClaims (%s not set)", pushLocalEnv)
+	}
+	conformance.PushFleet(t, conformance.Harness{
+		NewStore: func(testing.TB) core.TokenStore { return pushLocal },
+		Lease:    testLease,
+	}, pushLocalFleet)
+}
+
+// pushLocalFleet is a small fleet: 4 processes, 60 pushes over 5 s, no
+// kills. About 12 of its handlers are slower than WeChat's timeout, and
+// each of their retries reaches another process (whose claims know
+// nothing of the first) with probability 3/4: that none does has odds of
+// about (1/4)^12.
+var pushLocalFleet = conformance.PushFleetConfig{Procs: 4, Pushes: 60, Spread: 5 * time.Second, Kills: -1, Seed: 0x5eed}
+
+// TestPushFleetCatchesProcessLocalClaims tests PushFleet itself: claims
+// that only work inside one process must fail it, with pushes handled
+// again after a handler that finished.
+func TestPushFleetCatchesProcessLocalClaims(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPushFleetLocalClaimsChild$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), pushLocalEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("PushFleet passed process-local claims; want a failure. Output:\n%s", out)
+	}
+	if want := "handled again after a handler that finished (rule b)"; !bytes.Contains(out, []byte(want)) {
+		t.Fatalf("PushFleet on process-local claims: want the report %q. Output:\n%s", want, out)
 	}
 }
