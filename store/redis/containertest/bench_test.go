@@ -23,10 +23,3 @@ func BenchmarkCluster(b *testing.B) {
 	conformance.Benchmark(b, harness(func() redis.UniversalClient { return newClusterClient(addrs) },
 		clusterAddrsEnv+"="+strings.Join(addrs, ",")))
 }
-
-// BenchmarkPushFleet measures how many pushes per second 8 processes on
-// one Redis server handle, each once (conformance.BenchmarkPushFleet).
-func BenchmarkPushFleet(b *testing.B) {
-	addr := standaloneAddr(b)
-	conformance.BenchmarkPushFleet(b, harness(func() redis.UniversalClient { return newClient(addr) }, addrEnv+"="+addr), 8)
-}

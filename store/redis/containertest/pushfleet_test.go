@@ -18,3 +18,10 @@ func TestPushFleet(t *testing.T) {
 	h := harness(func() redis.UniversalClient { return newClient(addr) }, addrEnv+"="+addr)
 	conformance.PushFleet(t, h, conformance.PushFleetConfig{})
 }
+
+// BenchmarkPushFleet measures how many pushes per second 8 processes on
+// one Redis server handle, each once (conformance.BenchmarkPushFleet).
+func BenchmarkPushFleet(b *testing.B) {
+	addr := standaloneAddr(b)
+	conformance.BenchmarkPushFleet(b, harness(func() redis.UniversalClient { return newClient(addr) }, addrEnv+"="+addr), 8)
+}
