@@ -800,7 +800,7 @@ func (f *pfFleet) check(took time.Duration) {
 			t.Logf("PushFleet: %d processes warned that the store does not implement core.ClaimStore: claims are emulated (core.ClaimsOver)", f.other[o])
 			continue
 		}
-		t.Logf("PushFleet: %d processes logged Dedup event %q", f.other[o], o)
+		t.Logf("PushFleet: Dedup event %q logged %d times", o, f.other[o])
 	}
 	for _, e := range f.spawnErr {
 		t.Error(e)
