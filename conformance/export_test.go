@@ -22,3 +22,17 @@ func init() {
 		watchdogTimeout = func(time.Duration) time.Duration { return d }
 	}
 }
+
+// PFLine is a PushFleet history line, for the checker's tests.
+type PFLine = pfLine
+
+// NewPFLine returns a history line.
+func NewPFLine(proc int, ts int64, kind string, push, delivery int, arg string) PFLine {
+	return pfLine{proc: proc, ts: ts, kind: kind, push: push, delivery: delivery, arg: arg}
+}
+
+// CheckPushHistory is checkPushHistory, with the duplicates by cause.
+func CheckPushHistory(pushes int, lines []PFLine, killed map[int]bool) (dups map[string]int, violations []string) {
+	c, bad := checkPushHistory(pushes, lines, killed)
+	return c.Dups, bad
+}
