@@ -571,8 +571,8 @@ func testClaimsApartFromTokens(t *testing.T, f *fixture) {
 // core.CheckClaim refuses, with an error, writing nothing: a key
 // core.ValidateKey refuses (empty, NUL, invalid UTF-8, longer than
 // core.MaxKeyLen); a value (Claim's, and CompareAndSwapClaim's old and
-// new) that is empty (except the new value, where "" deletes), holds NUL
-// or is longer than core.MaxClaimValueLen; a ttl under a millisecond
+// new) that is empty (except the new value, where "" deletes), holds NUL,
+// is not valid UTF-8 or is longer than core.MaxClaimValueLen; a ttl under a millisecond
 // (except for a delete); and that both, called with a cancelled ctx, fail
 // with an error wrapping context.Canceled and write nothing.
 func testClaimArguments(t *testing.T, f *fixture) {
@@ -599,6 +599,7 @@ func testClaimArguments(t *testing.T, f *fixture) {
 	badClaims := []claimArgs{
 		{"", claimLongTTL, "an empty value"},
 		{"nul\x00value", claimLongTTL, "a value holding NUL"},
+		{"bad-utf8-\xff", claimLongTTL, "a value that is not valid UTF-8"},
 		{tooLong, claimLongTTL, fmt.Sprintf("a value longer than %d bytes", core.MaxClaimValueLen)},
 		{"v", 0, "a zero ttl"},
 		{"v", time.Millisecond - 1, "a ttl under a millisecond"},
@@ -621,6 +622,7 @@ func testClaimArguments(t *testing.T, f *fixture) {
 		{"nul\x00", "new", claimLongTTL, "an old value holding NUL"},
 		{tooLong, "new", claimLongTTL, fmt.Sprintf("an old value longer than %d bytes", core.MaxClaimValueLen)},
 		{"holder", "nul\x00", claimLongTTL, "a new value holding NUL"},
+		{"holder", "bad-utf8-\xff", claimLongTTL, "a new value that is not valid UTF-8"},
 		{"holder", tooLong, claimLongTTL, fmt.Sprintf("a new value longer than %d bytes", core.MaxClaimValueLen)},
 		{"holder", "new", 0, "a zero ttl"},
 		{"holder", "new", time.Millisecond - 1, "a ttl under a millisecond"},

@@ -14,18 +14,18 @@ import (
 // directory through ChildEnv.
 func TestSweepFileStore(t *testing.T) { conformance.Sweep(t, fileHarness(true)(t)) }
 
-// claimingStore is a TokenStore that implements core.ClaimStore with
+// nativeClaimsView is a TokenStore that implements core.ClaimStore with
 // core.ClaimsOver over itself: to the sweep, whose fault injector wraps
 // the store's calls, each Claim and CompareAndSwapClaim is one call, as a
 // native ClaimStore's, while the claims live in the shared directory.
-type claimingStore struct {
+type nativeClaimsView struct {
 	core.TokenStore
 	core.ClaimStore
 }
 
 // TestSweepFileStoreClaimStore runs the sweep's Pushes scenario on the
 // directory-backed store with claims the Dedup sees as native (see
-// claimingStore), so that the kill mode tries a kill right after every
+// nativeClaimsView), so that the kill mode tries a kill right after every
 // Claim and CompareAndSwapClaim, as it does on a store with a native
 // ClaimStore; TestSweepFileStore plays the emulated path.
 func TestSweepFileStoreClaimStore(t *testing.T) {
@@ -33,7 +33,7 @@ func TestSweepFileStoreClaimStore(t *testing.T) {
 	newStore := h.NewStore
 	h.NewStore = func(t testing.TB) core.TokenStore {
 		s := newStore(t)
-		return claimingStore{TokenStore: s, ClaimStore: core.ClaimsOver(s)}
+		return nativeClaimsView{TokenStore: s, ClaimStore: core.ClaimsOver(s)}
 	}
 	conformance.SweepScenarios(t, h, "Pushes")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ClaimStore is implemented by a TokenStore that keeps claims natively: a
@@ -21,8 +22,8 @@ import (
 //
 // Claim keys obey ValidateKey, as token keys do, and live apart from them:
 // a claim and a token under the same key share nothing, and ListKeys never
-// lists a claim. Values are non-empty strings of at most MaxClaimValueLen
-// bytes without NUL, compared whole. ttl is at least a millisecond; a store
+// lists a claim. Values are non-empty UTF-8 strings of at most
+// MaxClaimValueLen bytes without NUL, compared whole. ttl is at least a millisecond; a store
 // may round it up to its own granularity (etcd leases are whole seconds)
 // but never down. A claim is live from the moment it is written until ttl
 // has passed on the store's own clock (the Redis or PostgreSQL server's,
@@ -73,6 +74,8 @@ func CheckClaim(ctx context.Context, key, value string, ttl time.Duration, allow
 		return fmt.Errorf("claim value of %d bytes is longer than %d", len(value), MaxClaimValueLen)
 	case strings.IndexByte(value, 0) >= 0:
 		return errors.New("claim value contains NUL")
+	case !utf8.ValidString(value):
+		return errors.New("claim value is not valid UTF-8")
 	case ttl < time.Millisecond:
 		return fmt.Errorf("claim time to live %v is shorter than a millisecond", ttl)
 	}
