@@ -274,6 +274,11 @@ func TestSentinelFailover(t *testing.T) {
 			t.Errorf("a worker ends with the revoked token")
 		}
 	}
+
+	// Claims through Sentinel, on the promoted master.
+	t.Run("ClaimsAfterFailover", func(t *testing.T) {
+		testClaims(t, func() redis.UniversalClient { return newFailoverClient(rs) })
+	})
 }
 
 func allFresh(ws []*sentinelProc) bool {
