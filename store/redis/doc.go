@@ -186,9 +186,9 @@
 //     same step as a script (one round trip too, an EVALSHA), for every
 //     later Claim. BenchmarkClaim in store/redis/containertest measures a
 //     Claim against the client's raw SET NX PX on the same server in the
-//     same run, interleaved: ×0.95 to ×1.09 over runs on a loaded 2-core
-//     machine (Redis 7.0 in Docker on the loopback), where raw against raw
-//     spreads by ±5%. What a Claim adds is the key hashing and go-redis's
+//     same run, interleaved: ×0.82 to ×1.09 over 8 runs (×0.97 and ×0.98
+//     over all of them) on a 2-core machine at a load average of 10 to 28
+//     (Redis 7.0 in Docker on the loopback). What a Claim adds is the key hashing and go-redis's
 //     handling of the nil reply that means "won" (32 allocations a call,
 //     against 9 for the raw SET NX PX; 30 for the same SET … GET sent
 //     raw), a few microseconds against a round trip.
