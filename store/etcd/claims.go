@@ -148,8 +148,8 @@ func isReady(l *claimLease) bool {
 	}
 }
 
-// done gives back a lease leaseFor returned; wrote says a claim was written
-// on it. A retired lease that nobody uses and no claim was written on is
+// done gives back a lease leaseFor returned; wrote says a claim was (or
+// may have been) written on it. A retired lease that nobody uses and no claim was written on is
 // revoked in the background.
 func (s *Store) done(ctx context.Context, l *claimLease, wrote bool) {
 	s.claims.mu.Lock()
@@ -223,14 +223,16 @@ func (s *Store) claim(ctx context.Context, key, value string, ttl time.Duration)
 			Else(clientv3.OpGet(ck)).
 			Commit()
 		if err != nil {
-			s.done(ctx, l, false)
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) && attempt == 0 {
 				// The lease ended early (revoked from outside, or this
 				// process was paused past it): nothing was written; once
 				// more on a new lease.
+				s.done(ctx, l, false)
 				s.retire(ctx, l)
 				continue
 			}
+			// The claim may have landed: its lease must not be revoked.
+			s.done(ctx, l, true)
 			return "", err
 		}
 		s.done(ctx, l, resp.Succeeded)
@@ -293,11 +295,12 @@ func (s *Store) swapClaim(ctx context.Context, key, old, value string, ttl time.
 		}
 		resp, err := s.cli.Txn(ctx).If(same).Then(clientv3.OpPut(ck, value, clientv3.WithLease(l.id))).Commit()
 		if err != nil {
-			s.done(ctx, l, false)
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) && attempt == 0 {
+				s.done(ctx, l, false)
 				s.retire(ctx, l)
 				continue
 			}
+			s.done(ctx, l, true) // the swap may have landed
 			return false, err
 		}
 		s.done(ctx, l, resp.Succeeded)
