@@ -29,9 +29,25 @@
 //     store, honours ctx, and lists every key exactly once while other
 //     store values write. A store that does not list has these checks
 //     skipped, with that reason.
+//   - claims (core.ClaimStore), on every store: on the store's own
+//     ClaimStore when it implements one, else on core.ClaimsOver(store),
+//     the emulation over Refresh that core.ClaimStoreFor gives it (each
+//     check logs which, so the emulation is proved on every store without
+//     one). Exactly one of many concurrent claimers wins, on several store
+//     values and across OS processes (child processes, as for the crash
+//     check); a claim with the held value returns it; values are kept and
+//     compared whole; CompareAndSwapClaim replaces, extends and deletes
+//     only from the held value; a claim lives for its ttl and is gone
+//     within ttl + 2s + half the lease (a probe Claim polls until it
+//     wins), also when its holder was killed; an expired claim is never
+//     brought back by its former holder; claims and tokens under one key share nothing
+//     and ListKeys never lists a claim (native ClaimStores only: the
+//     emulation keeps claims as tokens); bad arguments and a cancelled ctx
+//     are errors that write nothing.
 //
 // Benchmark measures Get, Set and Refresh on its fast path, its fetch path
-// and under contention, and ListKeys over 10,000 keys.
+// and under contention, a Claim that wins and one that loses (with the store
+// calls a claim makes), and ListKeys over 10,000 keys.
 //
 // ProcessHerd is the fleet check, run from a test of its own: several OS
 // processes (the test binary started again, like the crash check's child)
@@ -132,6 +148,12 @@
 // instead of starting one of their own. A store without a backend another
 // process can reach declares it with Harness.SingleProcess; the check is then
 // skipped with that reason. It is also skipped on Windows and Plan 9.
+//
+// ClaimOneWinnerAcrossProcesses and ClaimCrashedHolder start the test binary
+// the same way, with variables of their own: three children that claim
+// keys together with the parent and report what they got on stdout, and a
+// child that claims a key and is killed with SIGKILL. They need the same
+// ChildEnv, and are skipped under Harness.SingleProcess.
 //
 // # Reading failures
 //

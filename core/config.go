@@ -111,6 +111,12 @@ type Config struct {
 	// replay (msgcrypt.ErrTimestamp). Default DefaultTimestampWindow
 	// (5 minutes); a negative value disables the check.
 	TimestampWindow time.Duration
+	// Dedup, if set, makes HandleMessage and MessageHandler handle each
+	// push once across the fleet: WeChat's retries of a push whose
+	// handler finished, or is still running, start no second handler
+	// (see Dedup and the package documentation, "Pushes, once"). Build it
+	// with NewDedup over the fleet's store. nil handles every delivery.
+	Dedup *Dedup
 
 	// Initial values (the seed's way 1): written to the store when it holds
 	// nothing newer, on first use. Read them back with AccessToken,

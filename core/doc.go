@@ -313,5 +313,37 @@
 // signs a page for wx.config with the jsapi_ticket the Conf keeps valid.
 // Package msgcrypt has the cryptography alone.
 //
+// # Pushes, once
+//
+// WeChat re-sends a push it got no answer to within 5 s, three times,
+// and behind a load balancer each delivery may reach another instance.
+// A Dedup (NewDedup, over the fleet's store) makes "handled once" a
+// property of the fleet: give it to Config.Dedup and serve the URL with
+// MessageHandler (or call HandleMessage from any framework); WeCom's
+// wecom.CallbackConfig.Dedup and Open Platform's openplatform.Config.Dedup
+// take the same value.
+//
+// Each delivery claims the push (PushKey: the MsgId of a message; the
+// sender, CreateTime, event and content of an event) in the store, with a
+// lease (DedupConfig.Lease, 3 s) the running handler renews. A handler
+// that returns nil records the push as handled for DedupConfig.Remember (5
+// minutes): later deliveries answer "success" and run nothing. One that
+// fails, panics or dies frees the push — at once, or when its lease runs
+// out — so that WeChat's next delivery runs it again. A delivery that
+// finds a handler running waits for it (DedupConfig.Wait, 5 s) and then
+// answers "success" if it finished, runs the push if it failed, or
+// answers 503 if it is still running — never "success" for a push that
+// might yet be lost. A handler that takes longer than WeChat waits should
+// answer nil and reply later through the customer-service API
+// (客服消息); its context is not ended by WeChat hanging up.
+//
+// When the store fails, DedupConfig.FailClosed decides: false (the
+// default) handles the push anyway, so nothing is lost but it may be
+// handled twice; true answers 503, so that WeChat retries, and a push is
+// lost if the store is down for all its deliveries. The claims are the
+// store's ClaimStore (every store in this project implements it); a
+// custom store without it gets ClaimsOver's emulation over its Refresh
+// lock. See Dedup for the guarantee's exact terms and limits.
+//
 // Package wxtest simulates the WeChat API for tests and demos.
 package core

@@ -125,6 +125,28 @@ const (
 	// first retry), "delay", "error", and "platform" when the API has one
 	// (APIConfig.Platform).
 	EventRetry = "wechatconf.retry"
+
+	// The events of a Dedup (pushes handled once across the fleet). Each
+	// carries "key", the push's claim key (no credential: a push key is
+	// the account, and the MsgId or the sender's OpenID and CreateTime).
+
+	// EventPushSkipped (Debug): a delivery of a push started no handler.
+	// Attribute "outcome": "duplicate" (handled already) or "in_progress"
+	// (another handler still held it at the end of DedupConfig.Wait).
+	EventPushSkipped = "wechatconf.push_skipped"
+	// EventPushUnguarded (Warn): the store failed on a claim. Attributes
+	// "op", "error", "fail_closed" (bool): false, the push was handled
+	// without a claim (it may be handled twice); true, it was refused
+	// (WeChat retries). Logged once, with op "store", when the store does
+	// not implement ClaimStore and claims are emulated (ClaimsOver).
+	EventPushUnguarded = "wechatconf.push_unguarded"
+	// EventPushClaimLost (Warn): a handler's claim was lost, so the push
+	// may be handled twice. Attribute "stage": "handling" (the claim ran
+	// out or was taken while the handler ran: its context ended with
+	// ErrClaimLost), "recording" (the push could not be recorded as
+	// handled), "releasing" (a failed handler's claim could not be
+	// released: the lease frees it); "error" when a store call failed.
+	EventPushClaimLost = "wechatconf.push_claim_lost"
 )
 
 // reasonName is the "reason" attribute of why.

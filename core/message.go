@@ -56,6 +56,9 @@ type Message struct {
 	CreateTime   int64  // Unix seconds
 	MsgType      string // text, image, voice, video, location, link, event…
 	Event        string // for MsgType event: subscribe, CLICK, …
+	// MsgID is a message's MsgId, a 64-bit integer in decimal; "" for an
+	// event. WeChat's retries of a message carry the same one.
+	MsgID string
 
 	conf    *Conf
 	crypter *msgcrypt.Crypter // the key that decrypted the push
@@ -69,6 +72,7 @@ type messageHeader struct {
 	CreateTime   int64  `xml:"CreateTime"`
 	MsgType      string `xml:"MsgType"`
 	Event        string `xml:"Event"`
+	MsgID        string `xml:"MsgId"`
 	Encrypt      string `xml:"Encrypt"`
 }
 
@@ -214,7 +218,7 @@ func (c *Conf) decryptPush(query url.Values, enc string) (plain []byte, used *ms
 func (c *Conf) newMessage(plain []byte, h messageHeader, used *msgcrypt.Crypter, previous bool) *Message {
 	return &Message{
 		XML: plain, Encrypted: used != nil, PreviousKey: previous,
-		ToUserName: h.ToUserName, FromUserName: h.FromUserName, CreateTime: h.CreateTime, MsgType: h.MsgType, Event: h.Event,
+		ToUserName: h.ToUserName, FromUserName: h.FromUserName, CreateTime: h.CreateTime, MsgType: h.MsgType, Event: h.Event, MsgID: h.MsgID,
 		conf: c, crypter: used,
 	}
 }

@@ -19,15 +19,23 @@ type jsonHeader struct {
 	CreateTime   flexInt64 `json:"CreateTime"`
 	MsgType      string    `json:"MsgType"`
 	Event        string    `json:"Event"`
+	MsgID        flexInt64 `json:"MsgId"`
 	Encrypt      string    `json:"Encrypt"`
 }
 
 func (h jsonHeader) messageHeader() messageHeader {
-	return messageHeader{ToUserName: h.ToUserName, FromUserName: h.FromUserName, CreateTime: int64(h.CreateTime), MsgType: h.MsgType, Event: h.Event}
+	return messageHeader{ToUserName: h.ToUserName, FromUserName: h.FromUserName, CreateTime: int64(h.CreateTime), MsgType: h.MsgType, Event: h.Event, MsgID: h.msgID()}
+}
+
+func (h jsonHeader) msgID() string {
+	if h.MsgID == 0 {
+		return ""
+	}
+	return strconv.FormatInt(int64(h.MsgID), 10)
 }
 
 // flexInt64 reads a JSON number or a string holding a decimal integer, as
-// CreateTime may come either way.
+// CreateTime and MsgId may come either way.
 type flexInt64 int64
 
 func (n *flexInt64) UnmarshalJSON(b []byte) error {
@@ -45,7 +53,7 @@ func (n *flexInt64) UnmarshalJSON(b []byte) error {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return fmt.Errorf("CreateTime %.20q is not an integer", s)
+		return fmt.Errorf("%.20q is not an integer", s)
 	}
 	*n = flexInt64(v)
 	return nil

@@ -185,6 +185,13 @@ type Config struct {
 	// dropped (and rebuilt from the store when asked for again). Durable
 	// state is never dropped. Default DefaultMaxAuthorizers.
 	MaxAuthorizers int
+	// Dedup, if set, makes HandleMessage and MessageHandler handle each
+	// authorizer's push once across the fleet (core.Dedup; build it with
+	// core.NewDedup over the fleet's store). nil handles every delivery.
+	// The authorization event URL's pushes (HandleEvent) need none: they
+	// are applied in CreateTime order, and applying one twice changes
+	// nothing.
+	Dedup *core.Dedup
 }
 
 // String describes c without its secrets.
@@ -275,7 +282,7 @@ func New(cfg Config) (*Component, error) {
 		if c.msgs, err = core.New(core.Config{
 			AppID: cfg.AppID, Token: cfg.Token, EncodingAESKey: cfg.EncodingAESKey, PreviousEncodingAESKey: cfg.PreviousEncodingAESKey,
 			Store: cfg.Store, KeyPrefix: cfg.KeyPrefix + "/open", BaseURL: cfg.BaseURL, Now: cfg.Now, Logger: cfg.Logger,
-			Platform: core.PlatformOpenPlatformComponent,
+			Platform: core.PlatformOpenPlatformComponent, Dedup: cfg.Dedup,
 		}); err != nil {
 			return nil, err
 		}

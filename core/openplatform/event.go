@@ -225,6 +225,44 @@ func (c *Component) ReadMessage(query url.Values, body io.Reader) (*core.Message
 	return c.msgs.ReadMessage(query, body)
 }
 
+// HandleMessage runs h for an authorizer's push m (from ReadMessage), once
+// across the fleet when Config.Dedup is set: core.Conf.HandleMessage,
+// keyed by the authorizer's account (m.ToUserName, its original ID) and
+// the push's MsgId or event key (core.PushKey).
+func (c *Component) HandleMessage(ctx context.Context, m *core.Message, h core.MessageHandlerFunc) ([]byte, core.PushOutcome, error) {
+	if c.msgs == nil {
+		return nil, core.PushFailed, wrap("HandleMessage", errors.New("openplatform.Config.Token and EncodingAESKey are required to receive messages"))
+	}
+	return c.msgs.HandleMessage(ctx, m, h)
+}
+
+// MessageHandler returns the http.Handler of the message URL
+// (消息与事件接收URL, with $APPID$ in its path): each POST is read with
+// ReadMessage and handled with HandleMessage, answered with the outcome's
+// HTTPStatus and body (400 for a push that does not verify). h's context
+// is not ended by WeChat hanging up after 5 s.
+func (c *Component) MessageHandler(h core.MessageHandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		body, err := msgcrypt.RequestBody(r, msgcrypt.DefaultMaxMessageBytes)
+		if err != nil {
+			http.Error(w, "bad push", http.StatusBadRequest)
+			return
+		}
+		m, err := c.ReadMessage(r.URL.Query(), body)
+		if err != nil {
+			http.Error(w, "bad push", http.StatusBadRequest)
+			return
+		}
+		reply, outcome, err := c.HandleMessage(context.WithoutCancel(r.Context()), m, h)
+		core.ServePush(w, reply, outcome, err)
+	})
+}
+
 // wrap returns "wechatconf: openplatform: <op>: <err>", one prefix per
 // chain.
 func wrap(op string, err error) error { return &opError{op: op, err: err} }

@@ -67,3 +67,34 @@ func ExampleNew() {
 	// merchant API call: true
 	// durable: wechatconf/open/wxcomponent000001/wxmerchant000001/authorizer_refresh_token
 }
+
+// The message URL (消息与事件接收URL, "/$APPID$/callback") of a component
+// that receives its authorizers' messages, each handled once across the
+// fleet: a Dedup over the fleet's store in Config.Dedup.
+func ExampleComponent_MessageHandler() {
+	store := core.NewMemoryStore() // Redis, PostgreSQL, etcd: shared by the fleet
+	dedup, err := core.NewDedup(core.DedupConfig{Store: store})
+	if err != nil {
+		panic(err)
+	}
+	component, err := openplatform.New(openplatform.Config{
+		AppID:          "wxcomponent000001",
+		AppSecret:      core.NewSecret("the-component-secret"),
+		Token:          core.NewSecret("pushToken"),
+		EncodingAESKey: core.NewSecret("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
+		Store:          store,
+		Dedup:          dedup,
+	})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/{appid}/callback", component.MessageHandler(func(ctx context.Context, m *core.Message) ([]byte, error) {
+		// m.ToUserName is the authorizer's original ID (gh_…); the
+		// path's {appid} names it too (r.PathValue in a handler of your own).
+		return nil, nil // "success"
+	}))
+	fmt.Println("ready")
+	// Output:
+	// ready
+}

@@ -1,6 +1,7 @@
 package wecom
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -76,6 +77,13 @@ type CallbackConfig struct {
 	// Now is the clock that judges timestamps and stamps replies; nil
 	// means time.Now. Tests set it to replay recorded callbacks.
 	Now func() time.Time `json:"-"`
+
+	// Dedup, if set, makes HandleMessage and Handler handle each callback
+	// once across the fleet: WeCom's retries of a callback whose handler
+	// finished, or is still running, start no second handler
+	// (core.Dedup; build it with core.NewDedup over the fleet's store).
+	// nil handles every delivery.
+	Dedup *core.Dedup `json:"-"`
 }
 
 // Callback receives the callbacks of one WeCom app: it answers the URL
@@ -90,6 +98,7 @@ type Callback struct {
 	keys      msgcrypt.Keyring // the token, the keys and the timestamp window
 	maxBytes  int64
 	now       func() time.Time
+	dedup     *core.Dedup
 }
 
 // NewCallback checks cfg and returns its Callback. It fails if Token,
@@ -127,7 +136,7 @@ func newCallback(cfg CallbackConfig) (*Callback, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CallbackConfig.EncodingAESKey: %w", err)
 	}
-	c := &Callback{receiveID: rid, maxBytes: cfg.MaxMessageBytes, now: cfg.Now}
+	c := &Callback{receiveID: rid, maxBytes: cfg.MaxMessageBytes, now: cfg.Now, dedup: cfg.Dedup}
 	c.keys = msgcrypt.Keyring{Current: cur, Window: cfg.TimestampWindow}
 	if !cfg.PreviousEncodingAESKey.IsZero() {
 		if c.keys.Previous, err = msgcrypt.New(cfg.Token.Reveal(), cfg.PreviousEncodingAESKey.Reveal(), rid); err != nil {
@@ -178,6 +187,9 @@ type Message struct {
 	CreateTime   int64  // Unix seconds
 	MsgType      string // text, image, voice, video, location, link, event…
 	Event        string // for MsgType event: subscribe, enter_agent, click, change_contact…
+	// MsgID is a message's MsgId (decimal); "" for an event. WeCom's
+	// retries of a message carry the same one.
+	MsgID string
 	// AgentID is the app the callback is for, from the decrypted XML; 0
 	// for callbacks without one (the contact-change events). The
 	// <AgentID> of the encrypted envelope is not signed and is ignored.
@@ -196,6 +208,7 @@ type cbHeader struct {
 	MsgType      string   `xml:"MsgType"`
 	Event        string   `xml:"Event"`
 	AgentID      int64    `xml:"AgentID"`
+	MsgID        string   `xml:"MsgId"`
 }
 
 // VerifyURL answers WeCom's URL verification, the GET request it sends
@@ -278,7 +291,7 @@ func (c *Callback) readMessage(query url.Values, body io.Reader) (*Message, erro
 	}
 	return &Message{
 		XML: plain, PreviousKey: previous,
-		ToUserName: h.ToUserName, FromUserName: h.FromUserName, CreateTime: h.CreateTime, MsgType: h.MsgType, Event: h.Event, AgentID: h.AgentID,
+		ToUserName: h.ToUserName, FromUserName: h.FromUserName, CreateTime: h.CreateTime, MsgType: h.MsgType, Event: h.Event, AgentID: h.AgentID, MsgID: h.MsgID,
 		now: c.now, key: used,
 	}, nil
 }
@@ -308,6 +321,66 @@ func (m *Message) Reply(plaintextXML []byte) ([]byte, error) {
 		return nil, cbWrap(err, "wecom: reply")
 	}
 	return out, nil
+}
+
+// PushKey returns the key m is de-duplicated by: core.PushKey of its
+// account — the CorpID (ToUserName) and the AgentID — and its MsgId or,
+// for an event, its FromUserName, CreateTime, Event and a hash of its
+// plaintext: an event's own content tells it apart, so that the many
+// change_contact events WeCom sends from "sys" in one second are never
+// taken for one.
+func (m *Message) PushKey() string {
+	account := m.ToUserName + "/" + strconv.FormatInt(m.AgentID, 10)
+	return core.PushKey(account, m.MsgID, m.FromUserName, m.CreateTime, m.Event, m.XML)
+}
+
+// HandlerFunc handles one callback: it returns the plaintext reply XML,
+// or nil or "success" for none. With CallbackConfig.Dedup it runs once
+// per callback across the fleet, and its ctx ends when its claim is lost
+// (context.Cause is core.ErrClaimLost). A handler that needs longer than
+// WeCom's 5 s answers nil and sends its answer later through the message
+// API (发送应用消息).
+type HandlerFunc func(ctx context.Context, m *Message) (reply []byte, err error)
+
+// HandleMessage runs h for the callback m (from ReadMessage or
+// ParseMessage), once across the fleet when CallbackConfig.Dedup is set
+// (core.Dedup.Do, by m.PushKey), and returns the body to answer WeCom with
+// — m.Reply of h's reply, or "success" for a duplicate — and the outcome,
+// whose HTTPStatus is the status to answer with (see core.HandlePush).
+func (c *Callback) HandleMessage(ctx context.Context, m *Message, h HandlerFunc) ([]byte, core.PushOutcome, error) {
+	return core.HandlePush(ctx, c.dedup, m.PushKey(), func(ctx context.Context) ([]byte, error) {
+		reply, err := h(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		return m.Reply(reply)
+	})
+}
+
+// Handler returns the http.Handler of the callback URL: a GET is the URL
+// verification (VerifyURL), a POST a callback (ParseMessage, then
+// HandleMessage with h), answered with the outcome's HTTPStatus and body;
+// one that does not verify is answered 400. h's context is not ended by
+// WeCom hanging up after 5 s.
+func (c *Callback) Handler(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			echo, err := c.VerifyURL(r.URL.Query())
+			core.ServePush(w, []byte(echo), core.PushHandled, err)
+		case http.MethodPost:
+			m, err := c.ParseMessage(r)
+			if err != nil {
+				http.Error(w, "bad callback", http.StatusBadRequest)
+				return
+			}
+			body, outcome, err := c.HandleMessage(context.WithoutCancel(r.Context()), m, h)
+			core.ServePush(w, body, outcome, err)
+		default:
+			w.Header().Set("Allow", "GET, POST")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		}
+	})
 }
 
 // CallbackError is the error of every Callback operation that fails, and

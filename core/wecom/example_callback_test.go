@@ -1,6 +1,7 @@
 package wecom_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log"
@@ -148,6 +149,36 @@ func ExampleCallbackConfig() {
 	s := fmt.Sprintf("%+v", server{cfg, ":8080"})
 	fmt.Println(strings.Contains(s, sampleToken), strings.Contains(s, sampleKey))
 	// Output:
-	// {Token:REDACTED EncodingAESKey:REDACTED PreviousEncodingAESKey: CorpID:wx5823bf96d3bd56c7 ReceiveID: MaxMessageBytes:0 TimestampWindow:0s Now:<nil>}
+	// {Token:REDACTED EncodingAESKey:REDACTED PreviousEncodingAESKey: CorpID:wx5823bf96d3bd56c7 ReceiveID: MaxMessageBytes:0 TimestampWindow:0s Now:<nil> Dedup:core.Dedup(nil)}
 	// false false
+}
+
+// The callback URL's handler, once per callback across the fleet: a
+// Dedup over the fleet's store (Redis, PostgreSQL, etcd…) in
+// CallbackConfig.Dedup. WeCom's retries of a callback whose handler
+// finished or is still running start no second handler.
+func ExampleCallback_Handler() {
+	dedup, err := core.NewDedup(core.DedupConfig{Store: core.NewMemoryStore()}) // the fleet's store in production
+	if err != nil {
+		log.Fatal(err)
+	}
+	cb, err := wecom.NewCallback(wecom.CallbackConfig{
+		Token:          core.NewSecret(sampleToken), // core.NewSecret(os.Getenv(…))
+		EncodingAESKey: core.NewSecret(sampleKey),
+		CorpID:         sampleCorpID,
+		Dedup:          dedup,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	handler := cb.Handler(func(ctx context.Context, m *wecom.Message) ([]byte, error) {
+		// Once per callback. Slower than 5 s? Answer nil and send the
+		// answer later with the message API (发送应用消息).
+		return nil, nil
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/wecom/callback", handler)
+	fmt.Println(dedup)
+	// Output:
+	// core.Dedup{KeyPrefix: "wechatconf/push", Lease: 3s, Remember: 5m0s, Wait: 5s, FailClosed: false, NativeClaims: true}
 }
