@@ -30,6 +30,13 @@ import (
 //     to a fetch. store-calls/op counts the TokenStore calls (the ledger's
 //     are one Get and one Refresh of its key), ledger-bytes the stored
 //     ledger's size;
+//   - Claim: a Claim that wins, on a fresh key per operation, with a ttl of
+//     a minute; ClaimLost: a Claim of a key another value holds. Both run
+//     on the store's own core.ClaimStore, or on core.ClaimsOver(store) for
+//     a store without one (the log line says which); store-calls/op counts
+//     the store calls a claim makes (a native Claim is one, the emulation's
+//     are a Get and, to win, a Refresh). allocs/op of Claim includes the
+//     key's string, one allocation;
 //   - ListKeys10000: ListKeys of a prefix holding 10,000 keys, for a store
 //     that implements core.KeyLister (skipped otherwise); keys/s is how
 //     many keys it lists a second. The keys are stored once, before the
@@ -143,6 +150,9 @@ func Benchmark(b *testing.B, h Harness) {
 		}
 	})
 
+	b.Run("Claim", func(b *testing.B) { benchmarkClaim(b, h.NewStore(b), key(b), false) })
+	b.Run("ClaimLost", func(b *testing.B) { benchmarkClaim(b, h.NewStore(b), key(b), true) })
+
 	b.Run("ListKeys10000", func(b *testing.B) {
 		benchmarkListKeys(b, h.NewStore(b), key(b)+"/")
 	})
@@ -220,4 +230,65 @@ func benchmarkFetchLedger(b *testing.B, s core.TokenStore, key string, on bool) 
 		}
 		b.ReportMetric(float64(len(raw.Value)), "ledger-bytes")
 	}
+}
+
+// countedClaims counts the calls of a native ClaimStore into calls.
+type countedClaims struct {
+	core.ClaimStore
+	calls *atomic.Int64
+}
+
+func (c countedClaims) Claim(ctx context.Context, key, value string, ttl time.Duration) (string, error) {
+	c.calls.Add(1)
+	return c.ClaimStore.Claim(ctx, key, value, ttl)
+}
+
+func (c countedClaims) CompareAndSwapClaim(ctx context.Context, key, old, value string, ttl time.Duration) (bool, error) {
+	c.calls.Add(1)
+	return c.ClaimStore.CompareAndSwapClaim(ctx, key, old, value, ttl)
+}
+
+// benchmarkClaim is Benchmark's Claim (lost false: each operation claims a
+// key of its own, and wins) and ClaimLost (each claims key, which another
+// value holds, and loses).
+func benchmarkClaim(b *testing.B, s core.TokenStore, key string, lost bool) {
+	ctx := context.Background()
+	const (
+		value = "bench-claimer"
+		ttl   = time.Minute
+	)
+	store := &countedStore{TokenStore: s}
+	var c core.ClaimStore
+	if native, ok := s.(core.ClaimStore); ok {
+		c = countedClaims{ClaimStore: native, calls: &store.calls}
+	} else {
+		c = core.ClaimsOver(store)
+	}
+	_, native := core.ClaimStoreFor(s)
+	b.Log(claimsKind(s, native))
+	if lost {
+		if held, err := c.Claim(ctx, key, "bench-holder", time.Hour); err != nil || held != "bench-holder" {
+			b.Fatalf("Claim(%q, %q) of a fresh key = %q, %v", key, "bench-holder", held, err)
+		}
+	}
+	calls := store.calls.Load()
+	buf := []byte(key + "/")
+	prefix := len(buf)
+	n := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		k, want := key, "bench-holder"
+		if !lost {
+			n++
+			buf = strconv.AppendInt(buf[:prefix], int64(n), 10)
+			k, want = string(buf), value
+		}
+		held, err := c.Claim(ctx, k, value, ttl)
+		if err != nil || held != want {
+			b.Fatalf("Claim(%q, %q) = %q, %v; want %q", k, value, held, err, want)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(store.calls.Load()-calls)/float64(b.N), "store-calls/op")
 }

@@ -29,9 +29,25 @@
 //     store, honours ctx, and lists every key exactly once while other
 //     store values write. A store that does not list has these checks
 //     skipped, with that reason.
+//   - claims (core.ClaimStore), on every store: on the store's own
+//     ClaimStore when it implements one, else on core.ClaimsOver(store),
+//     the emulation over Refresh that core.ClaimStoreFor gives it (each
+//     check logs which, so the emulation is proved on every store without
+//     one). Exactly one of many concurrent claimers wins, on several store
+//     values and across OS processes (child processes, as for the crash
+//     check); a claim with the held value returns it; values are kept and
+//     compared whole; CompareAndSwapClaim replaces, extends and deletes
+//     only from the held value; a claim lives for its ttl and is gone
+//     within ttl + 2s + half the lease (a probe Claim polls until it
+//     wins), also when its holder was killed; an expired claim is never
+//     brought back by its former holder; claims and tokens under one key share nothing
+//     and ListKeys never lists a claim (native ClaimStores only: the
+//     emulation keeps claims as tokens); bad arguments and a cancelled ctx
+//     are errors that write nothing.
 //
 // Benchmark measures Get, Set and Refresh on its fast path, its fetch path
-// and under contention, and ListKeys over 10,000 keys.
+// and under contention, a Claim that wins and one that loses (with the store
+// calls a claim makes), and ListKeys over 10,000 keys.
 //
 // ProcessHerd is the fleet check, run from a test of its own: several OS
 // processes (the test binary started again, like the crash check's child)
@@ -86,6 +102,35 @@
 // stored) that a holder outliving its lease may explain are ProcessHerd's
 // case: the round is run again, and the last round must be exact.
 //
+// PushFleet is the fleet check of "every push handled once" (core.Dedup),
+// run from a test of its own: the parent plays WeChat and Procs child
+// processes (default 8) each serve an Official Account in safe mode
+// (core.Conf.MessageHandler), a WeCom app (wecom.Callback.Handler) and an
+// Open Platform component's message URL (openplatform.Component.MessageHandler)
+// on one core.Dedup over the store. WeChat sends encrypted pushes (300
+// over 30 s by default: text messages, events, and pairs of different
+// events from one user in the same second), each to a random live
+// process, again 5 s after a delivery without a 200 answer, up to three
+// times. Each push carries its handler's behaviour, drawn from a logged
+// seed: 20% take 5–9 s, 5% fail on their first delivery, and a few block
+// until the parent kills their process with SIGKILL — only when every push
+// the victim holds keeps a delivery waiting after the victim's claims run
+// out, else the kill is postponed, or the handler released ("spared"); a
+// new process replaces the killed one. The children print their history
+// (handler starts and finishes, each delivery's answer, Dedup's claim-lost
+// and unguarded events), and a checker requires (a) every push handled and
+// (b) no push started again unless every earlier start failed, crashed,
+// lost its claim or ran unguarded (the last two are Dedup's documented
+// limits, shown by its events). One line sums it up, e.g.
+//
+//	PushFleet: seed 0x87eb…, 8 processes, 300 pushes (160 messages, 140 events, 22 same-second event pairs), 392 deliveries (92 retries; answers: 56 duplicate, 7 failed, 300 handled, 5 in_progress), 7 reached their last delivery, 1 got no 200 from the fleet; 6 kills (0 postponed, 0 spared), 326 handlers started, 300 pushes handled; handled again: 19 after crashes, 7 after failures, 0 after lost claims, 0 unguarded, 0 other; took 42s
+//
+//	func TestPushFleet(t *testing.T) { conformance.PushFleet(t, harness(t), conformance.PushFleetConfig{}) }
+//
+// PushFleetConfig sizes the run (processes, pushes, spread, kills, seed).
+// BenchmarkPushFleet measures the same fleet's throughput with handlers
+// that return at once: pushes/s and duplicates (which must be 0).
+//
 // # Results tables
 //
 // ReportRow logs one row of a results table (a table name and named string
@@ -132,6 +177,12 @@
 // instead of starting one of their own. A store without a backend another
 // process can reach declares it with Harness.SingleProcess; the check is then
 // skipped with that reason. It is also skipped on Windows and Plan 9.
+//
+// ClaimOneWinnerAcrossProcesses and ClaimCrashedHolder start the test binary
+// the same way, with variables of their own: three children that claim
+// keys together with the parent and report what they got on stdout, and a
+// child that claims a key and is killed with SIGKILL. They need the same
+// ChildEnv, and are skipped under Harness.SingleProcess.
 //
 // # Reading failures
 //

@@ -270,3 +270,12 @@ func check(ctx context.Context, key string) error {
 	}
 	return core.ValidateKey(key)
 }
+
+// TestFileStorePushFleet runs the push fleet on the directory store, whose
+// claims are ClaimsOver's emulation (this fileStore does not implement
+// core.ClaimStore): a smaller fleet than the server stores' (4 processes,
+// 80 pushes over 15 s, 2 kills), since every claim takes the directory's
+// flock.
+func TestFileStorePushFleet(t *testing.T) {
+	conformance.PushFleet(t, fileHarness(true)(t), conformance.PushFleetConfig{Procs: 4, Pushes: 80, Spread: 15 * time.Second, Kills: 2})
+}

@@ -115,6 +115,16 @@ var checks = []check{
 	{"ListKeysHonoursCanceledContext", testListKeysHonoursCanceledContext},
 	{"ListKeysDuringWrites", testListKeysDuringWrites},
 	{"ListKeysOddPrefixes", testListKeysOddPrefixes},
+	{"ClaimOneWinner", testClaimOneWinner},
+	{"ClaimOneWinnerAcrossProcesses", testClaimOneWinnerAcrossProcesses},
+	{"ClaimReclaimIsIdempotent", testClaimReclaimIsIdempotent},
+	{"ClaimValuesKeptWhole", testClaimValuesKeptWhole},
+	{"ClaimCompareAndSwap", testClaimCompareAndSwap},
+	{"ClaimExpires", testClaimExpires},
+	{"ClaimNotResurrected", testClaimNotResurrected},
+	{"ClaimCrashedHolder", testClaimCrashedHolder},
+	{"ClaimsApartFromTokens", testClaimsApartFromTokens},
+	{"ClaimArguments", testClaimArguments},
 }
 
 // Run checks the store that h builds against the TokenStore contract, one
@@ -191,11 +201,56 @@ var checks = []check{
 //     MaxKeyLen bytes are listed; a prefix no key can begin with (holding
 //     NUL, invalid UTF-8, longer than MaxKeyLen) lists nothing, without an
 //     error.
+//
+// The claim checks (core.ClaimStore, the claims with an expiry behind "every
+// push handled once") run on every store: on the store's own ClaimStore
+// when it implements one, and otherwise on core.ClaimsOver(store), the
+// emulation over Refresh that core.ClaimStoreFor gives it; each logs which.
+// A short ttl is the lease, and at least a second:
+//
+//   - ClaimOneWinner: 4 store values × 10 goroutines released together claim
+//     a key, each with a value of its own: exactly one gets its own value
+//     back, every other the winner's; on 5 keys in turn.
+//   - ClaimOneWinnerAcrossProcesses: the same with 3 child processes (the
+//     test binary started again, as for the crash check) and this one, × 8
+//     goroutines each, on 4 keys; skipped under Harness.SingleProcess.
+//   - ClaimReclaimIsIdempotent: Claim with the value the key holds returns
+//     it, through any store value (how a caller resolves an ambiguous
+//     error); another value still loses.
+//   - ClaimValuesKeptWhole: values of 1 and core.MaxClaimValueLen bytes, with
+//     quotes, "%", control characters and unicode, come back whole and are
+//     compared whole.
+//   - ClaimCompareAndSwap: CompareAndSwapClaim from another value returns
+//     false and changes nothing; from the held one it replaces the claim,
+//     extends it past its first ttl (to the same value with a longer ttl),
+//     or deletes it (to ""), after which a Claim wins at once and a second
+//     delete returns false.
+//   - ClaimExpires: a claim with a short ttl is held right after it was made
+//     and gone (a probe Claim wins) within ttl + 2s + half the lease (the
+//     lease checks' slack and a second for the store's rounding of ttl),
+//     not before its ttl; one with a ttl of a minute is still held.
+//   - ClaimNotResurrected: once an expired claim's key was claimed again,
+//     its former holder's CompareAndSwapClaim (to a value, to itself, to
+//     "") returns false, nil and changes nothing, also after a release.
+//   - ClaimCrashedHolder: the claim of a holder in another process, killed
+//     with SIGKILL, ends as ClaimExpires says; skipped under
+//     Harness.SingleProcess.
+//   - ClaimsApartFromTokens: a token and a claim under one key share nothing
+//     (Set, Get, Refresh and its lock against Claim and
+//     CompareAndSwapClaim), and core.KeyLister never lists a claim; for a
+//     native ClaimStore only (core.ClaimsOver keeps claims as tokens).
+//   - ClaimArguments: a key core.ValidateKey refuses, an empty value (but
+//     the new value "" that deletes), one holding NUL or longer than
+//     core.MaxClaimValueLen, and a ttl under a millisecond are errors that
+//     write nothing; a cancelled ctx is an error wrapping context.Canceled.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	h = h.normalize(t)
 	if key, ok := os.LookupEnv(crashChildEnv); ok {
 		runCrashChild(t, h, key)
+		return
+	}
+	if runClaimChild(t, h) {
 		return
 	}
 	runID := fmt.Sprintf("%08x", rand.Uint32())
@@ -276,6 +331,8 @@ type fixture struct {
 	ctx     context.Context
 	runName string // name of the test that called Run
 	base    string // key prefix unique to this Run call and check
+
+	claimsLogged bool // the claim checks said which ClaimStore they run on
 }
 
 // key returns a key unique to this check; name tells the keys of a check

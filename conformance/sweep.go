@@ -2,11 +2,12 @@
 //
 // Sweep proves that a store keeps the durable state of the credential
 // chain — an authorizer_refresh_token, a component_verify_ticket, a
-// withdrawal — whichever of its calls fails, and how. It wraps the store
-// in a fault injector and runs each of its scenarios (one
-// openplatform.Component, or two processes of one, with one or two
-// authorizers, or two core.Conf of an Official Account, against the
-// simulated WeChat of core/wxtest on its manual clock):
+// withdrawal — and the claims that have each push handled once, whichever
+// of its calls fails, and how. It wraps the store in a fault injector and
+// runs each of its scenarios (one openplatform.Component, or two processes
+// of one, with one or two authorizers, or two core.Conf of an Official
+// Account, against the simulated WeChat of core/wxtest on its manual
+// clock; or two processes with a core.Dedup):
 //
 //   - FirstAuthorization: the redirect (Component.Authorize with the code)
 //     and the authorized push, each delivered twice;
@@ -24,7 +25,17 @@
 //   - LostLease: the Official Account's classic token refreshed by two
 //     processes, the first one's lease running out during its fetch (its
 //     fenced write fails with core.ErrLockLost) and the second taking the
-//     lock only after the first one's next store call.
+//     lock only after the first one's next store call;
+//   - Pushes: two processes, each with a core.Dedup on the store (Lease
+//     500ms, Wait six leases, CallTimeout the hang mode's wait there),
+//     receive pushes through Dedup.Do with core.PushKey keys — a message
+//     whose handler fails once, an event, two different events of one
+//     user in one second, and the event again after its answer was lost
+//     — delivered as WeChat does: first to A, then, while a delivery is
+//     not answered with status 200 (PushOutcome.HTTPStatus), again to B,
+//     A (restarted after a kill), B. Every handler's start and end is
+//     recorded in the parent's history, in order with the store calls and
+//     writes (a kill-mode child reports them as it goes).
 //
 // Each scenario runs once without a fault (the baseline, which counts its
 // store calls N), then once per fault point: for every k from 1 to N, one
@@ -42,11 +53,18 @@
 //     write fails — the store lost the connection, or the lease, under
 //     the fetch;
 //   - kill: the process is killed with SIGKILL right after the call
-//     returns. The scenario's process A is then a child process (the test
+//     returns, or (Pushes) right after a push handler returns: the crash
+//     between the Claim and the call that records or releases the push. The scenario's process A is then a child process (the test
 //     binary started again, as for the crash check: see Harness.ChildEnv)
 //     that runs the scenario's steps as its parent sends them, the k-th
 //     call is the k-th of A's, and a new process takes A's place after the
 //     kill. Skipped when Harness.SingleProcess is set.
+//
+// The store calls are those of core.TokenStore (Get, Set, Refresh) and,
+// when the store implements core.ClaimStore, its Claim and
+// CompareAndSwapClaim (every mode but lost). On a store without it, a
+// Dedup emulates its claims over Refresh (core.ClaimsOver), and the faults
+// hit the emulation's Get and Refresh calls instead.
 //
 // After the fault the store answers again, and the run is driven to rest
 // as WeChat and callers would: a push not answered "success" is delivered
@@ -75,8 +93,28 @@
 //  5. WeChat issues at most one token of each kind more than the scenario
 //     without a fault (one per refresh cycle): the fault's own.
 //
+// And, for the Pushes scenario, on the history of the handlers' runs, the
+// deliveries and the store's writes:
+//
+//  6. every push is handled (a handler finished) at least once, and
+//     answered 200 within WeChat's re-sends;
+//  7. no push is handled twice, unless the fault is one core.Dedup
+//     documents as a possible duplicate, as the history shows it: a kill
+//     of the process whose handler finished, after it finished and before
+//     any write recorded the push as handled ("d/…"); or a fault of that
+//     process's call of the push after its handler finished, when no such
+//     write landed before the next run. Never two handlers of a push at
+//     once, never three runs. Which (mode, call) pairs allow one is not
+//     listed by k: it is derived from each run's history;
+//  8. every delivery's outcome agrees with the runs: PushHandled (or
+//     PushUnguarded) after its own handler started and finished,
+//     PushFailed after it started and failed, PushDuplicate with no run
+//     of its own and only after some handler of the push finished,
+//     PushInProgress and PushRefused with no run of their own.
+//
 // The baseline must also play every step at the first try (each push
-// answered "success" at once, each call succeeding) with at most one
+// answered "success" at once — but the Pushes message whose handler fails
+// once —, each call succeeding) with at most one
 // fetch per refresh cycle, and every run must reach rest: each push
 // answered "success" within WeChat's re-sends. A faulted run fails for
 // what it breaks that the baseline does not.
@@ -86,7 +124,9 @@
 // them — the same crash as a kill right after that previous call — unless
 // SweepKillEnv is "all". Every k is tried in the other modes.
 //
-// Timing: nothing waits on a timer but the hang mode's ctx. A run that
+// Timing: nothing waits on a timer but the hang mode's ctx, and in
+// Pushes a claim's lease: a delivery that finds the claim a killed process
+// (or a release that failed) left waits for it to expire. A run that
 // breaks an invariant while the machine's speed played a part (a call
 // ran out its ctx, a Refresh lost its lock to the lease) is played once
 // more, with twice the hang mode's wait, and the second result counts.
@@ -105,7 +145,9 @@
 //
 // and Sweep logs a table: per scenario and mode, the fault points tried,
 // those that broke an invariant, those after which WeChat issued one
-// token more than without a fault, and the time.
+// token more than without a fault (for Pushes instead: those that
+// invariant 7 allows a duplicate, and those after which a push was
+// handled twice), and the time.
 //
 // Not covered: faults of WeChat itself (its own errors, latency), two
 // faults in one run, a kill inside a fetch (between WeChat's reply and the
@@ -113,8 +155,11 @@
 // its crash side; and so the processes keep no fetch ledger, whose writes
 // run on a goroutine of their own: a kill at one of them would be a kill
 // inside another call's fetch), faults of processes other than A in the
-// kill mode, and
-// the limits and registries of the credentials (rejection limits,
+// kill mode, a Dedup's renewals and a delivery that arrives while another
+// handler of its push runs (the scenario's handlers return at once and its
+// deliveries follow one another: a delivery waits on a live claim only
+// after a fault left one; core/dedup_test.go injects the rest), and the
+// limits and registries of the credentials (rejection limits,
 // evicted handles), which have tests of their own.
 package conformance
 
@@ -123,6 +168,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -162,6 +208,12 @@ const (
 // h.Lease bounds how long a process killed while it held a lock keeps it.
 func Sweep(t *testing.T, h Harness) {
 	t.Helper()
+	sweep(t, h, nil)
+}
+
+// sweep is Sweep, limited to the scenarios named in only (nil: all).
+func sweep(t *testing.T, h Harness, only []string) {
+	t.Helper()
 	h = h.normalize(t)
 	if os.Getenv(sweepChildEnv) != "" {
 		runSweepChild(t, h)
@@ -171,8 +223,11 @@ func Sweep(t *testing.T, h Harness) {
 		sem: make(chan struct{}, sweepParallel), hangSem: make(chan struct{}, sweepHangParallel), killSem: make(chan struct{}, sweepKillParallel)}
 	begin := time.Now()
 	ReportNote(t, "Fault sweep", "One fault (fail, lands, hang, lost, kill) at each store call k of each scenario, then the scenario driven to rest and five invariants checked; \"broke an invariant\" counts fault points that broke one the fault-free run did not (must be 0); \"extra fetch\" counts fault points where WeChat issued one token more than the fault-free run (the fault's own, allowed). kill samples: a Get with no WeChat call since the previous store call is skipped as equivalent (WECHATCONF_SWEEP_KILL=all tries every one).")
+	ReportNote(t, pushTable, "The Pushes scenario: two processes, each with a core.Dedup on the store, receive pushes delivered as WeChat does (re-sent while not answered 200); one fault at each store call k (Claim and CompareAndSwapClaim, or the Get and Refresh calls of core.ClaimsOver's emulation on a store without core.ClaimStore), and in the kill mode also right after each handler returns; invariants 6-8 checked on the history of the handlers' runs. \"duplicate allowed\" counts fault points the Dedup documents as a possible duplicate (a kill after the handler finished and before the push was recorded as handled, a record that never landed), derived from the history; \"duplicate seen\" those after which a push was handled twice: every one must be allowed, or it counts as broken.")
 	for _, sc := range sweepScenarios {
-		t.Run(sc.name, func(t *testing.T) { sw.scenario(t, sc) })
+		if only == nil || slices.Contains(only, sc.name) {
+			t.Run(sc.name, func(t *testing.T) { sw.scenario(t, sc) })
+		}
 	}
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
@@ -203,7 +258,7 @@ func (sw *sweeper) scenario(t *testing.T, sc *scenario) {
 		if len(base.found) > 0 {
 			failed = []int{0}
 		}
-		sw.row(sc, faultNone, 1, 0, failed, 0, 0, time.Since(start))
+		sw.row(sc, faultNone, 1, 0, failed, 0, 0, 0, 0, time.Since(start))
 	})
 	if base == nil { // -run left the baseline out: play it unreported
 		base = sw.runOnce(t, sc, faultNone, 0, 0, nil)
@@ -253,7 +308,9 @@ func (sw *sweeper) points(m faultMode, calls []storeCall) (ks []int, skipped int
 		return ks, skipped
 	}
 	for _, c := range calls {
-		ks = append(ks, c.Seq)
+		if c.Op != opHandler { // a kill point only
+			ks = append(ks, c.Seq)
+		}
 	}
 	return ks, 0
 }
@@ -293,13 +350,19 @@ func (sw *sweeper) mode(t *testing.T, sc *scenario, m faultMode, base *runResult
 	}
 	wg.Wait()
 	var failed []int
-	notReached, tried, extra := 0, 0, 0
+	notReached, tried, extra, dupAllowed, dupSeen := 0, 0, 0, 0, 0
 	for i, res := range results {
 		if played[i] {
 			tried++
 		}
 		if res != nil && !res.notReached && res.counts.more(base.counts) {
 			extra++
+		}
+		if res != nil && !res.notReached && res.push.dupAllowed {
+			dupAllowed++
+		}
+		if res != nil && !res.notReached && res.push.dupSeen {
+			dupSeen++
 		}
 		switch {
 		case !played[i]: // left out by -run
@@ -312,7 +375,16 @@ func (sw *sweeper) mode(t *testing.T, sc *scenario, m faultMode, base *runResult
 		}
 	}
 	elapsed := time.Since(start)
-	sw.row(sc, m, tried, skipped, failed, notReached, extra, elapsed)
+	sw.row(sc, m, tried, skipped, failed, notReached, extra, dupAllowed, dupSeen, elapsed)
+	if sc.pushes {
+		ReportRow(t, pushTable, Col{"store", sw.runName}, Col{"scenario", sc.name}, Col{"mode", m.String()},
+			Col{"fault points", fmt.Sprint(tried)}, Col{"skipped (equivalent)", fmt.Sprint(skipped)},
+			Col{"broke an invariant", fmt.Sprint(len(failed))}, Col{"duplicate allowed", fmt.Sprint(dupAllowed)},
+			Col{"duplicate seen", fmt.Sprint(dupSeen)}, Col{"time", elapsed.Round(time.Millisecond).String()})
+		t.Logf("%s/%s: %d fault points tried (%d equivalent ones skipped), %d not reached, %d broke an invariant beyond the baseline %v, %d are a fault the Dedup documents as a possible duplicate, %d had a push handled twice, in %v",
+			sc.name, m, tried, skipped, notReached, len(failed), failed, dupAllowed, dupSeen, elapsed.Round(time.Millisecond))
+		return
+	}
 	ReportRow(t, "Fault sweep", Col{"store", sw.runName}, Col{"scenario", sc.name}, Col{"mode", m.String()},
 		Col{"fault points", fmt.Sprint(tried)}, Col{"skipped (equivalent)", fmt.Sprint(skipped)},
 		Col{"broke an invariant", fmt.Sprint(len(failed))}, Col{"extra fetch", fmt.Sprint(extra)},
@@ -322,7 +394,7 @@ func (sw *sweeper) mode(t *testing.T, sc *scenario, m faultMode, base *runResult
 }
 
 // row adds a line to the table Sweep logs at its end.
-func (sw *sweeper) row(sc *scenario, m faultMode, tried, skipped int, failed []int, notReached, extra int, elapsed time.Duration) {
+func (sw *sweeper) row(sc *scenario, m faultMode, tried, skipped int, failed []int, notReached, extra, dupAllowed, dupSeen int, elapsed time.Duration) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	sw.runs += tried
@@ -330,9 +402,16 @@ func (sw *sweeper) row(sc *scenario, m faultMode, tried, skipped int, failed []i
 	if len(failed) > 0 {
 		f += " " + strings.ReplaceAll(fmt.Sprint(failed), " ", ",")
 	}
-	sw.table = append(sw.table, fmt.Sprintf("\t%-20s %-8s points %3d (skipped %2d, not reached %2d)  failed %-24s extra fetch %2d  %v",
-		sc.name, m, tried, skipped, notReached, f, extra, elapsed.Round(time.Millisecond)))
+	last := fmt.Sprintf("extra fetch %2d", extra)
+	if sc.pushes {
+		last = fmt.Sprintf("duplicate allowed %2d seen %2d", dupAllowed, dupSeen)
+	}
+	sw.table = append(sw.table, fmt.Sprintf("\t%-20s %-8s points %3d (skipped %2d, not reached %2d)  failed %-24s %s  %v",
+		sc.name, m, tried, skipped, notReached, f, last, elapsed.Round(time.Millisecond)))
 }
+
+// pushTable is the ReportRow table of the scenarios with pushes.
+const pushTable = "Fault sweep, pushes"
 
 // run plays one run and reports what it found on t. A run that broke an
 // invariant while the machine's speed played a part — a call ran out its

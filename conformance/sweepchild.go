@@ -27,12 +27,12 @@ import (
 const sweepChildEnv = "WECHATCONF_CONFORMANCE_SWEEP_CHILD"
 
 // sweepLine starts every line of the protocol a child writes on stdout;
-// the kind ("reply", "call", "wrote", "next") and a JSON value follow.
+// the kind ("reply", "call", "wrote", "ran", "kill", "next") and a JSON value follow.
 const sweepLine = "wechatconf/conformance: sweep "
 
 // childCmd is one command of the parent to a kill-mode child.
 type childCmd struct {
-	Op  string `json:"op"`  // init, handle, authorize, access, do, component, oa, oado, gate, exit
+	Op  string `json:"op"`  // init, handle, authorize, access, do, component, oa, oado, push, exit
 	Now int64  `json:"now"` // the simulated time, Unix nanoseconds
 	// init
 	Config vendorConfig `json:"config,omitzero"`
@@ -46,6 +46,9 @@ type childCmd struct {
 	AppID string `json:"appid,omitempty"`
 	// oa
 	Lose bool `json:"lose,omitempty"`
+	// push
+	PushKey string `json:"push_key,omitempty"`
+	Fail    bool   `json:"fail,omitempty"`
 }
 
 // childReply is a child's answer to a command.
@@ -60,6 +63,7 @@ type childReply struct {
 	LockLost  bool   `json:"lock_lost,omitempty"`
 	Revoked   bool   `json:"revoked,omitempty"`
 	Outage    bool   `json:"outage,omitempty"`
+	Outcome   int    `json:"outcome,omitempty"` // push: the core.PushOutcome
 }
 
 // remoteError is a child's error seen in the parent: its text, and what
@@ -259,6 +263,11 @@ func (c *childVendor) oaDo(ctx context.Context) error {
 	return c.result(r, err, "")
 }
 
+func (c *childVendor) pushDo(ctx context.Context, key string, fail bool) (core.PushOutcome, error) {
+	r, err := c.send(ctx, childCmd{Op: "push", PushKey: key, Fail: fail})
+	return core.PushOutcome(r.Outcome), c.result(r, err, "")
+}
+
 func (c *childVendor) gate(<-chan struct{}) {
 	panic("conformance: sweep: the gated process is played in this process")
 }
@@ -336,6 +345,11 @@ func (w *sweepOutput) Write(p []byte) (int, error) {
 			var s storeWrite
 			if json.Unmarshal([]byte(v), &s) == nil {
 				w.plan.absorbWrite(s)
+			}
+		case "ran":
+			var e histEvent
+			if json.Unmarshal([]byte(v), &e) == nil {
+				w.plan.record(e)
 			}
 		case "kill":
 			w.killing.Store(true)
@@ -424,6 +438,10 @@ func runSweepChild(t *testing.T, h Harness) {
 			tok, err = v.oaToken(ctx, cmd.Lose, func() { emit("next", struct{}{}) })
 		case "oado":
 			err = v.oaDo(ctx)
+		case "push":
+			var out core.PushOutcome
+			out, err = v.pushDo(ctx, cmd.PushKey, cmd.Fail)
+			r.Outcome = int(out)
 		default:
 			t.Fatalf("sweep child: unknown command %q", cmd.Op)
 		}

@@ -13,6 +13,9 @@ type scenario struct {
 	component   bool // the third-party platform's credentials are called at rest
 	oa          bool // the Official Account's token is called at rest
 	rotate      bool // WeChat answers a new refresh token on every refresh
+	// pushes: the processes have a core.Dedup (vendorConfig.Push), and
+	// invariants 6–8 are checked on the history of its pushes.
+	pushes bool
 	// want is how many tokens WeChat issues in the scenario and its rest
 	// without a fault: one per refresh cycle.
 	want fetchCounts
@@ -169,6 +172,15 @@ var sweepScenarios = []*scenario{
 			r.oaAPI("A")
 			r.oaAPI("B")
 		},
+	},
+	{
+		// Pushes delivered as WeChat does to two processes, each with a
+		// core.Dedup on the store: a message whose handler fails once, an
+		// event, two different events of one user in one second, and the
+		// event again after its answer was lost. Each push is handled
+		// once (invariants 6–8).
+		name: "Pushes", procs: []string{"A", "B"}, pushes: true,
+		play: playPushes,
 	},
 }
 

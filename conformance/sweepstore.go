@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wechatconf/wechatconf/core"
 )
@@ -35,7 +36,7 @@ var errInjected = errors.New("conformance: injected store fault")
 type storeCall struct {
 	Seq  int    `json:"seq"`  // 1-based among the counted calls
 	Proc string `json:"proc"` // the process ("A", "B", …) that made it
-	Op   string `json:"op"`   // Get, Set or Refresh
+	Op   string `json:"op"`   // Get, Set, Refresh, Claim, CompareAndSwapClaim, or Handler (see opHandler)
 	Key  string `json:"key"`
 	// Quiet: the process made no WeChat call between the return of its
 	// previous store call and the return of this one. A kill right after
@@ -44,7 +45,35 @@ type storeCall struct {
 	Quiet bool `json:"quiet"`
 }
 
-func (c storeCall) String() string { return fmt.Sprintf("%s %s(%q)", c.Proc, c.Op, c.Key) }
+func (c storeCall) String() string {
+	if c.Op == opHandler {
+		return fmt.Sprintf("%s's handler of %q returned", c.Proc, c.Key)
+	}
+	return fmt.Sprintf("%s %s(%q)", c.Proc, c.Op, c.Key)
+}
+
+// opHandler is the Op of a point that is no store call: a push handler's
+// return (the Pushes scenario), between the Claim before it and the call
+// that records or releases the push after it. It is counted among the
+// calls so that the kill mode kills a process right there — the crash the
+// Dedup documents as a possible duplicate — and is no fault point of the
+// other modes.
+const opHandler = "Handler"
+
+// histEvent is one event of a run's history, in the order the parent
+// learnt of them: a store call returned (call), a call left a value
+// (write), a push handler started, finished or failed (start, finish,
+// fail), the driver delivered a push (deliver) and got its outcome
+// (outcome). The Pushes scenario's invariants are checked on it.
+type histEvent struct {
+	Kind  string `json:"kind"`
+	Proc  string `json:"proc"`
+	Op    string `json:"op,omitempty"`    // call: its Op
+	Key   string `json:"key,omitempty"`   // the store key (a push's claim key)
+	Value string `json:"value,omitempty"` // write: the value; outcome: the PushOutcome's name
+	Seq   int    `json:"seq,omitempty"`   // call: its number in the plan that counted it
+	Child bool   `json:"child,omitempty"` // call: counted by a kill-mode child
+}
 
 // storeWrite is one value a store call left in the store.
 type storeWrite struct {
@@ -78,6 +107,7 @@ type faultPlan struct {
 	writes         []storeWrite
 	hit            *storeCall
 	lastWeb        map[string]int64
+	hist           []histEvent
 }
 
 func newFaultPlan(mode faultMode, k int) *faultPlan {
@@ -102,7 +132,7 @@ func (p *faultPlan) enter(proc, op, key string) (seq int, m faultMode) {
 	p.calls = append(p.calls, c)
 	if p.n == p.k {
 		m = p.mode
-		if m == faultLost && op != "Refresh" {
+		if (m == faultLost && op != "Refresh") || (m != faultKill && op == opHandler) {
 			m = faultNone
 		}
 		if m != faultNone {
@@ -142,6 +172,7 @@ func (p *faultPlan) exit(s *faultStore, seq int, m faultMode) {
 	c.Quiet = web == p.lastWeb[s.proc]
 	p.lastWeb[s.proc] = web
 	call := *c
+	p.hist = append(p.hist, histEvent{Kind: "call", Proc: call.Proc, Op: call.Op, Key: call.Key, Seq: call.Seq})
 	p.mu.Unlock()
 	if p.emit != nil {
 		p.emit("call", call)
@@ -166,6 +197,7 @@ func (p *faultPlan) wrote(proc, key string, tok core.Token) {
 func (p *faultPlan) absorbWrite(w storeWrite) {
 	p.mu.Lock()
 	p.writes = append(p.writes, w)
+	p.hist = append(p.hist, histEvent{Kind: "write", Proc: w.Proc, Key: w.Key, Value: w.Value})
 	p.mu.Unlock()
 }
 
@@ -173,7 +205,41 @@ func (p *faultPlan) absorbWrite(w storeWrite) {
 func (p *faultPlan) absorbChildCall(c storeCall) {
 	p.mu.Lock()
 	p.childCalls = append(p.childCalls, c)
+	p.hist = append(p.hist, histEvent{Kind: "call", Proc: c.Proc, Op: c.Op, Key: c.Key, Seq: c.Seq, Child: true})
 	p.mu.Unlock()
+}
+
+// ran records that proc's handler of the push whose claim key is key
+// started, finished or failed (kind); a kill-mode child reports it to its
+// parent.
+func (p *faultPlan) ran(proc, key, kind string) {
+	e := histEvent{Kind: kind, Proc: proc, Key: key}
+	p.record(e)
+	if p.emit != nil {
+		p.emit("ran", e)
+	}
+}
+
+// record appends e to the history.
+func (p *faultPlan) record(e histEvent) {
+	p.mu.Lock()
+	p.hist = append(p.hist, e)
+	p.mu.Unlock()
+}
+
+// handlerReturned counts the return of s's process's push handler of key
+// as a point of the kill mode (opHandler): the process is killed right
+// there when it is the one.
+func (p *faultPlan) handlerReturned(s *faultStore, key string) {
+	seq, m := p.enter(s.proc, opHandler, key)
+	p.exit(s, seq, m)
+}
+
+// history returns the run's history so far.
+func (p *faultPlan) history() []histEvent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]histEvent(nil), p.hist...)
 }
 
 func (p *faultPlan) snapshot() (calls []storeCall, writes []storeWrite, hit *storeCall) {
@@ -281,6 +347,70 @@ func (s *faultStore) Refresh(ctx context.Context, key, stale string, fetch core.
 		return core.Token{}, injected("Refresh", key, m)
 	}
 	return tok, err
+}
+
+// faultClaimStore is a faultStore over a store that implements
+// core.ClaimStore: its Claim and CompareAndSwapClaim are fault points of
+// every mode but lost (fail: no effect and an error; lands: the effect,
+// then an error; hang: blocks until ctx ends; kill: SIGKILL right after
+// the call returns). A store that lacks ClaimStore is wrapped in a bare
+// faultStore, so that a core.Dedup over it emulates its claims
+// (core.ClaimsOver) and the faults hit the Get and Refresh calls of the
+// emulation instead.
+type faultClaimStore struct {
+	*faultStore
+	claims core.ClaimStore
+}
+
+// wrapFaults returns s wrapped for the sweep: a *faultClaimStore when
+// claims is not nil, s itself otherwise.
+func wrapFaults(s *faultStore, claims core.ClaimStore) core.TokenStore {
+	if claims == nil {
+		return s
+	}
+	return &faultClaimStore{faultStore: s, claims: claims}
+}
+
+func (s *faultClaimStore) Claim(ctx context.Context, key, value string, ttl time.Duration) (held string, err error) {
+	seq, m := s.plan.enter(s.proc, "Claim", key)
+	defer s.plan.exit(s.faultStore, seq, m)
+	switch m {
+	case faultFail:
+		return "", injected("Claim", key, m)
+	case faultHang:
+		return "", hang(ctx, "Claim", key)
+	}
+	live := ctx.Err() == nil
+	held, err = s.claims.Claim(ctx, key, value, ttl)
+	s.plan.timing(ctx, live, m, err)
+	if err == nil && held == value {
+		s.plan.wrote(s.proc, key, core.Token{Value: value, ExpiresAt: time.Now().Add(ttl)})
+	}
+	if m == faultLands && err == nil {
+		return "", injected("Claim", key, m)
+	}
+	return held, err
+}
+
+func (s *faultClaimStore) CompareAndSwapClaim(ctx context.Context, key, old, value string, ttl time.Duration) (swapped bool, err error) {
+	seq, m := s.plan.enter(s.proc, "CompareAndSwapClaim", key)
+	defer s.plan.exit(s.faultStore, seq, m)
+	switch m {
+	case faultFail:
+		return false, injected("CompareAndSwapClaim", key, m)
+	case faultHang:
+		return false, hang(ctx, "CompareAndSwapClaim", key)
+	}
+	live := ctx.Err() == nil
+	swapped, err = s.claims.CompareAndSwapClaim(ctx, key, old, value, ttl)
+	s.plan.timing(ctx, live, m, err)
+	if err == nil && swapped && value != "" {
+		s.plan.wrote(s.proc, key, core.Token{Value: value, ExpiresAt: time.Now().Add(ttl)})
+	}
+	if m == faultLands && err == nil {
+		return false, injected("CompareAndSwapClaim", key, m)
+	}
+	return swapped, err
 }
 
 // errLeasePlayed is wrapped by the core.ErrLockLost error of the lease

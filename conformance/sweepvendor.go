@@ -44,10 +44,23 @@ type vendorConfig struct {
 	URL            string        `json:"url"`
 	Prefix         string        `json:"prefix"`
 	RefreshTimeout time.Duration `json:"refresh_timeout"`
+	// Push is the core.DedupConfig of every process's Dedup (the Pushes
+	// scenario), but its Store and Logger.
+	Push pushConfig `json:"push"`
+}
+
+// pushConfig is the part of a core.DedupConfig a run chooses.
+type pushConfig struct {
+	KeyPrefix   string        `json:"key_prefix"`
+	Lease       time.Duration `json:"lease"`
+	Remember    time.Duration `json:"remember"`
+	Wait        time.Duration `json:"wait"`
+	CallTimeout time.Duration `json:"call_timeout"`
 }
 
 // vendor is one process of the vendor's fleet: an openplatform.Component
-// and a core.Conf (the Official Account) over one view of the store. It is
+// and a core.Conf (the Official Account), and in the Pushes scenario a
+// core.Dedup, over one view of the store. It is
 // played in this process (localVendor) or in a child (childVendor).
 type vendor interface {
 	name() string
@@ -61,6 +74,10 @@ type vendor interface {
 	// called after the process's next store call.
 	oaToken(ctx context.Context, lose bool, next func()) (core.Token, error)
 	oaDo(ctx context.Context) error
+	// pushDo delivers the push key (core.PushKey) to the process's
+	// core.Dedup, whose handler records its run in the history and fails
+	// when fail is set.
+	pushDo(ctx context.Context, key string, fail bool) (core.PushOutcome, error)
 	// gate holds the process's next Refresh until open is closed.
 	gate(open <-chan struct{})
 	close()
@@ -73,6 +90,10 @@ type localVendor struct {
 	oa    *core.Conf
 	lease *leaseStore
 	gates *gateStore
+	fs    *faultStore
+	plan  *faultPlan
+	dedup *core.Dedup
+	pcfg  pushConfig
 	web   *atomic.Int64
 	tr    *http.Transport
 }
@@ -95,12 +116,16 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // enumerate its fault points).
 
 // newLocalVendor builds process proc over store: the fault wrapper of plan
-// over the gate, over the lease player, over store.
+// over the gate, over the lease player, over store; its claims, when store
+// implements core.ClaimStore, go through the fault wrapper to store (see
+// faultClaimStore).
 func newLocalVendor(proc string, cfg vendorConfig, store core.TokenStore, plan *faultPlan, now func() time.Time) (*localVendor, error) {
-	v := &localVendor{proc: proc, web: new(atomic.Int64), tr: &http.Transport{}}
+	v := &localVendor{proc: proc, plan: plan, pcfg: cfg.Push, web: new(atomic.Int64), tr: &http.Transport{}}
 	v.lease = &leaseStore{inner: store}
 	v.gates = &gateStore{inner: v.lease}
-	fs := &faultStore{inner: v.gates, plan: plan, proc: proc, web: v.web}
+	v.fs = &faultStore{inner: v.gates, plan: plan, proc: proc, web: v.web}
+	claims, _ := store.(core.ClaimStore)
+	fs := wrapFaults(v.fs, claims)
 	client := &http.Client{Transport: countingTransport{base: v.tr, n: v.web}}
 	logger := slog.New(slog.DiscardHandler)
 	var err error
@@ -123,6 +148,15 @@ func newLocalVendor(proc string, cfg vendorConfig, store core.TokenStore, plan *
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Push.KeyPrefix != "" {
+		v.dedup, err = core.NewDedup(core.DedupConfig{
+			Store: fs, KeyPrefix: cfg.Push.KeyPrefix, Lease: cfg.Push.Lease, Remember: cfg.Push.Remember,
+			Wait: cfg.Push.Wait, CallTimeout: cfg.Push.CallTimeout, Logger: logger,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }
@@ -165,6 +199,32 @@ func (v *localVendor) oaToken(ctx context.Context, lose bool, next func()) (core
 }
 
 func (v *localVendor) oaDo(ctx context.Context) error { return callAPI(ctx, v.oa.Do) }
+
+// errHandlerFailed is the error of a push handler told to fail.
+var errHandlerFailed = errors.New("conformance: sweep: the push handler failed (as the scenario asks)")
+
+// pushDo delivers the push key to v's Dedup. The delivery and the handler
+// are the process's doings outside the store, as its WeChat calls are
+// (web): a kill after the store call that follows one is another crash
+// than a kill after the call before it.
+func (v *localVendor) pushDo(ctx context.Context, key string, fail bool) (core.PushOutcome, error) {
+	if v.dedup == nil {
+		return 0, errors.New("conformance: sweep: the process has no Dedup (vendorConfig.Push)")
+	}
+	v.web.Add(1)
+	full := v.pcfg.KeyPrefix + "/" + key
+	return v.dedup.Do(ctx, key, func(context.Context) error {
+		v.web.Add(1)
+		v.plan.ran(v.proc, full, "start")
+		kind, err := "finish", error(nil)
+		if fail {
+			kind, err = "fail", errHandlerFailed
+		}
+		v.plan.ran(v.proc, full, kind)
+		v.plan.handlerReturned(v.fs, full)
+		return err
+	})
+}
 
 func (v *localVendor) gate(open <-chan struct{}) { v.gates.arm(open) }
 

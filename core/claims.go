@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ClaimStore is implemented by a TokenStore that keeps claims natively: a
@@ -21,8 +22,8 @@ import (
 //
 // Claim keys obey ValidateKey, as token keys do, and live apart from them:
 // a claim and a token under the same key share nothing, and ListKeys never
-// lists a claim. Values are non-empty strings of at most MaxClaimValueLen
-// bytes without NUL, compared whole. ttl is at least a millisecond; a store
+// lists a claim. Values are non-empty UTF-8 strings of at most
+// MaxClaimValueLen bytes without NUL, compared whole. ttl is at least a millisecond; a store
 // may round it up to its own granularity (etcd leases are whole seconds)
 // but never down. A claim is live from the moment it is written until ttl
 // has passed on the store's own clock (the Redis or PostgreSQL server's,
@@ -73,6 +74,8 @@ func CheckClaim(ctx context.Context, key, value string, ttl time.Duration, allow
 		return fmt.Errorf("claim value of %d bytes is longer than %d", len(value), MaxClaimValueLen)
 	case strings.IndexByte(value, 0) >= 0:
 		return errors.New("claim value contains NUL")
+	case !utf8.ValidString(value):
+		return errors.New("claim value is not valid UTF-8")
 	case ttl < time.Millisecond:
 		return fmt.Errorf("claim time to live %v is shorter than a millisecond", ttl)
 	}
@@ -111,12 +114,18 @@ type tokenClaims struct {
 	now func() time.Time
 }
 
-// claimTombstone is the value a released claim is replaced by: a token
-// cannot be deleted, nor be empty.
+// A released claim is replaced by a token that expired long ago (a token
+// can be neither deleted nor empty): claimTombstone, which is a value like
+// any other (a claim may hold it too), with the ExpiresAt claimReleased.
+// Liveness is told by ExpiresAt alone.
 const claimTombstone = "\x01released"
 
+// claimReleased is a released claim's ExpiresAt: past on every clock, and
+// not the zero time or the Unix epoch, which a store may encode specially.
+var claimReleased = time.UnixMilli(1)
+
 func (c tokenClaims) live(t Token) bool {
-	return t.Value != "" && t.Value != claimTombstone && c.now().Before(t.ExpiresAt)
+	return t.Value != "" && c.now().Before(t.ExpiresAt)
 }
 
 func (c tokenClaims) Claim(ctx context.Context, key, value string, ttl time.Duration) (string, error) {
@@ -133,13 +142,17 @@ func (c tokenClaims) Claim(ctx context.Context, key, value string, ttl time.Dura
 		case c.live(cur):
 			return cur.Value, nil
 		}
+		wrote := false
 		got, err := c.s.Refresh(ctx, key, cur.Value, func(context.Context) (Token, error) {
+			wrote = true
 			return Token{Value: value, ExpiresAt: c.now().Add(ttl)}, nil
 		})
 		if err != nil {
 			return "", err
 		}
-		if got.Value == value || c.live(got) {
+		// Refresh called fetch, and its nil error says the fenced write
+		// landed; otherwise got is what the key held.
+		if wrote || c.live(got) {
 			return got.Value, nil
 		}
 		// Another caller replaced the dead claim by another dead one (a
@@ -168,17 +181,19 @@ func (c tokenClaims) CompareAndSwapClaim(ctx context.Context, key, old, value st
 	case cur.Value != old || !c.live(cur):
 		return false, nil
 	}
-	next := Token{Value: value, ExpiresAt: c.now().Add(ttl)}
-	if value == "" {
-		next = Token{Value: claimTombstone, ExpiresAt: c.now()}
-	}
 	wrote := false
 	_, err = c.s.Refresh(ctx, key, old, func(context.Context) (Token, error) {
-		if !c.now().Before(cur.ExpiresAt) {
+		now := c.now()
+		if !now.Before(cur.ExpiresAt) {
 			return Token{}, errClaimGone
 		}
 		wrote = true
-		return next, nil
+		if value == "" {
+			return Token{Value: claimTombstone, ExpiresAt: claimReleased}, nil
+		}
+		// ttl counts from the write, under the lock, not from the call,
+		// which may have waited for the lock.
+		return Token{Value: value, ExpiresAt: now.Add(ttl)}, nil
 	})
 	switch {
 	case errors.Is(err, errClaimGone):

@@ -60,6 +60,7 @@ type Store struct {
 	cli    *clientv3.Client
 	prefix string
 	ttl    int64 // requested lease TTL, whole seconds
+	claims claimLeases
 }
 
 // New returns a Store over client, which the caller keeps and closes. It

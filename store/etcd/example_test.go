@@ -41,3 +41,33 @@ func ExampleNew() {
 	}
 	log.Printf("access_token valid until %v", tok.ExpiresAt)
 }
+
+// Claims de-duplicate work across the fleet: the first Claim of a key wins,
+// every other instance gets the winner's value back until the claim's
+// lease runs out or its holder releases it. core.Dedup does this for
+// WeChat's pushes; this is the store call underneath.
+func ExampleStore_Claim() {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://etcd-0:2379"}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cli.Close()
+	store, err := etcdstore.New(cli, etcdstore.WithPrefix("myapp/wechat/"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	const key, me = "push/msg-1234567890", "instance-3/req-81"
+	held, err := store.Claim(ctx, key, me, 30*time.Second) // on a lease of 31s
+	if err != nil {
+		log.Fatal(err) // the claim may or may not have been made: Claim again with me to know
+	}
+	if held != me {
+		log.Printf("%s is being handled by %s", key, held)
+		return
+	}
+	// … handle the push, then release the claim (or swap it for a longer-lived "done" marker).
+	if _, err := store.CompareAndSwapClaim(ctx, key, me, "", 0); err != nil {
+		log.Print(err) // the claim runs out with its lease anyway
+	}
+}

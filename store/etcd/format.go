@@ -11,6 +11,8 @@ import (
 //	P + "lock/" + enc(K) + "/"   is the prefix of K's mutex queue
 //	                             (concurrency.Mutex adds the "/" and then
 //	                             the waiter's lease ID in hex).
+//	P + "claim/" + enc(K)        holds K's claim (core.ClaimStore), on
+//	                             the lease that ends it.
 //
 // No key's queue prefix is a prefix of another key's: enc(K) never contains
 // "/", so "P lock/enc(K)/" ends where enc(K) ends, whatever K looks like
@@ -18,6 +20,7 @@ import (
 const (
 	tokenSegment = "token/"
 	lockSegment  = "lock/"
+	claimSegment = "claim/"
 )
 
 // encodeKey maps a user key to the key-safe segment of its etcd keys.

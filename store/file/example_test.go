@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/wxtest"
@@ -54,4 +55,39 @@ func ExampleNew() {
 	}
 	fmt.Println(stored.Value == tok.Value, srv.TokenValid(stored.Value))
 	// Output: true true
+}
+
+// Claims de-duplicate work among the processes of the machine: the first
+// Claim of a key wins, the others get the winner's value back until the
+// claim expires or its holder releases it. core.Dedup does this for
+// WeChat's pushes; this is the store call underneath.
+func ExampleStore_Claim() {
+	tmp, err := os.MkdirTemp("", "filestore-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	web, err := filestore.New(tmp) // one process…
+	if err != nil {
+		log.Fatal(err)
+	}
+	cron, err := filestore.New(tmp) // …and another, on the same directory
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	const key, ttl = "push/msg-1234567890", time.Minute
+
+	held, _ := web.Claim(ctx, key, "web-1", ttl)
+	fmt.Println("web holds it:", held == "web-1")
+	held, _ = cron.Claim(ctx, key, "cron-7", ttl)
+	fmt.Println("cron sees:", held)
+
+	released, _ := web.CompareAndSwapClaim(ctx, key, "web-1", "", 0) // release
+	held, _ = cron.Claim(ctx, key, "cron-7", ttl)
+	fmt.Println("released:", released, "cron holds it:", held == "cron-7")
+	// Output:
+	// web holds it: true
+	// cron sees: web-1
+	// released: true cron holds it: true
 }

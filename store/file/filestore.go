@@ -81,6 +81,8 @@ type Store struct {
 
 	mu   sync.Mutex
 	keys map[string]*keyState // by file name base
+
+	claimSweep claimSweep
 }
 
 // keyState is what the goroutines of one Store share about one key.

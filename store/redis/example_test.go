@@ -95,3 +95,40 @@ func ExampleStore_CheckDurability() {
 		log.Printf("Redis may lose refresh tokens: %s", risk)
 	}
 }
+
+// A push handled once across the fleet: the instance whose Claim gets its
+// own value back handles it, the others answer WeChat at once; the holder
+// marks it done for the rest of WeChat's retry window, or releases it when
+// its handler fails so that the next retry is handled. (core's
+// de-duplication does this for you; this is what it asks of the Store.)
+func ExampleStore_Claim() {
+	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	store, err := redisstore.New(rdb)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	key, me := "push/wx0123456789abcdef/msg/23857602386", "handling:instance-7"
+	held, err := store.Claim(ctx, key, me, 30*time.Second) // one SET NX PX GET
+	switch {
+	case err != nil:
+		log.Printf("store down: handle anyway (fail open) or refuse: %v", err)
+		return
+	case held != me:
+		return // another instance has it (held says who): answer "success"
+	}
+	if err := handle(ctx); err != nil {
+		// Release, so that WeChat's next retry is handled.
+		_, _ = store.CompareAndSwapClaim(ctx, key, me, "", 0)
+		return
+	}
+	// Done: keep the key claimed through WeChat's retries.
+	if ok, err := store.CompareAndSwapClaim(ctx, key, me, "done", time.Minute); err != nil || !ok {
+		log.Printf("claim lost before it was marked done (%v): a retry may be handled again", err)
+	}
+}
+
+func handle(context.Context) error { return nil }

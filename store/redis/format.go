@@ -34,6 +34,7 @@ type names struct {
 	token string // the token hash
 	lock  string // the refresh lock
 	wake  string // the Pub/Sub channel on which releases are announced
+	claim string // the claim string (core.ClaimStore), apart from the token
 }
 
 // tagLen is how many bytes of the key's SHA-256 make its hash tag (128 bits,
@@ -43,7 +44,7 @@ const tagLen = 16
 
 // names returns the Redis names of key: prefix, then a hash tag made of the
 // hex SHA-256 of the key, then the role. The hash tag is the first "{…}"
-// after the prefix, so the three names share a Cluster slot whatever the
+// after the prefix, so the four names share a Cluster slot whatever the
 // key and the prefix contain ("{", "}" included), and any key maps to
 // exactly one slot.
 func (s *Store) names(key string) names {
@@ -55,7 +56,24 @@ func (s *Store) names(key string) names {
 	b.WriteString(hex.EncodeToString(sum[:tagLen]))
 	b.WriteByte('}')
 	base := b.String()
-	return names{token: base + ":token", lock: base + ":lock", wake: base + ":wake"}
+	return names{token: base + ":token", lock: base + ":lock", wake: base + ":wake", claim: base + ":claim"}
+}
+
+// claimName returns names(key).claim, built with one allocation: Claim
+// needs no other name.
+func (s *Store) claimName(key string) string {
+	const role = ":claim"
+	sum := sha256.Sum256([]byte(key))
+	var tag [2 * tagLen]byte
+	hex.Encode(tag[:], sum[:tagLen])
+	var b strings.Builder
+	b.Grow(len(s.prefix) + 2 + len(tag) + len(role))
+	b.WriteString(s.prefix)
+	b.WriteByte('{')
+	b.Write(tag[:])
+	b.WriteByte('}')
+	b.WriteString(role)
+	return b.String()
 }
 
 // encodeExpiresAt returns field e of t's ExpiresAt.

@@ -1,8 +1,10 @@
 package redisstore
 
 import (
+	"path"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -10,9 +12,11 @@ import (
 // TestNamesShareHashTag is the part of the key-layout check that needs no
 // server (the rest, with CLUSTER KEYSLOT and a full cycle under every
 // prefix, runs against Redis and a Redis Cluster in ./containertest): for
-// hostile keys and prefixes, a key's token, lock and wake channel begin with
-// the prefix and share one hash tag, different keys have different token
-// keys, RedisKeys returns the token and lock names, and the wake channel is
+// hostile keys and prefixes, a key's token, lock, wake channel and claim
+// begin with the prefix and share one hash tag, different keys have
+// different token keys, the claim name differs from the three others and is
+// what RedisClaimKey and claimName return, RedisKeys returns the token and
+// lock names, and the wake channel is
 // the token key with ":wake" for ":token" (the containertest module derives
 // it that way from RedisKeys to count subscriptions on the server).
 func TestNamesShareHashTag(t *testing.T) {
@@ -25,7 +29,7 @@ func TestNamesShareHashTag(t *testing.T) {
 		seen := map[string]string{}
 		for _, key := range keys {
 			n := s.names(key)
-			for _, name := range []string{n.token, n.lock, n.wake} {
+			for _, name := range []string{n.token, n.lock, n.wake, n.claim} {
 				if !strings.HasPrefix(name, prefix) {
 					t.Errorf("prefix %q, key %q: name %q does not begin with the prefix", prefix, key, name)
 				}
@@ -36,6 +40,24 @@ func TestNamesShareHashTag(t *testing.T) {
 			seen[n.token] = key
 			if tag := hashTag(n.token); tag != hashTag(n.lock) || tag != hashTag(n.wake) {
 				t.Errorf("prefix %q, key %q: hash tags %q, %q, %q of %q, %q, %q differ", prefix, key, hashTag(n.token), hashTag(n.lock), hashTag(n.wake), n.token, n.lock, n.wake)
+			}
+			if tag := hashTag(n.token); tag != hashTag(n.claim) {
+				t.Errorf("prefix %q, key %q: claim %q has hash tag %q, token %q has %q", prefix, key, n.claim, hashTag(n.claim), n.token, tag)
+			}
+			if n.claim == n.token || n.claim == n.lock || n.claim == n.wake {
+				t.Errorf("prefix %q, key %q: claim name %q is also the token, lock or wake name", prefix, key, n.claim)
+			}
+			if got := s.claimName(key); got != n.claim {
+				t.Errorf("prefix %q, key %q: claimName = %q, want %q", prefix, key, got, n.claim)
+			}
+			if got := s.RedisClaimKey(key); got != n.claim {
+				t.Errorf("prefix %q, key %q: RedisClaimKey = %q, want %q", prefix, key, got, n.claim)
+			}
+			if ok, err := path.Match(tokenPattern(prefix), n.claim); err != nil || ok {
+				t.Errorf("prefix %q, key %q: ListKeys' pattern %q matches the claim name %q (err %v)", prefix, key, tokenPattern(prefix), n.claim, err)
+			}
+			if ok, err := path.Match(tokenPattern(prefix), n.token); err != nil || !ok {
+				t.Errorf("prefix %q, key %q: ListKeys' pattern %q does not match the token name %q (err %v)", prefix, key, tokenPattern(prefix), n.token, err)
 			}
 			if token, lock := s.RedisKeys(key); token != n.token || lock != n.lock {
 				t.Errorf("prefix %q, key %q: RedisKeys = %q, %q; want %q, %q", prefix, key, token, lock, n.token, n.lock)
@@ -69,6 +91,24 @@ func TestTokenPattern(t *testing.T) {
 	} {
 		if got := tokenPattern(prefix); got != want {
 			t.Errorf("tokenPattern(%q) = %q, want %q", prefix, got, want)
+		}
+	}
+}
+
+// TestCeilMillisecond tests the rounding of a claim's time to live: up to
+// a whole millisecond, never down.
+func TestCeilMillisecond(t *testing.T) {
+	for d, want := range map[time.Duration]time.Duration{
+		time.Millisecond:                  time.Millisecond,
+		time.Millisecond + 1:              2 * time.Millisecond,
+		1500 * time.Microsecond:           2 * time.Millisecond,
+		time.Second:                       time.Second,
+		time.Second + time.Nanosecond:     time.Second + time.Millisecond,
+		10*time.Minute - time.Microsecond: 10 * time.Minute,
+		time.Duration(1<<63 - 1):          time.Duration(1<<63 - 1), // no overflow
+	} {
+		if got := ceilMillisecond(d); got != want {
+			t.Errorf("ceilMillisecond(%v) = %v, want %v", d, got, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -115,6 +116,10 @@ type Store struct {
 	logger  *slog.Logger
 
 	durability checkOnce // the durability check of the first durable write
+
+	// claimByScript is set once the server refused SET … NX … GET (Redis
+	// before 7.0): Claim runs lua/claim.lua from then on.
+	claimByScript atomic.Bool
 }
 
 // New returns a Store over client: a *redis.Client (standalone, or

@@ -28,3 +28,15 @@ var (
 	releaseLua    string
 	releaseScript = redis.NewScript(releaseLua)
 )
+
+// The claim scripts (see claims.go). claim.lua only runs on a server that
+// refuses SET … NX PX … GET, which does the same in one command.
+var (
+	//go:embed lua/claim.lua
+	claimLua    string
+	claimScript = redis.NewScript(claimLua)
+
+	//go:embed lua/swapclaim.lua
+	swapClaimLua    string
+	swapClaimScript = redis.NewScript(swapClaimLua)
+)

@@ -105,6 +105,7 @@ func TestSingle(t *testing.T) {
 	t.Run("ProcessHerd", func(t *testing.T) { conformance.ProcessHerd(t, h, 8, 50) })
 	t.Run("ProcessHerdWeCom", func(t *testing.T) { conformance.ProcessHerdOf(t, h, conformance.WeComApp, 8, 50) })
 	t.Run("Store", func(t *testing.T) { testStore(t, eps) })
+	t.Run("Claims", func(t *testing.T) { testClaims(t, eps) })
 	t.Run("PausedNodeFencesHolder", func(t *testing.T) {
 		if node == nil {
 			t.Skipf("%s is set: the fault test pauses a container of its own", singleEnv)

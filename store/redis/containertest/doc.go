@@ -15,6 +15,12 @@
 // store's own checks against the server. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).
 //
+// Claims (core.ClaimStore, claims_test.go) are checked through a plain
+// server and a Cluster (TestStandalone/Claims, TestCluster/Claims) and
+// through Sentinel on the promoted master after TestSentinelFailover's
+// failover; BenchmarkClaim compares a Claim with the client's raw SET NX
+// PX in the same run (its "ratio" metric).
+//
 // TestSweepRedis runs conformance.Sweep on the real server: one fault at every
 // store call of each durable-state scenario, the invariants checked after.
 //

@@ -147,6 +147,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("NoSubscriptionLeft", func(t *testing.T) { testNoSubscriptionLeft(t, dial) })
 	t.Run("RetryWithoutMessage", func(t *testing.T) { testRetryWithoutMessage(t, dial) })
 	t.Run("ListKeysLayout", func(t *testing.T) { testListKeysLayout(t, dial) })
+	t.Run("Claims", func(t *testing.T) { testClaims(t, dial) })
 }
 
 // TestCluster runs the conformance suite and the slot checks against a
@@ -160,6 +161,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, dial) })
 	t.Run("KeyLayout", func(t *testing.T) { testKeyLayout(t, dial) })
 	t.Run("ListKeysLayout", func(t *testing.T) { testListKeysLayout(t, dial) })
+	t.Run("Claims", func(t *testing.T) { testClaims(t, dial) })
 }
 
 // uniqueKey returns a user key no other test uses.

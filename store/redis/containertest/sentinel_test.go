@@ -83,6 +83,8 @@ type sentinelReport struct {
 // asserts generous bounds: at most sentinelMaxFetches fetches, recovery
 // within sentinelRecovery, no error in a sentinelSteady window after
 // recovery, and every worker ending with the same token, valid at WeChat.
+// Then the store's claim checks run through a failover client on the
+// promoted master (ClaimsAfterFailover).
 func TestSentinelFailover(t *testing.T) {
 	if cfg := os.Getenv(sentinelWorkerEnv); cfg != "" {
 		sentinelWorker(t, cfg)
@@ -274,6 +276,11 @@ func TestSentinelFailover(t *testing.T) {
 			t.Errorf("a worker ends with the revoked token")
 		}
 	}
+
+	// Claims through Sentinel, on the promoted master.
+	t.Run("ClaimsAfterFailover", func(t *testing.T) {
+		testClaims(t, func() redis.UniversalClient { return newFailoverClient(rs) })
+	})
 }
 
 func allFresh(ws []*sentinelProc) bool {

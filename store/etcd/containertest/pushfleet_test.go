@@ -1,0 +1,21 @@
+package containertest_test
+
+import (
+	"testing"
+
+	"github.com/wechatconf/wechatconf/conformance"
+	"github.com/wechatconf/wechatconf/conformance/containers"
+)
+
+// TestPushFleet runs the push fleet on a single etcd member: 8 processes,
+// each serving an Official Account, a WeCom app and an Open Platform
+// message URL on one core.Dedup, receive 300 pushes with WeChat's retries
+// while some are killed mid-handler; every push must be handled, and none
+// twice but after a crash or a failure.
+func TestPushFleet(t *testing.T) {
+	eps, child := endpointsFromEnv(singleEnv)
+	if !child {
+		eps = containers.StartEtcd(t).Endpoints
+	}
+	conformance.PushFleet(t, harness(eps, singleEnv), conformance.PushFleetConfig{})
+}
