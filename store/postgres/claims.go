@@ -81,9 +81,9 @@ type claimState struct {
 	busy atomic.Bool  // a clean-up of this Store is running
 }
 
-// init builds the statements over the table id. Values are bytea, sent
-// and compared as bytes (a claim value is any string without NUL, valid
-// UTF-8 or not, which text could not hold). Times are the server's:
+// init builds the statements over the table id. Values are text in the
+// "C" collation, so compared bytewise (core.CheckClaim lets only UTF-8
+// without NUL through, which text holds whole). Times are the server's:
 // clock_timestamp(), the time at which each expression is evaluated, never
 // the client's clock and never the transaction's start. ttl travels as a
 // bigint of microseconds (timestamptz's resolution).
@@ -134,7 +134,7 @@ func (c *claimState) ddl() []string {
 	return []string{
 		`CREATE TABLE IF NOT EXISTS ` + c.table + ` (
 	key        text COLLATE "C" PRIMARY KEY,
-	value      bytea NOT NULL,
+	value      text COLLATE "C" NOT NULL,
 	expires_at timestamptz NOT NULL
 )`,
 		`CREATE INDEX IF NOT EXISTS ` + c.index + ` ON ` + c.table + ` (expires_at)`,
@@ -160,18 +160,15 @@ func (s *Store) Claim(ctx context.Context, key, value string, ttl time.Duration)
 	if err := core.CheckClaim(ctx, key, value, ttl, false); err != nil {
 		return "", fmt.Errorf("pgstore: claim: %w", err)
 	}
-	var held []byte
+	var held string
 	err := s.onClaims(ctx, func() error {
-		return s.pool.QueryRow(ctx, s.claims.claimSQL, key, []byte(value), micros(ttl)).Scan(&held)
+		return s.pool.QueryRow(ctx, s.claims.claimSQL, key, value, micros(ttl)).Scan(&held)
 	})
 	if err != nil {
 		return "", fmt.Errorf("pgstore: claim %q: %w", key, err)
 	}
 	s.maybeCleanClaims(ctx)
-	if string(held) == value {
-		return value, nil
-	}
-	return string(held), nil
+	return held, nil
 }
 
 // CompareAndSwapClaim implements core.ClaimStore in one statement: an
@@ -188,9 +185,9 @@ func (s *Store) CompareAndSwapClaim(ctx context.Context, key, old, value string,
 	var tag pgconn.CommandTag
 	err := s.onClaims(ctx, func() (err error) {
 		if value == "" {
-			tag, err = s.pool.Exec(ctx, s.claims.releaseSQL, key, []byte(old))
+			tag, err = s.pool.Exec(ctx, s.claims.releaseSQL, key, old)
 		} else {
-			tag, err = s.pool.Exec(ctx, s.claims.swapSQL, key, []byte(value), micros(ttl), []byte(old))
+			tag, err = s.pool.Exec(ctx, s.claims.swapSQL, key, value, micros(ttl), old)
 		}
 		return err
 	})

@@ -65,15 +65,14 @@
 //
 //	CREATE TABLE IF NOT EXISTS wechatconf_claims (
 //		key        text COLLATE "C" PRIMARY KEY,
-//		value      bytea NOT NULL,
+//		value      text COLLATE "C" NOT NULL,
 //		expires_at timestamptz NOT NULL
 //	);
 //	CREATE INDEX IF NOT EXISTS wechatconf_claims_expires_at_idx ON wechatconf_claims (expires_at);
 //
-// The value is bytea because a claim value is any bytes but NUL, valid
-// UTF-8 or not; it is sent and compared as bytes (read it with
-// convert_from(value, 'UTF8') for the values core.Dedup writes). The index
-// is what keeps the clean-up bounded (below): without it, each
+// A claim value is UTF-8 without NUL (core.CheckClaim), which text holds
+// whole; the "C" collation keeps comparisons bytewise. The index is what
+// keeps the clean-up bounded (below): without it, each
 // clean-up reads the whole table. The role needs SELECT, INSERT, UPDATE and
 // DELETE on the table (DELETE for releases and the clean-up).
 //

@@ -84,7 +84,7 @@ func BenchmarkClaim(b *testing.B) {
 	s := newStoreOn(b, pool, pgstore.WithClaimsTable(claims))
 	claim(b, s, uniqueKey(b), "creates-the-table", time.Hour)
 	// The same DDL as the store's claims table.
-	mustExec(b, pool, `CREATE TABLE `+raw.Sanitize()+` (key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL, expires_at timestamptz NOT NULL)`)
+	mustExec(b, pool, `CREATE TABLE `+raw.Sanitize()+` (key text COLLATE "C" PRIMARY KEY, value text COLLATE "C" NOT NULL, expires_at timestamptz NOT NULL)`)
 	mustExec(b, pool, `CREATE INDEX ON `+raw.Sanitize()+` (expires_at)`)
 	rawSQL := `INSERT INTO ` + raw.Sanitize() + ` (key, value, expires_at) VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 microsecond') ON CONFLICT DO NOTHING`
 	prefix := uniqueKey(b) + "/"
@@ -92,7 +92,7 @@ func BenchmarkClaim(b *testing.B) {
 	seq := 0 // the keys' counter, across every run of the sub-benchmarks
 	fresh := func() string { seq++; return prefix + strconv.Itoa(seq) }
 	rawInsert := func(b *testing.B, key string) {
-		tag, err := pool.Exec(ctx, rawSQL, key, []byte(value), ttl.Microseconds())
+		tag, err := pool.Exec(ctx, rawSQL, key, value, ttl.Microseconds())
 		if err != nil || tag.RowsAffected() != 1 {
 			b.Fatalf("raw insert of %q: %v, %d rows", key, err, tag.RowsAffected())
 		}

@@ -308,21 +308,25 @@ func TestClaimCleanupBounded(t *testing.T) {
 	})
 }
 
-// TestClaimValuesAreBytes tests that claim values are kept and compared as
-// bytes, whatever PostgreSQL's text would make of them: invalid UTF-8, a
-// backslash sequence that bytea's escape format would decode, quotes and
-// control characters; directly and with the simple protocol, where pgx
-// writes the parameters into the SQL.
-func TestClaimValuesAreBytes(t *testing.T) {
+// TestClaimValuesKeptWhole tests that claim values are kept and compared
+// whole, bytewise: backslash sequences that an escape format would decode,
+// quotes, control characters, and letters that a linguistic collation
+// would order or compare otherwise; directly and with the simple protocol,
+// where pgx writes the parameters into the SQL. A value that is not UTF-8
+// is refused before any statement.
+func TestClaimValuesKeptWhole(t *testing.T) {
 	needServer(t)
 	ctx := context.Background()
-	values := []string{"bad-utf8-\xff\xfe", `\x41\\`, "'; DROP TABLE x; --", "\x01\x7f\r\n", "令牌"}
+	values := []string{`\x41\\`, `E'\n'`, "'; DROP TABLE x; --", "\x01\x7f\r\n", "令牌", "Straße", "e\u0301"}
 	for _, mode := range []struct {
 		name string
 		cfg  func(*pgxpool.Config)
 	}{{"Extended", nil}, {"Simple", simpleProtocol}} {
 		t.Run(mode.name, func(t *testing.T) {
 			s := newStore(t, testDSN, mode.cfg)
+			if _, err := s.Claim(ctx, uniqueKey(t), "bad-utf8-\xff", time.Hour); err == nil {
+				t.Errorf("Claim of a value that is not UTF-8: nil error, want it refused")
+			}
 			for _, v := range values {
 				key := uniqueKey(t)
 				if got := claim(t, s, key, v, time.Hour); got != v {
@@ -331,8 +335,9 @@ func TestClaimValuesAreBytes(t *testing.T) {
 				if got := claim(t, s, key, "other", time.Hour); got != v {
 					t.Errorf("Claim(%q, other) = %q, want the held %q", key, got, v)
 				}
-				if ok, err := s.CompareAndSwapClaim(ctx, key, v[:len(v)-1], "x", time.Hour); err != nil || ok {
-					t.Errorf("CompareAndSwapClaim(%q, %q, x) with the held value %q = %v, %v; want false, nil", key, v[:len(v)-1], v, ok, err)
+				shorter := strings.ToValidUTF8(v[:len(v)-1], "")
+				if ok, err := s.CompareAndSwapClaim(ctx, key, shorter, "x", time.Hour); err != nil || ok {
+					t.Errorf("CompareAndSwapClaim(%q, %q, x) with the held value %q = %v, %v; want false, nil", key, shorter, v, ok, err)
 				}
 				if ok, err := s.CompareAndSwapClaim(ctx, key, v, v+"2", time.Hour); err != nil || !ok {
 					t.Errorf("CompareAndSwapClaim(%q, %q, %q) = %v, %v; want true, nil", key, v, v+"2", ok, err)
