@@ -99,6 +99,13 @@
 //	-- CompareAndSwapClaim to "" (release); swapped is "one row deleted"
 //	DELETE FROM wechatconf_claims WHERE key = $1 AND value = $2 AND expires_at > clock_timestamp()
 //
+// What a claim costs (BenchmarkClaim in store/postgres/containertest,
+// PostgreSQL 15 in Docker on the loopback, a busy 2-core machine): a
+// winning Claim took 191 µs against 182 µs for pgx's own INSERT … ON
+// CONFLICT DO NOTHING into a table of the same shape, measured in pairs in
+// the same run, a ratio of ×1.04 to ×1.06 over five runs; 13 allocations
+// against 7.
+//
 // Why exactly one of any number of concurrent claimers wins, in READ
 // COMMITTED (each statement is a transaction of its own): the primary key
 // arbitrates.
