@@ -28,9 +28,10 @@ const (
 	// acceptable for DefaultTimestampWindow (5 minutes), which this
 	// covers.
 	DefaultPushRemember = 5 * time.Minute
-	// DefaultPushWait is the default DedupConfig.Wait: WeChat's own
-	// timeout, after which it stops listening and retries.
-	DefaultPushWait = 5 * time.Second
+	// DefaultPushWait is the default DedupConfig.Wait: just under
+	// WeChat's own 5 s timeout, so that the answer of a delivery that
+	// waited in vain (503) reaches WeChat before it hangs up.
+	DefaultPushWait = 4500 * time.Millisecond
 	// DefaultPushCallTimeout is the default DedupConfig.CallTimeout.
 	DefaultPushCallTimeout = time.Second
 	// DefaultPushKeyPrefix is the default DedupConfig.KeyPrefix.
@@ -72,19 +73,29 @@ type DedupConfig struct {
 	// PushInProgress; the delivery's ctx ends it sooner. Default
 	// DefaultPushWait; negative means not at all.
 	Wait time.Duration
-	// CallTimeout bounds every store call, so that a hung store costs a
-	// delivery at most this much before the fail-open or fail-closed
-	// choice applies. Default DefaultPushCallTimeout.
+	// CallTimeout bounds the claim of a delivery (its first store call,
+	// tried again within the same budget when it fails fast) and every
+	// later store call, so that a hung store costs a delivery at most this
+	// much before the fail-open or fail-closed choice applies. Default
+	// DefaultPushCallTimeout.
 	CallTimeout time.Duration
 	// FailClosed chooses what a delivery does when the store fails or
 	// does not answer: false (the default, fail open) handles the push
 	// anyway (PushUnguarded), so nothing is lost but a retry reaching
 	// another instance may handle it again; true refuses it
 	// (PushRefused, answered with 503), so WeChat retries — a push whose
-	// every delivery (about 20 s) meets a failed store is then lost.
+	// every delivery (about 20 s) meets a failed store is then lost. It
+	// also decides what a running handler's context does when the store
+	// stops answering its renewals for a whole Lease: fail open lets the
+	// handler finish (its push may be handled again elsewhere, as any
+	// push is while the store is down); fail closed ends it (cause
+	// ErrClaimLost), since another instance may claim the push once the
+	// store is back. A claim taken by another instance ends it either
+	// way.
 	FailClosed bool
-	// Logger receives the events (EventPushSkipped, EventPushUnguarded,
-	// EventPushClaimLost). Default: warnings to slog.Default.
+	// Logger receives the events (EventPushFailed, EventPushSkipped,
+	// EventPushUnguarded, EventPushClaimLost). Default: warnings to
+	// slog.Default.
 	Logger *slog.Logger
 }
 
@@ -266,17 +277,12 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 	mine := claimRunning + d.owner + "/" + strconv.FormatUint(d.seq.Add(1), 36)
 	d.warnEmulated()
 
-	held, err := d.claim(ctx, full, mine, d.cfg.Lease)
-	if err != nil && ctx.Err() == nil {
-		// Once more with the same value: a claim that landed but whose
-		// reply was lost comes back as mine, and a blip passes.
-		held, err = d.claim(ctx, full, mine, d.cfg.Lease)
-	}
+	held, err := d.firstClaim(ctx, full, mine)
 	if err != nil && ctx.Err() != nil {
 		return PushRefused, &DedupError{Op: "claim", Key: full, Err: err}
 	}
 	if err != nil {
-		return d.unguarded(ctx, full, "claim", err, handle)
+		return d.unguarded(ctx, full, mine, "claim", err, handle)
 	}
 	if held != mine {
 		var done bool
@@ -286,7 +292,7 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 			d.logger.LogAttrs(ctx, slog.LevelDebug, EventPushSkipped, slog.String("key", full), slog.String("outcome", "duplicate"))
 			return PushDuplicate, nil
 		case err != nil && d.cfg.FailClosed:
-			return d.unguarded(ctx, full, "claim", err, handle)
+			return d.unguarded(ctx, full, mine, "claim", err, handle)
 		case err != nil || held != mine:
 			// The store failed while another handler held the push: it is
 			// probably still running, so a second one is not started.
@@ -314,6 +320,20 @@ func (d *Dedup) warnEmulated() {
 			slog.String("op", "store"), slog.Bool("fail_closed", d.cfg.FailClosed),
 			slog.String("error", fmt.Sprintf("the store (%T) does not implement core.ClaimStore: claims are emulated with its Refresh lock (core.ClaimsOver), which never deletes them", d.cfg.Store)))
 	}
+}
+
+// firstClaim is a delivery's claim: one Claim and, if it fails within
+// the CallTimeout, once more with the same value in what is left of it —
+// a claim that landed but whose reply was lost comes back as mine, and a
+// blip passes — so that a hung store costs one CallTimeout.
+func (d *Dedup) firstClaim(ctx context.Context, key, mine string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.CallTimeout)
+	defer cancel()
+	held, err := d.claims.Claim(cctx, key, mine, d.cfg.Lease)
+	if err != nil && cctx.Err() == nil {
+		held, err = d.claims.Claim(cctx, key, mine, d.cfg.Lease)
+	}
+	return held, err
 }
 
 // claim is one Claim, bounded by CallTimeout.
@@ -373,18 +393,31 @@ func (d *Dedup) wait(ctx context.Context, key, mine, held string) (string, bool,
 func isDone(v string) bool { return len(v) >= len(claimDone) && v[:len(claimDone)] == claimDone }
 
 // unguarded is the store's failure: fail open runs handle without a
-// claim, fail closed refuses.
-func (d *Dedup) unguarded(ctx context.Context, key, op string, err error, handle func(context.Context) error) (PushOutcome, error) {
+// claim, fail closed refuses. After an unguarded run the claim mine may
+// have landed (a write whose reply was lost): it is recorded as done, or
+// released, by one best-effort call, which fails harmlessly when it had
+// not.
+func (d *Dedup) unguarded(ctx context.Context, key, mine, op string, err error, handle func(context.Context) error) (PushOutcome, error) {
 	err = &DedupError{Op: op, Key: key, Err: err}
 	d.logger.LogAttrs(ctx, slog.LevelWarn, EventPushUnguarded, slog.String("key", key), slog.String("op", op),
 		slog.Bool("fail_closed", d.cfg.FailClosed), slog.String("error", err.Error()))
 	if d.cfg.FailClosed {
 		return PushRefused, err
 	}
-	if herr := handle(ctx); herr != nil {
+	herr := handle(ctx)
+	after := context.WithoutCancel(ctx)
+	if herr != nil {
+		_, _ = d.swap(after, key, mine, "", 0)
+		d.failed(ctx, key, herr)
 		return PushFailed, herr
 	}
+	_, _ = d.swap(after, key, mine, claimDone+mine[len(claimRunning):], d.cfg.Remember)
 	return PushUnguarded, nil
+}
+
+// failed logs a handler's error.
+func (d *Dedup) failed(ctx context.Context, key string, err error) {
+	d.logger.LogAttrs(ctx, slog.LevelWarn, EventPushFailed, slog.String("key", key), slog.String("error", err.Error()))
 }
 
 // run runs handle under the claim mine, renewing it, and records the
@@ -403,9 +436,9 @@ func (d *Dedup) run(ctx context.Context, key, mine string, handle func(context.C
 		case !finished: // handle panicked: free the push for a retry, and go on panicking
 			d.release(context.WithoutCancel(ctx), key, mine)
 		case err != nil:
+			d.failed(ctx, key, err)
 			d.release(context.WithoutCancel(ctx), key, mine)
-		case lost:
-			d.logger.LogAttrs(ctx, slog.LevelWarn, EventPushClaimLost, slog.String("key", key), slog.String("stage", "handling"))
+		case lost: // logged by renew
 		default:
 			d.markDone(context.WithoutCancel(ctx), key, mine)
 		}
@@ -419,11 +452,11 @@ func (d *Dedup) run(ctx context.Context, key, mine string, handle func(context.C
 }
 
 // renew renews the claim every Lease/3 until stop closes, and ends the
-// handler's context (cause ErrClaimLost) when the claim is lost — taken
-// by another or gone (a definite false) — or may be: not renewed for a
-// whole Lease while the store fails. It sends whether the claim was lost
-// for sure; otherwise the record of the push (a compare-and-swap) finds
-// out.
+// handler's context (cause ErrClaimLost, EventPushClaimLost "handling")
+// when the claim is lost — taken by another or gone (a definite false) —
+// or, under FailClosed, may be: not renewed for a whole Lease while the
+// store fails. It sends whether the claim was lost for sure; otherwise
+// the record of the push (a compare-and-swap) finds out.
 func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.CancelCauseFunc, stop <-chan struct{}, taken chan<- bool) {
 	every := d.cfg.Lease / 3
 	last := time.Now()
@@ -441,9 +474,14 @@ func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.Canc
 		case err == nil && ok:
 			last = time.Now()
 			continue
-		case err != nil && time.Since(last) < d.cfg.Lease:
+		case err != nil && (!d.cfg.FailClosed || time.Since(last) < d.cfg.Lease):
 			continue // try again at the next tick
 		}
+		attrs := []slog.Attr{slog.String("key", key), slog.String("stage", "handling")}
+		if err != nil {
+			attrs = append(attrs, slog.String("error", err.Error()))
+		}
+		d.logger.LogAttrs(ctx, slog.LevelWarn, EventPushClaimLost, attrs...)
 		cancel(ErrClaimLost)
 		<-stop
 		taken <- err == nil
@@ -514,16 +552,23 @@ func (e *DedupError) Unwrap() error { return e.Err }
 // PushKey returns the key a push is de-duplicated by, as WeChat asks
 // (接收普通消息, 接收事件推送: "消息排重"): account (the receiving account:
 // ToUserName, with a WeCom app's AgentID) then, for a message, its MsgId
-// ("<account>/m/<MsgId>"); for an event, which has none, its FromUserName
-// and CreateTime, WeChat's own event key, with the event's name and a hash
-// of its whole plaintext ("<account>/e/<from>/<time>/<event>/<hash>"), so
-// that two different events from one user in one second are never taken
-// for one. WeChat's retries of a push carry the same plaintext. Keys
-// longer than the store allows are hashed by Dedup.
+// ("<account>/m/<MsgId>"); for an event, which has none, a SHA-256 of its
+// FromUserName and CreateTime — WeChat's own event key — with the
+// event's name and its whole plaintext ("<account>/e/<32 hex digits>"),
+// so that two different events from one user in one second are never
+// taken for one, and no sender's OpenID is written to the store or a
+// log. WeChat's retries of a push carry the same plaintext. Keys longer
+// than the store allows are hashed by Dedup.
 func PushKey(account, msgID, from string, createTime int64, event string, plaintext []byte) string {
 	if msgID != "" {
 		return account + "/m/" + msgID
 	}
-	sum := sha256.Sum256(plaintext)
-	return account + "/e/" + from + "/" + strconv.FormatInt(createTime, 10) + "/" + event + "/" + hex.EncodeToString(sum[:8])
+	h := sha256.New()
+	for _, part := range []string{from, strconv.FormatInt(createTime, 10), event} {
+		h.Write([]byte(strconv.Itoa(len(part))))
+		h.Write([]byte{':'})
+		h.Write([]byte(part))
+	}
+	h.Write(plaintext)
+	return account + "/e/" + hex.EncodeToString(h.Sum(nil)[:16])
 }

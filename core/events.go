@@ -127,9 +127,13 @@ const (
 	EventRetry = "wechatconf.retry"
 
 	// The events of a Dedup (pushes handled once across the fleet). Each
-	// carries "key", the push's claim key (no credential: a push key is
-	// the account, and the MsgId or the sender's OpenID and CreateTime).
+	// carries "key", the push's claim key (no credential, and no personal
+	// data: the account, and the MsgId or a hash of the event).
 
+	// EventPushFailed (Warn): a push's handler returned an error; its
+	// claim is released, and the delivery is answered 500 so that WeChat
+	// retries. Attribute "error" (the handler's own).
+	EventPushFailed = "wechatconf.push_failed"
 	// EventPushSkipped (Debug): a delivery of a push started no handler.
 	// Attribute "outcome": "duplicate" (handled already) or "in_progress"
 	// (another handler still held it at the end of DedupConfig.Wait).
