@@ -266,6 +266,9 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 	mine := claimRunning + d.owner + "/" + strconv.FormatUint(d.seq.Add(1), 36)
 	d.warnEmulated()
 
+	// since is when the claim's life may have begun at the earliest: the
+	// first attempt's send (a retry may find the claim that attempt made).
+	since := time.Now()
 	held, err := d.claim(ctx, full, mine, d.cfg.Lease)
 	if err != nil && ctx.Err() == nil {
 		// Once more with the same value: a claim that landed but whose
@@ -280,7 +283,7 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 	}
 	if held != mine {
 		var done bool
-		held, done, err = d.wait(ctx, full, mine, held)
+		held, done, since, err = d.wait(ctx, full, mine, held)
 		switch {
 		case done:
 			d.logger.LogAttrs(ctx, slog.LevelDebug, EventPushSkipped, slog.String("key", full), slog.String("outcome", "duplicate"))
@@ -294,7 +297,7 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 			return PushInProgress, ErrPushInProgress
 		}
 	}
-	return d.run(ctx, full, mine, handle)
+	return d.run(ctx, full, mine, since, handle)
 }
 
 // claimKey is the store key of a push key, hashed when the whole would be
@@ -331,14 +334,15 @@ func (d *Dedup) swap(ctx context.Context, key, old, value string, ttl time.Durat
 }
 
 // wait polls the claim another handler holds until it is done (done), this
-// caller holds it (held == mine: the other released it or died), Wait ran
-// out or ctx ended (held is the other's), or the store failed (err).
-func (d *Dedup) wait(ctx context.Context, key, mine, held string) (string, bool, error) {
+// caller holds it (held == mine: the other released it or died; since is
+// when the Claim that made it was sent), Wait ran out or ctx ended (held
+// is the other's), or the store failed (err).
+func (d *Dedup) wait(ctx context.Context, key, mine, held string) (_ string, done bool, since time.Time, err error) {
 	if isDone(held) {
-		return held, true, nil
+		return held, true, since, nil
 	}
 	if d.cfg.Wait < 0 {
-		return held, false, nil
+		return held, false, since, nil
 	}
 	deadline := time.NewTimer(d.cfg.Wait)
 	defer deadline.Stop()
@@ -348,22 +352,23 @@ func (d *Dedup) wait(ctx context.Context, key, mine, held string) (string, bool,
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return held, false, nil
+			return held, false, since, nil
 		case <-deadline.C:
 			t.Stop()
-			return held, false, nil
+			return held, false, since, nil
 		case <-t.C:
 		}
+		since = time.Now()
 		h, err := d.claim(ctx, key, mine, d.cfg.Lease)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return held, false, nil
+			return held, false, since, nil
 		case err != nil:
-			return held, false, err
+			return held, false, since, err
 		case isDone(h):
-			return h, true, nil
+			return h, true, since, nil
 		case h == mine:
-			return h, false, nil
+			return h, false, since, nil
 		}
 		held = h
 		pause = min(2*pause, 200*time.Millisecond)
@@ -387,13 +392,13 @@ func (d *Dedup) unguarded(ctx context.Context, key, op string, err error, handle
 	return PushUnguarded, nil
 }
 
-// run runs handle under the claim mine, renewing it, and records the
-// outcome.
-func (d *Dedup) run(ctx context.Context, key, mine string, handle func(context.Context) error) (outcome PushOutcome, err error) {
+// run runs handle under the claim mine, made by a Claim sent at since,
+// renewing it, and records the outcome.
+func (d *Dedup) run(ctx context.Context, key, mine string, since time.Time, handle func(context.Context) error) (outcome PushOutcome, err error) {
 	hctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
 	taken := make(chan bool, 1) // whether another holds the claim, for sure
-	go d.renew(hctx, key, mine, cancel, stop, taken)
+	go d.renew(hctx, key, mine, since, cancel, stop, taken)
 	finished := false
 	defer func() {
 		close(stop)
@@ -420,28 +425,45 @@ func (d *Dedup) run(ctx context.Context, key, mine string, handle func(context.C
 
 // renew renews the claim every Lease/3 until stop closes, and ends the
 // handler's context (cause ErrClaimLost) when the claim is lost — taken
-// by another or gone (a definite false) — or may be: not renewed for a
-// whole Lease while the store fails. It sends whether the claim was lost
-// for sure; otherwise the record of the push (a compare-and-swap) finds
-// out.
-func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.CancelCauseFunc, stop <-chan struct{}, taken chan<- bool) {
+// by another or gone (a definite false) — or may be: no renewal confirmed
+// before the claim's lease may have run out. That moment is counted from
+// when the last confirmed Claim or renewal was sent (the store started
+// the lease after that), less claimLostMargin, and it is kept by a timer:
+// a renewal that hangs is cut short at it, so that the handler learns of
+// the loss before another instance can take the push over, not when the
+// hung call gives up (CallTimeout may be longer than the Lease). It sends
+// whether the claim was lost for sure; otherwise the record of the push
+// (a compare-and-swap) finds out.
+func (d *Dedup) renew(ctx context.Context, key, mine string, since time.Time, cancel context.CancelCauseFunc, stop <-chan struct{}, taken chan<- bool) {
 	every := d.cfg.Lease / 3
-	last := time.Now()
+	lifetime := d.cfg.Lease - d.cfg.Lease/claimLostMargin
+	deadline := since.Add(lifetime)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	lose := time.NewTimer(time.Until(deadline))
+	defer lose.Stop()
 	for {
 		select {
 		case <-stop:
 			taken <- false
 			return
+		case <-lose.C:
+			cancel(ErrClaimLost)
+			<-stop
+			taken <- false
+			return
 		case <-t.C:
 		}
-		ok, err := d.swap(context.WithoutCancel(ctx), key, mine, mine, d.cfg.Lease)
+		sent := time.Now()
+		sctx, scancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		ok, err := d.swap(sctx, key, mine, mine, d.cfg.Lease)
+		scancel()
 		switch {
 		case err == nil && ok:
-			last = time.Now()
+			deadline = sent.Add(lifetime)
+			lose.Reset(time.Until(deadline))
 			continue
-		case err != nil && time.Since(last) < d.cfg.Lease:
+		case err != nil && time.Now().Before(deadline):
 			continue // try again at the next tick
 		}
 		cancel(ErrClaimLost)
@@ -450,6 +472,11 @@ func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.Canc
 		return
 	}
 }
+
+// claimLostMargin: a handler's context ends Lease/claimLostMargin before
+// its claim's lease may run out, for the time the cancellation takes to
+// reach the handler.
+const claimLostMargin = 10
 
 // release frees the push for a retry: one attempt, the lease frees it
 // anyway if the attempt fails.
