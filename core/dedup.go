@@ -56,7 +56,10 @@ type DedupConfig struct {
 	// ClaimsOver's emulation, and a warning is logged once. Required.
 	Store TokenStore
 	// KeyPrefix starts every claim key: "<KeyPrefix>/<push key>" (see
-	// PushKey). Default DefaultPushKeyPrefix.
+	// PushKey). Default DefaultPushKeyPrefix. Every instance that may
+	// receive a push must use the same KeyPrefix (and Store): Dedups with
+	// different prefixes do not see each other's claims, and each handles
+	// the push.
 	KeyPrefix string
 	// Lease is how long a claim lives without being renewed; a running
 	// handler renews it every Lease/3. Default DefaultPushLease; at least
