@@ -57,7 +57,10 @@ type DedupConfig struct {
 	// ClaimsOver's emulation, and a warning is logged once. Required.
 	Store TokenStore
 	// KeyPrefix starts every claim key: "<KeyPrefix>/<push key>" (see
-	// PushKey). Default DefaultPushKeyPrefix.
+	// PushKey). Default DefaultPushKeyPrefix. Every instance that may
+	// receive a push must use the same KeyPrefix (and Store): Dedups with
+	// different prefixes do not see each other's claims, and each handles
+	// the push.
 	KeyPrefix string
 	// Lease is how long a claim lives without being renewed; a running
 	// handler renews it every Lease/3. Default DefaultPushLease; at least
@@ -126,7 +129,14 @@ type DedupConfig struct {
 // ends with ErrClaimLost), and under fail open while the store is down. A
 // push is lost when WeChat stops retrying before a failed handler's claim
 // ended (a process killed in the last seconds of WeChat's last retry), and
-// under fail closed when the store is down for all its deliveries.
+// under fail closed when the store is down for all its deliveries. Two
+// byte-identical events in one second are one push (PushKey). A handler
+// is not bounded: one that never returns keeps its claim renewed, and
+// every delivery of its push answers 503 — bound the work with a timeout
+// of your own.
+//
+// Every instance of the fleet must use the same store and KeyPrefix:
+// Dedups with different ones do not see each other's claims.
 //
 // A Dedup is safe for concurrent use and may be shared by several Confs
 // and callbacks on one store.
@@ -277,6 +287,9 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 	mine := claimRunning + d.owner + "/" + strconv.FormatUint(d.seq.Add(1), 36)
 	d.warnEmulated()
 
+	// since is when the claim's life may have begun at the earliest: the
+	// first attempt's send (a retry may find the claim that attempt made).
+	since := time.Now()
 	held, err := d.firstClaim(ctx, full, mine)
 	if err != nil && ctx.Err() != nil {
 		return PushRefused, &DedupError{Op: "claim", Key: full, Err: err}
@@ -286,7 +299,7 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 	}
 	if held != mine {
 		var done bool
-		held, done, err = d.wait(ctx, full, mine, held)
+		held, done, since, err = d.wait(ctx, full, mine, held)
 		switch {
 		case done:
 			d.logger.LogAttrs(ctx, slog.LevelDebug, EventPushSkipped, slog.String("key", full), slog.String("outcome", "duplicate"))
@@ -300,7 +313,7 @@ func (d *Dedup) Do(ctx context.Context, key string, handle func(ctx context.Cont
 			return PushInProgress, ErrPushInProgress
 		}
 	}
-	return d.run(ctx, full, mine, handle)
+	return d.run(ctx, full, mine, since, handle)
 }
 
 // claimKey is the store key of a push key, hashed when the whole would be
@@ -351,14 +364,15 @@ func (d *Dedup) swap(ctx context.Context, key, old, value string, ttl time.Durat
 }
 
 // wait polls the claim another handler holds until it is done (done), this
-// caller holds it (held == mine: the other released it or died), Wait ran
-// out or ctx ended (held is the other's), or the store failed (err).
-func (d *Dedup) wait(ctx context.Context, key, mine, held string) (string, bool, error) {
+// caller holds it (held == mine: the other released it or died; since is
+// when the Claim that made it was sent), Wait ran out or ctx ended (held
+// is the other's), or the store failed (err).
+func (d *Dedup) wait(ctx context.Context, key, mine, held string) (_ string, done bool, since time.Time, err error) {
 	if isDone(held) {
-		return held, true, nil
+		return held, true, since, nil
 	}
 	if d.cfg.Wait < 0 {
-		return held, false, nil
+		return held, false, since, nil
 	}
 	deadline := time.NewTimer(d.cfg.Wait)
 	defer deadline.Stop()
@@ -368,22 +382,23 @@ func (d *Dedup) wait(ctx context.Context, key, mine, held string) (string, bool,
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return held, false, nil
+			return held, false, since, nil
 		case <-deadline.C:
 			t.Stop()
-			return held, false, nil
+			return held, false, since, nil
 		case <-t.C:
 		}
+		since = time.Now()
 		h, err := d.claim(ctx, key, mine, d.cfg.Lease)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return held, false, nil
+			return held, false, since, nil
 		case err != nil:
-			return held, false, err
+			return held, false, since, err
 		case isDone(h):
-			return h, true, nil
+			return h, true, since, nil
 		case h == mine:
-			return h, false, nil
+			return h, false, since, nil
 		}
 		held = h
 		pause = min(2*pause, 200*time.Millisecond)
@@ -420,13 +435,13 @@ func (d *Dedup) failed(ctx context.Context, key string, err error) {
 	d.logger.LogAttrs(ctx, slog.LevelWarn, EventPushFailed, slog.String("key", key), slog.String("error", err.Error()))
 }
 
-// run runs handle under the claim mine, renewing it, and records the
-// outcome.
-func (d *Dedup) run(ctx context.Context, key, mine string, handle func(context.Context) error) (outcome PushOutcome, err error) {
+// run runs handle under the claim mine, made by a Claim sent at since,
+// renewing it, and records the outcome.
+func (d *Dedup) run(ctx context.Context, key, mine string, since time.Time, handle func(context.Context) error) (outcome PushOutcome, err error) {
 	hctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
 	taken := make(chan bool, 1) // whether another holds the claim, for sure
-	go d.renew(hctx, key, mine, cancel, stop, taken)
+	go d.renew(hctx, key, mine, since, cancel, stop, taken)
 	finished := false
 	defer func() {
 		close(stop)
@@ -451,32 +466,29 @@ func (d *Dedup) run(ctx context.Context, key, mine string, handle func(context.C
 	return PushHandled, nil
 }
 
-// renew renews the claim every Lease/3 until stop closes, and ends the
-// handler's context (cause ErrClaimLost, EventPushClaimLost "handling")
-// when the claim is lost — taken by another or gone (a definite false) —
-// or, under FailClosed, may be: not renewed for a whole Lease while the
-// store fails. It sends whether the claim was lost for sure; otherwise
-// the record of the push (a compare-and-swap) finds out.
-func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.CancelCauseFunc, stop <-chan struct{}, taken chan<- bool) {
+// renew renews the claim every Lease/3 until stop closes. A claim taken
+// by another or gone (a renewal's definite false) ends the handler's
+// context (cause ErrClaimLost) and is logged (EventPushClaimLost
+// "handling"). So is, under FailClosed, a claim that may be lost: no
+// renewal confirmed before its lease may have run out — counted from when
+// the last confirmed Claim or renewal was sent (the store started the
+// lease after that), less claimLostMargin, and kept by a timer, so that a
+// hung renewal is cut short and the handler learns of the loss before
+// another instance can take the push over, not when the hung call gives
+// up. Under fail open that moment is logged, once per lapse, and the
+// handler goes on: the store is failing, and fail open handles pushes
+// anyway. It sends whether the claim was lost for sure; otherwise the
+// record of the push (a compare-and-swap) finds out.
+func (d *Dedup) renew(ctx context.Context, key, mine string, since time.Time, cancel context.CancelCauseFunc, stop <-chan struct{}, taken chan<- bool) {
 	every := d.cfg.Lease / 3
-	last := time.Now()
+	lifetime := d.cfg.Lease - d.cfg.Lease/claimLostMargin
+	deadline := since.Add(lifetime)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			taken <- false
-			return
-		case <-t.C:
-		}
-		ok, err := d.swap(context.WithoutCancel(ctx), key, mine, mine, d.cfg.Lease)
-		switch {
-		case err == nil && ok:
-			last = time.Now()
-			continue
-		case err != nil && (!d.cfg.FailClosed || time.Since(last) < d.cfg.Lease):
-			continue // try again at the next tick
-		}
+	lose := time.NewTimer(time.Until(deadline))
+	defer lose.Stop()
+	warned := false
+	lost := func(definite bool, err error) {
 		attrs := []slog.Attr{slog.String("key", key), slog.String("stage", "handling")}
 		if err != nil {
 			attrs = append(attrs, slog.String("error", err.Error()))
@@ -484,10 +496,55 @@ func (d *Dedup) renew(ctx context.Context, key, mine string, cancel context.Canc
 		d.logger.LogAttrs(ctx, slog.LevelWarn, EventPushClaimLost, attrs...)
 		cancel(ErrClaimLost)
 		<-stop
-		taken <- err == nil
-		return
+		taken <- definite
+	}
+	for {
+		select {
+		case <-stop:
+			taken <- false
+			return
+		case <-lose.C:
+			if d.cfg.FailClosed {
+				lost(false, errNoRenewal)
+				return
+			}
+			if !warned {
+				warned = true
+				d.logger.LogAttrs(ctx, slog.LevelWarn, EventPushClaimLost, slog.String("key", key), slog.String("stage", "handling"),
+					slog.String("error", errNoRenewal.Error()+"; fail open: the handler goes on"))
+			}
+			continue
+		case <-t.C:
+		}
+		sent := time.Now()
+		sctx, scancel := context.WithoutCancel(ctx), context.CancelFunc(func() {})
+		if d.cfg.FailClosed {
+			sctx, scancel = context.WithDeadline(sctx, deadline)
+		}
+		ok, err := d.swap(sctx, key, mine, mine, d.cfg.Lease)
+		scancel()
+		switch {
+		case err == nil && ok:
+			deadline = sent.Add(lifetime)
+			lose.Reset(time.Until(deadline))
+			warned = false
+		case err == nil:
+			lost(true, nil)
+			return
+		}
+		// A renewal that failed is tried again at the next tick; the
+		// timer decides when the claim may be lost.
 	}
 }
+
+// errNoRenewal is the error of EventPushClaimLost when no renewal was
+// confirmed before the claim's lease may have run out.
+var errNoRenewal = errors.New("no renewal confirmed before the claim's lease may have run out")
+
+// claimLostMargin: a handler's context ends Lease/claimLostMargin before
+// its claim's lease may run out, for the time the cancellation takes to
+// reach the handler.
+const claimLostMargin = 10
 
 // release frees the push for a retry: one attempt, the lease frees it
 // anyway if the attempt fails.

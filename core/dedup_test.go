@@ -289,8 +289,11 @@ func TestDedupStoreFailureOnClaim(t *testing.T) {
 				case !closed && (o != core.PushUnguarded || err != nil || ran.Load() != 1):
 					t.Fatalf("fail open: %v, %v, ran %d; want unguarded, run once", o, err, ran.Load())
 				}
-				if n := store.count("claim"); n != 2 {
-					t.Errorf("%d claim calls, want 2 (one retry)", n)
+				// A failed claim is tried once more; a hung one has spent
+				// the CallTimeout both share.
+				want := map[claimFault]int{failCall: 2, hangCall: 1}[f]
+				if n := store.count("claim"); n != want {
+					t.Errorf("%d claim calls, want %d", n, want)
 				}
 				if r := log.records(t, core.EventPushUnguarded); len(r) != 1 || r[0]["fail_closed"] != closed {
 					t.Fatalf("events: %v", r)
@@ -408,7 +411,7 @@ func TestDedupRenewalFaults(t *testing.T) {
 		}
 	})
 	for _, f := range []claimFault{failCall, hangCall} {
-		t.Run(fmt.Sprint("lost claimFault", f), func(t *testing.T) {
+		t.Run(fmt.Sprint("fail open goes on, fault", f), func(t *testing.T) {
 			store := newFaultClaims()
 			store.setHook(func(op, old, value string) claimFault {
 				if op == "swap" && isRenewal(old, value) {
@@ -418,6 +421,34 @@ func TestDedupRenewalFaults(t *testing.T) {
 			})
 			log := &jsonLog{}
 			d := newDedup(t, store, log, nil)
+			o, err := d.Do(context.Background(), "acct/m/11o", func(ctx context.Context) error {
+				// Until the lapse is logged: the handler's ctx must still be live.
+				for len(log.records(t, core.EventPushClaimLost)) == 0 {
+					select {
+					case <-ctx.Done():
+						return context.Cause(ctx)
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+				return nil
+			})
+			if o != core.PushHandled || err != nil {
+				t.Fatalf("got %v, %v; want handled, the handler's ctx live through the lapse", o, err)
+			}
+			if r := log.records(t, core.EventPushClaimLost); r[0]["stage"] != "handling" {
+				t.Fatalf("events: %v", r)
+			}
+		})
+		t.Run(fmt.Sprint("fail closed ends it, fault", f), func(t *testing.T) {
+			store := newFaultClaims()
+			store.setHook(func(op, old, value string) claimFault {
+				if op == "swap" && isRenewal(old, value) {
+					return f
+				}
+				return noClaimFault
+			})
+			log := &jsonLog{}
+			d := newDedup(t, store, log, func(c *core.DedupConfig) { c.FailClosed = true })
 			o, err := d.Do(context.Background(), "acct/m/11", func(ctx context.Context) error {
 				<-ctx.Done()
 				return context.Cause(ctx)
@@ -553,8 +584,13 @@ func TestPushKey(t *testing.T) {
 	a := core.PushKey("gh_1", "", "o1", 5, "subscribe", []byte("<xml>a</xml>"))
 	b := core.PushKey("gh_1", "", "o1", 5, "LOCATION", []byte("<xml>b</xml>"))
 	c := core.PushKey("gh_1", "", "o1", 5, "LOCATION", []byte("<xml>c</xml>"))
-	if a == b || b == c || !strings.HasPrefix(b, "gh_1/e/o1/5/LOCATION/") {
-		t.Fatal(a, b, c)
+	if a == b || b == c || !strings.HasPrefix(b, "gh_1/e/") || strings.Contains(a+b+c, "o1") {
+		t.Fatal("want distinct keys, hashed (no OpenID in them):", a, b, c)
+	}
+	// The fields are delimited: moving a byte from one to the next is
+	// another push.
+	if core.PushKey("gh_1", "", "o1", 5, "x", nil) == core.PushKey("gh_1", "", "o", 15, "x", nil) {
+		t.Fatal("fields run together")
 	}
 	// A key too long for a store is hashed, and still works.
 	d := newDedup(t, core.NewMemoryStore(), nil, nil)

@@ -330,7 +330,7 @@
 // minutes): later deliveries answer "success" and run nothing. One that
 // fails, panics or dies frees the push — at once, or when its lease runs
 // out — so that WeChat's next delivery runs it again. A delivery that
-// finds a handler running waits for it (DedupConfig.Wait, 5 s) and then
+// finds a handler running waits for it (DedupConfig.Wait, 4.5 s) and then
 // answers "success" if it finished, runs the push if it failed, or
 // answers 503 if it is still running — never "success" for a push that
 // might yet be lost. A handler that takes longer than WeChat waits should
@@ -339,8 +339,11 @@
 //
 // When the store fails, DedupConfig.FailClosed decides: false (the
 // default) handles the push anyway, so nothing is lost but it may be
-// handled twice; true answers 503, so that WeChat retries, and a push is
-// lost if the store is down for all its deliveries. The claims are the
+// handled twice, and lets a running handler finish; true answers 503, so
+// that WeChat retries — a push is lost if the store is down for all its
+// deliveries — and ends a running handler's context before its claim can
+// run out. A handler's error is answered 500 and logged
+// (EventPushFailed). The claims are the
 // store's ClaimStore (every store in this project implements it); a
 // custom store without it gets ClaimsOver's emulation over its Refresh
 // lock. See Dedup for the guarantee's exact terms and limits.

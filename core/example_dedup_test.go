@@ -43,7 +43,7 @@ func ExampleConf_MessageHandler() {
 	}))
 	fmt.Println(dedup)
 	// Output:
-	// core.Dedup{KeyPrefix: "wechatconf/push", Lease: 3s, Remember: 5m0s, Wait: 5s, FailClosed: false, NativeClaims: true}
+	// core.Dedup{KeyPrefix: "wechatconf/push", Lease: 3s, Remember: 5m0s, Wait: 4.5s, FailClosed: false, NativeClaims: true}
 }
 
 // Do is the mechanism under every handler API, for pushes read by other

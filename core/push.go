@@ -21,14 +21,33 @@ type MessageHandlerFunc func(ctx context.Context, m *Message) (reply []byte, err
 // status to answer with. Without Config.Dedup, h runs for every delivery
 // and the outcome is PushHandled or PushFailed. The error is h's, or as
 // Dedup.Do documents; the body is nil whenever the status is not 200.
+//
+// A reply h returned that cannot be encoded (Message.Reply's error: a
+// reply that is not JSON for a push in the JSON data format) does not
+// undo the push: h finished, so the push is recorded as handled and a
+// retry does not run h again. HandleMessage then returns no body, the
+// outcome of h's run (PushHandled or PushUnguarded) and Reply's error,
+// which ServePush answers 400.
 func (c *Conf) HandleMessage(ctx context.Context, m *Message, h MessageHandlerFunc) (body []byte, outcome PushOutcome, err error) {
-	return HandlePush(ctx, c.cfg.Dedup, m.PushKey(), func(ctx context.Context) ([]byte, error) {
-		reply, err := h(ctx, m)
-		if err != nil {
-			return nil, err
-		}
-		return m.Reply(reply)
-	})
+	return HandleReply(ctx, c.cfg.Dedup, m.PushKey(), func(ctx context.Context) ([]byte, error) { return h(ctx, m) }, m.Reply)
+}
+
+// HandleReply is HandlePush followed by encode, which turns the plaintext
+// reply of a handle that succeeded into the body to answer with (a
+// Message's Reply): the push is handled once handle returns nil, whether
+// or not its reply can be encoded. When encode fails, HandleReply returns
+// no body, handle's outcome (PushHandled or PushUnguarded) and encode's
+// error. A duplicate's "success" is not encoded.
+func HandleReply(ctx context.Context, d *Dedup, key string, handle func(ctx context.Context) ([]byte, error), encode func(plaintext []byte) ([]byte, error)) ([]byte, PushOutcome, error) {
+	body, outcome, err := HandlePush(ctx, d, key, handle)
+	if err != nil || (outcome != PushHandled && outcome != PushUnguarded) {
+		return body, outcome, err
+	}
+	out, err := encode(body)
+	if err != nil {
+		return nil, outcome, err
+	}
+	return out, outcome, nil
 }
 
 // PushKey returns the key m is de-duplicated by: core.PushKey of its

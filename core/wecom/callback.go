@@ -346,15 +346,11 @@ type HandlerFunc func(ctx context.Context, m *Message) (reply []byte, err error)
 // ParseMessage), once across the fleet when CallbackConfig.Dedup is set
 // (core.Dedup.Do, by m.PushKey), and returns the body to answer WeCom with
 // — m.Reply of h's reply, or "success" for a duplicate — and the outcome,
-// whose HTTPStatus is the status to answer with (see core.HandlePush).
+// whose HTTPStatus is the status to answer with (see core.HandlePush). A
+// reply that cannot be encrypted does not undo the callback: h is not run
+// again for a retry, and the error comes with no body (core.HandleReply).
 func (c *Callback) HandleMessage(ctx context.Context, m *Message, h HandlerFunc) ([]byte, core.PushOutcome, error) {
-	return core.HandlePush(ctx, c.dedup, m.PushKey(), func(ctx context.Context) ([]byte, error) {
-		reply, err := h(ctx, m)
-		if err != nil {
-			return nil, err
-		}
-		return m.Reply(reply)
-	})
+	return core.HandleReply(ctx, c.dedup, m.PushKey(), func(ctx context.Context) ([]byte, error) { return h(ctx, m) }, m.Reply)
 }
 
 // Handler returns the http.Handler of the callback URL: a GET is the URL

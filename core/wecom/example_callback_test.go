@@ -180,5 +180,5 @@ func ExampleCallback_Handler() {
 	mux.Handle("/wecom/callback", handler)
 	fmt.Println(dedup)
 	// Output:
-	// core.Dedup{KeyPrefix: "wechatconf/push", Lease: 3s, Remember: 5m0s, Wait: 5s, FailClosed: false, NativeClaims: true}
+	// core.Dedup{KeyPrefix: "wechatconf/push", Lease: 3s, Remember: 5m0s, Wait: 4.5s, FailClosed: false, NativeClaims: true}
 }
