@@ -88,13 +88,28 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := conf.AccessToken(context.Background()); err != nil {
+	ctx := context.Background()
+	if _, err := conf.AccessToken(ctx); err != nil {
 		log.Fatal(err)
 	}
-	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM wechatconf_tokens`).Scan(&n); err != nil {
+	// The fetch's record in the fleet's fetch ledger is written in the
+	// background: wait for it before looking (and before db.Close).
+	if err := conf.FlushLedger(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("tokens stored:", n)
-	// Output: tokens stored: 1
+	rows, err := db.Query(`SELECT key FROM wechatconf_tokens ORDER BY key`)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		if err := rows.Scan(&key); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("stored:", key)
+	}
+	// Output:
+	// stored: wechatconf/wx0123456789abcdef/access_token
+	// stored: wechatconf/wx0123456789abcdef/access_token/fetch_ledger
 }
