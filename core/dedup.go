@@ -32,8 +32,9 @@ const (
 	// WeChat's own 5 s timeout, so that the answer of a delivery that
 	// waited in vain (503) reaches WeChat before it hangs up.
 	DefaultPushWait = 4500 * time.Millisecond
-	// DefaultPushCallTimeout is the default DedupConfig.CallTimeout.
-	DefaultPushCallTimeout = time.Second
+	// DefaultPushCallTimeout is the default DedupConfig.CallTimeout: a
+	// delivery's claim gets half of it, then the rest for a second try.
+	DefaultPushCallTimeout = 2 * time.Second
 	// DefaultPushKeyPrefix is the default DedupConfig.KeyPrefix.
 	DefaultPushKeyPrefix = "wechatconf/push"
 )
@@ -77,8 +78,8 @@ type DedupConfig struct {
 	// DefaultPushWait; negative means not at all.
 	Wait time.Duration
 	// CallTimeout bounds the claim of a delivery (its first store call,
-	// tried again within the same budget when it fails fast) and every
-	// later store call, so that a hung store costs a delivery at most this
+	// given half of it, then tried again in the rest when it fails or
+	// hangs) and every later store call, so that a hung store costs a delivery at most this
 	// much before the fail-open or fail-closed choice applies. Default
 	// DefaultPushCallTimeout.
 	CallTimeout time.Duration
@@ -335,14 +336,17 @@ func (d *Dedup) warnEmulated() {
 	}
 }
 
-// firstClaim is a delivery's claim: one Claim and, if it fails within
-// the CallTimeout, once more with the same value in what is left of it —
-// a claim that landed but whose reply was lost comes back as mine, and a
-// blip passes — so that a hung store costs one CallTimeout.
+// firstClaim is a delivery's claim: one Claim within half the
+// CallTimeout and, if it fails, once more with the same value in what is
+// left of it — a claim that landed but whose reply was lost comes back as
+// mine, and one hung or failed call passes — so that a hung store costs
+// one CallTimeout in all.
 func (d *Dedup) firstClaim(ctx context.Context, key, mine string) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.CallTimeout)
 	defer cancel()
-	held, err := d.claims.Claim(cctx, key, mine, d.cfg.Lease)
+	first, cancelFirst := context.WithTimeout(cctx, d.cfg.CallTimeout/2)
+	held, err := d.claims.Claim(first, key, mine, d.cfg.Lease)
+	cancelFirst()
 	if err != nil && cctx.Err() == nil {
 		held, err = d.claims.Claim(cctx, key, mine, d.cfg.Lease)
 	}
