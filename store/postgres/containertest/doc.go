@@ -7,6 +7,13 @@
 // against the server. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).
 //
+// TestPushFleet runs conformance.PushFleet on the real server: 8 processes
+// serving an Official Account, a WeCom app and an Open Platform component
+// with one core.Dedup receive 300 pushes as WeChat sends them (re-sent
+// after 5 s without a 200, up to three times, to a random instance), some
+// handlers slow or failing and 6 processes killed mid-handler; every push
+// must be handled, and none twice but after a crash or a failure.
+//
 // TestSweepPostgres runs conformance.Sweep on the real server: one fault at every
 // store call of each durable-state scenario, the invariants checked after.
 //

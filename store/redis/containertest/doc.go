@@ -21,6 +21,13 @@
 // failover; BenchmarkClaim compares a Claim with the client's raw SET NX
 // PX in the same run (its "ratio" metric).
 //
+// TestPushFleet runs conformance.PushFleet on the real server: 8 processes
+// serving an Official Account, a WeCom app and an Open Platform component
+// with one core.Dedup receive 300 pushes as WeChat sends them (re-sent
+// after 5 s without a 200, up to three times, to a random instance), some
+// handlers slow or failing and 6 processes killed mid-handler; every push
+// must be handled, and none twice but after a crash or a failure.
+//
 // TestSweepRedis runs conformance.Sweep on the real server: one fault at every
 // store call of each durable-state scenario, the invariants checked after.
 //
