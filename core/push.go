@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"net/http"
+	"net/url"
 )
 
 // MessageHandlerFunc handles one push: it returns the plaintext reply
@@ -64,21 +65,39 @@ func (m *Message) PushKey() string {
 // hanging up after 5 s, so that the handler finishes (see
 // MessageHandlerFunc).
 func (c *Conf) MessageHandler(h MessageHandlerFunc) http.Handler {
+	return PushHTTPHandler(c.VerifyURL, c.ParseMessage, func(ctx context.Context, m *Message) ([]byte, PushOutcome, error) {
+		return c.HandleMessage(ctx, m, h)
+	})
+}
+
+// PushHTTPHandler is the http.Handler every platform's message URL
+// shares (Conf.MessageHandler, wecom's Callback.Handler, openplatform's
+// Component.MessageHandler): a GET answers verify's echo (400 when it
+// fails; a nil verify allows POST only), a POST is read by parse (400,
+// "bad push", when it does not verify) and answered by handle with
+// ServePush, under a context WeChat's hang-up after 5 s does not end;
+// any other method is 405 with its Allow header.
+func PushHTTPHandler[M any](verify func(url.Values) (string, error), parse func(*http.Request) (M, error),
+	handle func(context.Context, M) ([]byte, PushOutcome, error)) http.Handler {
+	allow := "GET, POST"
+	if verify == nil {
+		allow = "POST"
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-			echo, err := c.VerifyURL(r.URL.Query())
+		switch {
+		case r.Method == http.MethodGet && verify != nil:
+			echo, err := verify(r.URL.Query())
 			ServePush(w, []byte(echo), PushHandled, err)
-		case http.MethodPost:
-			m, err := c.ParseMessage(r)
+		case r.Method == http.MethodPost:
+			m, err := parse(r)
 			if err != nil {
 				http.Error(w, "bad push", http.StatusBadRequest)
 				return
 			}
-			body, outcome, err := c.HandleMessage(context.WithoutCancel(r.Context()), m, h)
+			body, outcome, err := handle(context.WithoutCancel(r.Context()), m)
 			ServePush(w, body, outcome, err)
 		default:
-			w.Header().Set("Allow", "GET, POST")
+			w.Header().Set("Allow", allow)
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		}
 	})

@@ -242,24 +242,15 @@ func (c *Component) HandleMessage(ctx context.Context, m *core.Message, h core.M
 // HTTPStatus and body (400 for a push that does not verify). h's context
 // is not ended by WeChat hanging up after 5 s.
 func (c *Component) MessageHandler(h core.MessageHandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
+	parse := func(r *http.Request) (*core.Message, error) {
 		body, err := msgcrypt.RequestBody(r, msgcrypt.DefaultMaxMessageBytes)
 		if err != nil {
-			http.Error(w, "bad push", http.StatusBadRequest)
-			return
+			return nil, err
 		}
-		m, err := c.ReadMessage(r.URL.Query(), body)
-		if err != nil {
-			http.Error(w, "bad push", http.StatusBadRequest)
-			return
-		}
-		reply, outcome, err := c.HandleMessage(context.WithoutCancel(r.Context()), m, h)
-		core.ServePush(w, reply, outcome, err)
+		return c.ReadMessage(r.URL.Query(), body)
+	}
+	return core.PushHTTPHandler(nil, parse, func(ctx context.Context, m *core.Message) ([]byte, core.PushOutcome, error) {
+		return c.HandleMessage(ctx, m, h)
 	})
 }
 

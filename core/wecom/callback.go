@@ -359,23 +359,8 @@ func (c *Callback) HandleMessage(ctx context.Context, m *Message, h HandlerFunc)
 // one that does not verify is answered 400. h's context is not ended by
 // WeCom hanging up after 5 s.
 func (c *Callback) Handler(h HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-			echo, err := c.VerifyURL(r.URL.Query())
-			core.ServePush(w, []byte(echo), core.PushHandled, err)
-		case http.MethodPost:
-			m, err := c.ParseMessage(r)
-			if err != nil {
-				http.Error(w, "bad callback", http.StatusBadRequest)
-				return
-			}
-			body, outcome, err := c.HandleMessage(context.WithoutCancel(r.Context()), m, h)
-			core.ServePush(w, body, outcome, err)
-		default:
-			w.Header().Set("Allow", "GET, POST")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		}
+	return core.PushHTTPHandler(c.VerifyURL, c.ParseMessage, func(ctx context.Context, m *Message) ([]byte, core.PushOutcome, error) {
+		return c.HandleMessage(ctx, m, h)
 	})
 }
 
