@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,8 +266,12 @@ type outageProc struct {
 	err    error
 	ready  chan struct{}
 	warm   chan int64 // the ExpiresAt of the first token, Unix ns
-	recov  chan struct{}
-	sumCh  chan outageSummary
+	// serving is the ExpiresAt (Unix ns) of the token the process last
+	// served; servingCh is poked at each change.
+	serving   atomic.Int64
+	servingCh chan struct{}
+	recov     chan struct{}
+	sumCh     chan outageSummary
 }
 
 func (p *outageProc) send(line string) { io.WriteString(p.stdin, line+"\n") }
@@ -275,6 +280,7 @@ func (p *outageProc) send(line string) { io.WriteString(p.stdin, line+"\n") }
 // it could not be run to the end.
 func runOutage(t *testing.T, api core.TokenAPI, fault outageFault) (res outageResult, ok bool) {
 	begin := time.Now()
+	var downAt, backAt time.Time
 	classic := api == core.ClassicToken
 	path := wxtest.PathStableToken
 	overlap := outageStableOverlap
@@ -297,10 +303,16 @@ func runOutage(t *testing.T, api core.TokenAPI, fault outageFault) (res outageRe
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	procs := make([]*outageProc, outageProcs)
+	timeline := new(outageTimeline)
+	defer func() {
+		if t.Failed() {
+			t.Logf("the fleet's events (Redis down at %s, back at %s):\n%s", downAt.Format(time.StampMilli), backAt.Format(time.StampMilli), timeline)
+		}
+	}()
 	anyExit := make(chan struct{}) // closed once any process has exited
 	var anyExitOnce sync.Once
 	for i := range procs {
-		p := &outageProc{i: i, exited: make(chan struct{}), ready: make(chan struct{}), warm: make(chan int64, 1),
+		p := &outageProc{i: i, exited: make(chan struct{}), ready: make(chan struct{}), warm: make(chan int64, 1), servingCh: make(chan struct{}, 1),
 			recov: make(chan struct{}), sumCh: make(chan outageSummary, 1)}
 		var once [2]sync.Once
 		p.out = &lineWriter{onLine: func(line string) {
@@ -318,8 +330,17 @@ func runOutage(t *testing.T, api core.TokenAPI, fault outageFault) (res outageRe
 				case p.warm <- n:
 				default:
 				}
+			case "serving":
+				n, _ := strconv.ParseInt(arg, 10, 64)
+				p.serving.Store(n)
+				select {
+				case p.servingCh <- struct{}{}:
+				default:
+				}
 			case "recovered":
 				once[1].Do(func() { close(p.recov) })
+			case "event":
+				timeline.add(p.i, arg)
 			case "summary":
 				var s outageSummary
 				if err := json.Unmarshal([]byte(arg), &s); err == nil {
@@ -383,10 +404,19 @@ func runOutage(t *testing.T, api core.TokenAPI, fault outageFault) (res outageRe
 		}
 	}()
 	wait("warm (a first token)", time.Minute, func(*outageProc) <-chan struct{} { return warmed })
+	// The scenario's premise: the fleet holds one token, the store's. On a
+	// loaded machine a warm-up flight may outlive RefreshTimeout, and a
+	// process then serves the token its flight fetched until its write-back
+	// confirms which token the store holds; if Redis went down first, that
+	// process could serve a token the fleet superseded for the whole
+	// outage (no store, no news), which says nothing about the outage
+	// behaviour tested. So wait until every process serves the store's
+	// token (its ExpiresAt identifies it), and log what the warm-up took.
+	expiresAt = converge(t, r, prefix, procs, expiresAt, server.Calls(path))
 
 	// Redis goes down, across the refresh due and the token's serving
 	// deadline.
-	downAt := time.Now()
+	downAt = time.Now()
 	if due := expiresAt.Add(-outageRefreshAhead); !downAt.Before(due) || expiresAt.Add(-outageExpiryMargin).After(downAt.Add(outageDuration)) {
 		t.Fatalf("the fleet's first token expires at %v: its refresh falls due at %v, before the outage begins (%v): the warm-up was too slow for the scenario",
 			expiresAt.Format(time.StampMilli), due.Format(time.StampMilli), downAt.Format(time.StampMilli))
@@ -420,7 +450,7 @@ func runOutage(t *testing.T, api core.TokenAPI, fault outageFault) (res outageRe
 	outageFetches := server.Calls(path) - callsBefore
 	fault.back(t, r)
 	isDown = false
-	backAt := time.Now()
+	backAt = time.Now()
 	for _, p := range procs {
 		p.send("back " + strconv.FormatInt(backAt.UnixNano(), 10))
 	}
@@ -586,6 +616,78 @@ func runOutage(t *testing.T, api core.TokenAPI, fault outageFault) (res outageRe
 	return res, true
 }
 
+// converge waits until every process of procs serves the token the store
+// holds, and returns its ExpiresAt (the first token, the scenario's clock);
+// it fails the test if that takes beyond the moment the token's refresh
+// falls due. calls is how many token calls the warm-up made.
+func converge(t *testing.T, r *containers.Redis, prefix string, procs []*outageProc, first time.Time, calls int) time.Time {
+	t.Helper()
+	rdb := newClient(r.Addr)
+	defer rdb.Close()
+	key := prefix + "/" + outageAppID + "/access_token"
+	deadline := time.NewTimer(time.Until(first.Add(-outageRefreshAhead - time.Second)))
+	defer deadline.Stop()
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		tok, err := mustNew(t, rdb).Get(ctx, key)
+		cancel()
+		if err != nil {
+			t.Fatalf("reading the fleet's token after the warm-up: %v", err)
+		}
+		// Stores keep milliseconds; the fetcher serves what WeChat gave.
+		want := tok.ExpiresAt.UnixMilli()
+		var behind *outageProc
+		for _, p := range procs {
+			if time.Unix(0, p.serving.Load()).UnixMilli() != want {
+				behind = p
+				break
+			}
+		}
+		if behind == nil {
+			t.Logf("warm-up: %d token calls; every process serves the store's token (expires %v) %v after the first was warm",
+				calls, tok.ExpiresAt.Format(time.StampMilli), time.Since(start).Round(time.Millisecond))
+			return tok.ExpiresAt
+		}
+		select {
+		case <-behind.servingCh:
+		case <-behind.exited:
+			t.Fatalf("outage child %d exited (%v) during the warm-up; its output:\n%s", behind.i, behind.err, behind.out)
+		case <-deadline.C:
+			t.Fatalf("warm-up: outage child %d still serves the token expiring %v, not the store's (expiring %v), when the refresh falls due: the machine was too slow for the scenario",
+				behind.i, time.Unix(0, behind.serving.Load()).Format(time.StampMilli), tok.ExpiresAt.Format(time.StampMilli))
+		}
+	}
+}
+
+// outageTimeline is the fleet's events but store_error and store_outage,
+// in the order of their times, logged when a scenario fails.
+type outageTimeline struct {
+	mu    sync.Mutex
+	lines []string // "<unix ns> process <i>: <name> <attrs>"
+}
+
+func (tl *outageTimeline) add(proc int, arg string) {
+	at, rest, _ := strings.Cut(arg, " ")
+	n, _ := strconv.ParseInt(at, 10, 64)
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	tl.lines = append(tl.lines, fmt.Sprintf("%019d process %d: %s", n, proc, rest))
+}
+
+func (tl *outageTimeline) String() string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	lines := slices.Clone(tl.lines)
+	slices.Sort(lines)
+	for i, l := range lines {
+		n, rest, _ := strings.Cut(l, " ")
+		ns, _ := strconv.ParseInt(n, 10, 64)
+		lines[i] = time.Unix(0, ns).Format(time.StampMilli) + " " + rest
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
 func mergeEvents(sums []outageSummary) map[string]int {
 	m := map[string]int{}
 	for _, s := range sums {
@@ -654,6 +756,15 @@ func (h eventCounter) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	h.counts[name]++
 	h.mu.Unlock()
+	if name != core.EventStoreError && name != core.EventStoreOutage {
+		// The timeline a failure is judged by (no event carries a secret).
+		var b strings.Builder
+		r.Attrs(func(a slog.Attr) bool {
+			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+			return true
+		})
+		fmt.Printf("%sevent %d %s%s\n", outageLine, r.Time.UnixNano(), name, b.String())
+	}
 	return nil
 }
 
@@ -691,6 +802,7 @@ func outageChild(t *testing.T, raw string) {
 		mu       sync.Mutex
 		s        = outageSummary{EarliestErrVsDeadline: 1<<63 - 1}
 		heldExp  time.Time // ExpiresAt of the latest token served
+		serving  time.Time // ExpiresAt of the token served last
 		tokens   = map[string]bool{}
 		warm     bool
 		backAt   int64
@@ -780,6 +892,10 @@ func outageChild(t *testing.T, raw string) {
 					s.OK++
 					if tok.ExpiresAt.After(heldExp) {
 						heldExp = tok.ExpiresAt
+					}
+					if !tok.ExpiresAt.Equal(serving) {
+						serving = tok.ExpiresAt
+						fmt.Println(outageLine + "serving " + strconv.FormatInt(serving.UnixNano(), 10))
 					}
 					tokens[tok.Value] = true
 					if !warm {
