@@ -8,11 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/internal/tenant"
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
 )
 
@@ -220,15 +219,12 @@ type Component struct {
 	keyring msgcrypt.Keyring
 	msgs    *core.Conf // reads the authorizers' messages: the component's keys and AppID
 
-	durable core.TokenStore    // Config.DurableStore, or Store
-	ledger  *core.LedgerConfig // the authorizers' fetch ledger, shared; nil when off
+	ledger *core.LedgerConfig // the authorizers' fetch ledger, shared; nil when off
 
-	handles   sync.Map     // authorizer AppID → *entry
-	count     atomic.Int64 // entries whose handle is held strongly
-	evictMu   sync.Mutex
-	evictions atomic.Int64
-
-	held heldWrites // durable writes the store has not taken yet (durable.go)
+	// t is the vendor-platform mechanism this package is a harness over:
+	// the verify ticket, the authorizers' records and their ordered
+	// transitions, the durable writes held, the registry of handles.
+	t *tenant.Platform[Authorizer]
 }
 
 // New checks cfg and returns its Component. It does no I/O.
@@ -251,10 +247,25 @@ func New(cfg Config) (*Component, error) {
 	if cfg.Policy.RefreshJitter == 0 {
 		cfg.Policy.RefreshJitter = 10 * time.Minute
 	}
-	c := &Component{cfg: cfg, prefix: cfg.KeyPrefix + "/open/" + cfg.AppID + "/", durable: cfg.DurableStore}
-	if c.durable == nil {
-		c.durable = cfg.Store
-	}
+	c := &Component{cfg: cfg, prefix: cfg.KeyPrefix + "/open/" + cfg.AppID + "/"}
+	c.t = tenant.New(tenant.Config[Authorizer]{
+		Prefix: c.prefix, Store: cfg.Store, Durable: cfg.DurableStore,
+		Timeout: cfg.Policy.RefreshTimeout, Logger: cfg.Logger, Now: cfg.Now,
+		Ticket:     tenant.Ticket{Name: "component_verify_ticket", Lifetime: VerifyTicketLifetime, Missing: ErrNoVerifyTicket},
+		Format:     recordFormat,
+		RecordName: "authorizer_refresh_token",
+		PlatformOf: platformOf,
+		Exchange:   c.exchange,
+		CodeRefused: func(err error) bool {
+			e := apiError(err)
+			return e != nil && (e.Code == 61009 || e.Code == 61010)
+		},
+		ExchangePath: PathQueryAuth,
+		Reauthorize:  reauthorize,
+		NewHandle:    c.newAuthorizer,
+		Invalidate:   func(a *Authorizer) { a.access.Invalidate() },
+		MaxHandles:   cfg.MaxAuthorizers,
+	})
 	c.ledger = core.NewLedgerConfig(cfg.Instance, cfg.NoLedger)
 	var err error
 	if c.secret, err = core.NewRotatingSecret(core.RotatingSecretConfig{
@@ -337,14 +348,9 @@ func (c *Component) Do(ctx context.Context, method, path string, query url.Value
 // readVerifyTicket is the component token's Prepare: the stored ticket,
 // read before the lock.
 func (c *Component) readVerifyTicket(ctx context.Context) (any, error) {
-	t, err := c.durable.Get(ctx, c.verifyTicketKey())
-	switch {
-	case errors.Is(err, core.ErrNotFound):
-		return nil, ErrNoVerifyTicket
-	case err != nil:
+	t, err := c.t.Ticket(ctx)
+	if err != nil {
 		return nil, err
-	case !c.now().Before(t.ExpiresAt):
-		return nil, fmt.Errorf("%w (the last one came at %s)", ErrNoVerifyTicket, t.ExpiresAt.Add(-VerifyTicketLifetime).Format(time.RFC3339))
 	}
 	return t.Value, nil
 }
@@ -374,46 +380,4 @@ func apiError(err error) *core.APIError {
 		return e
 	}
 	return nil
-}
-
-// step is one transition of a durable value: given what the store holds
-// (the zero Token for none, or one that cannot be decoded), the value to
-// write, or ok false when what the store holds is to stay (it is as new or
-// newer). It must depend on cur alone: writeForward calls it again when
-// another writer came between.
-type step func(cur core.Token) (next core.Token, ok bool)
-
-// writeForward applies st to the value under key: it reads the stored
-// token, asks st, and replaces exactly what it read by a compare-and-set
-// through the key's lock, starting again if another writer came between.
-// written reports whether the store now holds what st asked for (false:
-// st kept what the store holds).
-func writeForward(ctx context.Context, store core.TokenStore, key string, st step) (written bool, err error) {
-	for range 16 {
-		cur, err := store.Get(ctx, key)
-		if err != nil && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrCorrupt) {
-			return false, err
-		}
-		next, ok := st(cur)
-		switch {
-		case !ok:
-			return false, nil
-		case cur.Value == next.Value:
-			return true, nil
-		}
-		if ok, err := compareAndSet(ctx, store, key, cur, next); err != nil || ok {
-			return ok, err
-		}
-	}
-	return false, errors.New("other writers kept coming between")
-}
-
-// compareAndSet writes next under key only if the store still holds
-// expected, through the key's lock; it reports whether it wrote.
-func compareAndSet(ctx context.Context, store core.TokenStore, key string, expected, next core.Token) (bool, error) {
-	got, err := store.Refresh(ctx, key, expected.Value, func(context.Context) (core.Token, error) { return next, nil })
-	if err != nil {
-		return false, err
-	}
-	return got.Value == next.Value, nil
 }

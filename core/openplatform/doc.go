@@ -134,5 +134,14 @@
 // are spread with Policy.RefreshJitter (10 minutes by default) so that
 // tokens fetched together do not come due together.
 //
+// # Layout
+//
+// The mechanism under all of this — the ticket, the records and their
+// ordered transitions, the writes held, the registry — is
+// core/internal/tenant, shared with the WeCom vendor package; this package
+// is its harness for Open Platform: the paths, JSON fields and error codes
+// of api_component_token, api_query_auth and api_authorizer_token, the
+// authorization events' XML, and the Authorizer handle (a core.Conf).
+//
 // The simulated Open Platform for tests is core/wxtest.
 package openplatform

@@ -114,13 +114,13 @@ func (c *Component) HandleEvent(ctx context.Context, query url.Values, body io.R
 		if e.AuthorizerAppID == "" {
 			return e, wrap("authorization event "+e.InfoType, errors.New("the push names no AuthorizerAppid"))
 		}
-		_, applied, err := c.authorize(ctx, e.AuthorizationCode.Reveal(), e.AuthorizerAppID, e.CreateTime, e.AuthorizationCodeExpiredTime)
+		_, applied, err := c.t.Authorize(ctx, e.AuthorizationCode.Reveal(), e.AuthorizerAppID, e.CreateTime, e.AuthorizationCodeExpiredTime)
 		if err != nil {
 			return e, wrap("authorization event "+e.InfoType+" of "+e.AuthorizerAppID, err)
 		}
 		e.Applied = applied
 	case InfoUnauthorized:
-		applied, err := c.withdraw(ctx, e.AuthorizerAppID, e.CreateTime, false)
+		applied, err := c.t.Withdraw(ctx, e.AuthorizerAppID, e.CreateTime, false)
 		if err != nil {
 			return e, wrap("authorization event unauthorized of "+e.AuthorizerAppID, err)
 		}
@@ -182,14 +182,7 @@ func (c *Component) readEvent(query url.Values, body io.Reader) (*Event, error) 
 // then the ticket is held and written in the background (Component.Held)
 // and the error returned.
 func (c *Component) SetVerifyTicket(ctx context.Context, ticket string, createTime time.Time) (stored bool, err error) {
-	if ticket == "" {
-		return false, errors.New("wechatconf: openplatform: SetVerifyTicket: the ticket is empty")
-	}
-	next := core.Token{Value: ticket, ExpiresAt: createTime.Add(VerifyTicketLifetime)}
-	stored, err = c.writeDurable(ctx, "component_verify_ticket", "", c.verifyTicketKey(), func(cur core.Token) (core.Token, bool) {
-		return next, cur.Value == "" || cur.Value == next.Value || cur.ExpiresAt.Before(next.ExpiresAt) // else the stored one is as new or newer
-	})
-	if err != nil {
+	if stored, err = c.t.SetTicket(ctx, ticket, createTime); err != nil {
 		return false, wrap("SetVerifyTicket", err)
 	}
 	return stored, nil
@@ -199,19 +192,12 @@ func (c *Component) SetVerifyTicket(ctx context.Context, ticket string, createTi
 // (the push's CreateTime + VerifyTicketLifetime); ErrNoVerifyTicket when
 // there is none or it has expired.
 func (c *Component) VerifyTicket(ctx context.Context) (core.Token, error) {
-	t, err := c.durable.Get(ctx, c.verifyTicketKey())
-	switch {
-	case errors.Is(err, core.ErrNotFound):
-		return core.Token{}, wrap("VerifyTicket", ErrNoVerifyTicket)
-	case err != nil:
+	t, err := c.t.Ticket(ctx)
+	if err != nil {
 		return core.Token{}, wrap("VerifyTicket", err)
-	case !c.now().Before(t.ExpiresAt):
-		return core.Token{}, wrap("VerifyTicket", ErrNoVerifyTicket)
 	}
 	return t, nil
 }
-
-func (c *Component) verifyTicketKey() string { return c.prefix + "component_verify_ticket" }
 
 // ReadMessage reads a message or event pushed to the component's message
 // URL ($APPID$ in it names the authorizer) for one of its authorizers: it

@@ -1,0 +1,565 @@
+package tenant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/wechatconf/wechatconf/core"
+)
+
+// What applying an authorization event did (Platform.Authorize,
+// Platform.Withdraw).
+const (
+	// AppliedAuthorized: the authorization code was exchanged and the
+	// tenant's record written.
+	AppliedAuthorized = "authorized"
+	// AppliedUnauthorized: the withdrawal was written.
+	AppliedUnauthorized = "unauthorized"
+	// AppliedAlready: this very authorization (the same code) or
+	// withdrawal (the same time) is what the store holds: a second
+	// delivery (the redirect and the push, a re-sent push) changes nothing.
+	AppliedAlready = "already applied"
+	// AppliedOlderIgnored: the store holds a newer authorization or
+	// withdrawal of the tenant than this event's time: the event, delayed
+	// or re-sent, is acknowledged and ignored.
+	AppliedOlderIgnored = "older event ignored"
+)
+
+// codeIndexLifetime is how long the code index entry of an authorization
+// (see Authorize) is kept when the code's own expiry is not known:
+// WeChat's authorization codes live at most an hour.
+const codeIndexLifetime = time.Hour
+
+// Grant is what exchanging an authorization code gave: the tenant, its
+// durable secret and its first access token.
+type Grant struct {
+	// Tenant is the tenant's id (authorizer_appid, auth_corpid).
+	Tenant string
+	// Secret is its durable secret (authorizer_refresh_token,
+	// permanent_code).
+	Secret string
+	// AccessToken and ExpiresIn are its first access token and lifetime
+	// (trusted up to 24 h).
+	AccessToken string
+	ExpiresIn   time.Duration
+}
+
+// Ticket is a platform's pushed ticket (component_verify_ticket,
+// suite_ticket): stored durably, newest by the push's time wins.
+type Ticket struct {
+	// Name is its name, and the last element of its key
+	// ("component_verify_ticket").
+	Name string
+	// Lifetime is how long a ticket is trusted after its push's time.
+	Lifetime time.Duration
+	// Missing is the error (wrapped) when no ticket is stored, or the
+	// stored one has outlived Lifetime.
+	Missing error
+}
+
+// Config is a vendor platform's part in the mechanism: its keys, its
+// stores, its ticket, its record format and the WeChat calls and errors
+// only it knows.
+type Config[T any] struct {
+	// Prefix starts every key of the platform, and ends in "/"
+	// ("<KeyPrefix>/open/<component_appid>/").
+	Prefix string
+	// Store keeps the rest of the chain and the code index; Durable the
+	// records and the ticket (Store when nil).
+	Store, Durable core.TokenStore
+	// Timeout bounds a durable write's foreground attempts
+	// (Policy.RefreshTimeout).
+	Timeout time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
+
+	// Ticket is the pushed ticket.
+	Ticket Ticket
+	// Format is how records are stored; RecordName the last element of a
+	// record's key (<Prefix><tenant>/<RecordName>) and the "credential" of
+	// its events ("authorizer_refresh_token").
+	Format     Format
+	RecordName string
+	// PlatformOf is the "platform" attribute of the events of a durable
+	// write of name (the ticket, or a tenant's record).
+	PlatformOf func(name string) core.Platform
+
+	// Exchange makes the one WeChat call that exchanges an authorization
+	// code (api_query_auth, get_permanent_code), and returns what it
+	// gave, or its error. CodeRefused reports whether an error of Exchange
+	// is WeChat refusing the code as used, voided or expired; ExchangePath
+	// names the call in a *core.ReplyError.
+	Exchange     func(ctx context.Context, code string) (Grant, error)
+	CodeRefused  func(err error) bool
+	ExchangePath string
+	// Reauthorize builds the platform's error for a tenant whose chain
+	// only its owner can mend by authorizing again (the secret missing,
+	// withdrawn, or refused by WeChat: err).
+	Reauthorize func(tenant, reason string, err error, withdrawn bool) error
+
+	// NewHandle makes a tenant's handle (no I/O); Invalidate tells one that
+	// its stored state changed (its token is dropped and read again).
+	NewHandle  func(tenant string) *T
+	Invalidate func(*T)
+	// MaxHandles bounds the handles kept (Registry.Max).
+	MaxHandles int
+}
+
+// Platform is the mechanism a vendor platform's package is a harness
+// over: see the package doc. Build it with New; it is safe for concurrent
+// use.
+type Platform[T any] struct {
+	cfg     Config[T]
+	durable core.TokenStore
+	writer  *Writer
+	reg     Registry[T]
+}
+
+// New returns the Platform of cfg. It does no I/O.
+func New[T any](cfg Config[T]) *Platform[T] {
+	p := &Platform[T]{cfg: cfg, durable: cfg.Durable}
+	if p.durable == nil {
+		p.durable = cfg.Store
+	}
+	p.writer = &Writer{Store: p.durable, Timeout: cfg.Timeout, Logger: cfg.Logger, Platform: cfg.PlatformOf, Landed: p.Changed}
+	p.reg = Registry[T]{New: cfg.NewHandle, Max: cfg.MaxHandles}
+	return p
+}
+
+func (p *Platform[T]) now() time.Time {
+	if p.cfg.Now != nil {
+		return p.cfg.Now()
+	}
+	return time.Now()
+}
+
+// Durable returns the store of the records and the ticket.
+func (p *Platform[T]) Durable() core.TokenStore { return p.durable }
+
+// Writer returns the platform's durable writer (Held, Drain).
+func (p *Platform[T]) Writer() *Writer { return p.writer }
+
+// Handle returns tenant's handle, making it on first use (Registry.Get).
+func (p *Platform[T]) Handle(tenant string) *T { return p.reg.Get(tenant) }
+
+// Handles returns the registry of handles (Each, Stats).
+func (p *Platform[T]) Handles() *Registry[T] { return &p.reg }
+
+// Changed tells tenant's handle, if this process holds one (in the
+// registry or kept by a caller after its eviction), that its stored state
+// changed (an authorization, a withdrawal, an import): its in-process
+// token is dropped and read again from the store.
+func (p *Platform[T]) Changed(tenant string) {
+	if h := p.reg.Lookup(tenant); h != nil && p.cfg.Invalidate != nil {
+		p.cfg.Invalidate(h)
+	}
+}
+
+// RecordKey returns the store key of tenant's record.
+func (p *Platform[T]) RecordKey(tenant string) string {
+	return p.cfg.Prefix + tenant + "/" + p.cfg.RecordName
+}
+
+// TicketKey returns the store key of the pushed ticket.
+func (p *Platform[T]) TicketKey() string { return p.cfg.Prefix + p.cfg.Ticket.Name }
+
+// SetTicket stores a ticket that WeChat pushed at createTime (the push's
+// time), valid for Ticket.Lifetime from then: the newest wins. A ticket
+// older than the stored one (a push delayed or replayed) is not stored,
+// and stored reports false. The write is a compare-and-set through the
+// key's lock in the durable store, so concurrent pushes to several
+// instances leave the newest; a store error is retried within Timeout,
+// then the ticket is held and written in the background (Writer) and the
+// error returned.
+func (p *Platform[T]) SetTicket(ctx context.Context, ticket string, createTime time.Time) (stored bool, err error) {
+	if ticket == "" {
+		return false, fmt.Errorf("the %s is empty", p.cfg.Ticket.Name)
+	}
+	next := core.Token{Value: ticket, ExpiresAt: createTime.Add(p.cfg.Ticket.Lifetime)}
+	return p.writer.Write(ctx, p.cfg.Ticket.Name, "", p.TicketKey(), func(cur core.Token) (core.Token, bool) {
+		return next, cur.Value == "" || cur.Value == next.Value || cur.ExpiresAt.Before(next.ExpiresAt) // else the stored one is as new or newer
+	})
+}
+
+// Ticket returns the stored ticket and its expiry (the push's time +
+// Lifetime); an error wrapping Ticket.Missing when there is none or it
+// has expired, the store's error otherwise.
+func (p *Platform[T]) Ticket(ctx context.Context) (core.Token, error) {
+	t, err := p.durable.Get(ctx, p.TicketKey())
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return core.Token{}, p.cfg.Ticket.Missing
+	case err != nil:
+		return core.Token{}, err
+	case !p.now().Before(t.ExpiresAt):
+		return core.Token{}, fmt.Errorf("%w (the last one came at %s)", p.cfg.Ticket.Missing, t.ExpiresAt.Add(-p.cfg.Ticket.Lifetime).Format(time.RFC3339))
+	}
+	return t, nil
+}
+
+// Authorize applies one delivery of an authorization: code, for tenant
+// ("" when the delivery does not say: a redirect), made at `at` (the
+// push's time, or now for a redirect), the code valid until codeExpires
+// (zero: not known). It returns the handle and what it did (Applied*).
+//
+// A code already applied (the store's record came from it) is not
+// exchanged again; one older than the record is ignored; otherwise it is
+// exchanged (Exchange) and its record written forward — replacing
+// whatever the store held when the exchange was decided (WeChat honours
+// the newest exchange), dated after it. A redirect applied first is
+// re-dated by its push. A code WeChat refuses (CodeRefused) is success
+// when the store shows it applied or superseded. Errors: Exchange's, a
+// *core.ReplyError naming ExchangePath when the reply names another
+// tenant than the push, the store's (reading the record first: nothing is
+// exchanged; writing it: the write is held, see Writer).
+func (p *Platform[T]) Authorize(ctx context.Context, code, tenant string, at, codeExpires time.Time) (*T, string, error) {
+	fromPush := tenant != "" // dated by WeChat's time, not this process's clock
+	if code == "" {
+		return nil, "", errors.New("the authorization code is empty")
+	}
+	id, since := CodeID(code), at.UnixMilli()
+	if codeExpires.IsZero() {
+		codeExpires = p.now().Add(codeIndexLifetime)
+	}
+	if tenant == "" {
+		tenant = p.codeIndex(ctx, id)
+	} else {
+		p.indexCode(ctx, id, tenant, codeExpires)
+	}
+	// base is what the store held before the exchange, when known: the
+	// exchange is newer than it, whatever the clocks say.
+	var base core.Token
+	baseKnown := false
+	if tenant != "" {
+		applied, cur, err := p.alreadyApplied(ctx, tenant, id, since, false)
+		base, baseKnown = cur, err == nil
+		if err != nil {
+			// Not knowing what the store holds, do not spend the code:
+			// WeChat delivers the push again.
+			return nil, "", fmt.Errorf("reading the %s's record: %w", p.cfg.Format.Tenant, err)
+		}
+		if applied != "" {
+			if applied == AppliedAlready && fromPush {
+				p.redate(ctx, tenant, id, since)
+			}
+			return p.Handle(tenant), applied, nil
+		}
+	}
+	start := p.now()
+	g, err := p.cfg.Exchange(ctx, code)
+	if err != nil {
+		if p.cfg.CodeRefused != nil && p.cfg.CodeRefused(err) {
+			// Refused as used, superseded or expired: a delivery of this
+			// code applied before (by another instance, or before a
+			// crash), or a newer authorization or withdrawal in the
+			// store, is success.
+			if tenant == "" {
+				tenant = p.codeIndex(ctx, id)
+			}
+			if tenant != "" {
+				if applied, _, _ := p.alreadyApplied(ctx, tenant, id, since, true); applied != "" {
+					return p.Handle(tenant), applied, nil
+				}
+			}
+		}
+		return nil, "", err
+	}
+	if tenant != "" && tenant != g.Tenant {
+		return nil, "", &core.ReplyError{Path: p.cfg.ExchangePath, StatusCode: http.StatusOK,
+			Reason: "the reply names " + p.cfg.Format.Tenant + " " + g.Tenant + ", the push " + tenant}
+	}
+	tenant = g.Tenant
+	if !baseKnown {
+		base, baseKnown = p.baseOf(ctx, tenant)
+	}
+	life := min(g.ExpiresIn, 24*time.Hour) // trusted up to 24 h, as core's calls
+	applied := AppliedAlready
+	_, err = p.writer.Write(ctx, p.cfg.RecordName, tenant, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
+		next := Record{State: StateAuthorized, Since: since, Code: id, Secret: g.Secret,
+			Access: g.AccessToken, Expires: start.Add(life).UnixMilli()}
+		r, err := p.cfg.Format.Decode(cur)
+		switch {
+		case err == nil && r.Code == id:
+			applied = AppliedAlready
+			return core.Token{}, false
+		case baseKnown && cur.Value == base.Value:
+			// Nothing was written since the exchange was decided: the
+			// exchange made is the authorization WeChat honours now (it
+			// voided the secret before it), so it replaces what the store
+			// holds and is dated after it, whatever the clocks say.
+			if err == nil {
+				next.Since = max(next.Since, r.Since+1)
+			}
+		case err == nil && !r.ReplacedBy(StateAuthorized, since):
+			// An event newer than this one was written meanwhile (a write
+			// held in the background may land long after its exchange).
+			applied = AppliedOlderIgnored
+			return core.Token{}, false
+		}
+		applied = AppliedAuthorized
+		return p.cfg.Format.Encode(next), true
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("storing the authorization: %w", err)
+	}
+	p.indexCode(ctx, id, tenant, codeExpires)
+	p.Changed(tenant)
+	return p.Handle(tenant), applied, nil
+}
+
+// redate gives tenant's record, applied from code id by the redirect and
+// so dated by this process's clock, the time WeChat gave the
+// authorization — since, the time of the code's push — so that the order
+// of later events does not depend on this clock being right. Best effort:
+// a store error or a record that moved on leaves it as it is.
+func (p *Platform[T]) redate(ctx context.Context, tenant, id string, since int64) {
+	_, _ = WriteForward(ctx, p.durable, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
+		r, err := p.cfg.Format.Decode(cur)
+		if err != nil || r.Code != id || r.Since == since {
+			return core.Token{}, false
+		}
+		r.Since = since
+		return p.cfg.Format.Encode(r), true
+	})
+}
+
+// alreadyApplied reads tenant's record and says whether an authorization
+// with code id made at since (Unix ms) is already applied
+// (AppliedAlready) or older than what the store holds
+// (AppliedOlderIgnored: a newer authorization or withdrawal), with the
+// value it read; "" when its code is to be exchanged (WeChat then
+// decides: it refuses a code a withdrawal or a newer authorization
+// voided). A store error other than ErrNotFound is returned. voided says
+// WeChat refused the code: then a record of the same time is taken as
+// newer too (the event that voided it).
+func (p *Platform[T]) alreadyApplied(ctx context.Context, tenant, id string, since int64, voided bool) (string, core.Token, error) {
+	t, err := p.durable.Get(ctx, p.RecordKey(tenant))
+	switch {
+	case errors.Is(err, core.ErrNotFound), errors.Is(err, core.ErrCorrupt):
+		return "", t, nil
+	case err != nil:
+		return "", t, err
+	}
+	r, err := p.cfg.Format.Decode(t)
+	switch {
+	case err != nil:
+		return "", t, nil
+	case r.Code == id:
+		return AppliedAlready, t, nil
+	case r.Since > since, voided && r.Since == since:
+		return AppliedOlderIgnored, t, nil
+	}
+	return "", t, nil
+}
+
+// The code index maps an authorization code (its CodeID) to the tenant it
+// named, for the code's life: a redirect carries only the code, so a
+// redirect applied after the code's push (whose exchange WeChat may refuse
+// as used) finds the tenant's record through it. It is an aid, not durable
+// state, kept in Config.Store (with the code's expiry, so a store that
+// expires keys drops it): a write or read that fails is ignored (the
+// exchange then decides).
+func (p *Platform[T]) codeIndexKey(id string) string {
+	return p.cfg.Prefix + "authorization_code/" + id
+}
+
+func (p *Platform[T]) indexCode(ctx context.Context, id, tenant string, expires time.Time) {
+	if err := p.cfg.Store.Set(ctx, p.codeIndexKey(id), core.Token{Value: tenant, ExpiresAt: expires}); err != nil {
+		p.writer.logStoreError("authorization_code", p.codeIndexKey(id), "set", err)
+	}
+}
+
+func (p *Platform[T]) codeIndex(ctx context.Context, id string) string {
+	t, err := p.cfg.Store.Get(ctx, p.codeIndexKey(id))
+	if err != nil {
+		return ""
+	}
+	return t.Value
+}
+
+// Withdraw writes tenant's withdrawal made at `at` forward, and reports
+// what it did (Applied*): its record becomes a withdrawal — its secret and
+// access token gone, durably, so that a refresh in flight cannot bring
+// them back. An explicit one (an operator's call: now) replaces any
+// authorization the store holds when it is called and is dated after it;
+// a push's is ordered by its time. Errors are the store's (the write is
+// then held, see Writer).
+func (p *Platform[T]) Withdraw(ctx context.Context, tenant string, at time.Time, explicit bool) (string, error) {
+	if tenant == "" {
+		return "", fmt.Errorf("the %s's id is empty", p.cfg.Format.Tenant)
+	}
+	since := at.UnixMilli()
+	var base core.Token
+	baseKnown := false
+	if explicit {
+		base, baseKnown = p.baseOf(ctx, tenant)
+	}
+	applied := AppliedAlready
+	_, err := p.writer.Write(ctx, p.cfg.RecordName, tenant, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
+		r, err := p.cfg.Format.Decode(cur)
+		next := Record{State: StateWithdrawn, Since: since}
+		switch {
+		case err != nil:
+		case r.State == StateWithdrawn && (r.Since == since || explicit):
+			applied = AppliedAlready
+			return core.Token{}, false
+		case baseKnown && cur.Value == base.Value:
+			// The operator's "now" is after what the store held when it
+			// was called (and only that: a write held and landing late
+			// orders by its time).
+			next.Since = max(since, r.Since+1)
+		case !r.ReplacedBy(StateWithdrawn, since):
+			applied = AppliedOlderIgnored
+			return core.Token{}, false
+		}
+		applied = AppliedUnauthorized
+		return p.cfg.Format.Encode(next), true
+	})
+	if err != nil {
+		return "", err
+	}
+	p.Changed(tenant)
+	return applied, nil
+}
+
+// baseOf reads tenant's record: the value a write decided now replaces,
+// and is dated after (an exchange just made, an operator's call). ok is
+// false when the store did not answer: the write then orders by its time.
+func (p *Platform[T]) baseOf(ctx context.Context, tenant string) (base core.Token, ok bool) {
+	t, err := p.durable.Get(ctx, p.RecordKey(tenant))
+	if err != nil && !errors.Is(err, core.ErrNotFound) {
+		return core.Token{}, false
+	}
+	return t, true
+}
+
+// Import stores tenant's secret obtained elsewhere — another SDK's
+// storage, a backup — as a new authorization dated now, replacing
+// whatever the store holds when it is called (a withdrawal included: the
+// operator says the tenant is authorized), and dated after it; if the
+// store does not take it at once and it is held, it lands later only over
+// what is older than its time. Errors are the store's (the write is then
+// held, see Writer).
+func (p *Platform[T]) Import(ctx context.Context, tenant, secret string) error {
+	if tenant == "" || secret == "" {
+		return fmt.Errorf("the %s's id and its %s are required", p.cfg.Format.Tenant, p.cfg.Format.Secret)
+	}
+	now := p.now().UnixMilli()
+	base, baseKnown := p.baseOf(ctx, tenant)
+	if _, err := p.writer.Write(ctx, p.cfg.RecordName, tenant, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
+		next := Record{State: StateAuthorized, Since: now, Secret: secret}
+		r, err := p.cfg.Format.Decode(cur)
+		switch {
+		case err != nil:
+		case baseKnown && cur.Value == base.Value:
+			next.Since = max(now, r.Since+1) // after what the store held when it was called
+		case !r.ReplacedBy(StateAuthorized, now):
+			return core.Token{}, false // a newer event was written meanwhile (this write was held)
+		}
+		return p.cfg.Format.Encode(next), true
+	}); err != nil {
+		return err
+	}
+	p.Changed(tenant)
+	return nil
+}
+
+// Secret returns the secret the store holds for tenant now (its Value is
+// the secret: keep it out of logs), or the Reauthorize error when none is
+// stored or the tenant withdrew. A store error is returned as it is; a
+// stored value that cannot be read wraps core.ErrCorrupt.
+func (p *Platform[T]) Secret(ctx context.Context, tenant string) (core.Token, error) {
+	t, err := p.durable.Get(ctx, p.RecordKey(tenant))
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return core.Token{}, p.missing(tenant)
+	case err != nil:
+		return core.Token{}, err
+	}
+	r, err := p.cfg.Format.Decode(t)
+	switch {
+	case err != nil:
+		return core.Token{}, err
+	case r.State == StateWithdrawn:
+		return core.Token{}, p.withdrawn(tenant, r)
+	}
+	return core.Token{Value: r.Secret}, nil
+}
+
+func (p *Platform[T]) missing(tenant string) error {
+	return p.cfg.Reauthorize(tenant, "no "+p.cfg.Format.Secret+" is stored (never authorized through this store, or lost)", nil, false)
+}
+
+// withdrawn is the Reauthorize error of a withdrawn tenant.
+func (p *Platform[T]) withdrawn(tenant string, r Record) error {
+	when := "at an unknown time"
+	if r.Since > 0 {
+		when = "at " + time.UnixMilli(r.Since).UTC().Format(time.RFC3339)
+	}
+	return p.cfg.Reauthorize(tenant, "the "+p.cfg.Format.Owner+" withdrew the authorization "+when, nil, true)
+}
+
+// Decode is a tenant Credential's Decode (core.CredentialConfig.Decode):
+// the access token the record holds; a withdrawal is the Reauthorize error
+// (withdrawn: served without a fetch), a value that is not a record wraps
+// core.ErrCorrupt.
+func (p *Platform[T]) Decode(tenant string, stored core.Token) (core.Token, error) {
+	r, err := p.cfg.Format.Decode(stored)
+	if err != nil {
+		return core.Token{}, err
+	}
+	if r.State == StateWithdrawn {
+		return core.Token{}, p.withdrawn(tenant, r)
+	}
+	return r.Served(), nil
+}
+
+// CheckAuthorized is a tenant Credential's Prepare: before the platform
+// token is got and the lock taken, a record that is missing or withdrawn
+// fails the refresh at once with its Reauthorize error. It only saves
+// those calls: Fetch decides on the record it finds under the lock.
+func (p *Platform[T]) CheckAuthorized(ctx context.Context, tenant string, isReauthorize func(error) bool) error {
+	_, err := p.Secret(ctx, tenant)
+	if err != nil && isReauthorize(err) {
+		return err
+	}
+	return nil // a store error or a corrupt value: the refresh decides
+}
+
+// TenantFetch makes one WeChat call for a tenant's access token with its
+// secret and the platform token (r.Needed); it returns the token and the
+// secret the reply carried ("" when it carried none: kept).
+type TenantFetch func(ctx context.Context, secret string, r core.FetchRequest) (access core.Token, rotated string, err error)
+
+// Fetch is a tenant Credential's Fetch, run under the record key's lock
+// with the record the store holds (r.Stored): fetch with the record's
+// secret, then the next record — the new access token together with the
+// secret the reply carried, which the store writes in one fenced write.
+// A missing, unreadable or withdrawn record is the Reauthorize error.
+func (p *Platform[T]) Fetch(tenant string, fetch TenantFetch) func(context.Context, core.FetchRequest) (core.Token, error) {
+	return func(ctx context.Context, r core.FetchRequest) (core.Token, error) {
+		if r.Stored.Value == "" {
+			return core.Token{}, p.missing(tenant)
+		}
+		rec, err := p.cfg.Format.Decode(r.Stored)
+		switch {
+		case err != nil:
+			return core.Token{}, p.cfg.Reauthorize(tenant, "its stored authorization cannot be read", err, false)
+		case rec.State == StateWithdrawn:
+			return core.Token{}, p.withdrawn(tenant, rec)
+		}
+		tok, rotated, err := fetch(ctx, rec.Secret, r)
+		if err != nil {
+			return core.Token{}, err
+		}
+		rec.Access, rec.Expires = tok.Value, tok.ExpiresAt.UnixMilli()
+		if rotated != "" {
+			rec.Secret = rotated
+		}
+		return p.cfg.Format.Encode(rec), nil
+	}
+}
