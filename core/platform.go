@@ -35,6 +35,18 @@ const (
 	// it, whether the authorizer is an Official Account or a Mini
 	// Program).
 	PlatformOpenPlatformAuthorizer Platform = "open_platform_authorizer"
+	// PlatformWeComSuite is a WeCom vendor's suite (企业微信服务商 third-party
+	// or custom-developed app template): its suite_access_token and
+	// suite_ticket (package wecomvendor).
+	PlatformWeComSuite Platform = "wecom_suite"
+	// PlatformWeComAuthCorp is a corp that installed a WeCom vendor's app:
+	// the corp's access_token (get_corp_token, or gettoken with a
+	// custom-developed app's permanent_code), its permanent_code record and
+	// the tickets fetched with the token (package wecomvendor).
+	PlatformWeComAuthCorp Platform = "wecom_auth_corp"
+	// PlatformWeComProvider is a WeCom vendor's provider_access_token
+	// (get_provider_token; package wecomvendor).
+	PlatformWeComProvider Platform = "wecom_provider"
 	// PlatformCustom is the default of CredentialConfig.Platform: a
 	// credential of your own whose config does not say.
 	PlatformCustom Platform = "custom"
@@ -45,9 +57,11 @@ const (
 func checkPlatform(p Platform) error {
 	switch p {
 	case "", PlatformOfficialAccount, PlatformMiniProgram, PlatformWeCom,
-		PlatformOpenPlatformComponent, PlatformOpenPlatformAuthorizer, PlatformCustom:
+		PlatformOpenPlatformComponent, PlatformOpenPlatformAuthorizer,
+		PlatformWeComSuite, PlatformWeComAuthCorp, PlatformWeComProvider, PlatformCustom:
 		return nil
 	}
-	return fmt.Errorf("wechatconf: unknown Config.Platform %q (a Conf is %q, the default, or %q; the others are set by wecom and openplatform: %q, %q, %q, %q)",
-		string(p), PlatformOfficialAccount, PlatformMiniProgram, PlatformWeCom, PlatformOpenPlatformComponent, PlatformOpenPlatformAuthorizer, PlatformCustom)
+	return fmt.Errorf("wechatconf: unknown Config.Platform %q (a Conf is %q, the default, or %q; the others are set by wecom, openplatform and wecomvendor: %q, %q, %q, %q, %q, %q, %q)",
+		string(p), PlatformOfficialAccount, PlatformMiniProgram, PlatformWeCom, PlatformOpenPlatformComponent, PlatformOpenPlatformAuthorizer,
+		PlatformWeComSuite, PlatformWeComAuthCorp, PlatformWeComProvider, PlatformCustom)
 }

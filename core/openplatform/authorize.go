@@ -48,7 +48,7 @@ const (
 // and retried in the background (Component.Held), and the merchant's
 // authorization is not lost while this process runs.
 func (c *Component) Authorize(ctx context.Context, code string) (*Authorizer, error) {
-	a, _, err := c.t.Authorize(ctx, code, "", c.now(), time.Time{})
+	a, _, err := c.t.Authorize(ctx, tenant.Delivery{Code: code, At: c.now()})
 	if err != nil {
 		return nil, wrap("Authorize", err)
 	}

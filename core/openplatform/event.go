@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/internal/tenant"
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
 )
 
@@ -114,7 +115,8 @@ func (c *Component) HandleEvent(ctx context.Context, query url.Values, body io.R
 		if e.AuthorizerAppID == "" {
 			return e, wrap("authorization event "+e.InfoType, errors.New("the push names no AuthorizerAppid"))
 		}
-		_, applied, err := c.t.Authorize(ctx, e.AuthorizationCode.Reveal(), e.AuthorizerAppID, e.CreateTime, e.AuthorizationCodeExpiredTime)
+		_, applied, err := c.t.Authorize(ctx, tenant.Delivery{Code: e.AuthorizationCode.Reveal(), Tenant: e.AuthorizerAppID,
+			At: e.CreateTime, FromWeChat: true, CodeExpires: e.AuthorizationCodeExpiredTime})
 		if err != nil {
 			return e, wrap("authorization event "+e.InfoType+" of "+e.AuthorizerAppID, err)
 		}

@@ -143,6 +143,10 @@ type Config struct {
 	ReadyHorizon time.Duration
 	// Now is the clock expiry is judged by; nil means the system clock.
 	Now func() time.Time
+	// Platform is the "platform" attribute of the app's events
+	// (core.Platform); default core.PlatformWeCom. Package wecomvendor sets
+	// core.PlatformWeComAuthCorp for a vendor's corps.
+	Platform core.Platform
 }
 
 // String describes c without its Secret.
@@ -187,7 +191,26 @@ func (a *App) Keys() (accessToken, jsapiTicket, agentTicket string) {
 }
 
 // New checks cfg and returns its App. It does no I/O.
-func New(cfg Config) (*App, error) {
+func New(cfg Config) (*App, error) { return newApp(cfg, nil) }
+
+// NewWithAccessToken returns an App whose access_token is kept by access
+// instead of fetched from gettoken with Config.Secret: a WeCom vendor's
+// corp token (package wecomvendor: get_corp_token with the corp's
+// permanent_code, or gettoken with a custom-developed app's), or a kind
+// of your own. Everything else — the corp's jsapi_ticket and the app's
+// agent_config ticket (fetched with access's token, kept under the keys
+// Keys names), Do, Transport, JSSDKConfig, AgentConfig — is as with New;
+// Config.Secret, SecretSource and the access_token's Policy fields are
+// unused. A rejection Do sees is handed to access's compare-and-refresh.
+// Errors are New's, and access nil.
+func NewWithAccessToken(cfg Config, access *core.Credential) (*App, error) {
+	if access == nil {
+		return nil, errors.New("wechatconf: wecom: NewWithAccessToken: the access_token credential is nil")
+	}
+	return newApp(cfg, access)
+}
+
+func newApp(cfg Config, access *core.Credential) (*App, error) {
 	switch {
 	case cfg.CorpID == "":
 		return nil, errors.New("wechatconf: wecom: Config.CorpID is required")
@@ -205,6 +228,9 @@ func New(cfg Config) (*App, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
+	if cfg.Platform == "" {
+		cfg.Platform = core.PlatformWeCom
+	}
 	secret, err := core.NewRotatingSecret(core.RotatingSecretConfig{
 		Field: "Secret", SourceField: "SecretSource", Secret: cfg.Secret, Source: cfg.SecretSource, Refused: secretRefused,
 	})
@@ -214,7 +240,7 @@ func New(cfg Config) (*App, error) {
 	raw, err := core.NewAPI(core.APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, RotatingSecrets: []*core.RotatingSecret{secret},
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
-		Platform: core.PlatformWeCom,
+		Platform: cfg.Platform,
 	})
 	if err != nil {
 		return nil, err
@@ -223,7 +249,7 @@ func New(cfg Config) (*App, error) {
 	corp := cfg.KeyPrefix + "/wecom/" + cfg.CorpID + "/"
 	kind := func(name, key string, fetch func(context.Context, core.FetchRequest) (core.Token, error), needs *core.Credential, p core.Policy) (*core.Credential, error) {
 		return core.NewCredential(core.CredentialConfig{
-			Name: name, Platform: core.PlatformWeCom, Key: key, Store: cfg.Store, Fetch: fetch, Needs: needs,
+			Name: name, Platform: cfg.Platform, Key: key, Store: cfg.Store, Fetch: fetch, Needs: needs,
 			Policy: p, Logger: cfg.Logger, Now: cfg.Now, Ledger: core.NewLedgerConfig(cfg.Instance, cfg.NoLedger),
 		})
 	}
@@ -237,8 +263,10 @@ func New(cfg Config) (*App, error) {
 	accessPolicy.FetchWithoutStore = true
 	ticketPolicy := cfg.Policy
 	ticketPolicy.FetchWithoutStore = false
-	if a.access, err = kind("access_token", corp+cfg.App+"/access_token", a.fetchAccessToken, nil, accessPolicy); err != nil {
-		return nil, err
+	if a.access = access; access == nil {
+		if a.access, err = kind("access_token", corp+cfg.App+"/access_token", a.fetchAccessToken, nil, accessPolicy); err != nil {
+			return nil, err
+		}
 	}
 	if a.jsapi, err = kind("jsapi_ticket", corp+"jsapi_ticket", a.ticketFetcher(PathJSAPITicket, nil), a.access, ticketPolicy); err != nil {
 		return nil, err

@@ -43,7 +43,8 @@ type Grant struct {
 	// permanent_code).
 	Secret string
 	// AccessToken and ExpiresIn are its first access token and lifetime
-	// (trusted up to 24 h).
+	// (trusted up to 24 h); "" when the exchange gives none (WeCom's v2
+	// get_permanent_code): the first refresh fetches it.
 	AccessToken string
 	ExpiresIn   time.Duration
 }
@@ -201,23 +202,40 @@ func (p *Platform[T]) Ticket(ctx context.Context) (core.Token, error) {
 	return t, nil
 }
 
-// Authorize applies one delivery of an authorization: code, for tenant
-// ("" when the delivery does not say: a redirect), made at `at` (the
-// push's time, or now for a redirect), the code valid until codeExpires
-// (zero: not known). It returns the handle and what it did (Applied*).
+// Delivery is one delivery of an authorization: a pushed event or a
+// redirect, with its code.
+type Delivery struct {
+	// Code is the authorization code (auth_code, AuthorizationCode,
+	// AuthCode).
+	Code string
+	// Tenant is the tenant the delivery names, "" when it names none (a
+	// redirect; WeCom's create_auth and reset_permanent_code pushes).
+	Tenant string
+	// At is when the authorization was made: the push's time, or now for
+	// a redirect. FromWeChat says At is WeChat's clock (a push's
+	// CreateTime or TimeStamp), not this process's.
+	At         time.Time
+	FromWeChat bool
+	// CodeExpires is when the code expires (zero: not known).
+	CodeExpires time.Time
+}
+
+// Authorize applies one delivery of an authorization and returns the
+// tenant's handle and what it did (Applied*).
 //
 // A code already applied (the store's record came from it) is not
 // exchanged again; one older than the record is ignored; otherwise it is
 // exchanged (Exchange) and its record written forward — replacing
 // whatever the store held when the exchange was decided (WeChat honours
-// the newest exchange), dated after it. A redirect applied first is
-// re-dated by its push. A code WeChat refuses (CodeRefused) is success
-// when the store shows it applied or superseded. Errors: Exchange's, a
-// *core.ReplyError naming ExchangePath when the reply names another
-// tenant than the push, the store's (reading the record first: nothing is
-// exchanged; writing it: the write is held, see Writer).
-func (p *Platform[T]) Authorize(ctx context.Context, code, tenant string, at, codeExpires time.Time) (*T, string, error) {
-	fromPush := tenant != "" // dated by WeChat's time, not this process's clock
+// the newest exchange), dated after it. A delivery dated by this
+// process's clock and applied first is re-dated by the one WeChat dated.
+// A code WeChat refuses (CodeRefused) is success when the store shows it
+// applied or superseded. Errors: Exchange's, a *core.ReplyError naming
+// ExchangePath when the reply names another tenant than the delivery, the
+// store's (reading the record first: nothing is exchanged; writing it:
+// the write is held, see Writer).
+func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, error) {
+	code, tenant, at, codeExpires := d.Code, d.Tenant, d.At, d.CodeExpires
 	if code == "" {
 		return nil, "", errors.New("the authorization code is empty")
 	}
@@ -243,7 +261,7 @@ func (p *Platform[T]) Authorize(ctx context.Context, code, tenant string, at, co
 			return nil, "", fmt.Errorf("reading the %s's record: %w", p.cfg.Format.Tenant, err)
 		}
 		if applied != "" {
-			if applied == AppliedAlready && fromPush {
+			if applied == AppliedAlready && d.FromWeChat {
 				p.redate(ctx, tenant, id, since)
 			}
 			return p.Handle(tenant), applied, nil
@@ -279,8 +297,10 @@ func (p *Platform[T]) Authorize(ctx context.Context, code, tenant string, at, co
 	life := min(g.ExpiresIn, 24*time.Hour) // trusted up to 24 h, as core's calls
 	applied := AppliedAlready
 	_, err = p.writer.Write(ctx, p.cfg.RecordName, tenant, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
-		next := Record{State: StateAuthorized, Since: since, Code: id, Secret: g.Secret,
-			Access: g.AccessToken, Expires: start.Add(life).UnixMilli()}
+		next := Record{State: StateAuthorized, Since: since, Code: id, Secret: g.Secret}
+		if g.AccessToken != "" {
+			next.Access, next.Expires = g.AccessToken, start.Add(life).UnixMilli()
+		}
 		r, err := p.cfg.Format.Decode(cur)
 		switch {
 		case err == nil && r.Code == id:
