@@ -291,6 +291,12 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			Reason: "the reply names " + p.cfg.Format.Tenant + " " + g.Tenant + ", the push " + tenant}
 	}
 	tenant = g.Tenant
+	if d.Tenant == "" {
+		// Index the code before its record's write, which may be held: a
+		// delivery of it again (WeCom's retry, the redirect) finds the
+		// tenant when WeCom refuses the used code.
+		p.indexCode(ctx, id, tenant, codeExpires)
+	}
 	if !baseKnown {
 		base, baseKnown = p.baseOf(ctx, tenant)
 	}
