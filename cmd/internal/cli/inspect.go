@@ -109,7 +109,7 @@ func (e *env) inspectKeys(f inspectFlags, pos []string) ([]string, error) {
 	}
 	switch {
 	case set > 1:
-		return nil, usagef("inspect: one of --wecom, --component, --suite, --provider")
+		return nil, usagef("inspect: one of --wecom, --component, --suite and --provider, not two")
 	case f.wecom != "":
 		corp, agent, ok := strings.Cut(f.wecom, "/")
 		if !ok || corp == "" || agent == "" || strings.Contains(agent, "/") || len(pos) > 0 {
