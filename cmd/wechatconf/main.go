@@ -7,6 +7,7 @@
 //	wechatconf get     APPID [access_token|jsapi_ticket|wx_card_ticket] | --key KEY [--reveal]
 //	wechatconf ls      [ACCOUNT] [--all-prefixes]         credentials by AppID, kind, platform; never values
 //	wechatconf inspect APPID | --wecom CORPID/AGENTID | --component COMPONENT_APPID [APPID]
+//	                   | --suite SUITE_ID [CORPID] | --provider CORPID
 //	wechatconf watch   APPID [KIND] | --key KEY [--interval 2s] [--count N]
 //	wechatconf refresh APPID [--yes]                      fetch if absent or expired; a valid one only with --yes
 //	wechatconf force   APPID --yes                        rotate: the old token stops working at once

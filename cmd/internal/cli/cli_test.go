@@ -63,11 +63,18 @@ func TestUsage(t *testing.T) {
 		{[]string{"--store", dir, "force", testAppID}, cli.ExitError, "--yes"},
 		{[]string{"--store", dir, "ls", "a", "b"}, cli.ExitError, "too many arguments"},
 		{[]string{"--store", dir, "inspect", "--wecom", "corp"}, cli.ExitError, "CORPID/AGENTID"},
-		{[]string{"--store", dir, "inspect", "--wecom", "corp/1", "--component", "c"}, cli.ExitError, "not both"},
+		{[]string{"--store", dir, "inspect", "--wecom", "corp/1", "--component", "c"}, cli.ExitError, "not two"},
+		{[]string{"--store", dir, "inspect", "--suite", "ww1", "--provider", "wwp"}, cli.ExitError, "not two"},
+		{[]string{"--store", dir, "inspect", "--suite", "ww1/corp"}, cli.ExitError, "--suite SUITE_ID [CORPID]"},
+		{[]string{"--store", dir, "inspect", "--suite", "ww1", "corp/x"}, cli.ExitError, "--suite SUITE_ID [CORPID]"},
+		{[]string{"--store", dir, "inspect", "--provider", "wwp", "corp"}, cli.ExitError, "--provider CORPID"},
 		{[]string{"--store", dir, "watch", testAppID, "--interval", "0s"}, cli.ExitError, "interval"},
 		{[]string{"--store", dir, "get", "--key", "raw/key"}, cli.ExitNotFound, "raw/key: not found"},
 		{[]string{"--store", dir, "inspect", "--wecom", "corp/1000002"}, cli.ExitNotFound, "none of the 3 keys"},
 		{[]string{"--store", dir, "inspect", "--component", "wxcomp", testAppID}, cli.ExitNotFound, "none of the 3 keys"},
+		{[]string{"--store", dir, "inspect", "--suite", "ww1"}, cli.ExitNotFound, "none of the 2 keys"},
+		{[]string{"--store", dir, "inspect", "--suite", "ww1", "wwcorp"}, cli.ExitNotFound, "none of the 3 keys"},
+		{[]string{"--store", dir, "inspect", "--provider", "wwp"}, cli.ExitNotFound, "wechatconf/wecomvendor/provider/wwp/provider_access_token"},
 	} {
 		r := c.Exec(ctx, tc.args...)
 		if r.Code != tc.code || !strings.Contains(r.Stderr, tc.msg) {

@@ -6,6 +6,7 @@
 //	wechatconf get     APPID [access_token|jsapi_ticket|wx_card_ticket] | --key KEY [--reveal]
 //	wechatconf ls      [ACCOUNT] [--all-prefixes]
 //	wechatconf inspect APPID | --wecom CORPID/AGENTID | --component COMPONENT_APPID [APPID]
+//	                   | --suite SUITE_ID [CORPID] | --provider CORPID
 //	wechatconf watch   APPID [KIND] | --key KEY [--interval 2s] [--count N]
 //	wechatconf refresh APPID [--yes] [--reveal]     (WECHAT_APPSECRET in the environment)
 //	wechatconf force   APPID --yes [--reveal]       (WECHAT_APPSECRET in the environment)
@@ -25,7 +26,9 @@
 // # Safety
 //
 // No value is printed without --reveal: a value shows as its length and a
-// fingerprint (Fingerprint). The AppSecret is read from WECHAT_APPSECRET
+// fingerprint (Fingerprint). A WeCom vendor corp's permanent_code and the
+// access token held with it are never printed, with --reveal neither
+// (wecomvendor's Suite.PermanentCode reads the code for a backup). The AppSecret is read from WECHAT_APPSECRET
 // only and never printed; errors show the store URL redacted (storeurl).
 // Nothing that spends one of WeChat's ~20 daily forced refreshes or stops
 // the fleet's token working runs without --yes, nor does quota reset,
@@ -62,12 +65,12 @@
 //	   credential listed; refresh: fetched, or a valid token left alone
 //	1  get: found but expired
 //	2  usage error, or any failure (store unreachable or unable to list,
-//	   WeChat error, an authorizer's record that does not parse, …)
+//	   WeChat error, an authorizer's or a corp's record that does not parse, …)
 //	3  not found or nothing usable: get: absent; inspect: none of the keys
 //	   present; ls: nothing listed; history: no ledger; refresh: absent or expired here but
 //	   valid under another prefix (nothing done); get and inspect: an authorizer's record
-//	   says withdrawn (its tickets may still be stored, but nothing can
-//	   renew them)
+//	   says withdrawn, or a WeCom vendor corp's record cancelled (its tickets may
+//	   still be stored, but nothing can renew them)
 //	4  held back by a limit: core's (*core.LimitError: an interval or daily
 //	   limit, a back-off) or WeChat's (a quota, core.IsQuotaExceeded: 45009,
 //	   or 48006 when quota reset finds the month's 10 clears spent;

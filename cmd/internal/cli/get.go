@@ -16,10 +16,12 @@ func (e *env) getCommand() *cobra.Command {
 		Long: `get reads one key from the store, with no WeChat call and no lock: the key, the masked
 value (its length and fingerprint; the value itself with --reveal), expires_at, the time
 left and the age estimated from WeChat's 2-hour lifetime. --key reads any raw key. An
-authorizer's record (a key ending in /authorizer_refresh_token) is shown by its state.
+authorizer's record (a key ending in /authorizer_refresh_token) and a WeCom vendor corp's
+(…/wecomvendor/SUITE_ID/CORPID/permanent_code) are shown by their state; a corp's
+permanent_code is never printed, with --reveal neither (its fingerprint and length only).
 
 Exit: 0 found and valid, 1 found but expired, 3 absent (with where it looked and the
-keys nearby) or a withdrawn authorization.`,
+keys nearby) or a withdrawn authorization (a cancelled install).`,
 		Example: `  wechatconf get wx0123456789abcdef
   wechatconf get wx0123456789abcdef jsapi_ticket --json
   wechatconf get --key wechatconf/open/wxcomponent/wxauthorizer/authorizer_refresh_token`,
@@ -45,7 +47,7 @@ keys nearby) or a withdrawn authorization.`,
 			switch v.Status {
 			case StatusAbsent:
 				return e.notFound(cmd.Context(), st, []string{key}, key+": not found")
-			case StatusWithdrawn:
+			case StatusWithdrawn, StatusCancelled:
 				return exitCodeError{ExitNotFound, withdrawnError(v)}
 			case StatusCorrupt:
 				return fmt.Errorf("%s: %s", key, v.Error)

@@ -66,6 +66,12 @@ func lookFor(key string) needle {
 		return contains("WeCom corp "+info.CorpID, "/wecom/"+info.CorpID+"/")
 	case PlatformOpenComponent:
 		return contains("component "+info.ComponentAppID, "/open/"+info.ComponentAppID+"/")
+	case PlatformWeComSuite:
+		return contains("suite "+info.SuiteID, "/"+info.SuiteID+"/")
+	case PlatformWeComAuthCorp:
+		return contains("corp "+info.CorpID, "/"+info.CorpID+"/")
+	case PlatformWeComProvider:
+		return contains("provider "+info.CorpID, "/wecomvendor/provider/"+info.CorpID+"/")
 	}
 	if _, rest, ok := strings.Cut(key, "/"); ok && rest != "" {
 		return needle{"…/" + rest, func(k string) bool { return strings.HasSuffix(k, "/"+rest) }}

@@ -49,6 +49,17 @@ const (
 	// PlatformOpenAuthorizer is an Open Platform authorizer's (its
 	// record, its tickets), under its component.
 	PlatformOpenAuthorizer = "open_platform_authorizer"
+	// PlatformWeComSuite is a WeCom vendor suite's own (its suite_ticket
+	// and suite_access_token; core.PlatformWeComSuite).
+	PlatformWeComSuite = string(core.PlatformWeComSuite)
+	// PlatformWeComAuthCorp is a corp that installed a WeCom vendor's app:
+	// its durable record under permanent_code, which holds its access
+	// token (core.PlatformWeComAuthCorp). The corp's tickets keep WeCom's
+	// layout and parse as PlatformWeCom (see KeyInfo).
+	PlatformWeComAuthCorp = string(core.PlatformWeComAuthCorp)
+	// PlatformWeComProvider is a WeCom vendor's provider_access_token
+	// (core.PlatformWeComProvider).
+	PlatformWeComProvider = string(core.PlatformWeComProvider)
 	// PlatformOther is a key of no known layout (a credential of your
 	// own, core.NewCredential).
 	PlatformOther = "other"
@@ -62,6 +73,19 @@ const (
 //	<prefix>/wecom/<CorpID>/jsapi_ticket                                wecom (corp)
 //	<prefix>/open/<component>/component_access_token|component_verify_ticket
 //	<prefix>/open/<component>/<AppID>/authorizer_refresh_token|jsapi_ticket|wx_card_ticket
+//	<prefix>/wecomvendor/<SuiteID>/suite_ticket|suite_access_token     wecom_suite
+//	<prefix>/wecomvendor/<SuiteID>/<CorpID>/permanent_code              wecom_auth_corp (the corp's record)
+//	<prefix>/wecomvendor/provider/<CorpID>/provider_access_token        wecom_provider
+//
+// A corp that installed a WeCom vendor's app keeps its tickets in WeCom's
+// layout — <prefix>/wecom/<CorpID>/jsapi_ticket and
+// <prefix>/wecom/<CorpID>/<SuiteID>/agent_config_ticket — so they parse as
+// PlatformWeCom, the SuiteID in AgentID: a key cannot tell a suite id from
+// a self-built app's name (wecom.Config.App). The suite's code index,
+// <prefix>/wecomvendor/<SuiteID>/authorization_code/<hash>, is no
+// credential and parses as PlatformOther, as Open Platform's
+// <prefix>/open/<component>/authorization_code/<hash> does. No suite id is
+// "provider".
 //
 // A credential's fetch ledger (its key plus core.LedgerKeySuffix,
 // "…/access_token/fetch_ledger") belongs to the credential's account: it
@@ -71,8 +95,9 @@ const (
 //
 // A key is read from its end, so a prefix may hold "/". Where two layouts
 // fit (wechatconf/wecom/corp/jsapi_ticket is also the jsapi_ticket of an
-// AppID "corp" under the prefix wechatconf/wecom), the WeCom and Open
-// Platform ones win: no AppID is "wecom" or "open".
+// AppID "corp" under the prefix wechatconf/wecom), the WeCom, Open
+// Platform and WeCom vendor ones win: no AppID is "wecom", "open" or
+// "wecomvendor".
 type KeyInfo struct {
 	// Key is the store key.
 	Key string `json:"key"`
@@ -87,6 +112,10 @@ type KeyInfo struct {
 	AgentID string `json:"agent_id,omitempty"`
 	// ComponentAppID is an Open Platform component's.
 	ComponentAppID string `json:"component_appid,omitempty"`
+	// SuiteID is a WeCom vendor suite's (PlatformWeComSuite, and the
+	// suite a PlatformWeComAuthCorp corp installed); CorpID is then the
+	// installing corp's, or for PlatformWeComProvider the vendor's own.
+	SuiteID string `json:"suite_id,omitempty"`
 	// Kind is the credential kind, the key's last segment (for
 	// PlatformOther, the key after the prefix given to ls, if any); a
 	// fetch ledger's is its credential's kind and "/fetch_ledger".
@@ -98,7 +127,9 @@ type KeyInfo struct {
 func (k KeyInfo) IsLedger() bool { return strings.HasSuffix(k.Key, core.LedgerKeySuffix) }
 
 // Account names the credential's owner as text: the AppID, CORPID/AGENTID
-// (a corp's key: CORPID), COMPONENT or COMPONENT/AUTHORIZER; "-" if none.
+// (a corp's key: CORPID), COMPONENT or COMPONENT/AUTHORIZER, SUITE or
+// SUITE/CORPID (a WeCom vendor's suite, an installing corp), the provider's
+// CORPID; "-" if none.
 func (k KeyInfo) Account() string {
 	switch k.Platform {
 	case PlatformOfficialAccount:
@@ -112,6 +143,12 @@ func (k KeyInfo) Account() string {
 		return k.ComponentAppID
 	case PlatformOpenAuthorizer:
 		return k.ComponentAppID + "/" + k.AppID
+	case PlatformWeComSuite:
+		return k.SuiteID
+	case PlatformWeComAuthCorp:
+		return k.SuiteID + "/" + k.CorpID
+	case PlatformWeComProvider:
+		return k.CorpID
 	}
 	return "-"
 }
@@ -147,6 +184,12 @@ func parseCredentialKey(key string) KeyInfo {
 		return KeyInfo{Key: key, Prefix: prefix(n - 3), Platform: PlatformOpenComponent, ComponentAppID: s[n-2], Kind: kind}
 	case n >= 5 && s[n-4] == "open" && (kind == "authorizer_refresh_token" || kind == "jsapi_ticket" || kind == "wx_card_ticket"):
 		return KeyInfo{Key: key, Prefix: prefix(n - 4), Platform: PlatformOpenAuthorizer, ComponentAppID: s[n-3], AppID: s[n-2], Kind: kind}
+	case n >= 4 && s[n-3] == "wecomvendor" && s[n-2] != "provider" && (kind == "suite_ticket" || kind == "suite_access_token"):
+		return KeyInfo{Key: key, Prefix: prefix(n - 3), Platform: PlatformWeComSuite, SuiteID: s[n-2], Kind: kind}
+	case n >= 5 && s[n-4] == "wecomvendor" && s[n-3] != "provider" && kind == "permanent_code":
+		return KeyInfo{Key: key, Prefix: prefix(n - 4), Platform: PlatformWeComAuthCorp, SuiteID: s[n-3], CorpID: s[n-2], Kind: kind}
+	case n >= 5 && s[n-4] == "wecomvendor" && s[n-3] == "provider" && kind == "provider_access_token":
+		return KeyInfo{Key: key, Prefix: prefix(n - 4), Platform: PlatformWeComProvider, CorpID: s[n-2], Kind: kind}
 	case n >= 5 && s[n-4] == "wecom" && (kind == "access_token" || kind == "agent_config_ticket"):
 		return KeyInfo{Key: key, Prefix: prefix(n - 4), Platform: PlatformWeCom, CorpID: s[n-3], AgentID: s[n-2], Kind: kind}
 	case n >= 4 && s[n-3] == "wecom" && kind == "jsapi_ticket":

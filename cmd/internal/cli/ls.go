@@ -22,8 +22,8 @@ import (
 type Entry struct {
 	KeyInfo
 	// Status is a View's: valid, expired, absent (gone between the
-	// listing and the read), error; for a record authorized, withdrawn or
-	// corrupt; for a fetch ledger (KeyInfo.IsLedger) StatusLedger, or
+	// listing and the read), error; for a record authorized, withdrawn (a
+	// corp's: installed, cancelled) or corrupt; for a fetch ledger (KeyInfo.IsLedger) StatusLedger, or
 	// corrupt.
 	Status string `json:"status"`
 	// Since is when a record's state was set, if known.
@@ -51,12 +51,14 @@ func (e *env) lsCommand() *cobra.Command {
 with --all-prefixes), one line each, by what its key says (README's "Credential kinds"):
 the platform (official_account, which Mini Programs share; wecom, an app's
 CORPID/AGENTID or a corp's CORPID; open_platform_component; open_platform_authorizer,
-COMPONENT/APPID; other, a key of no known layout), the account, the kind, the status and
+COMPONENT/APPID; wecom_suite, a WeCom vendor's SUITE_ID; wecom_auth_corp, SUITE_ID/CORPID,
+a corp's record that holds its permanent_code, status installed or cancelled; wecom_provider,
+the vendor's CORPID; other, a key of no known layout), the account, the kind, the status and
 expiry as get shows them (a credential's fetch ledger, KIND/fetch_ledger, is listed beside
 it with status ledger: see history), and the refresh lock where the store can tell it (Redis: free,
 or held with the lease left; "-" elsewhere). On Redis it also names each key's token hash,
-for redis-cli. ACCOUNT keeps the keys of one AppID, CorpID or component. Values are never
-printed.
+for redis-cli. ACCOUNT keeps the keys of one AppID, CorpID, component or suite id. Values
+are never printed.
 
 The store must be able to list its keys (core.KeyLister); one that cannot is an error.
 Exit: 0 listed, 2 a failure (a key that could not be read is listed with its error),
@@ -64,7 +66,7 @@ Exit: 0 listed, 2 a failure (a key that could not be read is listed with its err
 		Example: `  wechatconf ls
   wechatconf ls --all-prefixes --json
   wechatconf ls wx0123456789abcdef`,
-		Args: positional(0, 1, "give at most one ACCOUNT (an AppID, CorpID or component AppID)"),
+		Args: positional(0, 1, "give at most one ACCOUNT (an AppID, CorpID, component AppID or suite id)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return e.ls(cmd.Context(), args, all)
 		},

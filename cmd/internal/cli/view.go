@@ -12,6 +12,7 @@ import (
 
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/openplatform"
+	"github.com/wechatconf/wechatconf/core/wecomvendor"
 )
 
 // View is what get, inspect, watch, refresh and force print about one key,
@@ -25,11 +26,20 @@ import (
 // token only with a new authorization, so its fingerprint is what a backup
 // is compared with — and ExpiresAt, ExpiresIn and Age are the held access
 // token's.
+//
+// A WeCom vendor corp's record (a key of PlatformWeComAuthCorp, ending in
+// /permanent_code: wecomvendor's Suite.AuthorizationKey) is shown the same
+// way, its state StatusInstalled or StatusCancelled, Fingerprint and
+// Length the permanent_code's and the expiry the corp's access token's;
+// but Value stays empty even with --reveal: the permanent_code is never
+// printed (a backup reads it with Suite.PermanentCode, and compares
+// fingerprints).
 type View struct {
 	// Key is the store key.
 	Key string `json:"key"`
 	// Status is StatusValid, StatusExpired, StatusAbsent or StatusError;
-	// for a record StatusAuthorized, StatusWithdrawn or StatusCorrupt.
+	// for a record StatusAuthorized, StatusWithdrawn (a corp's record:
+	// StatusInstalled, StatusCancelled) or StatusCorrupt.
 	Status string `json:"status"`
 	// Since is when a record's state was set, if known.
 	Since *time.Time `json:"since,omitempty"`
@@ -133,6 +143,10 @@ const (
 	StatusAuthorized = "authorized"
 	StatusWithdrawn  = "withdrawn"
 	StatusCorrupt    = "corrupt"
+	// A WeCom vendor corp's record: the app installed (create_auth, the
+	// redirect, an import) or the install cancelled (cancel_auth).
+	StatusInstalled = "installed"
+	StatusCancelled = "cancelled"
 	// StatusLedger is ls's for a credential's fetch ledger (a key ending
 	// in core.LedgerKeySuffix): no token, no expiry (see history).
 	StatusLedger = "ledger"
@@ -154,22 +168,36 @@ func Fingerprint(v string) string {
 	return "sha256:" + hex.EncodeToString(sum[:4])
 }
 
+// isCorpRecord reports whether key is a WeCom vendor corp's record
+// (PlatformWeComAuthCorp; not its fetch ledger).
+func isCorpRecord(key string) bool {
+	return parseCredentialKey(key).Platform == PlatformWeComAuthCorp
+}
+
 // viewOf describes token t stored under key.
 func viewOf(key string, t core.Token, reveal bool, now time.Time) View {
-	if strings.HasSuffix(key, RecordSuffix) {
+	switch {
+	case strings.HasSuffix(key, RecordSuffix):
 		return recordViewOf(key, t, reveal, now)
+	case isCorpRecord(key):
+		return corpRecordViewOf(key, t, now)
 	}
 	v := View{Key: key, Status: StatusValid, Fingerprint: Fingerprint(t.Value), Length: len(t.Value)}
 	if reveal {
 		v.Value = t.Value
 	}
-	v.setExpiry(t.ExpiresAt, now)
+	lifetime := wechatLifetime
+	if k := parseCredentialKey(key); k.Platform == PlatformWeComSuite && k.Kind == "suite_ticket" {
+		lifetime = wecomvendor.SuiteTicketLifetime // its ExpiresAt is the push's TimeStamp + 30 min
+	}
+	v.setExpiry(t.ExpiresAt, now, lifetime)
 	return v
 }
 
 // setExpiry sets v's expiry fields from exp, if not zero, and marks v
-// expired once exp has passed.
-func (v *View) setExpiry(exp time.Time, now time.Time) {
+// expired once exp has passed; the age is estimated from lifetime, the
+// value's lifetime when it was issued.
+func (v *View) setExpiry(exp time.Time, now time.Time, lifetime time.Duration) {
 	if exp.IsZero() {
 		return
 	}
@@ -180,8 +208,8 @@ func (v *View) setExpiry(exp time.Time, now time.Time) {
 	if left <= 0 {
 		v.Status = StatusExpired
 	}
-	if left <= wechatLifetime {
-		age := (wechatLifetime - left).Seconds()
+	if left <= lifetime {
+		age := (lifetime - left).Seconds()
 		v.Age = &age
 	}
 }
@@ -210,8 +238,36 @@ func recordViewOf(key string, t core.Token, reveal bool, now time.Time) View {
 		}
 	}
 	if !rec.AccessToken.IsZero() {
-		v.setExpiry(rec.ExpiresAt, now)
+		v.setExpiry(rec.ExpiresAt, now, wechatLifetime)
 		v.Status = StatusAuthorized // an expired access token is fetched again: the record is not expired
+	}
+	return v
+}
+
+// corpRecordViewOf describes a WeCom vendor corp's record t stored under
+// key: its state (installed, cancelled), since, the fingerprint and length
+// of the permanent_code — never the code itself, with --reveal neither —
+// and the corp's access token's expiry. A value that does not parse is
+// status corrupt, with no value, fingerprint or length.
+func corpRecordViewOf(key string, t core.Token, now time.Time) View {
+	rec, err := wecomvendor.ParseAuthorizationRecord(t)
+	if err != nil {
+		return View{Key: key, Status: StatusCorrupt, Error: err.Error()}
+	}
+	v := View{Key: key, Status: StatusInstalled}
+	if rec.Withdrawn {
+		v.Status = StatusCancelled
+	}
+	if !rec.Since.IsZero() {
+		since := rec.Since.UTC()
+		v.Since = &since
+	}
+	if code := rec.PermanentCode.Reveal(); code != "" {
+		v.Fingerprint, v.Length = Fingerprint(code), len(code)
+	}
+	if !rec.AccessToken.IsZero() {
+		v.setExpiry(rec.ExpiresAt, now, wechatLifetime)
+		v.Status = StatusInstalled // an expired access token is fetched again: the record is not expired
 	}
 	return v
 }
@@ -242,17 +298,20 @@ func (e *env) print(v View) {
 	if v.Since != nil {
 		fmt.Fprintf(&b, " since=%s", v.Since.Format(time.RFC3339))
 	}
-	record := strings.HasSuffix(v.Key, RecordSuffix)
+	record, corp := strings.HasSuffix(v.Key, RecordSuffix), isCorpRecord(v.Key)
 	switch {
 	case v.Status == StatusAbsent || v.Status == StatusError || v.Status == StatusCorrupt:
 		if v.Error != "" {
 			fmt.Fprintf(&b, "  error=%s", v.Error)
 		}
-	case record && v.Status == StatusWithdrawn:
+	case record && v.Status == StatusWithdrawn, corp && v.Status == StatusCancelled:
 		// No token: nothing more to show.
 	default:
-		if record {
+		switch {
+		case record:
 			b.WriteString("  refresh_token:") // the value, fingerprint and length are the refresh token's
+		case corp:
+			b.WriteString("  permanent_code: held") // its fingerprint and length; never its value
 		}
 		if v.Value != "" {
 			fmt.Fprintf(&b, "  value=%s", v.Value)
@@ -264,7 +323,7 @@ func (e *env) print(v View) {
 		if v.Replaced != nil {
 			fmt.Fprintf(&b, " replaced=%t", *v.Replaced)
 		}
-		if record && v.ExpiresAt != nil {
+		if (record || corp) && v.ExpiresAt != nil {
 			b.WriteString("  access_token:")
 		}
 		if v.ExpiresAt != nil {
@@ -306,12 +365,16 @@ func (e *env) printJSON(v any) {
 	fmt.Fprintf(e.stdout, "%s\n", b)
 }
 
-// withdrawnError says that the record v shows withdrawn holds nothing
-// usable: exit code 3, as for a key that is absent.
+// withdrawnError says that the record v shows withdrawn (a corp's:
+// cancelled) holds nothing usable: exit code 3, as for a key that is
+// absent.
 func withdrawnError(v View) error {
 	since := ""
 	if v.Since != nil {
 		since = " on " + v.Since.Format(time.RFC3339)
+	}
+	if v.Status == StatusCancelled {
+		return fmt.Errorf("%s: the corp cancelled the install%s: no permanent_code, nothing usable until it installs the app again", v.Key, since)
 	}
 	return fmt.Errorf("%s: the merchant withdrew the authorization%s: no refresh token, nothing usable until it authorizes again", v.Key, since)
 }
