@@ -54,8 +54,8 @@ import (
 // 40082 (不合法的suite_token), an expired one 42009
 // (suite_access_token已过期).
 const (
-	// PathSuiteToken is get_suite_token (获取第三方应用凭证, [path/90600];
-	// the 代开发 copy is [path/97162], "与获取第三方应用凭证是同一个接口"):
+	// PathSuiteToken is get_suite_token (获取第三方应用凭证, path/90600;
+	// the 代开发 copy is path/97162, "与获取第三方应用凭证是同一个接口"):
 	// POST {"suite_id","suite_secret","suite_ticket"} answers
 	// {"errcode":0,"errmsg":"ok","suite_access_token":"...","expires_in":7200}
 	// (without errcode and errmsg under [Options.OmitVendorErrcode]).
@@ -72,7 +72,7 @@ const (
 	// suite_ticket, 45009 past [Options.DailyQuota] (counted per suite).
 	PathSuiteToken = "/cgi-bin/service/get_suite_token"
 	// PathPermanentCode is v2 get_permanent_code (获取企业永久授权码,
-	// [path/100776]): POST ?suite_access_token=ST with {"auth_code"}
+	// path/100776): POST ?suite_access_token=ST with {"auth_code"}
 	// answers {"errcode":0,"errmsg":"ok","permanent_code":"...",
 	// "auth_corp_info":{"corpid":"...","corp_name":"..."},"state":""} (no
 	// access_token, no auth_info: the agentid comes from [PathAuthInfo]).
@@ -87,16 +87,16 @@ const (
 	// secret reset in the WeCom console ([Server.SetWeComSecret]); only
 	// [Server.Uninstall] kills them at once.
 	PathPermanentCode = "/cgi-bin/service/v2/get_permanent_code"
-	// PathPermanentCodeV1 is the old get_permanent_code ([path/90603], the
-	// "旧接口" the 代开发 appendix [path/97163] still documents): the same
+	// PathPermanentCodeV1 is the old get_permanent_code (path/90603, the
+	// "旧接口" the 代开发 appendix path/97163 still documents): the same
 	// request and rules as [PathPermanentCode]; the reply adds the corp's
 	// "access_token" and "expires_in" (a new corp token, counted as issued,
 	// superseding the previous one as [PathCorpToken] does) and
 	// "auth_info":{"agent":[{"agentid":N,"name":"app"}]}. For a 代开发
 	// template the reply has no access_token and expires_in
-	// ("代开发自建应用安装时不返回", [path/97163]).
+	// ("代开发自建应用安装时不返回", path/97163).
 	PathPermanentCodeV1 = "/cgi-bin/service/get_permanent_code"
-	// PathCorpToken is get_corp_token (获取企业凭证, [path/90605]): POST
+	// PathCorpToken is get_corp_token (获取企业凭证, path/90605): POST
 	// ?suite_access_token=ST with {"auth_corpid","permanent_code"} answers
 	// {"errcode":0,"errmsg":"ok","access_token":"...","expires_in":7200}
 	// (without errcode and errmsg under [Options.OmitVendorErrcode]). The
@@ -109,10 +109,10 @@ const (
 	// suite (unknown, replaced by a later exchange, withdrawn by
 	// [Server.Uninstall], or any code of a 代开发 template, whose apps get
 	// their token from [PathWeComToken]: "注意，这与第三方应用的access_token
-	// 获取方式不一样", [path/97164]), 45009 past [Options.DailyQuota]
+	// 获取方式不一样", path/97164), 45009 past [Options.DailyQuota]
 	// (counted per installation).
 	PathCorpToken = "/cgi-bin/service/get_corp_token"
-	// PathProviderToken is get_provider_token (获取服务商凭证, [path/91200]):
+	// PathProviderToken is get_provider_token (获取服务商凭证, path/91200):
 	// POST {"corpid","provider_secret"} answers
 	// {"errcode":0,"errmsg":"ok","provider_access_token":"...","expires_in":N}
 	// (without errcode and errmsg under [Options.OmitVendorErrcode], as the
@@ -124,7 +124,7 @@ const (
 	// [Server.SetProviderSecret], 40001 a wrong secret (不合法的secret参数),
 	// 45009 past [Options.DailyQuota].
 	PathProviderToken = "/cgi-bin/service/get_provider_token"
-	// PathAuthInfo is v2 get_auth_info (获取企业授权信息, [path/100779]):
+	// PathAuthInfo is v2 get_auth_info (获取企业授权信息, path/100779):
 	// POST ?suite_access_token=ST with {"auth_corpid","permanent_code"}
 	// answers {"errcode":0,"errmsg":"ok","auth_corp_info":{"corpid",
 	// "corp_name"},"auth_info":{"agent":[{"agentid":N,"name":"app",
@@ -141,25 +141,25 @@ const (
 const (
 	// SuiteTicketInterval is how often WeCom pushes a new suite_ticket to
 	// the command callback URL ("企业微信服务器会定时（每十分钟）向指令回调url
-	// 推送ticket", [path/90628]; 7 to 14 minutes have been observed). The
+	// 推送ticket", path/90628; 7 to 14 minutes have been observed). The
 	// simulation runs no timer: a test calls [Server.SuiteTicketPush]
 	// after each Advance(SuiteTicketInterval), or [Server.SuiteTicketSchedule]
 	// for the pushes that were lost.
 	SuiteTicketInterval = 10 * time.Minute
 	// SuiteTicketLifetime is how long a suite_ticket is accepted by
 	// [PathSuiteToken] after its push ("suite_ticket实际有效期为30分钟",
-	// [path/90628], [path/90600]). Only the newest ticket and the one before
+	// path/90628, path/90600). Only the newest ticket and the one before
 	// it are accepted, each for its own 30 minutes: the docs tell vendors
 	// to "永远使用最新接收到的suite_ticket".
 	SuiteTicketLifetime = 30 * time.Minute
 	// AuthCodeLifetime is how long an auth code (create_auth's or
 	// reset_permanent_code's AuthCode) can be exchanged at
-	// [PathPermanentCode]: "临时授权码…10分钟内有效" ([path/100964],
-	// [path/94758]).
+	// [PathPermanentCode]: "临时授权码…10分钟内有效" (path/100964,
+	// path/94758).
 	AuthCodeLifetime = 10 * time.Minute
 )
 
-// WeCom's vendor errcodes (全局错误码, [path/90455]).
+// WeCom's vendor errcodes (全局错误码, path/90455).
 const (
 	vendorCodeInvalidAuthCode      = 40078 // 不合法的auth_code参数
 	vendorCodeInvalidSuiteSecret   = 40080 // 不合法的suite_secret
@@ -284,7 +284,7 @@ type providerToken struct {
 // SetSuiteSecret declares the suite suiteID with its suite_secret, or
 // resets the secret of a declared one (the old secret gets 40080 at once;
 // tokens already issued keep working). A suiteID starting with "dk" is a
-// 代开发 template ("应用代开发模版id即为suite_id", [path/97163]), any other a
+// 代开发 template ("应用代开发模版id即为suite_id", path/97163), any other a
 // third-party app's suite. It panics on an empty suiteID or secret.
 func (s *Server) SetSuiteSecret(suiteID, secret string) {
 	if suiteID == "" || secret == "" {
@@ -406,28 +406,33 @@ func (s *Server) SuiteTicketSchedule(suiteID string) {
 
 // SuiteTicketPush issues a new suite_ticket now, as WeCom does every
 // [SuiteTicketInterval], and returns the encrypted push WeCom POSTs to the
-// suite's command callback URL (指令回调URL, [path/90628]) and the ticket.
+// suite's command callback URL (指令回调URL, path/90628) and the ticket.
 // The plaintext is
 //
 //	<xml><SuiteId>…</SuiteId><InfoType>suite_ticket</InfoType><TimeStamp>…</TimeStamp><SuiteTicket>…</SuiteTicket></xml>
 //
 // with TimeStamp the simulated now in Unix seconds, encrypted with msgcrypt
 // and the suite id as receive id ("在第三方回调事件中使用加解密算法，receiveid的
-// 内容为suiteid", [path/90613]), in WeCom's envelope
+// 内容为suiteid", path/90613), in WeCom's envelope
 // <xml><ToUserName>suiteID</ToUserName><Encrypt>…</Encrypt><AgentID></AgentID></xml>;
 // the query carries msg_signature, timestamp and nonce. token and
 // encodingAESKey are the callback settings. The vendor must answer
 // "success". It panics if the suite is not declared; err is non-nil only
 // for a malformed encodingAESKey.
 func (s *Server) SuiteTicketPush(suiteID, token, encodingAESKey string) (query url.Values, body []byte, ticket string, err error) {
-	s.mu.Lock()
-	su := s.mustSuiteLocked(suiteID)
-	now := s.nowLocked()
-	ticket = s.mintTicketLocked(su, now)
-	s.mu.Unlock()
+	now, ticket := s.pushTicket(suiteID)
 	query, body, err = vendorPush(now, suiteID, token, encodingAESKey,
 		"InfoType", "suite_ticket", "SuiteTicket", ticket)
 	return query, body, ticket, err
+}
+
+// pushTicket issues a ticket for SuiteTicketPush and returns it with its
+// time.
+func (s *Server) pushTicket(suiteID string) (time.Time, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock() // mustSuiteLocked may panic
+	now := s.nowLocked()
+	return now, s.mintTicketLocked(s.mustSuiteLocked(suiteID), now)
 }
 
 // Install simulates corpID installing the suite now (an admin confirming
@@ -449,7 +454,7 @@ func (s *Server) Install(suiteID, corpID string) (authCode string) {
 }
 
 // ResetPermanentCode simulates the vendor clicking "重新获取secret" on a 代开发
-// app's page ([path/97163], [path/94758]) and returns the auth code WeCom
+// app's page (path/97163, path/94758) and returns the auth code WeCom
 // pushes in reset_permanent_code ([Server.ResetPermanentCodePush]): its
 // exchange at [PathPermanentCode] gives the app's new secret (a new
 // permanent code), and the old one is refused from then on (gettoken
@@ -529,7 +534,7 @@ func (s *Server) AgentID(suiteID, corpID string) int64 {
 }
 
 // CreateAuthPush returns the encrypted create_auth push (授权成功通知,
-// [path/100964]) for an auth code from [Server.Install]:
+// path/100964) for an auth code from [Server.Install]:
 // <SuiteId/><AuthCode/><InfoType>create_auth</InfoType><TimeStamp/><State/>,
 // with TimeStamp the simulated now and State empty. It carries no
 // AuthCorpId: the vendor learns the corp by exchanging the code. See
@@ -542,7 +547,7 @@ func (s *Server) CreateAuthPush(suiteID, authCode, token, encodingAESKey string)
 }
 
 // ResetPermanentCodePush returns the encrypted reset_permanent_code push
-// (重置永久授权码通知, [path/94758]) for an auth code from
+// (重置永久授权码通知, path/94758) for an auth code from
 // [Server.ResetPermanentCode]:
 // <SuiteId/><AuthCode/><InfoType>reset_permanent_code</InfoType><TimeStamp/>
 // (no AuthCorpId), TimeStamp the simulated now. It panics on an auth code
@@ -563,7 +568,7 @@ func (s *Server) checkAuthCode(suiteID, authCode string) {
 }
 
 // ChangeAuthPush returns the encrypted change_auth push (变更授权通知,
-// [path/100964]): <SuiteId/><InfoType>change_auth</InfoType><TimeStamp/>
+// path/100964): <SuiteId/><InfoType>change_auth</InfoType><TimeStamp/>
 // <AuthCorpId/><State/>, TimeStamp the simulated now and State empty. It
 // changes nothing: the vendor is expected to call [PathAuthInfo].
 func (s *Server) ChangeAuthPush(suiteID, corpID, token, encodingAESKey string) (query url.Values, body []byte, err error) {
@@ -572,7 +577,7 @@ func (s *Server) ChangeAuthPush(suiteID, corpID, token, encodingAESKey string) (
 }
 
 // CancelAuthPush returns the encrypted cancel_auth push (取消授权通知,
-// [path/100964]): <SuiteId/><InfoType>cancel_auth</InfoType><TimeStamp/>
+// path/100964): <SuiteId/><InfoType>cancel_auth</InfoType><TimeStamp/>
 // <AuthCorpId/>, TimeStamp the simulated now. It changes nothing: call
 // [Server.Uninstall] for the cancellation itself.
 func (s *Server) CancelAuthPush(suiteID, corpID, token, encodingAESKey string) (query url.Values, body []byte, err error) {
@@ -765,7 +770,7 @@ func (s *Server) mintCorpTokenLocked(in *install, now time.Time, supersede bool)
 }
 
 // serveCustomizedToken answers gettoken for a 代开发 app, whose corpsecret is
-// the permanent code ([path/97164]), and reports whether it did: a secret
+// the permanent code (path/97164), and reports whether it did: a secret
 // that is no 代开发 permanent code of corpID, current or retired, is left
 // to the self-built apps' rules.
 func (s *Server) serveCustomizedToken(w http.ResponseWriter, r *http.Request, corpID, secret string) bool {

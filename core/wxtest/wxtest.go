@@ -389,7 +389,8 @@ func (s *Server) Calls(path string) int {
 }
 
 // TokensIssued returns how many new access tokens the server minted (classic,
-// stable, WeCom and Open Platform authorizer tokens together; not
+// stable, WeCom — vendor corp tokens included — and Open Platform
+// authorizer tokens together; not
 // component_access_tokens) since it started or since
 // [Server.ResetCounters]. A stable_token or WeCom gettoken call that returned
 // the current token minted nothing.
