@@ -61,21 +61,30 @@ func EncryptWeComCallback(token, encodingAESKey, receiveID string, plaintext []b
 	if err != nil {
 		return nil, nil, err
 	}
+	query, body = weComEnvelope(token, enc, head.ToUserName, head.AgentID, timestamp, nonce)
+	return query, body, nil
+}
+
+// weComEnvelope wraps the ciphertext enc in WeCom's callback envelope
+// <xml><ToUserName>…</ToUserName><Encrypt>…</Encrypt><AgentID>…</AgentID></xml>
+// and returns it with its query: msg_signature, timestamp and nonce. It is
+// shared by EncryptWeComCallback and the vendor pushes (wecomvendor.go).
+func weComEnvelope(token, enc, toUserName, agentID string, timestamp int64, nonce string) (url.Values, []byte) {
 	var b bytes.Buffer
 	b.WriteString("<xml><ToUserName><![CDATA[")
-	xml.EscapeText(&b, []byte(head.ToUserName))
+	xml.EscapeText(&b, []byte(toUserName)) // a bytes.Buffer never fails
 	b.WriteString("]]></ToUserName><Encrypt><![CDATA[")
-	b.WriteString(enc)
+	b.WriteString(enc) // base64: nothing to escape
 	b.WriteString("]]></Encrypt><AgentID><![CDATA[")
-	xml.EscapeText(&b, []byte(head.AgentID))
+	xml.EscapeText(&b, []byte(agentID))
 	b.WriteString("]]></AgentID></xml>")
 	ts := strconv.FormatInt(timestamp, 10)
-	query = url.Values{
+	query := url.Values{
 		"msg_signature": {msgcrypt.MsgSignature(token, ts, nonce, enc)},
 		"timestamp":     {ts},
 		"nonce":         {nonce},
 	}
-	return query, b.Bytes(), nil
+	return query, b.Bytes()
 }
 
 // pushHead is the part of a plaintext push the envelopes copy.

@@ -489,6 +489,7 @@ func (s *Server) Reject(token string) {
 	}
 	s.weComRejectLocked(token)
 	s.componentRevokeLocked(token, true)
+	s.vendorRevokeLocked(token, true)
 }
 
 // TicketValid reports whether ticket was issued by this server, has not
@@ -516,6 +517,7 @@ func (s *Server) Revoke(token string) {
 	}
 	s.weComRevokeLocked(token)
 	s.componentRevokeLocked(token, false)
+	s.vendorRevokeLocked(token, false)
 	if t := s.tickets[token]; t != nil {
 		t.revoked = true
 	}

@@ -130,7 +130,7 @@ type weComApp struct {
 }
 
 type weComToken struct {
-	token // value, expires, revoked, rejected; dead is unused
+	token // value, expires, revoked, rejected; dead only for vendor corp tokens (get_corp_token)
 	app   *weComApp
 }
 
@@ -141,6 +141,8 @@ func (t *weComToken) status(now time.Time) int {
 		return weComCodeInvalidToken
 	case !now.Before(t.expires):
 		return weComCodeTokenExpired
+	case !t.dead.IsZero() && !now.Before(t.dead):
+		return weComCodeInvalidToken // a vendor corp token superseded past its overlap (wecomvendor.go)
 	}
 	return 0
 }
@@ -150,7 +152,7 @@ func (t *weComToken) status(now time.Time) int {
 // A token with less than a second left is not handed back: its
 // expires_in would read 0, which no client can use; a new one is issued.
 func (t *weComToken) reusable(now time.Time) bool {
-	return t != nil && !t.revoked && t.expires.Sub(now) >= time.Second
+	return t != nil && !t.revoked && t.dead.IsZero() && t.expires.Sub(now) >= time.Second
 }
 
 type weComTokenReply struct {
@@ -236,6 +238,9 @@ func (s *Server) serveWeComToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	if s.serveCustomizedToken(w, r, q.Get("corpid"), q.Get("corpsecret")) {
+		return // a 代开发 app's permanent code (wecomvendor.go)
+	}
 	key := weComKey{corpID: q.Get("corpid")}
 	agentID, appSecret, code := s.checkWeComCredentials(key.corpID, q.Get("corpsecret"))
 	key.secret = appSecret

@@ -48,6 +48,15 @@
 // does not (40001), and the component endpoints refuse any other token
 // (61014).
 //
+// WeCom's vendor platform (服务商: third-party apps 第三方应用 and
+// custom-developed apps 代开发应用) is simulated too ([PathSuiteToken],
+// [PathPermanentCode], [PathCorpToken], [PathProviderToken] and the
+// others in wecomvendor.go): suites declared with [Server.SetSuiteSecret]
+// get suite_tickets ([Server.SuiteTicketPush]), corps install them
+// ([Server.Install], [Server.Uninstall], [Server.ResetPermanentCode]), and
+// the corp tokens from get_corp_token, or from gettoken with a 代开发
+// permanent code, work on the WeCom APIs above like a self-built app's.
+//
 // Errors are HTTP 200 with a {"errcode":N,"errmsg":"..."} body, as from
 // WeChat, with realistic errmsg texts ending in " rid: ..." (WeCom's end in
 // ", hint: [...], from ip: ..., more info at ...", as WeCom's do).
@@ -213,6 +222,14 @@ type Options struct {
 	// DailyQuota limits the tokens each component, and each authorizer,
 	// mints per simulated day (errcode 45009).
 	Components []Component
+
+	// OmitVendorErrcode makes the successful replies of [PathSuiteToken],
+	// [PathCorpToken] and [PathProviderToken] leave out errcode and errmsg,
+	// as WeCom may ("因历史原因，该接口在调用失败时才返回errcode。没返回errcode视为
+	// 调用成功"); by default they carry {"errcode":0,"errmsg":"ok"}, as the
+	// docs' examples of the first two show. See also
+	// [Server.OmitVendorErrcode].
+	OmitVendorErrcode bool
 }
 
 // Server is a running simulation of the WeChat API, created by [New]. Its
@@ -256,6 +273,7 @@ type Server struct {
 	minted           int // access tokens mintLocked created, never reset: the last one's seq
 	ticketsIssued    int
 	forceRefreshes   int
+	vendor           vendorState // WeCom vendor platform (wecomvendor.go)
 }
 
 // New starts a simulated WeChat API server configured by opts. Call
@@ -301,6 +319,7 @@ func New(opts Options) *Server {
 		s.components[c.AppID] = &component{appID: c.AppID, secret: c.AppSecret,
 			tickets: make(map[string]time.Time), authorizers: make(map[string]*authorizer)}
 	}
+	s.vendor.init(opts.OmitVendorErrcode)
 	s.latency.Store(int64(opts.Latency))
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	s.srv = httptest.NewServer(s.handler)
@@ -370,7 +389,8 @@ func (s *Server) Calls(path string) int {
 }
 
 // TokensIssued returns how many new access tokens the server minted (classic,
-// stable, WeCom and Open Platform authorizer tokens together; not
+// stable, WeCom — vendor corp tokens included — and Open Platform
+// authorizer tokens together; not
 // component_access_tokens) since it started or since
 // [Server.ResetCounters]. A stable_token or WeCom gettoken call that returned
 // the current token minted nothing.
@@ -400,8 +420,9 @@ func (s *Server) TicketsIssued() int {
 
 // ResetCounters sets [Server.Calls], [Server.TokensIssued],
 // [Server.TicketsIssued], [Server.ForceRefreshes],
-// [Server.ComponentTokensIssued] and [Server.AuthorizerTokensIssued] back
-// to zero. Tokens, tickets, quotas, recorded
+// [Server.ComponentTokensIssued], [Server.AuthorizerTokensIssued],
+// [Server.SuiteTokensIssued], [Server.CorpTokensIssued] and
+// [Server.ProviderTokensIssued] back to zero. Tokens, tickets, quotas, recorded
 // bodies, faults and gates are left as they are.
 func (s *Server) ResetCounters() {
 	s.mu.Lock()
@@ -412,6 +433,7 @@ func (s *Server) ResetCounters() {
 	s.tokensIssued = 0
 	s.ticketsIssued = 0
 	s.forceRefreshes = 0
+	s.vendor.resetCounters()
 }
 
 // ResetQuota forgets the daily quota and force_refresh use of every appid,
@@ -504,6 +526,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveQueryAuth(w, r, body)
 	case PathAuthorizerToken:
 		s.serveAuthorizerToken(w, r, body)
+	case PathSuiteToken, PathPermanentCode, PathPermanentCodeV1, PathCorpToken,
+		PathProviderToken, PathAuthInfo, PathAuthInfoV1:
+		s.serveVendor(w, r, path, body)
 	default:
 		http.NotFound(w, r)
 	}
