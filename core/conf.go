@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/wechatconf/wechatconf/core/internal/lazy"
 	"github.com/wechatconf/wechatconf/core/msgcrypt"
 )
 
@@ -41,10 +40,10 @@ type Conf struct {
 	crypt, prevCrypt *msgcrypt.Crypter
 
 	access      *Credential
-	jsapi, card lazyCredential
-	raw         *API            // token and ticket calls: no credential added
-	secret      *RotatingSecret // the AppSecret, fixed or from AppSecretSource
-	api         *API            // raw with the access_token
+	jsapi, card lazy.Value[Credential] // tickets, made on first use: a Conf of an Open Platform authorizer may never need them
+	raw         *API                   // token and ticket calls: no credential added
+	secret      *RotatingSecret        // the AppSecret, fixed or from AppSecretSource
+	api         *API                   // raw with the access_token
 }
 
 // New validates cfg the way the seed's WechatConf does and returns a Conf.
@@ -141,36 +140,14 @@ func (c *Conf) newKind(name string, fetch func(context.Context, FetchRequest) (T
 	return cr
 }
 
-// lazyCredential is a ticket credential made on first use, so that a Conf
-// that never signs a page (a Mini Program, most Open Platform
-// authorizers) holds none.
-type lazyCredential struct {
-	cr atomic.Pointer[Credential]
-	mu sync.Mutex
-}
-
-func (l *lazyCredential) get(build func() *Credential) *Credential {
-	if cr := l.cr.Load(); cr != nil {
-		return cr
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if cr := l.cr.Load(); cr != nil {
-		return cr
-	}
-	cr := build()
-	l.cr.Store(cr)
-	return cr
-}
-
 func (c *Conf) jsapiTicket() *Credential {
-	return c.jsapi.get(func() *Credential {
+	return c.jsapi.Get(func() *Credential {
 		return c.newKind("jsapi_ticket", c.ticketFetcher("jsapi"), false, c.cfg.JSAPITicket)
 	})
 }
 
 func (c *Conf) cardTicket() *Credential {
-	return c.card.get(func() *Credential {
+	return c.card.Get(func() *Credential {
 		return c.newKind("wx_card_ticket", c.ticketFetcher("wx_card"), false, c.cfg.CardTicket)
 	})
 }
@@ -328,7 +305,7 @@ func (c *Conf) Ledger(ctx context.Context) (Ledger, error) { return c.access.Led
 // (its error). Call it before a process exits to keep its last records;
 // tests call it before reading the ledger.
 func (c *Conf) FlushLedger(ctx context.Context) error {
-	for _, cr := range []*Credential{c.access, c.jsapi.cr.Load(), c.card.cr.Load()} {
+	for _, cr := range []*Credential{c.access, c.jsapi.Load(), c.card.Load()} {
 		if cr == nil {
 			continue
 		}

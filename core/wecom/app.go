@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/internal/lazy"
 )
 
 // DefaultBaseURL is WeCom's API host, which App calls unless Config.BaseURL
@@ -171,10 +172,14 @@ func (c Config) LogValue() slog.Value {
 // revalidate). Several apps of one corp each have their own App, token and
 // keys. An App is safe for concurrent use; build it with New.
 type App struct {
-	cfg                  Config
-	access, jsapi, agent *core.Credential
-	raw, api             *core.API
-	secret               *core.RotatingSecret // Secret, or SecretSource
+	cfg    Config
+	access *core.Credential
+	// The tickets, made on first use: a vendor's corp that never signs a
+	// JS-SDK page never pays for them (see wecomvendor's scale).
+	jsapi, agent lazy.Value[core.Credential]
+	ticketPolicy core.Policy
+	raw, api     *core.API
+	secret       *core.RotatingSecret // Secret, or SecretSource
 }
 
 // secretRefused are the errcodes with which gettoken refuses the
@@ -187,7 +192,35 @@ var secretRefused = core.CodeSet{40001, 40091}
 // "<KeyPrefix>/wecom/<CorpID>/jsapi_ticket", which every app of the corp
 // shares (it is the corp's, whichever app's token fetched it).
 func (a *App) Keys() (accessToken, jsapiTicket, agentTicket string) {
-	return a.access.Key(), a.jsapi.Key(), a.agent.Key()
+	return a.access.Key(), a.jsapiKey(), a.agentKey()
+}
+
+func (a *App) jsapiKey() string { return a.cfg.KeyPrefix + "/wecom/" + a.cfg.CorpID + "/jsapi_ticket" }
+func (a *App) agentKey() string {
+	return a.cfg.KeyPrefix + "/wecom/" + a.cfg.CorpID + "/" + a.cfg.App + "/agent_config_ticket"
+}
+
+// ticket makes the ticket credential name under key, fetched at path with
+// query and the access_token.
+func (a *App) ticket(name, key, path string, query url.Values) *core.Credential {
+	cr, err := core.NewCredential(core.CredentialConfig{
+		Name: name, Platform: a.cfg.Platform, Key: key, Store: a.cfg.Store, Fetch: a.ticketFetcher(path, query), Needs: a.access,
+		Policy: a.ticketPolicy, Logger: a.cfg.Logger, Now: a.cfg.Now, Ledger: core.NewLedgerConfig(a.cfg.Instance, a.cfg.NoLedger),
+	})
+	if err != nil {
+		panic(err) // the Policy passed the access_token's (New, or the caller of NewWithAccessToken)
+	}
+	return cr
+}
+
+func (a *App) jsapiTicket() *core.Credential {
+	return a.jsapi.Get(func() *core.Credential { return a.ticket("jsapi_ticket", a.jsapiKey(), PathJSAPITicket, nil) })
+}
+
+func (a *App) agentTicket() *core.Credential {
+	return a.agent.Get(func() *core.Credential {
+		return a.ticket("agent_config_ticket", a.agentKey(), PathAgentTicket, url.Values{"type": {"agent_config"}})
+	})
 }
 
 // New checks cfg and returns its App. It does no I/O.
@@ -261,18 +294,12 @@ func newApp(cfg Config, access *core.Credential) (*App, error) {
 	// gettoken invalidates nobody's token: with the store down, the app
 	// fetches without its lock (core.Policy.FetchWithoutStore).
 	accessPolicy.FetchWithoutStore = true
-	ticketPolicy := cfg.Policy
-	ticketPolicy.FetchWithoutStore = false
+	a.ticketPolicy = cfg.Policy
+	a.ticketPolicy.FetchWithoutStore = false
 	if a.access = access; access == nil {
 		if a.access, err = kind("access_token", corp+cfg.App+"/access_token", a.fetchAccessToken, nil, accessPolicy); err != nil {
 			return nil, err
 		}
-	}
-	if a.jsapi, err = kind("jsapi_ticket", corp+"jsapi_ticket", a.ticketFetcher(PathJSAPITicket, nil), a.access, ticketPolicy); err != nil {
-		return nil, err
-	}
-	if a.agent, err = kind("agent_config_ticket", corp+cfg.App+"/agent_config_ticket", a.ticketFetcher(PathAgentTicket, url.Values{"type": {"agent_config"}}), a.access, ticketPolicy); err != nil {
-		return nil, err
 	}
 	a.api = raw.WithCredential(a.access, "access_token")
 	return a, nil
@@ -322,11 +349,11 @@ func (a *App) AccessToken(ctx context.Context) (core.Token, error) { return a.ac
 
 // JSAPITicket returns a valid jsapi_ticket of the corp (GET
 // /cgi-bin/get_jsapi_ticket), which signs wx.config.
-func (a *App) JSAPITicket(ctx context.Context) (core.Token, error) { return a.jsapi.Get(ctx) }
+func (a *App) JSAPITicket(ctx context.Context) (core.Token, error) { return a.jsapiTicket().Get(ctx) }
 
 // AgentTicket returns a valid jsapi_ticket of the app (GET
 // /cgi-bin/ticket/get?type=agent_config), which signs wx.agentConfig.
-func (a *App) AgentTicket(ctx context.Context) (core.Token, error) { return a.agent.Get(ctx) }
+func (a *App) AgentTicket(ctx context.Context) (core.Token, error) { return a.agentTicket().Get(ctx) }
 
 // RefreshAccessToken replaces an access_token WeCom rejected (40014,
 // 42001), but only if the store still holds rejected: if another instance
