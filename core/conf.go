@@ -89,14 +89,20 @@ func newConf(cfg Config, access *Credential) (*Conf, error) {
 		}
 	}
 	c.base = c.now()
-	if c.secret, err = NewRotatingSecret(RotatingSecretConfig{
-		Field: "AppSecret", SourceField: "AppSecretSource", Secret: cfg.AppSecret, Source: cfg.AppSecretSource,
-		Refused: AppSecretRefused,
-	}); err != nil {
-		return nil, err
+	var rotating []*RotatingSecret
+	if !cfg.AppSecret.IsZero() || cfg.AppSecretSource != nil {
+		// None for a Conf without an AppSecret (an Open Platform
+		// authorizer's): nil is a RotatingSecret that IsZero.
+		if c.secret, err = NewRotatingSecret(RotatingSecretConfig{
+			Field: "AppSecret", SourceField: "AppSecretSource", Secret: cfg.AppSecret, Source: cfg.AppSecretSource,
+			Refused: AppSecretRefused,
+		}); err != nil {
+			return nil, err
+		}
+		rotating = []*RotatingSecret{c.secret}
 	}
 	if c.raw, err = NewAPI(APIConfig{
-		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, RotatingSecrets: []*RotatingSecret{c.secret},
+		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, RotatingSecrets: rotating,
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now, Platform: cfg.Platform,
 	}); err != nil {
 		return nil, err

@@ -360,7 +360,7 @@ func (c *Config) validate() error {
 		c.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(defaultWarnHandler{})
+		c.Logger = defaultLogger
 	}
 	setDefault(&c.RetryBackoff, 200*time.Millisecond)
 	if c.MaxRetries == 0 {

@@ -92,7 +92,8 @@ type Credential struct {
 	// The write-back (see holdPending), guarded by mu: pending is a token a
 	// fetch returned that the store has not been seen to hold, nil if
 	// none; wbRunning says a background write-back goroutine runs, and
-	// wbDone is closed when it ends. wbKick (buffered, never closed) wakes
+	// wbDone is closed when it ends. wbKick (buffered, never closed, made
+	// with the first loop: most credentials never write back) wakes
 	// it; wbMin and wbMax bound its back-off.
 	pending      *pendingWrite
 	wbRunning    bool
@@ -396,7 +397,7 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 		cfg.Store = NewMemoryStore()
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(defaultWarnHandler{})
+		cfg.Logger = defaultLogger
 	}
 	if cfg.Rejects == nil {
 		cfg.Rejects = IsInvalidCredential
@@ -407,7 +408,7 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 	cr := &Credential{
 		name: cfg.Name, key: cfg.Key, platform: cfg.Platform, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, decode: cfg.Decode, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
-		initial: cfg.Initial, wbKick: make(chan struct{}, 1), wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
+		initial: cfg.Initial, wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
 		ledger: ledgerConfig(cfg.Ledger, cfg.Key),
 	}
 	cr.base = cr.clock()
@@ -1295,6 +1296,9 @@ func (cr *Credential) holdPending(p *pendingWrite, now bool) {
 	start := !cr.wbRunning
 	if start {
 		cr.wbRunning, cr.wbDone = true, make(chan struct{})
+		if cr.wbKick == nil {
+			cr.wbKick = make(chan struct{}, 1) // made once, before the first loop starts
+		}
 	}
 	cr.mu.Unlock()
 	switch {
@@ -1305,10 +1309,14 @@ func (cr *Credential) holdPending(p *pendingWrite, now bool) {
 	}
 }
 
-// kick wakes the background write-back, if it waits.
+// kick wakes the background write-back, if it waits (none has run while
+// wbKick is nil: a send on nil is never ready).
 func (cr *Credential) kick() {
+	cr.mu.Lock()
+	k := cr.wbKick
+	cr.mu.Unlock()
 	select {
-	case cr.wbKick <- struct{}{}:
+	case k <- struct{}{}:
 	default:
 	}
 }

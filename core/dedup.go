@@ -183,7 +183,7 @@ func NewDedup(cfg DedupConfig) (*Dedup, error) {
 		return nil, fmt.Errorf("wechatconf: NewDedup: DedupConfig.KeyPrefix is %d bytes, longer than 64", len(cfg.KeyPrefix))
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(defaultWarnHandler{})
+		cfg.Logger = defaultLogger
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])

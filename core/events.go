@@ -196,7 +196,11 @@ func fetchAttrs(why reason, forced bool, latency, lockWait time.Duration) []slog
 // followed), the rest are dropped — failures are visible by default, the
 // chatter is not. Stores and packages built on core use it for the same
 // default (redisstore's WithLogger, openplatform's Config.Logger).
-func DefaultLogger() *slog.Logger { return slog.New(defaultWarnHandler{}) }
+func DefaultLogger() *slog.Logger { return defaultLogger }
+
+// defaultLogger is DefaultLogger's, one for the process: a handle per
+// credential would cost every one of a vendor's tenants an allocation.
+var defaultLogger = slog.New(defaultWarnHandler{})
 
 // defaultWarnHandler is the handler of a Conf built without a Logger: the
 // records of level Warn and above go to slog.Default() (read at each

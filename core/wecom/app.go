@@ -264,14 +264,19 @@ func newApp(cfg Config, access *core.Credential) (*App, error) {
 	if cfg.Platform == "" {
 		cfg.Platform = core.PlatformWeCom
 	}
-	secret, err := core.NewRotatingSecret(core.RotatingSecretConfig{
-		Field: "Secret", SourceField: "SecretSource", Secret: cfg.Secret, Source: cfg.SecretSource, Refused: secretRefused,
-	})
-	if err != nil {
-		return nil, err // "wechatconf: set Config.… or …, not both"
+	var secret *core.RotatingSecret // nil (IsZero) without a Secret: NewWithAccessToken's apps
+	var rotating []*core.RotatingSecret
+	if !cfg.Secret.IsZero() || cfg.SecretSource != nil {
+		var err error
+		if secret, err = core.NewRotatingSecret(core.RotatingSecretConfig{
+			Field: "Secret", SourceField: "SecretSource", Secret: cfg.Secret, Source: cfg.SecretSource, Refused: secretRefused,
+		}); err != nil {
+			return nil, err // "wechatconf: set Config.… or …, not both"
+		}
+		rotating = []*core.RotatingSecret{secret}
 	}
 	raw, err := core.NewAPI(core.APIConfig{
-		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, RotatingSecrets: []*core.RotatingSecret{secret},
+		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, RotatingSecrets: rotating,
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
 		Platform: cfg.Platform,
 	})
