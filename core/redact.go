@@ -26,6 +26,9 @@ var credentialParams = []string{
 	"authorizer_refresh_token", "refresh_token",
 	"ticket", "jsapi_ticket", "component_verify_ticket", "suite_ticket",
 	"session_key", "js_code", "authorization_code", "code",
+	// WeCom vendors (wecomvendor): "secret" and "access_token" match only
+	// as whole names, not inside these.
+	"suite_secret", "provider_secret", "provider_access_token", "permanent_code", "auth_code",
 }
 
 var (

@@ -56,7 +56,9 @@ type Event struct {
 	// State is the state parameter of the install link, if any.
 	State string
 	// XML is the decrypted push, for the InfoTypes this package does not
-	// apply (change_contact, license events …).
+	// apply (change_contact, license events …); nil for those it applies
+	// (the Info* constants), whose plaintext holds the ticket or the auth
+	// code in clear.
 	XML []byte
 	// Applied says what HandleEvent did: "stored" or "older ticket
 	// ignored" for a ticket; an Applied* constant for an authorization
@@ -152,6 +154,13 @@ func (s *Suite) readEvent(query url.Values, body io.Reader) (*Event, error) {
 	e := &Event{
 		InfoType: x.InfoType, SuiteID: x.SuiteID, Time: time.Unix(x.TimeStamp, 0),
 		SuiteTicket: core.NewSecret(x.SuiteTicket), AuthCode: core.NewSecret(x.AuthCode), CorpID: x.AuthCorpID, State: x.State, XML: m.XML,
+	}
+	switch e.InfoType {
+	case InfoSuiteTicket, InfoCreateAuth, InfoResetPermanentCode, InfoCancelAuth, InfoChangeAuth:
+		// Applied here, and the plaintext holds the ticket or the auth
+		// code in clear: it is not kept where a rendering of the Event
+		// would show it.
+		e.XML = nil
 	}
 	switch {
 	case e.SuiteID != "" && e.SuiteID != s.cfg.SuiteID:

@@ -34,6 +34,11 @@ const (
 // WeChat's authorization codes live at most an hour.
 const codeIndexLifetime = time.Hour
 
+// exchangeTimeout bounds an authorization code's exchange (Authorize),
+// which the caller's giving up does not cut short: the reply holds the
+// only copy of the tenant's secret.
+const exchangeTimeout = 30 * time.Second
+
 // Grant is what exchanging an authorization code gave: the tenant, its
 // durable secret and its first access token.
 type Grant struct {
@@ -268,7 +273,14 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		}
 	}
 	start := p.now()
-	g, err := p.cfg.Exchange(ctx, code)
+	// The exchange spends a single-use code at WeChat, which then holds
+	// only the reply's secret: it is not cut short by the caller giving up
+	// (WeChat closing a push's connection after 5 s), which would drop a
+	// reply WeChat made. It is bounded by exchangeTimeout (or Timeout if
+	// longer).
+	xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(p.writer.timeout(), exchangeTimeout))
+	g, err := p.cfg.Exchange(xctx, code)
+	cancel()
 	if err != nil {
 		if p.cfg.CodeRefused != nil && p.cfg.CodeRefused(err) {
 			// Refused as used, superseded or expired: a delivery of this
@@ -310,7 +322,10 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		r, err := p.cfg.Format.Decode(cur)
 		switch {
 		case err == nil && r.Code == id:
-			applied = AppliedAlready
+			// The code is single-use and this call exchanged it: a record
+			// from it is this call's write, which landed although the
+			// store reported a failure (the write was retried).
+			applied = AppliedAuthorized
 			return core.Token{}, false
 		case baseKnown && cur.Value == base.Value:
 			// Nothing was written since the exchange was decided: the
