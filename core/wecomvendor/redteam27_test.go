@@ -343,3 +343,27 @@ func TestRedteam27ReinstallHeldBackByTheOldCodesBackoff(t *testing.T) {
 		t.Fatalf("AccessToken after the corp installed again (applied by this process) = %v", err)
 	}
 }
+
+// WeCom refuses the stored suite_ticket (40085: newer tickets were issued
+// and their pushes lost, or WeCom re-issued them). The suite_access_token
+// fetch fails with ErrNoSuiteTicket wrapping a configuration errcode, which
+// starts Policy.ErrorBackoff (1 minute): when the next suite_ticket push
+// arrives and is stored, the suite_access_token — and with it every
+// create_auth exchange and corp token of the process — is still refused
+// until the back-off ends. WeCom's retries of a create_auth push in that
+// minute (5 s apart, three of them) all fail, and the install is lost.
+func TestRedteam27NewSuiteTicketHeldBackByTheRefusedTicketsBackoff(t *testing.T) {
+	ch := newChain(t)
+	s := ch.suite(t, suiteID)
+	ctx := t.Context()
+	ch.pushTicket(t, s)
+	ch.s.Advance(25 * time.Minute)
+	ch.s.SuiteTicketSchedule(suiteID) // two newer tickets whose pushes were lost
+	if _, err := s.SuiteAccessToken(ctx); !errors.Is(err, wecomvendor.ErrNoSuiteTicket) {
+		t.Fatalf("SuiteAccessToken with a refused ticket = %v, want ErrNoSuiteTicket", err)
+	}
+	ch.pushTicket(t, s) // the next push arrives
+	if _, err := s.SuiteAccessToken(ctx); err != nil {
+		t.Fatalf("SuiteAccessToken after a new suite_ticket was stored = %v", err)
+	}
+}
