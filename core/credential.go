@@ -289,7 +289,10 @@ type Policy struct {
 	// store's compare-and-refresh (one fetch per new token per fleet).
 	// Default DefaultRejectedRefreshInterval; negative disables.
 	RejectedRefreshInterval time.Duration
-	// ErrorBackoff: no fetch this long after a configuration or quota
+	// ErrorBackoff: no fetch from the same input (the stored value a
+	// refresh starts from, and a ticket Prepare read: a fetch from a
+	// re-authorization written meanwhile, or from a newly pushed ticket,
+	// is not held back) this long after a configuration or quota
 	// error, or a 200 reply that is not a token (a *ReplyError: expires_in
 	// 0, negative or missing, no token, invalid JSON). Counted per
 	// Credential. Default DefaultErrorBackoff; negative disables.
@@ -1067,7 +1070,7 @@ func (cr *Credential) fetcher(f *flight, replaced, prev string, in FetchRequest,
 		f.inStore.Store(0)
 		wait := time.Since(refreshStart) // waiting for the store's lock
 		now := cr.clock()
-		if err := cr.lim.admit(p, cr.name, f.why, f.stale, f.cause, now); err != nil {
+		if err := cr.lim.admit(p, cr.name, f.why, f.stale, f.cause, now, inputOf(in)); err != nil {
 			return Token{}, cr.limited(err)
 		}
 		force := f.why == reasonForced && cr.forcible
@@ -1123,7 +1126,7 @@ func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, for
 		tok, err = cr.decodeFetched(raw)
 	}
 	latency := time.Since(start)
-	cr.lim.result(&cr.policy, err, force, now)
+	cr.lim.result(&cr.policy, err, force, now, inputOf(in))
 	if err != nil {
 		cr.logEvent(slog.LevelWarn, EventFetchFailed, append(fetchAttrs(why, force, latency, wait), errAttrs(err)...)...)
 		return Token{}, Token{}, err
@@ -1242,7 +1245,7 @@ func (cr *Credential) fetchWithoutStore(ctx context.Context, f *flight, now time
 			return Token{}, false, err
 		}
 	}
-	if err := cr.lim.admit(&cr.policy, cr.name, f.why, f.stale, f.cause, now); err != nil {
+	if err := cr.lim.admit(&cr.policy, cr.name, f.why, f.stale, f.cause, now, inputOf(in)); err != nil {
 		return Token{}, false, cr.limited(err)
 	}
 	_, tok, err := cr.call(ctx, f.why, in, false, now, 0, cr.newRecord(f.why, true, f.stale, nil)) // no Decode: the token is its stored form

@@ -125,6 +125,9 @@ type limits struct {
 
 	failUntil time.Time // no token call before this: back-off
 	failErr   error     // the error behind it (see backsOff)
+	// failInput is the input of the call that started the back-off
+	// (inputOf): only a call from the same input is held back.
+	failInput string
 
 	forceDay  string // Beijing date forceUsed counts for
 	forceUsed int
@@ -137,10 +140,15 @@ type limits struct {
 // WeChat rejected) and cause the rejection: a rejection-triggered fetch is
 // held back only when one for the same value was made within
 // Policy.RejectedRefreshInterval.
-func (l *limits) admit(p *Policy, name string, why reason, rejected string, cause error, now time.Time) error {
+//
+// The back-off holds only a call from the same input as the one that
+// started it (input, see inputOf): WeChat's answer to another stored value
+// (a re-authorization written meanwhile) or another prepared input (a new
+// ticket pushed) is not known yet.
+func (l *limits) admit(p *Policy, name string, why reason, rejected string, cause error, now time.Time, input string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Before(l.failUntil) {
+	if now.Before(l.failUntil) && input == l.failInput {
 		return &LimitError{Credential: name, Limit: "ErrorBackoff", Until: l.failUntil, Err: l.failErr}
 	}
 	if why == reasonRejected && p.RejectedRefreshInterval > 0 {
@@ -176,7 +184,7 @@ func (l *limits) takeForce(p *Policy, name string, now time.Time) error {
 // result records the outcome of a token call made at now: an error that
 // backsOff starts the back-off (a force_refresh's own error does not:
 // normal calls still work), a success ends it.
-func (l *limits) result(p *Policy, err error, forced bool, now time.Time) {
+func (l *limits) result(p *Policy, err error, forced bool, now time.Time, input string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
@@ -189,7 +197,7 @@ func (l *limits) result(p *Policy, err error, forced bool, now time.Time) {
 		l.failUntil, l.failErr = time.Time{}, nil
 	case forced:
 	case p.ErrorBackoff > 0 && backsOff(err):
-		l.failUntil, l.failErr = now.Add(p.ErrorBackoff), err
+		l.failUntil, l.failErr, l.failInput = now.Add(p.ErrorBackoff), err, input
 	}
 }
 
@@ -215,4 +223,17 @@ func backsOff(err error) bool {
 	}
 	var re *ReplyError
 	return errors.As(err, &re) && re.StatusCode == http.StatusOK
+}
+
+// inputOf is what a token call is made from, for the back-off: the stored
+// value it starts from and its prepared input when that is a string (a
+// pushed ticket). The needed credential is not in it: a token refused
+// with the same secret or ticket is refused again whatever it was fetched
+// with.
+func inputOf(in FetchRequest) string {
+	s := in.Stored.Value
+	if p, ok := in.Prepared.(string); ok {
+		s += "\x00" + p
+	}
+	return s
 }

@@ -262,9 +262,13 @@ func New(cfg Config) (*Component, error) {
 		},
 		ExchangePath: PathQueryAuth,
 		Reauthorize:  reauthorize,
-		NewHandle:    c.newAuthorizer,
-		Invalidate:   func(a *Authorizer) { a.access.Invalidate() },
-		MaxHandles:   cfg.MaxAuthorizers,
+		SecretRefused: func(err error) bool {
+			var re *ReauthorizeError
+			return errors.As(err, &re) && !re.Withdrawn && re.Err != nil // WeChat refused it (61023)
+		},
+		NewHandle:  c.newAuthorizer,
+		Invalidate: func(a *Authorizer) { a.access.Invalidate() },
+		MaxHandles: cfg.MaxAuthorizers,
 	})
 	c.ledger = core.NewLedgerConfig(cfg.Instance, cfg.NoLedger)
 	var err error

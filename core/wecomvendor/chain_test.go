@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -346,5 +347,140 @@ func TestProviderToken(t *testing.T) {
 	}
 	if s := fmt.Sprintf("%v %+v %#v", p, p, p); strings.Contains(s, "pr0vider-s3cret") {
 		t.Fatal("the provider secret shows in a rendering")
+	}
+}
+
+// Two resets pushed in one order and applied in the other: the older push
+// is exchanged last, so WeCom honours its code, although its push is
+// older than the record the newer one wrote first. Its exchange came after
+// that write, so it is the newest authorization (dated after it), and the
+// code it replaces is kept beside it until the corp's next token fetch: no
+// permanent_code WeCom holds valid is lost.
+func TestResetsAppliedOutOfOrderKeepTheLiveCode(t *testing.T) {
+	ch := newChain(t)
+	a, b := ch.suite(t, customID), ch.suite(t, customID)
+	ch.pushTicket(t, a)
+	ch.install(t, a, corpA)
+	ch.s.Advance(time.Second)
+	c1 := ch.s.ResetPermanentCode(customID, corpA)
+	q1, body1, err := ch.s.ResetPermanentCodePush(customID, c1, pushToken, pushKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.s.Advance(time.Second)
+	c2 := ch.s.ResetPermanentCode(customID, corpA)
+	q2, body2, err := ch.s.ResetPermanentCodePush(customID, c2, pushToken, pushKey)
+	if ev := deliver(t, a, q2, body2, err); ev.Applied != wecomvendor.AppliedAuthorized {
+		t.Fatalf("the newer reset: %+v", ev)
+	}
+	if ev := deliver(t, b, q1, body1, nil); ev.Applied != wecomvendor.AppliedAuthorized {
+		t.Fatalf("the older reset, exchanged last: %+v, want %q", ev, wecomvendor.AppliedAuthorized)
+	}
+	if stored := mustCode(t, b, corpA); !ch.s.PermanentCodeValid(customID, corpA, stored) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
+	}
+	ch.s.Advance(3 * time.Hour)
+	if err := ch.callAPI(t.Context(), ch.suite(t, customID), corpA); err != nil {
+		t.Fatalf("a call as the corp: %v", err)
+	}
+	if stored := mustCode(t, b, corpA); !ch.s.PermanentCodeValid(customID, corpA, stored) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
+	}
+}
+
+// refreshGate holds the next Refresh of a key containing match until
+// released.
+type refreshGate struct {
+	core.TokenStore
+	mu               sync.Mutex
+	match            string
+	arrived, release chan struct{}
+}
+
+func (g *refreshGate) arm(match string) (arrived <-chan struct{}, release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.match, g.arrived, g.release = match, make(chan struct{}), make(chan struct{})
+	rel := g.release
+	var once sync.Once
+	return g.arrived, func() { once.Do(func() { close(rel) }) }
+}
+
+func (g *refreshGate) Refresh(ctx context.Context, key, stale string, fetch core.FetchFunc) (core.Token, error) {
+	g.mu.Lock()
+	var arrived, release chan struct{}
+	if g.match != "" && strings.Contains(key, g.match) {
+		arrived, release, g.match = g.arrived, g.release, ""
+	}
+	g.mu.Unlock()
+	if arrived != nil {
+		close(arrived)
+		<-release
+	}
+	return g.TokenStore.Refresh(ctx, key, stale, fetch)
+}
+
+// The mirror of TestRedteam27ConcurrentResetsLeaveARetiredPermanentCode:
+// the newer reset is exchanged first, the older one last (WeCom honours
+// its code), and the newer one's record lands between the older one's read
+// and its write, so the older push finds a newer record and is ignored.
+// Its code is kept beside that record, and the corp's next token fetch
+// keeps it: the live permanent_code is not lost.
+func TestCrossedResetsKeepTheCodeOfTheIgnoredPush(t *testing.T) {
+	ch := newChain(t)
+	gs := &gateStore{TokenStore: ch.store}
+	rg := &refreshGate{TokenStore: gs}
+	ch.store = rg
+	a, b := ch.suite(t, customID), ch.suite(t, customID)
+	ch.pushTicket(t, a)
+	ch.install(t, a, corpA)
+	ch.s.Advance(time.Second)
+	c1 := ch.s.ResetPermanentCode(customID, corpA)
+	q1, body1, err := ch.s.ResetPermanentCodePush(customID, c1, pushToken, pushKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.s.Advance(time.Second)
+	c2 := ch.s.ResetPermanentCode(customID, corpA)
+	q2, body2, err := ch.s.ResetPermanentCodePush(customID, c2, pushToken, pushKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A exchanges the newer code and stops before it reads the record.
+	aAt, aGo := gs.arm("/authorization_code/")
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := a.HandleEvent(context.Background(), q2, bytes.NewReader(body2))
+		aDone <- err
+	}()
+	<-aAt
+	// B exchanges the older code (last: WeCom now honours it), reads the
+	// record and stops at its write.
+	bAt, bGo := rg.arm("/permanent_code")
+	type result struct {
+		ev  *wecomvendor.Event
+		err error
+	}
+	bDone := make(chan result, 1)
+	go func() {
+		ev, err := b.HandleEvent(context.Background(), q1, bytes.NewReader(body1))
+		bDone <- result{ev, err}
+	}()
+	<-bAt
+	aGo()
+	if err := <-aDone; err != nil {
+		t.Fatalf("the newer reset on A: %v", err)
+	}
+	bGo()
+	r := <-bDone
+	if r.err != nil || r.ev.Applied != wecomvendor.AppliedOlderIgnored {
+		t.Fatalf("the older reset on B: %+v, %v; want %q", r.ev, r.err, wecomvendor.AppliedOlderIgnored)
+	}
+	ch.s.Advance(3 * time.Hour)
+	if err := ch.callAPI(t.Context(), ch.suite(t, customID), corpA); err != nil {
+		t.Fatalf("a call as the corp after the crossed resets: %v", err)
+	}
+	if stored := mustCode(t, b, corpA); !ch.s.PermanentCodeValid(customID, corpA, stored) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
 	}
 }

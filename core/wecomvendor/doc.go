@@ -60,7 +60,12 @@
 // create_auth and reset_permanent_code carry no corp id: the corp is known
 // once the code is exchanged, so a re-sent push whose code WeCom refuses
 // as used (40078) finds its install through the code index, when it is
-// still there (Config.Store, for the code's 10 minutes).
+// still there (Config.Store, for the code's 10 minutes). And the corp's
+// record can only be read after the exchange: when two exchanges cross
+// (the vendor clicks "reset secret" twice, the pushes reach two
+// instances), the store cannot tell which one WeCom made last — the one it
+// honours — so the record keeps both permanent codes, and the corp's next
+// token fetch keeps the one WeCom takes.
 //
 // Back the records up with the store, as Open Platform's refresh tokens
 // (see package openplatform): the keys ending in /permanent_code. Read one

@@ -108,6 +108,13 @@ func TestRedteam27ConcurrentResetsLeaveARetiredPermanentCode(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("reset_permanent_code (newer) on A: %v", err)
 	}
+	// The store cannot tell which exchange WeCom made last: the record
+	// keeps both codes, and the corp's next token fetch keeps the one WeCom
+	// takes. The live code must not be lost.
+	ch.s.Advance(3 * time.Hour) // past the token B's install fetched
+	if err := ch.callAPI(t.Context(), ch.suite(t, customID), corpA); err != nil {
+		t.Fatalf("a call as the corp after the crossed resets: %v", err)
+	}
 	if stored := mustCode(t, b, corpA); !ch.s.PermanentCodeValid(customID, corpA, stored) {
 		t.Fatal("the stored permanent_code is one WeCom retired: the exchange written last is not the one WeCom honours")
 	}

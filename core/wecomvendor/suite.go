@@ -303,9 +303,13 @@ func New(cfg Config) (*Suite, error) {
 		CodeRefused:  func(err error) bool { e := apiError(err); return e != nil && e.Code == 40078 },
 		ExchangePath: PathPermanentCode,
 		Reauthorize:  reauthorize,
-		NewHandle:    s.newCorp,
-		Invalidate:   func(c *Corp) { c.access.Invalidate() },
-		MaxHandles:   cfg.MaxCorps,
+		SecretRefused: func(err error) bool {
+			var re *ReauthorizeError
+			return errors.As(err, &re) && !re.Withdrawn && re.Err != nil // WeCom refused it (40084, or gettoken's 40001)
+		},
+		NewHandle:  s.newCorp,
+		Invalidate: func(c *Corp) { c.access.Invalidate() },
+		MaxHandles: cfg.MaxCorps,
 	})
 	return s, nil
 }

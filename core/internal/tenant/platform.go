@@ -102,6 +102,11 @@ type Config[T any] struct {
 	Exchange     func(ctx context.Context, code string) (Grant, error)
 	CodeRefused  func(err error) bool
 	ExchangePath string
+	// SecretRefused reports whether an error of a tenant's token fetch
+	// (TenantFetch) is WeChat refusing the secret it was given (a retired
+	// permanent_code, an invalid refresh token): the record's Alt secret
+	// is then tried.
+	SecretRefused func(err error) bool
 	// Reauthorize builds the platform's error for a tenant whose chain
 	// only its owner can mend by authorizing again (the secret missing,
 	// withdrawn, or refused by WeChat: err).
@@ -309,9 +314,18 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		// tenant when WeCom refuses the used code.
 		p.indexCode(ctx, id, tenant, codeExpires)
 	}
+	// certain: the record was read before the exchange, so a record the
+	// store still holds unchanged is older than the exchange at WeChat.
+	// Otherwise (no tenant known before the exchange: WeCom's create_auth
+	// and reset_permanent_code; or another write came between) two
+	// exchanges of one tenant may have crossed, and the store cannot say
+	// which WeChat made last — the one it honours: both secrets are kept
+	// (Record.Alt) and the next token fetch keeps the one WeChat takes.
+	certainBase := baseKnown
 	if !baseKnown {
 		base, baseKnown = p.baseOf(ctx, tenant)
 	}
+	rival := func(r Record) bool { return r.State == StateAuthorized && r.Code != "" && r.Code != id && r.Secret != g.Secret }
 	life := min(g.ExpiresIn, 24*time.Hour) // trusted up to 24 h, as core's calls
 	applied := AppliedAlready
 	_, err = p.writer.Write(ctx, p.cfg.RecordName, tenant, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
@@ -334,12 +348,23 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			// holds and is dated after it, whatever the clocks say.
 			if err == nil {
 				next.Since = max(next.Since, r.Since+1)
+				if !certainBase && rival(r) {
+					next.Alt = r.Secret
+				}
 			}
 		case err == nil && !r.ReplacedBy(StateAuthorized, since):
 			// An event newer than this one was written meanwhile (a write
 			// held in the background may land long after its exchange).
 			applied = AppliedOlderIgnored
+			if rival(r) && r.Alt != g.Secret {
+				// Its exchange may still be the later one at WeChat:
+				// keep this secret beside it.
+				r.Alt = g.Secret
+				return p.cfg.Format.Encode(r), true
+			}
 			return core.Token{}, false
+		case err == nil && rival(r):
+			next.Alt = r.Secret
 		}
 		applied = AppliedAuthorized
 		return p.cfg.Format.Encode(next), true
@@ -594,10 +619,18 @@ func (p *Platform[T]) Fetch(tenant string, fetch TenantFetch) func(context.Conte
 			return core.Token{}, p.withdrawn(tenant, rec)
 		}
 		tok, rotated, err := fetch(ctx, rec.Secret, r)
+		if err != nil && rec.Alt != "" && p.cfg.SecretRefused != nil && p.cfg.SecretRefused(err) {
+			// Two exchanges crossed (see Authorize): WeChat honours the
+			// other one.
+			var aerr error
+			if tok, rotated, aerr = fetch(ctx, rec.Alt, r); aerr == nil {
+				rec.Secret, err = rec.Alt, nil
+			}
+		}
 		if err != nil {
 			return core.Token{}, err
 		}
-		rec.Access, rec.Expires = tok.Value, tok.ExpiresAt.UnixMilli()
+		rec.Access, rec.Expires, rec.Alt = tok.Value, tok.ExpiresAt.UnixMilli(), ""
 		if rotated != "" {
 			rec.Secret = rotated
 		}

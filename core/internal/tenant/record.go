@@ -45,6 +45,11 @@ type Record struct {
 	// ("" once withdrawn). Its JSON name is the one Open Platform records
 	// were first stored with.
 	Secret string `json:"refresh_token,omitempty"`
+	// Alt is another secret kept beside Secret when two exchanges of the
+	// tenant crossed and the store cannot tell which one WeChat made last
+	// (see Platform.Authorize): the next token fetch tries Secret, then
+	// Alt, and keeps the one WeChat takes. "" almost always.
+	Alt string `json:"alt,omitempty"`
 	// Access is the tenant's access token and Expires its ExpiresAt in
 	// Unix milliseconds ("" and 0 until one is fetched).
 	Access  string `json:"access_token,omitempty"`
