@@ -325,7 +325,9 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	if !baseKnown {
 		base, baseKnown = p.baseOf(ctx, tenant)
 	}
-	rival := func(r Record) bool { return r.State == StateAuthorized && r.Code != "" && r.Code != id && r.Secret != g.Secret }
+	rival := func(r Record) bool {
+		return r.State == StateAuthorized && r.Code != "" && r.Code != id && r.Secret != g.Secret
+	}
 	life := min(g.ExpiresIn, 24*time.Hour) // trusted up to 24 h, as core's calls
 	applied := AppliedAlready
 	_, err = p.writer.Write(ctx, p.cfg.RecordName, tenant, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
