@@ -431,6 +431,16 @@ func (a *App) AgentConfig(ctx context.Context, pageURL string) (AgentConfig, err
 	if a.cfg.AgentID == 0 {
 		return AgentConfig{}, errors.New("wechatconf: wecom: AgentConfig: Config.AgentID is required for wx.agentConfig")
 	}
+	return a.AgentConfigFor(ctx, pageURL, a.cfg.AgentID)
+}
+
+// AgentConfigFor is AgentConfig for the app whose agentid is agentID: a
+// WeCom vendor's app in an installing corp, whose agentid comes from
+// get_auth_info (wecomvendor.Corp.AgentConfig), not from Config.
+func (a *App) AgentConfigFor(ctx context.Context, pageURL string, agentID int64) (AgentConfig, error) {
+	if agentID <= 0 {
+		return AgentConfig{}, errors.New("wechatconf: wecom: AgentConfig: an agentid is required for wx.agentConfig")
+	}
 	t, err := a.AgentTicket(ctx)
 	if err != nil {
 		return AgentConfig{}, wrap("AgentConfig", err)
@@ -439,7 +449,7 @@ func (a *App) AgentConfig(ctx context.Context, pageURL string) (AgentConfig, err
 	if err != nil {
 		return AgentConfig{}, err
 	}
-	return AgentConfig{CorpID: s.AppID, AgentID: strconv.FormatInt(a.cfg.AgentID, 10), Timestamp: s.Timestamp, NonceStr: s.NonceStr, Signature: s.Signature}, nil
+	return AgentConfig{CorpID: s.AppID, AgentID: strconv.FormatInt(agentID, 10), Timestamp: s.Timestamp, NonceStr: s.NonceStr, Signature: s.Signature}, nil
 }
 
 func (a *App) now() time.Time {

@@ -484,3 +484,32 @@ func TestCrossedResetsKeepTheCodeOfTheIgnoredPush(t *testing.T) {
 		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
 	}
 }
+
+// A vendor's corp signs wx.agentConfig with its app's agentid, read once
+// from get_auth_info, for third-party and custom-developed suites alike.
+func TestCorpAgentConfig(t *testing.T) {
+	for _, id := range []string{suiteID, customID} {
+		t.Run(id, func(t *testing.T) {
+			ch := newChain(t)
+			s := ch.suite(t, id)
+			ch.pushTicket(t, s)
+			ch.install(t, s, corpA)
+			corp := s.Corp(corpA)
+			got, err := corp.AgentID(t.Context())
+			if err != nil || got != ch.s.AgentID(id, corpA) {
+				t.Fatalf("AgentID = %d, %v; want %d", got, err, ch.s.AgentID(id, corpA))
+			}
+			before := ch.s.Calls(wecomvendor.PathAuthInfo)
+			cfg, err := corp.AgentConfig(t.Context(), "https://vendor.example/page?x=1#frag")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.AgentID != fmt.Sprint(got) || cfg.CorpID != corpA || len(cfg.Signature) != 40 {
+				t.Fatalf("AgentConfig = %+v", cfg)
+			}
+			if n := ch.s.Calls(wecomvendor.PathAuthInfo) - before; n != 0 {
+				t.Errorf("get_auth_info called %d more times: the agentid is kept by the handle", n)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
@@ -23,6 +24,51 @@ import (
 type Corp struct {
 	*wecom.App
 	access *core.Credential // the App's access_token, one pointer closer
+	suite  *Suite
+	agent  atomic.Int64 // the app's agentid in the corp, once read (AgentID)
+}
+
+// AgentID returns the agentid of the suite's app in the corp (for
+// wx.agentConfig, message/send): read once from get_auth_info
+// (PathAuthInfo, with the corp's permanent_code and the
+// suite_access_token) and kept by the handle. It shadows wecom.App's
+// AgentID, which is 0 for a vendor's corp. Errors: the call's, or a
+// *core.ReplyError when the reply names no agent; a missing or withdrawn
+// permanent_code is a *ReauthorizeError.
+func (c *Corp) AgentID(ctx context.Context) (int64, error) {
+	if id := c.agent.Load(); id != 0 {
+		return id, nil
+	}
+	code, err := c.suite.PermanentCode(ctx, c.CorpID())
+	if err != nil {
+		return 0, err
+	}
+	var reply struct {
+		Info struct {
+			Agent []struct {
+				AgentID int64 `json:"agentid"`
+			} `json:"agent"`
+		} `json:"auth_info"`
+	}
+	if err := c.suite.Do(ctx, http.MethodPost, PathAuthInfo, nil, map[string]string{"auth_corpid": c.CorpID(), "permanent_code": code.Value}, &reply); err != nil {
+		return 0, wrap("AgentID", refused(c.CorpID(), err))
+	}
+	if len(reply.Info.Agent) == 0 || reply.Info.Agent[0].AgentID <= 0 {
+		return 0, wrap("AgentID", &core.ReplyError{Path: PathAuthInfo, StatusCode: http.StatusOK, Reason: "auth_info names no agent"})
+	}
+	c.agent.Store(reply.Info.Agent[0].AgentID)
+	return reply.Info.Agent[0].AgentID, nil
+}
+
+// AgentConfig returns the wx.agentConfig parameters for the page at
+// pageURL, as wecom.App.AgentConfig does, with the app's agentid in the
+// corp (AgentID) and its agent_config ticket.
+func (c *Corp) AgentConfig(ctx context.Context, pageURL string) (wecom.AgentConfig, error) {
+	id, err := c.AgentID(ctx)
+	if err != nil {
+		return wecom.AgentConfig{}, err
+	}
+	return c.App.AgentConfigFor(ctx, pageURL, id)
 }
 
 // AccessToken returns a valid access_token of the corp and its expiry,
@@ -75,7 +121,7 @@ func (s *Suite) newCorp(corpID string) *Corp {
 	if err != nil {
 		panic(err) // the same settings passed New
 	}
-	return &Corp{App: app, access: cr}
+	return &Corp{App: app, access: cr, suite: s}
 }
 
 // refused maps WeCom's refusal of a corp's permanent_code to a

@@ -31,6 +31,11 @@ const (
 	// third-party app: POST ?suite_access_token=ST {auth_corpid,
 	// permanent_code} → {access_token, expires_in} (path/90605).
 	PathCorpToken = "/cgi-bin/service/get_corp_token"
+	// PathAuthInfo reads an installing corp's authorization: POST
+	// ?suite_access_token=ST {auth_corpid, permanent_code} →
+	// {auth_corp_info, auth_info: {agent: [{agentid, …}]}} (v2,
+	// path/100779): Corp.AgentID.
+	PathAuthInfo = "/cgi-bin/service/v2/get_auth_info"
 	// PathProviderToken issues the provider_access_token: POST {corpid,
 	// provider_secret} → {provider_access_token, expires_in} (path/91200).
 	PathProviderToken = "/cgi-bin/service/get_provider_token"
