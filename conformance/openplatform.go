@@ -53,6 +53,7 @@ var VendorOpenPlatform = VendorPlatform{
 	tenantFetches:  (*wxtest.Server).AuthorizerTokensIssued,
 	centralFetches: (*wxtest.Server).ComponentTokensIssued,
 	fetchPath:      wxtest.PathAuthorizerToken,
+	cycles:         FleetCycles,
 }
 
 // OpenPlatformFleet is the fleet check of an Open Platform vendor

@@ -84,6 +84,7 @@ func weComVendorPlatform(name, key, suiteID, fetchPath, note string) VendorPlatf
 		centralFetches: func(w *wxtest.Server) int { return w.SuiteTokensIssued(suiteID) },
 		fetchPath:      fetchPath,
 		coldFetches:    1,
+		cycles:         WeComFleetCycles,
 		note:           note,
 	}
 }
