@@ -80,27 +80,43 @@
 //	func TestProcessHerd(t *testing.T)      { conformance.ProcessHerd(t, harness(t), 8, 50) }
 //	func TestProcessHerdWeCom(t *testing.T) { conformance.ProcessHerdOf(t, harness(t), conformance.WeComApp, 8, 50) }
 //
-// OpenPlatformFleet is the fleet check of an Open Platform vendor
-// (core/openplatform), run from a test of its own: the parent starts a
-// simulated Open Platform (core/wxtest) with one component, stores its
-// component_verify_ticket and authorizes the authorizers through their pushes
-// (Component.HandleEvent), then several OS processes each build an
-// openplatform.Component over the store and call the API for every
-// authorizer (Authorizer(appid).Do) from FleetWorkers goroutines, in
-// FleetCycles cycles. The simulated clock is the parent's, sent to the
-// children at each cycle: on the cold start no fetch may reach WeChat (the
-// authorizations stored every token); after each move of the clock past
-// every token's expiry, exactly one fetch per authorizer and one
-// component_access_token fetch in the whole fleet; in every cycle no caller
-// may get an error. Each cycle logs one line, e.g.
+// VendorFleet is the fleet check of a vendor platform, one implementation
+// for the three platforms: VendorOpenPlatform (core/openplatform: a
+// component and its authorizers), VendorWeComThirdParty (core/wecomvendor:
+// a third-party app's suite and the corps that installed it, corp tokens
+// from get_corp_token with the suite_access_token) and VendorWeComCustom (a
+// custom-developed app template, 代开发, corp tokens from gettoken with the
+// permanent_code). Run from a test of its own per platform: the parent
+// starts the simulated platform (core/wxtest) with one vendor, delivers a
+// ticket push and each tenant's authorization push (create_auth for WeCom:
+// the permanent codes go through the real exchange) to a vendor of its own
+// (HandleEvent), then several OS processes each build the vendor over the
+// store and call the API as every tenant (Authorizer(appid).Do,
+// Corp(corpid).Do) from FleetWorkers goroutines, in cycles. The simulated
+// clock is the parent's, sent to the children at each cycle: on the cold
+// start the vendor's own token is adopted, and each tenant's token too
+// where the authorization stored it (Open Platform) or fetched once in the
+// whole fleet where it did not (WeCom); after each move of the clock past
+// every token's expiry, exactly one fetch per tenant and one of the
+// vendor's own token (component_access_token, suite_access_token) in the
+// whole fleet, counted both as tokens minted and as calls of the fetch path
+// (WeCom's gettoken hands a valid token back, so only the calls show a
+// second fetch); in every cycle no caller may get an error; after the run
+// each tenant's stored durable secret (refresh token, permanent code) must
+// still be the one the platform accepts. Each cycle logs one line, e.g.
 //
-//	OpenPlatformFleet: 8 processes × 1000 authorizers, cycle 1: authorizer fetches 1000 (want 1000, max per authorizer 1), component fetches 1 (want 1), caller errors 0 (cycle done 4.2s after release, WeChat latency 5ms)
+//	VendorFleet wecom third-party: 8 processes × 500 corps, cycle 1: corp fetches 500 (want 500, max per corp 1, calls of /cgi-bin/service/get_corp_token 500), suite fetches 1 (want 1), caller errors 0 (cycle done 7.3s after release, WeChat latency 5ms)
 //
 //	func TestOpenPlatformFleet(t *testing.T) { conformance.OpenPlatformFleet(t, harness(t), 8, 1000) }
+//	func TestWeComVendorFleet(t *testing.T) {
+//		conformance.VendorFleet(t, harness(t), conformance.VendorWeComThirdParty, 8, 500)
+//	}
 //
-// Extra fetches (and refreshes that lost their lock with no newer token
-// stored) that a holder outliving its lease may explain are ProcessHerd's
-// case: the round is run again, and the last round must be exact.
+// OpenPlatformFleet(t, h, procs, n) is VendorFleet(t, h, VendorOpenPlatform,
+// procs, n). Extra fetches (and refreshes that lost their lock with no
+// newer token stored) that a holder outliving its lease may explain are
+// ProcessHerd's case: the round is run again, and the last round must be
+// exact.
 //
 // PushFleet is the fleet check of "every push handled once" (core.Dedup),
 // run from a test of its own: the parent plays WeChat and Procs child

@@ -55,3 +55,34 @@ var openMyStore func(dir string, lease time.Duration) interface {
 	core.TokenStore
 	Close() error
 }
+
+// The vendor fleets of a store over a shared backend, one test per
+// platform (the child processes run the calling test again and play the
+// same platform): the harness is ExampleHarness_sharedBackend's.
+func ExampleVendorFleet() {
+	harness := func(t *testing.T) conformance.Harness {
+		dir := os.Getenv("MYSTORE_DIR")
+		if dir == "" {
+			dir = t.TempDir()
+		}
+		return conformance.Harness{
+			NewStore: func(t testing.TB) core.TokenStore {
+				s := openMyStore(dir, time.Minute) // longer than a cycle: no holder loses its lock
+				t.Cleanup(func() { s.Close() })
+				return s
+			},
+			Lease:    time.Minute,
+			ChildEnv: []string{"MYSTORE_DIR=" + dir},
+		}
+	}
+	testWeComVendorFleet := func(t *testing.T) {
+		t.Run("ThirdParty", func(t *testing.T) {
+			conformance.VendorFleet(t, harness(t), conformance.VendorWeComThirdParty, 8, 500)
+		})
+		t.Run("Custom", func(t *testing.T) {
+			conformance.VendorFleet(t, harness(t), conformance.VendorWeComCustom, 8, 500)
+		})
+	}
+	testOpenPlatformFleet := func(t *testing.T) { conformance.OpenPlatformFleet(t, harness(t), 8, 1000) }
+	_, _ = testWeComVendorFleet, testOpenPlatformFleet
+}

@@ -59,6 +59,18 @@ func TestFileStoreOpenPlatformFleet(t *testing.T) {
 
 const fleetFileLease = 2 * time.Second
 
+// TestFileStoreWeComVendorFleet runs the WeCom vendor fleet over one
+// directory, a third-party app's suite and a custom-developed app template
+// (代开发): 8 processes × 200 corps each, as the Open Platform fleet here.
+func TestFileStoreWeComVendorFleet(t *testing.T) {
+	t.Run("ThirdParty", func(t *testing.T) {
+		conformance.VendorFleet(t, fileHarnessLease(true, fleetFileLease)(t), conformance.VendorWeComThirdParty, 8, 200)
+	})
+	t.Run("Custom", func(t *testing.T) {
+		conformance.VendorFleet(t, fileHarnessLease(true, fleetFileLease)(t), conformance.VendorWeComCustom, 8, 200)
+	})
+}
+
 // fileHarness returns the harness of a fileStore; with expire false, its
 // locks have no lease (a dead holder keeps its lock forever).
 func fileHarness(expire bool) func(testing.TB) conformance.Harness {

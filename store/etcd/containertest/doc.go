@@ -13,6 +13,11 @@
 // handlers slow or failing and 6 processes killed mid-handler; every push
 // must be handled, and none twice but after a crash or a failure.
 //
+// TestVendorFleet runs conformance.VendorFleet on the real server: the
+// Open Platform fleet and the WeCom vendor fleets (a third-party suite and
+// a custom-developed one), 8 processes × 300 tenants each: one fetch per
+// tenant per token lifetime in the whole fleet, no caller error.
+//
 // TestSweepEtcd runs conformance.Sweep on the real server: one fault at every
 // store call of each durable-state scenario, the invariants checked after.
 //

@@ -2,7 +2,9 @@
 // PostgreSQL server: conformance.Run (including the SIGKILLed holder in a child
 // process, which re-executes this test binary), ProcessHerd, ProcessHerdOf
 // through a WeCom app's access_token, OpenPlatformFleet (8 processes × 1000
-// Open Platform authorizers), fault
+// Open Platform authorizers), the WeCom vendor fleets (conformance.VendorFleet,
+// 8 processes × 500 corps of a third-party suite and of a custom-developed
+// one), fault
 // injection (stopped, paused, restarted servers) and the store's own checks
 // against the server. The servers are started in Docker by
 // github.com/wechatconf/wechatconf/conformance/containers (testcontainers-go).

@@ -112,6 +112,16 @@ func TestOpenPlatformFleet(t *testing.T) {
 	conformance.OpenPlatformFleet(t, harness("pgopfleet/", nil), 8, 1000)
 }
 
+// TestWeComVendorFleet runs the WeCom vendor fleet, a third-party app's
+// suite and a custom-developed app template (代开发): 8 processes × 500
+// corps each over one server.
+func TestWeComVendorFleet(t *testing.T) {
+	needServer(t)
+	h := harness("pgwcfleet/", nil)
+	t.Run("ThirdParty", func(t *testing.T) { conformance.VendorFleet(t, h, conformance.VendorWeComThirdParty, 8, 500) })
+	t.Run("Custom", func(t *testing.T) { conformance.VendorFleet(t, h, conformance.VendorWeComCustom, 8, 500) })
+}
+
 // uniqueKey returns a key no other test uses.
 func uniqueKey(t testing.TB) string {
 	return fmt.Sprintf("pgtest/%s/%08x", t.Name(), rand.Uint32())

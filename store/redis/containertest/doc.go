@@ -2,7 +2,9 @@
 // Redis server: conformance.Run (including the SIGKILLed holder in a child
 // process, which re-executes this test binary), ProcessHerd, ProcessHerdOf
 // through a WeCom app's access_token, OpenPlatformFleet (8 processes × 1000
-// Open Platform authorizers), fault
+// Open Platform authorizers), the WeCom vendor fleets (conformance.VendorFleet,
+// 8 processes × 500 corps of a third-party suite and of a custom-developed
+// one), fault
 // injection (stopped, paused, restarted servers), the store-outage proof
 // (TestStoreOutage: 8 processes calling through a minute without Redis,
 // stable_token and classic), the secret-rotation proof (TestSecretRotation:

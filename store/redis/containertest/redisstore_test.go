@@ -96,7 +96,8 @@ func newClusterClient(addrs []string) *redis.ClusterClient {
 	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true})
 }
 
-// fleetLease is the lease of the stores of OpenPlatformFleet: longer than
+// fleetLease is the lease of the stores of OpenPlatformFleet and the
+// WeCom vendor fleets (VendorFleet): longer than
 // any of its runs, so that no lock holder can lose its lock to a stall.
 // With testLease, 8 race-enabled processes × 16 callers on a loaded 2-core
 // machine kept holders past their 1 s lease (a cycle took 1m33s), and the
@@ -138,6 +139,11 @@ func TestStandalone(t *testing.T) {
 	t.Run("ProcessHerdWeCom", func(t *testing.T) { conformance.ProcessHerdOf(t, h, conformance.WeComApp, 8, 50) })
 	t.Run("OpenPlatformFleet", func(t *testing.T) {
 		conformance.OpenPlatformFleet(t, harnessLease(dial, fleetLease, addrEnv+"="+addr), 8, 1000)
+	})
+	t.Run("WeComVendorFleet", func(t *testing.T) {
+		h := harnessLease(dial, fleetLease, addrEnv+"="+addr)
+		t.Run("ThirdParty", func(t *testing.T) { conformance.VendorFleet(t, h, conformance.VendorWeComThirdParty, 8, 500) })
+		t.Run("Custom", func(t *testing.T) { conformance.VendorFleet(t, h, conformance.VendorWeComCustom, 8, 500) })
 	})
 	t.Run("Theft", func(t *testing.T) { testTheft(t, dial) })
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, dial) })
