@@ -348,3 +348,73 @@ func TestProviderToken(t *testing.T) {
 		t.Fatal("the provider secret shows in a rendering")
 	}
 }
+
+// A process that dies right after its first store call following the
+// exchange of an install's code loses nothing: the permanent_code WeCom
+// gives once was written ahead (with the code index), and WeCom's re-send
+// of the push, whose code it now refuses as used, writes the corp's record
+// from there (found by the fault sweep, conformance.Sweep's WeComInstall
+// in the kill mode: the code index was written there without the code,
+// and the record's write reads before it writes).
+func TestInstallSurvivesACrashRightAfterTheExchange(t *testing.T) {
+	ch := newChain(t)
+	faulty := storetest.NewFaulty()
+	ch.store = faulty.TokenStore // the live processes' view
+	alive := ch.suite(t, suiteID)
+	ch.pushTicket(t, alive)
+	ch.store = faulty // the view of the process that dies
+	dead := ch.suite(t, suiteID, func(c *wecomvendor.Config) { c.Policy.RefreshTimeout = 100 * time.Millisecond })
+	code := ch.s.Install(suiteID, corpA)
+	q, body, err := ch.s.CreateAuthPush(suiteID, code, pushToken, pushKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	faulty.ArmEvery(func(op, key string) bool {
+		if ch.s.Calls(wxtest.PathPermanentCode) == 0 {
+			return false
+		}
+		calls++
+		return calls > 1 // dead from its second store call after the exchange on
+	}, storetest.Fail)
+	if _, err := dead.HandleEvent(t.Context(), q, bytes.NewReader(body)); err == nil {
+		t.Fatal("create_auth applied by a process whose store calls fail")
+	}
+	// WeCom re-sends the push; another process takes it.
+	if ev := deliver(t, alive, q, body, nil); ev.Applied != wecomvendor.AppliedAuthorized || ev.CorpID != corpA {
+		t.Fatalf("create_auth re-sent after the crash: %+v, want %q for %s", ev, wecomvendor.AppliedAuthorized, corpA)
+	}
+	if !ch.s.PermanentCodeValid(suiteID, corpA, mustCode(t, alive, corpA)) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
+	}
+	if err := ch.callAPI(t.Context(), alive, corpA); err != nil {
+		t.Fatalf("a call as the corp: %v", err)
+	}
+}
+
+// A re-sent create_auth whose code WeCom refuses as used, and whose corp
+// the code index cannot tell (its write failed), is acknowledged
+// (AppliedCodeSpent): its install is in the store, and answering an error
+// would only have WeCom re-send it in vain (found by the fault sweep,
+// conformance.Sweep's WeComInstall, hang mode).
+func TestCreateAuthAgainWithoutItsCodeIndex(t *testing.T) {
+	ch := newChain(t)
+	faulty := storetest.NewFaulty()
+	ch.store = faulty
+	s := ch.suite(t, suiteID)
+	ch.pushTicket(t, s)
+	faulty.ArmEvery(func(op, key string) bool { return op == "set" && strings.Contains(key, "/authorization_code/") }, storetest.Fail)
+	q, body := ch.install(t, s, corpA)
+	ev, err := s.HandleEvent(t.Context(), q, bytes.NewReader(body))
+	if err != nil || ev.Applied != wecomvendor.AppliedCodeSpent || ev.CorpID != "" {
+		t.Fatalf("create_auth delivered again, its code index lost = %+v, %v; want %q and no error", ev, err, wecomvendor.AppliedCodeSpent)
+	}
+	if !ch.s.PermanentCodeValid(suiteID, corpA, mustCode(t, s, corpA)) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
+	}
+	// The redirect of the same code cannot name the corp: its caller gets
+	// WeCom's refusal.
+	if _, err := s.Authorize(t.Context(), "unknown-code"); err == nil {
+		t.Fatal("Authorize of a code WeCom does not know succeeded")
+	}
+}

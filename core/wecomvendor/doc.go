@@ -60,7 +60,11 @@
 // create_auth and reset_permanent_code carry no corp id: the corp is known
 // once the code is exchanged, so a re-sent push whose code WeCom refuses
 // as used (40078) finds its install through the code index, when it is
-// still there (Config.Store, for the code's 10 minutes).
+// still there (Config.Store, for the code's 10 minutes); when it is not,
+// the push is acknowledged (AppliedCodeSpent). The permanent_code an
+// exchange gives is written ahead into that index entry before anything
+// else, so that a process that dies before the corp's record is written
+// loses nothing: the re-sent push writes the record from there.
 //
 // Back the records up with the store, as Open Platform's refresh tokens
 // (see package openplatform): the keys ending in /permanent_code. Read one

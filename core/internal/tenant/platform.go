@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
@@ -27,6 +28,14 @@ const (
 	// withdrawal of the tenant than this event's time: the event, delayed
 	// or re-sent, is acknowledged and ignored.
 	AppliedOlderIgnored = "older event ignored"
+	// AppliedCodeSpent: WeChat refused the code of a push that names no
+	// tenant (WeCom's create_auth, reset_permanent_code) as used, voided
+	// or expired, and the code index no longer says whose it was (its
+	// write failed, or the store dropped it). Nothing can be applied: the
+	// exchange that used the code wrote its record (or holds it, see
+	// Writer), or a crash lost it and no re-delivery brings it back. The
+	// push is acknowledged, so that WeChat stops re-sending it.
+	AppliedCodeSpent = "code already spent"
 )
 
 // codeIndexLifetime is how long the code index entry of an authorization
@@ -230,7 +239,18 @@ type Delivery struct {
 // the newest exchange), dated after it. A delivery dated by this
 // process's clock and applied first is re-dated by the one WeChat dated.
 // A code WeChat refuses (CodeRefused) is success when the store shows it
-// applied or superseded. Errors: Exchange's, a *core.ReplyError naming
+// applied or superseded; one of a push that names no tenant, whose tenant
+// the code index does not know either, is acknowledged with a nil handle
+// (AppliedCodeSpent).
+//
+// What the exchange gave is written ahead, before anything else: the
+// first store call after the exchange is a blind write of the code index
+// with the grant in it (the record's own write reads it first, and a
+// crash between that read and its write would lose a secret WeChat gives
+// once). A delivery of the code again whose exchange WeChat refuses, and
+// whose record does not hold it, writes the record from there.
+//
+// Errors: Exchange's, a *core.ReplyError naming
 // ExchangePath when the reply names another tenant than the delivery, the
 // store's (reading the record first: nothing is exchanged; writing it:
 // the write is held, see Writer).
@@ -244,9 +264,9 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		codeExpires = p.now().Add(codeIndexLifetime)
 	}
 	if tenant == "" {
-		tenant = p.codeIndex(ctx, id)
+		tenant, _ = p.codeIndex(ctx, id)
 	} else {
-		p.indexCode(ctx, id, tenant, codeExpires)
+		p.indexCode(ctx, id, tenant, "", codeExpires)
 	}
 	// base is what the store held before the exchange, when known: the
 	// exchange is newer than it, whatever the clocks say.
@@ -268,6 +288,7 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		}
 	}
 	start := p.now()
+	recovered := false
 	g, err := p.cfg.Exchange(ctx, code)
 	if err != nil {
 		if p.cfg.CodeRefused != nil && p.cfg.CodeRefused(err) {
@@ -275,29 +296,40 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			// code applied before (by another instance, or before a
 			// crash), or a newer authorization or withdrawal in the
 			// store, is success.
+			indexed, secret := p.codeIndex(ctx, id)
 			if tenant == "" {
-				tenant = p.codeIndex(ctx, id)
+				tenant = indexed
 			}
-			if tenant != "" {
-				if applied, _, _ := p.alreadyApplied(ctx, tenant, id, since, true); applied != "" {
-					return p.Handle(tenant), applied, nil
-				}
+			switch {
+			case tenant == "" && d.FromWeChat:
+				return nil, AppliedCodeSpent, nil
+			case tenant == "":
+				return nil, "", err
 			}
+			if applied, _, _ := p.alreadyApplied(ctx, tenant, id, since, true); applied != "" {
+				return p.Handle(tenant), applied, nil
+			}
+			if indexed != tenant || secret == "" {
+				return nil, "", err
+			}
+			// This process, or another before a crash, exchanged the code
+			// and wrote the grant ahead, but not its record: write it now.
+			// It is ordered by its time against what the store holds.
+			g, err, recovered, baseKnown = Grant{Tenant: tenant, Secret: secret}, nil, true, false
+		} else {
+			return nil, "", err
 		}
-		return nil, "", err
 	}
 	if tenant != "" && tenant != g.Tenant {
 		return nil, "", &core.ReplyError{Path: p.cfg.ExchangePath, StatusCode: http.StatusOK,
 			Reason: "the reply names " + p.cfg.Format.Tenant + " " + g.Tenant + ", the push " + tenant}
 	}
 	tenant = g.Tenant
-	if d.Tenant == "" {
-		// Index the code before its record's write, which may be held: a
-		// delivery of it again (WeCom's retry, the redirect) finds the
-		// tenant when WeCom refuses the used code.
-		p.indexCode(ctx, id, tenant, codeExpires)
+	if !recovered {
+		// Write ahead what the exchange gave (see above).
+		p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
 	}
-	if !baseKnown {
+	if !baseKnown && !recovered {
 		base, baseKnown = p.baseOf(ctx, tenant)
 	}
 	life := min(g.ExpiresIn, 24*time.Hour) // trusted up to 24 h, as core's calls
@@ -330,9 +362,14 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		return p.cfg.Format.Encode(next), true
 	})
 	if err != nil {
+		// Indexed again, with the grant, in case the write ahead failed:
+		// the record's write is held, and a delivery of the code again
+		// (WeCom's retry, the redirect) finds the tenant, or writes it,
+		// when WeChat refuses the used code.
+		p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
 		return nil, "", fmt.Errorf("storing the authorization: %w", err)
 	}
-	p.indexCode(ctx, id, tenant, codeExpires)
+	p.indexCode(ctx, id, tenant, "", codeExpires) // the grant is in its record now
 	p.Changed(tenant)
 	return p.Handle(tenant), applied, nil
 }
@@ -393,18 +430,30 @@ func (p *Platform[T]) codeIndexKey(id string) string {
 	return p.cfg.Prefix + "authorization_code/" + id
 }
 
-func (p *Platform[T]) indexCode(ctx context.Context, id, tenant string, expires time.Time) {
-	if err := p.cfg.Store.Set(ctx, p.codeIndexKey(id), core.Token{Value: tenant, ExpiresAt: expires}); err != nil {
+//
+// Right after the exchange the entry holds the grant too — the tenant's
+// new secret, "<tenant>\n<secret>" — until the record holding it is
+// written (see Authorize): the write ahead of the record's.
+func (p *Platform[T]) indexCode(ctx context.Context, id, tenant, secret string, expires time.Time) {
+	v := tenant
+	if secret != "" {
+		v += "\n" + secret
+	}
+	if err := p.cfg.Store.Set(ctx, p.codeIndexKey(id), core.Token{Value: v, ExpiresAt: expires}); err != nil {
 		p.writer.logStoreError("authorization_code", p.codeIndexKey(id), "set", err)
 	}
 }
 
-func (p *Platform[T]) codeIndex(ctx context.Context, id string) string {
+// codeIndex returns the tenant the code index names for code id, and the
+// secret its exchange gave if the entry still holds it; "" when there is
+// no entry or the store did not answer.
+func (p *Platform[T]) codeIndex(ctx context.Context, id string) (tenant, secret string) {
 	t, err := p.cfg.Store.Get(ctx, p.codeIndexKey(id))
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return t.Value
+	tenant, secret, _ = strings.Cut(t.Value, "\n")
+	return tenant, secret
 }
 
 // Withdraw writes tenant's withdrawal made at `at` forward, and reports
