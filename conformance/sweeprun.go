@@ -508,6 +508,11 @@ func (r *run) setupPush(p push) {
 	ctx, cancel := context.WithTimeout(r.ctx, callTimeout)
 	defer cancel()
 	if _, err := r.obs.handle(ctx, p.query, p.body); err != nil {
+		if !r.baseline() && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, core.ErrLockLost)) {
+			r.mu.Lock()
+			r.inconclusive = true // the machine, not the fault: no fault touches the set-up
+			r.mu.Unlock()
+		}
 		r.violate("baseline", "setup", "set-up: push %s: %v", p.name, err)
 		return
 	}

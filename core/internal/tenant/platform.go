@@ -43,6 +43,11 @@ const (
 // WeChat's authorization codes live at most an hour.
 const codeIndexLifetime = time.Hour
 
+// exchangeTimeout bounds the exchange of an authorization code and the
+// write ahead of what it gave, which the caller's ctx does not cancel
+// (see Authorize).
+const exchangeTimeout = 30 * time.Second
+
 // Grant is what exchanging an authorization code gave: the tenant, its
 // durable secret and its first access token.
 type Grant struct {
@@ -289,7 +294,16 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	}
 	start := p.now()
 	recovered := false
-	g, err := p.cfg.Exchange(ctx, code)
+	// The exchange spends a code WeChat honours once: once it starts, its
+	// reply is read and written ahead whatever the caller's ctx does (a
+	// push's request given up on, a deadline spent by a slow store), or
+	// the tenant's secret would be lost with it; exchangeTimeout bounds it.
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exchangeTimeout)
+	defer cancel()
+	g, err := p.cfg.Exchange(xctx, code)
 	if err != nil {
 		if p.cfg.CodeRefused != nil && p.cfg.CodeRefused(err) {
 			// Refused as used, superseded or expired: a delivery of this
@@ -327,7 +341,7 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	tenant = g.Tenant
 	if !recovered {
 		// Write ahead what the exchange gave (see above).
-		p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
+		p.indexCode(xctx, id, tenant, g.Secret, codeExpires)
 	}
 	if !baseKnown && !recovered {
 		base, baseKnown = p.baseOf(ctx, tenant)
@@ -430,7 +444,6 @@ func (p *Platform[T]) codeIndexKey(id string) string {
 	return p.cfg.Prefix + "authorization_code/" + id
 }
 
-//
 // Right after the exchange the entry holds the grant too — the tenant's
 // new secret, "<tenant>\n<secret>" — until the record holding it is
 // written (see Authorize): the write ahead of the record's.
