@@ -418,3 +418,55 @@ func TestCreateAuthAgainWithoutItsCodeIndex(t *testing.T) {
 		t.Fatal("Authorize of a code WeCom does not know succeeded")
 	}
 }
+
+// cutTransport has the caller give up (cancel) right after WeCom answered
+// a call to path, as an HTTP client does when the ctx ends while the reply
+// is on its way.
+type cutTransport struct {
+	base   http.RoundTripper
+	path   string
+	cancel context.CancelFunc
+}
+
+func (t cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err == nil && r.URL.Path == t.path {
+		t.cancel()
+		if cerr := r.Context().Err(); cerr != nil {
+			resp.Body.Close()
+			return nil, cerr
+		}
+	}
+	return resp, err
+}
+
+// A create_auth whose caller gives up while get_permanent_code's reply is
+// on its way (WeCom's request timing out, a deadline spent by a slow
+// store) loses nothing: the code is spent at WeCom, so its reply is read
+// and the corp's record written (found by the fault sweep,
+// conformance.Sweep's WeComInstall in the hang mode: a store call that
+// hung until the deadline left the exchange no time to read its reply).
+func TestInstallWhoseCallerGivesUpDuringTheExchange(t *testing.T) {
+	ch := newChain(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s := ch.suite(t, suiteID, func(c *wecomvendor.Config) {
+		c.HTTPClient = &http.Client{Transport: cutTransport{base: http.DefaultTransport, path: wxtest.PathPermanentCode, cancel: cancel}}
+		c.Policy.RefreshTimeout = 200 * time.Millisecond
+	})
+	ch.pushTicket(t, s)
+	code := ch.s.Install(suiteID, corpA)
+	q, body, err := ch.s.CreateAuthPush(suiteID, code, pushToken, pushKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.HandleEvent(ctx, q, bytes.NewReader(body)) // its answer is WeCom's concern: it re-sends
+	fctx, fcancel := context.WithTimeout(t.Context(), time.Minute)
+	defer fcancel()
+	if err := s.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	if !ch.s.PermanentCodeValid(suiteID, corpA, mustCode(t, s, corpA)) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
+	}
+}

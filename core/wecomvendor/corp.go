@@ -123,8 +123,17 @@ func (s *Suite) fetchCustomCorpToken(ctx context.Context, corpID, code string) (
 	return tok, "", nil
 }
 
+// exchangeTimeout bounds a get_permanent_code call once it is sent (see
+// exchange).
+const exchangeTimeout = 30 * time.Second
+
 // exchange is the tenant mechanism's Exchange: one v2 get_permanent_code
-// call with the suite_access_token.
+// call with the suite_access_token. The token is got within ctx; the call,
+// which spends the code, is then made and its reply read whatever ctx does
+// (a push's request given up on, a deadline spent by a slow store: the
+// permanent_code WeCom gives once would be lost with it), within
+// exchangeTimeout. A suite_access_token WeCom refuses is replaced and the
+// call made again within ctx (Suite.Do).
 func (s *Suite) exchange(ctx context.Context, code string) (tenant.Grant, error) {
 	var reply struct {
 		PermanentCode string `json:"permanent_code"`
@@ -132,7 +141,18 @@ func (s *Suite) exchange(ctx context.Context, code string) (tenant.Grant, error)
 			CorpID string `json:"corpid"`
 		} `json:"auth_corp_info"`
 	}
-	if err := s.api.Do(ctx, http.MethodPost, PathPermanentCode, nil, map[string]string{"auth_code": code}, &reply); err != nil {
+	body := map[string]string{"auth_code": code}
+	st, err := s.token.Get(ctx)
+	if err != nil {
+		return tenant.Grant{}, err
+	}
+	xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exchangeTimeout)
+	defer cancel()
+	err = s.raw.Do(xctx, http.MethodPost, PathPermanentCode, url.Values{"suite_access_token": {st.Value}}, body, &reply)
+	if rejectsSuiteToken(err) {
+		err = s.api.Do(ctx, http.MethodPost, PathPermanentCode, nil, body, &reply)
+	}
+	if err != nil {
 		return tenant.Grant{}, err
 	}
 	if reply.PermanentCode == "" || reply.Corp.CorpID == "" {

@@ -43,11 +43,6 @@ const (
 // WeChat's authorization codes live at most an hour.
 const codeIndexLifetime = time.Hour
 
-// exchangeTimeout bounds the exchange of an authorization code and the
-// write ahead of what it gave, which the caller's ctx does not cancel
-// (see Authorize).
-const exchangeTimeout = 30 * time.Second
-
 // Grant is what exchanging an authorization code gave: the tenant, its
 // durable secret and its first access token.
 type Grant struct {
@@ -105,7 +100,9 @@ type Config[T any] struct {
 
 	// Exchange makes the one WeChat call that exchanges an authorization
 	// code (api_query_auth, get_permanent_code), and returns what it
-	// gave, or its error. CodeRefused reports whether an error of Exchange
+	// gave, or its error. Once the call is sent, its reply should be read
+	// whatever ctx does (the code is spent: a reply given up on is a
+	// secret lost); ctx bounds what comes before (the platform token). CodeRefused reports whether an error of Exchange
 	// is WeChat refusing the code as used, voided or expired; ExchangePath
 	// names the call in a *core.ReplyError.
 	Exchange     func(ctx context.Context, code string) (Grant, error)
@@ -270,8 +267,6 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	}
 	if tenant == "" {
 		tenant, _ = p.codeIndex(ctx, id)
-	} else {
-		p.indexCode(ctx, id, tenant, "", codeExpires)
 	}
 	// base is what the store held before the exchange, when known: the
 	// exchange is newer than it, whatever the clocks say.
@@ -294,16 +289,9 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	}
 	start := p.now()
 	recovered := false
-	// The exchange spends a code WeChat honours once: once it starts, its
-	// reply is read and written ahead whatever the caller's ctx does (a
-	// push's request given up on, a deadline spent by a slow store), or
-	// the tenant's secret would be lost with it; exchangeTimeout bounds it.
-	if err := ctx.Err(); err != nil {
-		return nil, "", err
-	}
-	xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exchangeTimeout)
-	defer cancel()
-	g, err := p.cfg.Exchange(xctx, code)
+	// Exchange makes sure that once its WeChat call is sent, its reply is
+	// read whatever the caller's ctx does (see Config.Exchange).
+	g, err := p.cfg.Exchange(ctx, code)
 	if err != nil {
 		if p.cfg.CodeRefused != nil && p.cfg.CodeRefused(err) {
 			// Refused as used, superseded or expired: a delivery of this
@@ -341,7 +329,7 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	tenant = g.Tenant
 	if !recovered {
 		// Write ahead what the exchange gave (see above).
-		p.indexCode(xctx, id, tenant, g.Secret, codeExpires)
+		p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
 	}
 	if !baseKnown && !recovered {
 		base, baseKnown = p.baseOf(ctx, tenant)
@@ -376,14 +364,15 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		return p.cfg.Format.Encode(next), true
 	})
 	if err != nil {
-		// Indexed again, with the grant, in case the write ahead failed:
-		// the record's write is held, and a delivery of the code again
-		// (WeCom's retry, the redirect) finds the tenant, or writes it,
-		// when WeChat refuses the used code.
-		p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
+		if !recovered {
+			// Indexed again in case the write ahead failed: the record's
+			// write is held, and a delivery of the code again (WeCom's
+			// retry, the redirect) finds the tenant, or writes it, when
+			// WeChat refuses the used code.
+			p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
+		}
 		return nil, "", fmt.Errorf("storing the authorization: %w", err)
 	}
-	p.indexCode(ctx, id, tenant, "", codeExpires) // the grant is in its record now
 	p.Changed(tenant)
 	return p.Handle(tenant), applied, nil
 }
