@@ -190,7 +190,7 @@ var sweepScenarios = []*scenario{
 		// TimeStamp stays.
 		name: "WeComSuiteTickets", platform: wecomSuite, procs: []string{"A"}, component: true,
 		want: fetchCounts{component: 2},
-		play: playTickets,
+		play: func(r *run) { playTicketsShort(r) },
 	},
 	{
 		// Two processes refreshing one corp's token at once: one fetch,
@@ -204,6 +204,17 @@ var sweepScenarios = []*scenario{
 
 // playTickets: ticket pushes duplicated and out of order.
 func playTickets(r *run) {
+	p1 := playTicketsShort(r)
+	r.advance(time.Minute)
+	p3 := r.ticket()
+	r.deliver(p1) // replayed again
+	r.deliver(p3)
+	r.deliver(p3)
+}
+
+// playTicketsShort: two ticket pushes, the newer first, the older late,
+// the newer again, then the platform token; it returns the older push.
+func playTicketsShort(r *run) push {
 	p1 := r.ticket()
 	r.advance(time.Minute)
 	p2 := r.ticket()
@@ -211,11 +222,7 @@ func playTickets(r *run) {
 	r.deliver(p1) // older, late
 	r.deliver(p2) // duplicated
 	r.component("A")
-	r.advance(time.Minute)
-	p3 := r.ticket()
-	r.deliver(p1) // replayed again
-	r.deliver(p3)
-	r.deliver(p3)
+	return p1
 }
 
 // playWithdrawReauthorize: a withdrawal, then a re-authorization, with

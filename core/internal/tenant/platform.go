@@ -249,13 +249,14 @@ type Delivery struct {
 // first store call after the exchange is a blind write of the code index
 // with the grant in it (the record's own write reads it first, and a
 // crash between that read and its write would lose a secret WeChat gives
-// once). A delivery of the code again whose exchange WeChat refuses, and
-// whose record does not hold it, writes the record from there.
+// once), and dropped from it once the record holds it. A delivery of the
+// code again whose exchange WeChat refuses, and whose record does not hold
+// it, writes the record from there.
 //
-// Errors: Exchange's, a *core.ReplyError naming
-// ExchangePath when the reply names another tenant than the delivery, the
-// store's (reading the record first: nothing is exchanged; writing it:
-// the write is held, see Writer).
+// Errors: Exchange's, a *core.ReplyError naming ExchangePath when the
+// reply names another tenant than the delivery, the store's (reading the
+// record first: nothing is exchanged; writing it: the write is held, see
+// Writer).
 func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, error) {
 	code, tenant, at, codeExpires := d.Code, d.Tenant, d.At, d.CodeExpires
 	if code == "" {
@@ -373,6 +374,11 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		}
 		return nil, "", fmt.Errorf("storing the authorization: %w", err)
 	}
+	if !recovered {
+		// The grant is in the record now: the index keeps only the tenant
+		// (a value of its own: "<tenant>\n").
+		p.indexCode(ctx, id, tenant, "", codeExpires)
+	}
 	p.Changed(tenant)
 	return p.Handle(tenant), applied, nil
 }
@@ -433,14 +439,12 @@ func (p *Platform[T]) codeIndexKey(id string) string {
 	return p.cfg.Prefix + "authorization_code/" + id
 }
 
-// Right after the exchange the entry holds the grant too — the tenant's
-// new secret, "<tenant>\n<secret>" — until the record holding it is
-// written (see Authorize): the write ahead of the record's.
+// Its value is "<tenant>\n<secret>": right after the exchange it holds
+// the grant — the tenant's new secret — until the record holding it is
+// written (see Authorize), the write ahead of the record's; then
+// "<tenant>\n". (A bare "<tenant>" is read too.)
 func (p *Platform[T]) indexCode(ctx context.Context, id, tenant, secret string, expires time.Time) {
-	v := tenant
-	if secret != "" {
-		v += "\n" + secret
-	}
+	v := tenant + "\n" + secret
 	if err := p.cfg.Store.Set(ctx, p.codeIndexKey(id), core.Token{Value: v, ExpiresAt: expires}); err != nil {
 		p.writer.logStoreError("authorization_code", p.codeIndexKey(id), "set", err)
 	}
