@@ -190,6 +190,9 @@ type tenants interface {
 	// token or permanent_code, the pushed ticket.
 	secret(ctx context.Context, tenant string) (core.Token, error)
 	ticket(ctx context.Context) (core.Token, error)
+	// flush waits until the durable writes the process holds (the store
+	// did not take them at once) have landed (Flush).
+	flush(ctx context.Context) error
 }
 
 // tenantsConfig is what newTenants builds a process's package with.
@@ -262,6 +265,8 @@ func (o openTenants) secret(ctx context.Context, appid string) (core.Token, erro
 
 func (o openTenants) ticket(ctx context.Context) (core.Token, error) { return o.c.VerifyTicket(ctx) }
 
+func (o openTenants) flush(ctx context.Context) error { return o.c.Flush(ctx) }
+
 type wecomTenants struct{ s *wecomvendor.Suite }
 
 func (w wecomTenants) handle(ctx context.Context, q url.Values, body []byte) (string, error) {
@@ -309,6 +314,8 @@ func (w wecomTenants) secret(ctx context.Context, corp string) (core.Token, erro
 }
 
 func (w wecomTenants) ticket(ctx context.Context) (core.Token, error) { return w.s.SuiteTicket(ctx) }
+
+func (w wecomTenants) flush(ctx context.Context) error { return w.s.Flush(ctx) }
 
 // reauthorizeOf reports whether err is a platform's *ReauthorizeError, and
 // whether it says the tenant withdrew.

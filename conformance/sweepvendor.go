@@ -86,6 +86,8 @@ type vendor interface {
 	// do calls the API as tenant (agentID: see platform.agentID).
 	do(ctx context.Context, tenant string, agentID int64) error
 	platformToken(ctx context.Context) (core.Token, error)
+	// flush waits for the durable writes the process holds to land.
+	flush(ctx context.Context) error
 	// oaToken is the Official Account's AccessToken; with lose, the first
 	// refresh that would fetch loses its lease (leaseStore), and next is
 	// called after the process's next store call.
@@ -193,6 +195,8 @@ func (v *localVendor) do(ctx context.Context, tenant string, agentID int64) erro
 func (v *localVendor) platformToken(ctx context.Context) (core.Token, error) {
 	return v.ten.platformToken(ctx)
 }
+
+func (v *localVendor) flush(ctx context.Context) error { return v.ten.flush(ctx) }
 
 func (v *localVendor) oaToken(ctx context.Context, lose bool, next func()) (core.Token, error) {
 	if lose {
