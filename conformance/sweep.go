@@ -2,10 +2,12 @@
 //
 // Sweep proves that a store keeps the durable state of the credential
 // chain — an authorizer_refresh_token, a component_verify_ticket, a
-// withdrawal — and the claims that have each push handled once, whichever
-// of its calls fails, and how. It wraps the store in a fault injector and
-// runs each of its scenarios (one openplatform.Component, or two processes
-// of one, with one or two authorizers, or two core.Conf of an Official
+// withdrawal, a WeCom corp's permanent_code — and the claims that have
+// each push handled once, whichever of its calls fails, and how. It wraps
+// the store in a fault injector and runs each of its scenarios (one
+// process, or two, of a vendor platform — an openplatform.Component, or a
+// wecomvendor.Suite of a third-party or a custom-developed "dk" app — with
+// one or two tenants (authorizers, corps), or two core.Conf of an Official
 // Account, against the simulated WeChat of core/wxtest on its manual
 // clock; or two processes with a core.Dedup):
 //
@@ -22,6 +24,17 @@
 //     newer withdrawal's);
 //   - TwoProcesses: two processes refreshing one authorizer at once,
 //     WeChat rotating its refresh token;
+//   - WeComInstall, WeComCancelReinstall (WithdrawReauthorize's story:
+//     a late create_auth, which names no corp and whose code WeCom
+//     refuses as used, is found through the code index or ignored),
+//     WeComResetPermanentCode (a "dk" suite's reset_permanent_code,
+//     delivered twice: the new code voids the old at WeCom),
+//     WeComSuiteTickets and WeComTwoProcesses: the vendor scenarios on a
+//     wecomvendor.Suite, through the same steps and invariants (the
+//     scenario's platform: see platform in sweepplatform.go); a
+//     suite_ticket lives 30 minutes, so when the clock moves past every
+//     expiry WeCom's newest ticket is handed to the store too, as its
+//     pushes every 10 minutes would have;
 //   - LostLease: the Official Account's classic token refreshed by two
 //     processes, the first one's lease running out during its fetch (its
 //     fenced write fails with core.ErrLockLost) and the second taking the
@@ -76,16 +89,19 @@
 //  1. the authorizer_refresh_token WeChat honours
 //     (wxtest.Server.RefreshTokenValid) is the one in the store
 //     (Component.RefreshToken), or the merchant withdrew and the store
-//     says so;
+//     says so; on WeCom, the permanent_code (PermanentCodeValid,
+//     Suite.PermanentCode), or the corp cancelled;
 //  2. no older value replaces a newer one: no key's value comes back once
 //     another replaced it (the history of what every call wrote, keys and
 //     values opaque), the stored verify ticket moves forward by CreateTime
 //     and ends the newest, an authorizer's stored state moves forward by
 //     the time of the event it follows (sampled after every step), and no
 //     process is served a token older than one it was served
-//     (wxtest.Server.TokenSeq);
+//     (wxtest.Server.TokenSeq; WeCom tokens have no issue order there,
+//     and are not checked so);
 //  3. no withdrawn authorizer is served a token: AccessToken and Do answer
-//     a *openplatform.ReauthorizeError matching core.ErrRevoked, in the
+//     a *openplatform.ReauthorizeError (*wecomvendor.ReauthorizeError)
+//     matching core.ErrRevoked, in the
 //     process that took the withdrawal from the moment it did, in every
 //     process at rest;
 //  4. at rest no caller gets an error while WeChat honours the stored

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wechatconf/wechatconf/core"
 	"github.com/wechatconf/wechatconf/core/openplatform"
+	"github.com/wechatconf/wechatconf/core/wecomvendor"
 )
 
 // sweepChildEnv, set in a kill-mode child process, makes Sweep play the
@@ -41,9 +42,11 @@ type childCmd struct {
 	// handle
 	Query url.Values `json:"query,omitempty"`
 	Body  []byte     `json:"body,omitempty"`
-	// authorize, access, do
-	Code  string `json:"code,omitempty"`
-	AppID string `json:"appid,omitempty"`
+	// authorize, access, do (AppID: the tenant, an appid or a corp id;
+	// AgentID: see platform.agentID)
+	Code    string `json:"code,omitempty"`
+	AppID   string `json:"appid,omitempty"`
+	AgentID int64  `json:"agent_id,omitempty"`
 	// oa
 	Lose bool `json:"lose,omitempty"`
 	// push
@@ -88,8 +91,15 @@ func (e *remoteError) Is(target error) bool {
 }
 
 func (e *remoteError) As(target any) bool {
-	if p, ok := target.(**openplatform.ReauthorizeError); ok && e.r.Reauth {
+	if !e.r.Reauth {
+		return false
+	}
+	switch p := target.(type) {
+	case **openplatform.ReauthorizeError:
 		*p = &openplatform.ReauthorizeError{AuthorizerAppID: e.appid, Reason: e.r.Err, Withdrawn: e.r.Withdrawn}
+		return true
+	case **wecomvendor.ReauthorizeError:
+		*p = &wecomvendor.ReauthorizeError{CorpID: e.appid, Reason: e.r.Err, Withdrawn: e.r.Withdrawn}
 		return true
 	}
 	return false
@@ -240,12 +250,12 @@ func (c *childVendor) accessToken(ctx context.Context, appid string) (core.Token
 	return c.token(r, err, appid)
 }
 
-func (c *childVendor) do(ctx context.Context, appid string) error {
-	r, err := c.send(ctx, childCmd{Op: "do", AppID: appid})
+func (c *childVendor) do(ctx context.Context, appid string, agentID int64) error {
+	r, err := c.send(ctx, childCmd{Op: "do", AppID: appid, AgentID: agentID})
 	return c.result(r, err, appid)
 }
 
-func (c *childVendor) componentToken(ctx context.Context) (core.Token, error) {
+func (c *childVendor) platformToken(ctx context.Context) (core.Token, error) {
 	r, err := c.send(ctx, childCmd{Op: "component"})
 	return c.token(r, err, "")
 }
@@ -267,6 +277,9 @@ func (c *childVendor) pushDo(ctx context.Context, key string, fail bool) (core.P
 	r, err := c.send(ctx, childCmd{Op: "push", PushKey: key, Fail: fail})
 	return core.PushOutcome(r.Outcome), c.result(r, err, "")
 }
+
+// flush: a child is dead at rest (see run.rest), its held writes with it.
+func (c *childVendor) flush(context.Context) error { return nil }
 
 func (c *childVendor) gate(<-chan struct{}) {
 	panic("conformance: sweep: the gated process is played in this process")
@@ -431,9 +444,9 @@ func runSweepChild(t *testing.T, h Harness) {
 		case "access":
 			tok, err = v.accessToken(ctx, cmd.AppID)
 		case "do":
-			err = v.do(ctx, cmd.AppID)
+			err = v.do(ctx, cmd.AppID, cmd.AgentID)
 		case "component":
-			tok, err = v.componentToken(ctx)
+			tok, err = v.platformToken(ctx)
 		case "oa":
 			tok, err = v.oaToken(ctx, cmd.Lose, func() { emit("next", struct{}{}) })
 		case "oado":
@@ -449,10 +462,8 @@ func runSweepChild(t *testing.T, h Harness) {
 			r.Token, r.Expires = tok.Value, tok.ExpiresAt.UnixMilli()
 		}
 		if err != nil {
-			var re *openplatform.ReauthorizeError
 			r.Err = err.Error()
-			r.Reauth = errors.As(err, &re)
-			r.Withdrawn = r.Reauth && re.Withdrawn
+			r.Reauth, r.Withdrawn = reauthorizeOf(err)
 			r.Revoked = errors.Is(err, core.ErrRevoked)
 			r.LockLost = errors.Is(err, core.ErrLockLost)
 			r.Outage = errors.Is(err, core.ErrStoreUnavailable)

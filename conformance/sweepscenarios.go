@@ -8,9 +8,13 @@ type scenario struct {
 	name string
 	// procs are the vendor's processes, "A" (which receives every push
 	// and redirect, and is the child of the kill mode) and maybe "B".
-	procs       []string
+	procs []string
+	// platform is the vendor platform the processes run on (the zero
+	// value: Open Platform).
+	platform platform
+	// authorizers are the tenants: authorizers' appids, or corp ids.
 	authorizers []string
-	component   bool // the third-party platform's credentials are called at rest
+	component   bool // the platform token (and ticket) is called at rest
 	oa          bool // the Official Account's token is called at rest
 	rotate      bool // WeChat answers a new refresh token on every refresh
 	// pushes: the processes have a core.Dedup (vendorConfig.Push), and
@@ -68,20 +72,7 @@ var sweepScenarios = []*scenario{
 		// by CreateTime stays.
 		name: "VerifyTickets", procs: []string{"A"}, component: true,
 		want: fetchCounts{component: 2},
-		play: func(r *run) {
-			p1 := r.ticket()
-			r.advance(time.Minute)
-			p2 := r.ticket()
-			r.deliver(p2)
-			r.deliver(p1) // older, late
-			r.deliver(p2) // duplicated
-			r.component("A")
-			r.advance(time.Minute)
-			p3 := r.ticket()
-			r.deliver(p1) // replayed again
-			r.deliver(p3)
-			r.deliver(p3)
-		},
+		play: playTickets,
 	},
 	{
 		// A withdrawal, then a re-authorization, each push delivered once
@@ -106,40 +97,9 @@ var sweepScenarios = []*scenario{
 		// (T0+40s) arrive newest first, then it withdraws for good
 		// (T0+50s) and the T0+40s push comes again.
 		name: "WithdrawReauthorize", procs: []string{"A"}, authorizers: []string{sweepAuth1, sweepAuth2}, component: true,
-		want: fetchCounts{component: 1, authorizer: map[string]int{sweepAuth1: 2, sweepAuth2: 1}},
-		setup: func(r *run) {
-			r.setupPush(r.ticket())
-			r.setupAuthorize(sweepAuth1)
-			r.setupAuthorize(sweepAuth2)
-		},
-		play: func(r *run) {
-			u1 := r.withdraw(sweepAuth1)
-			r.deliver(u1)
-			r.access("A", sweepAuth1) // withdrawn
-			r.advance(20 * time.Second)
-			c2 := r.authorizeAt(sweepAuth1)
-			a2 := r.authorizedPush(sweepAuth1, c2)
-			r.redirect(sweepAuth1, c2)
-			r.deliver(a2) // the same authorization, second delivery
-			r.access("A", sweepAuth1)
-			r.advance(10 * time.Second)
-			r.deliver(u1) // the T0 push again, at T0+30s
-			r.access("A", sweepAuth1)
-
-			u2 := r.withdraw(sweepAuth2)
-			r.advance(10 * time.Second)
-			c3 := r.authorizeAt(sweepAuth2)
-			a3 := r.authorizedPush(sweepAuth2, c3)
-			r.deliver(a3) // the newer first
-			r.deliver(u2) // then the older
-			r.access("A", sweepAuth2)
-			r.advance(10 * time.Second)
-			u3 := r.withdraw(sweepAuth2)
-			r.deliver(u3)
-			r.deliver(a3) // an older authorization after the withdrawal
-			r.deliver(u3)
-			r.api("A", sweepAuth2) // withdrawn
-		},
+		want:  fetchCounts{component: 1, authorizer: map[string]int{sweepAuth1: 2, sweepAuth2: 1}},
+		setup: setupTenants,
+		play:  playWithdrawReauthorize,
 	},
 	{
 		// Two processes refreshing one authorizer at once, WeChat rotating
@@ -147,17 +107,7 @@ var sweepScenarios = []*scenario{
 		name: "TwoProcesses", procs: []string{"A", "B"}, authorizers: []string{sweepAuth1}, component: true, rotate: true,
 		want:  fetchCounts{component: 2, authorizer: map[string]int{sweepAuth1: 2}},
 		setup: setupAuthorized(sweepAuth1),
-		play: func(r *run) {
-			r.advance(restAdvance)
-			r.stepDo("A and B AccessToken of "+sweepAuth1+" at once", func() {
-				together(
-					func() { r.callAuthorizer("A", sweepAuth1, callerAttempts, false) },
-					func() { r.callAuthorizer("B", sweepAuth1, callerAttempts, false) },
-				)
-			})
-			r.api("A", sweepAuth1)
-			r.api("B", sweepAuth1)
-		},
+		play:  playTwoProcesses,
 	},
 	{
 		// The Official Account's classic token refreshed by two processes
@@ -182,10 +132,158 @@ var sweepScenarios = []*scenario{
 		name: "Pushes", procs: []string{"A", "B"}, pushes: true,
 		play: playPushes,
 	},
+
+	// The WeCom vendor's scenarios: the same steps and invariants on a
+	// wecomvendor.Suite, fewer of them (the mechanism is the one Open
+	// Platform's scenarios sweep; these sweep what differs: a push
+	// without the corp id, the suite_ticket's 30 minutes, get_corp_token
+	// and the custom-developed app's gettoken and reset).
+	{
+		// A corp installs the third-party app: create_auth (which names
+		// no corp), the redirect of the same code (an install started on
+		// the vendor's site), create_auth again (WeCom's re-send), then
+		// change_auth, which changes nothing.
+		name: "WeComInstall", platform: wecomSuite, procs: []string{"A"}, authorizers: []string{sweepCorp1}, component: true,
+		want:  fetchCounts{component: 2, authorizer: map[string]int{sweepCorp1: 2}},
+		setup: func(r *run) { r.setupPush(r.ticket()) },
+		play: func(r *run) {
+			code := r.authorizeAt(sweepCorp1)
+			p := r.authorizedPush(sweepCorp1, code)
+			r.deliver(p)
+			r.advance(2 * time.Second)
+			r.redirect(sweepCorp1, code)
+			r.deliver(p)
+			r.deliver(r.changeAuth(sweepCorp1))
+			r.api("A", sweepCorp1)
+		},
+	},
+	{
+		// WithdrawReauthorize on WeCom: cancel_auth and re-install with
+		// the pushes late, duplicated and reordered; a late create_auth,
+		// whose code WeCom refuses as used, is found through the code
+		// index or ignored as older.
+		name: "WeComCancelReinstall", platform: wecomSuite, procs: []string{"A"}, authorizers: []string{sweepCorp1, sweepCorp2}, component: true,
+		want:  fetchCounts{component: 1, authorizer: map[string]int{sweepCorp1: 2, sweepCorp2: 1}},
+		setup: setupTenants,
+		play:  playWithdrawReauthorize,
+	},
+	{
+		// A custom-developed app's permanent_code reset (the vendor's
+		// "重新获取secret"): the reset_permanent_code push, delivered
+		// twice, brings the new code, which voids the old at WeCom: the
+		// new one must be stored and never lost.
+		name: "WeComResetPermanentCode", platform: wecomCustom, procs: []string{"A"}, authorizers: []string{sweepCorp1}, component: true,
+		want:  fetchCounts{component: 1, authorizer: map[string]int{sweepCorp1: 3}},
+		setup: setupTenants,
+		play: func(r *run) {
+			r.api("A", sweepCorp1)
+			r.advance(time.Second)
+			p := r.resetSecret(sweepCorp1)
+			r.deliver(p)
+			r.deliver(p)
+			r.advanceRest()
+			r.api("A", sweepCorp1)
+		},
+	},
+	{
+		// suite_ticket pushes duplicated and out of order: the newest by
+		// TimeStamp stays.
+		name: "WeComSuiteTickets", platform: wecomSuite, procs: []string{"A"}, component: true,
+		want: fetchCounts{component: 2},
+		play: func(r *run) { playTicketsShort(r) },
+	},
+	{
+		// Two processes refreshing one corp's token at once: one fetch,
+		// both served.
+		name: "WeComTwoProcesses", platform: wecomSuite, procs: []string{"A", "B"}, authorizers: []string{sweepCorp1}, component: true,
+		want:  fetchCounts{component: 2, authorizer: map[string]int{sweepCorp1: 2}},
+		setup: setupTenants,
+		play:  playTwoProcesses,
+	},
 }
 
-// setupAuthorized stores a verify ticket and authorizes appid, through
-// the observer.
+// playTickets: ticket pushes duplicated and out of order.
+func playTickets(r *run) {
+	p1 := playTicketsShort(r)
+	r.advance(time.Minute)
+	p3 := r.ticket()
+	r.deliver(p1) // replayed again
+	r.deliver(p3)
+	r.deliver(p3)
+}
+
+// playTicketsShort: two ticket pushes, the newer first, the older late,
+// the newer again, then the platform token; it returns the older push.
+func playTicketsShort(r *run) push {
+	p1 := r.ticket()
+	r.advance(time.Minute)
+	p2 := r.ticket()
+	r.deliver(p2)
+	r.deliver(p1) // older, late
+	r.deliver(p2) // duplicated
+	r.component("A")
+	return p1
+}
+
+// playWithdrawReauthorize: a withdrawal, then a re-authorization, with
+// the pushes late, duplicated and reordered, for the scenario's two
+// tenants (see WithdrawReauthorize).
+func playWithdrawReauthorize(r *run) {
+	t1, t2 := r.sc.authorizers[0], r.sc.authorizers[1]
+	u1 := r.withdraw(t1)
+	r.deliver(u1)
+	r.access("A", t1) // withdrawn
+	r.advance(20 * time.Second)
+	c2 := r.authorizeAt(t1)
+	a2 := r.authorizedPush(t1, c2)
+	r.redirect(t1, c2)
+	r.deliver(a2) // the same authorization, second delivery
+	r.access("A", t1)
+	r.advance(10 * time.Second)
+	r.deliver(u1) // the T0 push again, at T0+30s
+	r.access("A", t1)
+
+	u2 := r.withdraw(t2)
+	r.advance(10 * time.Second)
+	c3 := r.authorizeAt(t2)
+	a3 := r.authorizedPush(t2, c3)
+	r.deliver(a3) // the newer first
+	r.deliver(u2) // then the older
+	r.access("A", t2)
+	r.advance(10 * time.Second)
+	u3 := r.withdraw(t2)
+	r.deliver(u3)
+	r.deliver(a3) // an older authorization after the withdrawal
+	r.deliver(u3)
+	r.api("A", t2) // withdrawn
+}
+
+// playTwoProcesses: two processes refreshing the scenario's tenant at
+// once, then both calling the API with the token.
+func playTwoProcesses(r *run) {
+	t1 := r.sc.authorizers[0]
+	r.advanceRest()
+	r.stepDo("A and B AccessToken of "+t1+" at once", func() {
+		together(
+			func() { r.callAuthorizer("A", t1, callerAttempts, false) },
+			func() { r.callAuthorizer("B", t1, callerAttempts, false) },
+		)
+	})
+	r.api("A", t1)
+	r.api("B", t1)
+}
+
+// setupTenants stores a ticket and authorizes every tenant of the
+// scenario, through the observer.
+func setupTenants(r *run) {
+	r.setupPush(r.ticket())
+	for _, t := range r.sc.authorizers {
+		r.setupAuthorize(t)
+	}
+}
+
+// setupAuthorized stores a ticket and authorizes appid, through the
+// observer.
 func setupAuthorized(appid string) func(r *run) {
 	return func(r *run) {
 		r.setupPush(r.ticket())
@@ -196,7 +294,7 @@ func setupAuthorized(appid string) func(r *run) {
 // playRefresh moves the clock past the expiry of the authorizer's token
 // (and the component token's), then asks for it and calls the API with it.
 func playRefresh(r *run) {
-	r.advance(restAdvance)
+	r.advanceRest()
 	r.access("A", sweepAuth1)
 	r.api("A", sweepAuth1)
 }

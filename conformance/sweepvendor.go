@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -28,19 +27,34 @@ const (
 	sweepOASecret        = "sweep-official-account-secret"
 )
 
-// push is one push WeChat makes to the vendor's authorization event URL.
+// push is one push WeChat makes to the vendor's authorization event URL
+// (command callback URL).
 type push struct {
 	name  string // for messages: "unauthorized(wxsweepauthorizer1)@+0s"
 	query url.Values
 	body  []byte
-	// What it says: InfoType, the authorizer and the event's time.
-	info  string
+	// What it says: its kind, the tenant (which a WeCom create_auth or
+	// reset_permanent_code does not carry: the run knows it) and the
+	// event's time.
+	kind  pushKind
 	appid string
 	at    time.Time
 }
 
+// pushKind is what a push does to the vendor's durable state.
+type pushKind int
+
+const (
+	pushTicket   pushKind = iota // a ticket (component_verify_ticket, suite_ticket)
+	pushGrant                    // a grant with a code (authorized, create_auth, reset_permanent_code)
+	pushWithdraw                 // a withdrawal (unauthorized, cancel_auth)
+	pushNoted                    // acknowledged, nothing stored (change_auth)
+)
+
 // vendorConfig is what every process of a run builds its objects with.
 type vendorConfig struct {
+	// Platform is the vendor platform of the scenario.
+	Platform       platform      `json:"platform"`
 	URL            string        `json:"url"`
 	Prefix         string        `json:"prefix"`
 	RefreshTimeout time.Duration `json:"refresh_timeout"`
@@ -58,17 +72,22 @@ type pushConfig struct {
 	CallTimeout time.Duration `json:"call_timeout"`
 }
 
-// vendor is one process of the vendor's fleet: an openplatform.Component
-// and a core.Conf (the Official Account), and in the Pushes scenario a
-// core.Dedup, over one view of the store. It is
+// vendor is one process of the vendor's fleet: the scenario's platform
+// (an openplatform.Component or a wecomvendor.Suite: tenants) and a
+// core.Conf (the Official Account), and in the Pushes scenario a
+// core.Dedup, over one view of the store. Its tenant is an authorizer's
+// appid or a corp id. It is
 // played in this process (localVendor) or in a child (childVendor).
 type vendor interface {
 	name() string
 	handle(ctx context.Context, p push) (applied string, err error)
-	authorize(ctx context.Context, code string) (appid string, err error)
-	accessToken(ctx context.Context, appid string) (core.Token, error)
-	do(ctx context.Context, appid string) error
-	componentToken(ctx context.Context) (core.Token, error)
+	authorize(ctx context.Context, code string) (tenant string, err error)
+	accessToken(ctx context.Context, tenant string) (core.Token, error)
+	// do calls the API as tenant (agentID: see platform.agentID).
+	do(ctx context.Context, tenant string, agentID int64) error
+	platformToken(ctx context.Context) (core.Token, error)
+	// flush waits for the durable writes the process holds to land.
+	flush(ctx context.Context) error
 	// oaToken is the Official Account's AccessToken; with lose, the first
 	// refresh that would fetch loses its lease (leaseStore), and next is
 	// called after the process's next store call.
@@ -86,7 +105,7 @@ type vendor interface {
 // localVendor is a vendor process played in this process.
 type localVendor struct {
 	proc  string
-	comp  *openplatform.Component
+	ten   tenants
 	oa    *core.Conf
 	lease *leaseStore
 	gates *gateStore
@@ -129,14 +148,8 @@ func newLocalVendor(proc string, cfg vendorConfig, store core.TokenStore, plan *
 	client := &http.Client{Transport: countingTransport{base: v.tr, n: v.web}}
 	logger := slog.New(slog.DiscardHandler)
 	var err error
-	v.comp, err = openplatform.New(openplatform.Config{
-		AppID: sweepComponent, AppSecret: core.NewSecret(sweepComponentSecret),
-		Token: core.NewSecret(sweepPushToken), EncodingAESKey: core.NewSecret(sweepPushKey),
-		Store: fs, KeyPrefix: cfg.Prefix, BaseURL: cfg.URL, HTTPClient: client, Logger: logger, Now: now,
-		RetryBackoff: 5 * time.Millisecond,
-		Policy:       core.Policy{RefreshTimeout: cfg.RefreshTimeout},
-		NoLedger:     true, // see noLedger
-	})
+	v.ten, err = newTenants(tenantsConfig{platform: cfg.Platform, store: fs, prefix: cfg.Prefix, url: cfg.URL,
+		client: client, now: now, refreshTimeout: cfg.RefreshTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -164,32 +177,26 @@ func newLocalVendor(proc string, cfg vendorConfig, store core.TokenStore, plan *
 func (v *localVendor) name() string { return v.proc }
 
 func (v *localVendor) handle(ctx context.Context, p push) (string, error) {
-	ev, err := v.comp.HandleEvent(ctx, p.query, bytes.NewReader(p.body))
-	if ev == nil {
-		return "", err
-	}
-	return ev.Applied, err
+	return v.ten.handle(ctx, p.query, p.body)
 }
 
 func (v *localVendor) authorize(ctx context.Context, code string) (string, error) {
-	a, err := v.comp.Authorize(ctx, code)
-	if err != nil {
-		return "", err
-	}
-	return a.AppID(), nil
+	return v.ten.authorize(ctx, code)
 }
 
-func (v *localVendor) accessToken(ctx context.Context, appid string) (core.Token, error) {
-	return v.comp.Authorizer(appid).AccessToken(ctx)
+func (v *localVendor) accessToken(ctx context.Context, tenant string) (core.Token, error) {
+	return v.ten.accessToken(ctx, tenant)
 }
 
-func (v *localVendor) do(ctx context.Context, appid string) error {
-	return callAPI(ctx, v.comp.Authorizer(appid).Do)
+func (v *localVendor) do(ctx context.Context, tenant string, agentID int64) error {
+	return v.ten.do(ctx, tenant, agentID)
 }
 
-func (v *localVendor) componentToken(ctx context.Context) (core.Token, error) {
-	return v.comp.ComponentAccessToken(ctx)
+func (v *localVendor) platformToken(ctx context.Context) (core.Token, error) {
+	return v.ten.platformToken(ctx)
 }
+
+func (v *localVendor) flush(ctx context.Context) error { return v.ten.flush(ctx) }
 
 func (v *localVendor) oaToken(ctx context.Context, lose bool, next func()) (core.Token, error) {
 	if lose {

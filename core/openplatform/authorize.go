@@ -55,7 +55,8 @@ func (c *Component) Authorize(ctx context.Context, code string) (*Authorizer, er
 	return a, nil
 }
 
-// exchange is the tenant mechanism's Exchange: one api_query_auth call.
+// exchange is the tenant mechanism's Exchange: one api_query_auth call
+// with the component_access_token.
 func (c *Component) exchange(ctx context.Context, code string) (tenant.Grant, error) {
 	var reply struct {
 		Info struct {
@@ -65,7 +66,10 @@ func (c *Component) exchange(ctx context.Context, code string) (tenant.Grant, er
 			RefreshToken string `json:"authorizer_refresh_token"`
 		} `json:"authorization_info"`
 	}
-	if err := c.api.Do(ctx, http.MethodPost, PathQueryAuth, nil, map[string]string{"component_appid": c.cfg.AppID, "authorization_code": code}, &reply); err != nil {
+	// Once sent, its reply is read whatever ctx does (tenant.Spend): the
+	// refresh token WeChat gives once would be lost with it.
+	if err := tenant.Spend(ctx, c.token, "component_access_token", c.raw, c.api, core.IsInvalidCredential, PathQueryAuth,
+		map[string]string{"component_appid": c.cfg.AppID, "authorization_code": code}, &reply); err != nil {
 		return tenant.Grant{}, err
 	}
 	info := reply.Info

@@ -513,3 +513,125 @@ func TestCorpAgentConfig(t *testing.T) {
 		})
 	}
 }
+
+// A process that dies right after its first store call following the
+// exchange of an install's code loses nothing: the permanent_code WeCom
+// gives once was written ahead (with the code index), and WeCom's re-send
+// of the push, whose code it now refuses as used, writes the corp's record
+// from there (found by the fault sweep, conformance.Sweep's WeComInstall
+// in the kill mode: the code index was written there without the code,
+// and the record's write reads before it writes).
+func TestInstallSurvivesACrashRightAfterTheExchange(t *testing.T) {
+	ch := newChain(t)
+	faulty := storetest.NewFaulty()
+	ch.store = faulty.TokenStore // the live processes' view
+	alive := ch.suite(t, suiteID)
+	ch.pushTicket(t, alive)
+	ch.store = faulty // the view of the process that dies
+	dead := ch.suite(t, suiteID, func(c *wecomvendor.Config) { c.Policy.RefreshTimeout = 100 * time.Millisecond })
+	code := ch.s.Install(suiteID, corpA)
+	q, body, err := ch.s.CreateAuthPush(suiteID, code, pushToken, pushKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	faulty.ArmEvery(func(op, key string) bool {
+		if ch.s.Calls(wxtest.PathPermanentCode) == 0 {
+			return false
+		}
+		calls++
+		return calls > 1 // dead from its second store call after the exchange on
+	}, storetest.Fail)
+	if _, err := dead.HandleEvent(t.Context(), q, bytes.NewReader(body)); err == nil {
+		t.Fatal("create_auth applied by a process whose store calls fail")
+	}
+	// WeCom re-sends the push; another process takes it.
+	if ev := deliver(t, alive, q, body, nil); ev.Applied != wecomvendor.AppliedAuthorized || ev.CorpID != corpA {
+		t.Fatalf("create_auth re-sent after the crash: %+v, want %q for %s", ev, wecomvendor.AppliedAuthorized, corpA)
+	}
+	if !ch.s.PermanentCodeValid(suiteID, corpA, mustCode(t, alive, corpA)) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
+	}
+	if err := ch.callAPI(t.Context(), alive, corpA); err != nil {
+		t.Fatalf("a call as the corp: %v", err)
+	}
+}
+
+// A re-sent create_auth whose code WeCom refuses as used, and whose corp
+// the code index cannot tell (its write failed), is acknowledged
+// (AppliedCodeSpent): its install is in the store, and answering an error
+// would only have WeCom re-send it in vain (found by the fault sweep,
+// conformance.Sweep's WeComInstall, hang mode).
+func TestCreateAuthAgainWithoutItsCodeIndex(t *testing.T) {
+	ch := newChain(t)
+	faulty := storetest.NewFaulty()
+	ch.store = faulty
+	s := ch.suite(t, suiteID)
+	ch.pushTicket(t, s)
+	faulty.ArmEvery(func(op, key string) bool { return op == "set" && strings.Contains(key, "/authorization_code/") }, storetest.Fail)
+	q, body := ch.install(t, s, corpA)
+	ev, err := s.HandleEvent(t.Context(), q, bytes.NewReader(body))
+	if err != nil || ev.Applied != wecomvendor.AppliedCodeSpent || ev.CorpID != "" {
+		t.Fatalf("create_auth delivered again, its code index lost = %+v, %v; want %q and no error", ev, err, wecomvendor.AppliedCodeSpent)
+	}
+	if !ch.s.PermanentCodeValid(suiteID, corpA, mustCode(t, s, corpA)) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
+	}
+	// The redirect of the same code cannot name the corp: its caller gets
+	// WeCom's refusal.
+	if _, err := s.Authorize(t.Context(), "unknown-code"); err == nil {
+		t.Fatal("Authorize of a code WeCom does not know succeeded")
+	}
+}
+
+// cutTransport has the caller give up (cancel) right after WeCom answered
+// a call to path, as an HTTP client does when the ctx ends while the reply
+// is on its way.
+type cutTransport struct {
+	base   http.RoundTripper
+	path   string
+	cancel context.CancelFunc
+}
+
+func (t cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err == nil && r.URL.Path == t.path {
+		t.cancel()
+		if cerr := r.Context().Err(); cerr != nil {
+			resp.Body.Close()
+			return nil, cerr
+		}
+	}
+	return resp, err
+}
+
+// A create_auth whose caller gives up while get_permanent_code's reply is
+// on its way (WeCom's request timing out, a deadline spent by a slow
+// store) loses nothing: the code is spent at WeCom, so its reply is read
+// and the corp's record written (found by the fault sweep,
+// conformance.Sweep's WeComInstall in the hang mode: a store call that
+// hung until the deadline left the exchange no time to read its reply).
+func TestInstallWhoseCallerGivesUpDuringTheExchange(t *testing.T) {
+	ch := newChain(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s := ch.suite(t, suiteID, func(c *wecomvendor.Config) {
+		c.HTTPClient = &http.Client{Transport: cutTransport{base: http.DefaultTransport, path: wxtest.PathPermanentCode, cancel: cancel}}
+		c.Policy.RefreshTimeout = 200 * time.Millisecond
+	})
+	ch.pushTicket(t, s)
+	code := ch.s.Install(suiteID, corpA)
+	q, body, err := ch.s.CreateAuthPush(suiteID, code, pushToken, pushKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.HandleEvent(ctx, q, bytes.NewReader(body)) // its answer is WeCom's concern: it re-sends
+	fctx, fcancel := context.WithTimeout(t.Context(), time.Minute)
+	defer fcancel()
+	if err := s.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	if !ch.s.PermanentCodeValid(suiteID, corpA, mustCode(t, s, corpA)) {
+		t.Fatal("the stored permanent_code is not the one WeCom holds valid")
+	}
+}

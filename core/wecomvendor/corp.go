@@ -170,7 +170,9 @@ func (s *Suite) fetchCustomCorpToken(ctx context.Context, corpID, code string) (
 }
 
 // exchange is the tenant mechanism's Exchange: one v2 get_permanent_code
-// call with the suite_access_token.
+// call with the suite_access_token, through tenant.Spend: once sent, its
+// reply is read whatever ctx does (the permanent_code WeCom gives once
+// would be lost with it).
 func (s *Suite) exchange(ctx context.Context, code string) (tenant.Grant, error) {
 	var reply struct {
 		PermanentCode string `json:"permanent_code"`
@@ -178,7 +180,8 @@ func (s *Suite) exchange(ctx context.Context, code string) (tenant.Grant, error)
 			CorpID string `json:"corpid"`
 		} `json:"auth_corp_info"`
 	}
-	if err := s.api.Do(ctx, http.MethodPost, PathPermanentCode, nil, map[string]string{"auth_code": code}, &reply); err != nil {
+	err := tenant.Spend(ctx, s.token, "suite_access_token", s.raw, s.api, rejectsSuiteToken, PathPermanentCode, map[string]string{"auth_code": code}, &reply)
+	if err != nil {
 		return tenant.Grant{}, err
 	}
 	if reply.PermanentCode == "" || reply.Corp.CorpID == "" {

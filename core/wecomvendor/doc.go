@@ -60,9 +60,13 @@
 // create_auth and reset_permanent_code carry no corp id: the corp is known
 // once the code is exchanged, so a re-sent push whose code WeCom refuses
 // as used (40078) finds its install through the code index, when it is
-// still there (Config.Store, for the code's 10 minutes). And the corp's
-// record can only be read after the exchange: when two exchanges cross
-// (the vendor clicks "reset secret" twice, the pushes reach two
+// still there (Config.Store, for the code's 10 minutes); when it is not,
+// the push is acknowledged (AppliedCodeSpent). The permanent_code an
+// exchange gives is written ahead into that index entry before anything
+// else, so that a process that dies before the corp's record is written
+// loses nothing: the re-sent push writes the record from there. And the
+// corp's record can only be read after the exchange: when two exchanges
+// cross (the vendor clicks "reset secret" twice, the pushes reach two
 // instances), the store cannot tell which one WeCom made last — the one it
 // honours — so the record keeps both permanent codes, and the corp's next
 // token fetch keeps the one WeCom takes.

@@ -33,6 +33,13 @@ const (
 	AppliedUnauthorized = tenant.AppliedUnauthorized // the cancellation was written
 	AppliedAlready      = tenant.AppliedAlready      // this very install (code) or cancellation (time) is what the store holds
 	AppliedOlderIgnored = tenant.AppliedOlderIgnored // the store holds a newer event of the corp
+	// AppliedCodeSpent: WeCom refused the AuthCode of a create_auth or
+	// reset_permanent_code as used (40078) and the code index no longer
+	// says which corp it named (its write failed): a re-sent push of a
+	// code already exchanged — its record written, or held and written
+	// in the background —, acknowledged without a corp (Event.CorpID
+	// empty) so that WeCom stops re-sending it.
+	AppliedCodeSpent = tenant.AppliedCodeSpent
 	// AppliedNoted: acknowledged, nothing stored (change_auth: what the
 	// corp granted is read with get_auth_info, not kept here).
 	AppliedNoted = "noted"
@@ -125,7 +132,10 @@ func (s *Suite) HandleEvent(ctx context.Context, query url.Values, body io.Reade
 		if err != nil {
 			return e, wrap("command callback "+e.InfoType, err)
 		}
-		e.Applied, e.CorpID = applied, c.CorpID()
+		e.Applied = applied
+		if c != nil { // nil: AppliedCodeSpent
+			e.CorpID = c.CorpID()
+		}
 	case InfoCancelAuth:
 		applied, err := s.t.Withdraw(ctx, e.CorpID, e.Time, false)
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/wechatconf/wechatconf/core"
@@ -27,6 +29,14 @@ const (
 	// withdrawal of the tenant than this event's time: the event, delayed
 	// or re-sent, is acknowledged and ignored.
 	AppliedOlderIgnored = "older event ignored"
+	// AppliedCodeSpent: WeChat refused the code of a push that names no
+	// tenant (WeCom's create_auth, reset_permanent_code) as used, voided
+	// or expired, and the code index no longer says whose it was (its
+	// write failed, or the store dropped it). Nothing can be applied: the
+	// exchange that used the code wrote its record (or holds it, see
+	// Writer), or a crash lost it and no re-delivery brings it back. The
+	// push is acknowledged, so that WeChat stops re-sending it.
+	AppliedCodeSpent = "code already spent"
 )
 
 // codeIndexLifetime is how long the code index entry of an authorization
@@ -34,10 +44,33 @@ const (
 // WeChat's authorization codes live at most an hour.
 const codeIndexLifetime = time.Hour
 
-// exchangeTimeout bounds an authorization code's exchange (Authorize),
-// which the caller's giving up does not cut short: the reply holds the
-// only copy of the tenant's secret.
-const exchangeTimeout = 30 * time.Second
+// SpendTimeout bounds the WeChat call that spends a single-use code once
+// it is sent (Spend): the caller's giving up does not cut it short, as
+// its reply holds the only copy of the tenant's secret.
+const SpendTimeout = 30 * time.Second
+
+// Spend makes the WeChat call that spends a single-use authorization code
+// (api_query_auth, get_permanent_code), for a harness's Exchange: the
+// platform token (token, sent as the tokenParam query parameter) is got
+// within ctx; the call is then made with raw and its reply read whatever
+// ctx does — a push's request given up on after WeChat's 5 s, a deadline
+// spent by a slow store: the secret WeChat gives once would be lost with
+// it — within SpendTimeout. A platform token WeChat refuses (rejects) is
+// replaced and the call made again within ctx, through api (raw with the
+// token's credential). Errors are the calls'.
+func Spend(ctx context.Context, token *core.Credential, tokenParam string, raw, api *core.API, rejects func(error) bool, path string, body, out any) error {
+	t, err := token.Get(ctx)
+	if err != nil {
+		return err
+	}
+	xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SpendTimeout)
+	defer cancel()
+	err = raw.Do(xctx, http.MethodPost, path, url.Values{tokenParam: {t.Value}}, body, out)
+	if rejects(err) {
+		err = api.Do(ctx, http.MethodPost, path, nil, body, out)
+	}
+	return err
+}
 
 // Grant is what exchanging an authorization code gave: the tenant, its
 // durable secret and its first access token.
@@ -96,7 +129,9 @@ type Config[T any] struct {
 
 	// Exchange makes the one WeChat call that exchanges an authorization
 	// code (api_query_auth, get_permanent_code), and returns what it
-	// gave, or its error. CodeRefused reports whether an error of Exchange
+	// gave, or its error. Once the call is sent, its reply should be read
+	// whatever ctx does (the code is spent: a reply given up on is a
+	// secret lost); ctx bounds what comes before (the platform token). CodeRefused reports whether an error of Exchange
 	// is WeChat refusing the code as used, voided or expired; ExchangePath
 	// names the call in a *core.ReplyError.
 	Exchange     func(ctx context.Context, code string) (Grant, error)
@@ -240,10 +275,22 @@ type Delivery struct {
 // the newest exchange), dated after it. A delivery dated by this
 // process's clock and applied first is re-dated by the one WeChat dated.
 // A code WeChat refuses (CodeRefused) is success when the store shows it
-// applied or superseded. Errors: Exchange's, a *core.ReplyError naming
-// ExchangePath when the reply names another tenant than the delivery, the
-// store's (reading the record first: nothing is exchanged; writing it:
-// the write is held, see Writer).
+// applied or superseded; one of a push that names no tenant, whose tenant
+// the code index does not know either, is acknowledged with a nil handle
+// (AppliedCodeSpent).
+//
+// What the exchange gave is written ahead, before anything else: the
+// first store call after the exchange is a blind write of the code index
+// with the grant in it (the record's own write reads it first, and a
+// crash between that read and its write would lose a secret WeChat gives
+// once), and dropped from it once the record holds it. A delivery of the
+// code again whose exchange WeChat refuses, and whose record does not hold
+// it, writes the record from there.
+//
+// Errors: Exchange's, a *core.ReplyError naming ExchangePath when the
+// reply names another tenant than the delivery, the store's (reading the
+// record first: nothing is exchanged; writing it: the write is held, see
+// Writer).
 func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, error) {
 	code, tenant, at, codeExpires := d.Code, d.Tenant, d.At, d.CodeExpires
 	if code == "" {
@@ -254,9 +301,7 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		codeExpires = p.now().Add(codeIndexLifetime)
 	}
 	if tenant == "" {
-		tenant = p.codeIndex(ctx, id)
-	} else {
-		p.indexCode(ctx, id, tenant, codeExpires)
+		tenant, _ = p.codeIndex(ctx, id)
 	}
 	// base is what the store held before the exchange, when known: the
 	// exchange is newer than it, whatever the clocks say.
@@ -278,41 +323,48 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		}
 	}
 	start := p.now()
-	// The exchange spends a single-use code at WeChat, which then holds
-	// only the reply's secret: it is not cut short by the caller giving up
-	// (WeChat closing a push's connection after 5 s), which would drop a
-	// reply WeChat made. It is bounded by exchangeTimeout (or Timeout if
-	// longer).
-	xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(p.writer.timeout(), exchangeTimeout))
-	g, err := p.cfg.Exchange(xctx, code)
-	cancel()
+	recovered := false
+	// Exchange makes sure that once its WeChat call is sent, its reply is
+	// read whatever the caller's ctx does (see Config.Exchange).
+	g, err := p.cfg.Exchange(ctx, code)
 	if err != nil {
 		if p.cfg.CodeRefused != nil && p.cfg.CodeRefused(err) {
 			// Refused as used, superseded or expired: a delivery of this
 			// code applied before (by another instance, or before a
 			// crash), or a newer authorization or withdrawal in the
 			// store, is success.
+			indexed, secret := p.codeIndex(ctx, id)
 			if tenant == "" {
-				tenant = p.codeIndex(ctx, id)
+				tenant = indexed
 			}
-			if tenant != "" {
-				if applied, _, _ := p.alreadyApplied(ctx, tenant, id, since, true); applied != "" {
-					return p.Handle(tenant), applied, nil
-				}
+			switch {
+			case tenant == "" && d.FromWeChat:
+				return nil, AppliedCodeSpent, nil
+			case tenant == "":
+				return nil, "", err
 			}
+			if applied, _, _ := p.alreadyApplied(ctx, tenant, id, since, true); applied != "" {
+				return p.Handle(tenant), applied, nil
+			}
+			if indexed != tenant || secret == "" {
+				return nil, "", err
+			}
+			// This process, or another before a crash, exchanged the code
+			// and wrote the grant ahead, but not its record: write it now.
+			// It is ordered by its time against what the store holds.
+			g, err, recovered, baseKnown = Grant{Tenant: tenant, Secret: secret}, nil, true, false
+		} else {
+			return nil, "", err
 		}
-		return nil, "", err
 	}
 	if tenant != "" && tenant != g.Tenant {
 		return nil, "", &core.ReplyError{Path: p.cfg.ExchangePath, StatusCode: http.StatusOK,
 			Reason: "the reply names " + p.cfg.Format.Tenant + " " + g.Tenant + ", the push " + tenant}
 	}
 	tenant = g.Tenant
-	if d.Tenant == "" {
-		// Index the code before its record's write, which may be held: a
-		// delivery of it again (WeCom's retry, the redirect) finds the
-		// tenant when WeCom refuses the used code.
-		p.indexCode(ctx, id, tenant, codeExpires)
+	if !recovered {
+		// Write ahead what the exchange gave (see above).
+		p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
 	}
 	// certain: the record was read before the exchange, so a record the
 	// store still holds unchanged is older than the exchange at WeChat.
@@ -322,7 +374,7 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	// which WeChat made last — the one it honours: both secrets are kept
 	// (Record.Alt) and the next token fetch keeps the one WeChat takes.
 	certainBase := baseKnown
-	if !baseKnown {
+	if !baseKnown && !recovered {
 		base, baseKnown = p.baseOf(ctx, tenant)
 	}
 	rival := func(r Record) bool {
@@ -372,9 +424,20 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 		return p.cfg.Format.Encode(next), true
 	})
 	if err != nil {
+		if !recovered {
+			// Indexed again in case the write ahead failed: the record's
+			// write is held, and a delivery of the code again (WeCom's
+			// retry, the redirect) finds the tenant, or writes it, when
+			// WeChat refuses the used code.
+			p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
+		}
 		return nil, "", fmt.Errorf("storing the authorization: %w", err)
 	}
-	p.indexCode(ctx, id, tenant, codeExpires)
+	if !recovered {
+		// The grant is in the record now: the index keeps only the tenant
+		// (a value of its own: "<tenant>\n").
+		p.indexCode(ctx, id, tenant, "", codeExpires)
+	}
 	p.Changed(tenant)
 	return p.Handle(tenant), applied, nil
 }
@@ -435,18 +498,27 @@ func (p *Platform[T]) codeIndexKey(id string) string {
 	return p.cfg.Prefix + "authorization_code/" + id
 }
 
-func (p *Platform[T]) indexCode(ctx context.Context, id, tenant string, expires time.Time) {
-	if err := p.cfg.Store.Set(ctx, p.codeIndexKey(id), core.Token{Value: tenant, ExpiresAt: expires}); err != nil {
+// Its value is "<tenant>\n<secret>": right after the exchange it holds
+// the grant — the tenant's new secret — until the record holding it is
+// written (see Authorize), the write ahead of the record's; then
+// "<tenant>\n". (A bare "<tenant>" is read too.)
+func (p *Platform[T]) indexCode(ctx context.Context, id, tenant, secret string, expires time.Time) {
+	v := tenant + "\n" + secret
+	if err := p.cfg.Store.Set(ctx, p.codeIndexKey(id), core.Token{Value: v, ExpiresAt: expires}); err != nil {
 		p.writer.logStoreError("authorization_code", p.codeIndexKey(id), "set", err)
 	}
 }
 
-func (p *Platform[T]) codeIndex(ctx context.Context, id string) string {
+// codeIndex returns the tenant the code index names for code id, and the
+// secret its exchange gave if the entry still holds it; "" when there is
+// no entry or the store did not answer.
+func (p *Platform[T]) codeIndex(ctx context.Context, id string) (tenant, secret string) {
 	t, err := p.cfg.Store.Get(ctx, p.codeIndexKey(id))
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return t.Value
+	tenant, secret, _ = strings.Cut(t.Value, "\n")
+	return tenant, secret
 }
 
 // Withdraw writes tenant's withdrawal made at `at` forward, and reports
