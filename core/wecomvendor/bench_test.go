@@ -3,8 +3,6 @@ package wecomvendor_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"runtime"
 	"testing"
 	"time"
 
@@ -41,51 +39,9 @@ func corpsHeld(b *testing.B, n int) (*wecomvendor.Suite, []string) {
 // apart; 0 goroutines at rest; < 100 ns and 0 allocs per lookup + hot
 // path).
 func BenchmarkTenants(b *testing.B) {
-	for _, n := range []int{1000, 10000, 100000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			runtime.GC()
-			var m0, m1, m2 runtime.MemStats
-			runtime.ReadMemStats(&m0)
-			goroutines := runtime.NumGoroutine()
-			s, ids := corpsHeld(b, n)
-			runtime.GC()
-			runtime.ReadMemStats(&m1)
-			ctx := context.Background()
-			rand.New(rand.NewPCG(1, 2)).Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
-			for _, id := range ids {
-				if _, err := s.Corp(id).AccessToken(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&m2)
-			rest := runtime.NumGoroutine() - goroutines
-			b.ReportAllocs()
-			var a0, a1 runtime.MemStats
-			runtime.ReadMemStats(&a0)
-			i := 0
-			for b.Loop() {
-				if _, err := s.Corp(ids[i]).AccessToken(ctx); err != nil {
-					b.Fatal(err)
-				}
-				if i++; i == len(ids) {
-					i = 0
-				}
-			}
-			runtime.ReadMemStats(&a1)
-			benchrow.Row(b, "Tenants per process",
-				benchrow.Col{Name: "platform", Value: "WeCom vendor corps (third-party suite)"},
-				benchrow.Col{Name: "tenants", Value: fmt.Sprint(n)},
-				benchrow.Col{Name: "heap per tenant (goal ≤ 1 KiB)", Value: fmt.Sprintf("%.0f B", float64(m2.HeapAlloc-m1.HeapAlloc)/float64(n))},
-				benchrow.Col{Name: "the memory store's copy per tenant", Value: fmt.Sprintf("%.0f B", float64(m1.HeapAlloc-m0.HeapAlloc)/float64(n))},
-				benchrow.Col{Name: "goroutines at rest", Value: fmt.Sprint(rest)},
-				benchrow.Col{Name: "lookup + hot path, shuffled ids (goal < 100 ns)", Value: fmt.Sprintf("%.1f ns", float64(b.Elapsed().Nanoseconds())/float64(b.N))},
-				benchrow.Col{Name: "allocs/op (goal 0)", Value: fmt.Sprintf("%.2f", float64(a1.Mallocs-a0.Mallocs)/float64(b.N))})
-			// After the loop: b.Loop's first call resets the metrics.
-			b.ReportMetric(float64(m2.HeapAlloc-m1.HeapAlloc)/float64(n), "heap-B/tenant")
-			b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(n), "store-B/tenant")
-			b.ReportMetric(float64(rest), "goroutines-at-rest")
-			runtime.KeepAlive(s)
-		})
-	}
+	ctx := context.Background()
+	benchrow.Tenants(b, "WeCom vendor corps (third-party suite)", func(b *testing.B, n int) ([]string, func(string) error, any) {
+		s, ids := corpsHeld(b, n)
+		return ids, func(id string) error { _, err := s.Corp(id).AccessToken(ctx); return err }, s
+	})
 }

@@ -6,6 +6,9 @@ package benchrow
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -46,4 +49,67 @@ func Note(tb testing.TB, table, note string) {
 		return
 	}
 	tb.Logf("%s%s", Marker, b)
+}
+
+// TenantSizes are the sizes Tenants measures: issue 27's 1,000, 10,000
+// and 100,000 tenants per process.
+var TenantSizes = []int{1000, 10000, 100000}
+
+// Tenants is the scale benchmark of a vendor platform (platform names it
+// in the row): for each of TenantSizes, fill makes n tenants' durable
+// state in a store and returns their ids and hot, the lookup + hot path of
+// one tenant (its handle's access token) and keep, the value that holds
+// the handles. Each tenant is warmed once, in shuffled order; then it
+// reports per tenant the heap the handles cost (heap-B/tenant; the fill's
+// own heap, the memory store's copy, apart: store-B/tenant, since a
+// fleet's store is another process), the goroutines at rest beyond those
+// before, and ns/op and allocs/op of hot over the shuffled ids — as
+// b.ReportMetric figures and as a "Tenants per process" row.
+func Tenants(b *testing.B, platform string, fill func(b *testing.B, n int) (ids []string, hot func(id string) error, keep any)) {
+	for _, n := range TenantSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			runtime.GC()
+			var m0, m1, m2, a0, a1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			goroutines := runtime.NumGoroutine()
+			ids, hot, keep := fill(b, n)
+			runtime.GC()
+			runtime.ReadMemStats(&m1)
+			rand.New(rand.NewPCG(1, 2)).Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+			for _, id := range ids {
+				if err := hot(id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&m2)
+			rest := runtime.NumGoroutine() - goroutines
+			b.ReportAllocs()
+			runtime.ReadMemStats(&a0)
+			i := 0
+			for b.Loop() {
+				if err := hot(ids[i]); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i == len(ids) {
+					i = 0
+				}
+			}
+			runtime.ReadMemStats(&a1)
+			heap, store := float64(m2.HeapAlloc-m1.HeapAlloc)/float64(n), float64(m1.HeapAlloc-m0.HeapAlloc)/float64(n)
+			Row(b, "Tenants per process",
+				Col{Name: "platform", Value: platform},
+				Col{Name: "tenants", Value: fmt.Sprint(n)},
+				Col{Name: "heap per tenant (goal ≤ 1 KiB)", Value: fmt.Sprintf("%.0f B", heap)},
+				Col{Name: "the memory store's copy per tenant", Value: fmt.Sprintf("%.0f B", store)},
+				Col{Name: "goroutines at rest", Value: fmt.Sprint(rest)},
+				Col{Name: "lookup + hot path, shuffled ids (goal < 100 ns)", Value: fmt.Sprintf("%.1f ns", float64(b.Elapsed().Nanoseconds())/float64(b.N))},
+				Col{Name: "allocs/op (goal 0)", Value: fmt.Sprintf("%.2f", float64(a1.Mallocs-a0.Mallocs)/float64(b.N))})
+			// After the loop: b.Loop's first call resets the metrics.
+			b.ReportMetric(heap, "heap-B/tenant")
+			b.ReportMetric(store, "store-B/tenant")
+			b.ReportMetric(float64(rest), "goroutines-at-rest")
+			runtime.KeepAlive(keep)
+		})
+	}
 }
