@@ -82,7 +82,9 @@ func (c *Corp) AccessToken(ctx context.Context) (core.Token, error) { return c.a
 // caller still holds is handed out again: one per corp per Suite while
 // any is referenced). A cancellation or re-install applied by this Suite
 // reaches a kept handle; once withdrawn its AccessToken and Do return a
-// *ReauthorizeError and never the dead token.
+// *ReauthorizeError and never the dead token. corpID is WeCom's (from an
+// Event, a redirect's Authorize, your own list): an empty one panics, as
+// a programming error.
 func (s *Suite) Corp(corpID string) *Corp { return s.t.Handle(corpID) }
 
 // newCorp is the registry's New.
