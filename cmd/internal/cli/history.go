@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wechatconf/wechatconf/core"
+	"github.com/wechatconf/wechatconf/core/openplatform"
+	"github.com/wechatconf/wechatconf/core/wecomvendor"
 )
 
 // History is what history prints: a credential's fetch ledger as core
@@ -100,7 +102,9 @@ func (e *env) history(ctx context.Context, key string) error {
 	}
 	var current *core.Token
 	if t, err := st.Get(rctx, key); err == nil {
-		current = &t
+		if t = servedOf(ParseKey(key), t); t.Value != "" {
+			current = &t // none for a record holding no token yet, or withdrawn
+		}
 	}
 	e.printHistory(h, current, time.Now())
 	return nil
@@ -237,4 +241,23 @@ func dash(s string) string {
 		return "-"
 	}
 	return cell(s)
+}
+
+// servedOf is the token a stored value serves: a durable record (an Open
+// Platform authorizer's, a WeCom vendor corp's) holds its access token
+// with the secret, and the ledger's TOKEN column fingerprints that token,
+// not the record; any other value is its own token. A record that does
+// not parse is shown as it is.
+func servedOf(info KeyInfo, t core.Token) core.Token {
+	switch {
+	case info.Platform == PlatformOpenAuthorizer && info.Kind == "authorizer_refresh_token":
+		if r, err := openplatform.ParseAuthorizationRecord(t); err == nil {
+			return core.Token{Value: r.AccessToken.Reveal(), ExpiresAt: r.ExpiresAt}
+		}
+	case info.Platform == PlatformWeComAuthCorp && info.Kind == "permanent_code":
+		if r, err := wecomvendor.ParseAuthorizationRecord(t); err == nil {
+			return core.Token{Value: r.AccessToken.Reveal(), ExpiresAt: r.ExpiresAt}
+		}
+	}
+	return t
 }

@@ -397,3 +397,21 @@ func TestInspectWeComVendor(t *testing.T) {
 	}
 	c.Recheck()
 }
+
+// history of a corp's record: "stored now" fingerprints the access token
+// the record holds, the one the ledger's TOKEN column names, not the
+// record (new-user trial of issue 27: they never matched).
+func TestHistoryOfACorpRecordShowsItsToken(t *testing.T) {
+	ctx := context.Background()
+	f := newVendorFixture(t)
+	rec := f.record(t)
+	c := &clitest.CLI{T: t, Environ: map[string]string{"WECHATCONF_STORE": "file://" + f.dir}, Secrets: func() []string { return f.secrets }}
+	r := c.Exec(ctx, "history", "--key", f.suite.AuthorizationKey(testCorp))
+	c.Want(r, cli.ExitOK)
+	if want := "stored now: token " + core.Fingerprint(rec.AccessToken.Reveal()); !strings.Contains(r.Stdout, want) {
+		t.Fatalf("history of the corp's record: want %q in\n%s", want, r.Stdout)
+	}
+	if n := strings.Count(r.Stdout, core.Fingerprint(rec.AccessToken.Reveal())); n < 2 {
+		t.Fatalf("the stored token's fingerprint shows %d times, want it in the TOKEN column too:\n%s", n, r.Stdout)
+	}
+}
