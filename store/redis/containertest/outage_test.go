@@ -628,9 +628,10 @@ func converge(t *testing.T, r *containers.Redis, prefix string, procs []*outageP
 	deadline := time.NewTimer(time.Until(first.Add(-outageRefreshAhead - time.Second)))
 	defer deadline.Stop()
 	start := time.Now()
+	store := mustNew(t, rdb)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		tok, err := mustNew(t, rdb).Get(ctx, key)
+		tok, err := store.Get(ctx, key)
 		cancel()
 		if err != nil {
 			t.Fatalf("reading the fleet's token after the warm-up: %v", err)
