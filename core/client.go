@@ -129,6 +129,16 @@ func (m *Multipart) encode() ([]byte, string, error) {
 // credential kind of your own (see the Credential example). An API is safe
 // for concurrent use.
 type API struct {
+	*apiConfig // shared by the copies WithCredential makes: never written after NewAPI
+
+	cred  *Credential // the token Do adds; nil for none
+	param string      // the query parameter cred's token goes in
+}
+
+// apiConfig is an API's settings, one copy for an API and every
+// WithCredential copy of it (thousands of Open Platform authorizers share
+// their component's).
+type apiConfig struct {
 	baseURL      string
 	scheme, host string
 	client       *http.Client
@@ -140,9 +150,6 @@ type API struct {
 	secrets      []Secret
 	rotating     []*RotatingSecret
 	account      Platform // the "platform" attribute of EventRetry, "" for none
-
-	cred  *Credential // the token Do adds; nil for none
-	param string      // the query parameter cred's token goes in
 }
 
 // APIConfig configures NewAPI.
@@ -187,7 +194,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("wechatconf: BaseURL %q is not an http(s) URL of a host (like %s)", cfg.BaseURL, DefaultBaseURL)
 	}
-	a := &API{baseURL: base, scheme: u.Scheme, host: u.Host, client: cfg.HTTPClient, codes: cfg.Codes,
+	a := &apiConfig{baseURL: base, scheme: u.Scheme, host: u.Host, client: cfg.HTTPClient, codes: cfg.Codes,
 		retries: cfg.MaxRetries, backoff: cfg.RetryBackoff, logger: cfg.Logger, now: cfg.Now, secrets: cfg.Secrets, rotating: cfg.RotatingSecrets, account: cfg.Platform}
 	if a.client == nil {
 		a.client = &http.Client{Timeout: 15 * time.Second}
@@ -208,7 +215,16 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	return a, nil
+	return &API{apiConfig: a}, nil
+}
+
+// withoutRetries returns a copy of a that makes one attempt per call.
+func (a *API) withoutRetries() *API {
+	cfg := *a.apiConfig
+	cfg.retries = 0
+	c := *a
+	c.apiConfig = &cfg
+	return &c
 }
 
 // WithCredential returns a copy of a whose Do and Transport add cr's token

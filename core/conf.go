@@ -32,18 +32,28 @@ import (
 // so a thousand workers that see the same token rejected cause one fetch.
 // Do calls it by itself on 40001/40014/42001.
 type Conf struct {
-	cfg  Config
-	base time.Time // the clock's reading at New
+	*confShared // the configuration: this Conf's own, or its ConfFamily's
 
-	// crypt and prevCrypt encrypt and decrypt pushed messages with
-	// EncodingAESKey and PreviousEncodingAESKey; nil when not configured.
-	crypt, prevCrypt *msgcrypt.Crypter
-
+	appID       string
 	access      *Credential
 	jsapi, card lazy.Value[Credential] // tickets, made on first use: a Conf of an Open Platform authorizer may never need them
-	raw         *API                   // token and ticket calls: no credential added
-	secret      *RotatingSecret        // the AppSecret, fixed or from AppSecretSource
 	api         *API                   // raw with the access_token
+}
+
+// confShared is a Conf's configuration and what is built from it once: a
+// Conf made by New has its own, the Confs of a ConfFamily share one.
+// Never written after it is made.
+type confShared struct {
+	cfg  Config    // cfg.AppID is the Conf's (New), or unused (ConfFamily: each Conf's appID)
+	base time.Time // the clock's reading when it was made
+
+	// crypt and prevCrypt encrypt and decrypt pushed messages with
+	// EncodingAESKey and PreviousEncodingAESKey; nil when not configured
+	// (always for a ConfFamily).
+	crypt, prevCrypt *msgcrypt.Crypter
+
+	raw    *API            // token and ticket calls: no credential added
+	secret *RotatingSecret // the AppSecret, fixed or from AppSecretSource; nil for none
 }
 
 // New validates cfg the way the seed's WechatConf does and returns a Conf.
@@ -57,7 +67,8 @@ func New(cfg Config) (*Conf, error) { return newConf(cfg, nil) }
 // "<KeyPrefix>/<AppID>/jsapi_ticket" …), Do, Transport, JSSDKConfig,
 // messages — is as with New; Config.AppSecret, TokenAPI, AccessToken and
 // the access_token's timing fields are unused. A rejection Do sees is
-// handed to access's compare-and-refresh.
+// handed to access's compare-and-refresh. For many such accounts, see
+// ConfFamily.
 func NewWithAccessToken(cfg Config, access *Credential) (*Conf, error) {
 	if access == nil {
 		return nil, errors.New("wechatconf: NewWithAccessToken: the access_token Credential is nil")
@@ -66,9 +77,6 @@ func NewWithAccessToken(cfg Config, access *Credential) (*Conf, error) {
 }
 
 func newConf(cfg Config, access *Credential) (*Conf, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
 	switch {
 	case cfg.Platform != "":
 	case access != nil:
@@ -76,7 +84,24 @@ func newConf(cfg Config, access *Credential) (*Conf, error) {
 	default:
 		cfg.Platform = PlatformOfficialAccount
 	}
-	c := &Conf{cfg: cfg}
+	sh, err := newConfShared(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Conf{confShared: sh, appID: sh.cfg.AppID, access: access}
+	if c.access == nil {
+		c.access = c.newKind("access_token", c.fetchAccessToken, sh.cfg.TokenAPI == StableToken, sh.cfg.AccessToken)
+	}
+	c.api = c.raw.WithCredential(c.access, "access_token")
+	return c, nil
+}
+
+// newConfShared validates cfg and builds what its Confs share.
+func newConfShared(cfg Config) (*confShared, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &confShared{cfg: cfg}
 	var err error
 	if !cfg.EncodingAESKey.IsZero() {
 		if c.crypt, err = msgcrypt.New(cfg.Token.Reveal(), cfg.EncodingAESKey.Reveal(), cfg.AppID); err != nil {
@@ -88,7 +113,11 @@ func newConf(cfg Config, access *Credential) (*Conf, error) {
 			return nil, fmt.Errorf("wechatconf: PreviousEncodingAESKey: %w", err)
 		}
 	}
-	c.base = c.now()
+	if cfg.Now != nil {
+		c.base = cfg.Now()
+	} else {
+		c.base = time.Now()
+	}
 	var rotating []*RotatingSecret
 	if !cfg.AppSecret.IsZero() || cfg.AppSecretSource != nil {
 		// None for a Conf without an AppSecret (an Open Platform
@@ -107,12 +136,50 @@ func newConf(cfg Config, access *Credential) (*Conf, error) {
 	}); err != nil {
 		return nil, err
 	}
-	c.access = access
-	if c.access == nil {
-		c.access = c.newKind("access_token", c.fetchAccessToken, cfg.TokenAPI == StableToken, cfg.AccessToken)
-	}
-	c.api = c.raw.WithCredential(c.access, "access_token")
 	return c, nil
+}
+
+// ConfFamily makes the Confs of many accounts that share one Config but
+// for their AppID and their access_token, which each Conf's own Credential
+// keeps (as NewWithAccessToken): an Open Platform component's authorizers
+// (package openplatform), or accounts of your own. The configuration, its
+// checks and the API client are made once for the family, so a Conf of it
+// costs about 100 bytes beside its credentials (a vendor serves 100,000
+// accounts from one process). A ConfFamily is safe for concurrent use.
+type ConfFamily struct{ sh *confShared }
+
+// NewConfFamily validates cfg as New does and returns its family. What
+// belongs to one account must be left empty, or NewConfFamily returns an
+// error: AppID (each Conf's is given to ConfFamily.New), AppSecret,
+// AppSecretSource, AccessToken, JSAPITicket, CardTicket, EncodingAESKey
+// and PreviousEncodingAESKey. Platform defaults to PlatformCustom. It does
+// no I/O.
+func NewConfFamily(cfg Config) (*ConfFamily, error) {
+	switch {
+	case cfg.AppID != "" || !cfg.AppSecret.IsZero() || cfg.AppSecretSource != nil || cfg.AccessToken != (Token{}) ||
+		cfg.JSAPITicket != (Token{}) || cfg.CardTicket != (Token{}) || !cfg.EncodingAESKey.IsZero() || !cfg.PreviousEncodingAESKey.IsZero():
+		return nil, errors.New("wechatconf: NewConfFamily: AppID, AppSecret, AppSecretSource, AccessToken, JSAPITicket, CardTicket, EncodingAESKey and PreviousEncodingAESKey are one account's: leave them empty")
+	case cfg.Platform == "":
+		cfg.Platform = PlatformCustom
+	}
+	sh, err := newConfShared(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &ConfFamily{sh: sh}, nil
+}
+
+// New returns the Conf of the account appid (required), whose access_token
+// access (required) keeps: NewWithAccessToken's Conf, with the family's
+// Config. It does no I/O.
+func (f *ConfFamily) New(appid string, access *Credential) (*Conf, error) {
+	switch {
+	case appid == "":
+		return nil, errors.New("wechatconf: ConfFamily.New: the AppID is empty")
+	case access == nil:
+		return nil, errors.New("wechatconf: ConfFamily.New: the access_token Credential is nil")
+	}
+	return &Conf{confShared: f.sh, appID: appid, access: access, api: f.sh.raw.WithCredential(access, "access_token")}, nil
 }
 
 // newKind returns one of c's credentials, keyed "<KeyPrefix>/<AppID>/name".
@@ -137,7 +204,7 @@ func (c *Conf) newKind(name string, fetch func(context.Context, FetchRequest) (T
 		}
 	}
 	cr, err := NewCredential(CredentialConfig{
-		Name: name, Platform: c.cfg.Platform, Key: c.cfg.KeyPrefix + "/" + c.cfg.AppID + "/" + name, Store: c.cfg.Store, Fetch: fetch,
+		Name: name, Platform: c.cfg.Platform, Key: c.cfg.KeyPrefix + "/" + c.appID + "/" + name, Store: c.cfg.Store, Fetch: fetch,
 		Forcible: forcible, Needs: needs, Initial: initial, Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now, Ledger: ledger,
 	})
 	if err != nil {
@@ -162,7 +229,7 @@ func (c *Conf) cardTicket() *Credential {
 // /cgi-bin/stable_token, with "force_refresh":true when r.Force is set.
 func (c *Conf) fetchAccessToken(ctx context.Context, r FetchRequest) (Token, error) {
 	switch {
-	case c.cfg.AppID == "":
+	case c.appID == "":
 		return Token{}, missingField("AppID", "keep the access_token")
 	case c.secret.IsZero():
 		return Token{}, missingField("AppSecret", "fetch an access_token")
@@ -174,11 +241,11 @@ func (c *Conf) fetchAccessToken(ctx context.Context, r FetchRequest) (Token, err
 	var tok Token
 	if c.cfg.TokenAPI == ClassicToken {
 		tok, err = c.raw.Issue(ctx, http.MethodGet, pathToken, url.Values{
-			"grant_type": {"client_credential"}, "appid": {c.cfg.AppID}, "secret": {secret.Reveal()},
+			"grant_type": {"client_credential"}, "appid": {c.appID}, "secret": {secret.Reveal()},
 		}, nil, "access_token")
 	} else {
 		tok, err = c.raw.Issue(ctx, http.MethodPost, pathStableToken, nil, map[string]any{
-			"grant_type": "client_credential", "appid": c.cfg.AppID, "secret": secret.Reveal(), "force_refresh": r.Force,
+			"grant_type": "client_credential", "appid": c.appID, "secret": secret.Reveal(), "force_refresh": r.Force,
 		}, "access_token")
 	}
 	return tok, c.secret.Check(secret, err)
@@ -213,7 +280,7 @@ func (c *Conf) ticketFetcher(typ string) func(context.Context, FetchRequest) (To
 // AppSecret, an IP outside the whitelist), a *LimitError, a store error,
 // ctx's error. nil means the Conf holds a valid access_token.
 func (c *Conf) Check(ctx context.Context) error {
-	if c.cfg.AppID == "" {
+	if c.appID == "" {
 		return errMissing("AppID", "keep an access_token")
 	}
 	_, err := c.AccessToken(ctx)
@@ -221,7 +288,11 @@ func (c *Conf) Check(ctx context.Context) error {
 }
 
 // String describes c without its secrets.
-func (c *Conf) String() string { return "core.Conf" + c.cfg.String()[len("core.Config"):] }
+func (c *Conf) String() string {
+	cfg := c.cfg
+	cfg.AppID = c.appID
+	return "core.Conf" + cfg.String()[len("core.Config"):]
+}
 
 // GoString is String, so that %#v redacts the AppSecret too.
 func (c *Conf) GoString() string { return c.String() }
@@ -235,7 +306,7 @@ func (c *Conf) now() time.Time {
 }
 
 // AppID returns the configured AppID.
-func (c *Conf) AppID() string { return c.cfg.AppID }
+func (c *Conf) AppID() string { return c.appID }
 
 // EncryptMode returns the message encryption mode (after defaulting).
 func (c *Conf) EncryptMode() EncryptMode { return c.cfg.EncryptMode }

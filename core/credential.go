@@ -53,21 +53,14 @@ import (
 // only while one is due, a background write-back only while a fetched
 // token is not yet in the store).
 type Credential struct {
-	name, key string
-	platform  Platform
-	store     TokenStore
-	fetch     func(context.Context, FetchRequest) (Token, error)
-	prepare   func(context.Context) (any, error)
-	decode    func(Token) (Token, error) // nil: the stored value is the token served
-	forcible  bool
-	needs     *Credential
-	rejects   func(error) bool
-	policy    Policy
-	logger    *slog.Logger
-	now       func() time.Time // nil: the system clock
-	base      time.Time        // the clock's reading at NewCredential; hot-path deadlines are offsets from it
-	initial   Token
-	ledger    *LedgerConfig // the fetch ledger's settings; nil when off
+	*credKind // the configuration, shared by the Credentials of one CredentialKind
+
+	key     string
+	fetch   func(context.Context, FetchRequest) (Token, error)
+	prepare func(context.Context) (any, error)
+	decode  func(Token) (Token, error) // nil: the stored value is the token served
+	initial *Token                     // nil for none
+	ledger  *LedgerConfig              // the fetch ledger's settings; nil when off
 
 	ledgerW atomic.Pointer[ledgerWriter] // the ledger's queue and writer, from the first record
 
@@ -75,31 +68,70 @@ type Credential struct {
 	invalidated atomic.Uint64        // Invalidate calls: a flight that saw one begin does not keep its token
 	seeded      atomic.Bool          // initial value handled
 	bgRunning   atomic.Bool          // a background refresh is in flight
-	bgNotTill   atomic.Int64         // elapsed() before which no background refresh starts
 	shortLived  atomic.Bool          // the last fetch brought a token living no longer than RefreshAhead
+	bgNotTill   atomic.Int64         // elapsed() before which no background refresh starts
 
-	lim limits
+	lim atomic.Pointer[limits] // made by the first fetch (limiter): most credentials are never limited
 
 	mu     sync.Mutex
-	flight *flight // the refresh in flight, nil if none
-	// Store outage state, guarded by mu. storeDown is the error of the
-	// last flight whose store failed (it wraps ErrStoreUnavailable), nil
-	// once a flight's store answered: while it is set, callers do not
-	// wait for the store (see refresh).
+	flight *flight    // the refresh in flight, nil if none
+	cold   *coldState // the store outage and write-back state, guarded by mu; nil until first needed (coldNow)
+}
+
+// credKind is what the Credentials of one CredentialKind share: set by
+// NewCredentialKind, never written after.
+type credKind struct {
+	name         string
+	platform     Platform
+	store        TokenStore
+	forcible     bool
+	needs        *Credential
+	rejects      func(error) bool
+	policy       Policy
+	logger       *slog.Logger
+	now          func() time.Time // nil: the system clock
+	base         time.Time        // the clock's reading at NewCredentialKind; hot-path deadlines are offsets from it
+	ledger       *LedgerConfig    // nil: no ledger
+	wbMin, wbMax time.Duration    // bounds of the background write-back's back-off
+}
+
+// coldState is a Credential's state of the rare paths — a store outage, a
+// token held for the write-back — made the first time one is taken, so
+// that the thousands of credentials of a vendor platform that never see
+// one do not carry it. Guarded by the Credential's mu.
+type coldState struct {
+	// storeDown is the error of the last flight whose store failed (it
+	// wraps ErrStoreUnavailable), nil once a flight's store answered:
+	// while it is set, callers do not wait for the store (see refresh).
 	storeDown     error
 	outageFetched bool  // a fetch without the store was made (Policy.FetchWithoutStore)
 	outageAt      int64 // elapsed() of the last one
-	// The write-back (see holdPending), guarded by mu: pending is a token a
-	// fetch returned that the store has not been seen to hold, nil if
-	// none; wbRunning says a background write-back goroutine runs, and
-	// wbDone is closed when it ends. wbKick (buffered, never closed, made
-	// with the first loop: most credentials never write back) wakes
-	// it; wbMin and wbMax bound its back-off.
-	pending      *pendingWrite
-	wbRunning    bool
-	wbDone       chan struct{}
-	wbKick       chan struct{}
-	wbMin, wbMax time.Duration
+	// The write-back (see holdPending): pending is a token a fetch
+	// returned that the store has not been seen to hold, nil if none;
+	// wbRunning says a background write-back goroutine runs, and wbDone is
+	// closed when it ends. wbKick (buffered, never closed, made with the
+	// first loop) wakes it.
+	pending   *pendingWrite
+	wbRunning bool
+	wbDone    chan struct{}
+	wbKick    chan struct{}
+}
+
+// coldNow returns cr's cold state, making it on first use. cr.mu is held.
+func (cr *Credential) coldNow() *coldState {
+	if cr.cold == nil {
+		cr.cold = &coldState{}
+	}
+	return cr.cold
+}
+
+// limiter returns cr's limits, making them on first use.
+func (cr *Credential) limiter() *limits {
+	if l := cr.lim.Load(); l != nil {
+		return l
+	}
+	cr.lim.CompareAndSwap(nil, new(limits))
+	return cr.lim.Load()
 }
 
 // pendingWrite is a token a fetch returned — WeChat issued it, so it may
@@ -381,17 +413,35 @@ func (p *Policy) normalize() error {
 
 // NewCredential checks cfg and returns its Credential. It does no I/O.
 func NewCredential(cfg CredentialConfig) (*Credential, error) {
+	one := CredentialConfig{Key: cfg.Key, Fetch: cfg.Fetch, Prepare: cfg.Prepare, Decode: cfg.Decode, Initial: cfg.Initial}
+	cfg.Key, cfg.Fetch, cfg.Prepare, cfg.Decode, cfg.Initial = "", nil, nil, nil, Token{}
+	k, err := NewCredentialKind(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return k.New(one)
+}
+
+// CredentialKind is a configuration that many Credentials share: every
+// field of CredentialConfig but the five that are each credential's own —
+// Key, Fetch, Prepare, Decode and Initial. A platform with thousands of
+// tenants (an Open Platform component's authorizers, a WeCom vendor's
+// corps: packages openplatform and wecomvendor) makes one kind per
+// credential name and one Credential per tenant with New, which then
+// costs about 150 bytes beside its token instead of a copy of the whole
+// configuration. A CredentialKind is immutable and safe for concurrent
+// use.
+type CredentialKind struct{ k *credKind }
+
+// NewCredentialKind checks cfg and returns its kind: Name is required;
+// Key, Fetch, Prepare, Decode and Initial must be left empty (they are
+// given to New); the defaults are NewCredential's. It does no I/O.
+func NewCredentialKind(cfg CredentialConfig) (*CredentialKind, error) {
 	switch {
 	case cfg.Name == "":
 		return nil, errors.New("wechatconf: CredentialConfig.Name is required")
-	case cfg.Key == "":
-		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Key is required", cfg.Name)
-	case cfg.Fetch == nil:
-		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Fetch is required", cfg.Name)
-	case cfg.Decode != nil && cfg.Policy.FetchWithoutStore:
-		return nil, fmt.Errorf("wechatconf: %s: Policy.FetchWithoutStore cannot be set with a Decode: a stored form must be fetched under the store's lock from the one it replaces", cfg.Name)
-	case cfg.Decode != nil && cfg.Initial.Value != "":
-		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Initial cannot be set with a Decode: a stored form is only written through the store's lock", cfg.Name)
+	case cfg.Key != "" || cfg.Fetch != nil || cfg.Prepare != nil || cfg.Decode != nil || cfg.Initial != (Token{}):
+		return nil, fmt.Errorf("wechatconf: %s: NewCredentialKind: Key, Fetch, Prepare, Decode and Initial are each credential's: give them to CredentialKind.New", cfg.Name)
 	}
 	if err := cfg.Policy.normalize(); err != nil {
 		return nil, err
@@ -408,13 +458,46 @@ func NewCredential(cfg CredentialConfig) (*Credential, error) {
 	if cfg.Platform == "" {
 		cfg.Platform = PlatformCustom
 	}
-	cr := &Credential{
-		name: cfg.Name, key: cfg.Key, platform: cfg.Platform, store: cfg.Store, fetch: cfg.Fetch, prepare: cfg.Prepare, decode: cfg.Decode, forcible: cfg.Forcible,
+	k := &credKind{
+		name: cfg.Name, platform: cfg.Platform, store: cfg.Store, forcible: cfg.Forcible,
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
-		initial: cfg.Initial, wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
-		ledger: ledgerConfig(cfg.Ledger, cfg.Key),
+		ledger: ledgerInstance(cfg.Ledger), wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
 	}
-	cr.base = cr.clock()
+	if k.now != nil {
+		k.base = k.now()
+	} else {
+		k.base = time.Now()
+	}
+	return &CredentialKind{k: k}, nil
+}
+
+// Name returns the kind's credential name, CredentialConfig.Name.
+func (k *CredentialKind) Name() string { return k.k.name }
+
+// New returns a Credential of kind k: cfg gives its Key and Fetch
+// (required) and, if the credential needs them, Prepare, Decode and
+// Initial, with the meanings CredentialConfig gives them; every other
+// field of cfg must be left zero (it is the kind's). It does no I/O.
+func (k *CredentialKind) New(cfg CredentialConfig) (*Credential, error) {
+	name := k.k.name
+	switch {
+	case cfg.Key == "":
+		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Key is required", name)
+	case cfg.Fetch == nil:
+		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Fetch is required", name)
+	case cfg.Name != "" || cfg.Platform != "" || cfg.Store != nil || cfg.Forcible || cfg.Needs != nil || cfg.Rejects != nil ||
+		cfg.Policy != (Policy{}) || cfg.Logger != nil || cfg.Now != nil || cfg.Ledger != nil:
+		return nil, fmt.Errorf("wechatconf: %s: CredentialKind.New takes Key, Fetch, Prepare, Decode and Initial only: the other fields are the kind's", name)
+	case cfg.Decode != nil && k.k.policy.FetchWithoutStore:
+		return nil, fmt.Errorf("wechatconf: %s: Policy.FetchWithoutStore cannot be set with a Decode: a stored form must be fetched under the store's lock from the one it replaces", name)
+	case cfg.Decode != nil && cfg.Initial.Value != "":
+		return nil, fmt.Errorf("wechatconf: %s: CredentialConfig.Initial cannot be set with a Decode: a stored form is only written through the store's lock", name)
+	}
+	cr := &Credential{credKind: k.k, key: cfg.Key, fetch: cfg.Fetch, prepare: cfg.Prepare, decode: cfg.Decode, ledger: ledgerFor(k.k.ledger, cfg.Key)}
+	if cfg.Initial.Value != "" {
+		init := cfg.Initial
+		cr.initial = &init
+	}
 	return cr, nil
 }
 
@@ -633,7 +716,7 @@ func (cr *Credential) refresh(ctx context.Context, stale string, why reason, cau
 			f = &flight{stale: stale, why: why, cause: cause, done: make(chan struct{})}
 			cr.flight = f
 			go cr.run(context.WithoutCancel(ctx), f)
-		} else if down := cr.storeDown; down != nil && !cr.outageFetchDue() {
+		} else if down := cr.storeDownErr(); down != nil && !cr.outageFetchDue() {
 			// The store failed the last flight, and the one running
 			// probes it again: its starter waits for the answer, but
 			// nobody else waits for a store known to be down (a hung
@@ -721,7 +804,9 @@ func (cr *Credential) run(parent context.Context, f *flight) {
 		r.tok, toExpiry, r.err = cr.outage(parent, f, ue.op, r.err)
 	}
 	cr.mu.Lock()
-	cr.storeDown = down
+	if down != nil || cr.cold != nil {
+		cr.coldNow().storeDown = down
+	}
 	switch {
 	case r.err == nil && cr.invalidated.Load() == gen:
 		cr.adopt(r.tok, toExpiry)
@@ -1070,19 +1155,19 @@ func (cr *Credential) fetcher(f *flight, replaced, prev string, in FetchRequest,
 		f.inStore.Store(0)
 		wait := time.Since(refreshStart) // waiting for the store's lock
 		now := cr.clock()
-		if err := cr.lim.admit(p, cr.name, f.why, f.stale, f.cause, now, inputOf(in)); err != nil {
+		if err := cr.limiter().admit(p, cr.name, f.why, f.stale, f.cause, now, inputOf(in)); err != nil {
 			return Token{}, cr.limited(err)
 		}
 		force := f.why == reasonForced && cr.forcible
 		if force {
-			if err := cr.lim.takeForce(p, cr.name, now); err != nil {
+			if err := cr.limiter().takeForce(p, cr.name, now); err != nil {
 				return Token{}, cr.limited(err)
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "requested"))
 		}
 		raw, tok, err := cr.call(ctx, f.why, in, force, now, wait, rec)
 		if err == nil && !force && f.why != reasonExpiry && f.stale != "" && tok.Value == f.stale && cr.forcible {
-			if err := cr.lim.takeForce(p, cr.name, now); err != nil {
+			if err := cr.limiter().takeForce(p, cr.name, now); err != nil {
 				return Token{}, cr.limited(err)
 			}
 			cr.logEvent(slog.LevelWarn, EventForced, slog.String("why", "rejected token handed back"))
@@ -1126,7 +1211,7 @@ func (cr *Credential) call(ctx context.Context, why reason, in FetchRequest, for
 		tok, err = cr.decodeFetched(raw)
 	}
 	latency := time.Since(start)
-	cr.lim.result(&cr.policy, err, force, now, inputOf(in))
+	cr.limiter().result(&cr.policy, err, force, now, inputOf(in))
 	if err != nil {
 		cr.logEvent(slog.LevelWarn, EventFetchFailed, append(fetchAttrs(why, force, latency, wait), errAttrs(err)...)...)
 		return Token{}, Token{}, err
@@ -1154,10 +1239,10 @@ func (cr *Credential) storeError(op string, err error) {
 // store is read: it is written to the store unless the store holds
 // something newer, and is returned in place of stored when written.
 func (cr *Credential) seed(ctx context.Context, stored Token) Token {
-	init := cr.initial
-	if init.Value == "" || cr.seeded.Load() || !cr.seeded.CompareAndSwap(false, true) {
+	if cr.initial == nil || cr.seeded.Load() || !cr.seeded.CompareAndSwap(false, true) {
 		return stored
 	}
+	init := *cr.initial
 	if !cr.usable(init, cr.clock()) || (stored.Value != "" && !stored.ExpiresAt.Before(init.ExpiresAt)) {
 		return stored
 	}
@@ -1190,7 +1275,8 @@ func (cr *Credential) outage(parent context.Context, f *flight, op string, err e
 	cr.mu.Lock()
 	due := cr.outageFetchDue()
 	if due {
-		cr.outageFetched, cr.outageAt = true, el
+		c := cr.coldNow()
+		c.outageFetched, c.outageAt = true, el
 	}
 	cr.mu.Unlock()
 	cr.logEvent(slog.LevelWarn, EventStoreOutage, slog.String("op", op), slog.String("error", err.Error()), slog.Bool("fetched", due))
@@ -1226,8 +1312,19 @@ func (cr *Credential) heldInOutage(stale string, why reason, el int64) (Token, b
 // outageFetchDue reports whether a fetch without the store may be made now
 // (Policy.FetchWithoutStore, once per StoreOutageInterval). cr.mu is held.
 func (cr *Credential) outageFetchDue() bool {
+	c := cr.cold
 	return cr.policy.FetchWithoutStore &&
-		(!cr.outageFetched || cr.elapsed() >= cr.outageAt+int64(cr.policy.StoreOutageInterval))
+		(c == nil || !c.outageFetched || cr.elapsed() >= c.outageAt+int64(cr.policy.StoreOutageInterval))
+}
+
+// storeDownErr returns the error of the last flight whose store failed,
+// nil if the last flight's store answered (coldState.storeDown). cr.mu is
+// held.
+func (cr *Credential) storeDownErr() error {
+	if cr.cold == nil {
+		return nil
+	}
+	return cr.cold.storeDown
 }
 
 // fetchWithoutStore makes one normal fetch for f with no store call and no
@@ -1245,7 +1342,7 @@ func (cr *Credential) fetchWithoutStore(ctx context.Context, f *flight, now time
 			return Token{}, false, err
 		}
 	}
-	if err := cr.lim.admit(&cr.policy, cr.name, f.why, f.stale, f.cause, now, inputOf(in)); err != nil {
+	if err := cr.limiter().admit(&cr.policy, cr.name, f.why, f.stale, f.cause, now, inputOf(in)); err != nil {
 		return Token{}, false, cr.limited(err)
 	}
 	_, tok, err := cr.call(ctx, f.why, in, false, now, 0, cr.newRecord(f.why, true, f.stale, nil)) // no Decode: the token is its stored form
@@ -1283,7 +1380,10 @@ func (cr *Credential) fetchWithoutStore(ctx context.Context, f *flight, now time
 func (cr *Credential) pendingNow() *pendingWrite {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
-	return cr.pending
+	if cr.cold == nil {
+		return nil
+	}
+	return cr.cold.pending
 }
 
 // holdPending makes p the token to write back (the newest replaces an
@@ -1295,18 +1395,19 @@ func (cr *Credential) holdPending(p *pendingWrite, now bool) {
 		return
 	}
 	cr.mu.Lock()
-	cr.pending = p
-	start := !cr.wbRunning
+	c := cr.coldNow()
+	c.pending = p
+	start := !c.wbRunning
 	if start {
-		cr.wbRunning, cr.wbDone = true, make(chan struct{})
-		if cr.wbKick == nil {
-			cr.wbKick = make(chan struct{}, 1) // made once, before the first loop starts
+		c.wbRunning, c.wbDone = true, make(chan struct{})
+		if c.wbKick == nil {
+			c.wbKick = make(chan struct{}, 1) // made once, before the first loop starts
 		}
 	}
 	cr.mu.Unlock()
 	switch {
 	case start:
-		go cr.writeBackLoop(now)
+		go cr.writeBackLoop(c, now)
 	case now:
 		cr.kick()
 	}
@@ -1315,8 +1416,11 @@ func (cr *Credential) holdPending(p *pendingWrite, now bool) {
 // kick wakes the background write-back, if it waits (none has run while
 // wbKick is nil: a send on nil is never ready).
 func (cr *Credential) kick() {
+	var k chan struct{}
 	cr.mu.Lock()
-	k := cr.wbKick
+	if cr.cold != nil {
+		k = cr.cold.wbKick
+	}
 	cr.mu.Unlock()
 	select {
 	case k <- struct{}{}:
@@ -1327,23 +1431,23 @@ func (cr *Credential) kick() {
 // writeBackLoop is the background write-back: it tries the pending token
 // (at once if now, else after the back-off, doubling from wbMin to wbMax)
 // until none is pending; a kick cuts a wait short.
-func (cr *Credential) writeBackLoop(now bool) {
+func (cr *Credential) writeBackLoop(c *coldState, now bool) {
 	delay := cr.wbMin
 	for {
 		if !now {
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
-			case <-cr.wbKick:
+			case <-c.wbKick: // set before the loop started, never changed
 				t.Stop()
 			}
 			delay = min(2*delay, cr.wbMax)
 		}
 		cr.mu.Lock()
-		p := cr.pending
+		p := c.pending
 		if p == nil {
-			cr.wbRunning = false
-			close(cr.wbDone)
+			c.wbRunning = false
+			close(c.wbDone)
 			cr.mu.Unlock()
 			return
 		}
@@ -1435,8 +1539,8 @@ func (cr *Credential) resolve(p *pendingWrite, landed bool) {
 		return
 	}
 	cr.mu.Lock()
-	if cr.pending == p {
-		cr.pending = nil
+	if c := cr.cold; c != nil && c.pending == p {
+		c.pending = nil
 	}
 	cr.mu.Unlock()
 	cr.kick()

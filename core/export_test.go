@@ -9,6 +9,7 @@ import (
 
 // SetWriteBackBackoff sets the bounds of cr's background write-back
 // back-off; call it before cr is used.
+// It sets them for every Credential of cr's kind.
 func SetWriteBackBackoff(cr *Credential, min, max time.Duration) { cr.wbMin, cr.wbMax = min, max }
 
 // PendingWrite returns the token cr holds for the write-back (the token
@@ -24,8 +25,12 @@ func PendingWrite(cr *Credential) (Token, bool) {
 // ends (its error).
 func WriteBackIdle(ctx context.Context, cr *Credential) error {
 	for {
+		var running bool
+		var done chan struct{}
 		cr.mu.Lock()
-		running, done := cr.wbRunning, cr.wbDone
+		if c := cr.cold; c != nil {
+			running, done = c.wbRunning, c.wbDone
+		}
 		cr.mu.Unlock()
 		if !running {
 			return nil

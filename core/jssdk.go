@@ -34,14 +34,14 @@ func (c *Conf) JSSDKConfig(ctx context.Context, pageURL string) (JSSDKConfig, er
 	if err := checkPageURL(pageURL); err != nil {
 		return JSSDKConfig{}, wrapErr(err, "JSSDKConfig")
 	}
-	if c.cfg.AppID == "" {
+	if c.appID == "" {
 		return JSSDKConfig{}, errMissing("AppID", "sign JS-SDK configurations")
 	}
 	ticket, err := c.JSAPITicket(ctx)
 	if err != nil {
 		return JSSDKConfig{}, wrapErr(err, "JSSDKConfig")
 	}
-	return SignJSSDK(c.cfg.AppID, ticket.Value, pageURL, c.now())
+	return SignJSSDK(c.appID, ticket.Value, pageURL, c.now())
 }
 
 // SignJSSDK returns the parameters of a JS-SDK config call for the page at

@@ -471,22 +471,27 @@ type unsureWrite struct {
 	found   mergeFound
 }
 
-// ledgerConfig returns cfg as a credential keeps it: nil when off or when
-// key is too long to have a ledger beside it, else shared (a component's
-// authorizers share theirs) unless the instance must be filled in.
-func ledgerConfig(cfg *LedgerConfig, key string) *LedgerConfig {
-	// The ledger's key is key and an ASCII suffix: valid when key is and
-	// the two fit (checked without building it: 10,000 authorizers).
+// ledgerInstance returns cfg as a CredentialKind keeps it: nil when off,
+// else with its Instance filled in and clipped (a copy only then: the
+// credentials of a kind share it).
+func ledgerInstance(cfg *LedgerConfig) *LedgerConfig {
+	if cfg == nil || (cfg.Instance != "" && len(cfg.Instance) <= maxInstance) {
+		return cfg
+	}
+	c := *cfg
+	if c.Instance == "" {
+		c.Instance = DefaultInstance()
+	}
+	c.Instance = clipInstance(c.Instance)
+	return &c
+}
+
+// ledgerFor returns the kind's ledger settings cfg for the credential of
+// key: nil when off, or when key is too long to have a ledger beside it
+// (its key is key and an ASCII suffix, checked without building it).
+func ledgerFor(cfg *LedgerConfig, key string) *LedgerConfig {
 	if cfg == nil || ValidateKey(key) != nil || len(key)+len(LedgerKeySuffix) > MaxKeyLen {
 		return nil
-	}
-	if cfg.Instance == "" || len(cfg.Instance) > maxInstance {
-		c := *cfg
-		if c.Instance == "" {
-			c.Instance = DefaultInstance()
-		}
-		c.Instance = clipInstance(c.Instance)
-		return &c
 	}
 	return cfg
 }

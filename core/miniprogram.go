@@ -53,7 +53,7 @@ type Session struct {
 // Config.AppSecretSource the source is read again at the next call.
 func (c *Conf) Code2Session(ctx context.Context, code string) (Session, error) {
 	switch {
-	case c.cfg.AppID == "":
+	case c.appID == "":
 		return Session{}, errMissing("AppID", "log a Mini Program user in (code2Session)")
 	case c.secret.IsZero():
 		return Session{}, errMissing("AppSecret", "log a Mini Program user in (code2Session)")
@@ -68,7 +68,7 @@ func (c *Conf) Code2Session(ctx context.Context, code string) (Session, error) {
 	}
 	var raw json.RawMessage
 	err = c.raw.Do(ctx, http.MethodGet, pathCode2Session, url.Values{
-		"appid": {c.cfg.AppID}, "secret": {secret.Reveal()}, "js_code": {code}, "grant_type": {"authorization_code"},
+		"appid": {c.appID}, "secret": {secret.Reveal()}, "js_code": {code}, "grant_type": {"authorization_code"},
 	}, nil, &raw)
 	if err != nil {
 		// A refusal of the secret (40125) has the source read again at

@@ -113,12 +113,10 @@ func (c *Conf) Quota(ctx context.Context, cgiPath string) (Quota, error) {
 // once more, as Do does: a rejection clears nothing. It needs
 // Config.AppID.
 func (c *Conf) ClearQuota(ctx context.Context) error {
-	if c.cfg.AppID == "" {
+	if c.appID == "" {
 		return errMissing("AppID", "clear the API quota")
 	}
-	once := *c.api
-	once.retries = 0
-	return once.Do(ctx, http.MethodPost, pathClearQuota, nil, map[string]string{"appid": c.cfg.AppID}, nil)
+	return c.api.withoutRetries().Do(ctx, http.MethodPost, pathClearQuota, nil, map[string]string{"appid": c.appID}, nil)
 }
 
 // ClearQuotaByAppSecret is ClearQuota authenticated by the AppSecret
@@ -144,7 +142,7 @@ func (c *Conf) ClearQuota(ctx context.Context) error {
 // after a token call's.
 func (c *Conf) ClearQuotaByAppSecret(ctx context.Context) error {
 	switch {
-	case c.cfg.AppID == "":
+	case c.appID == "":
 		return errMissing("AppID", "clear the API quota")
 	case c.secret.IsZero():
 		return errMissing("AppSecret", "clear the API quota with clear_quota/v2")
@@ -153,9 +151,7 @@ func (c *Conf) ClearQuotaByAppSecret(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	once := *c.raw
-	once.retries = 0
-	err = once.Do(ctx, http.MethodPost, pathClearQuotaV2, nil,
-		map[string]string{"appid": c.cfg.AppID, "appsecret": secret.Reveal()}, nil)
+	err = c.raw.withoutRetries().Do(ctx, http.MethodPost, pathClearQuotaV2, nil,
+		map[string]string{"appid": c.appID, "appsecret": secret.Reveal()}, nil)
 	return c.secret.Check(secret, err)
 }

@@ -229,13 +229,15 @@ func (cr *Credential) Ready(ctx context.Context, horizon time.Duration) error {
 // force, else nil.
 func (cr *Credential) stateErr() error {
 	cr.mu.Lock()
-	down := cr.storeDown
+	down := cr.storeDownErr()
 	cr.mu.Unlock()
 	if down != nil {
 		return down
 	}
-	if le := cr.lim.backoff(cr.name, cr.clock()); le != nil {
-		return le
+	if l := cr.lim.Load(); l != nil {
+		if le := l.backoff(cr.name, cr.clock()); le != nil {
+			return le
+		}
 	}
 	return nil
 }

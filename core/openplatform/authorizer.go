@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/wechatconf/wechatconf/core"
 )
@@ -42,34 +41,14 @@ func (a *Authorizer) AccessToken(ctx context.Context) (core.Token, error) { retu
 // AccessToken and Do return a *ReauthorizeError and never the dead token.
 func (c *Component) Authorizer(appid string) *Authorizer { return c.t.Handle(appid) }
 
-// newAuthorizer is the registry's New: appid's handle, a core.Conf whose
-// access_token is a Credential on appid's record (tenant.Platform's
-// Decode, CheckAuthorized and Fetch).
+// newAuthorizer is the registry's New: appid's handle, a core.Conf of the
+// component's ConfFamily whose access_token is the tenant mechanism's
+// Credential on appid's record (tenant.Platform.AccessCredential).
 func (c *Component) newAuthorizer(appid string) *Authorizer {
-	p := c.cfg.Policy
-	cr, err := core.NewCredential(core.CredentialConfig{
-		Name: "authorizer_access_token", Platform: core.PlatformOpenPlatformAuthorizer, Key: c.t.RecordKey(appid), Store: c.t.Durable(), Needs: c.token,
-		Decode:  func(stored core.Token) (core.Token, error) { return c.t.Decode(appid, stored) },
-		Prepare: func(ctx context.Context) (any, error) { return nil, c.t.CheckAuthorized(ctx, appid, isReauthorize) },
-		Fetch: c.t.Fetch(appid, func(ctx context.Context, refresh string, r core.FetchRequest) (core.Token, string, error) {
-			return c.fetchAuthorizerToken(ctx, appid, refresh, r)
-		}),
-		Policy: p, Logger: c.cfg.Logger, Now: c.cfg.Now, Ledger: c.ledger,
-	})
+	cr := c.t.AccessCredential(appid)
+	conf, err := c.family.New(appid, cr)
 	if err != nil {
-		panic(err) // the policy was checked by New
-	}
-	conf, err := core.NewWithAccessToken(core.Config{
-		AppID: appid, Store: c.cfg.Store, KeyPrefix: strings.TrimSuffix(c.prefix, "/"),
-		BaseURL: c.cfg.BaseURL, HTTPClient: c.cfg.HTTPClient, Logger: c.cfg.Logger, Now: c.cfg.Now,
-		MaxRetries: c.cfg.MaxRetries, RetryBackoff: c.cfg.RetryBackoff,
-		RefreshAhead: p.RefreshAhead, ExpiryMargin: p.ExpiryMargin, RefreshTimeout: p.RefreshTimeout,
-		RejectedRefreshInterval: p.RejectedRefreshInterval, ErrorBackoff: p.ErrorBackoff,
-		TokenAPI: core.ClassicToken, Platform: core.PlatformOpenPlatformAuthorizer, ReadyHorizon: c.cfg.ReadyHorizon,
-		Instance: c.cfg.Instance, NoLedger: c.cfg.NoLedger,
-	}, cr)
-	if err != nil {
-		panic(err) // the same settings passed New
+		panic(err) // appid and cr are set
 	}
 	return &Authorizer{Conf: conf, access: cr}
 }
@@ -86,8 +65,9 @@ func isReauthorize(err error) bool {
 
 // fetchAuthorizerToken makes one api_authorizer_token call with appid's
 // stored refresh token and the component_access_token (r.Needed), run by
-// tenant.Platform.Fetch under the record key's lock; it returns the access
-// token and the refresh token the reply carried ("" if none).
+// the tenant mechanism (Config.FetchAccess) under the record key's lock;
+// it returns the access token and the refresh token the reply carried (""
+// if none).
 func (c *Component) fetchAuthorizerToken(ctx context.Context, appid, refresh string, r core.FetchRequest) (core.Token, string, error) {
 	var reply struct {
 		RefreshToken string `json:"authorizer_refresh_token"`

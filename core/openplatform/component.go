@@ -217,7 +217,8 @@ type Component struct {
 	token   *core.Credential
 	secret  *core.RotatingSecret // AppSecret, or AppSecretSource
 	keyring msgcrypt.Keyring
-	msgs    *core.Conf // reads the authorizers' messages: the component's keys and AppID
+	msgs    *core.Conf       // reads the authorizers' messages: the component's keys and AppID
+	family  *core.ConfFamily // the authorizers' Confs: one Config, shared
 
 	ledger *core.LedgerConfig // the authorizers' fetch ledger, shared; nil when off
 
@@ -248,28 +249,6 @@ func New(cfg Config) (*Component, error) {
 		cfg.Policy.RefreshJitter = 10 * time.Minute
 	}
 	c := &Component{cfg: cfg, prefix: cfg.KeyPrefix + "/open/" + cfg.AppID + "/"}
-	c.t = tenant.New(tenant.Config[Authorizer]{
-		Prefix: c.prefix, Store: cfg.Store, Durable: cfg.DurableStore,
-		Timeout: cfg.Policy.RefreshTimeout, Logger: cfg.Logger, Now: cfg.Now,
-		Ticket:     tenant.Ticket{Name: "component_verify_ticket", Lifetime: VerifyTicketLifetime, Missing: ErrNoVerifyTicket},
-		Format:     recordFormat,
-		RecordName: "authorizer_refresh_token",
-		PlatformOf: platformOf,
-		Exchange:   c.exchange,
-		CodeRefused: func(err error) bool {
-			e := apiError(err)
-			return e != nil && (e.Code == 61009 || e.Code == 61010)
-		},
-		ExchangePath: PathQueryAuth,
-		Reauthorize:  reauthorize,
-		SecretRefused: func(err error) bool {
-			var re *ReauthorizeError
-			return errors.As(err, &re) && !re.Withdrawn && re.Err != nil // WeChat refused it (61023)
-		},
-		NewHandle:  c.newAuthorizer,
-		Invalidate: func(a *Authorizer) { a.access.Invalidate() },
-		MaxHandles: cfg.MaxAuthorizers,
-	})
 	c.ledger = core.NewLedgerConfig(cfg.Instance, cfg.NoLedger)
 	var err error
 	if c.secret, err = core.NewRotatingSecret(core.RotatingSecretConfig{
@@ -289,6 +268,47 @@ func New(cfg Config) (*Component, error) {
 		Name: "component_access_token", Platform: core.PlatformOpenPlatformComponent, Key: c.prefix + "component_access_token", Store: cfg.Store,
 		Prepare: c.readVerifyTicket, Fetch: c.fetchComponentToken,
 		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now, Ledger: core.NewLedgerConfig(cfg.Instance, cfg.NoLedger),
+	}); err != nil {
+		return nil, err
+	}
+	if c.t, err = tenant.New(tenant.Config[Authorizer]{
+		Prefix: c.prefix, Store: cfg.Store, Durable: cfg.DurableStore,
+		Timeout: cfg.Policy.RefreshTimeout, Logger: cfg.Logger, Now: cfg.Now,
+		Ticket:     tenant.Ticket{Name: "component_verify_ticket", Lifetime: VerifyTicketLifetime, Missing: ErrNoVerifyTicket},
+		Format:     recordFormat,
+		RecordName: "authorizer_refresh_token",
+		PlatformOf: platformOf,
+		Exchange:   c.exchange,
+		CodeRefused: func(err error) bool {
+			e := apiError(err)
+			return e != nil && (e.Code == 61009 || e.Code == 61010)
+		},
+		ExchangePath: PathQueryAuth,
+		Reauthorize:  reauthorize,
+		SecretRefused: func(err error) bool {
+			var re *ReauthorizeError
+			return errors.As(err, &re) && !re.Withdrawn && re.Err != nil // WeChat refused it (61023)
+		},
+		Access: core.CredentialConfig{
+			Name: "authorizer_access_token", Platform: core.PlatformOpenPlatformAuthorizer, Needs: c.token,
+			Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now, Ledger: c.ledger,
+		},
+		FetchAccess:   c.fetchAuthorizerToken,
+		IsReauthorize: isReauthorize,
+		NewHandle:     c.newAuthorizer,
+		Invalidate:    func(a *Authorizer) { a.access.Invalidate() },
+		MaxHandles:    cfg.MaxAuthorizers,
+	}); err != nil {
+		return nil, err
+	}
+	if c.family, err = core.NewConfFamily(core.Config{
+		Store: cfg.Store, KeyPrefix: strings.TrimSuffix(c.prefix, "/"),
+		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Logger: cfg.Logger, Now: cfg.Now,
+		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff,
+		RefreshAhead: cfg.Policy.RefreshAhead, ExpiryMargin: cfg.Policy.ExpiryMargin, RefreshTimeout: cfg.Policy.RefreshTimeout,
+		RejectedRefreshInterval: cfg.Policy.RejectedRefreshInterval, ErrorBackoff: cfg.Policy.ErrorBackoff,
+		TokenAPI: core.ClassicToken, Platform: core.PlatformOpenPlatformAuthorizer, ReadyHorizon: cfg.ReadyHorizon,
+		Instance: cfg.Instance, NoLedger: cfg.NoLedger,
 	}); err != nil {
 		return nil, err
 	}

@@ -172,14 +172,24 @@ func (c Config) LogValue() slog.Value {
 // revalidate). Several apps of one corp each have their own App, token and
 // keys. An App is safe for concurrent use; build it with New.
 type App struct {
-	cfg    Config
+	*appShared // the configuration: this App's own, or its AppFamily's
+
+	corpID string
 	access *core.Credential
 	// The tickets, made on first use: a vendor's corp that never signs a
 	// JS-SDK page never pays for them (see wecomvendor's scale).
 	jsapi, agent lazy.Value[core.Credential]
+	api          *core.API // raw with the access_token
+}
+
+// appShared is an App's configuration and what is built from it once: an
+// App made by New has its own, the Apps of an AppFamily share one. Never
+// written after it is made.
+type appShared struct {
+	cfg          Config // cfg.CorpID is the App's (New), or unused (AppFamily: each App's corpID)
 	ticketPolicy core.Policy
-	raw, api     *core.API
-	secret       *core.RotatingSecret // Secret, or SecretSource
+	raw          *core.API
+	secret       *core.RotatingSecret // Secret, or SecretSource; nil for none
 }
 
 // secretRefused are the errcodes with which gettoken refuses the
@@ -195,9 +205,9 @@ func (a *App) Keys() (accessToken, jsapiTicket, agentTicket string) {
 	return a.access.Key(), a.jsapiKey(), a.agentKey()
 }
 
-func (a *App) jsapiKey() string { return a.cfg.KeyPrefix + "/wecom/" + a.cfg.CorpID + "/jsapi_ticket" }
+func (a *App) jsapiKey() string { return a.corpKey() + "jsapi_ticket" }
 func (a *App) agentKey() string {
-	return a.cfg.KeyPrefix + "/wecom/" + a.cfg.CorpID + "/" + a.cfg.App + "/agent_config_ticket"
+	return a.corpKey() + a.cfg.App + "/agent_config_ticket"
 }
 
 // ticket makes the ticket credential name under key, fetched at path with
@@ -244,9 +254,38 @@ func NewWithAccessToken(cfg Config, access *core.Credential) (*App, error) {
 }
 
 func newApp(cfg Config, access *core.Credential) (*App, error) {
-	switch {
-	case cfg.CorpID == "":
+	if cfg.CorpID == "" {
 		return nil, errors.New("wechatconf: wecom: Config.CorpID is required")
+	}
+	sh, err := newAppShared(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{appShared: sh, corpID: sh.cfg.CorpID, access: access}
+	if a.access == nil {
+		accessPolicy := sh.cfg.Policy
+		if accessPolicy.Handover == 0 {
+			// gettoken hands back the current token until it expires.
+			accessPolicy.Handover = core.HandoverAtExpiry
+		}
+		// gettoken invalidates nobody's token: with the store down, the app
+		// fetches without its lock (core.Policy.FetchWithoutStore).
+		accessPolicy.FetchWithoutStore = true
+		if a.access, err = core.NewCredential(core.CredentialConfig{
+			Name: "access_token", Platform: sh.cfg.Platform, Key: a.corpKey() + sh.cfg.App + "/access_token", Store: sh.cfg.Store, Fetch: a.fetchAccessToken,
+			Policy: accessPolicy, Logger: sh.cfg.Logger, Now: sh.cfg.Now, Ledger: core.NewLedgerConfig(sh.cfg.Instance, sh.cfg.NoLedger),
+		}); err != nil {
+			return nil, err
+		}
+	}
+	a.api = sh.raw.WithCredential(a.access, "access_token")
+	return a, nil
+}
+
+// newAppShared checks cfg (but its CorpID), fills in its defaults and
+// builds what its Apps share.
+func newAppShared(cfg Config) (*appShared, error) {
+	switch {
 	case cfg.App == "" && cfg.AgentID == 0:
 		return nil, errors.New("wechatconf: wecom: Config.AgentID (or, for a secret without an app, Config.App) is required: it names the app in store keys")
 	case cfg.App == "":
@@ -264,50 +303,66 @@ func newApp(cfg Config, access *core.Credential) (*App, error) {
 	if cfg.Platform == "" {
 		cfg.Platform = core.PlatformWeCom
 	}
-	var secret *core.RotatingSecret // nil (IsZero) without a Secret: NewWithAccessToken's apps
+	sh := &appShared{cfg: cfg, ticketPolicy: cfg.Policy}
+	sh.ticketPolicy.FetchWithoutStore = false
 	var rotating []*core.RotatingSecret
 	if !cfg.Secret.IsZero() || cfg.SecretSource != nil {
 		var err error
-		if secret, err = core.NewRotatingSecret(core.RotatingSecretConfig{
+		if sh.secret, err = core.NewRotatingSecret(core.RotatingSecretConfig{
 			Field: "Secret", SourceField: "SecretSource", Secret: cfg.Secret, Source: cfg.SecretSource, Refused: secretRefused,
 		}); err != nil {
 			return nil, err // "wechatconf: set Config.… or …, not both"
 		}
-		rotating = []*core.RotatingSecret{secret}
+		rotating = []*core.RotatingSecret{sh.secret}
 	}
-	raw, err := core.NewAPI(core.APIConfig{
+	var err error
+	if sh.raw, err = core.NewAPI(core.APIConfig{
 		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Codes: Codes, RotatingSecrets: rotating,
 		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Logger: cfg.Logger, Now: cfg.Now,
 		Platform: cfg.Platform,
-	})
+	}); err != nil {
+		return nil, err
+	}
+	return sh, nil
+}
+
+// corpKey is the prefix of the corp's keys: "<KeyPrefix>/wecom/<CorpID>/".
+func (a *App) corpKey() string { return a.cfg.KeyPrefix + "/wecom/" + a.corpID + "/" }
+
+// AppFamily makes the Apps of many corps that share one Config but for
+// their CorpID and their access_token, which each App's own Credential
+// keeps (as NewWithAccessToken): a WeCom vendor's corps (package
+// wecomvendor), or corps of your own. The configuration, its checks and
+// the API client are made once for the family, so an App of it costs
+// about 100 bytes beside its credentials. An AppFamily is safe for
+// concurrent use.
+type AppFamily struct{ sh *appShared }
+
+// NewAppFamily checks cfg as New does and returns its family. CorpID,
+// Secret and SecretSource are one corp's and must be left empty (an error
+// otherwise); App (or AgentID) is required. It does no I/O.
+func NewAppFamily(cfg Config) (*AppFamily, error) {
+	if cfg.CorpID != "" || !cfg.Secret.IsZero() || cfg.SecretSource != nil {
+		return nil, errors.New("wechatconf: wecom: NewAppFamily: CorpID, Secret and SecretSource are one corp's: leave them empty")
+	}
+	sh, err := newAppShared(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, raw: raw, secret: secret}
-	corp := cfg.KeyPrefix + "/wecom/" + cfg.CorpID + "/"
-	kind := func(name, key string, fetch func(context.Context, core.FetchRequest) (core.Token, error), needs *core.Credential, p core.Policy) (*core.Credential, error) {
-		return core.NewCredential(core.CredentialConfig{
-			Name: name, Platform: cfg.Platform, Key: key, Store: cfg.Store, Fetch: fetch, Needs: needs,
-			Policy: p, Logger: cfg.Logger, Now: cfg.Now, Ledger: core.NewLedgerConfig(cfg.Instance, cfg.NoLedger),
-		})
+	return &AppFamily{sh: sh}, nil
+}
+
+// New returns the App of corpID (required), whose access_token access
+// (required) keeps: NewWithAccessToken's App, with the family's Config.
+// It does no I/O.
+func (f *AppFamily) New(corpID string, access *core.Credential) (*App, error) {
+	switch {
+	case corpID == "":
+		return nil, errors.New("wechatconf: wecom: AppFamily.New: the CorpID is empty")
+	case access == nil:
+		return nil, errors.New("wechatconf: wecom: AppFamily.New: the access_token credential is nil")
 	}
-	accessPolicy := cfg.Policy
-	if accessPolicy.Handover == 0 {
-		// gettoken hands back the current token until it expires.
-		accessPolicy.Handover = core.HandoverAtExpiry
-	}
-	// gettoken invalidates nobody's token: with the store down, the app
-	// fetches without its lock (core.Policy.FetchWithoutStore).
-	accessPolicy.FetchWithoutStore = true
-	a.ticketPolicy = cfg.Policy
-	a.ticketPolicy.FetchWithoutStore = false
-	if a.access = access; access == nil {
-		if a.access, err = kind("access_token", corp+cfg.App+"/access_token", a.fetchAccessToken, nil, accessPolicy); err != nil {
-			return nil, err
-		}
-	}
-	a.api = raw.WithCredential(a.access, "access_token")
-	return a, nil
+	return &App{appShared: f.sh, corpID: corpID, access: access, api: f.sh.raw.WithCredential(access, "access_token")}, nil
 }
 
 // fetchAccessToken makes one gettoken call. WeCom has no forced variant:
@@ -320,7 +375,7 @@ func (a *App) fetchAccessToken(ctx context.Context, _ core.FetchRequest) (core.T
 	if err != nil {
 		return core.Token{}, err
 	}
-	tok, err := a.raw.Issue(ctx, http.MethodGet, PathToken, url.Values{"corpid": {a.cfg.CorpID}, "corpsecret": {secret.Reveal()}}, nil, "access_token")
+	tok, err := a.raw.Issue(ctx, http.MethodGet, PathToken, url.Values{"corpid": {a.corpID}, "corpsecret": {secret.Reveal()}}, nil, "access_token")
 	return tok, a.secret.Check(secret, err)
 }
 
@@ -337,13 +392,17 @@ func (a *App) ticketFetcher(path string, query url.Values) func(context.Context,
 }
 
 // CorpID returns Config.CorpID.
-func (a *App) CorpID() string { return a.cfg.CorpID }
+func (a *App) CorpID() string { return a.corpID }
 
 // AgentID returns Config.AgentID.
 func (a *App) AgentID() int64 { return a.cfg.AgentID }
 
 // String describes a without its Secret.
-func (a *App) String() string { return "wecom.App" + a.cfg.String()[len("wecom.Config"):] }
+func (a *App) String() string {
+	cfg := a.cfg
+	cfg.CorpID = a.corpID
+	return "wecom.App" + cfg.String()[len("wecom.Config"):]
+}
 
 // GoString is String.
 func (a *App) GoString() string { return a.String() }
@@ -411,7 +470,7 @@ func (a *App) JSSDKConfig(ctx context.Context, pageURL string) (core.JSSDKConfig
 	if err != nil {
 		return core.JSSDKConfig{}, wrap("JSSDKConfig", err)
 	}
-	return core.SignJSSDK(a.cfg.CorpID, t.Value, pageURL, a.now())
+	return core.SignJSSDK(a.corpID, t.Value, pageURL, a.now())
 }
 
 // AgentConfig is what a page passes to wx.agentConfig (with jsApiList
@@ -445,7 +504,7 @@ func (a *App) AgentConfigFor(ctx context.Context, pageURL string, agentID int64)
 	if err != nil {
 		return AgentConfig{}, wrap("AgentConfig", err)
 	}
-	s, err := core.SignJSSDK(a.cfg.CorpID, t.Value, pageURL, a.now())
+	s, err := core.SignJSSDK(a.corpID, t.Value, pageURL, a.now())
 	if err != nil {
 		return AgentConfig{}, err
 	}

@@ -89,39 +89,10 @@ func (s *Suite) Corp(corpID string) *Corp { return s.t.Handle(corpID) }
 
 // newCorp is the registry's New.
 func (s *Suite) newCorp(corpID string) *Corp {
-	p := s.cfg.Policy
-	cfg := core.CredentialConfig{
-		Name: "access_token", Platform: core.PlatformWeComAuthCorp, Key: s.t.RecordKey(corpID), Store: s.t.Durable(),
-		Decode:  func(stored core.Token) (core.Token, error) { return s.t.Decode(corpID, stored) },
-		Prepare: func(ctx context.Context) (any, error) { return nil, s.t.CheckAuthorized(ctx, corpID, isReauthorize) },
-		Policy:  p, Logger: s.cfg.Logger, Now: s.cfg.Now, Ledger: s.ledger,
-	}
-	if s.custom {
-		// gettoken hands back the current token until it expires.
-		if cfg.Policy.Handover == 0 {
-			cfg.Policy.Handover = core.HandoverAtExpiry
-		}
-		cfg.Fetch = s.t.Fetch(corpID, func(ctx context.Context, code string, _ core.FetchRequest) (core.Token, string, error) {
-			return s.fetchCustomCorpToken(ctx, corpID, code)
-		})
-	} else {
-		cfg.Needs = s.token
-		cfg.Fetch = s.t.Fetch(corpID, func(ctx context.Context, code string, r core.FetchRequest) (core.Token, string, error) {
-			return s.fetchCorpToken(ctx, corpID, code, r)
-		})
-	}
-	cr, err := core.NewCredential(cfg)
+	cr := s.t.AccessCredential(corpID)
+	app, err := s.family.New(corpID, cr)
 	if err != nil {
-		panic(err) // the policy was checked by New
-	}
-	app, err := wecom.NewWithAccessToken(wecom.Config{
-		CorpID: corpID, App: s.cfg.SuiteID, Store: s.cfg.Store, KeyPrefix: s.cfg.KeyPrefix,
-		BaseURL: s.cfg.BaseURL, HTTPClient: s.cfg.HTTPClient, Logger: s.cfg.Logger, Now: s.cfg.Now,
-		MaxRetries: s.cfg.MaxRetries, RetryBackoff: s.cfg.RetryBackoff, Policy: p, ReadyHorizon: s.cfg.ReadyHorizon,
-		Instance: s.cfg.Instance, NoLedger: s.cfg.NoLedger, Platform: core.PlatformWeComAuthCorp,
-	}, cr)
-	if err != nil {
-		panic(err) // the same settings passed New
+		panic(err) // corpID and cr are set
 	}
 	return &Corp{App: app, access: cr, suite: s}
 }
@@ -146,7 +117,7 @@ func refused(corpID string, err error) error {
 
 // fetchCorpToken makes one get_corp_token call with corpID's stored
 // permanent_code and the suite_access_token (r.Needed), run by
-// tenant.Platform.Fetch under the record key's lock.
+// the tenant mechanism (Config.FetchAccess) under the record key's lock.
 func (s *Suite) fetchCorpToken(ctx context.Context, corpID, code string, r core.FetchRequest) (core.Token, string, error) {
 	tok, err := s.raw.Issue(ctx, http.MethodPost, PathCorpToken, url.Values{"suite_access_token": {r.Needed.Value}},
 		map[string]string{"auth_corpid": corpID, "permanent_code": code}, "access_token")
@@ -160,7 +131,7 @@ func (s *Suite) fetchCorpToken(ctx context.Context, corpID, code string, r core.
 // app: corpid the installing corp, corpsecret its permanent_code
 // (path/97164). 40001 (不合法的secret参数) means the code was reset: the
 // reset_permanent_code push brings the new one.
-func (s *Suite) fetchCustomCorpToken(ctx context.Context, corpID, code string) (core.Token, string, error) {
+func (s *Suite) fetchCustomCorpToken(ctx context.Context, corpID, code string, _ core.FetchRequest) (core.Token, string, error) {
 	tok, err := s.raw.Issue(ctx, http.MethodGet, wecom.PathToken, url.Values{"corpid": {corpID}, "corpsecret": {code}}, nil, "access_token")
 	if e := apiError(err); e != nil && (e.Code == 40001 || e.Code == 40091) {
 		return core.Token{}, "", &ReauthorizeError{CorpID: corpID, Reason: "WeCom refused its permanent_code as the app's secret (reset: the reset_permanent_code push brings the new one)", Err: err}

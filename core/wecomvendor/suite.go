@@ -230,7 +230,8 @@ type Suite struct {
 
 	command, provider *wecom.Callback // the command callback's keys, for the suite id and the provider's corp id
 
-	t *tenant.Platform[Corp]
+	t      *tenant.Platform[Corp]
+	family *wecom.AppFamily // the corps' Apps: one Config, shared
 }
 
 // New checks cfg and returns its Suite. It does no I/O.
@@ -292,7 +293,21 @@ func New(cfg Config) (*Suite, error) {
 			}
 		}
 	}
-	s.t = tenant.New(tenant.Config[Corp]{
+	access := core.CredentialConfig{
+		Name: "access_token", Platform: core.PlatformWeComAuthCorp, Needs: s.token,
+		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now, Ledger: s.ledger,
+	}
+	fetchAccess := s.fetchCorpToken
+	if s.custom {
+		// A custom-developed app's corp token: gettoken with the permanent
+		// code, which hands back the current token until it expires.
+		access.Needs = nil
+		if access.Policy.Handover == 0 {
+			access.Policy.Handover = core.HandoverAtExpiry
+		}
+		fetchAccess = s.fetchCustomCorpToken
+	}
+	if s.t, err = tenant.New(tenant.Config[Corp]{
 		Prefix: s.prefix, Store: cfg.Store, Durable: cfg.DurableStore,
 		Timeout: cfg.Policy.RefreshTimeout, Logger: cfg.Logger, Now: cfg.Now,
 		Ticket:     tenant.Ticket{Name: "suite_ticket", Lifetime: SuiteTicketLifetime, Missing: ErrNoSuiteTicket},
@@ -312,10 +327,23 @@ func New(cfg Config) (*Suite, error) {
 			var re *ReauthorizeError
 			return errors.As(err, &re) && !re.Withdrawn && re.Err != nil // WeCom refused it (40084, or gettoken's 40001)
 		},
-		NewHandle:  s.newCorp,
-		Invalidate: func(c *Corp) { c.access.Invalidate() },
-		MaxHandles: cfg.MaxCorps,
-	})
+		Access:        access,
+		FetchAccess:   fetchAccess,
+		IsReauthorize: isReauthorize,
+		NewHandle:     s.newCorp,
+		Invalidate:    func(c *Corp) { c.access.Invalidate() },
+		MaxHandles:    cfg.MaxCorps,
+	}); err != nil {
+		return nil, err
+	}
+	if s.family, err = wecom.NewAppFamily(wecom.Config{
+		App: cfg.SuiteID, Store: cfg.Store, KeyPrefix: cfg.KeyPrefix,
+		BaseURL: cfg.BaseURL, HTTPClient: cfg.HTTPClient, Logger: cfg.Logger, Now: cfg.Now,
+		MaxRetries: cfg.MaxRetries, RetryBackoff: cfg.RetryBackoff, Policy: cfg.Policy, ReadyHorizon: cfg.ReadyHorizon,
+		Instance: cfg.Instance, NoLedger: cfg.NoLedger, Platform: core.PlatformWeComAuthCorp,
+	}); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -138,7 +138,7 @@ type Config[T any] struct {
 	CodeRefused  func(err error) bool
 	ExchangePath string
 	// SecretRefused reports whether an error of a tenant's token fetch
-	// (TenantFetch) is WeChat refusing the secret it was given (a retired
+	// (FetchAccess) is WeChat refusing the secret it was given (a retired
 	// permanent_code, an invalid refresh token): the record's Alt secret
 	// is then tried.
 	SecretRefused func(err error) bool
@@ -146,6 +146,17 @@ type Config[T any] struct {
 	// only its owner can mend by authorizing again (the secret missing,
 	// withdrawn, or refused by WeChat: err).
 	Reauthorize func(tenant, reason string, err error, withdrawn bool) error
+
+	// Access is the kind of the tenants' access tokens (see
+	// core.NewCredentialKind: Name, Platform, Needs — the platform token —,
+	// Policy, Logger, Now, Ledger; its Store is set to the Durable store,
+	// where a tenant's token lives in its record). FetchAccess makes one
+	// WeChat call for tenant's access token with its secret (see
+	// fetch); IsReauthorize reports whether an error is one
+	// Reauthorize built.
+	Access        core.CredentialConfig
+	FetchAccess   func(ctx context.Context, tenant, secret string, r core.FetchRequest) (access core.Token, rotated string, err error)
+	IsReauthorize func(error) bool
 
 	// NewHandle makes a tenant's handle (no I/O); Invalidate tells one that
 	// its stored state changed (its token is dropped and read again).
@@ -163,17 +174,58 @@ type Platform[T any] struct {
 	durable core.TokenStore
 	writer  *Writer
 	reg     Registry[T]
+	access  *core.CredentialKind // Config.Access
 }
 
-// New returns the Platform of cfg. It does no I/O.
-func New[T any](cfg Config[T]) *Platform[T] {
+// New returns the Platform of cfg; its error is Config.Access's. It does
+// no I/O.
+func New[T any](cfg Config[T]) (*Platform[T], error) {
 	p := &Platform[T]{cfg: cfg, durable: cfg.Durable}
 	if p.durable == nil {
 		p.durable = cfg.Store
 	}
 	p.writer = &Writer{Store: p.durable, Timeout: cfg.Timeout, Logger: cfg.Logger, Platform: cfg.PlatformOf, Landed: p.Changed}
 	p.reg = Registry[T]{New: cfg.NewHandle, Max: cfg.MaxHandles}
-	return p
+	kind := cfg.Access
+	kind.Store = p.durable
+	var err error
+	if p.access, err = core.NewCredentialKind(kind); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// AccessCredential returns a new Credential of tenant's access token, of
+// the platform's kind (Config.Access): kept in tenant's record
+// (RecordKey), served by Decode, its refresh checked by CheckAuthorized
+// and made by Fetch with Config.FetchAccess. It costs its struct and one
+// small binding: everything else is the kind's.
+func (p *Platform[T]) AccessCredential(tenant string) *core.Credential {
+	b := &binding[T]{p: p, tenant: tenant}
+	cr, err := p.access.New(core.CredentialConfig{Key: p.RecordKey(tenant), Fetch: b.fetch, Prepare: b.prepare, Decode: b.decode})
+	if err != nil {
+		panic(err) // Key and Fetch are set
+	}
+	return cr
+}
+
+// binding binds one tenant to the platform's functions: its methods are
+// the tenant's access-token Credential's Fetch, Prepare and Decode.
+type binding[T any] struct {
+	p      *Platform[T]
+	tenant string
+}
+
+func (b *binding[T]) decode(stored core.Token) (core.Token, error) {
+	return b.p.Decode(b.tenant, stored)
+}
+
+func (b *binding[T]) prepare(ctx context.Context) (any, error) {
+	return nil, b.p.CheckAuthorized(ctx, b.tenant, b.p.cfg.IsReauthorize)
+}
+
+func (b *binding[T]) fetch(ctx context.Context, r core.FetchRequest) (core.Token, error) {
+	return b.p.fetch(ctx, b.tenant, r)
 }
 
 func (p *Platform[T]) now() time.Time {
@@ -670,44 +722,37 @@ func (p *Platform[T]) CheckAuthorized(ctx context.Context, tenant string, isReau
 	return nil // a store error or a corrupt value: the refresh decides
 }
 
-// TenantFetch makes one WeChat call for a tenant's access token with its
-// secret and the platform token (r.Needed); it returns the token and the
-// secret the reply carried ("" when it carried none: kept).
-type TenantFetch func(ctx context.Context, secret string, r core.FetchRequest) (access core.Token, rotated string, err error)
-
-// Fetch is a tenant Credential's Fetch, run under the record key's lock
-// with the record the store holds (r.Stored): fetch with the record's
-// secret, then the next record — the new access token together with the
+// fetch is a tenant Credential's Fetch, run under the record key's lock
+// with the record the store holds (r.Stored): Config.FetchAccess with the
+// record's secret, then the next record — the new access token together with the
 // secret the reply carried, which the store writes in one fenced write.
 // A missing, unreadable or withdrawn record is the Reauthorize error.
-func (p *Platform[T]) Fetch(tenant string, fetch TenantFetch) func(context.Context, core.FetchRequest) (core.Token, error) {
-	return func(ctx context.Context, r core.FetchRequest) (core.Token, error) {
-		if r.Stored.Value == "" {
-			return core.Token{}, p.missing(tenant)
-		}
-		rec, err := p.cfg.Format.Decode(r.Stored)
-		switch {
-		case err != nil:
-			return core.Token{}, p.cfg.Reauthorize(tenant, "its stored authorization cannot be read", err, false)
-		case rec.State == StateWithdrawn:
-			return core.Token{}, p.withdrawn(tenant, rec)
-		}
-		tok, rotated, err := fetch(ctx, rec.Secret, r)
-		if err != nil && rec.Alt != "" && p.cfg.SecretRefused != nil && p.cfg.SecretRefused(err) {
-			// Two exchanges crossed (see Authorize): WeChat honours the
-			// other one.
-			var aerr error
-			if tok, rotated, aerr = fetch(ctx, rec.Alt, r); aerr == nil {
-				rec.Secret, err = rec.Alt, nil
-			}
-		}
-		if err != nil {
-			return core.Token{}, err
-		}
-		rec.Access, rec.Expires, rec.Alt = tok.Value, tok.ExpiresAt.UnixMilli(), ""
-		if rotated != "" {
-			rec.Secret = rotated
-		}
-		return p.cfg.Format.Encode(rec), nil
+func (p *Platform[T]) fetch(ctx context.Context, tenant string, r core.FetchRequest) (core.Token, error) {
+	if r.Stored.Value == "" {
+		return core.Token{}, p.missing(tenant)
 	}
+	rec, err := p.cfg.Format.Decode(r.Stored)
+	switch {
+	case err != nil:
+		return core.Token{}, p.cfg.Reauthorize(tenant, "its stored authorization cannot be read", err, false)
+	case rec.State == StateWithdrawn:
+		return core.Token{}, p.withdrawn(tenant, rec)
+	}
+	tok, rotated, err := p.cfg.FetchAccess(ctx, tenant, rec.Secret, r)
+	if err != nil && rec.Alt != "" && p.cfg.SecretRefused != nil && p.cfg.SecretRefused(err) {
+		// Two exchanges crossed (see Authorize): WeChat honours the
+		// other one.
+		var aerr error
+		if tok, rotated, aerr = p.cfg.FetchAccess(ctx, tenant, rec.Alt, r); aerr == nil {
+			rec.Secret, err = rec.Alt, nil
+		}
+	}
+	if err != nil {
+		return core.Token{}, err
+	}
+	rec.Access, rec.Expires, rec.Alt = tok.Value, tok.ExpiresAt.UnixMilli(), ""
+	if rotated != "" {
+		rec.Secret = rotated
+	}
+	return p.cfg.Format.Encode(rec), nil
 }
