@@ -17,11 +17,14 @@
 //     Platform.Authorize, Withdraw and Import write each transition
 //     forward into ONE Record per tenant, ordered by WeChat's event times,
 //     idempotent for a second delivery (Applied*).
-//  4. Each tenant's access token is a core.Credential on its record's key
-//     (Platform.Decode, CheckAuthorized, Fetch): a refresh writes the next
-//     record — access token and a rotated secret — in one fenced write.
-//  5. Handles (a core.Conf or the platform's per-tenant type) live in a
-//     bounded Registry that holds no goroutine or timer per tenant.
+//  4. Each tenant's access token is a core.Credential on its record's key,
+//     of the platform's one core.CredentialKind (Platform.AccessCredential:
+//     Decode, CheckAuthorized, and a fetch with Config.FetchAccess): a
+//     refresh writes the next record — access token and a rotated secret —
+//     in one fenced write.
+//  5. Handles (a core.Conf of a core.ConfFamily, a wecom.App of a
+//     wecom.AppFamily) live in a bounded Registry that holds no goroutine
+//     or timer per tenant: about 700 bytes per tenant holding its token.
 //
 // Durable writes a store does not take are held in memory and written in
 // the background (Writer); the caller gets the store's error so that

@@ -221,7 +221,7 @@ func (b *binding[T]) decode(stored core.Token) (core.Token, error) {
 }
 
 func (b *binding[T]) prepare(ctx context.Context) (any, error) {
-	return nil, b.p.CheckAuthorized(ctx, b.tenant, b.p.cfg.IsReauthorize)
+	return nil, b.p.CheckAuthorized(ctx, b.tenant)
 }
 
 func (b *binding[T]) fetch(ctx context.Context, r core.FetchRequest) (core.Token, error) {
@@ -714,9 +714,9 @@ func (p *Platform[T]) Decode(tenant string, stored core.Token) (core.Token, erro
 // token is got and the lock taken, a record that is missing or withdrawn
 // fails the refresh at once with its Reauthorize error. It only saves
 // those calls: Fetch decides on the record it finds under the lock.
-func (p *Platform[T]) CheckAuthorized(ctx context.Context, tenant string, isReauthorize func(error) bool) error {
+func (p *Platform[T]) CheckAuthorized(ctx context.Context, tenant string) error {
 	_, err := p.Secret(ctx, tenant)
-	if err != nil && isReauthorize(err) {
+	if err != nil && p.cfg.IsReauthorize(err) {
 		return err
 	}
 	return nil // a store error or a corrupt value: the refresh decides
