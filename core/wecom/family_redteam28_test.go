@@ -2,6 +2,8 @@ package wecom_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,4 +43,47 @@ func TestAppFamilyRefusesThePolicyNewRefuses(t *testing.T) {
 	}()
 	_, _ = app.JSAPITicket(t.Context())
 	t.Fatal("NewAppFamily accepted a Policy New refuses")
+}
+
+// The Apps of a family: each keeps its tickets under its own CorpID,
+// shows its own CorpID and no secret in any rendering.
+func TestAppFamilyAppsKeepTheirOwnCorp(t *testing.T) {
+	f, err := wecom.NewAppFamily(wecom.Config{AgentID: agent1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tokenValue = "FAMILY-INITIAL-ACCESS-TOKEN-xyz"
+	var keys []string
+	for _, corp := range []string{"wwcorpA0001", "wwcorpB0002"} {
+		access, err := core.NewCredential(core.CredentialConfig{Name: "access_token", Key: "k/" + corp + "/access_token",
+			Initial: core.Token{Value: tokenValue, ExpiresAt: time.Now().Add(time.Hour)},
+			Fetch: func(context.Context, core.FetchRequest) (core.Token, error) {
+				return core.Token{Value: "tok", ExpiresAt: time.Now().Add(time.Hour)}, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		app, err := f.New(corp, access)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if app.CorpID() != corp || !strings.Contains(app.String(), `"`+corp+`"`) {
+			t.Errorf("App of %s: CorpID %q, String %s", corp, app.CorpID(), app)
+		}
+		_, jsapi, agent := app.Keys()
+		if !strings.Contains(jsapi, "/"+corp+"/") || !strings.Contains(agent, "/"+corp+"/") {
+			t.Errorf("App of %s: ticket keys %q, %q", corp, jsapi, agent)
+		}
+		keys = append(keys, jsapi)
+		for _, v := range []any{f, *f, app} {
+			for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+				if out := fmt.Sprintf(verb, v); strings.Contains(out, tokenValue) {
+					t.Errorf("%s of %T shows a token: %s", verb, v, out)
+				}
+			}
+		}
+	}
+	if keys[0] == keys[1] {
+		t.Errorf("two corps share the jsapi_ticket key %q", keys[0])
+	}
 }
