@@ -169,14 +169,15 @@ func NewConfFamily(cfg Config) (*ConfFamily, error) {
 	return &ConfFamily{sh: sh}, nil
 }
 
-// New returns the Conf of the account appid (required), whose access_token
-// access (required) keeps: NewWithAccessToken's Conf, with the family's
-// Config. It does no I/O.
+// New returns the Conf of the account appid, whose access_token access
+// (required) keeps: NewWithAccessToken's Conf, with the family's Config.
+// An empty appid is accepted as NewWithAccessToken accepts an empty
+// Config.AppID (the calls that need it — Check, JSSDKConfig, ClearQuota —
+// return an error naming it): an Open Platform Component.Authorizer("") of
+// an AppID a request lacked gets a handle whose calls fail, not a panic.
+// It does no I/O.
 func (f *ConfFamily) New(appid string, access *Credential) (*Conf, error) {
-	switch {
-	case appid == "":
-		return nil, errors.New("wechatconf: ConfFamily.New: the AppID is empty")
-	case access == nil:
+	if access == nil {
 		return nil, errors.New("wechatconf: ConfFamily.New: the access_token Credential is nil")
 	}
 	return &Conf{confShared: f.sh, appID: appid, access: access, api: f.sh.raw.WithCredential(access, "access_token")}, nil

@@ -543,6 +543,17 @@ func (cr *Credential) Platform() Platform { return cr.platform }
 // Key returns the credential's store key, CredentialConfig.Key.
 func (cr *Credential) Key() string { return cr.key }
 
+// String describes cr by its name, platform and key, never a token: a
+// Credential holds tokens (its Initial, the flight's stale and fetched
+// ones), which fmt would otherwise print through its pointer fields (%s
+// dereferences them).
+func (cr *Credential) String() string {
+	return fmt.Sprintf("core.Credential{Name: %q, Platform: %q, Key: %q}", cr.name, cr.platform, cr.key)
+}
+
+// GoString is String, so that %#v shows no token either.
+func (cr *Credential) GoString() string { return cr.String() }
+
 // Get returns a valid token and its expiry, from memory (the hot path),
 // the store, or a fetch, as the type's doc says. Errors are typed: a
 // *LimitError, an *APIError or *ReplyError of the fetch, a store error, or

@@ -48,7 +48,7 @@ func (c *Component) newAuthorizer(appid string) *Authorizer {
 	cr := c.t.AccessCredential(appid)
 	conf, err := c.family.New(appid, cr)
 	if err != nil {
-		panic(err) // appid and cr are set
+		panic(err) // cr is set
 	}
 	return &Authorizer{Conf: conf, access: cr}
 }

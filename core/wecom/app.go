@@ -218,7 +218,7 @@ func (a *App) ticket(name, key, path string, query url.Values) *core.Credential 
 		Policy: a.ticketPolicy, Logger: a.cfg.Logger, Now: a.cfg.Now, Ledger: core.NewLedgerConfig(a.cfg.Instance, a.cfg.NoLedger),
 	})
 	if err != nil {
-		panic(err) // the Policy passed the access_token's (New, or the caller of NewWithAccessToken)
+		panic(err) // newAppShared checked the ticket Policy
 	}
 	return cr
 }
@@ -305,6 +305,12 @@ func newAppShared(cfg Config) (*appShared, error) {
 	}
 	sh := &appShared{cfg: cfg, ticketPolicy: cfg.Policy}
 	sh.ticketPolicy.FetchWithoutStore = false
+	// The tickets are made on first use, with this Policy: check it now
+	// (an AppFamily, or NewWithAccessToken, makes no credential of its own
+	// that would), so that a ticket never fails to be made.
+	if _, err := core.NewCredentialKind(core.CredentialConfig{Name: "jsapi_ticket", Policy: sh.ticketPolicy}); err != nil {
+		return nil, err
+	}
 	var rotating []*core.RotatingSecret
 	if !cfg.Secret.IsZero() || cfg.SecretSource != nil {
 		var err error
