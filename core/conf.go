@@ -44,8 +44,7 @@ type Conf struct {
 // Conf made by New has its own, the Confs of a ConfFamily share one.
 // Never written after it is made.
 type confShared struct {
-	cfg  Config    // cfg.AppID is the Conf's (New), or unused (ConfFamily: each Conf's appID)
-	base time.Time // the clock's reading when it was made
+	cfg Config // cfg.AppID is the Conf's (New), or unused (ConfFamily: each Conf's appID)
 
 	// crypt and prevCrypt encrypt and decrypt pushed messages with
 	// EncodingAESKey and PreviousEncodingAESKey; nil when not configured
@@ -112,11 +111,6 @@ func newConfShared(cfg Config) (*confShared, error) {
 		if c.prevCrypt, err = msgcrypt.New(cfg.Token.Reveal(), cfg.PreviousEncodingAESKey.Reveal(), cfg.AppID); err != nil {
 			return nil, fmt.Errorf("wechatconf: PreviousEncodingAESKey: %w", err)
 		}
-	}
-	if cfg.Now != nil {
-		c.base = cfg.Now()
-	} else {
-		c.base = time.Now()
 	}
 	var rotating []*RotatingSecret
 	if !cfg.AppSecret.IsZero() || cfg.AppSecretSource != nil {

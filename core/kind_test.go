@@ -120,9 +120,6 @@ func TestConfFamilyConfsAreTheirAccounts(t *testing.T) {
 		}
 		return cr
 	}
-	if _, err := family.New("", access("x")); err == nil {
-		t.Error("ConfFamily.New with no AppID: no error")
-	}
 	if _, err := family.New("wx1", nil); err == nil {
 		t.Error("ConfFamily.New with no credential: no error")
 	}
