@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -352,8 +353,22 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	if codeExpires.IsZero() {
 		codeExpires = p.now().Add(codeIndexLifetime)
 	}
+	// dated: since is WeChat's time (a push's), or no later than it (the
+	// time of the code's push, from the code index), not only this
+	// process's clock (a redirect's).
+	dated := d.FromWeChat
+	useIndexed := func(at int64) {
+		if at > 0 {
+			since, dated = min(since, at), true
+		}
+	}
 	if tenant == "" {
-		tenant, _ = p.codeIndex(ctx, id)
+		// A redirect, or a push without a tenant: the code index knows
+		// the tenant, and when the code's push came, if an earlier
+		// delivery exchanged it — the authorization is no newer than that.
+		var at int64
+		tenant, _, at = p.codeIndex(ctx, id)
+		useIndexed(at)
 	}
 	// base is what the store held before the exchange, when known: the
 	// exchange is newer than it, whatever the clocks say.
@@ -385,9 +400,12 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			// code applied before (by another instance, or before a
 			// crash), or a newer authorization or withdrawal in the
 			// store, is success.
-			indexed, secret := p.codeIndex(ctx, id)
+			indexed, secret, at := p.codeIndex(ctx, id)
 			if tenant == "" {
 				tenant = indexed
+			}
+			if indexed == tenant {
+				useIndexed(at)
 			}
 			switch {
 			case tenant == "" && d.FromWeChat:
@@ -414,9 +432,13 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			Reason: "the reply names " + p.cfg.Format.Tenant + " " + g.Tenant + ", the push " + tenant}
 	}
 	tenant = g.Tenant
+	indexSince := int64(0) // the index keeps WeChat's time only
+	if dated {
+		indexSince = since
+	}
 	if !recovered {
 		// Write ahead what the exchange gave (see above).
-		p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
+		p.indexCode(ctx, id, tenant, g.Secret, indexSince, codeExpires)
 	}
 	// certain: the record was read before the exchange, so a record the
 	// store still holds unchanged is older than the exchange at WeChat.
@@ -446,6 +468,12 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			// from it is this call's write, which landed although the
 			// store reported a failure (the write was retried).
 			applied = AppliedAuthorized
+			return core.Token{}, false
+		case err == nil && dated && r.State == StateWithdrawn && !r.ReplacedBy(StateAuthorized, since):
+			// WeChat withdrew the authorization after this one was made
+			// (both times are WeChat's): a code it still exchanges gives
+			// no authorization it honours.
+			applied = AppliedOlderIgnored
 			return core.Token{}, false
 		case baseKnown && cur.Value == base.Value:
 			// Nothing was written since the exchange was decided: the
@@ -481,14 +509,14 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			// write is held, and a delivery of the code again (WeCom's
 			// retry, the redirect) finds the tenant, or writes it, when
 			// WeChat refuses the used code.
-			p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
+			p.indexCode(ctx, id, tenant, g.Secret, indexSince, codeExpires)
 		}
 		return nil, "", fmt.Errorf("storing the authorization: %w", err)
 	}
 	if !recovered {
 		// The grant is in the record now: the index keeps only the tenant
 		// (a value of its own: "<tenant>\n").
-		p.indexCode(ctx, id, tenant, "", codeExpires)
+		p.indexCode(ctx, id, tenant, "", indexSince, codeExpires)
 	}
 	p.Changed(tenant)
 	return p.Handle(tenant), applied, nil
@@ -550,27 +578,40 @@ func (p *Platform[T]) codeIndexKey(id string) string {
 	return p.cfg.Prefix + "authorization_code/" + id
 }
 
-// Its value is "<tenant>\n<secret>": right after the exchange it holds
-// the grant — the tenant's new secret — until the record holding it is
-// written (see Authorize), the write ahead of the record's; then
-// "<tenant>\n". (A bare "<tenant>" is read too.)
-func (p *Platform[T]) indexCode(ctx context.Context, id, tenant, secret string, expires time.Time) {
+// Its value is "<tenant>\n<secret>\n<since>": right after the exchange it
+// holds the grant — the tenant's new secret — until the record holding it
+// is written (see Authorize), the write ahead of the record's; then
+// "<tenant>\n\n<since>". since is the time WeChat gave the code's push
+// (Unix ms), which dates a later delivery of the same code (a redirect),
+// left out when unknown. (A bare "<tenant>" and "<tenant>\n<secret>", an
+// earlier version's, are read too.)
+func (p *Platform[T]) indexCode(ctx context.Context, id, tenant, secret string, since int64, expires time.Time) {
 	v := tenant + "\n" + secret
+	if since > 0 {
+		v += "\n" + strconv.FormatInt(since, 10)
+	}
 	if err := p.cfg.Store.Set(ctx, p.codeIndexKey(id), core.Token{Value: v, ExpiresAt: expires}); err != nil {
 		p.writer.logStoreError("authorization_code", p.codeIndexKey(id), "set", err)
 	}
 }
 
-// codeIndex returns the tenant the code index names for code id, and the
-// secret its exchange gave if the entry still holds it; "" when there is
-// no entry or the store did not answer.
-func (p *Platform[T]) codeIndex(ctx context.Context, id string) (tenant, secret string) {
+// codeIndex returns the tenant the code index names for code id, the
+// secret its exchange gave if the entry still holds it, and the time of
+// the code's push (Unix ms, 0 if unknown); "" when there is no entry or
+// the store did not answer.
+func (p *Platform[T]) codeIndex(ctx context.Context, id string) (tenant, secret string, since int64) {
 	t, err := p.cfg.Store.Get(ctx, p.codeIndexKey(id))
 	if err != nil {
-		return "", ""
+		return "", "", 0
 	}
-	tenant, secret, _ = strings.Cut(t.Value, "\n")
-	return tenant, secret
+	tenant, rest, _ := strings.Cut(t.Value, "\n")
+	secret = rest
+	if i := strings.LastIndexByte(rest, '\n'); i >= 0 {
+		if n, err := strconv.ParseInt(rest[i+1:], 10, 64); err == nil && n > 0 {
+			secret, since = rest[:i], n
+		}
+	}
+	return tenant, secret, since
 }
 
 // Withdraw writes tenant's withdrawal made at `at` forward, and reports
