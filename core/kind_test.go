@@ -147,3 +147,28 @@ func TestConfFamilyConfsAreTheirAccounts(t *testing.T) {
 		}
 	}
 }
+
+// A FuncStore whose Get fails at once is a store that is down, not a lock
+// lost: its refresh said "reading the stored token outlived the lease"
+// whatever the time it took (the lease's context was read after its
+// cancel), so the outage rules did not apply (new-user trial, issue 27).
+func TestFuncStoreGetFailingIsTheStoreDown(t *testing.T) {
+	down := errors.New("db down")
+	store, err := core.NewFuncStore(core.StoreFuncs{
+		Get: func(context.Context, string) (core.Token, error) { return core.Token{}, down },
+		Set: func(context.Context, string, core.Token) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := core.NewCredential(core.CredentialConfig{Name: "t", Key: "k", Store: store, Fetch: func(context.Context, core.FetchRequest) (core.Token, error) {
+		return core.Token{Value: "v", ExpiresAt: time.Now().Add(time.Hour)}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cr.Get(context.Background())
+	if !errors.Is(err, core.ErrStoreUnavailable) || errors.Is(err, core.ErrLockLost) || !errors.Is(err, down) || strings.Contains(err.Error(), "lease") {
+		t.Fatalf("Get on a FuncStore whose Get fails: %v; want ErrStoreUnavailable wrapping its error, no lock lost", err)
+	}
+}

@@ -197,9 +197,10 @@ func (l *keyLocks) refresh(ctx context.Context, key, stale string, lease time.Du
 
 	gctx, cancel := context.WithDeadline(ctx, deadline)
 	cur, found, err := get(gctx)
+	outlived := gctx.Err() == context.DeadlineExceeded && ctx.Err() == nil // read before cancel, which sets Err
 	cancel()
 	switch {
-	case err != nil && ctx.Err() == nil && gctx.Err() != nil:
+	case err != nil && outlived:
 		return Token{}, fmt.Errorf("reading the stored token outlived the %v lease: %w: %w", lease, ErrLockLost, err)
 	case err != nil:
 		return Token{}, err
