@@ -182,7 +182,7 @@ type Config struct {
 	// MaxAuthorizers bounds how many authorizer handles (their in-memory
 	// copies) a Component keeps; beyond it the least recently used are
 	// dropped (and rebuilt from the store when asked for again). Durable
-	// state is never dropped. Default DefaultMaxAuthorizers.
+	// state is never dropped. Zero or negative means DefaultMaxAuthorizers.
 	MaxAuthorizers int
 	// Dedup, if set, makes HandleMessage and MessageHandler handle each
 	// authorizer's push once across the fleet (core.Dedup; build it with

@@ -198,8 +198,8 @@ type Config struct {
 	ReadyHorizon time.Duration
 	// MaxCorps bounds how many corp handles a Suite keeps in memory; beyond
 	// it the least recently used are dropped (and rebuilt from the store
-	// when asked for again). Durable state is never dropped. Default
-	// DefaultMaxCorps.
+	// when asked for again). Durable state is never dropped. Zero or
+	// negative means DefaultMaxCorps.
 	MaxCorps int
 }
 
