@@ -385,7 +385,7 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	_, err = p.writer.Write(ctx, p.cfg.RecordName, tenant, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
 		next := Record{State: StateAuthorized, Since: since, Code: id, Secret: g.Secret}
 		if g.AccessToken != "" {
-			next.Access, next.Expires = g.AccessToken, start.Add(life).UnixMilli()
+			next.Access, next.Expires = g.AccessToken, firstExpiry(start, life).UnixMilli()
 		}
 		r, err := p.cfg.Format.Decode(cur)
 		switch {
@@ -704,7 +704,12 @@ func (p *Platform[T]) Fetch(tenant string, fetch TenantFetch) func(context.Conte
 		if err != nil {
 			return core.Token{}, err
 		}
-		rec.Access, rec.Expires, rec.Alt = tok.Value, tok.ExpiresAt.UnixMilli(), ""
+		expires := tok.ExpiresAt
+		if rec.Access == "" {
+			// The tenant's first token: see firstExpiry.
+			expires = firstExpiry(p.now(), tok.ExpiresAt.Sub(p.now()))
+		}
+		rec.Access, rec.Expires, rec.Alt = tok.Value, expires.UnixMilli(), ""
 		if rotated != "" {
 			rec.Secret = rotated
 		}
