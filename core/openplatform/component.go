@@ -40,6 +40,10 @@ const VerifyTicketLifetime = 12 * time.Hour
 // DefaultMaxAuthorizers is the default Config.MaxAuthorizers.
 const DefaultMaxAuthorizers = 10000
 
+// DefaultRefreshJitter is the default Config.Policy.RefreshJitter (see
+// "Scale" in the package doc).
+const DefaultRefreshJitter = 10 * time.Minute
+
 // Codes is the errcode table of the Open Platform's component API on
 // api.weixin.qq.com: the Official Account's, plus as configuration errors
 // (never retried; a token call refused with one is not made again for
@@ -246,7 +250,7 @@ func New(cfg Config) (*Component, error) {
 		cfg.MaxAuthorizers = DefaultMaxAuthorizers
 	}
 	if cfg.Policy.RefreshJitter == 0 {
-		cfg.Policy.RefreshJitter = 10 * time.Minute
+		cfg.Policy.RefreshJitter = DefaultRefreshJitter
 	}
 	c := &Component{cfg: cfg, prefix: cfg.KeyPrefix + "/open/" + cfg.AppID + "/"}
 	c.ledger = core.NewLedgerConfig(cfg.Instance, cfg.NoLedger)

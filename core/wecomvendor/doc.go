@@ -77,6 +77,17 @@
 // SDK keeps permanent codes: EasyWeChat, WxJava, PowerWeChat and wechatpy
 // take them as arguments) with Suite.ImportPermanentCode.
 //
+// # Scale
+//
+// Corps run on the same mechanism as Open Platform's authorizers
+// (core/internal/tenant): no goroutine or timer per corp, handles in a
+// bounded registry, refreshes ahead spread by Policy.RefreshJitter (10
+// minutes by default), and a corp's first token (the first get_corp_token,
+// or gettoken for a custom-developed app, after an install: the record
+// holds none) trusted for a random quarter-to-all of its life, so that corps
+// installing together do not come due together at every cycle (see
+// "Scale" in package openplatform, where the simulated day is measured).
+//
 // # Callbacks
 //
 // The command callback (指令回调URL) is encrypted for the suite id;

@@ -459,7 +459,7 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	_, err = p.writer.Write(ctx, p.cfg.RecordName, tenant, p.RecordKey(tenant), func(cur core.Token) (core.Token, bool) {
 		next := Record{State: StateAuthorized, Since: since, Code: id, Secret: g.Secret}
 		if g.AccessToken != "" {
-			next.Access, next.Expires = g.AccessToken, start.Add(life).UnixMilli()
+			next.Access, next.Expires = g.AccessToken, firstExpiry(start, life).UnixMilli()
 		}
 		r, err := p.cfg.Format.Decode(cur)
 		switch {
@@ -791,7 +791,12 @@ func (p *Platform[T]) fetch(ctx context.Context, tenant string, r core.FetchRequ
 	if err != nil {
 		return core.Token{}, err
 	}
-	rec.Access, rec.Expires, rec.Alt = tok.Value, tok.ExpiresAt.UnixMilli(), ""
+	expires := tok.ExpiresAt
+	if rec.Access == "" {
+		// The tenant's first token: see firstExpiry.
+		expires = firstExpiry(p.now(), tok.ExpiresAt.Sub(p.now()))
+	}
+	rec.Access, rec.Expires, rec.Alt = tok.Value, expires.UnixMilli(), ""
 	if rotated != "" {
 		rec.Secret = rotated
 	}
