@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +18,13 @@ import (
 //
 //   - Hot path: a valid in-process copy is returned with no I/O, no lock
 //     and no allocation (one atomic load and a clock read).
-//   - Refresh ahead: once the copy is within Policy.RefreshAhead of its
-//     expiry, one background refresh starts and callers keep getting the
-//     still-valid copy (stale-while-revalidate).
+//   - Refresh ahead: once the copy is within Policy.RefreshAhead (and its
+//     RefreshJitter, the same point in every process) of its expiry, one
+//     background refresh starts and callers keep getting the still-valid
+//     copy (stale-while-revalidate) for up to 4 minutes; a call after that
+//     waits for the store's newer token, or the refresh (another process
+//     has most likely replaced it, and WeChat honours a superseded classic
+//     token for 5 minutes only).
 //   - Cold path: with no valid copy, the store is read; if it holds a valid
 //     token that one is adopted, otherwise TokenStore.Refresh is called
 //     with the stale value, under the store's lock, fenced. One refresh is
@@ -309,8 +312,10 @@ type Policy struct {
 	//     a rejection, which Do and the Transport replace once per fleet.
 	Handover time.Duration
 	// RefreshJitter spreads refreshes ahead: each token's starts up to this
-	// much earlier than RefreshAhead (at most half its remaining life),
-	// chosen at random when it is adopted, so that many credentials fetched
+	// much earlier than RefreshAhead (at most half its remaining life), at
+	// a point drawn from the credential's Key and the token's value — the
+	// same in every process that holds the token, so the fleet refreshes
+	// it once, when each process would — so that many credentials fetched
 	// together (thousands of Open Platform authorizers) do not all come due
 	// in the same second. Default 0.
 	RefreshJitter time.Duration
@@ -665,14 +670,30 @@ func (cr *Credential) getSlow(ctx context.Context) (Token, error) {
 		return cr.refresh(ctx, "", reasonExpiry, nil)
 	}
 	now := cr.elapsed()
-	if now < h.expireAt {
-		if now >= h.refreshAt {
-			cr.refreshAhead(h, now)
-		}
+	switch {
+	case now < h.refreshAt:
+		return h.Token, nil
+	case now < h.expireAt && now < h.refreshAt+int64(staleServeGrace):
+		cr.refreshAhead(h, now)
 		return h.Token, nil
 	}
+	// Expired, or long past its refresh point: another process has most
+	// likely replaced it, and WeChat may have retired it (see
+	// staleServeGrace). The refresh reads the store first: the newer
+	// token, if any, is adopted with no fetch.
 	return cr.refresh(ctx, h.Value, reasonExpiry, nil)
 }
+
+// staleServeGrace is how long after its refresh-ahead point a token is
+// still served while a background refresh replaces it. Every process
+// holding a token has the same refresh point (jitterOf), and the fleet's
+// first refresh of it is at or after that point; WeChat honours a
+// superseded classic token (an authorizer's, a ticket) for 5 minutes
+// after the fetch that replaced it. So a copy served within this grace,
+// a minute short of those 5, is valid at WeChat; after it, a caller waits
+// for the store's newer token (or for the refresh) instead of being
+// served one WeChat may reject.
+const staleServeGrace = 4 * time.Minute
 
 // refreshAhead starts one background refresh of h unless one is running or
 // the last one was too recent.
@@ -879,13 +900,32 @@ func (cr *Credential) adopt(tok Token, toExpiry bool) {
 		ahead, margin = 0, 0
 	}
 	if j := min(int64(cr.policy.RefreshJitter), (left-int64(ahead))/2); j > 0 && ahead > 0 {
-		ahead += time.Duration(rand.Int64N(j + 1))
+		ahead += time.Duration(jitterOf(cr.key, tok.Value, j+1))
 	}
 	cr.cur.Store(&held{
 		Token:     tok,
 		refreshAt: at + left - int64(ahead),
 		expireAt:  at + left - int64(margin),
 	})
+}
+
+// jitterOf returns a point in [0, n) fixed by a credential's key and a
+// token's value (FNV-1a): spread over the tokens, the same in every
+// process that holds one token, so that the fleet's first refresh ahead of
+// a token is when every process's is, and no process serves it for long
+// after another replaced it (a superseded classic token is valid 5 more
+// minutes at WeChat; with a draw per process, the fleet refreshed at the
+// earliest of its draws and the others served the old token up to the
+// jitter after it).
+func jitterOf(key, value string, n int64) int64 {
+	h := uint64(14695981039346656037)
+	for _, s := range [...]string{key, "\x00", value} {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+	}
+	return int64(h % uint64(n))
 }
 
 // usable reports whether t may be served at now.

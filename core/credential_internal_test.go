@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -15,14 +16,21 @@ func TestRefreshJitterSpreadsDeadlines(t *testing.T) {
 	exp := now.Add(2 * time.Hour)
 	const ahead, jitter = 5 * time.Minute, 10 * time.Minute
 	seconds := map[int64]bool{}
-	for range 1000 {
-		cr, err := NewCredential(CredentialConfig{Name: "t", Key: "k", Now: clock,
+	for i := range 1000 {
+		cr, err := NewCredential(CredentialConfig{Name: "t", Key: fmt.Sprint("k/", i), Now: clock,
 			Fetch:  func(context.Context, FetchRequest) (Token, error) { return Token{}, nil },
 			Policy: Policy{RefreshAhead: ahead, RefreshJitter: jitter}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cr.adopt(Token{Value: "v", ExpiresAt: exp}, false)
+		cr.adopt(Token{Value: fmt.Sprint("v", i), ExpiresAt: exp}, false)
+		again, _ := NewCredential(CredentialConfig{Name: "t", Key: fmt.Sprint("k/", i), Now: clock,
+			Fetch:  func(context.Context, FetchRequest) (Token, error) { return Token{}, nil },
+			Policy: Policy{RefreshAhead: ahead, RefreshJitter: jitter}})
+		again.adopt(Token{Value: fmt.Sprint("v", i), ExpiresAt: exp}, false) // another process, the same token
+		if a, b := int64(exp.Sub(cr.base))-cr.cur.Load().refreshAt, int64(exp.Sub(again.base))-again.cur.Load().refreshAt; a != b {
+			t.Fatalf("two processes holding one token start refreshing it %v and %v before expiry, want the same point", time.Duration(a), time.Duration(b))
+		}
 		before := time.Duration(int64(exp.Sub(cr.base)) - cr.cur.Load().refreshAt) // how long before expiry
 		if before < ahead || before > ahead+jitter {
 			t.Fatalf("refresh ahead starts %v before expiry, want within [%v, %v]", before, ahead, ahead+jitter)
@@ -50,14 +58,14 @@ func BenchmarkRefreshSpread(b *testing.B) {
 			for b.Loop() {
 				perSecond := map[int64]int{}
 				for i := range n {
-					cr, err := NewCredential(CredentialConfig{Name: "t", Key: "k", Now: clock,
+					cr, err := NewCredential(CredentialConfig{Name: "t", Key: fmt.Sprint("k/", i), Now: clock,
 						Fetch:  func(context.Context, FetchRequest) (Token, error) { return Token{}, nil },
 						Policy: Policy{RefreshJitter: jitter}})
 					if err != nil {
 						b.Fatal(err)
 					}
 					// Due within due: expiries spread evenly over it.
-					cr.adopt(Token{Value: "v", ExpiresAt: now.Add(2*time.Hour + time.Duration(i)*due/n)}, false)
+					cr.adopt(Token{Value: fmt.Sprint("v", i), ExpiresAt: now.Add(2*time.Hour + time.Duration(i)*due/n)}, false)
 					perSecond[cr.cur.Load().refreshAt/int64(time.Second)]++
 				}
 				worst = 0
