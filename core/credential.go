@@ -673,7 +673,11 @@ func (cr *Credential) getSlow(ctx context.Context) (Token, error) {
 	switch {
 	case now < h.refreshAt:
 		return h.Token, nil
-	case now < h.expireAt && now < h.refreshAt+int64(staleServeGrace):
+	case now < h.expireAt && (now < h.refreshAt+int64(staleServeGrace) || now < cr.bgNotTill.Load() || cr.storeKnownDown()):
+		// Inside the grace; or past it, but a refresh failed or brought
+		// no newer token less than bgRetryInterval ago, or the store is
+		// known down (nobody waits for it, the outage rule): the held
+		// copy, still usable, while the background refresh retries.
 		cr.refreshAhead(h, now)
 		return h.Token, nil
 	}
@@ -681,7 +685,28 @@ func (cr *Credential) getSlow(ctx context.Context) (Token, error) {
 	// likely replaced it, and WeChat may have retired it (see
 	// staleServeGrace). The refresh reads the store first: the newer
 	// token, if any, is adopted with no fetch.
-	return cr.refresh(ctx, h.Value, reasonExpiry, nil)
+	tok, err := cr.refresh(ctx, h.Value, reasonExpiry, nil)
+	if err != nil && now < h.expireAt && ctx.Err() == nil && cr.cur.Load() == h {
+		// The store or WeChat failed (not a withdrawal, which drops h, nor
+		// an Invalidate): nothing newer was seen, and the held copy is
+		// still usable — served under the outage rules and the fetch's
+		// failure alike, as inside the grace; the next refresh is in
+		// bgRetryInterval, in the background.
+		if el := cr.elapsed(); el < h.expireAt {
+			cr.bgNotTill.Store(el + int64(bgRetryInterval))
+			return h.Token, nil
+		}
+	}
+	return tok, err
+}
+
+// storeKnownDown reports whether the last flight's store failed and no
+// fetch without the store is due: a caller is then served the held copy
+// rather than wait for a store known to be down (see refresh).
+func (cr *Credential) storeKnownDown() bool {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	return cr.storeDownErr() != nil && !cr.outageFetchDue()
 }
 
 // staleServeGrace is how long after its refresh-ahead point a token is

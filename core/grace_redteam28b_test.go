@@ -199,5 +199,7 @@ func TestGracePastHungStoreKnownDownDoesNotWait(t *testing.T) {
 		if waited := time.Since(start); err != nil || got.Value != held.Value || waited >= timeout {
 			t.Errorf("past the grace, store hung and known down: Get = %q, %v after %v; want the held %q at once", got.Value, err, waited, held.Value)
 		}
+		time.Sleep(2 * timeout) // the background probe of the store ends
+		synctest.Wait()
 	})
 }
