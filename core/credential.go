@@ -312,9 +312,11 @@ type Policy struct {
 	//     a rejection, which Do and the Transport replace once per fleet.
 	Handover time.Duration
 	// RefreshJitter spreads refreshes ahead: each token's starts up to this
-	// much earlier than RefreshAhead (at most half its remaining life), at
-	// a point drawn from the credential's Key and the token's value — the
-	// same in every process that holds the token, so the fleet refreshes
+	// much earlier than RefreshAhead (a point already past when the token
+	// is adopted — a short-lived token — is moved to half its remaining
+	// life), at a point drawn from the credential's Key and the token's
+	// value — the same in every process that holds the token, whenever it
+	// adopted it, so the fleet refreshes
 	// it once, when each process would — so that many credentials fetched
 	// together (thousands of Open Platform authorizers) do not all come due
 	// in the same second. Default 0.
@@ -924,8 +926,16 @@ func (cr *Credential) adopt(tok Token, toExpiry bool) {
 	if toExpiry {
 		ahead, margin = 0, 0
 	}
-	if j := min(int64(cr.policy.RefreshJitter), (left-int64(ahead))/2); j > 0 && ahead > 0 {
-		ahead += time.Duration(jitterOf(cr.key, tok.Value, j+1))
+	if j, room := int64(cr.policy.RefreshJitter), left-int64(ahead); j > 0 && ahead > 0 && room > 0 {
+		// The point is drawn from [0, RefreshJitter] whatever the token's
+		// remaining life, so that a process adopting it late has the
+		// fleet's point; only a point already past (a short-lived token,
+		// or the fleet did not refresh it) is moved to half the time left.
+		u := jitterOf(cr.key, tok.Value, j+1)
+		if u > room {
+			u = room / 2
+		}
+		ahead += time.Duration(u)
 	}
 	cr.cur.Store(&held{
 		Token:     tok,

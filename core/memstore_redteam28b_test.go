@@ -45,7 +45,11 @@ func TestFuncStoreGetOutlivingTheLeaseIsStillALockLost(t *testing.T) {
 		// The caller's cancel while Get runs: its own error, no lock lost.
 		ctx, cancel := context.WithCancel(context.Background())
 		store, _ := core.NewFuncStore(core.StoreFuncs{
-			Get: func(ctx context.Context, _ string) (core.Token, error) { cancel(); <-ctx.Done(); return core.Token{}, ctx.Err() },
+			Get: func(ctx context.Context, _ string) (core.Token, error) {
+				cancel()
+				<-ctx.Done()
+				return core.Token{}, ctx.Err()
+			},
 			Set: func(context.Context, string, core.Token) error { return nil },
 		}, core.WithLease(lease))
 		_, err := store.Refresh(ctx, "k", "", func(context.Context) (core.Token, error) { return core.Token{}, nil })
