@@ -24,7 +24,9 @@ import (
 //     copy (stale-while-revalidate) for up to 4 minutes; a call after that
 //     waits for the store's newer token, or the refresh (another process
 //     has most likely replaced it, and WeChat honours a superseded classic
-//     token for 5 minutes only).
+//     token for 5 minutes only); if that refresh fails (the store down,
+//     WeChat failing) the copy is served while usable, and retried in the
+//     background every 15 s, as before the grace ended.
 //   - Cold path: with no valid copy, the store is read; if it holds a valid
 //     token that one is adopted, otherwise TokenStore.Refresh is called
 //     with the stale value, under the store's lock, fenced. One refresh is
