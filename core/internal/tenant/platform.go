@@ -438,7 +438,8 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 	}
 	if !recovered {
 		// Write ahead what the exchange gave (see above).
-		p.indexCode(ctx, id, tenant, g.Secret, indexSince, codeExpires)
+		p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
+		p.indexTime(ctx, id, indexSince, codeExpires)
 	}
 	// certain: the record was read before the exchange, so a record the
 	// store still holds unchanged is older than the exchange at WeChat.
@@ -468,12 +469,6 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			// from it is this call's write, which landed although the
 			// store reported a failure (the write was retried).
 			applied = AppliedAuthorized
-			return core.Token{}, false
-		case err == nil && dated && r.State == StateWithdrawn && !r.ReplacedBy(StateAuthorized, since):
-			// WeChat withdrew the authorization after this one was made
-			// (both times are WeChat's): a code it still exchanges gives
-			// no authorization it honours.
-			applied = AppliedOlderIgnored
 			return core.Token{}, false
 		case baseKnown && cur.Value == base.Value:
 			// Nothing was written since the exchange was decided: the
@@ -509,14 +504,14 @@ func (p *Platform[T]) Authorize(ctx context.Context, d Delivery) (*T, string, er
 			// write is held, and a delivery of the code again (WeCom's
 			// retry, the redirect) finds the tenant, or writes it, when
 			// WeChat refuses the used code.
-			p.indexCode(ctx, id, tenant, g.Secret, indexSince, codeExpires)
+			p.indexCode(ctx, id, tenant, g.Secret, codeExpires)
 		}
 		return nil, "", fmt.Errorf("storing the authorization: %w", err)
 	}
 	if !recovered {
 		// The grant is in the record now: the index keeps only the tenant
 		// (a value of its own: "<tenant>\n").
-		p.indexCode(ctx, id, tenant, "", indexSince, codeExpires)
+		p.indexCode(ctx, id, tenant, "", codeExpires)
 	}
 	p.Changed(tenant)
 	return p.Handle(tenant), applied, nil
@@ -578,37 +573,45 @@ func (p *Platform[T]) codeIndexKey(id string) string {
 	return p.cfg.Prefix + "authorization_code/" + id
 }
 
-// Its value is "<tenant>\n<secret>\n<since>": right after the exchange it
-// holds the grant — the tenant's new secret — until the record holding it
-// is written (see Authorize), the write ahead of the record's; then
-// "<tenant>\n\n<since>". since is the time WeChat gave the code's push
-// (Unix ms), which dates a later delivery of the same code (a redirect),
-// left out when unknown. (A bare "<tenant>" and "<tenant>\n<secret>", an
-// earlier version's, are read too.)
-func (p *Platform[T]) indexCode(ctx context.Context, id, tenant, secret string, since int64, expires time.Time) {
+// Its value is "<tenant>\n<secret>": right after the exchange it holds
+// the grant — the tenant's new secret — until the record holding it is
+// written (see Authorize), the write ahead of the record's; then
+// "<tenant>\n". (A bare "<tenant>" is read too.)
+func (p *Platform[T]) indexCode(ctx context.Context, id, tenant, secret string, expires time.Time) {
 	v := tenant + "\n" + secret
-	if since > 0 {
-		v += "\n" + strconv.FormatInt(since, 10)
-	}
 	if err := p.cfg.Store.Set(ctx, p.codeIndexKey(id), core.Token{Value: v, ExpiresAt: expires}); err != nil {
 		p.writer.logStoreError("authorization_code", p.codeIndexKey(id), "set", err)
 	}
 }
 
+// indexTime keeps, beside the code index's entry (its key and "/at"),
+// the time WeChat gave the code's push (Unix ms; nothing when since is
+// 0, unknown), which dates a later delivery of the same code (a redirect)
+// — under a key of its own, so that a process of an earlier version
+// reads the entry as it wrote it. Written once, after the write ahead.
+func (p *Platform[T]) indexTime(ctx context.Context, id string, since int64, expires time.Time) {
+	if since <= 0 {
+		return
+	}
+	key := p.codeIndexKey(id) + "/at"
+	if err := p.cfg.Store.Set(ctx, key, core.Token{Value: strconv.FormatInt(since, 10), ExpiresAt: expires}); err != nil {
+		p.writer.logStoreError("authorization_code", key, "set", err)
+	}
+}
+
 // codeIndex returns the tenant the code index names for code id, the
 // secret its exchange gave if the entry still holds it, and the time of
-// the code's push (Unix ms, 0 if unknown); "" when there is no entry or
-// the store did not answer.
+// the code's push (Unix ms, 0 if unknown: indexTime); "" when there is no
+// entry or the store did not answer.
 func (p *Platform[T]) codeIndex(ctx context.Context, id string) (tenant, secret string, since int64) {
 	t, err := p.cfg.Store.Get(ctx, p.codeIndexKey(id))
 	if err != nil {
 		return "", "", 0
 	}
-	tenant, rest, _ := strings.Cut(t.Value, "\n")
-	secret = rest
-	if i := strings.LastIndexByte(rest, '\n'); i >= 0 {
-		if n, err := strconv.ParseInt(rest[i+1:], 10, 64); err == nil && n > 0 {
-			secret, since = rest[:i], n
+	tenant, secret, _ = strings.Cut(t.Value, "\n")
+	if at, err := p.cfg.Store.Get(ctx, p.codeIndexKey(id)+"/at"); err == nil {
+		if n, err := strconv.ParseInt(at.Value, 10, 64); err == nil && n > 0 {
+			since = n
 		}
 	}
 	return tenant, secret, since
