@@ -690,6 +690,12 @@ func (cr *Credential) getSlow(ctx context.Context) (Token, error) {
 	// staleServeGrace). The refresh reads the store first: the newer
 	// token, if any, is adopted with no fetch.
 	tok, err := cr.refresh(ctx, h.Value, reasonExpiry, nil)
+	if err == nil && tok.Value == h.Value {
+		// Nothing newer (a stable token before its hand-over, a store
+		// that kept it): as for a background refresh that brought none,
+		// the next is in bgRetryInterval, not at every call.
+		cr.bgNotTill.Store(cr.elapsed() + int64(bgRetryInterval))
+	}
 	if err != nil && now < h.expireAt && ctx.Err() == nil && cr.cur.Load() == h {
 		// The store or WeChat failed (not a withdrawal, which drops h, nor
 		// an Invalidate): nothing newer was seen, and the held copy is
@@ -928,7 +934,13 @@ func (cr *Credential) adopt(tok Token, toExpiry bool) {
 	if toExpiry {
 		ahead, margin = 0, 0
 	}
-	if j, room := int64(cr.policy.RefreshJitter), left-int64(ahead); j > 0 && ahead > 0 && room > 0 {
+	j := int64(cr.policy.RefreshJitter)
+	if h := cr.policy.Handover; h > 0 {
+		// Not before the hand-over (see margins): a normal fetch there
+		// hands the same token back.
+		j = min(j, int64(h-handoverSlack)-int64(ahead))
+	}
+	if room := left - int64(ahead); j > 0 && ahead > 0 && room > 0 {
 		// The point is drawn from [0, RefreshJitter] whatever the token's
 		// remaining life, so that a process adopting it late has the
 		// fleet's point; only a point already past (a short-lived token,

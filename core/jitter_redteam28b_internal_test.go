@@ -52,3 +52,23 @@ func TestJitterSamePointForALateAdopter(t *testing.T) {
 		t.Logf("worst lateness %v", worst)
 	}
 }
+
+// With a hand-over (stable_token), the jitter never moves the refresh
+// point before it: a normal fetch there hands the same token back, and
+// past the grace each caller would make one.
+func TestJitterStaysInsideTheHandover(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	exp := now.Add(2 * time.Hour)
+	for i := range 200 {
+		cr, err := NewCredential(CredentialConfig{Name: "t", Key: fmt.Sprint("k/", i), Now: func() time.Time { return now },
+			Fetch:  func(context.Context, FetchRequest) (Token, error) { return Token{}, nil },
+			Policy: Policy{Handover: StableTokenHandover, RefreshJitter: 10 * time.Minute}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr.adopt(Token{Value: fmt.Sprint("v", i), ExpiresAt: exp}, false)
+		if before := time.Duration(int64(exp.Sub(cr.base)) - cr.cur.Load().refreshAt); before > StableTokenHandover-handoverSlack {
+			t.Fatalf("refresh ahead starts %v before expiry, before the %v hand-over", before, StableTokenHandover)
+		}
+	}
+}
