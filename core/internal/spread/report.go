@@ -126,7 +126,7 @@ func Note(tb testing.TB, cfg Config) {
 		"each with its own registry of handles (Config.MaxAuthorizers = the tenants), on one core.MemoryStore counted by a wrapper; "+
 		"WeChat is core/wxtest's handler, called in memory, on the same simulated clock. Tokens live 2 h (WeChat's 7200 s); the policy is the platform's default but for RefreshJitter as the row says. "+
 		"A refresh fetch is one api_authorizer_token (get_corp_token) call; the authorizations' code exchanges are counted apart. "+
-		"The engine's jitter draws are random (unseeded), so runs differ by the noise of the counts.",
+		"The first tokens' trusted lives are drawn at random (unseeded), so runs differ by the noise of the counts.",
 		cfg.Day, cfg.Step, cfg.AuthorizeWithin, cfg.CallEvery, cfg.PushEvery))
 }
 
