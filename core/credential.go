@@ -472,11 +472,7 @@ func NewCredentialKind(cfg CredentialConfig) (*CredentialKind, error) {
 		needs: cfg.Needs, rejects: cfg.Rejects, policy: cfg.Policy, logger: cfg.Logger, now: cfg.Now,
 		ledger: ledgerInstance(cfg.Ledger), wbMin: writeBackMinBackoff, wbMax: writeBackMaxBackoff,
 	}
-	if k.now != nil {
-		k.base = k.now()
-	} else {
-		k.base = time.Now()
-	}
+	k.base = k.clock()
 	return &CredentialKind{k: k}, nil
 }
 
@@ -604,10 +600,10 @@ func (cr *Credential) ForceRefresh(ctx context.Context, stale string) (Token, er
 	return cr.refresh(ctx, stale, reasonForced, nil)
 }
 
-// clock reads the credential's clock.
-func (cr *Credential) clock() time.Time {
-	if cr.now != nil {
-		return cr.now()
+// clock reads the kind's clock (a Credential's, by promotion).
+func (k *credKind) clock() time.Time {
+	if k.now != nil {
+		return k.now()
 	}
 	return time.Now()
 }

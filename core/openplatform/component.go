@@ -271,7 +271,7 @@ func New(cfg Config) (*Component, error) {
 	if c.token, err = core.NewCredential(core.CredentialConfig{
 		Name: "component_access_token", Platform: core.PlatformOpenPlatformComponent, Key: c.prefix + "component_access_token", Store: cfg.Store,
 		Prepare: c.readVerifyTicket, Fetch: c.fetchComponentToken,
-		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now, Ledger: core.NewLedgerConfig(cfg.Instance, cfg.NoLedger),
+		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now, Ledger: c.ledger,
 	}); err != nil {
 		return nil, err
 	}

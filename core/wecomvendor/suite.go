@@ -276,7 +276,7 @@ func New(cfg Config) (*Suite, error) {
 	if s.token, err = core.NewCredential(core.CredentialConfig{
 		Name: "suite_access_token", Platform: core.PlatformWeComSuite, Key: s.prefix + "suite_access_token", Store: cfg.Store,
 		Prepare: s.readSuiteTicket, Fetch: s.fetchSuiteToken, Rejects: rejectsSuiteToken,
-		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now, Ledger: core.NewLedgerConfig(cfg.Instance, cfg.NoLedger),
+		Policy: cfg.Policy, Logger: cfg.Logger, Now: cfg.Now, Ledger: s.ledger,
 	}); err != nil {
 		return nil, err
 	}
